@@ -1,0 +1,77 @@
+import { createHash } from 'node:crypto'
+import { readFile, stat } from 'node:fs/promises'
+import path from 'node:path'
+import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { type Manifest, parseManifest } from './manifest.js'
+import { moduleNameOf } from './module-name.js'
+import { readDirectory } from './read-directory.js'
+import { type BundleFiles, readZip } from './read-zip.js'
+
+/** A bundle read whole into memory and validated; nothing on disk is used after this. */
+export interface Bundle {
+  /** Module name, from the file name. */
+  readonly name: string
+  /** Absolute path of the bundle file or directory. */
+  readonly file: string
+  readonly kind: 'zip' | 'directory'
+  readonly manifest: Manifest
+  readonly files: BundleFiles
+  /** sha256 of the content: a change is a change of content, not of mtime. */
+  readonly hash: string
+  /** Problems that do not refuse the bundle (unknown manifest keys). */
+  readonly warnings: readonly NyalaError[]
+}
+
+export interface OpenBundleOptions {
+  /** Inflated size limit. @default 268435456 */
+  readonly maxBytes?: number
+  /** Module name to use instead of the one from the file name (a `.tmp` or staged copy). */
+  readonly name?: string
+}
+
+const manifestEntry = 'module.properties'
+
+/** Opens, reads and validates a bundle. Every refusal is a NyalaError naming the bundle. */
+export async function openBundle(file: string, opts: OpenBundleOptions = {}): Promise<Bundle> {
+  const maxBytes = opts.maxBytes ?? 256 * 1024 * 1024
+  const bundle = path.resolve(file)
+  let isDirectory: boolean
+  try {
+    isDirectory = (await stat(bundle)).isDirectory()
+  } catch (err) {
+    throw nyalaError('NYALA_ERR_BUNDLE_READ', { bundle, reason: reasonOf(err) }, err)
+  }
+  const name = opts.name ?? moduleNameOf(bundle, isDirectory)
+  if (!name) throw nyalaError('NYALA_ERR_BUNDLE_NAME', { bundle })
+
+  let files: BundleFiles
+  const hash = createHash('sha256')
+  if (isDirectory) {
+    files = await readDirectory(bundle, bundle, maxBytes)
+    for (const [entry, content] of files) hash.update(entry).update('\0').update(content).update('\0')
+  } else {
+    let data: Buffer
+    try {
+      data = await readFile(bundle)
+    } catch (err) {
+      throw nyalaError('NYALA_ERR_BUNDLE_READ', { bundle, reason: reasonOf(err) }, err)
+    }
+    hash.update(data)
+    files = await readZip(bundle, data, maxBytes)
+  }
+
+  const manifestText = files.get(manifestEntry)
+  if (!manifestText) throw nyalaError('NYALA_ERR_MANIFEST_MISSING', { bundle })
+  const { manifest, warnings } = parseManifest(bundle, name, manifestText.toString('utf8'))
+  if (!files.has(manifest.main)) throw nyalaError('NYALA_ERR_MAIN_MISSING', { bundle, entry: manifest.main })
+
+  return Object.freeze({
+    name,
+    file: bundle,
+    kind: isDirectory ? 'directory' : 'zip',
+    manifest,
+    files,
+    hash: hash.digest('hex'),
+    warnings: Object.freeze(warnings),
+  })
+}

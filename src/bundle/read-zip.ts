@@ -1,0 +1,67 @@
+import JSZip from 'jszip'
+import { nyalaError, reasonOf } from '../errors.js'
+import { safeEntryPath } from './entry-path.js'
+
+/** Bundle files by entry path (`lib/util.js`), content in memory. */
+export type BundleFiles = ReadonlyMap<string, Buffer>
+
+// jar cf writes its own manifest; it is not part of the module
+const ignoredPrefix = 'META-INF/'
+
+function looksLikeZip(data: Buffer): boolean {
+  // local file header, or the end record of an empty archive
+  return data.length === 0 || data.subarray(0, 2).toString('latin1') === 'PK'
+}
+
+/**
+ * Reads every entry of a zip into memory. Entries are inflated one at a time
+ * as streams with a running byte count, so a zip bomb is stopped at `maxBytes`
+ * while inflating instead of after. An entry that leaves the bundle root is
+ * refused before anything is inflated.
+ */
+export async function readZip(bundle: string, data: Buffer, maxBytes: number): Promise<BundleFiles> {
+  let zip: JSZip
+  try {
+    zip = await JSZip.loadAsync(data, { createFolders: false })
+  } catch (err) {
+    const reason = reasonOf(err)
+    // a file still being copied has a local header but no central directory yet
+    if (looksLikeZip(data) && /end of central directory|corrupted zip/i.test(reason)) {
+      throw nyalaError('NYALA_ERR_BUNDLE_TRUNCATED', { bundle, reason }, err)
+    }
+    throw nyalaError('NYALA_ERR_BUNDLE_NOT_ZIP', { bundle, reason }, err)
+  }
+
+  const entries: { entry: string; file: JSZip.JSZipObject }[] = []
+  for (const file of Object.values(zip.files)) {
+    const original = file.unsafeOriginalName ?? file.name
+    const entry = safeEntryPath(original)
+    if (entry === undefined) throw nyalaError('NYALA_ERR_BUNDLE_UNSAFE_ENTRY', { bundle, entry: original })
+    if (file.dir || entry === '' || entry.startsWith(ignoredPrefix) || entry === 'META-INF') continue
+    entries.push({ entry, file })
+  }
+
+  const files = new Map<string, Buffer>()
+  let total = 0
+  for (const { entry, file } of entries) {
+    const chunks: Buffer[] = []
+    await new Promise<void>((resolve, reject) => {
+      const stream = file.nodeStream('nodebuffer')
+      stream.on('data', (chunk: Buffer) => {
+        total += chunk.length
+        if (total > maxBytes) {
+          ;(stream as unknown as { destroy(): void }).destroy()
+          reject(nyalaError('NYALA_ERR_BUNDLE_TOO_LARGE', { bundle, limit: maxBytes, entry }))
+          return
+        }
+        chunks.push(chunk)
+      })
+      stream.on('error', (err: unknown) =>
+        reject(nyalaError('NYALA_ERR_BUNDLE_CORRUPT', { bundle, entry, reason: reasonOf(err) }, err)),
+      )
+      stream.on('end', () => resolve())
+    })
+    files.set(entry, Buffer.concat(chunks))
+  }
+  return files
+}

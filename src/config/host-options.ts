@@ -1,0 +1,225 @@
+import { existsSync, statSync } from 'node:fs'
+import path from 'node:path'
+import { type NyalaError, nyalaError } from '../errors.js'
+import { closest } from './closest.js'
+import { type ConfigKey, type ConfigValues, configKeys, keySpecs } from './keys.js'
+import { readPropertiesFile } from './read-properties.js'
+
+export type MonitoringType = ConfigValues['auto.reload.monitoring.type']
+export type ReloadMode = ConfigValues['auto.reload.mode']
+
+/**
+ * Everything the host runs with: `impala.properties` merged with the command
+ * line, validated, with paths made absolute. Built once, then frozen.
+ * Durations are in milliseconds.
+ */
+export interface HostOptions {
+  /** The root directory; relative paths of keys and flags are resolved from it. @default process.cwd() */
+  readonly root: string
+  /** The configuration file. @default `<root>/config/impala.properties` */
+  readonly configFile: string
+  /** Where `<module>.properties` files live: the configuration file's directory. */
+  readonly configDir: string
+  /** `host`. @default '127.0.0.1' */
+  readonly host: string
+  /** `port`; 0 picks a free port. @default 8080 */
+  readonly port: number
+  /** `modules.directory`, absolute. @default `<root>/modules` */
+  readonly modulesDir: string
+  /** `bundle.max.bytes`: inflated size a bundle may reach. @default 268435456 (256 MiB) */
+  readonly bundleMaxBytes: number
+  /** `module.start.timeout`: how long `register` may take. @default 30000 */
+  readonly moduleStartTimeoutMs: number
+  /** `module.stop.timeout`: how long a module's `stop` may take. @default 10000 */
+  readonly moduleStopTimeoutMs: number
+  /** `log.level`. @default 'info' */
+  readonly logLevel: string
+  /** `log.requests`: one log line per request (Fastify's request logging). @default false */
+  readonly logRequests: boolean
+  readonly autoReload: Readonly<{
+    /** `auto.reload.modules`. @default false */
+    enabled: boolean
+    /** `auto.reload.monitoring.type`. @default 'default' */
+    monitoringType: MonitoringType
+    /** `auto.reload.staging.directory`, absolute (relative to the modules directory). @default `<root>/staging` */
+    stagingDir: string
+    /** `use.touch.file`. @default false */
+    useTouchFile: boolean
+    /** `touch.file`, absolute. @default `<root>/modules/touch.txt` */
+    touchFile: string
+    /** `auto.reload.extension.includes`. @default [] */
+    extensionIncludes: readonly string[]
+    /** `auto.reload.extension.excludes`. @default [] */
+    extensionExcludes: readonly string[]
+    /** `auto.reload.polling`. @default false */
+    polling: boolean
+    /** `auto.reload.check.interval`. @default 2000 */
+    checkIntervalMs: number
+    /** `auto.reload.settle.ms`. @default 250 */
+    settleMs: number
+    /** `auto.reload.settle.timeout`. @default 60000 */
+    settleTimeoutMs: number
+    /** `auto.reload.mode`. @default 'overlap' */
+    mode: ReloadMode
+    /** `auto.reload.drain.timeout`. @default 30000 */
+    drainTimeoutMs: number
+    /** `auto.reload.block.timeout`. @default 10000 */
+    blockTimeoutMs: number
+  }>
+  readonly reload: Readonly<{
+    /** `reload.all`. @default true */
+    all: boolean
+    /** `reload.modules`: names with `*` wildcards. @default [] */
+    modules: readonly string[]
+    /** `reload.directories`, absolute. @default [] */
+    directories: readonly string[]
+    /** `reload.debug`. @default false */
+    debug: boolean
+  }>
+  readonly admin: Readonly<{
+    /** `admin.host`. @default '127.0.0.1' */
+    host: string
+    /** `admin.port`. @default 8081 */
+    port: number
+    /** `admin.token`; required when `admin.host` is not loopback. @default '' */
+    token: string
+  }>
+  readonly process: Readonly<{
+    /** `pid.file`, absolute. @default `<root>/run/nyala.pid` */
+    pidFile: string
+    /** `upgrade.socket`, absolute. @default `<root>/run/upgrade.sock` */
+    upgradeSocket: string
+    /** `upgrade.wait.timeout`. @default 60000 */
+    upgradeWaitTimeoutMs: number
+    /** `log.file`, absolute (used with `--daemonize`). @default `<root>/nyala.log` */
+    logFile: string
+    /** `shutdown.grace.period`. @default 30000 */
+    shutdownGraceMs: number
+    /** `shutdown.fast.timeout`. @default 5000 */
+    shutdownFastMs: number
+  }>
+}
+
+/** What the command line may set; values are raw strings, validated like file values. */
+export interface HostFlags {
+  root?: string | undefined
+  config?: string | undefined
+  /** Keys set on the command line, by configuration key (`--port` is `port`). */
+  set?: Partial<Record<ConfigKey, string>> | undefined
+  /** The flag name of each key set on the command line, for error messages. */
+  flagNames?: Partial<Record<ConfigKey, string>> | undefined
+}
+
+export interface LoadedOptions {
+  readonly options: HostOptions
+  /** Problems that do not stop start-up (unknown keys), to be logged. */
+  readonly warnings: readonly NyalaError[]
+  /** False when the default configuration file is absent and defaults were used. */
+  readonly configFound: boolean
+}
+
+const defaultConfigFile = path.join('config', 'impala.properties')
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner)
+    Object.freeze(value)
+  }
+  return value
+}
+
+/**
+ * Reads the configuration file and the flags into one frozen `HostOptions`.
+ * Throws a `NyalaError` naming file, key, value and what was expected for
+ * the first bad value; unknown keys come back as warnings.
+ */
+export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): LoadedOptions {
+  const root = path.resolve(cwd, flags.root ?? '.')
+  if (!existsSync(root) || !statSync(root).isDirectory()) {
+    throw nyalaError('NYALA_ERR_DIRECTORY_NOT_FOUND', { what: 'root', path: root })
+  }
+  const configFile = path.resolve(root, flags.config ?? defaultConfigFile)
+  const fileValues = readPropertiesFile(configFile)
+  if (!fileValues && flags.config !== undefined) {
+    throw nyalaError('NYALA_ERR_CONFIG_NOT_FOUND', { file: configFile })
+  }
+
+  const warnings: NyalaError[] = []
+  const values = {} as Record<ConfigKey, unknown>
+  for (const key of configKeys) values[key] = parseOrThrow(key, keySpecs[key].default, 'defaults')
+  for (const [key, raw] of fileValues ?? []) {
+    if (!(key in keySpecs)) {
+      const near = closest(key, configKeys)
+      warnings.push(
+        nyalaError('NYALA_ERR_CONFIG_UNKNOWN_KEY', {
+          file: configFile,
+          key,
+          hint: near ? ` (did you mean "${near}"?)` : '',
+        }),
+      )
+      continue
+    }
+    values[key as ConfigKey] = parseOrThrow(key as ConfigKey, raw, configFile)
+  }
+  for (const [key, raw] of Object.entries(flags.set ?? {}) as [ConfigKey, string | undefined][]) {
+    if (raw === undefined) continue
+    const flag = flags.flagNames?.[key] ?? key
+    values[key] = parseOrThrow(key, raw, 'command line', flag)
+  }
+  const v = values as ConfigValues
+  const modulesDir = path.resolve(root, v['modules.directory'])
+
+  const options: HostOptions = {
+    root,
+    configFile,
+    configDir: path.dirname(configFile),
+    host: v.host,
+    port: v.port,
+    modulesDir,
+    bundleMaxBytes: v['bundle.max.bytes'],
+    moduleStartTimeoutMs: v['module.start.timeout'],
+    moduleStopTimeoutMs: v['module.stop.timeout'],
+    logLevel: v['log.level'],
+    logRequests: v['log.requests'],
+    autoReload: {
+      enabled: v['auto.reload.modules'],
+      monitoringType: v['auto.reload.monitoring.type'],
+      stagingDir: path.resolve(modulesDir, v['auto.reload.staging.directory']),
+      useTouchFile: v['use.touch.file'],
+      touchFile: path.resolve(root, v['touch.file']),
+      extensionIncludes: v['auto.reload.extension.includes'],
+      extensionExcludes: v['auto.reload.extension.excludes'],
+      polling: v['auto.reload.polling'],
+      checkIntervalMs: v['auto.reload.check.interval'],
+      settleMs: v['auto.reload.settle.ms'],
+      settleTimeoutMs: v['auto.reload.settle.timeout'],
+      mode: v['auto.reload.mode'],
+      drainTimeoutMs: v['auto.reload.drain.timeout'],
+      blockTimeoutMs: v['auto.reload.block.timeout'],
+    },
+    reload: {
+      all: v['reload.all'],
+      modules: v['reload.modules'],
+      directories: v['reload.directories'].map((d) => path.resolve(root, d)),
+      debug: v['reload.debug'],
+    },
+    admin: { host: v['admin.host'], port: v['admin.port'], token: v['admin.token'] },
+    process: {
+      pidFile: path.resolve(root, v['pid.file']),
+      upgradeSocket: path.resolve(root, v['upgrade.socket']),
+      upgradeWaitTimeoutMs: v['upgrade.wait.timeout'],
+      logFile: path.resolve(root, v['log.file']),
+      shutdownGraceMs: v['shutdown.grace.period'],
+      shutdownFastMs: v['shutdown.fast.timeout'],
+    },
+  }
+  return { options: deepFreeze(options), warnings: Object.freeze(warnings), configFound: !!fileValues }
+}
+
+function parseOrThrow(key: ConfigKey, raw: string, file: string, label: string = key): unknown {
+  const parsed = keySpecs[key].parse(raw)
+  if (!parsed.ok) {
+    throw nyalaError('NYALA_ERR_CONFIG_VALUE', { file, key: label, value: raw, expected: parsed.expected })
+  }
+  return parsed.value
+}

@@ -1,0 +1,72 @@
+import * as t from './value-types.js'
+
+/**
+ * Every key `impala.properties` knows, with its default (as written in the
+ * file) and its parser. Keys for later parts (reload, admin, upgrade) are
+ * known here too, so a file written for them never warns.
+ */
+export interface KeySpec {
+  readonly default: string
+  readonly parse: (raw: string) => t.Parsed<unknown>
+}
+
+const monitoringTypes = ['default', 'tmpfile', 'stagingDirectory'] as const
+const reloadModes = ['overlap', 'blocking'] as const
+
+export const keySpecs = {
+  // serving
+  host: { default: '127.0.0.1', parse: t.parseHost },
+  port: { default: '8080', parse: t.parsePort },
+  'modules.directory': { default: 'modules', parse: t.parseNonEmpty },
+  'bundle.max.bytes': { default: '256M', parse: t.parseBytes },
+  'module.start.timeout': { default: '30', parse: t.parseSeconds },
+  'module.stop.timeout': { default: '10', parse: t.parseSeconds },
+  'log.level': { default: 'info', parse: t.parseLogLevel },
+  'log.requests': { default: 'false', parse: t.parseBoolean },
+
+  // reloading (Impala's names)
+  'auto.reload.modules': { default: 'false', parse: t.parseBoolean },
+  'auto.reload.monitoring.type': { default: 'default', parse: (r) => t.parseEnum(r, monitoringTypes) },
+  'auto.reload.staging.directory': { default: '../staging', parse: t.parseNonEmpty },
+  'use.touch.file': { default: 'false', parse: t.parseBoolean },
+  'touch.file': { default: 'modules/touch.txt', parse: t.parseNonEmpty },
+  'auto.reload.extension.includes': { default: '', parse: t.parseList },
+  'auto.reload.extension.excludes': { default: '', parse: t.parseList },
+  'auto.reload.polling': { default: 'false', parse: t.parseBoolean },
+  'auto.reload.check.interval': { default: '2', parse: t.parseSeconds },
+  'auto.reload.settle.ms': { default: '250', parse: t.parseMilliseconds },
+  'auto.reload.settle.timeout': { default: '60', parse: t.parseSeconds },
+  'auto.reload.mode': { default: 'overlap', parse: (r) => t.parseEnum(r, reloadModes) },
+  'auto.reload.drain.timeout': { default: '30', parse: t.parseSeconds },
+  'auto.reload.block.timeout': { default: '10', parse: t.parseSeconds },
+
+  // choosing what reloads (Apache2::Reload)
+  'reload.all': { default: 'true', parse: t.parseBoolean },
+  'reload.modules': { default: '', parse: t.parseList },
+  'reload.directories': { default: '', parse: t.parseList },
+  'reload.debug': { default: 'false', parse: t.parseBoolean },
+
+  // admin API
+  'admin.host': { default: '127.0.0.1', parse: t.parseHost },
+  'admin.port': { default: '8081', parse: t.parsePort },
+  'admin.token': { default: '', parse: t.parseString },
+
+  // process upgrade and shutdown
+  'pid.file': { default: 'run/nyala.pid', parse: t.parseNonEmpty },
+  'upgrade.socket': { default: 'run/upgrade.sock', parse: t.parseNonEmpty },
+  'upgrade.wait.timeout': { default: '60', parse: t.parseSeconds },
+  'log.file': { default: 'nyala.log', parse: t.parseNonEmpty },
+  'shutdown.grace.period': { default: '30', parse: t.parseSeconds },
+  'shutdown.fast.timeout': { default: '5', parse: t.parseSeconds },
+} as const satisfies Record<string, KeySpec>
+
+export type ConfigKey = keyof typeof keySpecs
+
+/** The parsed value type of each key. */
+export type ConfigValues = {
+  -readonly [K in ConfigKey]: (typeof keySpecs)[K]['parse'] extends (raw: string) => t.Parsed<infer V>
+    ? V
+    : never
+}
+
+export const configKeys: readonly ConfigKey[] = Object.freeze(Object.keys(keySpecs) as ConfigKey[])

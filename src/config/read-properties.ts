@@ -1,0 +1,38 @@
+import { readFileSync } from 'node:fs'
+import { propertiesReader } from 'properties-reader'
+import { nyalaError, reasonOf } from '../errors.js'
+
+/**
+ * The raw string values of a `.properties` text, in file order.
+ *
+ * properties-reader coerces values (`true`, numbers) and would hide a bad
+ * value, so only raw strings come out of here and every part validates its
+ * own keys. A `#` after whitespace starts a comment, as in the design's
+ * examples (`main=index.js   # default index.js`); Java would keep it.
+ */
+export function parseProperties(text: string): Map<string, string> {
+  const reader = propertiesReader()
+  reader.read(text)
+  const out = new Map<string, string>()
+  for (const [key, value] of reader.entries()) {
+    out.set(
+      key,
+      String(value ?? '')
+        .replace(/\s+#.*$/, '')
+        .trim(),
+    )
+  }
+  return out
+}
+
+/** Reads and parses a properties file; a missing file is `undefined`. */
+export function readPropertiesFile(file: string): Map<string, string> | undefined {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw nyalaError('NYALA_ERR_CONFIG_READ', { file, reason: reasonOf(err) }, err)
+  }
+  return parseProperties(text)
+}

@@ -1,0 +1,182 @@
+/**
+ * Every error Nyala reports, in one place, each with a stable code.
+ *
+ * Module code may load its own copy of a class, so callers check `err.code`,
+ * never `instanceof` across the module boundary. Messages are templates whose
+ * `{placeholders}` are filled from a details object; the same details go into
+ * the log record, so a record always names the file, key, bundle or module.
+ * Every code here is documented in docs/errors.md (a test checks it).
+ */
+
+interface Definition {
+  readonly message: string
+  /** HTTP status when the error answers a request or an admin call. */
+  readonly status: number
+}
+
+const definitions = {
+  // configuration and command line: these stop start-up
+  NYALA_ERR_CONFIG_NOT_FOUND: { message: 'configuration file {file} does not exist', status: 500 },
+  NYALA_ERR_CONFIG_READ: { message: 'cannot read configuration file {file}: {reason}', status: 500 },
+  NYALA_ERR_CONFIG_VALUE: {
+    message: '{file}: key "{key}" has value "{value}", expected {expected}',
+    status: 500,
+  },
+  NYALA_ERR_CONFIG_UNKNOWN_KEY: { message: '{file}: unknown key "{key}"{hint}', status: 500 },
+  NYALA_ERR_DIRECTORY_NOT_FOUND: { message: '{what} directory {path} does not exist', status: 500 },
+  NYALA_ERR_CLI_USAGE: { message: '{reason}', status: 400 },
+  NYALA_ERR_LISTEN: { message: 'cannot listen on {host}:{port}: {reason}', status: 500 },
+
+  // bundles
+  NYALA_ERR_BUNDLE_READ: { message: '{bundle}: cannot read bundle: {reason}', status: 422 },
+  NYALA_ERR_BUNDLE_NAME: {
+    message: '{bundle}: the file name gives no valid module name (expected letters, digits, ".", "_" or "-")',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_NOT_ZIP: { message: '{bundle}: not a zip file: {reason}', status: 422 },
+  NYALA_ERR_BUNDLE_TRUNCATED: {
+    message: '{bundle}: truncated zip (no end of central directory): {reason}',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_CORRUPT: {
+    message: '{bundle}: entry "{entry}" cannot be inflated: {reason}',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_UNSAFE_ENTRY: {
+    message: '{bundle}: entry "{entry}" leaves the bundle root (".." or absolute path)',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_TOO_LARGE: {
+    message: '{bundle}: inflated content passes bundle.max.bytes ({limit} bytes) at entry "{entry}"',
+    status: 413,
+  },
+  NYALA_ERR_BUNDLE_DUPLICATE: {
+    message: 'module "{module}" is provided by two bundles: {bundle} and {other}',
+    status: 409,
+  },
+  NYALA_ERR_MANIFEST_MISSING: { message: '{bundle}: no module.properties at the bundle root', status: 422 },
+  NYALA_ERR_MANIFEST_INVALID: {
+    message: '{bundle}: module.properties key "{key}" has value "{value}", expected {expected}',
+    status: 422,
+  },
+  NYALA_ERR_MAIN_MISSING: {
+    message: '{bundle}: main file "{entry}" named by module.properties is not in the bundle',
+    status: 422,
+  },
+
+  // loading module code
+  NYALA_ERR_MODULE_SYNTAX: { message: '{bundle}: syntax error at {location}: {reason}', status: 422 },
+  NYALA_ERR_MODULE_REQUIRE: {
+    message: '{bundle}: {from} cannot require "{request}": {reason}',
+    status: 422,
+  },
+  NYALA_ERR_MODULE_EVAL: { message: '{bundle}: {entry} threw while loading: {reason}', status: 422 },
+  NYALA_ERR_MODULE_NO_REGISTER: {
+    message: '{bundle}: {entry} exports no register function (module.exports = fn, .register or .default)',
+    status: 422,
+  },
+
+  // the module graph
+  NYALA_ERR_DEPENDENCY_CYCLE: {
+    message: 'module "{module}" is in a dependency cycle: {cycle}',
+    status: 422,
+  },
+  NYALA_ERR_DEPENDENCY_MISSING: {
+    message: 'module "{module}" depends on "{dependency}", which is not deployed',
+    status: 422,
+  },
+  NYALA_ERR_DEPENDENCY_FAILED: {
+    message: 'module "{module}" not started: its dependency "{dependency}" is not running',
+    status: 422,
+  },
+  NYALA_ERR_PREFIX_CONFLICT: {
+    message: 'modules "{module}" and "{other}" both claim the URL prefix {prefix}',
+    status: 409,
+  },
+
+  // module generations
+  NYALA_ERR_MODULE_REGISTER_FAILED: { message: 'module "{module}": register failed: {reason}', status: 422 },
+  NYALA_ERR_MODULE_START_TIMEOUT: {
+    message: 'module "{module}": register did not finish within module.start.timeout ({timeout} ms)',
+    status: 422,
+  },
+  NYALA_ERR_MODULE_STOP_FAILED: { message: 'module "{module}": stop failed: {reason}', status: 500 },
+  NYALA_ERR_UNDECLARED_DEPENDENCY: {
+    message: 'module "{module}" used "{dependency}", which is not in its depends-on or optional-depends-on',
+    status: 500,
+  },
+  NYALA_ERR_RESOURCE_NOT_FOUND: {
+    message: 'module "{module}": resource "{entry}" is not in its bundle',
+    status: 404,
+  },
+  NYALA_ERR_GENERATION_STOPPED: {
+    message: 'module "{module}" generation {generation} has stopped: {what} refused',
+    status: 500,
+  },
+
+  // request dispatch
+  NYALA_ERR_NO_MODULE: { message: 'no module serves {path}', status: 404 },
+  NYALA_ERR_MODULE_UNAVAILABLE: { message: 'module "{module}" is not running ({state})', status: 503 },
+} as const satisfies Record<string, Definition>
+
+export type ErrorCode = keyof typeof definitions
+
+/** The placeholder names of a message template, as a union of string literals. */
+type Placeholders<S extends string> = S extends `${string}{${infer P}}${infer Rest}`
+  ? P | Placeholders<Rest>
+  : never
+
+export type ErrorDetails<C extends ErrorCode> = {
+  readonly [K in Placeholders<(typeof definitions)[C]['message']>]: string | number
+}
+
+/** All codes, for documentation checks and for `nyala --help`. */
+export const errorCodes: readonly ErrorCode[] = Object.freeze(Object.keys(definitions) as ErrorCode[])
+
+export class NyalaError<C extends ErrorCode = ErrorCode> extends Error {
+  readonly code: C
+  readonly statusCode: number
+  readonly details: Readonly<Record<string, string | number>>
+
+  constructor(code: C, details: ErrorDetails<C>, options?: { cause?: unknown }) {
+    const def: Definition = definitions[code]
+    const fields = details as Record<string, string | number>
+    super(
+      def.message.replace(/\{(\w[\w.]*)\}/g, (_, k: string) => String(fields[k] ?? '')),
+      options,
+    )
+    this.name = 'NyalaError'
+    this.code = code
+    this.statusCode = def.status
+    this.details = Object.freeze({ ...fields })
+  }
+
+  /** A plain record for a log line or a JSON answer. */
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, ...this.details }
+  }
+}
+
+export function nyalaError<C extends ErrorCode>(
+  code: C,
+  details: ErrorDetails<C>,
+  cause?: unknown,
+): NyalaError<C> {
+  return new NyalaError(code, details, cause === undefined ? undefined : { cause })
+}
+
+/** True for an error carrying a Nyala code, whichever copy of the class made it. */
+export function isNyalaError(err: unknown): err is NyalaError {
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    typeof (err as { code?: unknown }).code === 'string' &&
+    (err as { code: string }).code.startsWith('NYALA_ERR_')
+  )
+}
+
+/** The message of anything thrown, for the `{reason}` of a wrapping error. */
+export function reasonOf(err: unknown): string {
+  if (err instanceof Error) return err.message
+  return String(err)
+}

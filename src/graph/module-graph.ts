@@ -1,0 +1,158 @@
+import { type NyalaError, nyalaError } from '../errors.js'
+
+export interface GraphNode {
+  readonly name: string
+  readonly dependsOn: readonly string[]
+  readonly optionalDependsOn: readonly string[]
+}
+
+export interface GraphPlan {
+  /** Every module, dependencies before dependents (stop in reverse). Deterministic. */
+  readonly order: readonly string[]
+  /** Modules that cannot start, with the reason: cycles, missing and failed dependencies. */
+  readonly failures: ReadonlyMap<string, NyalaError>
+}
+
+type Nodes = ReadonlyMap<string, GraphNode>
+
+function toMap(nodes: Iterable<GraphNode>): Nodes {
+  return new Map([...nodes].map((n) => [n.name, n]))
+}
+
+/** The dependencies of a node that are present: required and optional alike order the start. */
+function edgesOf(node: GraphNode, nodes: Nodes): string[] {
+  return [...node.dependsOn, ...node.optionalDependsOn].filter((d) => nodes.has(d)).sort()
+}
+
+/** Strongly connected components (Tarjan), each sorted; a cycle is one of size > 1 or a self-loop. */
+function cycles(nodes: Nodes): string[][] {
+  let index = 0
+  const idx = new Map<string, number>()
+  const low = new Map<string, number>()
+  const stack: string[] = []
+  const onStack = new Set<string>()
+  const found: string[][] = []
+  const visit = (v: string) => {
+    idx.set(v, index)
+    low.set(v, index++)
+    stack.push(v)
+    onStack.add(v)
+    for (const w of edgesOf(nodes.get(v)!, nodes)) {
+      if (!idx.has(w)) {
+        visit(w)
+        low.set(v, Math.min(low.get(v)!, low.get(w)!))
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!))
+    }
+    if (low.get(v) === idx.get(v)) {
+      const scc: string[] = []
+      let w: string
+      do {
+        w = stack.pop()!
+        onStack.delete(w)
+        scc.push(w)
+      } while (w !== v)
+      const selfLoop = edgesOf(nodes.get(v)!, nodes).includes(v)
+      if (scc.length > 1 || selfLoop) found.push(scc.sort())
+    }
+  }
+  for (const name of [...nodes.keys()].sort()) if (!idx.has(name)) visit(name)
+  return found
+}
+
+/** One concrete cycle through the component, written `a -> b -> a`. */
+function describeCycle(scc: readonly string[], nodes: Nodes): string {
+  const members = new Set(scc)
+  const start = scc[0]!
+  const path = [start]
+  const seen = new Set([start])
+  let current = start
+  for (;;) {
+    const next = edgesOf(nodes.get(current)!, nodes).find(
+      (d) => members.has(d) && (d === start || !seen.has(d)),
+    )
+    if (next === undefined || next === start) break
+    path.push(next)
+    seen.add(next)
+    current = next
+  }
+  return [...path, start].join(' -> ')
+}
+
+/** Dependencies before dependents; modules in a cycle come in name order. */
+export function dependencyOrder(nodes: Iterable<GraphNode>): string[] {
+  const map = toMap(nodes)
+  const order: string[] = []
+  const done = new Set<string>()
+  const visiting = new Set<string>()
+  const visit = (name: string) => {
+    if (done.has(name) || visiting.has(name)) return
+    visiting.add(name)
+    for (const dep of edgesOf(map.get(name)!, map)) visit(dep)
+    visiting.delete(name)
+    done.add(name)
+    order.push(name)
+  }
+  for (const name of [...map.keys()].sort()) visit(name)
+  return order
+}
+
+/**
+ * Orders the modules and finds those that cannot start: members of a cycle
+ * (NYALA_ERR_DEPENDENCY_CYCLE), modules missing a required dependency
+ * (NYALA_ERR_DEPENDENCY_MISSING), and their dependents, transitively
+ * (NYALA_ERR_DEPENDENCY_FAILED). Optional dependencies order the start but a
+ * missing or failed one stops nothing.
+ */
+export function planGraph(nodes: Iterable<GraphNode>): GraphPlan {
+  const map = toMap(nodes)
+  const failures = new Map<string, NyalaError>()
+  for (const scc of cycles(map)) {
+    const cycle = describeCycle(scc, map)
+    for (const module of scc)
+      failures.set(module, nyalaError('NYALA_ERR_DEPENDENCY_CYCLE', { module, cycle }))
+  }
+  const order = dependencyOrder(map.values())
+  for (const name of order) {
+    if (failures.has(name)) continue
+    const node = map.get(name)!
+    const missing = node.dependsOn.find((d) => !map.has(d))
+    if (missing !== undefined) {
+      failures.set(name, nyalaError('NYALA_ERR_DEPENDENCY_MISSING', { module: name, dependency: missing }))
+      continue
+    }
+    const failed = node.dependsOn.find((d) => failures.has(d))
+    if (failed !== undefined) {
+      failures.set(name, nyalaError('NYALA_ERR_DEPENDENCY_FAILED', { module: name, dependency: failed }))
+    }
+  }
+  return { order, failures }
+}
+
+/**
+ * The affected set of a change: the changed modules and every module that
+ * depends on them, transitively (through optional dependencies too, since
+ * those hold references as well), in dependency order. Nothing else is touched.
+ */
+export function affectedBy(nodes: Iterable<GraphNode>, changed: Iterable<string>): string[] {
+  const map = toMap(nodes)
+  const dependents = new Map<string, string[]>()
+  for (const node of map.values()) {
+    for (const dep of [...node.dependsOn, ...node.optionalDependsOn]) {
+      const list = dependents.get(dep) ?? []
+      list.push(node.name)
+      dependents.set(dep, list)
+    }
+  }
+  const affected = new Set<string>()
+  const queue = [...changed]
+  while (queue.length > 0) {
+    const name = queue.pop()!
+    if (affected.has(name)) continue
+    affected.add(name)
+    queue.push(...(dependents.get(name) ?? []))
+  }
+  const ordered = dependencyOrder(map.values()).filter((n) => affected.has(n))
+  // a changed module that is not (or no longer) in the graph still belongs to the set
+  for (const name of affected) if (!map.has(name)) ordered.push(name)
+  return ordered
+}

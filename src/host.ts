@@ -1,0 +1,286 @@
+import { existsSync, statSync } from 'node:fs'
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import path from 'node:path'
+import { findBundles } from './bundle/find-bundles.js'
+import { moduleNameOf } from './bundle/module-name.js'
+import { type Bundle, openBundle } from './bundle/open-bundle.js'
+import type { HostOptions } from './config/host-options.js'
+import { readPropertiesFile } from './config/read-properties.js'
+import { isNyalaError, type NyalaError, nyalaError, reasonOf } from './errors.js'
+import { planGraph } from './graph/module-graph.js'
+import { DispatchTable, prefixConflicts, type Route } from './http/dispatch-table.js'
+import { Dispatcher } from './http/dispatcher.js'
+import { closeServer, listen } from './http/listener.js'
+import type { Logger } from './logger.js'
+import { Generation } from './runtime/generation.js'
+import { mapLimit } from './runtime/map-limit.js'
+import { describeRecord, type ModuleRecord } from './runtime/module-record.js'
+
+// enough to keep the disk busy without running into the open-file limit with 1000 bundles
+const openConcurrency = 16
+
+/**
+ * The host: loads every bundle of the modules directory, orders the modules
+ * by their dependencies, starts them, and serves them from one listener.
+ * Only a bad host configuration stops start-up; a bad module is `failed`
+ * with its reason and every other module serves.
+ */
+export class NyalaHost {
+  readonly options: HostOptions
+  readonly log: Logger
+  readonly dispatcher = new Dispatcher()
+  readonly modules = new Map<string, ModuleRecord>()
+  /** Start order of the last load; stop runs it backwards. */
+  #order: string[] = []
+  #server: Server | undefined
+
+  constructor(options: HostOptions, log: Logger) {
+    this.options = options
+    this.log = log
+  }
+
+  get address(): AddressInfo | undefined {
+    return (this.#server?.address() as AddressInfo | null) ?? undefined
+  }
+
+  /** Loads the modules, then listens. */
+  async start(): Promise<AddressInfo> {
+    await this.loadAll()
+    const { server, address } = await listen(this.dispatcher.handle, {
+      host: this.options.host,
+      port: this.options.port,
+    })
+    this.#server = server
+    const running = [...this.modules.values()].filter((m) => m.state === 'running').length
+    this.log.info(
+      { host: address.address, port: address.port, modules: this.modules.size, running },
+      `listening on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+    )
+    return address
+  }
+
+  /** Opens every bundle, plans the graph, starts the modules in dependency order. */
+  async loadAll(): Promise<void> {
+    const dir = this.options.modulesDir
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+      throw nyalaError('NYALA_ERR_DIRECTORY_NOT_FOUND', { what: 'modules', path: dir })
+    }
+    const t0 = performance.now()
+    const files = await findBundles(dir)
+    this.log.info({ modulesDir: dir, bundles: files.length }, `loading ${files.length} bundles from ${dir}`)
+    const opened = await mapLimit(files, openConcurrency, (file) => this.#open(file))
+
+    const byName = new Map<string, { file: string; result: Bundle | NyalaError }[]>()
+    for (const [i, result] of opened.entries()) {
+      const file = files[i]!
+      const name =
+        result instanceof Error
+          ? (moduleNameOf(file, !path.extname(file)) ?? path.basename(file))
+          : result.name
+      byName.set(name, [...(byName.get(name) ?? []), { file, result }])
+    }
+    const bundles = new Map<string, Bundle>()
+    for (const [name, [first, second]] of byName) {
+      const record = this.#record(name, first!.file)
+      if (second) {
+        this.#fail(
+          record,
+          nyalaError('NYALA_ERR_BUNDLE_DUPLICATE', { module: name, bundle: first!.file, other: second.file }),
+        )
+        continue
+      }
+      const result = first!.result
+      if (result instanceof Error) {
+        this.#fail(record, result)
+        continue
+      }
+      for (const w of result.warnings) this.log.warn({ ...w.toJSON(), module: name }, w.message)
+      record.bundle = result
+      bundles.set(name, result)
+    }
+
+    for (const c of prefixConflicts(
+      [...bundles.values()].map((b) => ({ module: b.name, prefix: b.manifest.prefix })),
+    )) {
+      const err = nyalaError('NYALA_ERR_PREFIX_CONFLICT', c)
+      for (const name of [c.module, c.other]) {
+        bundles.delete(name)
+        this.#fail(this.modules.get(name)!, err)
+      }
+    }
+
+    // modules that failed to open stay in the graph, so their dependents report them as failed, not missing
+    const nodes = [...this.modules.values()].map((m) => ({
+      name: m.name,
+      dependsOn: m.bundle?.manifest.dependsOn ?? [],
+      optionalDependsOn: m.bundle?.manifest.optionalDependsOn ?? [],
+    }))
+    const plan = planGraph(nodes)
+    this.#order = [...plan.order]
+    for (const name of plan.order) {
+      const record = this.modules.get(name)!
+      const bundle = bundles.get(name)
+      if (!bundle) continue
+      const planned = plan.failures.get(name)
+      if (planned) {
+        this.#fail(record, planned)
+        continue
+      }
+      const down = bundle.manifest.dependsOn.find((d) => this.modules.get(d)?.state !== 'running')
+      if (down !== undefined) {
+        this.#fail(record, nyalaError('NYALA_ERR_DEPENDENCY_FAILED', { module: name, dependency: down }))
+        continue
+      }
+      await this.#startModule(record, bundle)
+    }
+    this.#publish()
+    const counts = this.#counts()
+    this.log.info(
+      { ...counts, ms: Math.round(performance.now() - t0) },
+      `modules loaded: ${counts.running} running, ${counts.failed} failed`,
+    )
+  }
+
+  async #open(file: string): Promise<Bundle | NyalaError> {
+    try {
+      return await openBundle(file, { maxBytes: this.options.bundleMaxBytes })
+    } catch (err) {
+      if (isNyalaError(err)) return err
+      return nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: file, reason: reasonOf(err) }, err)
+    }
+  }
+
+  #record(name: string, file: string): ModuleRecord {
+    let record = this.modules.get(name)
+    if (!record) {
+      record = {
+        name,
+        file,
+        bundle: undefined,
+        state: 'stopped',
+        generation: undefined,
+        generations: 0,
+        error: undefined,
+      }
+      this.modules.set(name, record)
+    }
+    return record
+  }
+
+  #fail(record: ModuleRecord, err: NyalaError): void {
+    record.state = 'failed'
+    record.error = err
+    this.log.error({ ...err.toJSON(), module: record.name, bundle: record.file }, err.message)
+  }
+
+  /** The module's own settings, `config/<name>.properties`, as raw strings. */
+  #moduleConfig(name: string): Readonly<Record<string, string>> {
+    const values = readPropertiesFile(path.join(this.options.configDir, `${name}.properties`))
+    return Object.freeze(Object.fromEntries(values ?? []))
+  }
+
+  async #startModule(record: ModuleRecord, bundle: Bundle): Promise<void> {
+    const number = record.generations + 1
+    let generation: Generation
+    try {
+      generation = new Generation({
+        bundle,
+        generation: number,
+        config: this.#moduleConfig(bundle.name),
+        log: this.log.child({ module: bundle.name, generation: number }),
+        previous: undefined,
+        lookup: (dep) => {
+          const target = this.modules.get(dep)
+          return target?.state === 'running' ? target.generation?.provided : undefined
+        },
+        startTimeoutMs: this.options.moduleStartTimeoutMs,
+        stopTimeoutMs: this.options.moduleStopTimeoutMs,
+        logRequests: this.options.logRequests,
+      })
+      record.generations = number
+      await generation.start()
+    } catch (err) {
+      this.#fail(
+        record,
+        isNyalaError(err)
+          ? err
+          : nyalaError(
+              'NYALA_ERR_MODULE_REGISTER_FAILED',
+              { module: record.name, reason: reasonOf(err) },
+              err,
+            ),
+      )
+      return
+    }
+    record.generation = generation
+    record.state = 'running'
+    record.error = undefined
+    this.log.info(
+      {
+        module: bundle.name,
+        version: bundle.manifest.version,
+        generation: number,
+        prefix: bundle.manifest.prefix,
+        bundle: bundle.file,
+        ms: Math.round(generation.startMs * 10) / 10,
+      },
+      `module ${bundle.name} ${bundle.manifest.version} started (generation ${number})`,
+    )
+  }
+
+  /** Builds the dispatch table from the records and swaps it in one step. */
+  #publish(): void {
+    const routes: Route[] = []
+    for (const record of this.modules.values()) {
+      const prefix = record.bundle?.manifest.prefix
+      if (prefix === undefined || record.error?.code === 'NYALA_ERR_PREFIX_CONFLICT') continue
+      routes.push({
+        module: record.name,
+        prefix,
+        generation: record.state === 'running' ? record.generation : undefined,
+        state: record.state,
+      })
+    }
+    this.dispatcher.swap(new DispatchTable(routes))
+  }
+
+  #counts(): { running: number; failed: number } {
+    let running = 0
+    let failed = 0
+    for (const m of this.modules.values()) {
+      if (m.state === 'running') running++
+      else if (m.state === 'failed') failed++
+    }
+    return { running, failed }
+  }
+
+  /** The modules as plain objects, in start order. */
+  describe(): Record<string, unknown>[] {
+    const order = new Map(this.#order.map((n, i) => [n, i]))
+    return [...this.modules.values()]
+      .sort((a, b) => (order.get(a.name) ?? 1e9) - (order.get(b.name) ?? 1e9) || a.name.localeCompare(b.name))
+      .map(describeRecord)
+  }
+
+  /**
+   * Stops accepting, lets in-flight requests finish for up to `graceMs`, then
+   * stops the modules in reverse dependency order.
+   */
+  async close(graceMs = this.options.process.shutdownGraceMs): Promise<void> {
+    const deadline = Date.now() + graceMs
+    if (this.#server) await closeServer(this.#server, graceMs)
+    this.#server = undefined
+    for (const name of [...this.#order].reverse()) {
+      const record = this.modules.get(name)
+      const generation = record?.generation
+      if (!record || !generation) continue
+      await generation.waitIdle(Math.max(0, deadline - Date.now()))
+      await generation.stop()
+      record.state = 'stopped'
+      record.generation = undefined
+      this.log.info({ module: name, generation: generation.number }, `module ${name} stopped`)
+    }
+    this.dispatcher.swap(new DispatchTable([]))
+  }
+}

@@ -1,0 +1,49 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { nyalaError } from '../errors.js'
+import { DispatchTable } from './dispatch-table.js'
+import { replyError } from './json-reply.js'
+
+/**
+ * Hands each request to the Fastify instance of the module whose prefix
+ * matches (longest wins), counting it in flight on that generation until the
+ * response closes, so a reload can drain the old generation.
+ */
+export class Dispatcher {
+  #table = new DispatchTable([])
+
+  get table(): DispatchTable {
+    return this.#table
+  }
+
+  /** Replaces the whole table in one step. */
+  swap(table: DispatchTable): DispatchTable {
+    const old = this.#table
+    this.#table = table
+    return old
+  }
+
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = req.url ?? '/'
+    const route = this.#table.lookup(url)
+    if (!route) {
+      replyError(res, nyalaError('NYALA_ERR_NO_MODULE', { path: url.split('?')[0] ?? url }))
+      return
+    }
+    const generation = route.generation
+    const app = generation?.app
+    if (!generation || !app) {
+      replyError(
+        res,
+        nyalaError('NYALA_ERR_MODULE_UNAVAILABLE', { module: route.module, state: route.state }),
+        {
+          'retry-after': '1',
+        },
+      )
+      return
+    }
+    generation.inflight++
+    generation.served++
+    res.once('close', generation.release)
+    app.routing(req, res)
+  }
+}

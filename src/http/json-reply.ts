@@ -1,0 +1,18 @@
+import type { ServerResponse } from 'node:http'
+import type { NyalaError } from '../errors.js'
+
+/** Answers a request with a Nyala error as JSON, in Fastify's error shape plus `code`. */
+export function replyError(res: ServerResponse, err: NyalaError, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify({
+    statusCode: err.statusCode,
+    code: err.code,
+    error: err.statusCode === 404 ? 'Not Found' : err.statusCode === 503 ? 'Service Unavailable' : 'Error',
+    message: err.message,
+  })
+  res.writeHead(err.statusCode, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    ...headers,
+  })
+  res.end(body)
+}

@@ -1,0 +1,143 @@
+import { createRequire, isBuiltin } from 'node:module'
+import path from 'node:path'
+import vm from 'node:vm'
+import type { Bundle } from '../bundle/open-bundle.js'
+import { isNyalaError, nyalaError, reasonOf } from '../errors.js'
+
+/** The CommonJS `module` object module code sees. */
+interface CjsModule {
+  exports: unknown
+  readonly id: string
+  readonly filename: string
+  loaded: boolean
+}
+
+export interface ModuleCode {
+  /** The main file's `module.exports`. */
+  readonly exports: unknown
+  /** The entries that were evaluated, in load order. */
+  readonly loaded: readonly string[]
+}
+
+const hostRequire = createRequire(import.meta.url)
+const wrapperParams = ['exports', 'require', 'module', '__filename', '__dirname']
+const extensions = ['', '.js', '.cjs', '.json']
+const posix = path.posix
+
+/**
+ * Runs a bundle's CommonJS code from memory, starting at its main file.
+ *
+ * Each call builds a fresh module cache, so every generation gets its own
+ * copies and drops them all when it is no longer referenced. Code is compiled
+ * with `vm.compileFunction` rather than `import()`: ES modules are never
+ * unloaded, which would grow the heap with every reload.
+ *
+ * `require` resolves, in order: relative paths and `.json` inside the bundle,
+ * Node built-ins, the bundle's own `node_modules/`, then the host's packages.
+ */
+export function loadModuleCode(bundle: Bundle): ModuleCode {
+  const cache = new Map<string, CjsModule>()
+  const loaded: string[] = []
+  const label = bundle.file
+
+  const fileOf = (entry: string) => `${bundle.file}/${entry}`
+
+  const tryFile = (base: string): string | undefined => {
+    for (const ext of extensions) {
+      if (bundle.files.has(base + ext)) return base + ext
+    }
+    const pkg = bundle.files.get(`${base}/package.json`)
+    if (pkg) {
+      const main = (JSON.parse(pkg.toString('utf8')) as { main?: string }).main
+      if (main) {
+        const found = tryFile(posix.join(base, main))
+        if (found) return found
+      }
+    }
+    for (const index of ['index.js', 'index.cjs', 'index.json']) {
+      if (bundle.files.has(`${base}/${index}`)) return `${base}/${index}`
+    }
+    return undefined
+  }
+
+  const resolveIn = (from: string, request: string): string | { host: unknown } => {
+    const fail = (reason: string) =>
+      nyalaError('NYALA_ERR_MODULE_REQUIRE', { bundle: label, from, request, reason })
+    if (request.startsWith('./') || request.startsWith('../') || request === '.' || request === '..') {
+      const target = posix.normalize(posix.join(posix.dirname(from), request))
+      if (target.startsWith('..')) throw fail('the path leaves the bundle')
+      const found = tryFile(target === '.' ? '' : target)
+      if (!found) throw fail('no such file in the bundle')
+      return found
+    }
+    if (request.startsWith('/') || /^[A-Za-z]:/.test(request)) throw fail('absolute paths are not allowed')
+    if (isBuiltin(request)) return { host: hostRequire(request) }
+    // the bundle's own node_modules, nearest first
+    let dir = posix.dirname(from)
+    for (;;) {
+      const base = dir === '.' ? `node_modules/${request}` : `${dir}/node_modules/${request}`
+      const found = tryFile(base)
+      if (found) return found
+      if (dir === '.') break
+      dir = posix.dirname(dir)
+    }
+    try {
+      return { host: hostRequire(request) }
+    } catch (err) {
+      throw fail(`not in the bundle and not a host package (${reasonOf(err)})`)
+    }
+  }
+
+  const load = (entry: string): unknown => {
+    const cached = cache.get(entry)
+    if (cached) return cached.exports
+    const source = bundle.files.get(entry)!.toString('utf8')
+    const filename = fileOf(entry)
+    const mod: CjsModule = { exports: {}, id: entry, filename, loaded: false }
+    cache.set(entry, mod)
+    if (entry.endsWith('.json')) {
+      try {
+        mod.exports = JSON.parse(source)
+      } catch (err) {
+        cache.delete(entry)
+        throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location: entry, reason: reasonOf(err) })
+      }
+      mod.loaded = true
+      return mod.exports
+    }
+    let fn: (...args: unknown[]) => unknown
+    try {
+      fn = vm.compileFunction(source, wrapperParams, { filename }) as typeof fn
+    } catch (err) {
+      cache.delete(entry)
+      // V8 puts `<filename>:<line>` as the first line of a SyntaxError's stack
+      const line = /:(\d+)\n/.exec((err as Error).stack ?? '')?.[1]
+      const location = line ? `${entry}:${line}` : entry
+      throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: reasonOf(err) }, err)
+    }
+    const localRequire = Object.assign((request: string) => requireFrom(entry, request), {
+      resolve: (request: string) => {
+        const target = resolveIn(entry, request)
+        return typeof target === 'string' ? fileOf(target) : request
+      },
+    })
+    loaded.push(entry)
+    try {
+      fn.call(mod.exports, mod.exports, localRequire, mod, filename, posix.dirname(filename))
+    } catch (err) {
+      cache.delete(entry)
+      if (isNyalaError(err)) throw err
+      throw nyalaError('NYALA_ERR_MODULE_EVAL', { bundle: label, entry, reason: reasonOf(err) }, err)
+    }
+    mod.loaded = true
+    return mod.exports
+  }
+
+  const requireFrom = (from: string, request: string): unknown => {
+    const target = resolveIn(from, request)
+    return typeof target === 'string' ? load(target) : target.host
+  }
+
+  const exports = load(bundle.manifest.main)
+  return { exports, loaded }
+}

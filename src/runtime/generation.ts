@@ -1,0 +1,190 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify'
+import type { Logger } from 'pino'
+import type { Bundle } from '../bundle/open-bundle.js'
+import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { loadModuleCode } from '../loader/load-module.js'
+import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
+import { type ContextHandle, createContext } from './context.js'
+import { timedOut, withTimeout } from './with-timeout.js'
+
+export type GenerationState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed'
+
+export interface GenerationInit {
+  readonly bundle: Bundle
+  readonly generation: number
+  readonly config: Readonly<Record<string, string>>
+  readonly log: Logger
+  readonly previous: unknown
+  readonly lookup: (dep: string) => unknown
+  readonly startTimeoutMs: number
+  readonly stopTimeoutMs: number
+  readonly logRequests: boolean
+}
+
+/**
+ * One generation of one module: its code, its own Fastify instance under the
+ * module's prefix, its context and what it tracks. A reload builds a new
+ * generation beside the old one; nothing is shared between them.
+ */
+export class Generation {
+  readonly name: string
+  readonly number: number
+  readonly bundle: Bundle
+  readonly log: Logger
+  state: GenerationState = 'created'
+  /** The Fastify instance requests are routed into; set once started. */
+  app: FastifyInstance | undefined
+  startedAt = 0
+  startMs = 0
+  /** Requests dispatched to this generation that have not finished. */
+  inflight = 0
+  /** Requests this generation has served (for metrics). */
+  served = 0
+
+  readonly #init: GenerationInit
+  #handle: ContextHandle | undefined
+  #entry: ModuleEntry | undefined
+  #idle: (() => void)[] = []
+
+  constructor(init: GenerationInit) {
+    this.#init = init
+    this.bundle = init.bundle
+    this.name = init.bundle.name
+    this.number = init.generation
+    this.log = init.log
+  }
+
+  /** What this generation provided to its dependents through `ctx.provide`. */
+  get provided(): unknown {
+    return this.#handle?.provided()
+  }
+
+  /**
+   * Counts one request in; the returned function counts it out. Bound once so
+   * the request path allocates nothing but the listener registration.
+   */
+  readonly release = (): void => {
+    this.inflight--
+    if (this.inflight === 0 && this.#idle.length > 0) for (const fn of this.#idle.splice(0)) fn()
+  }
+
+  /** Resolves when no request is in flight, or after `ms`; true when idle. */
+  async waitIdle(ms: number): Promise<boolean> {
+    if (this.inflight === 0) return true
+    const idle = new Promise<true>((resolve) => this.#idle.push(() => resolve(true)))
+    return (await withTimeout(idle, ms)) === true
+  }
+
+  /**
+   * Loads the code and runs `register` inside a fresh Fastify instance. On
+   * failure the generation is `failed`, everything it made is released, and
+   * the error (with its own code) is thrown.
+   */
+  async start(): Promise<void> {
+    const t0 = performance.now()
+    this.state = 'starting'
+    const { bundle } = this
+    const init = this.#init
+    try {
+      const code = loadModuleCode(bundle)
+      this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
+    } catch (err) {
+      this.state = 'failed'
+      throw err
+    }
+    this.#handle = createContext(init)
+    const app = Fastify({
+      loggerInstance: this.log as FastifyBaseLogger,
+      logController: new LogController({ disableRequestLogging: !init.logRequests }),
+      // the host bounds register itself, with module.start.timeout
+      pluginTimeout: 0,
+    })
+    const entry = this.#entry
+    const ctx = this.#handle.ctx
+    const prefix = bundle.manifest.prefix === '/' ? '' : bundle.manifest.prefix
+    app.register(
+      async (scoped) => {
+        await entry.register(scoped, ctx)
+      },
+      { prefix },
+    )
+    const result = await withTimeout(
+      Promise.resolve(app.ready()).then(
+        () => undefined,
+        (err: unknown) => err ?? new Error('register failed'),
+      ),
+      init.startTimeoutMs,
+    )
+    if (result !== undefined) {
+      const error: NyalaError =
+        result === timedOut
+          ? nyalaError('NYALA_ERR_MODULE_START_TIMEOUT', { module: this.name, timeout: init.startTimeoutMs })
+          : nyalaError(
+              'NYALA_ERR_MODULE_REGISTER_FAILED',
+              { module: this.name, reason: describe(result) },
+              result,
+            )
+      this.state = 'failed'
+      await this.#release(app, result === timedOut)
+      throw error
+    }
+    this.app = app
+    this.state = 'running'
+    this.startedAt = Date.now()
+    this.startMs = performance.now() - t0
+  }
+
+  /**
+   * Runs the module's `stop` (bounded by module.stop.timeout), then aborts the
+   * signal, runs `onStop` callbacks, clears timers and closes the Fastify
+   * instance. Returns what `stop` returned, for the next generation's
+   * `ctx.previous`. Callers drain in-flight requests first.
+   */
+  async stop(): Promise<unknown> {
+    if (this.state !== 'running') return undefined
+    this.state = 'stopping'
+    let handoff: unknown
+    const stop = this.#entry?.stop
+    if (stop && this.#handle) {
+      const ctx = this.#handle.ctx
+      const outcome = await withTimeout(
+        Promise.resolve()
+          .then(() => stop(ctx))
+          .then(
+            (value) => ({ value }),
+            (err: unknown) => ({ err }),
+          ),
+        this.#init.stopTimeoutMs,
+      )
+      if (outcome === timedOut) {
+        this.#logStopError(`stop did not finish within module.stop.timeout (${this.#init.stopTimeoutMs} ms)`)
+      } else if ('err' in outcome) this.#logStopError(reasonOf(outcome.err))
+      else handoff = outcome.value
+    }
+    await this.#release(this.app, false)
+    this.state = 'stopped'
+    return handoff
+  }
+
+  #logStopError(reason: string): void {
+    const err = nyalaError('NYALA_ERR_MODULE_STOP_FAILED', { module: this.name, reason })
+    this.log.error({ ...err.toJSON(), bundle: this.bundle.file }, err.message)
+  }
+
+  async #release(app: FastifyInstance | undefined, hung: boolean): Promise<void> {
+    const errors = (await this.#handle?.resources.close()) ?? []
+    for (const err of errors) this.#logStopError(`onStop callback threw: ${reasonOf(err)}`)
+    if (app) {
+      // a register that never settled would keep close() waiting forever
+      const closing = app.close().catch((err: unknown) => this.#logStopError(reasonOf(err)))
+      if (!hung) await withTimeout(closing, this.#init.stopTimeoutMs)
+    }
+    this.app = undefined
+    this.#entry = undefined
+  }
+}
+
+function describe(err: unknown): string {
+  if (isNyalaError(err)) return `${err.code}: ${err.message}`
+  return reasonOf(err)
+}

@@ -1,0 +1,41 @@
+import type { Bundle } from '../bundle/open-bundle.js'
+import type { NyalaError } from '../errors.js'
+import type { Generation } from './generation.js'
+
+export type ModuleState = 'running' | 'failed' | 'stopped'
+
+/** What the host knows of one module, across its generations. */
+export interface ModuleRecord {
+  readonly name: string
+  /** The bundle file or directory (the first one, for duplicates). */
+  file: string
+  /** The last bundle that opened cleanly, if any. */
+  bundle: Bundle | undefined
+  state: ModuleState
+  /** The generation serving requests, when running. */
+  generation: Generation | undefined
+  /** Generations built so far; the next one gets this plus one. */
+  generations: number
+  /** Why the module is not running (or why its last reload failed). */
+  error: NyalaError | undefined
+}
+
+/** A plain view of a record for logs, `nyala status` and the admin API. */
+export function describeRecord(record: ModuleRecord): Record<string, unknown> {
+  const manifest = record.bundle?.manifest
+  const gen = record.generation
+  return {
+    name: record.name,
+    version: manifest?.version ?? null,
+    state: record.state,
+    generation: gen?.number ?? null,
+    prefix: manifest?.prefix ?? null,
+    dependsOn: manifest?.dependsOn ?? [],
+    optionalDependsOn: manifest?.optionalDependsOn ?? [],
+    reloadable: manifest?.reloadable ?? null,
+    bundle: record.file,
+    inflight: gen?.inflight ?? 0,
+    startedAt: gen ? new Date(gen.startedAt).toISOString() : null,
+    lastError: record.error ? { code: record.error.code, message: record.error.message } : null,
+  }
+}

@@ -1,0 +1,85 @@
+import { nyalaError } from '../errors.js'
+
+/**
+ * Timers, stop callbacks and the abort signal of one generation. The host
+ * releases all of them at stop: one forgotten timer would keep the whole old
+ * generation (its code, its Fastify instance) in memory.
+ */
+export class TrackedResources {
+  readonly #controller = new AbortController()
+  readonly #timers = new Set<NodeJS.Timeout>()
+  readonly #onStop: (() => unknown)[] = []
+  readonly #module: string
+  readonly #generation: number
+
+  constructor(module: string, generation: number) {
+    this.#module = module
+    this.#generation = generation
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal
+  }
+
+  get closed(): boolean {
+    return this.#controller.signal.aborted
+  }
+
+  #refuseWhenClosed(what: string): void {
+    if (this.closed) {
+      throw nyalaError('NYALA_ERR_GENERATION_STOPPED', {
+        module: this.#module,
+        generation: this.#generation,
+        what,
+      })
+    }
+  }
+
+  setTimeout(fn: (...args: unknown[]) => void, ms: number | undefined, args: unknown[]): NodeJS.Timeout {
+    this.#refuseWhenClosed('setTimeout')
+    const handle = setTimeout(() => {
+      this.#timers.delete(handle)
+      fn(...args)
+    }, ms)
+    this.#timers.add(handle)
+    return handle
+  }
+
+  setInterval(fn: (...args: unknown[]) => void, ms: number | undefined, args: unknown[]): NodeJS.Timeout {
+    this.#refuseWhenClosed('setInterval')
+    const handle = setInterval(fn, ms, ...args)
+    this.#timers.add(handle)
+    return handle
+  }
+
+  clear(handle: NodeJS.Timeout | undefined): void {
+    if (!handle) return
+    clearTimeout(handle)
+    this.#timers.delete(handle)
+  }
+
+  onStop(fn: () => unknown): void {
+    this.#refuseWhenClosed('onStop')
+    this.#onStop.push(fn)
+  }
+
+  /**
+   * Aborts the signal, runs the stop callbacks (last first) and clears every
+   * timer. Returns the errors the callbacks threw, to be logged.
+   */
+  async close(): Promise<unknown[]> {
+    if (this.closed) return []
+    this.#controller.abort()
+    const errors: unknown[] = []
+    for (const fn of this.#onStop.splice(0).reverse()) {
+      try {
+        await fn()
+      } catch (err) {
+        errors.push(err)
+      }
+    }
+    for (const handle of this.#timers) clearTimeout(handle)
+    this.#timers.clear()
+    return errors
+  }
+}
