@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict'
+import test from 'node:test'
+import { DispatchTable, prefixConflicts } from '../dist/http/dispatch-table.js'
+
+const route = (module, prefix) => ({ module, prefix, generation: undefined, state: 'running' })
+
+test('longest prefix wins, on segment boundaries only', () => {
+  const table = new DispatchTable([
+    route('api', '/api'),
+    route('v2', '/api/v2'),
+    route('billing', '/billing'),
+  ])
+  assert.equal(table.lookup('/api/v2/users?x=1').module, 'v2')
+  assert.equal(table.lookup('/api/v2').module, 'v2')
+  assert.equal(table.lookup('/api/v2/').module, 'v2')
+  assert.equal(table.lookup('/api/v3').module, 'api')
+  assert.equal(table.lookup('/api').module, 'api')
+  assert.equal(table.lookup('/api?v2').module, 'api')
+  assert.equal(table.lookup('/billingx'), undefined)
+  assert.equal(table.lookup('/billing/invoices/1').module, 'billing')
+  assert.equal(table.lookup('/'), undefined)
+})
+
+test('a root prefix catches what nothing else does', () => {
+  const table = new DispatchTable([route('root', '/'), route('billing', '/billing')])
+  assert.equal(table.lookup('/anything/else').module, 'root')
+  assert.equal(table.lookup('/billing/x').module, 'billing')
+  assert.equal(new DispatchTable([route('root', '/')]).lookup('/a/b/c').module, 'root')
+})
+
+test('a URL of thousands of segments still resolves', () => {
+  const table = new DispatchTable([route('a', '/a'), route('ab', '/a/b')])
+  assert.equal(table.lookup(`/a/b${'/x'.repeat(5000)}`).module, 'ab')
+  assert.equal(table.lookup(`/a${'/'.repeat(5000)}`).module, 'a')
+})
+
+test('prefix conflicts are reported in pairs', () => {
+  assert.deepEqual(
+    prefixConflicts([
+      { module: 'a', prefix: '/x' },
+      { module: 'b', prefix: '/x' },
+      { module: 'c', prefix: '/y' },
+    ]),
+    [{ module: 'a', other: 'b', prefix: '/x' }],
+  )
+})

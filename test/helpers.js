@@ -1,0 +1,161 @@
+// Shared helpers for the test suites: temporary roots, module sources, bundles
+// made by `nyala pack`, `zip` and `jar`, and the real CLI on port 0.
+import { execFile, spawn } from 'node:child_process'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+
+export const projectRoot = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
+export const cliPath = path.join(projectRoot, 'dist', 'cli.js')
+const run = promisify(execFile)
+
+/** A fresh root with `config/` and `modules/`; removed by `t.after`. */
+export async function makeRoot(t, properties = 'port=0\nhost=127.0.0.1\n') {
+  const root = await mkdtemp(path.join(tmpdir(), 'nyala-test-'))
+  await mkdir(path.join(root, 'modules'))
+  await mkdir(path.join(root, 'config'))
+  await mkdir(path.join(root, 'src'))
+  if (properties !== null) await writeFile(path.join(root, 'config', 'impala.properties'), properties)
+  t?.after(() => rm(root, { recursive: true, force: true }))
+  return root
+}
+
+/** Writes files (name -> content) under `dir`, making folders as needed. */
+export async function writeFiles(dir, files) {
+  for (const [name, content] of Object.entries(files)) {
+    const file = path.join(dir, name)
+    await mkdir(path.dirname(file), { recursive: true })
+    await writeFile(file, content)
+  }
+  return dir
+}
+
+/** A module.properties text from an object. */
+export function manifest(fields = {}) {
+  return `${Object.entries({ version: '1.0.0', ...fields })
+    .map(([k, v]) => `${k}=${v}`)
+    .join('\n')}\n`
+}
+
+/**
+ * Writes a module source directory under `<root>/src/<name>` with a register
+ * that answers `GET <prefix>/` with `{ module, generation, ... }` unless
+ * `files['index.js']` is given.
+ */
+export async function moduleSource(root, name, { fields = {}, files = {} } = {}) {
+  const dir = path.join(root, 'src', name)
+  await writeFiles(dir, {
+    'module.properties': manifest(fields),
+    'index.js': `module.exports = { async register (app, ctx) { app.get('/', async () => ({ module: ctx.name, generation: ctx.generation, version: ctx.version })) } }\n`,
+    ...files,
+  })
+  return dir
+}
+
+/** Packs with the project's own CLI (`nyala pack`). */
+export async function packWithNyala(dir, out) {
+  await run(process.execPath, [cliPath, 'pack', dir, '-o', out])
+  return out
+}
+
+/** Packs with the system `zip -r` (adds directory entries). */
+export async function packWithZip(dir, out) {
+  await run('zip', ['-q', '-r', out, '.'], { cwd: dir })
+  return out
+}
+
+/** Packs with the JDK's `jar cf` (adds META-INF/MANIFEST.MF). */
+export async function packWithJar(dir, out) {
+  await run('jar', ['cf', out, '-C', dir, '.'])
+  return out
+}
+
+/** Runs the CLI to completion; resolves { code, stdout, stderr }. */
+export function runCli(args, { cwd = projectRoot, env = {}, timeoutMs = 30_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, ...args], { cwd, env: { ...process.env, ...env } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`nyala ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`))
+    }, timeoutMs)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+/** Parses pino JSON lines, skipping anything that is not JSON. */
+export function parseLogs(text) {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+}
+
+/**
+ * Starts `nyala start --root <root>` (port 0 from the root's config unless
+ * args say otherwise) and resolves once it listens, with its port, its log
+ * records so far (`logs()`), and `stop(signal)` that waits for the exit.
+ * The process is killed in `t.after` if the test did not stop it.
+ */
+export async function startHost(t, root, args = [], { timeoutMs = 20_000 } = {}) {
+  const child = spawn(process.execPath, [cliPath, 'start', '--root', root, ...args], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => (stdout += d))
+  child.stderr.on('data', (d) => (stderr += d))
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  t?.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`host did not listen in ${timeoutMs} ms\n${stdout}\n${stderr}`)),
+      timeoutMs,
+    )
+    const check = () => {
+      const rec = parseLogs(stdout).find((r) => typeof r.port === 'number' && /^listening/.test(r.msg))
+      if (rec) {
+        clearTimeout(timer)
+        child.stdout.off('data', check)
+        resolve(rec.port)
+      }
+    }
+    child.stdout.on('data', check)
+    exited.then(({ code }) => {
+      clearTimeout(timer)
+      reject(new Error(`host exited with ${code} before listening\n${stdout}\n${stderr}`))
+    })
+  })
+  return {
+    child,
+    port,
+    url: (p) => `http://127.0.0.1:${port}${p}`,
+    logs: () => parseLogs(stdout),
+    stdout: () => stdout,
+    stderr: () => stderr,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      return exited
+    },
+  }
+}
+
+/** GET or other request; resolves { status, headers, body (parsed JSON when JSON), text }. */
+export async function request(url, init) {
+  const res = await fetch(url, init)
+  const text = await res.text()
+  let body = text
+  if ((res.headers.get('content-type') ?? '').includes('json')) body = JSON.parse(text)
+  return { status: res.status, headers: res.headers, body, text }
+}

@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import path from 'node:path'
+import test from 'node:test'
+import { promisify } from 'node:util'
+import { openBundle } from '../dist/bundle/open-bundle.js'
+import { loadModuleCode } from '../dist/loader/load-module.js'
+import { moduleEntryOf } from '../dist/loader/module-entry.js'
+import { makeRoot, moduleSource, packWithNyala, writeFiles } from './helpers.js'
+
+const run = promisify(execFile)
+
+async function bundleOf(t, files, fields = {}) {
+  const root = await makeRoot(t)
+  const dir = await moduleSource(root, 'm', { fields, files })
+  return openBundle(await packWithNyala(dir, path.join(root, 'modules', 'm.zip')))
+}
+
+test('require resolves bundle files, json, directories, built-ins, bundle node_modules and host packages', async (t) => {
+  const bundle = await bundleOf(t, {
+    'index.js': `
+      const a = require('./lib/a')
+      const data = require('./data.json')
+      const dir = require('./lib/dir')
+      const path = require('node:path')
+      const os = require('os')
+      const pad = require('leftpad')
+      const fastify = require('fastify')
+      module.exports = { register () {}, seen: { a, data, dir, path: typeof path.join, os: typeof os.cpus, pad: pad('x'), fastify: typeof fastify } }`,
+    'lib/a.js': `exports.value = require('../data.json').n + 1`,
+    'lib/dir/index.js': `module.exports = 'from index'`,
+    'data.json': '{ "n": 41 }',
+    'node_modules/leftpad/package.json': '{ "main": "main.js" }',
+    'node_modules/leftpad/main.js': `module.exports = (s) => '  ' + s`,
+  })
+  const { exports } = loadModuleCode(bundle)
+  assert.deepEqual(exports.seen, {
+    a: { value: 42 },
+    data: { n: 41 },
+    dir: 'from index',
+    path: 'function',
+    os: 'function',
+    pad: '  x',
+    fastify: 'function',
+  })
+})
+
+test('each load gets its own module cache, so two generations share no state', async (t) => {
+  const bundle = await bundleOf(t, {
+    'index.js': `const s = require('./state'); s.count++; module.exports = { register () {}, state: s }`,
+    'state.js': `module.exports = { count: 0 }`,
+  })
+  const one = loadModuleCode(bundle).exports
+  const two = loadModuleCode(bundle).exports
+  assert.equal(one.state.count, 1)
+  assert.equal(two.state.count, 1)
+  assert.notEqual(one.state, two.state)
+})
+
+test('cyclic requires see the partial exports, as in Node', async (t) => {
+  const bundle = await bundleOf(t, {
+    'index.js': `exports.register = () => {}; exports.b = require('./b')`,
+    'b.js': `const index = require('./index'); module.exports = { sawRegister: typeof index.register }`,
+  })
+  assert.equal(loadModuleCode(bundle).exports.b.sawRegister, 'function')
+})
+
+test('a syntax error names the bundle, the file and the line', async (t) => {
+  const bundle = await bundleOf(t, {
+    'index.js': `'use strict'\nconst ok = 1\nconst broken = ;\nmodule.exports = {}`,
+  })
+  assert.throws(
+    () => loadModuleCode(bundle),
+    (err) => {
+      assert.equal(err.code, 'NYALA_ERR_MODULE_SYNTAX')
+      assert.match(err.message, /index\.js:3/)
+      assert.ok(err.message.includes(bundle.file))
+      return true
+    },
+  )
+})
+
+test('a syntax error in a required file names that file', async (t) => {
+  const bundle = await bundleOf(t, { 'index.js': `require('./lib/bad')`, 'lib/bad.js': `\n\nfunction (\n` })
+  assert.throws(() => loadModuleCode(bundle), /lib\/bad\.js:3/)
+})
+
+test('require of something that does not exist, or outside the bundle, is refused', async (t) => {
+  for (const request of ['./missing', '../../etc/passwd', '/etc/passwd', 'no-such-package-anywhere']) {
+    const bundle = await bundleOf(t, { 'index.js': `require(${JSON.stringify(request)})` })
+    assert.throws(
+      () => loadModuleCode(bundle),
+      (err) => err.code === 'NYALA_ERR_MODULE_REQUIRE' && err.message.includes(request),
+      request,
+    )
+  }
+})
+
+test('code that throws while loading is NYALA_ERR_MODULE_EVAL', async (t) => {
+  const bundle = await bundleOf(t, { 'index.js': `throw new Error('boom at load')` })
+  assert.throws(
+    () => loadModuleCode(bundle),
+    (err) => err.code === 'NYALA_ERR_MODULE_EVAL' && /boom at load/.test(err.message),
+  )
+})
+
+test('register is found as module.exports, .register or .default', () => {
+  const fn = () => {}
+  assert.equal(moduleEntryOf(fn, 'b', 'index.js').register, fn)
+  assert.equal(moduleEntryOf({ register: fn }, 'b', 'index.js').register, fn)
+  assert.equal(moduleEntryOf({ default: fn }, 'b', 'index.js').register, fn)
+  const stop = () => {}
+  assert.equal(moduleEntryOf({ default: { register: fn, stop } }, 'b', 'index.js').stop, stop)
+  assert.throws(() => moduleEntryOf({ start: fn }, 'b', 'index.js'), { code: 'NYALA_ERR_MODULE_NO_REGISTER' })
+})
+
+test('300 generations of a module are garbage-collected once stopped', async (t) => {
+  const root = await makeRoot(t)
+  // each generation holds 1 MB of its own and a host-tracked interval: a leak would show as ~300 MB
+  const dir = await moduleSource(root, 'heavy', {
+    files: {
+      'index.js': `
+        const util = require('./util')
+        module.exports = {
+          async register (app, ctx) {
+            const ballast = new Array(128 * 1024).fill(ctx.generation)
+            ctx.setInterval(() => ballast.length, 60_000)
+            ctx.onStop(() => ballast.length)
+            ctx.provide({ ballast, util })
+            app.get('/', async () => ({ n: ballast.length }))
+          },
+          stop (ctx) { return { carried: ctx.generation } }
+        }`,
+      'util.js': `module.exports = { big: new Array(10000).fill('x').join('') }`,
+    },
+  })
+  const bundleFile = await packWithNyala(dir, path.join(root, 'modules', 'heavy.zip'))
+  const probe = path.join(
+    import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname),
+    'heap-probe.js',
+  )
+  const { stdout } = await run(process.execPath, ['--expose-gc', probe, bundleFile, '300'], {
+    timeout: 120_000,
+  })
+  const result = JSON.parse(stdout.trim().split('\n').pop())
+  // everything but possibly the last generation must be gone
+  assert.ok(result.collected >= result.created - 2, `collected ${result.collected} of ${result.created}`)
+  const growthMb = (result.heapAfter - result.heapBefore) / 1024 / 1024
+  assert.ok(growthMb < 32, `heap grew ${growthMb.toFixed(1)} MB over 300 generations`)
+})
+
+test('writeFiles helper is usable for exploded bundles too', async (t) => {
+  const root = await makeRoot(t)
+  const dir = await writeFiles(path.join(root, 'modules', 'plain'), {
+    'module.properties': 'version=2.0.0\n',
+    'index.js': 'module.exports = () => {}',
+  })
+  const bundle = await openBundle(dir)
+  assert.equal(bundle.kind, 'directory')
+  assert.equal(bundle.name, 'plain')
+})
