@@ -7,7 +7,11 @@ module.exports = {
     const customers = ctx.use('customers')
     const currency = ctx.config.currency ?? 'EUR'
     app.get('/invoices', async () =>
-      store.all('invoices').map((inv) => ({ ...inv, customer: customers.byId(inv.customerId)?.name, total: formatAmount(inv.cents, currency) })),
+      store.all('invoices').map((inv) => ({
+        ...inv,
+        customer: customers.byId(inv.customerId)?.name,
+        total: formatAmount(inv.cents, currency),
+      })),
     )
     app.post('/invoices', async (req, reply) => {
       const { customerId, cents } = req.body ?? {}

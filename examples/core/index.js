@@ -16,6 +16,11 @@ module.exports = {
       },
     }
     ctx.provide({ store, startedAt: new Date().toISOString() })
-    app.get('/', async () => ({ module: ctx.name, version: ctx.version, generation: ctx.generation, pid: process.pid }))
+    app.get('/', async () => ({
+      module: ctx.name,
+      version: ctx.version,
+      generation: ctx.generation,
+      pid: process.pid,
+    }))
   },
 }
