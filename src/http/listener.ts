@@ -30,12 +30,24 @@ export async function listen(
   return { server, address: server.address() as AddressInfo }
 }
 
-/** Stops accepting, closes idle keep-alive connections and waits for the rest up to `ms`. */
+/**
+ * Stops accepting and lets in-flight requests finish for up to `ms`. Requests
+ * that arrive on open keep-alive connections meanwhile are answered with
+ * `Connection: close`, and connections are closed as soon as they go idle, so
+ * shutdown waits for the slowest request, not for keep-alive timeouts.
+ */
 export async function closeServer(server: Server, ms: number): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+  const lastCall = (_req: IncomingMessage, res: ServerResponse) => {
+    res.shouldKeepAlive = false
+  }
+  server.on('request', lastCall)
   server.closeIdleConnections()
-  const timer = setTimeout(() => server.closeAllConnections(), ms)
-  timer.unref()
+  // a busy connection becomes idle after its response; Node gives no event for that
+  const sweep = setInterval(() => server.closeIdleConnections(), 25)
+  const deadline = setTimeout(() => server.closeAllConnections(), ms)
   await closed
-  clearTimeout(timer)
+  clearInterval(sweep)
+  clearTimeout(deadline)
+  server.off('request', lastCall)
 }
