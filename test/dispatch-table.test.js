@@ -44,3 +44,9 @@ test('prefix conflicts are reported in pairs', () => {
     [{ module: 'a', other: 'b', prefix: '/x' }],
   )
 })
+
+test('percent-encoded paths match prefixes as Fastify matches routes', () => {
+  const table = new DispatchTable([route('m', '/m000')])
+  assert.equal(table.lookup('/%6D000/hello').module, 'm')
+  assert.equal(table.lookup('/%E0%A4%A/x'), undefined)
+})

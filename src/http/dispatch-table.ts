@@ -47,6 +47,8 @@ export class DispatchTable {
       }
     }
     let path = end === url.length ? url : url.slice(0, end)
+    // Fastify matches routes on the decoded path; match prefixes the same way
+    if (path.includes('%')) path = decodePath(path)
     for (;;) {
       const route = this.#byPrefix.get(path)
       if (route) return route
@@ -55,6 +57,14 @@ export class DispatchTable {
       path = path.slice(0, cut)
     }
     return this.#byPrefix.get('/')
+  }
+}
+
+function decodePath(path: string): string {
+  try {
+    return decodeURIComponent(path)
+  } catch {
+    return path
   }
 }
 
