@@ -7,8 +7,10 @@ import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
 import {
+  deploy,
   makeRoot,
   moduleSource,
+  modulesOf,
   packWithJar,
   packWithNyala,
   packWithZip,
@@ -16,14 +18,6 @@ import {
   request,
   startHost,
 } from './helpers.js'
-
-const modulesOf = (root) => path.join(root, 'modules')
-
-/** Writes `<root>/src/<name>` and packs it with `nyala pack` into modules/<file>. */
-async function deploy(root, name, opts = {}, file = `${name}.zip`) {
-  const dir = await moduleSource(root, name, opts)
-  return packWithNyala(dir, path.join(modulesOf(root), file))
-}
 
 /** Stops the host with `signal`, waits for its output to end, and checks exit code 0. */
 async function stopOk(host, signal = 'SIGTERM') {

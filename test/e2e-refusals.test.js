@@ -8,8 +8,10 @@ import path from 'node:path'
 import test from 'node:test'
 import JSZip from 'jszip'
 import {
+  deploy,
   makeRoot,
   moduleSource,
+  modulesOf,
   packWithNyala,
   packWithZip,
   request,
@@ -17,14 +19,6 @@ import {
   startHost,
   writeFiles,
 } from './helpers.js'
-
-const modulesOf = (root) => path.join(root, 'modules')
-
-/** Writes `<root>/src/<name>` and packs it with `nyala pack` into modules/<file>. */
-async function deploy(root, name, opts = {}, file = `${name}.zip`) {
-  const dir = await moduleSource(root, name, opts)
-  return packWithNyala(dir, path.join(modulesOf(root), file))
-}
 
 /** Writes raw files under `<root>/src/<dir>` and packs them with `zip -r` (no validation). */
 async function deployRaw(root, dir, files, file = `${dir}.zip`) {

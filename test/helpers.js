@@ -72,6 +72,14 @@ export async function packWithJar(dir, out) {
   return out
 }
 
+export const modulesOf = (root) => path.join(root, 'modules')
+
+/** Writes `<root>/src/<name>` (see moduleSource) and packs it with `nyala pack` into modules/<file>. */
+export async function deploy(root, name, opts = {}, file = `${name}.zip`) {
+  const dir = await moduleSource(root, name, opts)
+  return packWithNyala(dir, path.join(modulesOf(root), file))
+}
+
 /** Runs the CLI to completion; resolves { code, stdout, stderr }. */
 export function runCli(args, { cwd = projectRoot, env = {}, timeoutMs = 30_000 } = {}) {
   return new Promise((resolve, reject) => {

@@ -4,18 +4,12 @@ import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { loadModuleCode } from '../loader/load-module.js'
 import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
-import { type ContextHandle, createContext } from './context.js'
+import { type ContextHandle, type ContextInit, createContext } from './context.js'
 import { timedOut, withTimeout } from './with-timeout.js'
 
 export type GenerationState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed'
 
-export interface GenerationInit {
-  readonly bundle: Bundle
-  readonly generation: number
-  readonly config: Readonly<Record<string, string>>
-  readonly log: Logger
-  readonly previous: unknown
-  readonly lookup: (dep: string) => unknown
+export interface GenerationInit extends ContextInit {
   readonly startTimeoutMs: number
   readonly stopTimeoutMs: number
   readonly logRequests: boolean
