@@ -3,8 +3,9 @@
 // polyfills) before Fastify left request handling ~15% slower for the life of
 // the process; the cause looks like V8 optimisation order, not our code.
 import 'fastify'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { openBundle } from './bundle/open-bundle.js'
 import { packDirectory } from './bundle/pack.js'
 import { type HostFlags, loadHostOptions } from './config/host-options.js'
 import type { ConfigKey } from './config/keys.js'
@@ -162,8 +163,6 @@ async function pack(args: string[]): Promise<number> {
   }
   const [dir, ...rest] = positionals
   if (!dir || rest.length > 0) throw new UsageError('pack takes one directory: nyala pack <dir> [-o out.zip]')
-  const { openBundle } = await import('./bundle/open-bundle.js')
-  const { existsSync, statSync } = await import('node:fs')
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw nyalaError('NYALA_ERR_DIRECTORY_NOT_FOUND', { what: 'module source', path: dir })
   }
