@@ -42,7 +42,6 @@ export class Dispatcher {
       return
     }
     generation.inflight++
-    generation.served++
     res.once('close', generation.release)
     app.routing(req, res)
   }

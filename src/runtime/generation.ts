@@ -32,8 +32,6 @@ export class Generation {
   startMs = 0
   /** Requests dispatched to this generation that have not finished. */
   inflight = 0
-  /** Requests this generation has served (for metrics). */
-  served = 0
 
   readonly #init: GenerationInit
   #handle: ContextHandle | undefined
