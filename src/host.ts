@@ -33,7 +33,11 @@ export class NyalaHost {
   readonly modules = new Map<string, ModuleRecord>()
   /** Start order of the last load; stop runs it backwards. */
   #order: string[] = []
-  #server: Server | undefined
+  /**
+   * The listening servers by name (`http`, and `admin` once the admin API is on):
+   * a process upgrade hands every one of them to the successor.
+   */
+  readonly servers = new Map<string, Server>()
 
   constructor(options: HostOptions, log: Logger) {
     this.options = options
@@ -41,17 +45,22 @@ export class NyalaHost {
   }
 
   get address(): AddressInfo | undefined {
-    return (this.#server?.address() as AddressInfo | null) ?? undefined
+    return (this.servers.get('http')?.address() as AddressInfo | null) ?? undefined
   }
 
-  /** Loads the modules, then listens. */
-  async start(): Promise<AddressInfo> {
+  /**
+   * Loads the modules, then listens. `inherited` maps a listener name to a
+   * listening descriptor handed over by the previous process (upgrade).
+   */
+  async start(inherited: ReadonlyMap<string, number> = new Map()): Promise<AddressInfo> {
     await this.loadAll()
+    const fd = inherited.get('http')
     const { server, address } = await listen(this.dispatcher.handle, {
       host: this.options.host,
       port: this.options.port,
+      ...(fd === undefined ? {} : { fd }),
     })
-    this.#server = server
+    this.servers.set('http', server)
     const running = [...this.modules.values()].filter((m) => m.state === 'running').length
     this.log.info(
       { host: address.address, port: address.port, modules: this.modules.size, running },
@@ -269,8 +278,8 @@ export class NyalaHost {
    */
   async close(graceMs = this.options.process.shutdownGraceMs): Promise<void> {
     const deadline = Date.now() + graceMs
-    if (this.#server) await closeServer(this.#server, graceMs)
-    this.#server = undefined
+    await Promise.all([...this.servers.values()].map((server) => closeServer(server, graceMs)))
+    this.servers.clear()
     for (const name of [...this.#order].reverse()) {
       const record = this.modules.get(name)
       const generation = record?.generation

@@ -7,6 +7,11 @@ export interface ListenOptions {
   readonly port: number
   /** @default 511 */
   readonly backlog?: number
+  /**
+   * An inherited listening socket to adopt instead of binding host:port (process
+   * upgrade). Node ignores a `backlog` option next to `fd`, so it is passed apart.
+   */
+  readonly fd?: number
 }
 
 /** Creates an HTTP server for `handler` and listens; errors name host and port. */
@@ -22,10 +27,12 @@ export async function listen(
     const onError = (err: Error) =>
       reject(nyalaError('NYALA_ERR_LISTEN', { host: opts.host, port: opts.port, reason: reasonOf(err) }, err))
     server.once('error', onError)
-    server.listen({ host: opts.host, port: opts.port, backlog: opts.backlog ?? 511 }, () => {
+    const listening = () => {
       server.off('error', onError)
       resolve()
-    })
+    }
+    if (opts.fd !== undefined) server.listen({ fd: opts.fd }, opts.backlog ?? 511, listening)
+    else server.listen({ host: opts.host, port: opts.port, backlog: opts.backlog ?? 511 }, listening)
   })
   return { server, address: server.address() as AddressInfo }
 }
