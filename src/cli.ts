@@ -5,7 +5,9 @@
 import 'fastify'
 import { exitCodes, UsageError, version } from './cli/common.js'
 import { pack } from './cli/pack.js'
+import { reload } from './cli/reload.js'
 import { start } from './cli/start.js'
+import { status } from './cli/status.js'
 import { isNyalaError, nyalaError } from './errors.js'
 
 export { exitCodes }
@@ -17,6 +19,8 @@ Usage: nyala <command> [options]
 Commands:
   start          load the bundles of modules/ and serve them
   pack <dir>     pack a module directory into a bundle (zip)
+  status         print the modules of a running host (admin API)
+  reload [name]  reload one module and its dependents, or rescan everything
 
 Options:
   -h, --help     show help (also: nyala <command> --help)
@@ -25,7 +29,7 @@ Options:
 Exit codes: 0 success, 1 failure (bad configuration, cannot listen, bad bundle), 2 usage error.
 Error codes (NYALA_ERR_*) are listed in docs/errors.md.`
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { start, pack }
+const commands: Record<string, (args: string[]) => Promise<number>> = { start, pack, status, reload }
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv

@@ -16,13 +16,20 @@ Options:
   --config FILE    configuration file (default: <root>/config/impala.properties)
   --port N         listen port, 0 for any free port (key: port, default 8080)
   --host H         listen address (key: host, default 127.0.0.1)
+  --admin-port N   admin API port, 0 for any free port (key: admin.port, default 8081)
   --log-level L    fatal|error|warn|info|debug|trace|silent (key: log.level)
   -h, --help       show this help
 
 Signals: SIGTERM stops gracefully (drains up to shutdown.grace.period),
-SIGINT stops fast (shutdown.fast.timeout).`
+SIGINT stops fast (shutdown.fast.timeout), SIGHUP rescans the modules and
+reloads what changed (as the admin API's POST /reload).`
 
-const flagKeys: Record<string, ConfigKey> = { port: 'port', host: 'host', 'log-level': 'log.level' }
+const flagKeys: Record<string, ConfigKey> = {
+  port: 'port',
+  host: 'host',
+  'admin-port': 'admin.port',
+  'log-level': 'log.level',
+}
 
 export async function start(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -30,6 +37,7 @@ export async function start(args: string[]): Promise<number> {
     config: { type: 'string' },
     port: { type: 'string' },
     host: { type: 'string' },
+    'admin-port': { type: 'string' },
     'log-level': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   })
@@ -98,5 +106,10 @@ export async function start(args: string[]): Promise<number> {
     }
     process.on('SIGTERM', () => stop('SIGTERM', options.process.shutdownGraceMs))
     process.on('SIGINT', () => stop('SIGINT', options.process.shutdownFastMs))
+    process.on('SIGHUP', () => {
+      if (stopping) return
+      log.info({ signal: 'SIGHUP' }, 'SIGHUP: rescanning modules')
+      host.reloader.rescan('SIGHUP').catch((err: unknown) => reportFatal(log, err))
+    })
   })
 }
