@@ -26,10 +26,12 @@ export function moduleEntryOf(exports: unknown, bundle: string, entry: string): 
     if (isFn(register)) {
       const stop = field(c, 'stop') ?? field(exports, 'stop')
       const handoff = field(c, 'handoff') ?? field(exports, 'handoff')
+      // called with `this` as the object they came from, as `module.exports = { register () { this.x } }` expects
+      const owner = isFn(c) ? exports : c
       return {
-        register: register as ModuleEntry['register'],
-        stop: isFn(stop) ? (stop as ModuleEntry['stop']) : undefined,
-        handoff: isFn(handoff) ? (handoff as ModuleEntry['handoff']) : undefined,
+        register: (register as Fn).bind(owner) as ModuleEntry['register'],
+        stop: isFn(stop) ? ((stop as Fn).bind(owner) as ModuleEntry['stop']) : undefined,
+        handoff: isFn(handoff) ? ((handoff as Fn).bind(owner) as ModuleEntry['handoff']) : undefined,
       }
     }
   }

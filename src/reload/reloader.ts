@@ -12,6 +12,8 @@ import { type Candidate, candidateOf, removedModules, scanCandidates } from './s
 import { ReloadTransactions } from './transaction.js'
 import { startWatcher } from './watcher.js'
 
+const touchQuietMs = 30
+
 /**
  * Turns triggers (a watched file, the touch file, the admin API, SIGHUP) into
  * reload transactions. Each source path is read by one check at a time; a
@@ -27,6 +29,7 @@ export class Reloader {
   readonly #checks = new Map<string, { again: boolean; done: Promise<void> }>()
   readonly #running = new Set<Promise<unknown>>()
   #closed = false
+  #touchTimer: NodeJS.Timeout | undefined
 
   constructor(private readonly host: NyalaHost) {
     this.selection = new ReloadSelection(host.options.reload)
@@ -62,6 +65,7 @@ export class Reloader {
   /** Stops watching and waits for running reloads and the drains they started. */
   async close(): Promise<void> {
     this.#closed = true
+    clearTimeout(this.#touchTimer)
     await this.#watcher?.close()
     this.#watcher = undefined
     await Promise.allSettled([...this.#running])
@@ -74,11 +78,23 @@ export class Reloader {
     return p
   }
 
+  /**
+   * `echo billing > touch.txt` truncates, then writes: two events, and the first
+   * would read an empty line (everything). Act on the touch once it has been
+   * quiet for a moment.
+   */
+  #touchSoon(): void {
+    clearTimeout(this.#touchTimer)
+    this.#touchTimer = setTimeout(() => {
+      if (!this.#closed) void this.#track(this.touched())
+    }, touchQuietMs)
+  }
+
   #onPath(event: string, file: string): void {
     if (this.#closed) return
     const { autoReload } = this.host.options
     if (autoReload.useTouchFile) {
-      if (file === autoReload.touchFile && event !== 'unlink') void this.#track(this.touched())
+      if (file === autoReload.touchFile && event !== 'unlink') this.#touchSoon()
       return
     }
     const candidate = candidateOf(file, this.host.options, this.host.modules)

@@ -176,7 +176,12 @@ export class ReloadTransactions {
     // the graph after the change: a new cycle or missing dependency refuses the reload
     const nodes = this.#nodesAfter(changes)
     const plan = planGraph(nodes)
-    const order = plan.order.filter((n) => affected.includes(n))
+    // removed modules are not in the new graph, but their old generations must go
+    const removedNames = changes.filter((c) => c.kind === 'remove').map((c) => c.name)
+    const order = [
+      ...removedNames,
+      ...plan.order.filter((n) => affected.includes(n) && !removedNames.includes(n)),
+    ]
     const planned: Planned[] = []
     for (const name of order) {
       const change = byName.get(name)
@@ -198,7 +203,7 @@ export class ReloadTransactions {
       }
       planned.push(item)
     }
-    const removed = changes.filter((c) => c.kind === 'remove').map((c) => c.name)
+    const removed = removedNames
 
     // two modules claiming one prefix after the change
     const claims: { module: string; prefix: string }[] = []
