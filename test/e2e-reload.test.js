@@ -279,6 +279,16 @@ test('default type: a new bundle is loaded, a removed one is unloaded with its d
   await until(async () => (await request(host.url('/extra'))).status === 200, 'new bundle served')
   assert.equal((await body(host, '/extra')).generation, 1)
 
+  // a second bundle of a deployed module is refused, the first one keeps serving
+  await copyFile(await variant(root, 'other', 'two'), path.join(modulesOf(root), 'other-2.0.zip'))
+  await until(
+    async () => (await modules(host)).other.lastError?.code === 'NYALA_ERR_BUNDLE_DUPLICATE',
+    'duplicate refused',
+  )
+  assert.equal((await body(host, '/other')).generation, 1)
+  assert.ok(existsSync(path.join(modulesOf(root), 'other.zip')))
+  await rm(path.join(modulesOf(root), 'other-2.0.zip'))
+
   await rm(path.join(modulesOf(root), 'lib.zip'))
   await until(async () => (await request(host.url('/lib'))).status === 404, 'removed module gone')
   const m = await modules(host)

@@ -16,6 +16,8 @@ Options:
   --config FILE    configuration file (default: <root>/config/impala.properties)
   --port N         listen port, 0 for any free port (key: port, default 8080)
   --host H         listen address (key: host, default 127.0.0.1)
+  --watch          watch the modules and hot-reload changed bundles
+                   (sets auto.reload.modules=true)
   --admin-port N   admin API port, 0 for any free port (key: admin.port, default 8081)
   --log-level L    fatal|error|warn|info|debug|trace|silent (key: log.level)
   -h, --help       show this help
@@ -38,6 +40,7 @@ export async function start(args: string[]): Promise<number> {
     port: { type: 'string' },
     host: { type: 'string' },
     'admin-port': { type: 'string' },
+    watch: { type: 'boolean' },
     'log-level': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   })
@@ -58,6 +61,10 @@ export async function start(args: string[]): Promise<number> {
       flags.set![key] = value
       flags.flagNames![key] = `--${flag}`
     }
+  }
+  if (values.watch) {
+    flags.set!['auto.reload.modules'] = 'true'
+    flags.flagNames!['auto.reload.modules'] = '--watch'
   }
   // an environment override for `npm start`, below the flag
   if (process.env.NYALA_PORT && !flags.set!.port) {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import type { FSWatcher } from 'chokidar'
 import type { NyalaError } from '../errors.js'
@@ -137,6 +138,20 @@ export class Reloader {
   /** Reads a candidate; a vanished bundle in `modules/` becomes a removal. */
   async #read(candidate: Candidate, trigger: string): Promise<Change | NyalaError | undefined> {
     const record = this.host.modules.get(candidate.name)
+    // a second bundle of a deployed module beside the first (billing-2.0.zip next to billing.zip)
+    if (
+      record &&
+      candidate.source === candidate.target &&
+      record.file !== candidate.source &&
+      existsSync(record.file) &&
+      existsSync(candidate.source)
+    ) {
+      return nyalaError('NYALA_ERR_BUNDLE_DUPLICATE', {
+        module: candidate.name,
+        bundle: record.file,
+        other: candidate.source,
+      })
+    }
     const result = await readCandidate(candidate, this.host.options, record !== undefined, (reason) =>
       this.#say(
         { module: candidate.name, file: candidate.source, reason },
