@@ -60,7 +60,7 @@ export async function createAdminApp(
   }))
   app.get<{ Params: { name: string } }>('/modules/:name', async (req) => {
     known(req.params.name)
-    return describe(req.params.name)
+    return { ...describe(req.params.name), registered: !reloader.selection.isUnregistered(req.params.name) }
   })
   app.post<{ Params: { name: string }; Querystring: { force?: string } }>(
     '/modules/:name/reload',
