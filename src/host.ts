@@ -63,8 +63,9 @@ export class NyalaHost {
    */
   async start(inherited: ReadonlyMap<string, number> = new Map()): Promise<AddressInfo> {
     this.dispatcher.blockTimeoutMs = this.options.autoReload.blockTimeoutMs
-    await this.loadAll()
     await this.reloader.start()
+    await this.loadAll()
+    this.reloader.resume()
     const fd = inherited.get('http')
     const { server, address } = await listen(this.dispatcher.handle, {
       host: this.options.host,

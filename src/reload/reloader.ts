@@ -30,6 +30,8 @@ export class Reloader {
   readonly #checks = new Map<string, { again: boolean; done: Promise<void> }>()
   readonly #running = new Set<Promise<unknown>>()
   #closed = false
+  /** Paths reported while the host was still loading: looked at once it has loaded. */
+  #held: [string, string][] | undefined = []
   #touchTimer: NodeJS.Timeout | undefined
 
   constructor(private readonly host: NyalaHost) {
@@ -43,6 +45,17 @@ export class Reloader {
 
   #say(fields: Record<string, unknown>, msg: string): void {
     if (this.#debug) this.host.log.info({ reloadDebug: true, ...fields }, msg)
+  }
+
+  /**
+   * Acts on what was reported while the modules loaded. The watcher starts
+   * before the first bundle is read, so a bundle replaced during start-up is
+   * not missed; its check compares content with what was loaded.
+   */
+  resume(): void {
+    const held = this.#held ?? []
+    this.#held = undefined
+    for (const [event, file] of held) this.#onPath(event, file)
   }
 
   /** Starts watching when `auto.reload.modules=true`; resolves once the watcher is ready. */
@@ -93,6 +106,10 @@ export class Reloader {
 
   #onPath(event: string, file: string): void {
     if (this.#closed) return
+    if (this.#held) {
+      this.#held.push([event, file])
+      return
+    }
     const { autoReload } = this.host.options
     if (autoReload.useTouchFile) {
       if (file === autoReload.touchFile && event !== 'unlink') this.#touchSoon()
