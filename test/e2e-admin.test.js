@@ -204,6 +204,14 @@ test('GET /modules, /modules/:name, /health, /ready; unknown modules are 404', a
     assert.match(r.body.message, /nope/)
   }
 
+  // an explicit reload rebuilds the dependents too
+  const chain = await admin(host, '/modules/core/reload?force=true', { method: 'POST' })
+  assert.equal(chain.status, 200, chain.text)
+  assert.deepEqual(chain.body.changed, ['core'])
+  assert.deepEqual(chain.body.affected, ['core', 'app'])
+  assert.deepEqual(chain.body.generations, { core: 2, app: 2 })
+  assert.equal((await get(host, '/shop')).generation, 2)
+
   const health = await admin(host, '/health')
   assert.equal(health.status, 200)
   assert.equal(health.body.status, 'ok')
@@ -716,6 +724,81 @@ test('blocking mode: requests to the reloading module wait and go to the new gen
   }
   await until(() => stream.phases(id).includes('drained'), 'the drained event')
   assert.deepEqual(stream.phases(id), ['start', 'blocked', 'started', 'swapped', 'drained'])
+  stream.close()
+  await stopOk(host)
+})
+
+test('blocking mode: a wait past auto.reload.block.timeout is a 503 with Retry-After; a failed reload releases the waiting requests to the old generation', async (t) => {
+  const root = await makeRoot(t, `${baseProps}auto.reload.mode=blocking\nauto.reload.block.timeout=3\n`)
+  const latch = `const latch = (globalThis.__nyalaAdminTest ??= (() => {
+  const o = {}
+  o.slow = new Promise((r) => { o.releaseSlow = r })
+  o.start = new Promise((r) => { o.releaseStart = r })
+  return o
+})())
+`
+  await deploy(root, 'slow', {
+    files: {
+      'index.js': `${latch}module.exports = { async register (app, ctx) {
+  app.get('/', async () => ({ module: ctx.name, generation: ctx.generation }))
+  app.get('/hold', async () => { await latch.slow; return { module: ctx.name, generation: ctx.generation, held: true } })
+} }
+`,
+    },
+  })
+  await deploy(root, 'other', {
+    files: {
+      'index.js': `${latch}module.exports = { async register (app, ctx) {
+  app.get('/', async () => ({ module: ctx.name, generation: ctx.generation }))
+  app.post('/release/slow', async () => { latch.releaseSlow(); return { released: 'slow' } })
+  app.post('/release/start', async () => { latch.releaseStart(); return { released: 'start' } })
+} }
+`,
+    },
+  })
+  // the new slow: its register waits for the test, then throws
+  const refused = await variant(root, 'slow', 'refused', {
+    files: {
+      'index.js': `${latch}module.exports = { async register () { await latch.start; throw new Error('refused by the test') } }\n`,
+    },
+  })
+  const host = await startHost(t, root)
+  const stream = await openEvents(t, host)
+  const getSlow = (p) => tracked(request(host.url(p)))
+
+  const held = getSlow('/slow/hold')
+  await until(async () => (await moduleTable(host)).slow.inflight === 1, 'the slow request to be in flight')
+  await install(root, 'slow', refused)
+  const reload = tracked(admin(host, '/modules/slow/reload', { method: 'POST' }))
+  const start = await until(() => stream.events.find((e) => e.event === 'start'), 'the start event')
+  const id = start.data.id
+
+  // the old generation cannot drain (held): a new request gives up after the block timeout
+  const timedOut = await getSlow('/slow').promise
+  assert.equal(timedOut.status, 503, timedOut.text)
+  assert.equal(timedOut.body.code, 'NYALA_ERR_REQUEST_BLOCKED_TIMEOUT')
+  assert.equal(timedOut.headers.get('retry-after'), '1')
+  assert.equal(held.settled, false)
+  assert.equal(reload.settled, false)
+  assert.equal((await request(host.url('/other'))).status, 200)
+
+  await request(host.url('/other/release/slow'), { method: 'POST' })
+  assert.deepEqual((await held.promise).body, { module: 'slow', generation: 1, held: true })
+  await until(() => stream.phases(id).includes('blocked'), 'the blocked event')
+  const waiting = getSlow('/slow')
+  assert.equal((await request(host.url('/other'))).status, 200)
+  assert.equal(waiting.settled, false, 'gated while the new generation starts')
+
+  await request(host.url('/other/release/start'), { method: 'POST' })
+  const res = await reload.promise
+  assert.equal(res.status, 422, res.text)
+  assert.equal(res.body.error.code, 'NYALA_ERR_MODULE_REGISTER_FAILED')
+  const released = await waiting.promise
+  assert.equal(released.status, 200, released.text)
+  assert.deepEqual(released.body, { module: 'slow', generation: 1 }, 'the old generation serves on')
+  assert.deepEqual(await get(host, '/slow'), { module: 'slow', generation: 1 })
+  assert.ok(!stream.phases(id).includes('swapped'))
+  assert.equal(stream.phases(id).at(-1), 'failed')
   stream.close()
   await stopOk(host)
 })
