@@ -55,6 +55,12 @@ export class NyalaHost {
   }
 
   readonly reloader: Reloader
+  /**
+   * Gates of blocking-mode reloads under way, by module. Kept here, not passed
+   * to `publish`, so a reload of unrelated modules that publishes meanwhile
+   * does not open another reload's gates.
+   */
+  readonly gates = new Map<string, RequestGate>()
   #endAdminStreams: () => void = () => {}
 
   /**
@@ -304,7 +310,8 @@ export class NyalaHost {
    * Builds the dispatch table from the records and swaps it in one step.
    * Modules with a gate (blocking-mode reload) hold their requests until it opens.
    */
-  publish(gates: ReadonlyMap<string, RequestGate> = new Map()): void {
+  publish(): void {
+    const gates = this.gates
     const routes: Route[] = []
     for (const record of this.modules.values()) {
       const prefix = record.bundle?.manifest.prefix

@@ -42,6 +42,22 @@ async function variant(root, name, tag, { fields = {}, files = {} } = {}) {
   return packWithNyala(dir, path.join(root, 'src', `${name}-${tag}.zip`))
 }
 
+/** Writes `data` to `file` in five chunks with pauses, as a slow copy over the network would. */
+async function writeSlowly(file, data, onChunk = async () => {}) {
+  const fh = await open(file, 'w')
+  const step = Math.ceil(data.length / 5)
+  try {
+    for (let i = 0; i < data.length; i += step) {
+      await fh.write(data.subarray(i, i + step))
+      await fh.sync()
+      await sleep(120)
+      if (i + step < data.length) await onChunk()
+    }
+  } finally {
+    await fh.close()
+  }
+}
+
 const reloadProps = (extra = '') =>
   `port=0\nhost=127.0.0.1\nauto.reload.modules=true\nreload.debug=true\n${extra}`
 
@@ -63,16 +79,10 @@ test('default type: a bundle replaced by cp, by cp -p and by a slow chunked writ
 
   // a slow writer: the half-written zip is retried, never reported broken, never half-loaded
   const c = await readFile(await variant(root, 'solo', 'c'))
-  const fh = await open(target, 'w')
-  const step = Math.ceil(c.length / 5)
-  for (let i = 0; i < c.length; i += step) {
-    await fh.write(c.subarray(i, i + step))
-    await fh.sync()
-    await sleep(120)
+  await writeSlowly(target, c, async () => {
     // the old code serves while the file is incomplete
-    if (i + step < c.length) assert.equal((await request(host.url('/solo'))).status, 200)
-  }
-  await fh.close()
+    assert.equal((await request(host.url('/solo'))).status, 200)
+  })
   const final = await until(async () => {
     const b2 = await body(host, '/solo')
     return b2.tag === 'c' && b2
@@ -140,6 +150,16 @@ test('tmpfile type: <bundle>.tmp and <name>.tmp replace the bundle by rename; th
   assert.deepEqual(await readFile(jar), await readFile(b))
   assert.deepEqual(await readFile(`${jar}.previous`), await readFile(a), '.previous is the last good one')
 
+  // cp -p (old mtime) and a slow chunked write of the .tmp
+  const c = await variant(root, 'billing', 'c')
+  await run('cp', ['-p', c, `${jar}.tmp`])
+  await until(async () => (await body(host, '/billing')).tag === 'c', 'cp -p of the .tmp')
+  await until(async () => !existsSync(`${jar}.tmp`), '.tmp gone after cp -p')
+  await writeSlowly(`${jar}.tmp`, await readFile(await variant(root, 'billing', 'd')))
+  await until(async () => (await body(host, '/billing')).tag === 'd', 'chunked .tmp')
+  assert.deepEqual(await readFile(`${jar}.previous`), await readFile(c))
+  assert.equal((await modules(host)).billing.lastError, null, 'the incomplete .tmp was never reported')
+
   // a .tmp for a module that does not exist yet loads a new module
   const fresh = await variant(root, 'fresh', 'new')
   await copyFile(fresh, path.join(modulesOf(root), 'fresh.zip.tmp'))
@@ -158,6 +178,14 @@ test('stagingDirectory type: a staged bundle moves into modules/ after it serves
   await until(async () => (await readdir(staging)).length === 0, 'staging emptied')
   assert.deepEqual(await readFile(path.join(modulesOf(root), 'shop.zip')), await readFile(a))
   assert.ok(existsSync(path.join(modulesOf(root), 'shop.zip.previous')))
+
+  await run('cp', [await variant(root, 'shop', 'b'), path.join(staging, 'shop.zip')])
+  await until(async () => (await body(host, '/shop')).tag === 'b', 'cp into staging')
+  await writeSlowly(path.join(staging, 'shop.zip'), await readFile(await variant(root, 'shop', 'c')))
+  await until(async () => (await body(host, '/shop')).tag === 'c', 'chunked write into staging')
+  await until(async () => (await readdir(staging)).length === 0, 'staging emptied again')
+  assert.equal((await modules(host)).shop.lastError, null)
+  assert.equal((await modules(host)).shop.generation, 4)
 })
 
 test('touch file: changes wait for the touch; its first line limits the reload to the modules it names', async (t) => {

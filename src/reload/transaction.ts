@@ -230,11 +230,17 @@ export class ReloadTransactions {
     const gates = new Map<string, RequestGate>()
     if (opts.autoReload.mode === 'blocking') {
       for (const p of planned) if (p.old) gates.set(p.name, new RequestGate())
-      host.publish(gates)
+      for (const [name, gate] of gates) host.gates.set(name, gate)
+      host.publish()
       await Promise.all(planned.map((p) => p.old?.waitIdle(opts.autoReload.drainTimeoutMs)))
       this.events.emit({ id, phase: 'blocked', trigger, modules: [...gates.keys()] })
     }
+    // callers publish the table first: a released request must find the new state
     const openGates = () => {
+      for (const [name, gate] of gates) {
+        if (host.gates.get(name) === gate) host.gates.delete(name)
+      }
+      host.publish()
       for (const gate of gates.values()) gate.open()
     }
 
