@@ -376,3 +376,28 @@ test('reload.all=false: only modules matched by reload.modules reload', async (t
   assert.equal((await body(host, '/search')).generation, 1)
   await mkdir(path.join(root, 'unused'), { recursive: true })
 })
+
+test('polling mode: an exploded directory reloads when a counted file changes, not for an excluded one', async (t) => {
+  const root = await makeRoot(
+    t,
+    reloadProps(
+      'auto.reload.polling=true\nauto.reload.check.interval=0.1\nauto.reload.extension.excludes=md\n',
+    ),
+  )
+  const dir = path.join(modulesOf(root), 'site')
+  await mkdir(dir)
+  const index = (tag) =>
+    `module.exports = { async register (app, ctx) { app.get('/', async () => ({ generation: ctx.generation, tag: '${tag}' })) } }\n`
+  await writeFile(path.join(dir, 'module.properties'), 'version=1.0.0\n')
+  await writeFile(path.join(dir, 'index.js'), index('a'))
+  await writeFile(path.join(dir, 'NOTES.md'), 'first\n')
+  const host = await startHost(t, root)
+  assert.equal((await body(host, '/site')).tag, 'a')
+
+  await writeFile(path.join(dir, 'NOTES.md'), 'second\n')
+  await writeFile(path.join(dir, 'index.js'), index('b'))
+  await until(async () => (await body(host, '/site')).tag === 'b', 'exploded directory reloaded by polling')
+  const checks = host.logs().filter((r) => r.reloadDebug && typeof r.file === 'string')
+  assert.ok(checks.some((r) => r.file.endsWith('index.js')))
+  assert.ok(!checks.some((r) => r.file.endsWith('NOTES.md')), 'an excluded extension is not even looked at')
+})
