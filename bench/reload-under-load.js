@@ -460,12 +460,19 @@ export async function makeBenchRoot(work, extra = []) {
   return root
 }
 
-/** Writes a module source under `work/src/<dir>` and packs it to `out` (nyala's own packer, in process). */
-export async function writeModule(work, dir, index, out, properties = 'version=1.0.0\n') {
+/**
+ * Writes a module source under `work/src/<dir>` (index.js, module.properties and any `files`, name to
+ * content) and packs it to `out` (nyala's own packer, in process).
+ */
+export async function writeModule(work, dir, index, out, properties = 'version=1.0.0\n', files = {}) {
   const src = path.join(work, 'src', dir)
   await mkdir(src, { recursive: true })
   await writeFile(path.join(src, 'module.properties'), properties)
   await writeFile(path.join(src, 'index.js'), index)
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(src, name)), { recursive: true })
+    await writeFile(path.join(src, name), content)
+  }
   const { packDirectory } = await import(pathToFileURL(packModule).href)
   await packDirectory(src, { out })
   return out

@@ -142,3 +142,68 @@ test(`${reloads} reloads under keep-alive load: every response is 200, no connec
   const { code } = await host.stop('SIGTERM')
   assert.equal(code, 0, host.stderr())
 })
+
+// Known to fail at the time of writing: each new generation's `lookup` closure (made in
+// ReloadTransactions#apply) keeps that transaction's `planned` list alive, which holds the old
+// generation, whose own `lookup` holds the transaction before it: every generation ever built stays
+// reachable, with its bundle (files in memory), context and logger. Drop `todo` once fixed.
+test('old generations are garbage-collected after their reload', {
+  timeout: 120_000,
+  todo: 'every replaced generation stays reachable through the lookup closure of the next (see the report)',
+}, async (t) => {
+  const root = await makeRoot(t)
+  // a dependency that is never reloaded counts, through a FinalizationRegistry, the ballast
+  // generations' contexts that get collected; gc() without --expose-gc on the host's command line
+  await deploy(root, 'probe', {
+    files: {
+      'index.js': `const track = { created: 0, collected: 0 }
+track.registry = new FinalizationRegistry(() => { track.collected++ })
+globalThis.__nyalaLoadTestGenerations = track
+require('node:v8').setFlagsFromString('--expose-gc')
+const gc = require('node:vm').runInNewContext('gc')
+module.exports = { async register (app) {
+  app.get('/', async () => {
+    for (let i = 0; i < 6; i++) { gc(); await new Promise((resolve) => setImmediate(resolve)) }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    gc()
+    await new Promise((resolve) => setImmediate(resolve))
+    return { created: track.created, collected: track.collected }
+  })
+} }
+`,
+    },
+  })
+  await deploy(root, 'ballast', {
+    fields: { 'depends-on': 'probe' },
+    files: {
+      'index.js': `module.exports = { async register (app, ctx) {
+  const track = globalThis.__nyalaLoadTestGenerations
+  track.created++
+  track.registry.register(ctx, ctx.generation)
+  app.get('/', async () => ({ generation: ctx.generation }))
+} }
+`,
+    },
+  })
+  const host = await startHost(t, root)
+  const reloadsHere = 20
+  for (let i = 0; i < reloadsHere; i++) {
+    const res = await request(host.admin('/modules/ballast/reload?force=true'), { method: 'POST' })
+    assert.equal(res.body.result, 'reloaded', res.text)
+  }
+  assert.equal((await request(host.url('/ballast'))).body.generation, reloadsHere + 1)
+  // the last old generation drains and stops just after its swap
+  let counts
+  for (let i = 0; i < 20; i++) {
+    counts = (await request(host.url('/probe'))).body
+    if (counts.created - counts.collected <= 1) break
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  assert.equal(counts.created, reloadsHere + 1)
+  assert.ok(
+    counts.created - counts.collected <= 1,
+    `${counts.created - counts.collected - 1} replaced generations still reachable after GC`,
+  )
+  const { code } = await host.stop('SIGTERM')
+  assert.equal(code, 0, host.stderr())
+})
