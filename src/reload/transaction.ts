@@ -246,7 +246,7 @@ export class ReloadTransactions {
 
     // step 3: build and start the new generations in dependency order, beside the old ones
     const staged = new Map<string, Generation>()
-    const lookup = (dep: string) => (staged.has(dep) ? staged.get(dep)?.provided : host.runningProvided(dep))
+    const lookup = lookupIn(staged, host)
     const stopStarted = async () => {
       for (const p of [...planned].reverse()) {
         if (p.next) {
@@ -440,4 +440,14 @@ export class ReloadTransactions {
       error: { code: error.code, message: error.message, module },
     }
   }
+}
+
+/**
+ * `ctx.use` for the generations a reload starts: the new generation of a
+ * dependency in the same reload, else the running one. Made outside the
+ * transaction's scope on purpose: a closure created there would share its
+ * context, which holds the old generations, and pin every one of them.
+ */
+function lookupIn(staged: ReadonlyMap<string, Generation>, host: NyalaHost): (dep: string) => unknown {
+  return (dep) => (staged.has(dep) ? staged.get(dep)?.provided : host.runningProvided(dep))
 }
