@@ -802,3 +802,43 @@ test('blocking mode: a wait past auto.reload.block.timeout is a 503 with Retry-A
   stream.close()
   await stopOk(host)
 })
+
+test('a module that failed at start-up comes up, with its dependent, when its fixed bundle is reloaded', async (t) => {
+  const root = await makeRoot(t, baseProps)
+  await deploy(root, 'bad', {
+    files: { 'index.js': `module.exports = { async register () { throw new Error('boom at start') } }\n` },
+  })
+  await deploy(root, 'dep', { fields: { 'depends-on': 'bad' } })
+  const fixed = await variant(root, 'bad', 'fixed')
+  const host = await startHost(t, root)
+  let table = await moduleTable(host)
+  assert.equal(table.bad.state, 'failed')
+  assert.equal(table.dep.state, 'failed')
+  assert.equal(table.dep.error.code, 'NYALA_ERR_DEPENDENCY_FAILED')
+  assert.equal((await request(host.url('/dep'))).status, 503)
+  const before = await runCli(['status', '--root', root])
+  assert.equal(before.code, 1, 'a module is not running')
+  assert.match(before.stdout, /^bad\s+failed\s/m)
+
+  // forcing the same broken bundle fails again and changes nothing
+  const again = await admin(host, '/modules/bad/reload?force=true', { method: 'POST' })
+  assert.equal(again.status, 422, again.text)
+  assert.equal(again.body.error.code, 'NYALA_ERR_MODULE_REGISTER_FAILED')
+  assert.equal((await moduleTable(host)).bad.state, 'failed')
+
+  await install(root, 'bad', fixed)
+  const res = await admin(host, '/modules/bad/reload', { method: 'POST' })
+  assert.equal(res.status, 200, res.text)
+  assert.equal(res.body.result, 'reloaded')
+  assert.deepEqual(res.body.affected, ['bad', 'dep'])
+  table = await moduleTable(host)
+  assert.equal(table.bad.state, 'running')
+  assert.equal(table.bad.error, null)
+  assert.equal(table.bad.lastError, null)
+  assert.equal(table.dep.state, 'running')
+  assert.equal((await get(host, '/bad')).tag, 'fixed')
+  assert.equal((await request(host.url('/dep'))).status, 200)
+  const after = await runCli(['status', '--root', root])
+  assert.equal(after.code, 0, after.stdout)
+  await stopOk(host)
+})
