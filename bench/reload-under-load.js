@@ -146,13 +146,17 @@ async function trigger(modulesDir, data, events, load) {
   await writeFile(hidden, data)
   const t = performance.now()
   await rename(hidden, path.join(modulesDir, 'solo.zip.tmp'))
-  const entry = { t, before, newMs: undefined, swappedMs: undefined }
+  const entry = { t, before, newMs: undefined, swappedMs: undefined, startMs: undefined }
   load.onGeneration((gen, at) => {
     if (gen > before && entry.newMs === undefined) {
       entry.newMs = at - t
       return true
     }
     return false
+  })
+  events.onStart((at) => {
+    if (entry.startMs === undefined) entry.startMs = at - t
+    return true
   })
   events.onSwap((gen, at) => {
     if (gen > before && entry.swappedMs === undefined) {
@@ -191,6 +195,7 @@ function report(settings, quickRun, load, triggers, events) {
   const clean = triggers.filter((t) => !t.overlapped)
   const newMs = clean.map((t) => t.newMs).filter((v) => v !== undefined)
   const swappedMs = clean.map((t) => t.swappedMs).filter((v) => v !== undefined)
+  const startMs = clean.map((t) => t.startMs).filter((v) => v !== undefined)
   const failedRequests = load.failedTotal
   const stat = (name, values) => ({
     section: 'reloads',
@@ -202,6 +207,7 @@ function report(settings, quickRun, load, triggers, events) {
   })
   table.push(stat('trigger -> first response from the new generation', newMs))
   table.push(stat('trigger -> swap (admin event)', swappedMs))
+  table.push(stat('  of which trigger -> transaction start (file event, read, open)', startMs))
   const medianNew = percentile(newMs, 50)
   const withinTarget = newMs.filter((v) => v <= targets.triggerToNewMs).length
   const judge = (ok) =>
@@ -359,8 +365,10 @@ async function openEvents(session, url) {
     generation: 1,
     counts: new Map(),
     swapWatchers: [],
+    startWatchers: [],
     count: (phase) => state.counts.get(phase) ?? 0,
     onSwap: (fn) => state.swapWatchers.push(fn),
+    onStart: (fn) => state.startWatchers.push(fn),
     close: () => {
       controller.abort()
       session.aborts.delete(controller)
@@ -383,6 +391,9 @@ async function openEvents(session, url) {
           if (!data) continue
           const event = JSON.parse(data)
           state.counts.set(event.phase, state.count(event.phase) + 1)
+          if (event.phase === 'start' && event.modules?.includes('solo')) {
+            state.startWatchers = state.startWatchers.filter((fn) => !fn(at))
+          }
           const gen = event.generations?.solo
           if (event.phase === 'swapped' && typeof gen === 'number') {
             state.generation = Math.max(state.generation, gen)
