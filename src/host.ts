@@ -279,6 +279,8 @@ export class NyalaHost {
       })
       await generation.start()
     } catch (err) {
+      // numbers count generations that served: the next attempt reuses this one
+      if (record.generations === number) record.generations = number - 1
       return isNyalaError(err)
         ? err
         : nyalaError('NYALA_ERR_MODULE_REGISTER_FAILED', { module: record.name, reason: reasonOf(err) }, err)

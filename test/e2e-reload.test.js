@@ -401,3 +401,38 @@ test('polling mode: an exploded directory reloads when a counted file changes, n
   assert.ok(checks.some((r) => r.file.endsWith('index.js')))
   assert.ok(!checks.some((r) => r.file.endsWith('NOTES.md')), 'an excluded extension is not even looked at')
 })
+
+test('reloadable=false holds even against a new bundle that leaves the key out; failed attempts use no generation number', async (t) => {
+  const root = await makeRoot(t, reloadProps('auto.reload.monitoring.type=tmpfile\n'))
+  await deploy(root, 'fixed', { fields: { reloadable: 'false' } })
+  await deploy(root, 'free')
+  const host = await startHost(t, root)
+  const fixedTmp = path.join(modulesOf(root), 'fixed.zip.tmp')
+  await copyFile(await variant(root, 'fixed', 'unlocked', { fields: { version: '2.0.0' } }), fixedTmp)
+  await until(
+    () => host.logs().some((r) => r.module === 'fixed' && /running bundle/.test(r.reason ?? '')),
+    'the decision to leave fixed alone',
+  )
+  const explicit = await request(host.admin('/modules/fixed/reload'), { method: 'POST' })
+  assert.equal(explicit.status, 409)
+  assert.equal(explicit.body.code, 'NYALA_ERR_NOT_RELOADABLE')
+  assert.equal((await body(host, '/fixed')).generation, 1)
+  assert.ok(existsSync(fixedTmp), 'the refused .tmp stays where it was')
+
+  // a failed reload, then a good one: the serving generations are 1 then 2
+  const freeTmp = path.join(modulesOf(root), 'free.zip.tmp')
+  await copyFile(
+    await variant(root, 'free', 'bad', {
+      files: { 'index.js': 'module.exports = () => { throw new Error("no") }\n' },
+    }),
+    freeTmp,
+  )
+  await until(async () => (await modules(host)).free.lastError !== null, 'failed reload')
+  await rm(freeTmp)
+  await copyFile(await variant(root, 'free', 'good'), freeTmp)
+  const good = await until(async () => {
+    const b = await body(host, '/free')
+    return b.tag === 'good' && b
+  }, 'good reload')
+  assert.equal(good.generation, 2)
+})

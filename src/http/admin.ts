@@ -32,7 +32,8 @@ export async function createAdminApp(
   const expected = Buffer.from(`Bearer ${token}`)
 
   app.addHook('onRequest', async (req, reply) => {
-    if (!token || req.url === '/health' || req.url === '/ready') return
+    const path = req.url.split('?')[0]
+    if (!token || path === '/health' || path === '/ready') return
     const given = Buffer.from(req.headers.authorization ?? '')
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       return sendError(

@@ -185,8 +185,9 @@ export class Reloader {
   }
 
   #selected(change: Change): boolean {
-    const manifest = change.bundle?.manifest ?? this.host.modules.get(change.name)?.bundle?.manifest
-    const decision = this.selection.decide(change.name, change.source ?? change.name, manifest)
+    const running = this.host.modules.get(change.name)?.bundle?.manifest
+    const manifest = change.bundle?.manifest ?? running
+    const decision = this.selection.decide(change.name, change.source ?? change.name, manifest, running)
     this.#say(
       { module: change.name, reload: decision.reload, reason: decision.reason },
       `decision: ${decision.reason}`,
@@ -259,6 +260,13 @@ export class Reloader {
     )
     if (!record && candidates.length === 0) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
     const t0 = performance.now()
+    const notReloadable = () =>
+      nyalaError('NYALA_ERR_NOT_RELOADABLE', {
+        module: name,
+        reason: 'reloadable=false in its module.properties',
+      })
+    // checked before reading: a broken new bundle of such a module is refused as not reloadable
+    if (record?.bundle && !record.bundle.manifest.reloadable) throw notReloadable()
     if (candidates.length === 0 && record) {
       candidates.push({
         name,
@@ -270,13 +278,7 @@ export class Reloader {
     const change = await this.#read(candidates[0]!, 'admin')
     if (!change) return this.transactions.run([], 'admin', t0)
     if ('code' in change) return this.transactions.refuse('admin', name, change, t0)
-    const manifest = change.bundle?.manifest ?? record?.bundle?.manifest
-    if (manifest && !manifest.reloadable) {
-      throw nyalaError('NYALA_ERR_NOT_RELOADABLE', {
-        module: name,
-        reason: 'reloadable=false in its module.properties',
-      })
-    }
+    if (change.bundle && !change.bundle.manifest.reloadable && record) throw notReloadable()
     return this.#track(this.transactions.run([{ ...change, force }], 'admin', t0))
   }
 }

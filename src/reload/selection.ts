@@ -50,7 +50,14 @@ export class ReloadSelection {
     return this.#unregistered.has(name)
   }
 
-  decide(name: string, source: string, manifest: Manifest | undefined): Decision {
+  /**
+   * `manifest` is the new bundle's, `running` the serving one's: either saying
+   * `reloadable=false` keeps the module as it is (a new bundle that leaves the
+   * key out must not unlock a module deployed as not reloadable).
+   */
+  decide(name: string, source: string, manifest: Manifest | undefined, running?: Manifest): Decision {
+    if (running && !running.reloadable)
+      return { reload: false, reason: 'reloadable=false in the module.properties of the running bundle' }
     if (manifest && !manifest.reloadable)
       return { reload: false, reason: 'reloadable=false in its module.properties' }
     if (this.#unregistered.has(name))

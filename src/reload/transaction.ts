@@ -247,12 +247,15 @@ export class ReloadTransactions {
     // step 3: build and start the new generations in dependency order, beside the old ones
     const staged = new Map<string, Generation>()
     const lookup = lookupIn(staged, host)
+    const counts = new Map(planned.map((p) => [p, p.record.generations]))
     const stopStarted = async () => {
       for (const p of [...planned].reverse()) {
         if (p.next) {
           await p.next.stop()
           p.next = undefined
         }
+        // the stopped generations never served: their numbers are given out again
+        p.record.generations = counts.get(p) ?? p.record.generations
       }
     }
     for (const p of planned) {
