@@ -38,6 +38,8 @@ export class NyalaHost {
    * a process upgrade hands every one of them to the successor.
    */
   readonly servers = new Map<string, Server>()
+  /** A successor loads its modules before it asks for the listeners, then starts. */
+  #loaded = false
 
   constructor(options: HostOptions, log: Logger) {
     this.options = options
@@ -53,7 +55,7 @@ export class NyalaHost {
    * listening descriptor handed over by the previous process (upgrade).
    */
   async start(inherited: ReadonlyMap<string, number> = new Map()): Promise<AddressInfo> {
-    await this.loadAll()
+    if (!this.#loaded) await this.loadAll()
     const fd = inherited.get('http')
     const { server, address } = await listen(this.dispatcher.handle, {
       host: this.options.host,
@@ -71,6 +73,7 @@ export class NyalaHost {
 
   /** Opens every bundle, plans the graph, starts the modules in dependency order. */
   async loadAll(): Promise<void> {
+    this.#loaded = true
     const dir = this.options.modulesDir
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
       throw nyalaError('NYALA_ERR_DIRECTORY_NOT_FOUND', { what: 'modules', path: dir })
