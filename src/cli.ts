@@ -6,6 +6,7 @@ import 'fastify'
 import { exitCodes, UsageError, version } from './cli/common.js'
 import { pack } from './cli/pack.js'
 import { start } from './cli/start.js'
+import { upgrade } from './cli/upgrade.js'
 import { isNyalaError, nyalaError } from './errors.js'
 
 export { exitCodes }
@@ -17,6 +18,7 @@ Usage: nyala <command> [options]
 Commands:
   start          load the bundles of modules/ and serve them
   pack <dir>     pack a module directory into a bundle (zip)
+  upgrade        replace the running instance with a new process (no refused connection)
 
 Options:
   -h, --help     show help (also: nyala <command> --help)
@@ -25,7 +27,7 @@ Options:
 Exit codes: 0 success, 1 failure (bad configuration, cannot listen, bad bundle), 2 usage error.
 Error codes (NYALA_ERR_*) are listed in docs/errors.md.`
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { start, pack }
+const commands: Record<string, (args: string[]) => Promise<number>> = { start, pack, upgrade }
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv

@@ -121,11 +121,11 @@ const definitions = {
   // process upgrade
   NYALA_ERR_PIDFILE_LIVE: {
     message:
-      'pidfile {file} names pid {pid}, which is running: another instance serves (replace it with "nyala upgrade")',
+      'pidfile {file} names pid {livePid}, which is running: another instance serves (replace it with "nyala upgrade")',
     status: 409,
   },
   NYALA_ERR_PIDFILE_STALE: {
-    message: 'pidfile {file} names pid {pid}, which is not running: replacing it',
+    message: 'pidfile {file} names pid {deadPid}, which is not running: replacing it',
     status: 500,
   },
   NYALA_ERR_PIDFILE_INVALID: { message: 'pidfile {file} holds no pid: "{content}"', status: 500 },
@@ -137,7 +137,7 @@ const definitions = {
     status: 500,
   },
   NYALA_ERR_DAEMONIZE: {
-    message: 'the daemonized process (pid {pid}) {reason}; its log is {log}',
+    message: 'the daemonized process (pid {daemonPid}) {reason}; its log is {log}',
     status: 500,
   },
   NYALA_ERR_UPGRADE_SOCKET: { message: 'upgrade socket {socket}: {reason}', status: 500 },
@@ -146,17 +146,17 @@ const definitions = {
     status: 503,
   },
   NYALA_ERR_UPGRADE_PEER: {
-    message: 'upgrade socket {socket}: refused a peer (pid {pid}, uid {uid}): {reason}',
+    message: 'upgrade socket {socket}: refused a peer (pid {peerPid}, uid {peerUid}): {reason}',
     status: 403,
   },
   NYALA_ERR_UPGRADE_PROTOCOL: { message: 'upgrade socket {socket}: {reason}', status: 400 },
   NYALA_ERR_UPGRADE_REFUSED: {
-    message: 'the successor (pid {pid}) did not take the listeners: {reason}; still serving',
+    message: 'the successor (pid {successor}) did not take the listeners: {reason}; still serving',
     status: 500,
   },
   NYALA_ERR_UPGRADE_MODULE_FAILED: {
     message:
-      'module "{module}" serves in the running instance (pid {pid}) but failed to start here: {reason}',
+      'module "{module}" serves in the running instance (pid {oldPid}) but failed to start here: {reason}',
     status: 500,
   },
   NYALA_ERR_UPGRADE_ADOPT: { message: 'cannot adopt the inherited listener "{name}": {reason}', status: 500 },

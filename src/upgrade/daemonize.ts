@@ -7,6 +7,8 @@ import { type ReadyReport, readyFdVariable } from './readiness.js'
 export interface DaemonStarted {
   readonly pid: number
   readonly report: Extract<ReadyReport, { state: 'serving' | 'waiting' }>
+  /** Settles when the daemon exits, for a caller that watches it (`nyala upgrade`). */
+  readonly exited: Promise<{ code: number | null; signal: string | null }>
 }
 
 /**
@@ -35,6 +37,9 @@ export async function daemonize(
   }
   const pid = child.pid ?? 0
   const pipe = child.stdio[3] as NodeJS.ReadableStream
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  )
   return new Promise<DaemonStarted>((resolve, reject) => {
     let buffered = ''
     let settled = false
@@ -51,7 +56,7 @@ export async function daemonize(
       settle(() =>
         reject(
           nyalaError('NYALA_ERR_DAEMONIZE', {
-            pid,
+            daemonPid: pid,
             reason: `exited (${code ?? signal}) before it was ready`,
             log: logFile,
           }),
@@ -59,7 +64,9 @@ export async function daemonize(
       )
     child.once('exit', onExit)
     child.once('error', (err) =>
-      settle(() => reject(nyalaError('NYALA_ERR_DAEMONIZE', { pid, reason: err.message, log: logFile }))),
+      settle(() =>
+        reject(nyalaError('NYALA_ERR_DAEMONIZE', { daemonPid: pid, reason: err.message, log: logFile })),
+      ),
     )
     pipe.setEncoding('utf8')
     pipe.on('data', (chunk: string) => {
@@ -77,13 +84,13 @@ export async function daemonize(
           settle(() =>
             reject(
               nyalaError('NYALA_ERR_DAEMONIZE', {
-                pid,
+                daemonPid: pid,
                 reason: `failed: ${report.code}: ${report.message}`,
                 log: logFile,
               }),
             ),
           )
-        } else settle(() => resolve({ pid, report }))
+        } else settle(() => resolve({ pid, report, exited }))
       }
     })
   })

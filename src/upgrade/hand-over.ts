@@ -50,8 +50,8 @@ export async function handOver(host: NyalaHost, log: Logger): Promise<HandOverRe
       return fail(
         nyalaError('NYALA_ERR_UPGRADE_PEER', {
           socket,
-          pid: peer.pid,
-          uid: peer.uid,
+          peerPid: peer.pid,
+          peerUid: peer.uid,
           reason: `not our uid ${uid}`,
         }),
       )
@@ -62,7 +62,7 @@ export async function handOver(host: NyalaHost, log: Logger): Promise<HandOverRe
     channel.send('hello', { pid: process.pid, modules })
     const answer = expectFrame(await channel.receive(answerTimeoutMs), 'ready', 'refuse')
     if (answer.type === 'refuse') {
-      return fail(nyalaError('NYALA_ERR_UPGRADE_REFUSED', { pid: successor, reason: answer.body.reason }))
+      return fail(nyalaError('NYALA_ERR_UPGRADE_REFUSED', { successor, reason: answer.body.reason }))
     }
 
     const listeners: ListenerInfo[] = []
@@ -79,7 +79,7 @@ export async function handOver(host: NyalaHost, log: Logger): Promise<HandOverRe
     channel.send('listeners', { pid: process.pid, listeners }, fds)
     const result = expectFrame(await channel.receive(ackTimeoutMs), 'ack', 'nak')
     if (result.type === 'nak') {
-      return fail(nyalaError('NYALA_ERR_UPGRADE_REFUSED', { pid: successor, reason: result.body.reason }))
+      return fail(nyalaError('NYALA_ERR_UPGRADE_REFUSED', { successor, reason: result.body.reason }))
     }
     log.info(
       { successor, listeners: listeners.map((l) => `${l.name} ${l.address}:${l.port}`) },

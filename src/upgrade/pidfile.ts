@@ -46,10 +46,10 @@ export function inspectPidfile(file: string): PidfileState {
 export function checkPidfileFree(file: string, log: Logger): void {
   const s = inspectPidfile(file)
   if (s.state === 'live' && s.pid !== process.pid) {
-    throw nyalaError('NYALA_ERR_PIDFILE_LIVE', { file, pid: s.pid })
+    throw nyalaError('NYALA_ERR_PIDFILE_LIVE', { file, livePid: s.pid })
   }
   if (s.state === 'stale') {
-    const warning = nyalaError('NYALA_ERR_PIDFILE_STALE', { file, pid: s.pid })
+    const warning = nyalaError('NYALA_ERR_PIDFILE_STALE', { file, deadPid: s.pid })
     log.warn(warning.toJSON(), warning.message)
   } else if (s.state === 'invalid') {
     const warning = nyalaError('NYALA_ERR_PIDFILE_INVALID', { file, content: s.content })

@@ -76,7 +76,7 @@ async function exchange(
       if (record?.state === 'running') continue
       const err = nyalaError('NYALA_ERR_UPGRADE_MODULE_FAILED', {
         module: name,
-        pid: old,
+        oldPid: old,
         reason: record?.error?.message ?? (record ? record.state : 'not deployed here'),
       })
       channel.send('refuse', { pid: process.pid, code: err.code, reason: err.message, module: name })

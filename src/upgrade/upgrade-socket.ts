@@ -46,8 +46,8 @@ export class UpgradeSocket {
         if (peer.uid === uid) return channel
         const err = nyalaError('NYALA_ERR_UPGRADE_PEER', {
           socket: this.path,
-          pid: peer.pid,
-          uid: peer.uid,
+          peerPid: peer.pid,
+          peerUid: peer.uid,
           reason: `not our uid ${uid}`,
         })
         log.warn(err.toJSON(), err.message)
