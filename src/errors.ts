@@ -159,7 +159,10 @@ const definitions = {
       'module "{module}" serves in the running instance (pid {oldPid}) but failed to start here: {reason}',
     status: 500,
   },
-  NYALA_ERR_UPGRADE_ADOPT: { message: 'cannot adopt the inherited listener "{name}": {reason}', status: 500 },
+  NYALA_ERR_UPGRADE_ADOPT: {
+    message: 'cannot adopt the inherited listener(s) {name}: {reason}',
+    status: 500,
+  },
   NYALA_ERR_UPGRADE_WAIT_TIMEOUT: {
     message:
       'no running instance handed its listeners over on {socket} within upgrade.wait.timeout ({timeout} ms)',

@@ -1,4 +1,4 @@
-import { isNyalaError, nyalaError, reasonOf } from '../errors.js'
+import { nyalaError, reasonOf } from '../errors.js'
 import type { NyalaHost } from '../host.js'
 import type { Logger } from '../logger.js'
 import { type Channel, expectFrame } from './channel.js'
@@ -98,9 +98,12 @@ async function exchange(
     try {
       await host.start(inherited)
     } catch (err) {
-      const failure = isNyalaError(err)
-        ? err
-        : nyalaError('NYALA_ERR_UPGRADE_ADOPT', { name: 'http', reason: reasonOf(err) }, err)
+      const names = [...inherited.keys()].filter((n) => !host.servers.has(n))
+      const failure = nyalaError(
+        'NYALA_ERR_UPGRADE_ADOPT',
+        { name: names.join(', '), reason: reasonOf(err) },
+        err,
+      )
       inherited = undefined // the servers own them now, or the process is about to exit
       channel.send('nak', { pid: process.pid, code: failure.code, reason: failure.message })
       throw failure
