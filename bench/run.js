@@ -14,6 +14,7 @@ const resultsFile = path.join(benchDir, 'results', 'latest.json')
 /** Known benchmarks, in the order a bare `node bench/run.js` runs them. */
 const benchmarks = {
   dispatch: () => import('./dispatch.js'),
+  upgrade: () => import('./upgrade-under-load.js'),
 }
 
 const usage = `Usage: node bench/run.js [benchmark...] [options]
