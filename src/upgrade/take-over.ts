@@ -74,10 +74,18 @@ async function exchange(
     for (const name of hello.body.modules) {
       const record = host.modules.get(name)
       if (record?.state === 'running') continue
+      if (!record) {
+        // a bundle removed from the deployment is a decision, not a failure to start
+        log.warn(
+          { module: name, oldPid: old },
+          `handover: module ${name} serves in pid ${old} but is not deployed here`,
+        )
+        continue
+      }
       const err = nyalaError('NYALA_ERR_UPGRADE_MODULE_FAILED', {
         module: name,
         oldPid: old,
-        reason: record?.error?.message ?? (record ? record.state : 'not deployed here'),
+        reason: record.error?.message ?? record.state,
       })
       channel.send('refuse', { pid: process.pid, code: err.code, reason: err.message, module: name })
       throw err
