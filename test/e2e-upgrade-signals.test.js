@@ -26,7 +26,10 @@ const slowFiles = {
   async register (app, ctx) {
     app.get('/wait', async (req) => {
       ctx.log.info({ ms: Number(req.query.ms) }, 'slow request begun')
-      await new Promise((resolve) => setTimeout(resolve, Number(req.query.ms)))
+      if (req.query.until) {
+        // released by the test creating the file, not by a timer: no test depends on timing
+        while (!require('fs').existsSync(req.query.until)) await new Promise((resolve) => setTimeout(resolve, 20))
+      } else await new Promise((resolve) => setTimeout(resolve, Number(req.query.ms)))
       return { done: true, pid: process.pid }
     })
   },
@@ -122,7 +125,8 @@ test('SIGQUIT by hand: the old instance finishes its slow request while the succ
     'the waiting successor has not taken the pidfile',
   )
 
-  const slow = getOnce(old.url('/slow/wait?ms=2000'))
+  const release = path.join(root, 'release')
+  const slow = getOnce(old.url(`/slow/wait?until=${encodeURIComponent(release)}`))
   await waitUntil(
     async () => (await daemonLogs(root)).some((r) => r.msg === 'slow request begun'),
     'the slow request to begin',
@@ -135,6 +139,7 @@ test('SIGQUIT by hand: the old instance finishes its slow request while the succ
   const fresh = await request(old.url('/who/'), { headers: { connection: 'close' } })
   assert.equal(fresh.body.pid, successor, 'new connections go to the successor')
   assert.ok(isAlive(old.pid), 'the old instance is still draining')
+  await writeFile(release, '')
   const res = await slow
   assert.equal(res.status, 200, res.error)
   assert.deepEqual(res.body, { done: true, pid: old.pid }, 'the slow request finished on the old instance')
