@@ -14,16 +14,28 @@ const resultsFile = path.join(benchDir, 'results', 'latest.json')
 /** Known benchmarks, in the order a bare `node bench/run.js` runs them. */
 const benchmarks = {
   dispatch: () => import('./dispatch.js'),
+  'reload-under-load': () => import('./reload-under-load.js'),
+  'reload-memory': () => import('./reload-memory.js'),
   upgrade: () => import('./upgrade-under-load.js'),
+}
+
+/** Names that stand for several benchmarks: `npm run bench -- reload`. */
+const groups = {
+  reload: ['reload-under-load', 'reload-memory'],
 }
 
 const usage = `Usage: node bench/run.js [benchmark...] [options]
 
 Benchmarks: ${Object.keys(benchmarks).join(', ')} (default: all)
+Groups: ${Object.entries(groups)
+  .map(([name, members]) => `${name} (${members.join(', ')})`)
+  .join(', ')}
 
 Options:
-  --duration S   seconds of load per round (default: the benchmark's own)
-  --rounds N     rounds per comparison (default: the benchmark's own)
+  --duration S   seconds of load per round (default: the benchmark's own;
+                 reload-under-load: the whole load)
+  --rounds N     rounds per comparison (default: the benchmark's own;
+                 reload-memory: checkpoints of 100 reloads, 5 with --quick)
   --quick        tiny settings for a smoke test (about a second of load per benchmark)
   -h, --help     show this help`
 
@@ -46,7 +58,8 @@ function parseCli(argv) {
   }
   const { values, positionals } = parsed
   if (values.help) return { help: true }
-  const unknown = positionals.filter((name) => !(name in benchmarks))
+  const names = positionals.flatMap((name) => groups[name] ?? [name])
+  const unknown = names.filter((name) => !(name in benchmarks))
   if (unknown.length > 0) return { error: `unknown benchmark "${unknown.join('", "')}"` }
   const number = (flag, integer) => {
     const raw = values[flag]
@@ -62,7 +75,7 @@ function parseCli(argv) {
   const bad = duration.error ?? rounds.error
   if (bad) return { error: bad }
   return {
-    names: positionals.length > 0 ? [...new Set(positionals)] : Object.keys(benchmarks),
+    names: names.length > 0 ? [...new Set(names)] : Object.keys(benchmarks),
     opts: { quick: values.quick, duration: duration.value, rounds: rounds.value },
   }
 }

@@ -149,7 +149,7 @@ async function loadNyala(procs, work, settings, signal) {
   await mkdir(src, { recursive: true })
   await writeFile(
     path.join(root, 'config', 'impala.properties'),
-    'host=127.0.0.1\nport=0\nlog.level=info\nshutdown.grace.period=4\nshutdown.fast.timeout=1\n',
+    'host=127.0.0.1\nport=0\nadmin.port=0\nlog.level=info\nshutdown.grace.period=4\nshutdown.fast.timeout=1\n',
   )
   await writeFile(path.join(src, 'module.properties'), 'version=1.0.0\n')
   await writeFile(

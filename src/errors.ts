@@ -117,6 +117,34 @@ const definitions = {
   // request dispatch
   NYALA_ERR_NO_MODULE: { message: 'no module serves {path}', status: 404 },
   NYALA_ERR_MODULE_UNAVAILABLE: { message: 'module "{module}" is not running ({state})', status: 503 },
+  NYALA_ERR_REQUEST_BLOCKED_TIMEOUT: {
+    message:
+      'module "{module}" is reloading (auto.reload.mode=blocking) and did not come back within auto.reload.block.timeout ({timeout} ms)',
+    status: 503,
+  },
+
+  // hot reload
+  NYALA_ERR_BUNDLE_UNSETTLED: {
+    message: '{bundle}: still not a complete zip after auto.reload.settle.timeout ({timeout} ms): {reason}',
+    status: 422,
+  },
+  NYALA_ERR_NOT_RELOADABLE: {
+    message: 'module "{module}" is not reloadable: {reason}',
+    status: 409,
+  },
+  NYALA_ERR_RELOAD_COMMIT: {
+    message: 'reload of "{module}" could not move {from} to {to}: {reason}',
+    status: 500,
+  },
+  NYALA_ERR_UNKNOWN_MODULE: { message: 'no module named "{module}"', status: 404 },
+
+  // admin API and the commands that talk to it
+  NYALA_ERR_ADMIN_UNAUTHORIZED: {
+    message: 'admin API: missing or wrong bearer token for {method} {path}',
+    status: 401,
+  },
+  NYALA_ERR_ADMIN_UNREACHABLE: { message: 'cannot reach the admin API at {url}: {reason}', status: 503 },
+  NYALA_ERR_ADMIN_RESPONSE: { message: 'admin API at {url} answered {status}: {reason}', status: 502 },
 
   // process upgrade
   NYALA_ERR_PIDFILE_LIVE: {

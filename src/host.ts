@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import path from 'node:path'
@@ -9,13 +10,17 @@ import type { HostOptions } from './config/host-options.js'
 import { readPropertiesFile } from './config/read-properties.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from './errors.js'
 import { planGraph } from './graph/module-graph.js'
+import { createAdminApp } from './http/admin.js'
+import { adminUrlFileOf } from './http/admin-url.js'
 import { DispatchTable, prefixConflicts, type Route } from './http/dispatch-table.js'
 import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, listen } from './http/listener.js'
 import type { Logger } from './logger.js'
+import { Reloader } from './reload/reloader.js'
+import type { RequestGate } from './reload/request-gate.js'
 import { Generation } from './runtime/generation.js'
 import { mapLimit } from './runtime/map-limit.js'
-import { describeRecord, type ModuleRecord } from './runtime/module-record.js'
+import { describeRecord, type ModuleRecord, newRecord } from './runtime/module-record.js'
 
 // enough to keep the disk busy without running into the open-file limit with 1000 bundles
 const openConcurrency = 16
@@ -39,23 +44,33 @@ export class NyalaHost {
    */
   readonly servers = new Map<string, Server>()
   /** A successor loads its modules before it asks for the listeners, then starts. */
-  #loaded = false
+  #prepared = false
 
   constructor(options: HostOptions, log: Logger) {
     this.options = options
     this.log = log
+    this.reloader = new Reloader(this)
   }
 
   get address(): AddressInfo | undefined {
     return (this.servers.get('http')?.address() as AddressInfo | null) ?? undefined
   }
 
+  readonly reloader: Reloader
+  /**
+   * Gates of blocking-mode reloads under way, by module. Kept here, not passed
+   * to `publish`, so a reload of unrelated modules that publishes meanwhile
+   * does not open another reload's gates.
+   */
+  readonly gates = new Map<string, RequestGate>()
+  #endAdminStreams: () => void = () => {}
+
   /**
    * Loads the modules, then listens. `inherited` maps a listener name to a
    * listening descriptor handed over by the previous process (upgrade).
    */
   async start(inherited: ReadonlyMap<string, number> = new Map()): Promise<AddressInfo> {
-    if (!this.#loaded) await this.loadAll()
+    await this.prepare()
     const fd = inherited.get('http')
     const { server, address } = await listen(this.dispatcher.handle, {
       host: this.options.host,
@@ -63,17 +78,63 @@ export class NyalaHost {
       ...(fd === undefined ? {} : { fd }),
     })
     this.servers.set('http', server)
+    const admin = await this.#listenAdmin(inherited.get('admin'))
     const running = [...this.modules.values()].filter((m) => m.state === 'running').length
     this.log.info(
-      { host: address.address, port: address.port, modules: this.modules.size, running },
+      {
+        host: address.address,
+        port: address.port,
+        adminHost: admin.address,
+        adminPort: admin.port,
+        modules: this.modules.size,
+        running,
+      },
       `listening on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
     )
     return address
   }
 
+  /** The admin API on its own listener; its URL is written beside the pidfile for `nyala status`. */
+  async #listenAdmin(fd: number | undefined): Promise<AddressInfo> {
+    const { app, endStreams } = await createAdminApp(this, this.reloader)
+    this.#endAdminStreams = endStreams
+    const { server, address } = await listen((req, res) => app.routing(req, res), {
+      host: this.options.admin.host,
+      port: this.options.admin.port,
+      ...(fd === undefined ? {} : { fd }),
+    })
+    this.servers.set('admin', server)
+    const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+    try {
+      await mkdir(path.dirname(this.adminUrlFile), { recursive: true })
+      await writeFile(this.adminUrlFile, `${url}\n`)
+    } catch (err) {
+      this.log.warn({ file: this.adminUrlFile, reason: reasonOf(err) }, 'cannot write the admin URL file')
+    }
+    this.log.info({ adminHost: address.address, adminPort: address.port }, `admin API on ${url}`)
+    return address
+  }
+
+  /** Where the admin API's URL is written, for `nyala status` and `nyala reload`. */
+  get adminUrlFile(): string {
+    return adminUrlFileOf(this.options)
+  }
+
+  /**
+   * Everything before listening: watch, load and start the modules. `start` runs
+   * it; a successor (process upgrade) runs it first, before it asks for the listeners.
+   */
+  async prepare(): Promise<void> {
+    if (this.#prepared) return
+    this.#prepared = true
+    this.dispatcher.blockTimeoutMs = this.options.autoReload.blockTimeoutMs
+    await this.reloader.start()
+    await this.loadAll()
+    this.reloader.resume()
+  }
+
   /** Opens every bundle, plans the graph, starts the modules in dependency order. */
   async loadAll(): Promise<void> {
-    this.#loaded = true
     const dir = this.options.modulesDir
     if (!existsSync(dir) || !statSync(dir).isDirectory()) {
       throw nyalaError('NYALA_ERR_DIRECTORY_NOT_FOUND', { what: 'modules', path: dir })
@@ -96,7 +157,7 @@ export class NyalaHost {
     for (const [name, [first, second]] of byName) {
       const record = this.#record(name, first!.file)
       if (second) {
-        this.#fail(
+        this.fail(
           record,
           nyalaError('NYALA_ERR_BUNDLE_DUPLICATE', { module: name, bundle: first!.file, other: second.file }),
         )
@@ -104,7 +165,7 @@ export class NyalaHost {
       }
       const result = first!.result
       if (result instanceof Error) {
-        this.#fail(record, result)
+        this.fail(record, result)
         continue
       }
       for (const w of result.warnings) this.log.warn({ ...w.toJSON(), module: name }, w.message)
@@ -118,7 +179,7 @@ export class NyalaHost {
       const err = nyalaError('NYALA_ERR_PREFIX_CONFLICT', c)
       for (const name of [c.module, c.other]) {
         bundles.delete(name)
-        this.#fail(this.modules.get(name)!, err)
+        this.fail(this.modules.get(name)!, err)
       }
     }
 
@@ -136,17 +197,17 @@ export class NyalaHost {
       if (!bundle) continue
       const planned = plan.failures.get(name)
       if (planned) {
-        this.#fail(record, planned)
+        this.fail(record, planned)
         continue
       }
       const down = bundle.manifest.dependsOn.find((d) => this.modules.get(d)?.state !== 'running')
       if (down !== undefined) {
-        this.#fail(record, nyalaError('NYALA_ERR_DEPENDENCY_FAILED', { module: name, dependency: down }))
+        this.fail(record, nyalaError('NYALA_ERR_DEPENDENCY_FAILED', { module: name, dependency: down }))
         continue
       }
       await this.#startModule(record, bundle)
     }
-    this.#publish()
+    this.publish()
     const counts = this.#counts()
     this.log.info(
       { ...counts, ms: Math.round(performance.now() - t0) },
@@ -166,21 +227,13 @@ export class NyalaHost {
   #record(name: string, file: string): ModuleRecord {
     let record = this.modules.get(name)
     if (!record) {
-      record = {
-        name,
-        file,
-        bundle: undefined,
-        state: 'stopped',
-        generation: undefined,
-        generations: 0,
-        error: undefined,
-      }
+      record = newRecord(name, file)
       this.modules.set(name, record)
     }
     return record
   }
 
-  #fail(record: ModuleRecord, err: NyalaError): void {
+  fail(record: ModuleRecord, err: NyalaError): void {
     record.state = 'failed'
     record.error = err
     this.log.error({ ...err.toJSON(), module: record.name, bundle: record.file }, err.message)
@@ -193,7 +246,36 @@ export class NyalaHost {
   }
 
   async #startModule(record: ModuleRecord, bundle: Bundle): Promise<void> {
+    const started = await this.startGeneration(record, bundle, undefined, (dep) => this.runningProvided(dep))
+    if (!(started instanceof Generation)) {
+      this.fail(record, started)
+      return
+    }
+    record.generation = started
+    record.state = 'running'
+    record.error = undefined
+  }
+
+  /** What a running module provided, for `ctx.use`; `undefined` when it does not run. */
+  runningProvided(name: string): unknown {
+    const target = this.modules.get(name)
+    return target?.state === 'running' ? target.generation?.provided : undefined
+  }
+
+  /**
+   * Builds and starts the next generation of a module from `bundle`, and logs
+   * it. Resolves with the generation, or with the error it failed with (the
+   * caller decides what a failure means: at start-up the module is failed, in a
+   * reload the old generation keeps serving).
+   */
+  async startGeneration(
+    record: ModuleRecord,
+    bundle: Bundle,
+    previous: unknown,
+    lookup: (dep: string) => unknown,
+  ): Promise<Generation | NyalaError> {
     const number = record.generations + 1
+    record.generations = number
     let generation: Generation
     try {
       generation = new Generation({
@@ -201,33 +283,18 @@ export class NyalaHost {
         generation: number,
         config: this.#moduleConfig(bundle.name),
         log: this.log.child({ module: bundle.name, generation: number }),
-        previous: undefined,
-        lookup: (dep) => {
-          const target = this.modules.get(dep)
-          return target?.state === 'running' ? target.generation?.provided : undefined
-        },
+        previous,
+        lookup,
         startTimeoutMs: this.options.moduleStartTimeoutMs,
         stopTimeoutMs: this.options.moduleStopTimeoutMs,
         logRequests: this.options.logRequests,
       })
-      record.generations = number
       await generation.start()
     } catch (err) {
-      this.#fail(
-        record,
-        isNyalaError(err)
-          ? err
-          : nyalaError(
-              'NYALA_ERR_MODULE_REGISTER_FAILED',
-              { module: record.name, reason: reasonOf(err) },
-              err,
-            ),
-      )
-      return
+      return isNyalaError(err)
+        ? err
+        : nyalaError('NYALA_ERR_MODULE_REGISTER_FAILED', { module: record.name, reason: reasonOf(err) }, err)
     }
-    record.generation = generation
-    record.state = 'running'
-    record.error = undefined
     this.log.info(
       {
         module: bundle.name,
@@ -239,10 +306,24 @@ export class NyalaHost {
       },
       `module ${bundle.name} ${bundle.manifest.version} started (generation ${number})`,
     )
+    return generation
   }
 
-  /** Builds the dispatch table from the records and swaps it in one step. */
-  #publish(): void {
+  /** Start order of the modules (dependencies first); a reload updates it. */
+  get order(): readonly string[] {
+    return this.#order
+  }
+
+  set order(order: readonly string[]) {
+    this.#order = [...order]
+  }
+
+  /**
+   * Builds the dispatch table from the records and swaps it in one step.
+   * Modules with a gate (blocking-mode reload) hold their requests until it opens.
+   */
+  publish(): void {
+    const gates = this.gates
     const routes: Route[] = []
     for (const record of this.modules.values()) {
       const prefix = record.bundle?.manifest.prefix
@@ -252,6 +333,7 @@ export class NyalaHost {
         prefix,
         generation: record.state === 'running' ? record.generation : undefined,
         state: record.state,
+        gate: gates.get(record.name),
       })
     }
     this.dispatcher.swap(new DispatchTable(routes))
@@ -281,6 +363,8 @@ export class NyalaHost {
    */
   async close(graceMs = this.options.process.shutdownGraceMs): Promise<void> {
     const deadline = Date.now() + graceMs
+    await this.reloader.close()
+    this.#endAdminStreams()
     await Promise.all([...this.servers.values()].map((server) => closeServer(server, graceMs)))
     this.servers.clear()
     for (const name of [...this.#order].reverse()) {

@@ -69,6 +69,48 @@ test('bench/run.js dispatch --quick runs and records figures', { timeout: timeou
   }
 })
 
+test('bench/run.js reload --quick runs both reload benchmarks and records figures', {
+  timeout: timeoutMs + 30_000,
+}, async () => {
+  const { code, signal, stdout, stderr } = await runBench(['reload', '--quick'])
+  assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)
+  assert.match(stdout, /bench: running reload-under-load \(quick\)/)
+  assert.match(stdout, /bench: running reload-memory \(quick\)/)
+  assert.match(stdout, /failed requests: \d+ of \d+ \(target 0\)/)
+  assert.match(stdout, /trigger -> first response from the new generation: median \S+ ms/)
+  assert.match(stdout, /heap after GC grows \S+ MB per 100 reloads/)
+
+  const report = JSON.parse(await readFile(path.join(projectRoot, 'bench', 'results', 'latest.json'), 'utf8'))
+  assert.equal(report.benchmarks.dispatch, undefined, 'only the reload group ran')
+  const load = report.benchmarks['reload-under-load']
+  assert.ok(load, 'latest.json has a reload-under-load entry')
+  assert.equal(load.error, undefined)
+  const s = load.summary
+  // behaviour, not timing: no request failed, no reload failed, the triggers reloaded
+  assert.equal(s.failedRequests, 0)
+  assert.ok(s.requests > 0)
+  assert.equal(s.reloads.failed, 0)
+  assert.ok(s.triggers > 0 && s.reloads.swapped > 0)
+  for (const key of ['quiet', 'reloading']) {
+    assert.equal(typeof s.p50Ms[key], 'number', `p50 ${key}`)
+    assert.equal(typeof s.p99Ms[key], 'number', `p99 ${key}`)
+  }
+  assert.equal(typeof s.p99Ratio, 'number')
+  assert.ok(s.triggerToNewMs.samples.length > 0)
+  for (const v of s.triggerToNewMs.samples) assert.equal(typeof v, 'number')
+
+  const memory = report.benchmarks['reload-memory']
+  assert.ok(memory, 'latest.json has a reload-memory entry')
+  assert.equal(memory.error, undefined)
+  assert.equal(memory.summary.failures, 0)
+  const points = memory.summary.points
+  assert.deepEqual(
+    points.map((p) => p.reloads),
+    [0, 5, 10, 15, 20],
+  )
+  for (const p of points) for (const key of ['heapUsed', 'rss']) assert.ok(p[key] > 0, key)
+})
+
 test('bench/run.js upgrade --quick runs and records figures', { timeout: timeoutMs + 30_000 }, async () => {
   const { code, signal, stdout, stderr } = await runBench(['upgrade', '--quick'])
   assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)

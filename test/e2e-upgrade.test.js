@@ -65,6 +65,9 @@ test('nyala upgrade under load: every request gets 200 and the pid changes once'
   await deploy(root, 'who', { files: pidModuleFiles })
   const old = await startDaemon(t, root)
   assert.equal(await readPidfile(root), old.pid, 'the pidfile names the daemon once it serves')
+  const admin = (await readFile(path.join(root, 'run', 'admin.url'), 'utf8')).trim()
+  const health = async () => (await request(`${admin}/health`, { headers: { connection: 'close' } })).body.pid
+  assert.equal(await health(), old.pid)
 
   let upgraded = false
   const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 1 })
@@ -84,6 +87,9 @@ test('nyala upgrade under load: every request gets 200 and the pid changes once'
   assert.match(res.stdout, new RegExp(`upgraded: pid ${successor} serves, pid ${old.pid} is draining`))
   assert.notEqual(successor, old.pid)
   assert.equal(await readPidfile(root), successor)
+  // every listener moved, the admin API's too, on the same address
+  assert.equal(await health(), successor)
+  assert.equal((await readFile(path.join(root, 'run', 'admin.url'), 'utf8')).trim(), admin)
 
   for (const [name, results] of [
     ['keep-alive', alive],

@@ -17,6 +17,8 @@ export async function makeRoot(t, properties = 'port=0\nhost=127.0.0.1\n') {
   await mkdir(path.join(root, 'modules'))
   await mkdir(path.join(root, 'config'))
   await mkdir(path.join(root, 'src'))
+  // any free port for the admin API too, so suites running side by side never collide on 8081
+  if (properties !== null && !/^admin\.port=/m.test(properties)) properties = `admin.port=0\n${properties}`
   if (properties !== null) await writeFile(path.join(root, 'config', 'impala.properties'), properties)
   t?.after(() => rm(root, { recursive: true, force: true }))
   return root
@@ -126,6 +128,7 @@ export async function startHost(t, root, args = [], { timeoutMs = 20_000 } = {})
   t?.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
+  let adminPort
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`host did not listen in ${timeoutMs} ms\n${stdout}\n${stderr}`)),
@@ -136,6 +139,7 @@ export async function startHost(t, root, args = [], { timeoutMs = 20_000 } = {})
       if (rec) {
         clearTimeout(timer)
         child.stdout.off('data', check)
+        adminPort = rec.adminPort
         resolve(rec.port)
       }
     }
@@ -148,7 +152,9 @@ export async function startHost(t, root, args = [], { timeoutMs = 20_000 } = {})
   return {
     child,
     port,
+    adminPort,
     url: (p) => `http://127.0.0.1:${port}${p}`,
+    admin: (p) => `http://127.0.0.1:${adminPort}${p}`,
     logs: () => parseLogs(stdout),
     stdout: () => stdout,
     stderr: () => stderr,

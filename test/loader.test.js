@@ -104,13 +104,29 @@ test('code that throws while loading is NYALA_ERR_MODULE_EVAL', async (t) => {
   )
 })
 
-test('register is found as module.exports, .register or .default', () => {
-  const fn = () => {}
-  assert.equal(moduleEntryOf(fn, 'b', 'index.js').register, fn)
-  assert.equal(moduleEntryOf({ register: fn }, 'b', 'index.js').register, fn)
-  assert.equal(moduleEntryOf({ default: fn }, 'b', 'index.js').register, fn)
-  const stop = () => {}
-  assert.equal(moduleEntryOf({ default: { register: fn, stop } }, 'b', 'index.js').stop, stop)
+test('register is found as module.exports, .register or .default, and runs with its object as this', () => {
+  function fn() {
+    return this
+  }
+  const asFn = moduleEntryOf(fn, 'b', 'index.js')
+  assert.equal(asFn.register(), fn)
+  const obj = { register: fn }
+  assert.equal(moduleEntryOf(obj, 'b', 'index.js').register(), obj)
+  const withDefault = { default: fn }
+  assert.equal(moduleEntryOf(withDefault, 'b', 'index.js').register(), withDefault)
+  const inner = {
+    register: fn,
+    stop() {
+      return ['stop', this]
+    },
+    handoff() {
+      return ['handoff', this]
+    },
+  }
+  const entry = moduleEntryOf({ default: inner }, 'b', 'index.js')
+  assert.deepEqual(entry.stop(), ['stop', inner])
+  assert.deepEqual(entry.handoff(), ['handoff', inner])
+  assert.equal(moduleEntryOf({ register: fn }, 'b', 'index.js').handoff, undefined)
   assert.throws(() => moduleEntryOf({ start: fn }, 'b', 'index.js'), { code: 'NYALA_ERR_MODULE_NO_REGISTER' })
 })
 

@@ -1,8 +1,10 @@
 'use strict'
-// An in-memory store that other modules use through ctx.use('core').
+// An in-memory store that other modules use through ctx.use('core'). Its tables
+// survive a reload of core: handoff gives them to the next generation.
 module.exports = {
   async register(app, ctx) {
-    const tables = new Map()
+    const tables = ctx.previous?.tables ?? new Map()
+    this.tables = tables
     const store = {
       insert(table, row) {
         const rows = tables.get(table) ?? []
@@ -21,6 +23,10 @@ module.exports = {
       version: ctx.version,
       generation: ctx.generation,
       pid: process.pid,
+      carriedOver: ctx.previous !== undefined,
     }))
+  },
+  handoff() {
+    return { tables: this.tables }
   },
 }

@@ -14,6 +14,8 @@ export interface Manifest {
   readonly prefix: string
   /** `false`: never hot-reloaded. @default true */
   readonly reloadable: boolean
+  /** Whether `reloadable` is written in the file: with `reload.all=false` an explicit `true` selects the module. */
+  readonly reloadableDeclared: boolean
 }
 
 export const manifestKeys = Object.freeze([
@@ -90,6 +92,7 @@ export function parseManifest(
     optionalDependsOn: Object.freeze(optionalDependsOn),
     prefix,
     reloadable: reloadableRaw === 'true',
+    reloadableDeclared: props.has('reloadable'),
   })
   return { manifest, warnings }
 }

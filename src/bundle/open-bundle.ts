@@ -27,6 +27,8 @@ export interface OpenBundleOptions {
   readonly maxBytes?: number
   /** Module name to use instead of the one from the file name (a `.tmp` or staged copy). */
   readonly name?: string
+  /** The file's bytes, already read (a reload reads once, opens, and may commit those bytes). */
+  readonly data?: Buffer
 }
 
 const manifestEntry = 'module.properties'
@@ -35,11 +37,13 @@ const manifestEntry = 'module.properties'
 export async function openBundle(file: string, opts: OpenBundleOptions = {}): Promise<Bundle> {
   const maxBytes = opts.maxBytes ?? 256 * 1024 * 1024
   const bundle = path.resolve(file)
-  let isDirectory: boolean
-  try {
-    isDirectory = (await stat(bundle)).isDirectory()
-  } catch (err) {
-    throw nyalaError('NYALA_ERR_BUNDLE_READ', { bundle, reason: reasonOf(err) }, err)
+  let isDirectory = false
+  if (!opts.data) {
+    try {
+      isDirectory = (await stat(bundle)).isDirectory()
+    } catch (err) {
+      throw nyalaError('NYALA_ERR_BUNDLE_READ', { bundle, reason: reasonOf(err) }, err)
+    }
   }
   const name = opts.name ?? moduleNameOf(bundle, isDirectory)
   if (!name) throw nyalaError('NYALA_ERR_BUNDLE_NAME', { bundle })
@@ -52,7 +56,7 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}): Pr
   } else {
     let data: Buffer
     try {
-      data = await readFile(bundle)
+      data = opts.data ?? (await readFile(bundle))
     } catch (err) {
       throw nyalaError('NYALA_ERR_BUNDLE_READ', { bundle, reason: reasonOf(err) }, err)
     }

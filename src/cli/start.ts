@@ -18,6 +18,9 @@ Options:
   --config FILE    configuration file (default: <root>/config/impala.properties)
   --port N         listen port, 0 for any free port (key: port, default 8080)
   --host H         listen address (key: host, default 127.0.0.1)
+  --watch          watch the modules and hot-reload changed bundles
+                   (sets auto.reload.modules=true)
+  --admin-port N   admin API port, 0 for any free port (key: admin.port, default 8081)
   --log-level L    fatal|error|warn|info|debug|trace|silent (key: log.level)
   --daemonize      run in the background: logs appended to log.file (default
                    nyala.log), returns once the instance serves
@@ -33,11 +36,14 @@ Options:
 Signals: SIGQUIT hands the listeners to a successor waiting on the upgrade
 socket, then drains and exits (without one, keeps serving); SIGTERM stops
 gracefully (drains up to shutdown.grace.period); SIGINT stops fast
-(shutdown.fast.timeout). A pidfile naming a running process refuses the start.`
+(shutdown.fast.timeout); SIGHUP rescans the modules and reloads what changed
+(as the admin API's POST /reload). A pidfile naming a running process refuses
+the start.`
 
 const flagKeys: Record<string, ConfigKey> = {
   port: 'port',
   host: 'host',
+  'admin-port': 'admin.port',
   'log-level': 'log.level',
   pidfile: 'pid.file',
   'upgrade-socket': 'upgrade.socket',
@@ -49,6 +55,8 @@ export async function start(args: string[]): Promise<number> {
     config: { type: 'string' },
     port: { type: 'string' },
     host: { type: 'string' },
+    'admin-port': { type: 'string' },
+    watch: { type: 'boolean' },
     'log-level': { type: 'string' },
     pidfile: { type: 'string' },
     'upgrade-socket': { type: 'string' },
@@ -74,6 +82,10 @@ export async function start(args: string[]): Promise<number> {
       flags.flagNames![key] = `--${flag}`
     }
   }
+  if (values.watch) {
+    flags.set!['auto.reload.modules'] = 'true'
+    flags.flagNames!['auto.reload.modules'] = '--watch'
+  }
   // an environment override for `npm start`, below the flag
   if (process.env.NYALA_PORT && !flags.set!.port) {
     flags.set!.port = process.env.NYALA_PORT
@@ -96,7 +108,11 @@ export async function start(args: string[]): Promise<number> {
   if (!loaded.configFound) log.info({ file: options.configFile }, `no ${options.configFile}: using defaults`)
 
   const host = new NyalaHost(options, log)
-  return runProcess(host, log, { upgrade: values.upgrade === true })
+  const onHangup = () => {
+    log.info({ signal: 'SIGHUP' }, 'SIGHUP: rescanning modules')
+    host.reloader.rescan('SIGHUP').catch((err: unknown) => reportFatal(log, err))
+  }
+  return runProcess(host, log, { upgrade: values.upgrade === true, onHangup })
 }
 
 /** `--daemonize`: the same command in the background; this process reports and exits. */

@@ -167,6 +167,15 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
     values[key] = parseOrThrow(key, raw, 'command line', flag)
   }
   const v = values as ConfigValues
+  // the admin API reloads code: off this machine only with a token
+  if (!isLoopbackHost(v['admin.host']) && v['admin.token'] === '') {
+    throw nyalaError('NYALA_ERR_CONFIG_VALUE', {
+      file: configFile,
+      key: 'admin.token',
+      value: '',
+      expected: `a token (admin.host=${v['admin.host']} is not a loopback address)`,
+    })
+  }
   const modulesDir = path.resolve(root, v['modules.directory'])
 
   const options: HostOptions = {
@@ -214,6 +223,10 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
     },
   }
   return { options: deepFreeze(options), warnings: Object.freeze(warnings), configFound: !!fileValues }
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.')
 }
 
 function parseOrThrow(key: ConfigKey, raw: string, file: string, label: string = key): unknown {

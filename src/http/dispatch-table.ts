@@ -1,3 +1,4 @@
+import type { RequestGate } from '../reload/request-gate.js'
 import type { Generation } from '../runtime/generation.js'
 
 /** Where requests under one prefix go. */
@@ -7,6 +8,8 @@ export interface Route {
   /** The running generation, or `undefined` when the module is not running (503). */
   readonly generation: Generation | undefined
   readonly state: string
+  /** Set while a blocking-mode reload swaps this module: requests wait on it, then look up again. */
+  readonly gate?: RequestGate | undefined
 }
 
 /**

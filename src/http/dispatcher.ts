@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { nyalaError } from '../errors.js'
+import type { RequestGate } from '../reload/request-gate.js'
 import { DispatchTable } from './dispatch-table.js'
 import { replyError } from './json-reply.js'
 
@@ -10,6 +11,8 @@ import { replyError } from './json-reply.js'
  */
 export class Dispatcher {
   #table = new DispatchTable([])
+  /** `auto.reload.block.timeout`: how long a request waits at a closed gate. */
+  blockTimeoutMs = 10_000
 
   get table(): DispatchTable {
     return this.#table
@@ -29,6 +32,10 @@ export class Dispatcher {
       replyError(res, nyalaError('NYALA_ERR_NO_MODULE', { path: url.split('?')[0] ?? url }))
       return
     }
+    if (route.gate !== undefined) {
+      this.#waitAtGate(route.gate, route.module, req, res)
+      return
+    }
     const generation = route.generation
     const app = generation?.app
     if (!generation || !app) {
@@ -42,7 +49,22 @@ export class Dispatcher {
       return
     }
     generation.inflight++
+    generation.served++
     res.once('close', generation.release)
     app.routing(req, res)
+  }
+
+  #waitAtGate(gate: RequestGate, module: string, req: IncomingMessage, res: ServerResponse): void {
+    gate.wait(this.blockTimeoutMs).then((opened) => {
+      if (res.destroyed) return
+      // look up again: the table swapped while the request waited
+      if (opened) this.handle(req, res)
+      else
+        replyError(
+          res,
+          nyalaError('NYALA_ERR_REQUEST_BLOCKED_TIMEOUT', { module, timeout: this.blockTimeoutMs }),
+          { 'retry-after': '1' },
+        )
+    })
   }
 }

@@ -24,6 +24,47 @@ const wrapperParams = ['exports', 'require', 'module', '__filename', '__dirname'
 const extensions = ['', '.js', '.cjs', '.json']
 const posix = path.posix
 
+type CompiledModule = (...args: unknown[]) => unknown
+
+/** Compiles one CommonJS file; a syntax error names the bundle and `entry:line`. */
+function compileEntry(label: string, entry: string, source: string, filename: string): CompiledModule {
+  try {
+    return vm.compileFunction(source, wrapperParams, { filename }) as CompiledModule
+  } catch (err) {
+    // V8 puts `<filename>:<line>` as the first line of a SyntaxError's stack
+    const line = /:(\d+)\n/.exec((err as Error).stack ?? '')?.[1]
+    const location = line ? `${entry}:${line}` : entry
+    throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: reasonOf(err) }, err)
+  }
+}
+
+/**
+ * Compiles every script of a bundle without running anything, so a reload can
+ * refuse a syntax error before any generation is touched. The bundle's own
+ * `node_modules/` is left to load time: packages there often carry files that
+ * are never required.
+ */
+export function checkSyntax(bundle: Bundle): void {
+  for (const [entry, content] of bundle.files) {
+    if (entry.startsWith('node_modules/') || entry.includes('/node_modules/')) continue
+    if (entry.endsWith('.json')) {
+      if (entry !== 'package.json' && !entry.endsWith('/package.json')) continue
+    } else if (!entry.endsWith('.js') && !entry.endsWith('.cjs')) continue
+    const source = content.toString('utf8')
+    if (entry.endsWith('.json')) {
+      try {
+        JSON.parse(source)
+      } catch (err) {
+        throw nyalaError('NYALA_ERR_MODULE_SYNTAX', {
+          bundle: bundle.file,
+          location: entry,
+          reason: reasonOf(err),
+        })
+      }
+    } else compileEntry(bundle.file, entry, source, `${bundle.file}/${entry}`)
+  }
+}
+
 /**
  * Runs a bundle's CommonJS code from memory, starting at its main file.
  *
@@ -105,15 +146,12 @@ export function loadModuleCode(bundle: Bundle): ModuleCode {
       mod.loaded = true
       return mod.exports
     }
-    let fn: (...args: unknown[]) => unknown
+    let fn: CompiledModule
     try {
-      fn = vm.compileFunction(source, wrapperParams, { filename }) as typeof fn
+      fn = compileEntry(label, entry, source, filename)
     } catch (err) {
       cache.delete(entry)
-      // V8 puts `<filename>:<line>` as the first line of a SyntaxError's stack
-      const line = /:(\d+)\n/.exec((err as Error).stack ?? '')?.[1]
-      const location = line ? `${entry}:${line}` : entry
-      throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: reasonOf(err) }, err)
+      throw err
     }
     const localRequire = Object.assign((request: string) => requireFrom(entry, request), {
       resolve: (request: string) => {

@@ -1,9 +1,11 @@
 import { nyalaError } from '../errors.js'
 
-/** What a module's main file provides: `register`, and optionally `stop`. */
+/** What a module's main file provides: `register`, and optionally `stop` and `handoff`. */
 export interface ModuleEntry {
   readonly register: (app: unknown, ctx: unknown) => unknown
   readonly stop?: ((ctx: unknown) => unknown) | undefined
+  /** Called on the old generation, while it still serves, just before the new one registers: its value is the new `ctx.previous`. */
+  readonly handoff?: ((ctx: unknown) => unknown) | undefined
 }
 
 type Fn = (...args: never[]) => unknown
@@ -23,9 +25,13 @@ export function moduleEntryOf(exports: unknown, bundle: string, entry: string): 
     const register = isFn(c) ? c : field(c, 'register')
     if (isFn(register)) {
       const stop = field(c, 'stop') ?? field(exports, 'stop')
+      const handoff = field(c, 'handoff') ?? field(exports, 'handoff')
+      // called with `this` as the object they came from, as `module.exports = { register () { this.x } }` expects
+      const owner = isFn(c) ? exports : c
       return {
-        register: register as ModuleEntry['register'],
-        stop: isFn(stop) ? (stop as ModuleEntry['stop']) : undefined,
+        register: (register as Fn).bind(owner) as ModuleEntry['register'],
+        stop: isFn(stop) ? ((stop as Fn).bind(owner) as ModuleEntry['stop']) : undefined,
+        handoff: isFn(handoff) ? ((handoff as Fn).bind(owner) as ModuleEntry['handoff']) : undefined,
       }
     }
   }

@@ -32,6 +32,8 @@ export class Generation {
   startMs = 0
   /** Requests dispatched to this generation that have not finished. */
   inflight = 0
+  /** Requests dispatched to this generation so far (metrics). */
+  served = 0
 
   readonly #init: GenerationInit
   #handle: ContextHandle | undefined
@@ -156,6 +158,36 @@ export class Generation {
     await this.#release(this.app, false)
     this.state = 'stopped'
     return handoff
+  }
+
+  /**
+   * What this (old, still serving) generation hands to the next one as
+   * `ctx.previous`: the value of the module's `handoff(ctx)`, bounded by
+   * module.stop.timeout. `stop` cannot be the source during a reload: the old
+   * generation keeps serving until the new one has started, so it stops last.
+   */
+  async handoff(): Promise<unknown> {
+    const handoff = this.#entry?.handoff
+    if (!handoff || !this.#handle || this.state !== 'running') return undefined
+    const ctx = this.#handle.ctx
+    const outcome = await withTimeout(
+      Promise.resolve()
+        .then(() => handoff(ctx))
+        .then(
+          (value) => ({ value }),
+          (err: unknown) => ({ err }),
+        ),
+      this.#init.stopTimeoutMs,
+    )
+    if (outcome === timedOut) {
+      this.#logStopError(`handoff did not finish within module.stop.timeout (${this.#init.stopTimeoutMs} ms)`)
+      return undefined
+    }
+    if ('err' in outcome) {
+      this.#logStopError(`handoff threw: ${reasonOf(outcome.err)}`)
+      return undefined
+    }
+    return outcome.value
   }
 
   #logStopError(reason: string): void {

@@ -16,8 +16,30 @@ export interface ModuleRecord {
   generation: Generation | undefined
   /** Generations built so far; the next one gets this plus one. */
   generations: number
-  /** Why the module is not running (or why its last reload failed). */
+  /** Why the module is not running. */
   error: NyalaError | undefined
+  /** The last failed reload, kept until the next successful one. */
+  reloadError: { code: string; message: string; at: string } | undefined
+  /** The last successful reload: when, and how long it took from trigger to swap. */
+  lastReload: { at: string; ms: number } | undefined
+  /** Requests served by generations that have stopped (metrics add the live one). */
+  servedBefore: number
+}
+
+/** A record for a module the host has not seen before. */
+export function newRecord(name: string, file: string): ModuleRecord {
+  return {
+    name,
+    file,
+    bundle: undefined,
+    state: 'stopped',
+    generation: undefined,
+    generations: 0,
+    error: undefined,
+    reloadError: undefined,
+    lastReload: undefined,
+    servedBefore: 0,
+  }
 }
 
 /** A plain view of a record for logs, `nyala status` and the admin API. */
@@ -35,7 +57,10 @@ export function describeRecord(record: ModuleRecord): Record<string, unknown> {
     reloadable: manifest?.reloadable ?? null,
     bundle: record.file,
     inflight: gen?.inflight ?? 0,
+    served: record.servedBefore + (gen?.served ?? 0),
     startedAt: gen ? new Date(gen.startedAt).toISOString() : null,
-    lastError: record.error ? { code: record.error.code, message: record.error.message } : null,
+    error: record.error ? { code: record.error.code, message: record.error.message } : null,
+    lastReload: record.lastReload ?? null,
+    lastError: record.reloadError ?? null,
   }
 }

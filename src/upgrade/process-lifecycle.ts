@@ -10,6 +10,8 @@ import { takeOver } from './take-over.js'
 export interface ProcessMode {
   /** Start as the successor of a running instance (`--upgrade`). */
   readonly upgrade: boolean
+  /** SIGHUP while serving (module rescan); ignored before the instance serves. */
+  readonly onHangup?: () => void
 }
 
 type Phase = 'starting' | 'serving' | 'handing-over' | 'stopping'
@@ -19,7 +21,7 @@ type StopRequest = { signal: NodeJS.Signals; graceMs: number; fast: boolean }
  * A whole `nyala start` process around the host: the pidfile, readiness for
  * `--daemonize`, the successor's wait (`--upgrade`), and the signals: SIGQUIT hands
  * the listeners to a successor, SIGTERM stops gracefully, SIGINT stops within
- * `shutdown.fast.timeout`. Resolves with the exit code.
+ * `shutdown.fast.timeout`, SIGHUP calls `mode.onHangup`. Resolves with the exit code.
  */
 export async function runProcess(host: NyalaHost, log: Logger, mode: ProcessMode): Promise<number> {
   const { pidFile, upgradeSocket, shutdownGraceMs, shutdownFastMs } = host.options.process
@@ -104,15 +106,20 @@ export async function runProcess(host: NyalaHost, log: Logger, mode: ProcessMode
     })
   }
 
+  const hangup = () => {
+    if (phase === 'serving' || phase === 'handing-over') mode.onHangup?.()
+    else log.warn({ signal: 'SIGHUP', phase }, `SIGHUP while ${phase}: ignored`)
+  }
   const onTerm = () => stop({ signal: 'SIGTERM', graceMs: shutdownGraceMs, fast: false })
   const onInt = () => stop({ signal: 'SIGINT', graceMs: shutdownFastMs, fast: true })
   process.on('SIGTERM', onTerm)
   process.on('SIGINT', onInt)
   process.on('SIGQUIT', quit)
+  process.on('SIGHUP', hangup)
   try {
     try {
       if (mode.upgrade) {
-        await host.loadAll()
+        await host.prepare()
         const from = await takeOver(host, log, {
           signal: startup.signal,
           onWaiting: (socket) => readiness.report({ state: 'waiting', pid: process.pid, socket }),
@@ -157,5 +164,6 @@ export async function runProcess(host: NyalaHost, log: Logger, mode: ProcessMode
     process.off('SIGTERM', onTerm)
     process.off('SIGINT', onInt)
     process.off('SIGQUIT', quit)
+    process.off('SIGHUP', hangup)
   }
 }

@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs'
+import { loadHostOptions } from '../config/host-options.js'
+import { isNyalaError, nyalaError, reasonOf } from '../errors.js'
+import { adminUrlFileOf } from '../http/admin-url.js'
+
+export interface AdminTarget {
+  readonly url: string
+  readonly token: string
+}
+
+/**
+ * Where the admin API of a root's host is: `--admin URL` when given, else the
+ * URL the running host wrote beside its pidfile, else `admin.host`/`admin.port`
+ * of the root's configuration. The token comes from `--token`, `NYALA_ADMIN_TOKEN`
+ * or the configuration.
+ */
+export function findAdmin(values: Record<string, string | boolean | undefined>): AdminTarget {
+  const flagToken = (values.token as string | undefined) ?? process.env.NYALA_ADMIN_TOKEN
+  if (typeof values.admin === 'string')
+    return { url: values.admin.replace(/\/+$/, ''), token: flagToken ?? '' }
+  const { options } = loadHostOptions({
+    root: values.root as string | undefined,
+    config: values.config as string | undefined,
+  })
+  const token = flagToken ?? options.admin.token
+  try {
+    const written = readFileSync(adminUrlFileOf(options), 'utf8').trim()
+    if (written) return { url: written, token }
+  } catch {
+    // not running yet, or an older layout: fall back to the configuration
+  }
+  const host = options.admin.host.includes(':') ? `[${options.admin.host}]` : options.admin.host
+  return { url: `http://${host}:${options.admin.port}`, token }
+}
+
+/** Calls the admin API; a NyalaError for an unreachable API or an error answer without a code. */
+export async function callAdmin(
+  target: AdminTarget,
+  method: string,
+  path: string,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const url = `${target.url}${path}`
+  let res: Response
+  try {
+    res = await fetch(url, {
+      method,
+      headers: target.token ? { authorization: `Bearer ${target.token}` } : {},
+      signal: AbortSignal.timeout(120_000),
+    })
+  } catch (err) {
+    const cause = (err as { cause?: unknown }).cause
+    throw nyalaError('NYALA_ERR_ADMIN_UNREACHABLE', { url, reason: reasonOf(cause ?? err) }, err)
+  }
+  const text = await res.text()
+  let body: Record<string, unknown>
+  try {
+    body = JSON.parse(text) as Record<string, unknown>
+  } catch {
+    throw nyalaError('NYALA_ERR_ADMIN_RESPONSE', { url, status: res.status, reason: text.slice(0, 200) })
+  }
+  if (res.status >= 400 && res.status !== 422 && !isNyalaError(body)) {
+    throw nyalaError('NYALA_ERR_ADMIN_RESPONSE', {
+      url,
+      status: res.status,
+      reason: String(body.message ?? text),
+    })
+  }
+  return { status: res.status, body }
+}
+
+export const adminFlags = {
+  root: { type: 'string' },
+  config: { type: 'string' },
+  admin: { type: 'string' },
+  token: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+export const adminFlagsHelp = `  --root DIR       root of the running host (default: .)
+  --config FILE    its configuration file (default: <root>/config/impala.properties)
+  --admin URL      the admin API's URL (default: found from the root)
+  --token T        admin.token (default: NYALA_ADMIN_TOKEN, or the configuration's)
+  --json           print the admin API's JSON answer
+  -h, --help       show this help`

@@ -1,0 +1,126 @@
+import { timingSafeEqual } from 'node:crypto'
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
+import { isNyalaError, type NyalaError, nyalaError } from '../errors.js'
+import type { NyalaHost } from '../host.js'
+import type { ReloadResult } from '../reload/change.js'
+import type { Reloader } from '../reload/reloader.js'
+import { Metrics } from './metrics.js'
+
+function sendError(reply: FastifyReply, err: NyalaError) {
+  return reply.code(err.statusCode).send({ statusCode: err.statusCode, ...err.toJSON() })
+}
+
+/** HTTP status of a reload result: 200 reloaded or unchanged, 422 failed. */
+function replyReload(reply: FastifyReply, result: ReloadResult) {
+  return reply.code(result.result === 'failed' ? 422 : 200).send(result)
+}
+
+/**
+ * The admin API, on its own listener: module table, reloads, reload
+ * registration, health, readiness, Prometheus metrics and a server-sent event
+ * stream of reload phases. With `admin.token` set, every route but the health
+ * probes needs `Authorization: Bearer <token>`.
+ */
+export async function createAdminApp(
+  host: NyalaHost,
+  reloader: Reloader,
+): Promise<{ app: FastifyInstance; endStreams: () => void }> {
+  const app = Fastify({ logger: false })
+  const streams = new Set<() => void>()
+  const metrics = new Metrics(reloader.events)
+  const token = host.options.admin.token
+  const expected = Buffer.from(`Bearer ${token}`)
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (!token || req.url === '/health' || req.url === '/ready') return
+    const given = Buffer.from(req.headers.authorization ?? '')
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      return sendError(
+        reply,
+        nyalaError('NYALA_ERR_ADMIN_UNAUTHORIZED', { method: req.method, path: req.url }),
+      )
+    }
+  })
+  app.setErrorHandler((err: unknown, _req, reply) => {
+    if (isNyalaError(err)) return sendError(reply, err)
+    const status = (err as { statusCode?: number }).statusCode ?? 500
+    return reply.code(status).send({ statusCode: status, message: (err as Error).message })
+  })
+
+  const describe = (name: string) => host.describe().find((m) => m.name === name)
+  const known = (name: string) => {
+    if (!host.modules.has(name)) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
+  }
+
+  app.get('/modules', async () => ({
+    modules: host.describe().map((m) => ({
+      ...m,
+      registered: !reloader.selection.isUnregistered(String(m.name)),
+    })),
+  }))
+  app.get<{ Params: { name: string } }>('/modules/:name', async (req) => {
+    known(req.params.name)
+    return { ...describe(req.params.name), registered: !reloader.selection.isUnregistered(req.params.name) }
+  })
+  app.post<{ Params: { name: string }; Querystring: { force?: string } }>(
+    '/modules/:name/reload',
+    async (req, reply) => {
+      const force = req.query.force === 'true' || req.query.force === '1'
+      return replyReload(reply, await reloader.reloadModule(req.params.name, force))
+    },
+  )
+  app.post('/reload', async (_req, reply) => replyReload(reply, await reloader.rescan('admin')))
+  app.post<{ Params: { name: string } }>('/modules/:name/unregister', async (req) => {
+    known(req.params.name)
+    reloader.selection.unregister(req.params.name)
+    host.log.info({ module: req.params.name }, `${req.params.name} unregistered from reloading`)
+    return { name: req.params.name, registered: false }
+  })
+  app.post<{ Params: { name: string } }>('/modules/:name/register', async (req) => {
+    known(req.params.name)
+    reloader.selection.register(req.params.name)
+    host.log.info({ module: req.params.name }, `${req.params.name} registered for reloading`)
+    return { name: req.params.name, registered: true }
+  })
+  app.get('/health', async () => ({ status: 'ok', pid: process.pid, uptime: process.uptime() }))
+  app.get('/ready', async (_req, reply) => {
+    const modules = [...host.modules.values()]
+    const running = modules.filter((m) => m.state === 'running').length
+    const ready = host.address !== undefined
+    return reply.code(ready ? 200 : 503).send({ ready, modules: modules.length, running })
+  })
+  app.get('/metrics', async (_req, reply) =>
+    reply.type('text/plain; version=0.0.4').send(metrics.render(host.modules.values())),
+  )
+  app.get('/events', (req, reply) => {
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+    })
+    res.write(': nyala reload events\n\n')
+    const off = reloader.events.on((e) => {
+      res.write(`event: ${e.phase}\ndata: ${JSON.stringify(e)}\n\n`)
+    })
+    // a proxy in between must not cut an idle stream
+    const ping = setInterval(() => res.write(': ping\n\n'), 15_000)
+    const end = () => {
+      off()
+      clearInterval(ping)
+      streams.delete(end)
+      res.end()
+    }
+    streams.add(end)
+    req.raw.on('close', end)
+  })
+  await app.ready()
+  // event streams never go idle: shutdown ends them rather than waiting out the grace period
+  return {
+    app,
+    endStreams: () => {
+      for (const end of [...streams]) end()
+    },
+  }
+}

@@ -1,0 +1,62 @@
+import { readFile } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { openBundle } from '../bundle/open-bundle.js'
+import type { HostOptions } from '../config/host-options.js'
+import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import type { Change } from './change.js'
+import type { Candidate } from './sources.js'
+
+/** The file vanished before it could be read (renamed away, deleted). */
+export const gone: unique symbol = Symbol('gone')
+
+/**
+ * Reads a candidate into memory and opens it as a bundle. A file that opens
+ * as a whole zip is used at once; one that does not yet (a copy in progress
+ * looks exactly like a truncated zip) is read again every
+ * `auto.reload.settle.ms` and reported only after `auto.reload.settle.timeout`.
+ * Any other refusal (not a zip, unsafe entry, bad manifest) is final at once.
+ */
+export async function readCandidate(
+  c: Candidate,
+  options: HostOptions,
+  exists: boolean,
+  onRetry: (reason: string) => void = () => {},
+): Promise<Change | NyalaError | typeof gone> {
+  const { settleMs, settleTimeoutMs } = options.autoReload
+  const deadline = Date.now() + settleTimeoutMs
+  const kind = exists ? 'update' : 'add'
+  for (;;) {
+    let data: Buffer | undefined
+    try {
+      if (!c.directory) data = await readFile(c.source)
+      const bundle = await openBundle(c.source, {
+        maxBytes: options.bundleMaxBytes,
+        name: c.name,
+        ...(data ? { data } : {}),
+      })
+      return { name: c.name, kind, bundle, source: c.source, target: c.target, data }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' || code === 'ENOTDIR') return gone
+      const retry =
+        (isNyalaError(err) && err.code === 'NYALA_ERR_BUNDLE_TRUNCATED') ||
+        (data !== undefined && data.length === 0)
+      if (!retry) {
+        if (isNyalaError(err)) {
+          if (err.code === 'NYALA_ERR_BUNDLE_READ' && /ENOENT/.test(err.message)) return gone
+          return err
+        }
+        return nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: c.source, reason: reasonOf(err) }, err)
+      }
+      if (Date.now() >= deadline) {
+        return nyalaError('NYALA_ERR_BUNDLE_UNSETTLED', {
+          bundle: c.source,
+          timeout: settleTimeoutMs,
+          reason: reasonOf(err),
+        })
+      }
+      onRetry(reasonOf(err))
+      await sleep(settleMs)
+    }
+  }
+}

@@ -1,0 +1,47 @@
+import { EventEmitter } from 'node:events'
+
+/** One phase of one reload, as the admin API's `GET /events` streams it. */
+export interface ReloadEvent {
+  readonly id: number
+  readonly phase:
+    | 'start'
+    | 'unchanged'
+    | 'blocked'
+    | 'started'
+    | 'swapped'
+    | 'drained'
+    | 'failed'
+    | 'newer-source'
+  readonly trigger: string
+  readonly modules: readonly string[]
+  readonly generations?: Readonly<Record<string, number>>
+  readonly ms?: number
+  readonly module?: string
+  readonly error?: { readonly code: string; readonly message: string; readonly at: string }
+}
+
+/** Reload phases for listeners (the SSE stream, metrics); never throws into the reload. */
+export class ReloadEvents {
+  readonly #emitter = new EventEmitter()
+
+  constructor() {
+    // every open `GET /events` stream is one listener
+    this.#emitter.setMaxListeners(0)
+  }
+
+  emit(event: ReloadEvent): void {
+    const stamped = { ...event, at: new Date().toISOString() }
+    for (const fn of this.#emitter.listeners('event')) {
+      try {
+        ;(fn as (e: ReloadEvent) => void)(stamped)
+      } catch {
+        // a broken listener must not break a reload
+      }
+    }
+  }
+
+  on(fn: (event: ReloadEvent & { at: string }) => void): () => void {
+    this.#emitter.on('event', fn)
+    return () => this.#emitter.off('event', fn)
+  }
+}
