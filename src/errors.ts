@@ -153,7 +153,7 @@ const definitions = {
     status: 409,
   },
   NYALA_ERR_PIDFILE_STALE: {
-    message: 'pidfile {file} names pid {deadPid}, which is not running: replacing it',
+    message: 'pidfile {file} names pid {deadPid}, which is not a running Nyala instance: replacing it',
     status: 500,
   },
   NYALA_ERR_PIDFILE_INVALID: { message: 'pidfile {file} holds no pid: "{content}"', status: 500 },

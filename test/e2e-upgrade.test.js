@@ -234,6 +234,23 @@ test('a live pidfile refuses a second start; a stale one is replaced with a warn
   process.kill(first.pid, 'SIGTERM')
   await waitUntil(() => !isAlive(first.pid), 'the instance to stop')
   assert.equal(existsSync(pidfileOf(root)), false)
+
+  // a pid reused by something that is not Nyala (here: this test process) counts as stale:
+  // nyala upgrade never sends it SIGQUIT, and start replaces the pidfile
+  await writeFile(pidfileOf(root), `${process.pid}\n`)
+  const upgrade = await runCli(['upgrade', '--root', root], { cwd: root })
+  assert.equal(upgrade.code, 1)
+  assert.match(
+    upgrade.stderr,
+    new RegExp(`NYALA_ERR_NOT_RUNNING: .*names pid ${process.pid}, which is not a running Nyala`),
+  )
+  const next = await startDaemon(t, root)
+  const replaced = (await daemonLogs(root)).find(
+    (r) => r.pid === next.pid && r.code === 'NYALA_ERR_PIDFILE_STALE',
+  )
+  assert.equal(replaced?.deadPid, process.pid)
+  process.kill(next.pid, 'SIGTERM')
+  await waitUntil(() => !isAlive(next.pid), 'the instance to stop')
 })
 
 test('nyala upgrade without a running instance fails and says why', async (t) => {

@@ -19,6 +19,22 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/**
+ * False when /proc shows the pid belongs to something other than `nyala start`
+ * (a pid reused after a crash), so it is neither refused as live nor sent SIGQUIT;
+ * true when it looks like Nyala or cannot be checked (no /proc).
+ */
+export function isNyalaProcess(pid: number): boolean {
+  let args: string[]
+  try {
+    args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+  } catch {
+    return true
+  }
+  const cli = args.findIndex((a) => /(^|\/)(cli\.js|nyala)$/.test(a))
+  return cli >= 0 && args.slice(cli + 1).includes('start')
+}
+
 export function readPid(file: string): number | undefined {
   const s = inspectPidfile(file)
   return s.state === 'live' || s.state === 'stale' ? s.pid : undefined
@@ -35,7 +51,7 @@ export function inspectPidfile(file: string): PidfileState {
   const trimmed = text.trim()
   if (!/^[1-9]\d{0,9}$/.test(trimmed)) return { state: 'invalid', content: trimmed.slice(0, 40) }
   const pid = Number(trimmed)
-  return isAlive(pid) ? { state: 'live', pid } : { state: 'stale', pid }
+  return isAlive(pid) && isNyalaProcess(pid) ? { state: 'live', pid } : { state: 'stale', pid }
 }
 
 /**

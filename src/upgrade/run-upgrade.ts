@@ -36,7 +36,7 @@ export async function runUpgrade(
         ? 'does not exist'
         : state.state === 'invalid'
           ? `holds no pid ("${state.content}")`
-          : `names pid ${state.pid}, which is not running`
+          : `names pid ${state.pid}, which is not a running Nyala instance`
     throw nyalaError('NYALA_ERR_NOT_RUNNING', { file: pidFile, reason })
   }
   const old = state.pid

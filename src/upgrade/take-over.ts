@@ -2,7 +2,7 @@ import { nyalaError, reasonOf } from '../errors.js'
 import type { NyalaHost } from '../host.js'
 import type { Logger } from '../logger.js'
 import { type Channel, expectFrame } from './channel.js'
-import { ProtocolViolation } from './frame.js'
+import { type ListenerInfo, ProtocolViolation } from './frame.js'
 import { closeQuietly, fdpass } from './native.js'
 import { UpgradeSocket } from './upgrade-socket.js'
 
@@ -132,6 +132,7 @@ async function exchange(
         reason: `pid ${old} hung up before the acknowledgement (${reasonOf(err)}): it keeps serving, this one stops`,
       })
     }
+    warnIfMoved(host, log, frame.body.listeners)
     return old
   } catch (err) {
     if (inherited) closeQuietly(inherited.values())
@@ -144,5 +145,21 @@ async function exchange(
       // the peer is gone already
     }
     return undefined
+  }
+}
+
+/**
+ * An inherited listener keeps its address: a new `port` in the successor's
+ * configuration only applies to a fresh start, and saying so beats a silent surprise.
+ */
+function warnIfMoved(host: NyalaHost, log: Logger, listeners: readonly ListenerInfo[]): void {
+  const configured: Record<string, number> = { http: host.options.port, admin: host.options.admin.port }
+  for (const l of listeners) {
+    const port = configured[l.name]
+    if (port === undefined || port === 0 || port === l.port) continue
+    log.warn(
+      { listener: l.name, port: l.port, configured: port },
+      `handover: listener ${l.name} keeps port ${l.port}; the configured port ${port} applies to a fresh start only`,
+    )
   }
 }
