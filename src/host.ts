@@ -71,6 +71,9 @@ export class NyalaHost {
    */
   async start(inherited: ReadonlyMap<string, number> = new Map()): Promise<AddressInfo> {
     await this.prepare()
+    // the admin API first: building its app takes tens of ms, and a successor that already
+    // accepts HTTP meanwhile shares the socket with the old process for all that time
+    const admin = await this.#listenAdmin(inherited.get('admin'))
     const fd = inherited.get('http')
     const { server, address } = await listen(this.dispatcher.handle, {
       host: this.options.host,
@@ -78,7 +81,6 @@ export class NyalaHost {
       ...(fd === undefined ? {} : { fd }),
     })
     this.servers.set('http', server)
-    const admin = await this.#listenAdmin(inherited.get('admin'))
     const running = [...this.modules.values()].filter((m) => m.state === 'running').length
     this.log.info(
       {

@@ -17,7 +17,14 @@ Options:
   --config FILE           configuration file (default: <root>/config/impala.properties)
   --pidfile FILE          pidfile of the running instance (key: pid.file)
   --upgrade-socket FILE   upgrade socket (key: upgrade.socket)
-  -h, --help              show this help`
+  --watch                 the new process hot-reloads modules (as start --watch)
+  --log-level L           the new process's log level (as start --log-level)
+  -h, --help              show this help
+
+The new process reads the configuration file afresh. Flags the running instance
+was started with are not copied: give --watch or --log-level again if it had
+them. The listeners keep their addresses (a changed port applies to a fresh
+start only).`
 
 export async function upgrade(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -25,6 +32,8 @@ export async function upgrade(args: string[]): Promise<number> {
     config: { type: 'string' },
     pidfile: { type: 'string' },
     'upgrade-socket': { type: 'string' },
+    watch: { type: 'boolean' },
+    'log-level': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   })
   if (values.help) {
@@ -44,12 +53,19 @@ export async function upgrade(args: string[]): Promise<number> {
     set['upgrade.socket'] = str('upgrade-socket')!
     flagNames['upgrade.socket'] = '--upgrade-socket'
   }
+  // validated here, so a bad value fails before anything is started
+  if (str('log-level')) {
+    set['log.level'] = str('log-level')!
+    flagNames['log.level'] = '--log-level'
+  }
   const { options } = loadHostOptions({ root: str('root'), config: str('config'), set, flagNames })
   // the successor gets the same flags, so it resolves every path as this command did
   const forwarded = ['--root', options.root]
   if (str('config')) forwarded.push('--config', options.configFile)
   if (str('pidfile')) forwarded.push('--pidfile', str('pidfile')!)
   if (str('upgrade-socket')) forwarded.push('--upgrade-socket', str('upgrade-socket')!)
+  if (values.watch) forwarded.push('--watch')
+  if (str('log-level')) forwarded.push('--log-level', str('log-level')!)
   const say = (line: string) => process.stdout.write(`${line}\n`)
   const { old, successor } = await runUpgrade(process.argv[1]!, forwarded, options, say)
   say(`nyala: upgraded: pid ${successor} serves, pid ${old} is draining and will exit`)

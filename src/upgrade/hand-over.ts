@@ -1,5 +1,5 @@
 import type { Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, Server as NetServer } from 'node:net'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import type { NyalaHost } from '../host.js'
 import type { Logger } from '../logger.js'
@@ -81,6 +81,10 @@ export async function handOver(host: NyalaHost, log: Logger): Promise<HandOverRe
     if (result.type === 'nak') {
       return fail(nyalaError('NYALA_ERR_UPGRADE_REFUSED', { successor, reason: result.body.reason }))
     }
+    // Stop accepting in this very tick: until now both processes accept on the same sockets,
+    // and a client opening connections one after the other could land on either. The drain
+    // (host.close) comes after logging and stopping the reloader; the listening must not wait.
+    for (const server of host.servers.values()) NetServer.prototype.close.call(server)
     log.info(
       { successor, listeners: listeners.map((l) => `${l.name} ${l.address}:${l.port}`) },
       `handover: successor pid ${successor} accepts on ${listeners.map((l) => l.name).join(', ')}`,
