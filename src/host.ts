@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import path from 'node:path'
+import type { FastifyInstance } from 'fastify'
 import { findBundles } from './bundle/find-bundles.js'
 import { moduleNameOf } from './bundle/module-name.js'
 import { type Bundle, openBundle } from './bundle/open-bundle.js'
@@ -64,6 +65,7 @@ export class NyalaHost {
    */
   readonly gates = new Map<string, RequestGate>()
   #endAdminStreams: () => void = () => {}
+  #adminApp: FastifyInstance | undefined
 
   /**
    * Loads the modules, then listens. `inherited` maps a listener name to a
@@ -71,8 +73,8 @@ export class NyalaHost {
    */
   async start(inherited: ReadonlyMap<string, number> = new Map()): Promise<AddressInfo> {
     await this.prepare()
-    // the admin API first: building its app takes tens of ms, and a successor that already
-    // accepts HTTP meanwhile shares the socket with the old process for all that time
+    // HTTP last: a successor acknowledges right after it, and until the old process has the
+    // acknowledgement both accept on the HTTP socket
     const admin = await this.#listenAdmin(inherited.get('admin'))
     const fd = inherited.get('http')
     const { server, address } = await listen(this.dispatcher.handle, {
@@ -98,8 +100,7 @@ export class NyalaHost {
 
   /** The admin API on its own listener; its URL is written beside the pidfile for `nyala status`. */
   async #listenAdmin(fd: number | undefined): Promise<AddressInfo> {
-    const { app, endStreams } = await createAdminApp(this, this.reloader)
-    this.#endAdminStreams = endStreams
+    const app = this.#adminApp!
     const { server, address } = await listen((req, res) => app.routing(req, res), {
       host: this.options.admin.host,
       port: this.options.admin.port,
@@ -133,6 +134,10 @@ export class NyalaHost {
     await this.reloader.start()
     await this.loadAll()
     this.reloader.resume()
+    // built here, not when listening: a successor builds it before the handover, not during it
+    const { app, endStreams } = await createAdminApp(this, this.reloader)
+    this.#adminApp = app
+    this.#endAdminStreams = endStreams
   }
 
   /** Opens every bundle, plans the graph, starts the modules in dependency order. */
