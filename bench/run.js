@@ -16,6 +16,7 @@ const benchmarks = {
   dispatch: () => import('./dispatch.js'),
   'reload-under-load': () => import('./reload-under-load.js'),
   'reload-memory': () => import('./reload-memory.js'),
+  upgrade: () => import('./upgrade-under-load.js'),
 }
 
 /** Names that stand for several benchmarks: `npm run bench -- reload`. */

@@ -8,6 +8,7 @@ import { pack } from './cli/pack.js'
 import { reload } from './cli/reload.js'
 import { start } from './cli/start.js'
 import { status } from './cli/status.js'
+import { upgrade } from './cli/upgrade.js'
 import { isNyalaError, nyalaError } from './errors.js'
 
 export { exitCodes }
@@ -21,6 +22,7 @@ Commands:
   pack <dir>     pack a module directory into a bundle (zip)
   status         print the modules of a running host (admin API)
   reload [name]  reload one module and its dependents, or rescan everything
+  upgrade        replace the running instance with a new process (no refused connection)
 
 Options:
   -h, --help     show help (also: nyala <command> --help)
@@ -29,7 +31,7 @@ Options:
 Exit codes: 0 success, 1 failure (bad configuration, cannot listen, bad bundle), 2 usage error.
 Error codes (NYALA_ERR_*) are listed in docs/errors.md.`
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { start, pack, status, reload }
+const commands: Record<string, (args: string[]) => Promise<number>> = { start, pack, status, reload, upgrade }
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv

@@ -145,6 +145,58 @@ const definitions = {
   },
   NYALA_ERR_ADMIN_UNREACHABLE: { message: 'cannot reach the admin API at {url}: {reason}', status: 503 },
   NYALA_ERR_ADMIN_RESPONSE: { message: 'admin API at {url} answered {status}: {reason}', status: 502 },
+
+  // process upgrade
+  NYALA_ERR_PIDFILE_LIVE: {
+    message:
+      'pidfile {file} names pid {livePid}, which is running: another instance serves (replace it with "nyala upgrade")',
+    status: 409,
+  },
+  NYALA_ERR_PIDFILE_STALE: {
+    message: 'pidfile {file} names pid {deadPid}, which is not a running Nyala instance: replacing it',
+    status: 500,
+  },
+  NYALA_ERR_PIDFILE_INVALID: { message: 'pidfile {file} holds no pid: "{content}"', status: 500 },
+  NYALA_ERR_PIDFILE_WRITE: { message: 'cannot write pidfile {file}: {reason}', status: 500 },
+  NYALA_ERR_NOT_RUNNING: { message: 'no running instance to upgrade: pidfile {file} {reason}', status: 409 },
+  NYALA_ERR_NATIVE_MISSING: {
+    message:
+      'the descriptor-passing addon {file} cannot be loaded: {reason} (build it with "npm run build:native")',
+    status: 500,
+  },
+  NYALA_ERR_DAEMONIZE: {
+    message: 'the daemonized process (pid {daemonPid}) {reason}; its log is {log}',
+    status: 500,
+  },
+  NYALA_ERR_UPGRADE_SOCKET: { message: 'upgrade socket {socket}: {reason}', status: 500 },
+  NYALA_ERR_UPGRADE_NO_SUCCESSOR: {
+    message: 'no successor answered on the upgrade socket {socket} within {timeout} ms: still serving',
+    status: 503,
+  },
+  NYALA_ERR_UPGRADE_PEER: {
+    message: 'upgrade socket {socket}: refused a peer (pid {peerPid}, uid {peerUid}): {reason}',
+    status: 403,
+  },
+  NYALA_ERR_UPGRADE_PROTOCOL: { message: 'upgrade socket {socket}: {reason}', status: 400 },
+  NYALA_ERR_UPGRADE_REFUSED: {
+    message: 'the successor (pid {successor}) did not take the listeners: {reason}; still serving',
+    status: 500,
+  },
+  NYALA_ERR_UPGRADE_MODULE_FAILED: {
+    message:
+      'module "{module}" serves in the running instance (pid {oldPid}) but failed to start here: {reason}',
+    status: 500,
+  },
+  NYALA_ERR_UPGRADE_ADOPT: {
+    message: 'cannot adopt the inherited listener(s) {name}: {reason}',
+    status: 500,
+  },
+  NYALA_ERR_UPGRADE_WAIT_TIMEOUT: {
+    message:
+      'no running instance handed its listeners over on {socket} within upgrade.wait.timeout ({timeout} ms)',
+    status: 504,
+  },
+  NYALA_ERR_UPGRADE_FAILED: { message: 'upgrade failed: {reason}', status: 500 },
 } as const satisfies Record<string, Definition>
 
 export type ErrorCode = keyof typeof definitions

@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import path from 'node:path'
+import type { FastifyInstance } from 'fastify'
 import { findBundles } from './bundle/find-bundles.js'
 import { moduleNameOf } from './bundle/module-name.js'
 import { type Bundle, openBundle } from './bundle/open-bundle.js'
@@ -43,6 +44,8 @@ export class NyalaHost {
    * a process upgrade hands every one of them to the successor.
    */
   readonly servers = new Map<string, Server>()
+  /** A successor loads its modules before it asks for the listeners, then starts. */
+  #prepared = false
 
   constructor(options: HostOptions, log: Logger) {
     this.options = options
@@ -62,16 +65,17 @@ export class NyalaHost {
    */
   readonly gates = new Map<string, RequestGate>()
   #endAdminStreams: () => void = () => {}
+  #adminApp: FastifyInstance | undefined
 
   /**
    * Loads the modules, then listens. `inherited` maps a listener name to a
    * listening descriptor handed over by the previous process (upgrade).
    */
   async start(inherited: ReadonlyMap<string, number> = new Map()): Promise<AddressInfo> {
-    this.dispatcher.blockTimeoutMs = this.options.autoReload.blockTimeoutMs
-    await this.reloader.start()
-    await this.loadAll()
-    this.reloader.resume()
+    await this.prepare()
+    // HTTP last: a successor acknowledges right after it, and until the old process has the
+    // acknowledgement both accept on the HTTP socket
+    const admin = await this.#listenAdmin(inherited.get('admin'))
     const fd = inherited.get('http')
     const { server, address } = await listen(this.dispatcher.handle, {
       host: this.options.host,
@@ -79,7 +83,6 @@ export class NyalaHost {
       ...(fd === undefined ? {} : { fd }),
     })
     this.servers.set('http', server)
-    const admin = await this.#listenAdmin(inherited.get('admin'))
     const running = [...this.modules.values()].filter((m) => m.state === 'running').length
     this.log.info(
       {
@@ -97,8 +100,7 @@ export class NyalaHost {
 
   /** The admin API on its own listener; its URL is written beside the pidfile for `nyala status`. */
   async #listenAdmin(fd: number | undefined): Promise<AddressInfo> {
-    const { app, endStreams } = await createAdminApp(this, this.reloader)
-    this.#endAdminStreams = endStreams
+    const app = this.#adminApp!
     const { server, address } = await listen((req, res) => app.routing(req, res), {
       host: this.options.admin.host,
       port: this.options.admin.port,
@@ -119,6 +121,23 @@ export class NyalaHost {
   /** Where the admin API's URL is written, for `nyala status` and `nyala reload`. */
   get adminUrlFile(): string {
     return adminUrlFileOf(this.options)
+  }
+
+  /**
+   * Everything before listening: watch, load and start the modules. `start` runs
+   * it; a successor (process upgrade) runs it first, before it asks for the listeners.
+   */
+  async prepare(): Promise<void> {
+    if (this.#prepared) return
+    this.#prepared = true
+    this.dispatcher.blockTimeoutMs = this.options.autoReload.blockTimeoutMs
+    await this.reloader.start()
+    await this.loadAll()
+    this.reloader.resume()
+    // built here, not when listening: a successor builds it before the handover, not during it
+    const { app, endStreams } = await createAdminApp(this, this.reloader)
+    this.#adminApp = app
+    this.#endAdminStreams = endStreams
   }
 
   /** Opens every bundle, plans the graph, starts the modules in dependency order. */

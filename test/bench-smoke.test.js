@@ -110,3 +110,27 @@ test('bench/run.js reload --quick runs both reload benchmarks and records figure
   )
   for (const p of points) for (const key of ['heapUsed', 'rss']) assert.ok(p[key] > 0, key)
 })
+
+test('bench/run.js upgrade --quick runs and records figures', { timeout: timeoutMs + 30_000 }, async () => {
+  const { code, signal, stdout, stderr } = await runBench(['upgrade', '--quick'])
+  assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)
+  assert.match(stdout, /bench: running upgrade/)
+  assert.match(
+    stdout,
+    /Failed requests: Nyala \d+ \(\d+ refused connections\) over \d+ upgrade\(s\), node --watch \d+/,
+  )
+  assert.match(stdout, /p99 around upgrades \/ quiet: \S+/)
+  assert.match(stdout, /Handover, SIGQUIT to successor accepting: median \S+ ms/)
+
+  const report = JSON.parse(await readFile(path.join(projectRoot, 'bench', 'results', 'latest.json'), 'utf8'))
+  const upgrade = report.benchmarks?.upgrade
+  assert.ok(upgrade, 'latest.json has an upgrade entry')
+  assert.equal(upgrade.error, undefined)
+  const { nyala, watch, p99 } = upgrade.summary
+  for (const side of [nyala, watch]) {
+    for (const key of ['requests', 'failed', 'refused']) assert.equal(typeof side[key], 'number', key)
+    assert.ok(side.requests > 0, 'the load ran')
+  }
+  assert.ok(nyala.upgrades > 0, 'at least one upgrade ran')
+  assert.equal(typeof p99.quiet, 'number')
+})

@@ -173,3 +173,66 @@ export async function request(url, init) {
   if ((res.headers.get('content-type') ?? '').includes('json')) body = JSON.parse(text)
   return { status: res.status, headers: res.headers, body, text }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Process upgrade: daemonized instances, pids, the shared log file
+
+import { readFile as readText } from 'node:fs/promises'
+
+/** True while a process with this pid exists. */
+export function isAlive(pid) {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return err.code === 'EPERM'
+  }
+}
+
+/**
+ * Kills `pid` with SIGKILL in `t.after` if it still runs. Only for pids the test
+ * started itself (directly or through `nyala start --daemonize` / `nyala upgrade`).
+ */
+export function killAfter(t, pid) {
+  t.after(() => {
+    if (pid > 0 && isAlive(pid)) process.kill(pid, 'SIGKILL')
+  })
+}
+
+/** Polls `check` every 50 ms until it returns a truthy value; rejects after `timeoutMs` naming `what`. */
+export async function waitUntil(check, what, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/** The pino records of `<root>/nyala.log` (the log of daemonized instances). */
+export async function daemonLogs(root) {
+  try {
+    return parseLogs(await readText(path.join(root, 'nyala.log'), 'utf8'))
+  } catch {
+    return []
+  }
+}
+
+/**
+ * `nyala start --root <root> --daemonize ...args`: resolves with the daemon's pid and
+ * url once it serves; the daemon is killed in `t.after` if the test leaves it running.
+ */
+export async function startDaemon(t, root, args = []) {
+  const res = await runCli(['start', '--root', root, '--daemonize', ...args], { cwd: root })
+  const m = /pid (\d+) serving on (http:\/\/\S+)/.exec(res.stdout)
+  if (m) killAfter(t, Number(m[1]))
+  if (res.code !== 0 || !m)
+    throw new Error(`daemonized start failed (${res.code})\n${res.stdout}\n${res.stderr}`)
+  return { pid: Number(m[1]), url: (p) => `${m[2]}${p}`, port: Number(new URL(m[2]).port) }
+}
+
+/** A module answering `GET <prefix>/` with the pid of the process that serves it. */
+export const pidModuleFiles = {
+  'index.js': `module.exports = { async register (app) { app.get('/', async () => ({ pid: process.pid })) } }\n`,
+}

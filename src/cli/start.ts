@@ -3,6 +3,8 @@ import { loadHostOptions } from '../config/host-options.js'
 import type { ConfigKey } from '../config/keys.js'
 import { NyalaHost } from '../host.js'
 import { createLogger } from '../logger.js'
+import { daemonize } from '../upgrade/daemonize.js'
+import { runProcess } from '../upgrade/process-lifecycle.js'
 import { exitCodes, parse, reportFatal, UsageError } from './common.js'
 
 const startHelp = `Usage: nyala start [options]
@@ -20,17 +22,31 @@ Options:
                    (sets auto.reload.modules=true)
   --admin-port N   admin API port, 0 for any free port (key: admin.port, default 8081)
   --log-level L    fatal|error|warn|info|debug|trace|silent (key: log.level)
+  --daemonize      run in the background: logs appended to log.file (default
+                   nyala.log), returns once the instance serves
+  --pidfile FILE   pidfile, written once serving (key: pid.file, default run/nyala.pid)
+  --upgrade-socket FILE
+                   Unix socket of the process upgrade (key: upgrade.socket,
+                   default run/upgrade.sock)
+  --upgrade        start as the successor of the running instance: load every
+                   module, then wait on the upgrade socket for its listeners
+                   (send it SIGQUIT, or use "nyala upgrade")
   -h, --help       show this help
 
-Signals: SIGTERM stops gracefully (drains up to shutdown.grace.period),
-SIGINT stops fast (shutdown.fast.timeout), SIGHUP rescans the modules and
-reloads what changed (as the admin API's POST /reload).`
+Signals: SIGQUIT hands the listeners to a successor waiting on the upgrade
+socket, then drains and exits (without one, keeps serving); SIGTERM stops
+gracefully (drains up to shutdown.grace.period); SIGINT stops fast
+(shutdown.fast.timeout); SIGHUP rescans the modules and reloads what changed
+(as the admin API's POST /reload). A pidfile naming a running process refuses
+the start.`
 
 const flagKeys: Record<string, ConfigKey> = {
   port: 'port',
   host: 'host',
   'admin-port': 'admin.port',
   'log-level': 'log.level',
+  pidfile: 'pid.file',
+  'upgrade-socket': 'upgrade.socket',
 }
 
 export async function start(args: string[]): Promise<number> {
@@ -42,6 +58,10 @@ export async function start(args: string[]): Promise<number> {
     'admin-port': { type: 'string' },
     watch: { type: 'boolean' },
     'log-level': { type: 'string' },
+    pidfile: { type: 'string' },
+    'upgrade-socket': { type: 'string' },
+    daemonize: { type: 'boolean' },
+    upgrade: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   })
   if (values.help) {
@@ -82,41 +102,27 @@ export async function start(args: string[]): Promise<number> {
     return reportFatal(createLogger('info'), err)
   }
   const { options, warnings } = loaded
+  if (values.daemonize) return startDaemon(args, options.process.logFile)
   const log = createLogger(options.logLevel)
   for (const w of warnings) log.warn(w.toJSON(), w.message)
   if (!loaded.configFound) log.info({ file: options.configFile }, `no ${options.configFile}: using defaults`)
 
   const host = new NyalaHost(options, log)
-  try {
-    await host.start()
-  } catch (err) {
-    await host.close(0).catch(() => {})
-    return reportFatal(log, err)
+  const onHangup = () => {
+    log.info({ signal: 'SIGHUP' }, 'SIGHUP: rescanning modules')
+    host.reloader.rescan('SIGHUP').catch((err: unknown) => reportFatal(log, err))
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false
-    const stop = (signal: NodeJS.Signals, graceMs: number) => {
-      if (stopping) {
-        log.warn({ signal }, `${signal} again: exiting now`)
-        resolve(exitCodes.failure)
-        return
-      }
-      stopping = true
-      log.info({ signal, graceMs }, `${signal}: stopping (grace ${graceMs} ms)`)
-      host.close(graceMs).then(
-        () => {
-          log.info('stopped')
-          resolve(exitCodes.ok)
-        },
-        (err: unknown) => resolve(reportFatal(log, err)),
-      )
-    }
-    process.on('SIGTERM', () => stop('SIGTERM', options.process.shutdownGraceMs))
-    process.on('SIGINT', () => stop('SIGINT', options.process.shutdownFastMs))
-    process.on('SIGHUP', () => {
-      if (stopping) return
-      log.info({ signal: 'SIGHUP' }, 'SIGHUP: rescanning modules')
-      host.reloader.rescan('SIGHUP').catch((err: unknown) => reportFatal(log, err))
-    })
-  })
+  return runProcess(host, log, { upgrade: values.upgrade === true, onHangup })
+}
+
+/** `--daemonize`: the same command in the background; this process reports and exits. */
+async function startDaemon(args: string[], logFile: string): Promise<number> {
+  const rest = args.filter((a) => a !== '--daemonize')
+  const { pid, report } = await daemonize(process.argv[1]!, rest, logFile)
+  process.stdout.write(
+    report.state === 'serving'
+      ? `nyala: pid ${pid} serving on ${report.url} (log: ${logFile})\n`
+      : `nyala: pid ${pid} waiting for the handover on ${report.socket} (log: ${logFile})\n`,
+  )
+  return exitCodes.ok
 }

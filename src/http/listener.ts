@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, Server as NetServer } from 'node:net'
 import { nyalaError, reasonOf } from '../errors.js'
 
 export interface ListenOptions {
@@ -40,20 +40,34 @@ export async function listen(
 /**
  * Stops accepting and lets in-flight requests finish for up to `ms`. Requests
  * that arrive on open keep-alive connections meanwhile are answered with
- * `Connection: close`, and connections are closed as soon as they go idle, so
+ * `Connection: close`, and connections are closed once they go idle, so
  * shutdown waits for the slowest request, not for keep-alive timeouts.
+ *
+ * Idle connections are only closed after `idleGraceMs`: closing one at once races
+ * a client that is sending its next request on it right now, and that request is
+ * reset (seen under load during a process upgrade). A client that is active
+ * sends within the window, gets `Connection: close` and leaves on its own.
  */
-export async function closeServer(server: Server, ms: number): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+export async function closeServer(
+  server: Server,
+  ms: number,
+  idleGraceMs = Math.min(ms, 1000),
+): Promise<void> {
   const lastCall = (_req: IncomingMessage, res: ServerResponse) => {
     res.shouldKeepAlive = false
   }
   server.on('request', lastCall)
-  server.closeIdleConnections()
-  // a busy connection becomes idle after its response; Node gives no event for that
-  const sweep = setInterval(() => server.closeIdleConnections(), 25)
+  // net's close stops accepting; http's own close would also drop idle connections at once
+  const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()))
+  let sweep: NodeJS.Timeout | undefined
+  const sweepStart = setTimeout(() => {
+    server.closeIdleConnections()
+    // a busy connection becomes idle after its response; Node gives no event for that
+    sweep = setInterval(() => server.closeIdleConnections(), 25)
+  }, idleGraceMs)
   const deadline = setTimeout(() => server.closeAllConnections(), ms)
   await closed
+  clearTimeout(sweepStart)
   clearInterval(sweep)
   clearTimeout(deadline)
   server.off('request', lastCall)
