@@ -137,27 +137,10 @@ export class Generation {
   async stop(): Promise<unknown> {
     if (this.state !== 'running') return undefined
     this.state = 'stopping'
-    let handoff: unknown
-    const stop = this.#entry?.stop
-    if (stop && this.#handle) {
-      const ctx = this.#handle.ctx
-      const outcome = await withTimeout(
-        Promise.resolve()
-          .then(() => stop(ctx))
-          .then(
-            (value) => ({ value }),
-            (err: unknown) => ({ err }),
-          ),
-        this.#init.stopTimeoutMs,
-      )
-      if (outcome === timedOut) {
-        this.#logStopError(`stop did not finish within module.stop.timeout (${this.#init.stopTimeoutMs} ms)`)
-      } else if ('err' in outcome) this.#logStopError(reasonOf(outcome.err))
-      else handoff = outcome.value
-    }
+    const value = await this.#callModule('stop', this.#entry?.stop)
     await this.#release(this.app, false)
     this.state = 'stopped'
-    return handoff
+    return value
   }
 
   /**
@@ -167,12 +150,17 @@ export class Generation {
    * generation keeps serving until the new one has started, so it stops last.
    */
   async handoff(): Promise<unknown> {
-    const handoff = this.#entry?.handoff
-    if (!handoff || !this.#handle || this.state !== 'running') return undefined
+    if (this.state !== 'running') return undefined
+    return this.#callModule('handoff', this.#entry?.handoff)
+  }
+
+  /** Runs a module's `stop` or `handoff`, bounded by module.stop.timeout; a failure is logged, not thrown. */
+  async #callModule(what: string, fn: ((ctx: unknown) => unknown) | undefined): Promise<unknown> {
+    if (!fn || !this.#handle) return undefined
     const ctx = this.#handle.ctx
     const outcome = await withTimeout(
       Promise.resolve()
-        .then(() => handoff(ctx))
+        .then(() => fn(ctx))
         .then(
           (value) => ({ value }),
           (err: unknown) => ({ err }),
@@ -180,11 +168,11 @@ export class Generation {
       this.#init.stopTimeoutMs,
     )
     if (outcome === timedOut) {
-      this.#logStopError(`handoff did not finish within module.stop.timeout (${this.#init.stopTimeoutMs} ms)`)
+      this.#logStopError(`${what} did not finish within module.stop.timeout (${this.#init.stopTimeoutMs} ms)`)
       return undefined
     }
     if ('err' in outcome) {
-      this.#logStopError(`handoff threw: ${reasonOf(outcome.err)}`)
+      this.#logStopError(what === 'stop' ? reasonOf(outcome.err) : `${what} threw: ${reasonOf(outcome.err)}`)
       return undefined
     }
     return outcome.value
