@@ -111,7 +111,10 @@ test('SIGQUIT by hand: the old instance finishes its slow request while the succ
   const old = await startDaemon(t, root, flags)
   assert.equal(Number(await readFile(pidfile, 'utf8')), old.pid)
 
-  const waiting = await runCli(['start', '--root', root, '--upgrade', '--daemonize', ...flags], { cwd: root })
+  const waiting = await runCli(['start', '--root', root, '--upgrade', '--daemonize', ...flags], {
+    cwd: root,
+    timeoutMs: 90_000,
+  })
   const successor = Number(/pid (\d+) waiting for the handover on (\S+)/.exec(waiting.stdout)?.[1] ?? 0)
   if (successor) killAfter(t, successor)
   assert.equal(waiting.code, 0, waiting.stderr)

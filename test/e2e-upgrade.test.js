@@ -82,7 +82,7 @@ test('nyala upgrade under load: every request gets 200 and the pid changes once'
   ]
   // let both loops run against the old instance first
   await new Promise((resolve) => setTimeout(resolve, 300))
-  const res = await runCli(['upgrade', '--root', root], { cwd: root, timeoutMs: 60_000 })
+  const res = await runCli(['upgrade', '--root', root], { cwd: root, timeoutMs: 90_000 })
   const successor = Number(/successor pid (\d+)/.exec(res.stdout)?.[1] ?? 0)
   if (successor) killAfter(t, successor)
   upgraded = true
@@ -120,7 +120,7 @@ test('nyala upgrade under load: every request gets 200 and the pid changes once'
   assert.ok(logs.some((r) => r.pid === old.pid && r.msg === 'stopped'))
 
   // the successor is a full instance: it can be upgraded again, and stopped with SIGTERM
-  const again = await runCli(['upgrade', '--root', root, '--watch'], { cwd: root, timeoutMs: 60_000 })
+  const again = await runCli(['upgrade', '--root', root, '--watch'], { cwd: root, timeoutMs: 90_000 })
   const third = Number(/successor pid (\d+)/.exec(again.stdout)?.[1] ?? 0)
   if (third) killAfter(t, third)
   assert.equal(again.code, 0, `${again.stdout}\n${again.stderr}`)
@@ -167,7 +167,7 @@ test('a successor whose module fails never takes the sockets; nyala upgrade name
   })
   const old = await startDaemon(t, root)
   await writeFile(flag, '')
-  const res = await runCli(['upgrade', '--root', root], { cwd: root, timeoutMs: 60_000 })
+  const res = await runCli(['upgrade', '--root', root], { cwd: root, timeoutMs: 90_000 })
   const successor = Number(/successor pid (\d+)/.exec(res.stdout)?.[1] ?? 0)
   if (successor) killAfter(t, successor)
   assert.equal(res.code, 1, `${res.stdout}\n${res.stderr}`)

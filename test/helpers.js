@@ -200,7 +200,7 @@ export function killAfter(t, pid) {
 }
 
 /** Polls `check` every 50 ms until it returns a truthy value; rejects after `timeoutMs` naming `what`. */
-export async function waitUntil(check, what, timeoutMs = 20_000) {
+export async function waitUntil(check, what, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = await check()
@@ -224,7 +224,11 @@ export async function daemonLogs(root) {
  * url once it serves; the daemon is killed in `t.after` if the test leaves it running.
  */
 export async function startDaemon(t, root, args = []) {
-  const res = await runCli(['start', '--root', root, '--daemonize', ...args], { cwd: root })
+  // generous: on shared cores a start has been seen to take over 20 s
+  const res = await runCli(['start', '--root', root, '--daemonize', ...args], {
+    cwd: root,
+    timeoutMs: 90_000,
+  })
   const m = /pid (\d+) serving on (http:\/\/\S+)/.exec(res.stdout)
   if (m) killAfter(t, Number(m[1]))
   if (res.code !== 0 || !m)

@@ -80,7 +80,7 @@ export function checkPidfileFree(file: string, log: Logger): void {
 export function writePidfile(file: string, pid = process.pid): void {
   const temp = path.join(path.dirname(file), `.${path.basename(file)}.${pid}.tmp`)
   try {
-    mkdirSync(path.dirname(file), { recursive: true })
+    ensureDirectory(path.dirname(file))
     writeFileSync(temp, `${pid}\n`, { mode: 0o644 })
     renameSync(temp, file)
   } catch (err) {
@@ -95,5 +95,18 @@ export function releasePidfile(file: string, pid = process.pid): void {
     if (readFileSync(file, 'utf8').trim() === String(pid)) rmSync(file, { force: true })
   } catch {
     // gone or unreadable: nothing of ours to remove
+  }
+}
+
+/**
+ * Makes the pidfile's (or upgrade socket's) own directory, `run/` by default, but not its
+ * parents: a mistyped path fails instead of growing a tree, and a root being deleted
+ * (a test cleaning up while an instance starts) is not recreated behind its back.
+ */
+export function ensureDirectory(dir: string, mode = 0o755): void {
+  try {
+    mkdirSync(dir, { mode })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
   }
 }

@@ -1,9 +1,10 @@
-import { lstatSync, mkdirSync, rmSync } from 'node:fs'
+import { lstatSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { nyalaError, reasonOf } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { Channel, waitFor } from './channel.js'
 import { closeQuietly, fdpass } from './native.js'
+import { ensureDirectory } from './pidfile.js'
 
 /**
  * The successor's end of the upgrade socket: a SOCK_SEQPACKET Unix socket, mode
@@ -21,7 +22,11 @@ export class UpgradeSocket {
 
   static open(file: string): UpgradeSocket {
     const native = fdpass()
-    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
+    try {
+      ensureDirectory(path.dirname(file), 0o700)
+    } catch (err) {
+      throw nyalaError('NYALA_ERR_UPGRADE_SOCKET', { socket: file, reason: reasonOf(err) }, err)
+    }
     removeStale(file)
     try {
       return new UpgradeSocket(file, native.listen(file, 4))
