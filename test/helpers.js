@@ -20,8 +20,24 @@ export async function makeRoot(t, properties = 'port=0\nhost=127.0.0.1\n') {
   // any free port for the admin API too, so suites running side by side never collide on 8081
   if (properties !== null && !/^admin\.port=/m.test(properties)) properties = `admin.port=0\n${properties}`
   if (properties !== null) await writeFile(path.join(root, 'config', 'impala.properties'), properties)
-  t?.after(() => rm(root, { recursive: true, force: true }))
+  t?.after(async () => {
+    // hosts of this root go first: a host still writing into run/ makes rm fail
+    await Promise.all([...(hostsOf.get(root) ?? [])].map((child) => killAndWait(child)))
+    hostsOf.delete(root)
+    // never throw here: a failing after-hook skips the hooks after it, and those kill processes
+    await rm(root, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }).catch(() => {})
+  })
   return root
+}
+
+/** Hosts started by `startHost`, by root, so `makeRoot`'s clean-up can stop them first. */
+const hostsOf = new Map()
+
+async function killAndWait(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGKILL')
+  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))])
 }
 
 /** Writes files (name -> content) under `dir`, making folders as needed. */
@@ -125,6 +141,8 @@ export async function startHost(t, root, args = [], { timeoutMs = 20_000 } = {})
   child.stdout.on('data', (d) => (stdout += d))
   child.stderr.on('data', (d) => (stderr += d))
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+  if (!hostsOf.has(root)) hostsOf.set(root, new Set())
+  hostsOf.get(root).add(child)
   t?.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
