@@ -109,7 +109,10 @@ export class NyalaHost {
     this.servers.set('admin', server)
     const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
     try {
-      await mkdir(path.dirname(this.adminUrlFile), { recursive: true })
+      // its own directory only: never recreate a root that was removed under a running host
+      await mkdir(path.dirname(this.adminUrlFile)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err
+      })
       await writeFile(this.adminUrlFile, `${url}\n`)
     } catch (err) {
       this.log.warn({ file: this.adminUrlFile, reason: reasonOf(err) }, 'cannot write the admin URL file')
