@@ -284,7 +284,7 @@ async function prepareRoots(session, work) {
     // short grace periods: a stuck stop must not stretch the benchmark
     await writeFile(
       path.join(root, 'config', 'impala.properties'),
-      'host=127.0.0.1\nport=0\nlog.level=info\nshutdown.grace.period=3000\nshutdown.fast.timeout=1000\n',
+      'host=127.0.0.1\nport=0\nadmin.port=0\nlog.level=info\nshutdown.grace.period=3\nshutdown.fast.timeout=1\n',
     )
     roots[n] = root
   }
