@@ -52,6 +52,10 @@ export async function run(opts = {}) {
     progress(`preparing ${moduleCount} modules in ${work}`)
     const roots = await prepareRoots(session, work)
     const bareScript = await writeBareScript(work)
+    // Nyala gives every module instance a logger; Fastify then does per-request work (response
+    // listeners, timing) that a logger-less app skips (bench/dispatch-gap.md). This case measures
+    // against an app configured like a module instance: pino at info, request logging off.
+    const bareLoggerScript = await writeBareScript(work, { logger: true })
     check()
 
     const table = []
@@ -59,10 +63,16 @@ export async function run(opts = {}) {
     const cases = [
       { name: '1 module', root: roots[1], route: '/m000/hello' },
       { name: `${moduleCount} modules`, root: roots[moduleCount], route: `/${busyTarget}/hello` },
+      {
+        name: '1 module, baseline with a logger',
+        root: roots[1],
+        route: '/m000/hello',
+        bare: bareLoggerScript,
+      },
     ]
     for (const c of cases) {
       progress(`throughput, ${c.name}: ${settings.rounds} round(s) of ${settings.roundSeconds} s`)
-      const rounds = await compareCase(session, c, bareScript, settings, check)
+      const rounds = await compareCase(session, c, c.bare ?? bareScript, settings, check)
       check()
       const valid = rounds.filter((r) => r.errors === 0)
       const median = valid.length > 0 ? round(medianOf(valid.map((r) => r.ratio)), 3) : undefined
@@ -299,16 +309,21 @@ async function prepareRoots(session, work) {
   return roots
 }
 
-/** The bare baseline: one Fastify app, the same route and body, Fastify's defaults otherwise. */
-async function writeBareScript(work) {
+/**
+ * The bare baseline: one Fastify app, the same route and body, Fastify's defaults otherwise
+ * (no logger), or with `logger` a pino logger at info and request logging off, as Nyala
+ * configures a module's instance.
+ */
+async function writeBareScript(work, { logger = false } = {}) {
   // the script lives in a temp dir, where a bare `fastify` specifier would not resolve
   const fastifyUrl = pathToFileURL(createRequire(path.join(projectRoot, 'package.json')).resolve('fastify'))
-  const file = path.join(work, 'bare-fastify.mjs')
+  const file = path.join(work, logger ? 'bare-fastify-logger.mjs' : 'bare-fastify.mjs')
+  const options = logger ? "{ logger: { level: 'info' }, disableRequestLogging: true }" : ''
   await writeFile(
     file,
     `import Fastify from ${JSON.stringify(fastifyUrl.href)}
 const route = process.argv[2]
-const app = Fastify()
+const app = Fastify(${options})
 app.get(route, async () => (${JSON.stringify(body)}))
 await app.listen({ host: '127.0.0.1', port: 0 })
 const { port } = app.server.address()
