@@ -30,6 +30,7 @@ export function latencyChart(data) {
   const parts = []
   parts.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
+    `<title>${esc(data.title)}</title>`,
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
     `<text x="${left}" y="16" font-size="13" font-weight="bold">${esc(data.title)}</text>`,
   )
