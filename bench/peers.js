@@ -46,7 +46,7 @@ import {
   waitFor,
 } from './common.js'
 
-export const targets = { p99Ratio: 1.2, failures: 0, heapGrowthMb: 2 }
+export const targets = { p99Ratio: 1.2, failures: 0, flatMbPer100: 0.5 }
 
 const full = {
   windowSeconds: 2,
@@ -96,6 +96,7 @@ export async function run(opts = {}) {
   if (opts.duration) settings.windowSeconds = opts.duration
   if (opts.rounds) settings.changes = opts.rounds
   if (opts.totalChanges) settings.totalChanges = opts.totalChanges
+  if (opts.pauseMs !== undefined) settings.pauseMs = opts.pauseMs
   settings.totalChanges = Math.max(settings.totalChanges, settings.changes)
   const progress = opts.progress ?? (() => {})
   const chartDir = opts.chartDir ?? path.join(projectRoot, 'bench', 'results', 'charts')
@@ -485,6 +486,9 @@ async function measure(session, contender, f, settings, check, progress) {
     let notSeen = 0
     let stalled = false
     const progressEvery = Math.max(10, Math.round(settings.totalChanges / 5))
+    // heap after GC at the start of this phase and at each quarter: a curve, not two points
+    const quarter = Math.max(1, Math.round(settings.totalChanges / 4))
+    const curve = [{ changes: v, ...pickMemory(await memory(instance.port)) }]
     while (v < settings.totalChanges) {
       check()
       v++
@@ -493,6 +497,10 @@ async function measure(session, contender, f, settings, check, progress) {
       if ((await client.waitForV(v, settings.newCodeTimeoutMs)) === undefined) {
         notSeen++
         if (process.env.BENCH_DEBUG) console.error(`v${v} not seen`, instance.describe?.())
+      }
+      if (v % quarter === 0 && v < settings.totalChanges) {
+        await memory(instance.port)
+        curve.push({ changes: v, ...pickMemory(await memory(instance.port)) })
       }
       if (v % progressEvery === 0) progress(`${contender.key}: ${v}/${settings.totalChanges} changes`)
       if (notSeen >= 3 && notSeen === v - settings.changes) {
@@ -528,6 +536,7 @@ async function measure(session, contender, f, settings, check, progress) {
       totalChanges: v,
       before: pickMemory(before),
       after: pickMemory(after),
+      curve: [...curve, { changes: v, ...pickMemory(after) }],
     }
   } finally {
     client?.stop()
@@ -629,6 +638,16 @@ function analyse(log, windows, changeTimes, t0, phaseEnd, windowMs) {
 // ---------------------------------------------------------------------------------------------
 // Report
 
+/** Heap growth (MB) per 100 changes between the middle and the end of the curve. */
+function secondHalfSlope(curve) {
+  const last = curve[curve.length - 1]
+  const mid = curve.reduce((best, c) =>
+    Math.abs(c.changes - last.changes / 2) < Math.abs(best.changes - last.changes / 2) ? c : best,
+  )
+  if (last.changes === mid.changes) return undefined
+  return ((last.heapUsed - mid.heapUsed) / 1024 / 1024 / (last.changes - mid.changes)) * 100
+}
+
 function report(results, settings, charts, quickRun) {
   const table = []
   const notes = []
@@ -667,6 +686,7 @@ function report(results, settings, charts, quickRun) {
   for (const r of results) {
     if (r.unavailable) continue
     const growth = r.after.heapUsed - r.before.heapUsed
+    const slope = secondHalfSlope(r.curve)
     const isNyala = r.key.startsWith('nyala')
     table.push({
       section: `memory after ${settings.totalChanges} changes (serving process, after global.gc())`,
@@ -676,13 +696,17 @@ function report(results, settings, charts, quickRun) {
       'heap after MB': mb(r.after.heapUsed),
       'heap growth MB': mb(growth),
       'heap growth vs ESM': esmGrowth > 0 ? round(growth / esmGrowth, 2) : undefined,
+      'heap MB at each quarter': r.curve.map((c) => mb(c.heapUsed)).join(' '),
+      'MB per 100 changes, 2nd half': round(slope, 2),
       'rss before MB': mb(r.before.rss),
       'rss after MB': mb(r.after.rss),
       'failed (these changes)': r.memoryPhase.failed,
       'not seen': r.memoryPhase.notSeen || undefined,
       seconds: r.memoryPhase.seconds,
       target: isNyala
-        ? `heap growth <= ${targets.heapGrowthMb} MB: ${growth / 1024 / 1024 <= targets.heapGrowthMb ? 'met' : 'NOT met'}`
+        ? `flat (2nd half <= ${targets.flatMbPer100} MB/100): ${
+            quickRun ? 'quick run' : slope <= targets.flatMbPer100 ? 'met' : 'NOT met'
+          }`
         : '',
     })
     if (r.memoryPhase.stalled)
@@ -698,8 +722,11 @@ function report(results, settings, charts, quickRun) {
       `window without any 200.`,
   )
   notes.push(
-    `Memory: the remaining changes back to back under the same load (each once its new code answers), ` +
-      `then GET /probe/mem (global.gc() with --expose-gc, process.memoryUsage()) in the process that serves. ` +
+    `Memory: the remaining changes back to back under the same load (each ${settings.pauseMs} ms after the previous ` +
+      `one answered with its new code); ` +
+      `GET /probe/mem (global.gc() with --expose-gc, then process.memoryUsage()) in the process that serves, ` +
+      `at the start of this phase, at each quarter and at the end; "2nd half": heap growth per 100 changes ` +
+      `from the middle to the end, after start-up effects (JIT, caches) have settled. ` +
       `node --watch serves from a fresh process after every change.`,
   )
   const summary = {}
@@ -719,6 +746,8 @@ function report(results, settings, charts, quickRun) {
       phaseCounts: r.phaseCounts,
       memoryPhase: r.memoryPhase,
       totalChanges: r.totalChanges,
+      heapCurve: r.curve.map((c) => ({ changes: c.changes, heapUsed: c.heapUsed, rss: c.rss })),
+      heapMbPer100SecondHalf: round(secondHalfSlope(r.curve), 3),
       heapBefore: r.before.heapUsed,
       heapAfter: r.after.heapUsed,
       rssBefore: r.before.rss,
