@@ -436,8 +436,19 @@ ${closeOnSignal('app')}
 // ---------------------------------------------------------------------------------------------
 // Measuring one contender
 
+/** GET /probe/mem; retries while the server is away (a restarting `node --watch` child). */
 async function memory(port) {
-  const res = await request(`http://127.0.0.1:${port}${memPath}`, { timeoutMs: 10_000 })
+  const deadline = performance.now() + 15_000
+  let res
+  for (;;) {
+    try {
+      res = await request(`http://127.0.0.1:${port}${memPath}`, { timeoutMs: 10_000 })
+      break
+    } catch (err) {
+      if (performance.now() > deadline || !['ECONNREFUSED', 'ECONNRESET'].includes(err.code)) throw err
+      await delay(50)
+    }
+  }
   if (res.status !== 200 || typeof res.body?.heapUsed !== 'number') {
     throw new Error(`memory probe answered ${res.status}: ${res.text.slice(0, 200)}`)
   }
@@ -488,6 +499,8 @@ async function measure(session, contender, f, settings, check, progress) {
     const progressEvery = Math.max(10, Math.round(settings.totalChanges / 5))
     // heap after GC at the start of this phase and at each quarter: a curve, not two points
     const quarter = Math.max(1, Math.round(settings.totalChanges / 4))
+    // the last windowed change must be serving first (a window may be shorter than a restart)
+    if ((await client.waitForV(v, settings.newCodeTimeoutMs)) === undefined) notSeen++
     const curve = [{ changes: v, ...pickMemory(await memory(instance.port)) }]
     while (v < settings.totalChanges) {
       check()
