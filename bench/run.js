@@ -7,6 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { startNoiseSampler, writeMarkdown } from './report.js'
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url))
 const resultsFile = path.join(benchDir, 'results', 'latest.json')
@@ -17,6 +18,8 @@ const benchmarks = {
   'reload-under-load': () => import('./reload-under-load.js'),
   'reload-memory': () => import('./reload-memory.js'),
   upgrade: () => import('./upgrade-under-load.js'),
+  peers: () => import('./peers.js'),
+  scale: () => import('./scale.js'),
 }
 
 /** Names that stand for several benchmarks: `npm run bench -- reload`. */
@@ -195,6 +198,13 @@ async function main() {
     options: cli.opts,
     benchmarks: {},
   }
+  // a full run writes BENCHMARKS.md and its charts into the repository, a quick one into results/
+  const markdownFile = cli.opts.quick
+    ? path.join(benchDir, 'results', 'BENCHMARKS.md')
+    : path.join(benchDir, '..', 'BENCHMARKS.md')
+  const chartDir = cli.opts.quick ? path.join(benchDir, 'results', 'charts') : path.join(benchDir, 'charts')
+  report.args = process.argv.slice(2).join(' ')
+  const noise = await startNoiseSampler(cli.opts.quick ? 500 : 3000)
   let failed = 0
   for (const name of cli.names) {
     if (interrupted) break
@@ -206,6 +216,7 @@ async function main() {
       const result = await mod.run({
         ...cli.opts,
         signal: controller.signal,
+        chartDir,
         progress: (msg) => console.log(`bench: ${name}: ${msg}`),
       })
       const seconds = Math.round((performance.now() - t0) / 100) / 10
@@ -221,9 +232,12 @@ async function main() {
   }
   if (interrupted) return 130
   report.finishedAt = new Date().toISOString()
+  report.noise = noise.stop()
   await mkdir(path.dirname(resultsFile), { recursive: true })
   await writeFile(resultsFile, `${formatJson(report)}\n`)
   console.log(`bench: wrote ${path.relative(process.cwd(), resultsFile) || resultsFile}`)
+  await writeMarkdown(report, markdownFile)
+  console.log(`bench: wrote ${path.relative(process.cwd(), markdownFile) || markdownFile}`)
   return failed > 0 ? 1 : 0
 }
 

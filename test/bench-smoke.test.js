@@ -134,3 +134,82 @@ test('bench/run.js upgrade --quick runs and records figures', { timeout: timeout
   assert.ok(nyala.upgrades > 0, 'at least one upgrade ran')
   assert.equal(typeof p99.quiet, 'number')
 })
+
+const readReport = async () =>
+  JSON.parse(await readFile(path.join(projectRoot, 'bench', 'results', 'latest.json'), 'utf8'))
+
+test('bench/run.js peers --quick runs every contender and draws its chart', {
+  timeout: timeoutMs + 30_000,
+}, async () => {
+  // one change per contender in 0.25 s windows; the memory phase keeps its quick 10 changes
+  const { code, signal, stdout, stderr } = await runBench([
+    'peers',
+    '--quick',
+    '--duration',
+    '0.25',
+    '--rounds',
+    '1',
+  ])
+  assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)
+  assert.match(stdout, /bench: running peers/)
+  assert.match(stdout, /peers - during changes/)
+  assert.match(stdout, /Nyala process upgrade\s+not available in this build/)
+
+  const peers = (await readReport()).benchmarks?.peers
+  assert.ok(peers, 'latest.json has a peers entry')
+  assert.equal(peers.error, undefined)
+  const { contenders } = peers.summary
+  for (const key of ['nyala-overlap', 'nyala-blocking', 'node-watch', 'restartable', 'esm-cache-bust']) {
+    const c = contenders[key]
+    assert.ok(c, key)
+    assert.equal(typeof c.failed, 'number', `${key} failed`)
+    assert.ok(c.quiet.requests > 0 && c.change.requests > 0, `${key} answered in both windows`)
+    assert.equal(typeof c.heapAfter, 'number', `${key} heap`)
+    assert.equal(c.totalChanges, 10, `${key} changes`)
+  }
+  // Nyala must never fail a request, not even in a smoke run
+  assert.equal(contenders['nyala-overlap'].failed, 0)
+  assert.equal(contenders['nyala-blocking'].failed, 0)
+  assert.ok(contenders['nyala-upgrade'].unavailable)
+
+  assert.equal(peers.charts.length, 5)
+  for (const chart of peers.charts) {
+    const svg = await readFile(chart.file, 'utf8')
+    assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/)
+    assert.match(svg, /<polyline /, `${chart.file} has a latency line`)
+  }
+  const markdown = await readFile(path.join(projectRoot, 'bench', 'results', 'BENCHMARKS.md'), 'utf8')
+  assert.match(markdown, /## peers/)
+  assert.match(markdown, /!\[Nyala reload \(overlap\)\]\(charts\/peers-nyala-overlap\.svg\)/)
+})
+
+test('bench/run.js scale --quick runs and records figures', { timeout: timeoutMs + 30_000 }, async () => {
+  const { code, signal, stdout, stderr } = await runBench([
+    'scale',
+    '--quick',
+    '--rounds',
+    '1',
+    '--duration',
+    '0.2',
+  ])
+  assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)
+  assert.match(stdout, /bench: running scale/)
+  assert.match(stdout, /Leaf reload 50\/10 modules: \S+/)
+  assert.match(stdout, /Idle CPU with 51 bundles watched/)
+
+  const scale = (await readReport()).benchmarks?.scale
+  assert.ok(scale, 'latest.json has a scale entry')
+  assert.equal(scale.error, undefined)
+  assert.equal(typeof scale.summary.leafRatio, 'number')
+  assert.deepEqual(
+    scale.summary.hosts.map((h) => h.modules),
+    [0, 10, 50],
+  )
+  for (const host of scale.summary.hosts.filter((h) => h.modules > 0)) {
+    assert.equal(typeof host.startupMs, 'number')
+    assert.equal(typeof host.heapPerModuleKB, 'number')
+    assert.equal(host.leaf.affected, 1)
+    assert.equal(host.hub.affected, host.hub.dependents + 1)
+    assert.equal(typeof host.idleCpuSeconds, 'number')
+  }
+})

@@ -1,0 +1,318 @@
+// Nyala at scale: hosts with generated graphs of 10, 100 and 1000 modules (quick: 10 and 50).
+// Per size: start-up time, memory per module, the time to reload one leaf module and one module
+// with 10 dependents through the admin API, and the watcher's idle CPU. The claim under test: a
+// reload costs what the change touches, not what is installed.
+//
+// Each graph mixes the shapes a real installation has (all generated here):
+//   - a hub with 10 dependents (the "module with 10 dependents"; its first dependent is the leaf
+//     that is reloaded: it depends on the hub, nothing depends on it);
+//   - one wide fan-out, a hub with 20% of the modules depending on it (100 modules and up);
+//   - chains of 10 modules, each depending on the one before (30% of the modules);
+//   - independent modules for the rest.
+// With 10 modules the graph is the hub and its 9 dependents only (there is no room for 10).
+import { copyFile, mkdir, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
+import { pathToFileURL } from 'node:url'
+import {
+  cliPath,
+  cpuSeconds,
+  mapLimit,
+  medianOf,
+  packModule,
+  request,
+  round,
+  Session,
+  startServer,
+} from './common.js'
+
+export const targets = { leafRatio: 1.5, idleCpuPercent: 1 }
+
+const full = { sizes: [10, 100, 1000], samples: 7, settleSeconds: 2, idleSeconds: 5 }
+const quick = { sizes: [10, 50], samples: 3, settleSeconds: 0.3, idleSeconds: 1 }
+
+const name = (i) => `m${String(i).padStart(4, '0')}`
+
+/** The generated graph of `n` modules: [{ name, deps }], the leaf and the hub under test. */
+export function buildGraph(n) {
+  const modules = []
+  const add = (deps = []) => {
+    const m = name(modules.length)
+    modules.push({ name: m, deps })
+    return m
+  }
+  const hub = add()
+  const hubDependents = Math.min(10, n - 1)
+  const fan = Array.from({ length: hubDependents }, () => add([hub]))
+  if (n >= 100) {
+    const wide = add()
+    for (let k = 1; k < Math.floor(n * 0.2); k++) add([wide])
+  }
+  for (let c = 0; c < Math.floor((n * 0.3) / 10); c++) {
+    let prev = add()
+    for (let k = 1; k < 10; k++) prev = add([prev])
+  }
+  while (modules.length < n) add()
+  return { modules, leaf: fan[0], hub, hubDependents }
+}
+
+/**
+ * @param {{ quick?: boolean, rounds?: number, duration?: number, signal?: AbortSignal,
+ *   progress?: (msg: string) => void, sizes?: number[] }} opts
+ *   rounds: reload samples per case; duration: seconds of idle CPU measurement
+ */
+export async function run(opts = {}) {
+  const settings = { ...(opts.quick ? quick : full) }
+  if (opts.sizes) settings.sizes = opts.sizes
+  if (opts.rounds) settings.samples = opts.rounds
+  if (opts.duration) settings.idleSeconds = opts.duration
+  const progress = opts.progress ?? (() => {})
+
+  const session = new Session()
+  const onAbort = () => session.killNow()
+  opts.signal?.throwIfAborted()
+  opts.signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    const check = () => opts.signal?.throwIfAborted()
+    const work = await session.tempDir('nyala-bench-scale-')
+    const largest = Math.max(...settings.sizes)
+    progress(`generating and packing ${largest} modules`)
+    const { packDirectory } = await import(pathToFileURL(packModule).href)
+    const probeZip = path.join(work, 'probe.zip')
+    await writeModule(work, packDirectory, 'probe', [], probeZip, true)
+
+    const results = []
+    progress('baseline host (the probe module only)')
+    const baseRoot = await makeRoot(work, 'base', probeZip)
+    results.push(await measureHost(session, baseRoot, 0, undefined, settings, check))
+
+    for (const n of settings.sizes) {
+      check()
+      const graph = buildGraph(n)
+      const root = await makeRoot(work, `n${n}`, probeZip)
+      await mapLimit(graph.modules, 8, (m) =>
+        writeModule(work, packDirectory, m.name, m.deps, path.join(root, 'modules', `${m.name}.zip`)),
+      )
+      progress(
+        `${n} modules: start, idle CPU over ${settings.idleSeconds} s, ${settings.samples} reloads each`,
+      )
+      results.push(await measureHost(session, root, n, graph, settings, check))
+    }
+    return report(results, settings, opts.quick)
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort)
+    await session.close()
+  }
+}
+
+async function writeModule(work, packDirectory, moduleName, deps, out, probe = false) {
+  const dir = path.join(work, 'src', moduleName)
+  await mkdir(dir, { recursive: true })
+  const props = ['version=1.0.0']
+  if (deps.length > 0) props.push(`depends-on=${deps.join(',')}`)
+  if (probe) props.push('reloadable=false')
+  await writeFile(path.join(dir, 'module.properties'), `${props.join('\n')}\n`)
+  const route = probe
+    ? `app.get('/mem', async () => {\n      if (typeof globalThis.gc === 'function') globalThis.gc()\n      return process.memoryUsage()\n    })`
+    : `app.get('/hello', async () => ({ module: ${JSON.stringify(moduleName)} }))`
+  await writeFile(
+    path.join(dir, 'index.js'),
+    `module.exports = {\n  async register(app) {\n    ${route}\n  },\n}\n`,
+  )
+  await packDirectory(dir, { out })
+}
+
+async function makeRoot(work, label, probeZip) {
+  const root = path.join(work, `root-${label}`)
+  await mkdir(path.join(root, 'modules'), { recursive: true })
+  await mkdir(path.join(root, 'config'), { recursive: true })
+  await writeFile(
+    path.join(root, 'config', 'impala.properties'),
+    [
+      'host=127.0.0.1',
+      'port=0',
+      'admin.port=0',
+      'log.level=info',
+      'auto.reload.modules=true',
+      'shutdown.grace.period=3',
+      'shutdown.fast.timeout=1',
+      '',
+    ].join('\n'),
+  )
+  await copyFile(probeZip, path.join(root, 'modules', 'probe.zip'))
+  return root
+}
+
+async function memory(port) {
+  const res = await request(`http://127.0.0.1:${port}/probe/mem`, { timeoutMs: 30_000 })
+  if (res.status !== 200 || typeof res.body?.heapUsed !== 'number') {
+    throw new Error(`memory probe answered ${res.status}: ${res.text.slice(0, 200)}`)
+  }
+  return res.body
+}
+
+/** `samples` forced reloads of one module through the admin API, after one unmeasured reload. */
+async function reloads(server, moduleName, samples, expectAffected, check) {
+  const url = `http://127.0.0.1:${server.adminPort}/modules/${moduleName}/reload?force=true`
+  const wall = []
+  const host = []
+  let affected
+  for (let i = 0; i <= samples; i++) {
+    check()
+    const t0 = performance.now()
+    const res = await request(url, { method: 'POST', timeoutMs: 120_000 })
+    const ms = performance.now() - t0
+    if (res.status !== 200 || res.body?.result !== 'reloaded') {
+      throw new Error(`reload of ${moduleName} answered ${res.status}: ${res.text.slice(0, 300)}`)
+    }
+    affected = res.body.affected?.length
+    if (expectAffected !== undefined && affected !== expectAffected) {
+      throw new Error(`reload of ${moduleName} affected ${affected} modules, expected ${expectAffected}`)
+    }
+    if (i > 0) {
+      wall.push(ms)
+      if (typeof res.body.ms === 'number') host.push(res.body.ms)
+    }
+    // let the old generation drain and stop before the next sample
+    await delay(50)
+  }
+  return {
+    wallMs: round(medianOf(wall), 1),
+    hostMs: round(medianOf(host), 1),
+    affected,
+    samples: wall.map((x) => round(x, 1)),
+  }
+}
+
+async function measureHost(session, root, n, graph, settings, check) {
+  const server = await startServer(
+    session,
+    `nyala (${n} modules)`,
+    ['--expose-gc', cliPath, 'start', '--root', root],
+    {
+      readyTimeoutMs: 600_000,
+    },
+  )
+  try {
+    const loaded = server.records.find((r) => typeof r.msg === 'string' && r.msg.startsWith('modules loaded'))
+    if (loaded?.running !== n + 1) {
+      throw new Error(`expected ${n + 1} running modules, host says ${JSON.stringify(loaded)}`)
+    }
+    await delay(settings.settleSeconds * 1000)
+    check()
+    // idle: no request, no change, the watcher on; CPU of the host process from /proc, in two
+    // windows one after the other: right after start-up (the watcher's and GC's after-start work
+    // shows there) and the steady state the target is about
+    const idle = []
+    for (let w = 0; w < 2; w++) {
+      const cpu0 = cpuSeconds(server.pid)
+      const t0 = performance.now()
+      await delay(settings.idleSeconds * 1000)
+      const cpu1 = cpuSeconds(server.pid)
+      check()
+      idle.push({
+        cpu: cpu0 === undefined || cpu1 === undefined ? undefined : round(cpu1 - cpu0, 2),
+        wall: round((performance.now() - t0) / 1000, 1),
+      })
+    }
+    await memory(server.port)
+    const mem = await memory(server.port)
+    const out = {
+      modules: n,
+      startupMs: round(server.readyMs, 0),
+      loadMs: loaded.ms,
+      heapUsed: mem.heapUsed,
+      rss: mem.rss,
+      idleCpuSeconds: idle[1].cpu,
+      idleSeconds: idle[1].wall,
+      idleFirst: idle[0],
+    }
+    if (graph) {
+      out.leaf = { name: graph.leaf, ...(await reloads(server, graph.leaf, settings.samples, 1, check)) }
+      out.hub = {
+        name: graph.hub,
+        dependents: graph.hubDependents,
+        ...(await reloads(server, graph.hub, settings.samples, graph.hubDependents + 1, check)),
+      }
+    }
+    return out
+  } finally {
+    await server.stop()
+  }
+}
+
+function report(results, settings, quickRun) {
+  const base = results.find((r) => r.modules === 0)
+  const sized = results.filter((r) => r.modules > 0)
+  const table = []
+  for (const r of results) {
+    const perModule = (key) => (r.modules > 0 ? round((r[key] - base[key]) / r.modules / 1024, 1) : undefined)
+    table.push({
+      section: 'start-up and memory (host with --watch, plus one probe module)',
+      modules: r.modules,
+      'start-up ms': r.startupMs,
+      'load ms (host)': r.loadMs,
+      'heap MB': round(r.heapUsed / 1024 / 1024, 1),
+      'rss MB': round(r.rss / 1024 / 1024, 1),
+      'heap KB/module': perModule('heapUsed'),
+      'rss KB/module': perModule('rss'),
+    })
+  }
+  const smallest = sized.find((r) => r.modules === Math.min(...settings.sizes))
+  const biggest = sized.find((r) => r.modules === Math.max(...settings.sizes))
+  for (const r of sized) {
+    table.push({
+      section: `reload through the admin API (POST /modules/:name/reload?force=true, median of ${settings.samples})`,
+      modules: r.modules,
+      'leaf ms': r.leaf.wallMs,
+      'leaf host ms': r.leaf.hostMs,
+      'leaf / smallest': round(r.leaf.wallMs / smallest.leaf.wallMs, 2),
+      'hub dependents': r.hub.dependents,
+      'hub ms': r.hub.wallMs,
+      'hub host ms': r.hub.hostMs,
+      'hub / leaf': round(r.hub.wallMs / r.leaf.wallMs, 2),
+    })
+  }
+  for (const r of results) {
+    table.push({
+      section: `watcher idle CPU (auto.reload.modules=true, no requests, two ${settings.idleSeconds} s windows after start-up)`,
+      bundles: r.modules + 1,
+      'cpu s, first window': r.idleFirst.cpu,
+      '% of one core, first': round((r.idleFirst.cpu / r.idleFirst.wall) * 100, 2),
+      'cpu s, second window': r.idleCpuSeconds,
+      '% of one core, second': round((r.idleCpuSeconds / r.idleSeconds) * 100, 2),
+    })
+  }
+  const ratio = round(biggest.leaf.wallMs / smallest.leaf.wallMs, 2)
+  const idlePct = round((biggest.idleCpuSeconds / biggest.idleSeconds) * 100, 2)
+  const notes = [
+    `Leaf reload ${biggest.modules}/${smallest.modules} modules: ${ratio} (target <= ${targets.leafRatio}: ${
+      quickRun ? 'quick run, too short to judge' : ratio <= targets.leafRatio ? 'met' : 'NOT met'
+    }); host-side ${round(biggest.leaf.hostMs / smallest.leaf.hostMs, 2)}.`,
+    `Idle CPU with ${biggest.modules + 1} bundles watched: ${biggest.idleCpuSeconds} CPU s in ${biggest.idleSeconds} s ` +
+      `(${idlePct}% of one core; target <= ${targets.idleCpuPercent}%: ${idlePct <= targets.idleCpuPercent ? 'met' : 'NOT met'}), ` +
+      `in the second ${settings.idleSeconds} s window; the first, starting ${settings.settleSeconds} s after the ` +
+      `"listening" line, took ${biggest.idleFirst.cpu} CPU s. /proc counts in 10 ms ticks.`,
+    'Start-up: from spawn to the "listening" log line; load ms: the host\'s own "modules loaded" figure. ' +
+      'Memory per module: (heap or RSS of the host with N modules - the host with the probe only) / N, ' +
+      'after global.gc() (--expose-gc). Reload ms: admin request round trip; host ms: the `ms` the host reports.',
+    `With ${smallest.modules} modules the hub has ${smallest.hub.dependents} dependents (there is no room for 10).`,
+  ]
+  return {
+    name: 'scale',
+    table,
+    notes,
+    summary: {
+      targets,
+      settings,
+      leafRatio: ratio,
+      idleCpuPercent: idlePct,
+      hosts: results.map((r) => ({
+        ...r,
+        heapPerModuleKB:
+          r.modules > 0 ? round((r.heapUsed - base.heapUsed) / r.modules / 1024, 1) : undefined,
+        rssPerModuleKB: r.modules > 0 ? round((r.rss - base.rss) / r.modules / 1024, 1) : undefined,
+      })),
+    },
+  }
+}
