@@ -153,7 +153,7 @@ test('bench/run.js peers --quick runs every contender and draws its chart', {
   assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)
   assert.match(stdout, /bench: running peers/)
   assert.match(stdout, /peers - during changes/)
-  assert.match(stdout, /Nyala process upgrade\s+not available in this build/)
+  assert.match(stdout, /Nyala process upgrade\s+measured by `npm run bench -- upgrade`/)
 
   const peers = (await readReport()).benchmarks?.peers
   assert.ok(peers, 'latest.json has a peers entry')
