@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -435,4 +435,36 @@ test('reloadable=false holds even against a new bundle that leaves the key out; 
     return b.tag === 'good' && b
   }, 'good reload')
   assert.equal(good.generation, 2)
+})
+
+test('back-to-back renames over a bundle are all seen, even when one lands while the last reload swaps', async (t) => {
+  const { packDirectory } = await import('../dist/bundle/pack.js')
+  const root = await makeRoot(t, reloadProps())
+  await deploy(root, 'app')
+  const host = await startHost(t, root)
+  const versions = 40
+  const zips = []
+  for (let v = 1; v <= versions; v++) {
+    const dir = await moduleSource(root, `app-v${v}`, {
+      files: {
+        'index.js': `module.exports = { async register (app, ctx) { app.get('/', async () => ({ generation: ctx.generation, v: ${v} })) } }\n`,
+      },
+    })
+    zips.push(await packDirectory(dir, { out: path.join(root, 'src', `app-v${v}.zip`) }))
+  }
+  const writes = path.join(root, 'writes')
+  await mkdir(writes)
+  const target = path.join(modulesOf(root), 'app.zip')
+  for (let v = 1; v <= versions; v++) {
+    const staged = path.join(writes, 'app.zip')
+    await copyFile(zips[v - 1], staged)
+    await rename(staged, target)
+    // the next rename goes out the moment this version answers, as a deploy script would
+    const deadline = Date.now() + 10_000
+    while ((await body(host, '/app')).v !== v) {
+      assert.ok(Date.now() < deadline, `version ${v} not served within 10 s`)
+      await sleep(2)
+    }
+  }
+  assert.equal((await modules(host)).app.lastError, null)
 })
