@@ -151,7 +151,9 @@ export function affectedBy(nodes: Iterable<GraphNode>, changed: Iterable<string>
     affected.add(name)
     queue.push(...(dependents.get(name) ?? []))
   }
-  const ordered = dependencyOrder(map.values()).filter((n) => affected.has(n))
+  // the set is closed under "depends on it", so ordering the set alone keeps dependency order
+  // and the cost follows the size of the change, not of the installation
+  const ordered = dependencyOrder([...map.values()].filter((n) => affected.has(n.name)))
   // a changed module that is not (or no longer) in the graph still belongs to the set
   for (const name of affected) if (!map.has(name)) ordered.push(name)
   return ordered

@@ -298,9 +298,11 @@ export class Reloader {
    */
   async reloadModule(name: string, force = false): Promise<ReloadResult> {
     const record = this.host.modules.get(name)
-    const candidates = (await scanCandidates(this.host.options, this.host.modules)).filter(
-      (c) => c.name === name,
-    )
+    // default type: a deployed module's content is its own bundle, no need to list modules/
+    const ownBundle = this.host.options.autoReload.monitoringType === 'default' && record !== undefined
+    const candidates = ownBundle
+      ? []
+      : (await scanCandidates(this.host.options, this.host.modules)).filter((c) => c.name === name)
     if (!record && candidates.length === 0) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
     const t0 = performance.now()
     const notReloadable = () =>
