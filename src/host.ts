@@ -10,7 +10,8 @@ import { type Bundle, openBundle } from './bundle/open-bundle.js'
 import type { HostOptions } from './config/host-options.js'
 import { readPropertiesFile } from './config/read-properties.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from './errors.js'
-import { planGraph } from './graph/module-graph.js'
+import { DependentsIndex } from './graph/dependents-index.js'
+import { nodeOf, planGraph } from './graph/module-graph.js'
 import { createAdminApp } from './http/admin.js'
 import { adminUrlFileOf } from './http/admin-url.js'
 import { DispatchTable, prefixConflicts, type Route } from './http/dispatch-table.js'
@@ -37,6 +38,8 @@ export class NyalaHost {
   readonly log: Logger
   readonly dispatcher = new Dispatcher()
   readonly modules = new Map<string, ModuleRecord>()
+  /** The dependency edges of `modules`; whoever changes a record's bundle updates it. */
+  readonly graph = new DependentsIndex()
   /** Start order of the last load; stop runs it backwards. */
   #order: string[] = []
   /**
@@ -194,11 +197,8 @@ export class NyalaHost {
     }
 
     // modules that failed to open stay in the graph, so their dependents report them as failed, not missing
-    const nodes = [...this.modules.values()].map((m) => ({
-      name: m.name,
-      dependsOn: m.bundle?.manifest.dependsOn ?? [],
-      optionalDependsOn: m.bundle?.manifest.optionalDependsOn ?? [],
-    }))
+    const nodes = [...this.modules.values()].map((m) => nodeOf(m.name, m.bundle?.manifest))
+    for (const node of nodes) this.graph.set(node)
     const plan = planGraph(nodes)
     this.#order = [...plan.order]
     for (const name of plan.order) {
@@ -331,24 +331,36 @@ export class NyalaHost {
   }
 
   /**
-   * Builds the dispatch table from the records and swaps it in one step.
+   * Builds the dispatch table from the records and swaps it in one step: the
+   * whole table, or with `names`, the current table with those modules' routes
+   * made anew (a reload passes what it touched, so its cost follows the change).
    * Modules with a gate (blocking-mode reload) hold their requests until it opens.
    */
-  publish(): void {
-    const gates = this.gates
+  publish(names?: Iterable<string>): void {
     const routes: Route[] = []
-    for (const record of this.modules.values()) {
-      const prefix = record.bundle?.manifest.prefix
-      if (prefix === undefined || record.error?.code === 'NYALA_ERR_PREFIX_CONFLICT') continue
-      routes.push({
-        module: record.name,
-        prefix,
-        generation: record.state === 'running' ? record.generation : undefined,
-        state: record.state,
-        gate: gates.get(record.name),
-      })
+    if (names === undefined) {
+      for (const record of this.modules.values()) this.#pushRoute(routes, record)
+      this.dispatcher.swap(new DispatchTable(routes))
+      return
     }
-    this.dispatcher.swap(new DispatchTable(routes))
+    const replaced = [...names]
+    for (const name of replaced) {
+      const record = this.modules.get(name)
+      if (record) this.#pushRoute(routes, record)
+    }
+    this.dispatcher.swap(this.dispatcher.table.replace(replaced, routes))
+  }
+
+  #pushRoute(routes: Route[], record: ModuleRecord): void {
+    const prefix = record.bundle?.manifest.prefix
+    if (prefix === undefined || record.error?.code === 'NYALA_ERR_PREFIX_CONFLICT') return
+    routes.push({
+      module: record.name,
+      prefix,
+      generation: record.state === 'running' ? record.generation : undefined,
+      state: record.state,
+      gate: this.gates.get(record.name),
+    })
   }
 
   #counts(): { running: number; failed: number } {

@@ -50,3 +50,23 @@ test('percent-encoded paths match prefixes as Fastify matches routes', () => {
   assert.equal(table.lookup('/%6D000/hello').module, 'm')
   assert.equal(table.lookup('/%E0%A4%A/x'), undefined)
 })
+
+test('replace makes a new table with some modules routed anew; the old table does not change', () => {
+  const old = new DispatchTable([route('a', '/a'), route('deep', '/x/y/z'), route('b', '/b')])
+  assert.equal(old.lookup('/x/y/z/1').module, 'deep')
+  // deep moves to a shallower prefix, b is removed (no route given), c arrives
+  const next = old.replace(['deep', 'b', 'c'], [route('deep', '/x'), route('c', '/c')])
+  assert.equal(next.lookup('/x/y/z/1').module, 'deep')
+  assert.equal(next.ownerOf('/x'), 'deep')
+  assert.equal(next.ownerOf('/x/y/z'), undefined)
+  assert.equal(next.lookup('/b/1'), undefined)
+  assert.equal(next.lookup('/c/1').module, 'c')
+  assert.equal(next.lookup('/a').module, 'a')
+  assert.deepEqual(next.routes.map((r) => r.module).sort(), ['a', 'c', 'deep'])
+  assert.equal(old.lookup('/b/1').module, 'b')
+  assert.equal(old.ownerOf('/x/y/z'), 'deep')
+  // a module replaced by an unrelated one on its prefix keeps nothing of the other's route
+  const taken = next.replace(['a'], [route('a', '/c')])
+  assert.equal(taken.lookup('/c').module, 'a')
+  assert.equal(taken.replace(['c'], []).lookup('/c').module, 'a')
+})

@@ -257,6 +257,12 @@ test('a broken bundle changes nothing: the old generation serves, files stay, la
       async () => readFile(await variant(root, 'app', 'missing', { fields: { 'depends-on': 'nowhere' } })),
       'NYALA_ERR_DEPENDENCY_MISSING',
     ],
+    [
+      'prefix taken',
+      async () =>
+        readFile(await variant(root, 'app', 'prefix', { fields: { 'depends-on': 'base', prefix: '/base' } })),
+      'NYALA_ERR_PREFIX_CONFLICT',
+    ],
   ]
   for (const [label, make, code] of cases) {
     await writeFile(tmp, await make())
@@ -294,6 +300,43 @@ test('a broken bundle changes nothing: the old generation serves, files stay, la
   await copyFile(good2, tmp)
   await until(async () => (await body(host, '/app')).tag === 'ok', 'good bundle after the broken ones')
   assert.equal((await modules(host)).app.lastError, null)
+})
+
+test('two modules failed on one prefix come back when a reload moves one of them', async (t) => {
+  const root = await makeRoot(t, reloadProps())
+  await deploy(root, 'left', { fields: { prefix: '/shared' } })
+  await deploy(root, 'right', { fields: { prefix: '/shared' } })
+  const host = await startHost(t, root)
+  let m = await modules(host)
+  assert.equal(m.left.error?.code, 'NYALA_ERR_PREFIX_CONFLICT')
+  assert.equal(m.right.error?.code, 'NYALA_ERR_PREFIX_CONFLICT')
+  assert.equal((await request(host.url('/shared'))).status, 404)
+
+  // right moves to a prefix of its own; left still claims /shared, which nobody owns now
+  await copyFile(
+    await variant(root, 'right', 'moved', { fields: { prefix: '/right' } }),
+    path.join(modulesOf(root), 'right.zip'),
+  )
+  await until(async () => (await body(host, '/right'))?.tag === 'moved', 'right on its own prefix')
+  const res = await request(host.admin('/modules/left/reload?force=true'), { method: 'POST' })
+  assert.equal(res.status, 200, res.text)
+  assert.equal(res.body.result, 'reloaded')
+  assert.equal((await request(host.url('/shared'))).status, 200)
+  m = await modules(host)
+  assert.equal(m.left.state, 'running')
+  assert.equal(m.left.prefix, '/shared')
+
+  // and now right may not take /shared back: left owns it
+  await copyFile(
+    await variant(root, 'right', 'back', { fields: { prefix: '/shared' } }),
+    path.join(modulesOf(root), 'right.zip'),
+  )
+  m = await until(async () => {
+    const all = await modules(host)
+    return all.right.lastError?.code === 'NYALA_ERR_PREFIX_CONFLICT' && all
+  }, 'right refused on /shared')
+  assert.equal((await body(host, '/right')).tag, 'moved', 'right keeps serving where it was')
+  assert.equal(m.left.state, 'running')
 })
 
 test('default type: a new bundle is loaded, a removed one is unloaded with its dependents', async (t) => {

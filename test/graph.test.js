@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import test from 'node:test'
+import { DependentsIndex } from '../dist/graph/dependents-index.js'
 import { affectedBy, dependencyOrder, planGraph } from '../dist/graph/module-graph.js'
 
 const node = (name, dependsOn = [], optionalDependsOn = []) => ({ name, dependsOn, optionalDependsOn })
@@ -65,4 +66,35 @@ test('order is deterministic and scales to a long chain', () => {
   const order = dependencyOrder([...nodes].reverse())
   assert.equal(order[0], 'm0')
   assert.equal(order[1999], 'm1999')
+})
+
+test('the dependents index follows modules as their edges change and finds the same affected set', () => {
+  const index = new DependentsIndex()
+  for (const n of [node('core'), node('customers', ['core']), node('billing', ['customers'], ['core'])])
+    index.set(n)
+  index.set(node('reports', [], ['billing']))
+  index.set(node('waiting', ['not-yet']))
+  assert.deepEqual([...index.closure(['core'])].sort(), ['billing', 'core', 'customers', 'reports'])
+  assert.deepEqual([...index.closure(['not-yet'])].sort(), ['not-yet', 'waiting'])
+  // billing drops customers, keeps core (optional): customers no longer reaches it
+  index.set(node('billing', [], ['core']))
+  assert.deepEqual([...index.closure(['customers'])].sort(), ['customers'])
+  assert.deepEqual([...index.closure(['core'])].sort(), ['billing', 'core', 'customers', 'reports'])
+  index.delete('reports')
+  assert.deepEqual([...index.closure(['billing'])], ['billing'])
+})
+
+test('a plan of part of the graph takes dependencies outside it as present, and finds missing ones', () => {
+  const outside = new Set(['core'])
+  const plan = planGraph([node('customers', ['core']), node('billing', ['customers', 'ghost'])], (n) =>
+    outside.has(n),
+  )
+  assert.deepEqual(plan.order, ['customers', 'billing'])
+  assert.equal(plan.failures.has('customers'), false)
+  assert.equal(plan.failures.get('billing').code, 'NYALA_ERR_DEPENDENCY_MISSING')
+  assert.match(plan.failures.get('billing').message, /"ghost"/)
+  assert.equal(
+    planGraph([node('customers', ['core'])]).failures.get('customers').code,
+    'NYALA_ERR_DEPENDENCY_MISSING',
+  )
 })

@@ -1,4 +1,6 @@
+import type { Manifest } from '../bundle/manifest.js'
 import { type NyalaError, nyalaError } from '../errors.js'
+import { DependentsIndex } from './dependents-index.js'
 
 export interface GraphNode {
   readonly name: string
@@ -14,6 +16,15 @@ export interface GraphPlan {
 }
 
 type Nodes = ReadonlyMap<string, GraphNode>
+
+/** A module's node: its manifest's dependencies (none without a manifest: it failed to open). */
+export function nodeOf(name: string, manifest: Manifest | undefined): GraphNode {
+  return {
+    name,
+    dependsOn: manifest?.dependsOn ?? [],
+    optionalDependsOn: manifest?.optionalDependsOn ?? [],
+  }
+}
 
 function toMap(nodes: Iterable<GraphNode>): Nodes {
   return new Map([...nodes].map((n) => [n.name, n]))
@@ -102,8 +113,15 @@ export function dependencyOrder(nodes: Iterable<GraphNode>): string[] {
  * (NYALA_ERR_DEPENDENCY_MISSING), and their dependents, transitively
  * (NYALA_ERR_DEPENDENCY_FAILED). Optional dependencies order the start but a
  * missing or failed one stops nothing.
+ *
+ * `present` tells which modules outside `nodes` exist: a reload plans only its
+ * affected set, whose dependencies outside the set are already placed (a new
+ * cycle runs through a changed module, so all of it lies inside the set).
  */
-export function planGraph(nodes: Iterable<GraphNode>): GraphPlan {
+export function planGraph(
+  nodes: Iterable<GraphNode>,
+  present: (name: string) => boolean = () => false,
+): GraphPlan {
   const map = toMap(nodes)
   const failures = new Map<string, NyalaError>()
   for (const scc of cycles(map)) {
@@ -115,7 +133,7 @@ export function planGraph(nodes: Iterable<GraphNode>): GraphPlan {
   for (const name of order) {
     if (failures.has(name)) continue
     const node = map.get(name)!
-    const missing = node.dependsOn.find((d) => !map.has(d))
+    const missing = node.dependsOn.find((d) => !map.has(d) && !present(d))
     if (missing !== undefined) {
       failures.set(name, nyalaError('NYALA_ERR_DEPENDENCY_MISSING', { module: name, dependency: missing }))
       continue
@@ -135,26 +153,27 @@ export function planGraph(nodes: Iterable<GraphNode>): GraphPlan {
  */
 export function affectedBy(nodes: Iterable<GraphNode>, changed: Iterable<string>): string[] {
   const map = toMap(nodes)
-  const dependents = new Map<string, string[]>()
-  for (const node of map.values()) {
-    for (const dep of [...node.dependsOn, ...node.optionalDependsOn]) {
-      const list = dependents.get(dep) ?? []
-      list.push(node.name)
-      dependents.set(dep, list)
-    }
+  const index = new DependentsIndex()
+  for (const node of map.values()) index.set(node)
+  return orderAffected(index.closure(changed), (name) => map.get(name))
+}
+
+/**
+ * An affected set in dependency order, given each member's node (`undefined`
+ * for a module that is not, or no longer, in the graph: it comes last). The
+ * set is closed under "depends on it", so ordering the set alone keeps
+ * dependency order and costs what the set costs.
+ */
+export function orderAffected(
+  affected: ReadonlySet<string>,
+  nodeOfName: (name: string) => GraphNode | undefined,
+): string[] {
+  const nodes: GraphNode[] = []
+  const absent: string[] = []
+  for (const name of affected) {
+    const node = nodeOfName(name)
+    if (node) nodes.push(node)
+    else absent.push(name)
   }
-  const affected = new Set<string>()
-  const queue = [...changed]
-  while (queue.length > 0) {
-    const name = queue.pop()!
-    if (affected.has(name)) continue
-    affected.add(name)
-    queue.push(...(dependents.get(name) ?? []))
-  }
-  // the set is closed under "depends on it", so ordering the set alone keeps dependency order
-  // and the cost follows the size of the change, not of the installation
-  const ordered = dependencyOrder([...map.values()].filter((n) => affected.has(n.name)))
-  // a changed module that is not (or no longer) in the graph still belongs to the set
-  for (const name of affected) if (!map.has(name)) ordered.push(name)
-  return ordered
+  return [...dependencyOrder(nodes), ...absent]
 }

@@ -19,21 +19,55 @@ export interface Route {
  * depends on the URL's depth, not on how many modules are installed.
  */
 export class DispatchTable {
-  readonly #byPrefix: ReadonlyMap<string, Route>
+  readonly #byPrefix: Map<string, Route>
+  /** Each module's prefix, to drop its route when the module is replaced. */
+  readonly #prefixOf: Map<string, string>
   /** The most segments any prefix has; deeper URLs are cut to this before lookup. */
   readonly #maxDepth: number
-  readonly routes: readonly Route[]
 
-  constructor(routes: Iterable<Route>) {
-    const map = new Map<string, Route>()
-    let maxDepth = 0
-    for (const route of routes) {
-      map.set(route.prefix, route)
-      maxDepth = Math.max(maxDepth, route.prefix === '/' ? 0 : route.prefix.split('/').length - 1)
+  /**
+   * A table of `routes`; with `base`, that table with the routes of the
+   * modules in `replaced` dropped first (a copy: `base` does not change).
+   */
+  constructor(routes: Iterable<Route>, base?: DispatchTable, replaced: Iterable<string> = []) {
+    const byPrefix = new Map(base ? base.#byPrefix : undefined)
+    const prefixOf = new Map(base ? base.#prefixOf : undefined)
+    let maxDepth = base ? base.#maxDepth : 0
+    let deepestGone = false
+    for (const module of replaced) {
+      const prefix = prefixOf.get(module)
+      if (prefix === undefined) continue
+      prefixOf.delete(module)
+      if (byPrefix.get(prefix)?.module !== module) continue
+      byPrefix.delete(prefix)
+      if (depthOf(prefix) === maxDepth) deepestGone = true
     }
-    this.#byPrefix = map
+    if (deepestGone) {
+      maxDepth = 0
+      for (const prefix of byPrefix.keys()) maxDepth = Math.max(maxDepth, depthOf(prefix))
+    }
+    for (const route of routes) {
+      byPrefix.set(route.prefix, route)
+      prefixOf.set(route.module, route.prefix)
+      maxDepth = Math.max(maxDepth, depthOf(route.prefix))
+    }
+    this.#byPrefix = byPrefix
+    this.#prefixOf = prefixOf
     this.#maxDepth = maxDepth
-    this.routes = Object.freeze([...map.values()])
+  }
+
+  /** This table with the routes of `modules` replaced by `routes` (a module left out loses its route). */
+  replace(modules: Iterable<string>, routes: Iterable<Route>): DispatchTable {
+    return new DispatchTable(routes, this, modules)
+  }
+
+  get routes(): readonly Route[] {
+    return [...this.#byPrefix.values()]
+  }
+
+  /** The module whose route has exactly this prefix. */
+  ownerOf(prefix: string): string | undefined {
+    return this.#byPrefix.get(prefix)?.module
   }
 
   lookup(url: string): Route | undefined {
@@ -61,6 +95,13 @@ export class DispatchTable {
     }
     return this.#byPrefix.get('/')
   }
+}
+
+function depthOf(prefix: string): number {
+  if (prefix === '/') return 0
+  let depth = 0
+  for (let i = 0; i < prefix.length; i++) if (prefix.charCodeAt(i) === 47) depth++
+  return depth
 }
 
 function decodePath(path: string): string {

@@ -1,9 +1,8 @@
 import type { Bundle } from '../bundle/open-bundle.js'
 import type { HostOptions } from '../config/host-options.js'
 import { type NyalaError, nyalaError } from '../errors.js'
-import { affectedBy, type GraphNode, planGraph } from '../graph/module-graph.js'
+import { type GraphNode, nodeOf, orderAffected, planGraph } from '../graph/module-graph.js'
 import type { NyalaHost } from '../host.js'
-import { prefixConflicts } from '../http/dispatch-table.js'
 import { checkSyntax } from '../loader/load-module.js'
 import { Generation } from '../runtime/generation.js'
 import { type ModuleRecord, newRecord } from '../runtime/module-record.js'
@@ -116,38 +115,24 @@ export class ReloadTransactions {
     )
   }
 
-  /** The graph as it would be after the changes. */
-  #nodesAfter(changes: readonly Change[]): GraphNode[] {
-    const byName = new Map(changes.map((c) => [c.name, c]))
-    const nodes: GraphNode[] = []
-    const names = new Set([...this.host.modules.keys(), ...byName.keys()])
-    for (const name of names) {
-      const change = byName.get(name)
-      if (change?.kind === 'remove') continue
-      const manifest = change?.bundle?.manifest ?? this.host.modules.get(name)?.bundle?.manifest
-      nodes.push({
-        name,
-        dependsOn: manifest?.dependsOn ?? [],
-        optionalDependsOn: manifest?.optionalDependsOn ?? [],
-      })
-    }
-    return nodes
+  /** A module's node in the graph as it would be after the changes; `undefined` once removed. */
+  #nodeAfter(name: string, byName: ReadonlyMap<string, Change>): GraphNode | undefined {
+    const change = byName.get(name)
+    if (change?.kind === 'remove') return undefined
+    const record = this.host.modules.get(name)
+    if (!change && !record) return undefined
+    return nodeOf(name, change?.bundle?.manifest ?? record?.bundle?.manifest)
   }
 
-  #nodesNow(): GraphNode[] {
-    return [...this.host.modules.values()].map((m) => ({
-      name: m.name,
-      dependsOn: m.bundle?.manifest.dependsOn ?? [],
-      optionalDependsOn: m.bundle?.manifest.optionalDependsOn ?? [],
-    }))
-  }
-
-  /** The changed modules and their dependents, before and after the change. */
+  /**
+   * The changed modules and their dependents, before and after the change, in
+   * dependency order. Walks the host's dependents index from the changed
+   * modules only: a reload costs what it touches, not what is installed.
+   */
   #affected(changes: readonly Change[]): string[] {
-    const names = changes.map((c) => c.name)
-    const after = affectedBy(this.#nodesAfter(changes), names)
-    const before = affectedBy(this.#nodesNow(), names)
-    return [...new Set([...after, ...before])]
+    const byName = new Map(changes.map((c) => [c.name, c]))
+    const set = this.host.graph.closure(byName.keys())
+    return orderAffected(set, (name) => this.#nodeAfter(name, byName))
   }
 
   #lockSet(changes: readonly Change[]): Set<string> {
@@ -173,15 +158,20 @@ export class ReloadTransactions {
     const byName = new Map(changes.map((c) => [c.name, c]))
     const changed = changes.map((c) => c.name)
 
-    // the graph after the change: a new cycle or missing dependency refuses the reload
-    const nodes = this.#nodesAfter(changes)
-    const plan = planGraph(nodes)
+    // the affected part of the graph after the change: a new cycle or missing dependency refuses
+    // the reload. Only this part can change: the rest depends on nothing in it.
+    const nodes: GraphNode[] = []
+    for (const name of affected) {
+      const node = this.#nodeAfter(name, byName)
+      if (node) nodes.push(node)
+    }
+    const exists = (name: string) =>
+      byName.has(name) ? byName.get(name)?.kind !== 'remove' : host.modules.has(name)
+    const plan = planGraph(nodes, exists)
     // removed modules are not in the new graph, but their old generations must go
     const removedNames = changes.filter((c) => c.kind === 'remove').map((c) => c.name)
-    const order = [
-      ...removedNames,
-      ...plan.order.filter((n) => affected.includes(n) && !removedNames.includes(n)),
-    ]
+    const order = [...removedNames, ...plan.order.filter((n) => !removedNames.includes(n))]
+    const touched = order
     const planned: Planned[] = []
     for (const name of order) {
       const change = byName.get(name)
@@ -205,25 +195,27 @@ export class ReloadTransactions {
     }
     const removed = removedNames
 
-    // two modules claiming one prefix after the change
-    const claims: { module: string; prefix: string }[] = []
-    for (const node of nodes) {
-      const bundle = byName.get(node.name)?.bundle ?? host.modules.get(node.name)?.bundle
-      if (bundle) claims.push({ module: node.name, prefix: bundle.manifest.prefix })
-    }
-    for (const c of prefixConflicts(claims)) {
-      if (byName.has(c.module) || byName.has(c.other)) {
-        const module = byName.has(c.other) ? c.other : c.module
+    // two modules claiming one prefix after the change: against the table (modules outside the
+    // change keep their prefixes) and among the changes
+    const claimed = new Map<string, string>()
+    for (const c of changes) {
+      if (!c.bundle) continue
+      const prefix = c.bundle.manifest.prefix
+      const owner = host.dispatcher.table.ownerOf(prefix)
+      // an owner in this change claims what its new manifest says, checked in this loop
+      const other = claimed.get(prefix) ?? (owner !== undefined && !byName.has(owner) ? owner : undefined)
+      if (other !== undefined && other !== c.name) {
         return this.#failed(
           id,
           trigger,
           changed,
           affected,
           t0,
-          nyalaError('NYALA_ERR_PREFIX_CONFLICT', c),
-          module,
+          nyalaError('NYALA_ERR_PREFIX_CONFLICT', { module: other, other: c.name, prefix }),
+          c.name,
         )
       }
+      claimed.set(prefix, c.name)
     }
 
     // blocking mode (Impala): new requests to the affected modules wait while the old drain
@@ -231,7 +223,7 @@ export class ReloadTransactions {
     if (opts.autoReload.mode === 'blocking') {
       for (const p of planned) if (p.old) gates.set(p.name, new RequestGate())
       for (const [name, gate] of gates) host.gates.set(name, gate)
-      host.publish()
+      host.publish(gates.keys())
       await Promise.all(planned.map((p) => p.old?.waitIdle(opts.autoReload.drainTimeoutMs)))
       this.events.emit({ id, phase: 'blocked', trigger, modules: [...gates.keys()] })
     }
@@ -240,7 +232,8 @@ export class ReloadTransactions {
       for (const [name, gate] of gates) {
         if (host.gates.get(name) === gate) host.gates.delete(name)
       }
-      host.publish()
+      if (gates.size === 0) return
+      host.publish(gates.keys())
       for (const gate of gates.values()) gate.open()
     }
 
@@ -268,7 +261,7 @@ export class ReloadTransactions {
         p.down = nyalaError('NYALA_ERR_DEPENDENCY_FAILED', { module: p.name, dependency: down })
         if (p.change || p.wasRunning) {
           await stopStarted()
-          host.publish()
+          host.publish(touched)
           openGates()
           return this.#failed(id, trigger, changed, affected, t0, p.down, p.name)
         }
@@ -279,7 +272,7 @@ export class ReloadTransactions {
       if (!(started instanceof Generation)) {
         if (p.change || p.wasRunning) {
           await stopStarted()
-          host.publish()
+          host.publish(touched)
           openGates()
           return this.#failed(id, trigger, changed, affected, t0, started, p.name)
         }
@@ -300,7 +293,7 @@ export class ReloadTransactions {
         if (outcome.newerSource && p.change.source) again.push(p.change)
       } catch (err) {
         await stopStarted()
-        host.publish()
+        host.publish(touched)
         openGates()
         return this.#failed(id, trigger, changed, affected, t0, err as NyalaError, p.name)
       }
@@ -319,12 +312,14 @@ export class ReloadTransactions {
       }
       if (removed.includes(p.name)) {
         host.modules.delete(p.name)
+        host.graph.delete(p.name)
         continue
       }
       if (p.isNew) host.modules.set(p.name, record)
       if (p.change?.bundle) {
         record.bundle = p.change.bundle
         record.file = p.change.target ?? p.change.source ?? record.file
+        host.graph.set(nodeOf(p.name, record.bundle.manifest))
       }
       record.generation = p.next
       if (p.next) {
@@ -340,8 +335,10 @@ export class ReloadTransactions {
           log.error({ ...p.down.toJSON(), module: p.name, bundle: record.file, reload: id }, p.down.message)
       }
     }
-    host.order = plan.order
-    host.publish()
+    // the affected set goes last: nothing outside it depends on it, so the order stays valid
+    const replanned = new Set([...plan.order, ...removed])
+    host.order = [...host.order.filter((n) => !replanned.has(n)), ...plan.order]
+    host.publish(touched)
     openGates()
     staged.clear()
     log.info(
@@ -425,7 +422,7 @@ export class ReloadTransactions {
       fresh.error = error
       fresh.reloadError = entry
       this.host.modules.set(module, fresh)
-      this.host.publish()
+      this.host.publish([module])
     }
     this.host.log.error(
       { ...error.toJSON(), module, reload: id, trigger, changed, ms: Math.round(ms * 10) / 10 },
