@@ -198,11 +198,14 @@ async function main() {
     options: cli.opts,
     benchmarks: {},
   }
-  // a full run writes BENCHMARKS.md and its charts into the repository, a quick one into results/
-  const markdownFile = cli.opts.quick
-    ? path.join(benchDir, 'results', 'BENCHMARKS.md')
-    : path.join(benchDir, '..', 'BENCHMARKS.md')
-  const chartDir = cli.opts.quick ? path.join(benchDir, 'results', 'charts') : path.join(benchDir, 'charts')
+  // only a full run of every benchmark writes BENCHMARKS.md and its charts into the repository;
+  // a quick run or a run of some benchmarks writes them into results/, so it cannot replace the
+  // published tables with a partial set
+  const complete = !cli.opts.quick && cli.names.length === Object.keys(benchmarks).length
+  const markdownFile = complete
+    ? path.join(benchDir, '..', 'BENCHMARKS.md')
+    : path.join(benchDir, 'results', 'BENCHMARKS.md')
+  const chartDir = complete ? path.join(benchDir, 'charts') : path.join(benchDir, 'results', 'charts')
   report.args = process.argv.slice(2).join(' ')
   const noise = await startNoiseSampler(cli.opts.quick ? 500 : 3000)
   let failed = 0
