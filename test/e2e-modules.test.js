@@ -393,3 +393,56 @@ test('the examples serve: core, customers, billing (with its config) and hello',
   })
   await stopOk(host)
 })
+
+test('module logs: ctx.log, app.log, plugin instances and req.log carry the module; errors are logged; log.requests adds request lines', async (t) => {
+  const talk = {
+    'index.js': `module.exports = { async register (app, ctx) {
+  ctx.log.info('from ctx')
+  app.log.info('from app')
+  await app.register(async (child) => {
+    child.get('/child', async () => { child.log.info('from a plugin'); return { ok: true } })
+  })
+  app.get('/', async (req) => { req.log.info({ marker: 1 }, 'from a request'); return { ok: true } })
+  app.get('/boom', async () => { throw new Error('kaboom') })
+  app.get('/quiet', { logLevel: 'error' }, async (req) => {
+    req.log.info('below the route level')
+    req.log.error('at the route level')
+    return { ok: true }
+  })
+} }
+`,
+  }
+  for (const logRequests of [false, true]) {
+    const root = await makeRoot(t, `port=0\nhost=127.0.0.1\nlog.requests=${logRequests}\n`)
+    await deploy(root, 'talk', { files: talk })
+    const host = await startHost(t, root)
+    for (const p of ['/talk', '/talk/child', '/talk/quiet'])
+      assert.deepEqual(await getJson(host, p), { ok: true })
+    const boom = await request(host.url('/talk/boom'))
+    assert.equal(boom.status, 500)
+    const of = (msg) => waitForLog(host, (r) => r.msg === msg && r.module === 'talk' && r.generation === 1)
+    await of('from ctx')
+    await of('from app')
+    assert.ok(
+      (await of('from a plugin')).reqId === undefined,
+      'app-level logger of a plugin has no request id',
+    )
+    const fromRequest = await of('from a request')
+    assert.equal(fromRequest.marker, 1)
+    assert.match(String(fromRequest.reqId), /^req-/)
+    assert.match(String((await of('at the route level')).reqId), /^req-/)
+    const failed = await waitForLog(host, (r) => r.module === 'talk' && r.err?.message === 'kaboom')
+    assert.equal(failed.level, 50)
+    assert.match(String(failed.reqId), /^req-/)
+    const completed = () => host.logs().filter((r) => r.msg === 'request completed' && r.module === 'talk')
+    if (logRequests) {
+      const done = await waitForLog(host, (r) => r.msg === 'request completed' && r.module === 'talk')
+      assert.equal(typeof done.responseTime, 'number')
+    } else {
+      await stopOk(host)
+      assert.equal(completed().length, 0, 'no request lines unless log.requests=true')
+    }
+    assert.equal(host.logs().filter((r) => r.msg === 'below the route level').length, 0)
+    if (logRequests) await stopOk(host)
+  }
+})

@@ -1,8 +1,9 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import { nyalaError } from '../errors.js'
 import type { RequestGate } from '../reload/request-gate.js'
 import { DispatchTable } from './dispatch-table.js'
 import { replyError } from './json-reply.js'
+import type { TrackedResponse } from './tracked-response.js'
 
 /**
  * Hands each request to the Fastify instance of the module whose prefix
@@ -25,7 +26,7 @@ export class Dispatcher {
     return old
   }
 
-  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+  readonly handle = (req: IncomingMessage, res: TrackedResponse): void => {
     const url = req.url ?? '/'
     const route = this.#table.lookup(url)
     if (!route) {
@@ -50,11 +51,11 @@ export class Dispatcher {
     }
     generation.inflight++
     generation.served++
-    res.once('close', generation.release)
+    res.onClose = generation.release
     app.routing(req, res)
   }
 
-  #waitAtGate(gate: RequestGate, module: string, req: IncomingMessage, res: ServerResponse): void {
+  #waitAtGate(gate: RequestGate, module: string, req: IncomingMessage, res: TrackedResponse): void {
     gate.wait(this.blockTimeoutMs).then((opened) => {
       if (res.destroyed) return
       // look up again: the table swapped while the request waited

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { type AddressInfo, Server as NetServer } from 'node:net'
 import { nyalaError, reasonOf } from '../errors.js'
+import { TrackedResponse } from './tracked-response.js'
 
 export interface ListenOptions {
   readonly host: string
@@ -16,10 +17,10 @@ export interface ListenOptions {
 
 /** Creates an HTTP server for `handler` and listens; errors name host and port. */
 export async function listen(
-  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  handler: (req: IncomingMessage, res: TrackedResponse) => void,
   opts: ListenOptions,
 ): Promise<{ server: Server; address: AddressInfo }> {
-  const server = createServer(handler)
+  const server = createServer({ ServerResponse: TrackedResponse }, handler) as unknown as Server
   // above Node's 5 s default, so a load balancer's idle connections are not cut first
   server.keepAliveTimeout = 72_000
   server.headersTimeout = 75_000

@@ -1,10 +1,11 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { loadModuleCode } from '../loader/load-module.js'
 import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
 import { type ContextHandle, type ContextInit, createContext } from './context.js'
+import { createModuleApp } from './module-app.js'
 import { timedOut, withTimeout } from './with-timeout.js'
 
 export type GenerationState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed'
@@ -87,12 +88,7 @@ export class Generation {
       throw err
     }
     this.#handle = createContext(init)
-    const app = Fastify({
-      loggerInstance: this.log as FastifyBaseLogger,
-      logController: new LogController({ disableRequestLogging: !init.logRequests }),
-      // the host bounds register itself, with module.start.timeout
-      pluginTimeout: 0,
-    })
+    const app = createModuleApp(this.log, init.logRequests)
     const entry = this.#entry
     const ctx = this.#handle.ctx
     const prefix = bundle.manifest.prefix === '/' ? '' : bundle.manifest.prefix
