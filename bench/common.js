@@ -1,29 +1,42 @@
-// Shared by bench/peers.js and bench/scale.js: child processes in their own process groups (so a
+// Shared by the benchmarks in bench/: child processes in their own process groups (so a
 // `node --watch` parent and the child it restarts go together), a paced keep-alive HTTP client that
-// keeps a timestamp per request, /proc readings and small statistics.
+// keeps a timestamp per request, fixtures (host roots, module bundles), /proc readings and small
+// statistics.
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { existsSync, readFileSync } from 'node:fs'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
+import { createRequire } from 'node:module'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 export const projectRoot = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 export const cliPath = path.join(projectRoot, 'dist', 'cli.js')
 export const packModule = path.join(projectRoot, 'dist', 'bundle', 'pack.js')
 
+/** Throws unless every file exists (the build outputs a benchmark needs). */
+export function assertBuilt(files, hint = 'run "npm run build" first') {
+  for (const file of files) {
+    if (!existsSync(file)) throw new Error(`${file} is missing: ${hint}`)
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Processes
 
 /**
- * Everything one benchmark run starts: child process groups, load clients and temp dirs.
- * Each child is spawned `detached`, so it leads a process group this run created; stopping it
- * signals that group (the child and anything it spawned), never anything else.
+ * Everything one benchmark run starts: child process groups, adopted pids, load clients and temp
+ * dirs. Each child is spawned `detached`, so it leads a process group this run created; stopping it
+ * signals that group (the child and anything it spawned), never anything else. A client is anything
+ * with a `stop()` (a load, an autocannon run, an event stream); `adopt` takes a pid this run started
+ * that lives outside its groups (a daemonized host).
  */
 export class Session {
   groups = new Set()
+  pids = new Set()
   clients = new Set()
   dirs = []
 
@@ -82,26 +95,79 @@ export class Session {
     this.groups.delete(group)
   }
 
+  /** Tracks a pid this run started outside its groups (a daemon): close() stops it. */
+  adopt(pid) {
+    if (Number.isInteger(pid) && pid > 0) this.pids.add(pid)
+  }
+
   /** Synchronous, for the abort path. */
   killNow() {
     for (const client of this.clients) client.stop()
     for (const group of this.groups) this.signalGroup(group, 'SIGKILL')
+    for (const pid of this.pids) signalPid(pid, 'SIGKILL')
   }
 
   async close() {
-    for (const client of this.clients) client.stop()
+    await Promise.all([...this.clients].map((client) => client.stop()))
+    for (const pid of this.pids) signalPid(pid, 'SIGTERM')
     await Promise.all([...this.groups].map((g) => this.stopGroup(g, 2000)))
+    // adopted pids are not our children: poll, then SIGKILL what is left
+    const deadline = performance.now() + 8000
+    while (performance.now() < deadline && [...this.pids].some(pidAlive)) await delay(50)
+    for (const pid of this.pids) signalPid(pid, 'SIGKILL')
+    this.pids.clear()
     await Promise.all(this.dirs.map((dir) => rm(dir, { recursive: true, force: true })))
     this.dirs = []
   }
 }
 
+function signalPid(pid, signal) {
+  try {
+    process.kill(pid, signal)
+  } catch {
+    // already gone
+  }
+}
+
+function pidAlive(pid) {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Runs `fn(session)` with a new Session that an abort of `signal` kills at once; closes the
+ * session (stops everything it started, removes its temp dirs) however `fn` ends.
+ */
+export async function withSession(signal, fn) {
+  const session = new Session()
+  const onAbort = () => session.killNow()
+  signal?.throwIfAborted()
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    return await fn(session)
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+    await session.close()
+  }
+}
+
 /**
  * Starts `node <args>` (own process group) and resolves once it logs a JSON line with a numeric
- * `port` and a message starting with "listening". Keeps reading stdout afterwards (a full pipe
- * would block a synchronous logger) and keeps every JSON record in `records`.
+ * `port` and a message starting with "listening", with `readyMs` the time from spawn to that line
+ * as this process saw it. Keeps reading stdout afterwards (a full pipe would block a synchronous
+ * logger) and keeps every JSON record in `records`; `onRecord` sees every record from the first.
+ * `stop(ms = stopMs)`: SIGTERM, SIGKILL after `ms`.
  */
-export async function startServer(session, label, args, { readyTimeoutMs = 30_000, cwd, env } = {}) {
+export async function startServer(
+  session,
+  label,
+  args,
+  { readyTimeoutMs = 30_000, cwd, env, onRecord, stopMs = 5000 } = {},
+) {
   const t0 = performance.now()
   const group = session.spawnNode(args, { cwd, env })
   const { child } = group
@@ -111,7 +177,7 @@ export async function startServer(session, label, args, { readyTimeoutMs = 30_00
     tail.push(line)
     if (tail.length > 40) tail.shift()
   }
-  const listeners = new Set()
+  const listeners = new Set(onRecord ? [onRecord] : [])
   let ready
   const listening = new Promise((resolve, reject) => {
     ready = { resolve, reject }
@@ -168,12 +234,36 @@ export async function startServer(session, label, args, { readyTimeoutMs = 30_00
     records,
     describe,
     onRecord: (fn) => listeners.add(fn),
-    stop: (ms) => session.stopGroup(group, ms),
+    stop: (ms = stopMs) => session.stopGroup(group, ms),
   }
 }
 
-/** Runs `node <args>` to completion (own group, bounded); resolves { code, output }. */
-export async function runNode(session, args, { timeoutMs = 30_000, cwd } = {}) {
+/**
+ * `node [nodeArgs] dist/cli.js start --root <root>` run from `root`, through startServer; adds
+ * `errors`, the messages of the error-level log records (at most 10).
+ */
+export async function startHost(
+  session,
+  root,
+  { nodeArgs = [], readyTimeoutMs = 60_000, stopMs = 8000 } = {},
+) {
+  const errors = []
+  const server = await startServer(session, 'nyala', [...nodeArgs, cliPath, 'start', '--root', root], {
+    cwd: root,
+    readyTimeoutMs,
+    stopMs,
+    onRecord: (record) => {
+      if (record.level >= 50 && errors.length < 10) errors.push(record.msg)
+    },
+  })
+  return { ...server, errors }
+}
+
+/**
+ * Runs `node <args>` to completion (own group, bounded); resolves { code, output } once its output
+ * is read to the end. With `check`, a non-zero exit rejects with the output in the message.
+ */
+export async function runNode(session, args, { timeoutMs = 30_000, cwd, check = false } = {}) {
   const group = session.spawnNode(args, { cwd })
   let output = ''
   group.child.stdout.on('data', (d) => {
@@ -182,21 +272,31 @@ export async function runNode(session, args, { timeoutMs = 30_000, cwd } = {}) {
   group.child.stderr.on('data', (d) => {
     output += d
   })
+  const closed = new Promise((resolve) => group.child.once('close', resolve))
   const timer = setTimeout(() => session.signalGroup(group, 'SIGKILL'), timeoutMs)
   const { code, signal, error } = await group.exitedPromise
+  if (!error) await closed
   clearTimeout(timer)
   session.groups.delete(group)
   if (error) throw error
+  if (check && code !== 0) {
+    throw new Error(
+      `node ${args.map((a) => path.basename(a)).join(' ')} failed (${code ?? signal}): ${output}`,
+    )
+  }
   return { code: code ?? signal, output }
 }
 
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-/** One request on a fresh connection (nothing pooled outlives the servers). */
-export function request(url, { method = 'GET', timeoutMs = 60_000 } = {}) {
+/**
+ * One request; resolves { status, text, body } (body: the parsed JSON, if it is JSON). `agent` false,
+ * the default: a fresh connection (nothing pooled outlives the servers).
+ */
+export function request(url, { method = 'GET', timeoutMs = 60_000, agent = false } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.request(url, { method, agent, timeout: timeoutMs }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (d) => {
@@ -217,6 +317,11 @@ export function request(url, { method = 'GET', timeoutMs = 60_000 } = {}) {
     req.on('error', reject)
     req.end()
   })
+}
+
+/** The same request; never rejects: a failed request resolves { error }. */
+export function requestSettled(url, options) {
+  return request(url, options).catch((error) => ({ error }))
 }
 
 /** GETs until a 200 whose JSON body passes `accept`, or throws after `ms`. */
@@ -371,19 +476,145 @@ export function startLoad(session, { url, connections = 10, rate = 1000, retryMs
   return client
 }
 
+/** A free port on 127.0.0.1, for servers that must come back on the same port after a restart. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/**
+ * A host root: `modules/`, `config/` and config/impala.properties listening on 127.0.0.1, port 0
+ * for both listeners, log level info and short grace periods (a stuck stop must not stretch a
+ * benchmark); `settings` (key to value) adds keys or replaces these.
+ */
+export async function makeRoot(root, settings = {}) {
+  await mkdir(path.join(root, 'modules'), { recursive: true })
+  await mkdir(path.join(root, 'config'), { recursive: true })
+  const all = {
+    host: '127.0.0.1',
+    port: 0,
+    'admin.port': 0,
+    'log.level': 'info',
+    'shutdown.grace.period': 3,
+    'shutdown.fast.timeout': 1,
+    ...settings,
+  }
+  const lines = Object.entries(all).map(([key, value]) => `${key}=${value}`)
+  await writeFile(path.join(root, 'config', 'impala.properties'), `${lines.join('\n')}\n`)
+  return root
+}
+
+/** Writes a module's source into `src`: index.js, module.properties and any `files` (name to content). */
+export async function writeModuleSource(src, index, { properties = 'version=1.0.0\n', files = {} } = {}) {
+  await mkdir(src, { recursive: true })
+  await writeFile(path.join(src, 'module.properties'), properties)
+  await writeFile(path.join(src, 'index.js'), index)
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(src, name)), { recursive: true })
+    await writeFile(path.join(src, name), content)
+  }
+}
+
+/** Packs the module source in `src` to `out` with Nyala's own packer, in process. */
+export async function packBundle(src, out) {
+  const { packDirectory } = await import(pathToFileURL(packModule).href)
+  await packDirectory(src, { out })
+  return out
+}
+
+/** writeModuleSource, then packBundle to `out`. */
+export async function writeModule(src, index, out, options) {
+  await writeModuleSource(src, index, options)
+  return packBundle(src, out)
+}
+
+/**
+ * The handler of the memory probe route: a full GC when the process runs with --expose-gc, then
+ * process.memoryUsage() of the process that serves.
+ */
+export const memHandler = `async () => {
+  if (typeof globalThis.gc === 'function') globalThis.gc()
+  return process.memoryUsage()
+}`
+
+/** The `probe` module (not reloadable), answering GET /probe/mem with memHandler, packed to `out`. */
+export function writeMemProbe(src, out) {
+  return writeModule(
+    src,
+    `module.exports = {\n  async register(app) {\n    app.get('/mem', ${memHandler})\n  },\n}\n`,
+    out,
+    { properties: 'version=1.0.0\nreloadable=false\n' },
+  )
+}
+
+/**
+ * GET /probe/mem on `port`; with `retryForMs`, retries that long while the server is away (a
+ * restarting `node --watch` child).
+ */
+export async function probeMemory(port, { timeoutMs = 30_000, retryForMs = 0 } = {}) {
+  const deadline = performance.now() + retryForMs
+  let res
+  for (;;) {
+    try {
+      res = await request(`http://127.0.0.1:${port}/probe/mem`, { timeoutMs })
+      break
+    } catch (err) {
+      if (performance.now() > deadline || !['ECONNREFUSED', 'ECONNRESET'].includes(err.code)) throw err
+      await delay(50)
+    }
+  }
+  if (res.status !== 200 || typeof res.body?.heapUsed !== 'number') {
+    throw new Error(`memory probe answered ${res.status}: ${res.text.slice(0, 200)}`)
+  }
+  return res.body
+}
+
+/** The file: URL of a package as the project resolves it (a script in a temp dir could not). */
+export const packageUrl = (specifier) =>
+  pathToFileURL(createRequire(path.join(projectRoot, 'package.json')).resolve(specifier)).href
+
+/** Source lines for a generated server: close `app` on SIGTERM/SIGINT, exit 1 if that hangs. */
+export const closeOnSignal = (app) => `for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.once(signal, () => {
+    setTimeout(() => process.exit(1), 3000).unref()
+    ${app}.close().then(() => process.exit(0))
+  })
+}`
+
 // ---------------------------------------------------------------------------------------------
 // /proc (Linux)
 
-/** User + system CPU seconds of one process, from /proc/<pid>/stat (USER_HZ = 100). */
-export function cpuSeconds(pid) {
+/** User + system CPU time of one process in USER_HZ ticks (100 a second), from /proc/<pid>/stat. */
+function cpuTicks(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // the command name may hold spaces and parentheses: count fields after the last ')'
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / 100
+    return Number(fields[11]) + Number(fields[12])
   } catch {
     return undefined
   }
+}
+
+/** User + system CPU seconds of one process (/proc, Linux); undefined elsewhere. */
+export function cpuSeconds(pid) {
+  const ticks = cpuTicks(pid)
+  return ticks === undefined ? undefined : ticks / 100
+}
+
+/** The same in microseconds, computed from whole ticks (no rounding error of the seconds). */
+export function cpuMicros(pid) {
+  const ticks = cpuTicks(pid)
+  return ticks === undefined ? undefined : ticks * 10_000
 }
 
 /** Resident set size of one process in bytes, from /proc/<pid>/status. */
@@ -399,10 +630,19 @@ export function rssBytes(pid) {
 // ---------------------------------------------------------------------------------------------
 // Statistics
 
+/** Nearest-rank percentile of sorted values (100: the maximum); NaN for no values. */
 export function percentile(sorted, p) {
   if (sorted.length === 0) return Number.NaN
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
   return sorted[i]
+}
+
+/** The same of values in any order; non-finite values are left out. */
+export function percentileOf(values, p) {
+  return percentile(
+    values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b),
+    p,
+  )
 }
 
 export function medianOf(values) {
@@ -418,7 +658,7 @@ export function round(value, digits = 1) {
   return Math.round(value * f) / f
 }
 
-export const mb = (bytes) => round(bytes / 1024 / 1024, 1)
+export const mb = (bytes, digits = 1) => round(bytes / 1024 / 1024, digits)
 
 export async function mapLimit(items, limit, fn) {
   const results = new Array(items.length)

@@ -5,20 +5,28 @@
 // /work/shared/NOTES.md, "Measuring on these machines"). Both servers are therefore loaded at the
 // same time, by the same client with the same settings, in several short rounds that alternate
 // which load starts first; the median of the per-round ratios is the figure.
-import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import http from 'node:http'
-import { createRequire } from 'node:module'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
-import { fileURLToPath, pathToFileURL } from 'node:url'
 import autocannon from 'autocannon'
-
-const projectRoot = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
-const cliPath = path.join(projectRoot, 'dist', 'cli.js')
-const packModule = path.join(projectRoot, 'dist', 'bundle', 'pack.js')
+import {
+  assertBuilt,
+  cliPath,
+  closeOnSignal,
+  cpuMicros,
+  makeRoot,
+  mapLimit,
+  medianOf,
+  packageUrl,
+  packBundle,
+  packModule,
+  request,
+  round,
+  runNode,
+  startServer,
+  withSession,
+  writeModuleSource,
+} from './common.js'
 
 export const target = 0.95
 const body = { hello: 'world' }
@@ -38,15 +46,9 @@ export async function run(opts = {}) {
   if (opts.duration) settings.roundSeconds = opts.duration
   if (opts.rounds) settings.rounds = opts.rounds
   const progress = opts.progress ?? (() => {})
-  for (const file of [cliPath, packModule]) {
-    if (!existsSync(file)) throw new Error(`${file} is missing: run "npm run build" first`)
-  }
+  assertBuilt([cliPath, packModule])
 
-  const session = new Session()
-  const onAbort = () => session.killNow()
-  opts.signal?.throwIfAborted()
-  opts.signal?.addEventListener('abort', onAbort, { once: true })
-  try {
+  return withSession(opts.signal, async (session) => {
     const check = () => opts.signal?.throwIfAborted()
     const work = await session.tempDir()
     progress(`preparing ${moduleCount} modules in ${work}`)
@@ -145,10 +147,7 @@ export async function run(opts = {}) {
       notes,
       summary: { target, settings, ratio: ratios, startupMs: startup },
     }
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort)
-    await session.close()
-  }
+  })
 }
 
 /** Runs the rounds for one case with both servers up; stops both whatever happens. */
@@ -159,15 +158,19 @@ async function compareCase(session, c, bareScript, settings, check) {
     // started one after the other so neither start-up steals CPU from the other's timing
     nyala = await startServer(session, 'nyala', [cliPath, 'start', '--root', c.root, '--port', '0'], {
       readyTimeoutMs: 60_000,
+      stopMs: 8000,
     })
-    bare = await startServer(session, 'bare', [bareScript, c.route], { readyTimeoutMs: 30_000 })
+    bare = await startServer(session, 'bare', [bareScript, c.route], { readyTimeoutMs: 30_000, stopMs: 8000 })
     check()
     const urls = {
       nyala: `http://127.0.0.1:${nyala.port}${c.route}`,
       bare: `http://127.0.0.1:${bare.port}${c.route}`,
     }
     // a fast 404 would look like a fast server: both must give the same 200 first
-    const answers = await Promise.all([get(urls.nyala), get(urls.bare)])
+    const answers = await Promise.all([
+      request(urls.nyala, { timeoutMs: 10_000 }),
+      request(urls.bare, { timeoutMs: 10_000 }),
+    ])
     for (const [i, a] of answers.entries()) {
       const who = i === 0 ? 'nyala' : 'bare'
       if (a.status !== 200 || a.text !== JSON.stringify(body)) {
@@ -238,7 +241,7 @@ async function load(session, url, seconds, connections) {
     // autocannon only notices the end of the duration on a sample tick (1 s by default)
     sampleInt: 100,
   })
-  session.cannons.add(tracker)
+  session.clients.add(tracker)
   const watchdog = setTimeout(() => tracker.stop(), (seconds + 15) * 1000)
   try {
     const result = await tracker
@@ -251,13 +254,14 @@ async function load(session, url, seconds, connections) {
     }
   } finally {
     clearTimeout(watchdog)
-    session.cannons.delete(tracker)
+    session.clients.delete(tracker)
   }
 }
 
 async function measureStartup(session, root, modules) {
   const server = await startServer(session, 'nyala', [cliPath, 'start', '--root', root, '--port', '0'], {
     readyTimeoutMs: 60_000,
+    stopMs: 8000,
   })
   try {
     const loaded = server.records.find((r) => typeof r.msg === 'string' && r.msg.startsWith('modules loaded'))
@@ -278,34 +282,20 @@ async function prepareRoots(session, work) {
   const names = Array.from({ length: moduleCount }, (_, i) => `m${String(i).padStart(3, '0')}`)
   const src = path.join(work, 'src')
   for (const name of names) {
-    const dir = path.join(src, name)
-    await mkdir(dir, { recursive: true })
-    await writeFile(path.join(dir, 'module.properties'), 'version=1.0.0\n')
-    await writeFile(
-      path.join(dir, 'index.js'),
+    await writeModuleSource(
+      path.join(src, name),
       `module.exports = {\n  async register(app) {\n    app.get('/hello', async () => (${JSON.stringify(body)}))\n  },\n}\n`,
     )
   }
   const roots = {}
-  for (const n of [1, 10, moduleCount]) {
-    const root = path.join(work, `root-${n}`)
-    await mkdir(path.join(root, 'modules'), { recursive: true })
-    await mkdir(path.join(root, 'config'), { recursive: true })
-    // short grace periods: a stuck stop must not stretch the benchmark
-    await writeFile(
-      path.join(root, 'config', 'impala.properties'),
-      'host=127.0.0.1\nport=0\nadmin.port=0\nlog.level=info\nshutdown.grace.period=3\nshutdown.fast.timeout=1\n',
-    )
-    roots[n] = root
-  }
+  for (const n of [1, 10, moduleCount]) roots[n] = await makeRoot(path.join(work, `root-${n}`))
   const out = (n, name) => path.join(roots[n], 'modules', `${name}.zip`)
   // the real `nyala pack` where it is cheap enough; 100 CLI spawns would take longer than the rest
-  await runNode(session, [cliPath, 'pack', path.join(src, names[0]), '-o', out(1, names[0])])
-  await mapLimit(names.slice(0, 10), 2, (name) =>
-    runNode(session, [cliPath, 'pack', path.join(src, name), '-o', out(10, name)]),
-  )
-  const { packDirectory } = await import(pathToFileURL(packModule).href)
-  await mapLimit(names, 8, (name) => packDirectory(path.join(src, name), { out: out(moduleCount, name) }))
+  const pack = (n, name) =>
+    runNode(session, [cliPath, 'pack', path.join(src, name), '-o', out(n, name)], { check: true })
+  await pack(1, names[0])
+  await mapLimit(names.slice(0, 10), 2, (name) => pack(10, name))
+  await mapLimit(names, 8, (name) => packBundle(path.join(src, name), out(moduleCount, name)))
   return roots
 }
 
@@ -315,243 +305,20 @@ async function prepareRoots(session, work) {
  * configures a module's instance.
  */
 async function writeBareScript(work, { logger = false } = {}) {
-  // the script lives in a temp dir, where a bare `fastify` specifier would not resolve
-  const fastifyUrl = pathToFileURL(createRequire(path.join(projectRoot, 'package.json')).resolve('fastify'))
   const file = path.join(work, logger ? 'bare-fastify-logger.mjs' : 'bare-fastify.mjs')
   const options = logger ? "{ logger: { level: 'info' }, disableRequestLogging: true }" : ''
+  // the script lives in a temp dir, where a bare `fastify` specifier would not resolve
   await writeFile(
     file,
-    `import Fastify from ${JSON.stringify(fastifyUrl.href)}
+    `import Fastify from ${JSON.stringify(packageUrl('fastify'))}
 const route = process.argv[2]
 const app = Fastify(${options})
 app.get(route, async () => (${JSON.stringify(body)}))
 await app.listen({ host: '127.0.0.1', port: 0 })
 const { port } = app.server.address()
 console.log(JSON.stringify({ msg: 'listening on http://127.0.0.1:' + port, port }))
-for (const signal of ['SIGTERM', 'SIGINT']) {
-  process.once(signal, () => {
-    setTimeout(() => process.exit(1), 3000).unref()
-    app.close().then(() => process.exit(0))
-  })
-}
+${closeOnSignal('app')}
 `,
   )
   return file
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-
-/** Everything a run starts, so an abort or a failure can stop all of it. */
-class Session {
-  children = new Set()
-  cannons = new Set()
-  dirs = []
-
-  async tempDir() {
-    const dir = await mkdtemp(path.join(tmpdir(), 'nyala-bench-'))
-    this.dirs.push(dir)
-    return dir
-  }
-
-  track(child) {
-    this.children.add(child)
-    const forget = () => this.children.delete(child)
-    child.once('exit', forget)
-    child.once('error', forget)
-  }
-
-  /** Synchronous, for the abort path: nothing may be awaited there. */
-  killNow() {
-    for (const tracker of this.cannons) tracker.stop()
-    for (const child of this.children) child.kill('SIGKILL')
-  }
-
-  async close() {
-    for (const tracker of this.cannons) tracker.stop()
-    const left = [...this.children]
-    for (const child of left) child.kill('SIGKILL')
-    await Promise.all(left.map((child) => exitOf(child, 5000)))
-    await Promise.all(this.dirs.map((dir) => rm(dir, { recursive: true, force: true })))
-    this.dirs = []
-  }
-}
-
-function alive(child) {
-  return child.exitCode === null && child.signalCode === null
-}
-
-/** Resolves on exit, or with undefined after `ms`. */
-function exitOf(child, ms) {
-  if (!alive(child)) return Promise.resolve({ code: child.exitCode, signal: child.signalCode })
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(undefined), ms)
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal })
-    })
-  })
-}
-
-/**
- * Spawns `node <args>` and resolves once it logs a JSON line with a numeric `port` and a message
- * starting with "listening", with the time from spawn to that line as the parent saw it.
- */
-async function startServer(session, label, args, { readyTimeoutMs }) {
-  const t0 = performance.now()
-  const child = spawn(process.execPath, args, { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] })
-  session.track(child)
-  const records = []
-  const tail = []
-  const remember = (line) => {
-    tail.push(line)
-    if (tail.length > 40) tail.shift()
-  }
-  let ready
-  const listening = new Promise((resolve, reject) => {
-    ready = { resolve, reject }
-  })
-  let buffered = ''
-  let readyMs
-  // keep reading after start-up too: a full pipe would block the server's (synchronous) logger
-  child.stdout.setEncoding('utf8')
-  child.stdout.on('data', (chunk) => {
-    buffered += chunk
-    for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-      const line = buffered.slice(0, nl)
-      buffered = buffered.slice(nl + 1)
-      remember(line)
-      if (readyMs !== undefined || !line.startsWith('{')) continue
-      let record
-      try {
-        record = JSON.parse(line)
-      } catch {
-        continue
-      }
-      records.push(record)
-      if (typeof record.port === 'number' && /^listening/.test(record.msg ?? '')) {
-        readyMs = performance.now() - t0
-        ready.resolve(record.port)
-      }
-    }
-  })
-  child.stderr.setEncoding('utf8')
-  child.stderr.on('data', (chunk) => {
-    for (const line of chunk.split('\n')) if (line) remember(line)
-  })
-  const describe = () => `${label} (${args.map((a) => path.basename(a)).join(' ')})\n${tail.join('\n')}`
-  child.once('error', (err) => ready.reject(new Error(`${label} could not start: ${err.message}`)))
-  child.once('exit', (code, signal) =>
-    ready.reject(new Error(`${label} exited (${code ?? signal}) before listening: ${describe()}`)),
-  )
-  const timer = setTimeout(() => {
-    child.kill('SIGKILL')
-    ready.reject(new Error(`${label} did not listen within ${readyTimeoutMs} ms: ${describe()}`))
-  }, readyTimeoutMs)
-  let port
-  try {
-    port = await listening
-  } finally {
-    clearTimeout(timer)
-  }
-  return {
-    pid: child.pid,
-    port,
-    readyMs,
-    records,
-    /** SIGTERM, then SIGKILL if it has not exited after `ms`. */
-    async stop(ms = 8000) {
-      if (!alive(child)) return
-      child.kill('SIGTERM')
-      if ((await exitOf(child, ms)) !== undefined) return
-      child.kill('SIGKILL')
-      await exitOf(child, 3000)
-    },
-  }
-}
-
-/** Runs `node <args>` to completion, bounded; rejects on a non-zero exit with its output. */
-function runNode(session, args, timeoutMs = 30_000) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] })
-    session.track(child)
-    let output = ''
-    child.stdout.on('data', (d) => {
-      output += d
-    })
-    child.stderr.on('data', (d) => {
-      output += d
-    })
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.once('error', (err) => {
-      clearTimeout(timer)
-      reject(err)
-    })
-    child.once('close', (code, signal) => {
-      clearTimeout(timer)
-      if (code === 0) resolve(output)
-      else reject(new Error(`node ${args.join(' ')} failed (${code ?? signal}): ${output.trim()}`))
-    })
-  })
-}
-
-/** A GET on a fresh connection, so no pooled socket outlives the servers. */
-function get(url) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: 10_000 }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (d) => {
-        text += d
-      })
-      res.on('end', () => resolve({ status: res.statusCode, text }))
-      res.on('error', reject)
-    })
-    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)))
-    req.on('error', reject)
-  })
-}
-
-/**
- * User + system CPU time of a process in microseconds, from /proc (Linux); undefined elsewhere.
- * /proc reports in USER_HZ ticks, which is 100 on Linux whatever the kernel's own HZ.
- */
-function cpuMicros(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // the command name may contain spaces and parentheses: fields are counted after the last ')'
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 10_000
-  } catch {
-    return undefined
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Small helpers
-
-async function mapLimit(items, limit, fn) {
-  const results = new Array(items.length)
-  let next = 0
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++
-      results[i] = await fn(items[i])
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
-  return results
-}
-
-function medianOf(values) {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b)
-  if (sorted.length === 0) return Number.NaN
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
-
-function round(value, digits) {
-  if (!Number.isFinite(value)) return undefined
-  const f = 10 ** digits
-  return Math.round(value * f) / f
 }

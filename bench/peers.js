@@ -23,27 +23,30 @@
 // other (each as soon as the previous one answers with its new code) up to 200, and the heap
 // and RSS of the serving process after GC.
 import { copyFile, mkdir, rename, writeFile } from 'node:fs/promises'
-import { createRequire } from 'node:module'
-import net from 'node:net'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
-import { pathToFileURL } from 'node:url'
 import { latencyChart } from './chart.js'
 import {
   cliPath,
+  closeOnSignal,
+  freePort,
+  makeRoot,
   mapLimit,
   mb,
   medianOf,
-  packModule,
+  memHandler,
+  packageUrl,
   percentile,
+  probeMemory,
   projectRoot,
-  request,
   round,
   runNode,
-  Session,
   startLoad,
   startServer,
   waitFor,
+  withSession,
+  writeMemProbe,
+  writeModule,
 } from './common.js'
 
 export const targets = { p99Ratio: 1.2, failures: 0, flatMbPer100: 0.5 }
@@ -71,10 +74,6 @@ const quick = {
 
 const appPath = '/app/hello'
 const memPath = '/probe/mem'
-const memHandler = `async () => {
-  if (typeof globalThis.gc === 'function') globalThis.gc()
-  return process.memoryUsage()
-}`
 
 /** ~10 KB of source that differs per version, so each version is real new code to compile and keep. */
 function ballast(v) {
@@ -101,11 +100,7 @@ export async function run(opts = {}) {
   const progress = opts.progress ?? (() => {})
   const chartDir = opts.chartDir ?? path.join(projectRoot, 'bench', 'results', 'charts')
 
-  const session = new Session()
-  const onAbort = () => session.killNow()
-  opts.signal?.throwIfAborted()
-  opts.signal?.addEventListener('abort', onAbort, { once: true })
-  try {
+  return withSession(opts.signal, async (session) => {
     const check = () => opts.signal?.throwIfAborted()
     const work = await session.tempDir('nyala-bench-peers-')
     const fixtures = { work, session, settings, zips: undefined }
@@ -152,10 +147,7 @@ export async function run(opts = {}) {
       charts.push({ title: r.label, file })
     }
     return report(results, settings, charts, opts.quick)
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort)
-    await session.close()
-  }
+  })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,52 +182,25 @@ async function hasUpgradeCommand(session) {
 
 /** Versions 0..total of the module `app`, packed with Nyala's own packer, plus the probe module. */
 async function packVersions(work, total) {
-  const { packDirectory } = await import(pathToFileURL(packModule).href)
   const src = path.join(work, 'nyala-src')
   const zips = path.join(work, 'nyala-zips')
   await mkdir(zips, { recursive: true })
-  const probeDir = path.join(src, 'probe')
-  await mkdir(probeDir, { recursive: true })
-  await writeFile(path.join(probeDir, 'module.properties'), 'version=1.0.0\nreloadable=false\n')
-  await writeFile(
-    path.join(probeDir, 'index.js'),
-    `module.exports = {\n  async register(app) {\n    app.get('/mem', ${memHandler})\n  },\n}\n`,
-  )
-  await packDirectory(probeDir, { out: path.join(zips, 'probe.zip') })
+  await writeMemProbe(path.join(src, 'probe'), path.join(zips, 'probe.zip'))
   await mapLimit(
     Array.from({ length: total + 1 }, (_, v) => v),
     4,
-    async (v) => {
-      const dir = path.join(src, `app-${v}`)
-      await mkdir(dir, { recursive: true })
-      await writeFile(path.join(dir, 'module.properties'), 'version=1.0.0\n')
-      await writeFile(path.join(dir, 'index.js'), nyalaIndex(v))
-      await packDirectory(dir, { out: path.join(zips, `app-${v}.zip`) })
-    },
+    (v) => writeModule(path.join(src, `app-${v}`), nyalaIndex(v), path.join(zips, `app-${v}.zip`)),
   )
   return zips
 }
 
 async function startNyala(f, mode) {
-  const root = path.join(f.work, `nyala-${mode}`)
+  const root = await makeRoot(path.join(f.work, `nyala-${mode}`), {
+    'auto.reload.modules': true,
+    'auto.reload.mode': mode,
+  })
   const staging = path.join(root, 'writes')
-  await mkdir(path.join(root, 'modules'), { recursive: true })
-  await mkdir(path.join(root, 'config'), { recursive: true })
   await mkdir(staging, { recursive: true })
-  await writeFile(
-    path.join(root, 'config', 'impala.properties'),
-    [
-      'host=127.0.0.1',
-      'port=0',
-      'admin.port=0',
-      'log.level=info',
-      'auto.reload.modules=true',
-      `auto.reload.mode=${mode}`,
-      'shutdown.grace.period=3',
-      'shutdown.fast.timeout=1',
-      '',
-    ].join('\n'),
-  )
   await copyFile(path.join(f.zips, 'probe.zip'), path.join(root, 'modules', 'probe.zip'))
   await copyFile(path.join(f.zips, 'app-0.zip'), path.join(root, 'modules', 'app.zip'))
   const server = await startServer(
@@ -261,30 +226,7 @@ async function startNyala(f, mode) {
   }
 }
 
-/** A free port for servers that must come back on the same port after a restart. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-const fastifyUrl = () =>
-  pathToFileURL(createRequire(path.join(projectRoot, 'package.json')).resolve('fastify')).href
-const restartableUrl = () =>
-  pathToFileURL(createRequire(path.join(projectRoot, 'package.json')).resolve('@fastify/restartable')).href
-
 const listeningLine = `console.log(JSON.stringify({ msg: 'listening on http://127.0.0.1:' + port, port, pid: process.pid }))`
-const closeOnSignal = (app) => `for (const signal of ['SIGTERM', 'SIGINT']) {
-  process.once(signal, () => {
-    setTimeout(() => process.exit(1), 3000).unref()
-    ${app}.close().then(() => process.exit(0))
-  })
-}`
 
 /** Shared by the in-process contenders: reload when routes.mjs got new content, one at a time. */
 const watchRoutes = (apply) => `const routesFile = fileURLToPath(new URL('./routes.mjs', import.meta.url))
@@ -350,7 +292,7 @@ async function startNodeWatch(f) {
   const app = await writeApp(
     f,
     'node-watch',
-    `import Fastify from ${JSON.stringify(fastifyUrl())}
+    `import Fastify from ${JSON.stringify(packageUrl('fastify'))}
 import { hello } from './routes.mjs'
 const port = ${port}
 const app = Fastify()
@@ -370,14 +312,35 @@ ${closeOnSignal('app')}
   return { port, pid: server.pid, change: app.change, stop: () => server.stop(), describe: server.describe }
 }
 
-async function startRestartable(f) {
+/**
+ * An in-process contender: `head` (after the imports the watcher needs) builds `app`; the server
+ * then listens, runs `apply` whenever routes.mjs changes (watchRoutes), and logs its port.
+ */
+async function startInProcess(f, key, label, head, apply) {
   const app = await writeApp(
     f,
-    'restartable',
+    key,
     `import { readFileSync, watch } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import * as restartableModule from ${JSON.stringify(restartableUrl())}
+${head}
+await app.listen({ host: '127.0.0.1', port: 0 })
+const { port } = app.server.address()
+${watchRoutes(apply)}
+${listeningLine}
+${closeOnSignal('app')}
+`,
+  )
+  const server = await startServer(f.session, label, ['--expose-gc', app.script], { cwd: app.dir })
+  return { port: server.port, pid: server.pid, change: app.change, stop: () => server.stop() }
+}
+
+function startRestartable(f) {
+  return startInProcess(
+    f,
+    'restartable',
+    'restartable',
+    `import * as restartableModule from ${JSON.stringify(packageUrl('@fastify/restartable'))}
 const restartable = restartableModule.restartable ?? restartableModule.default.restartable ?? restartableModule.default
 let version = 0
 async function createApp(fastify, opts) {
@@ -388,63 +351,31 @@ async function createApp(fastify, opts) {
   app.get('${memPath}', ${memHandler})
   return app
 }
-const app = await restartable(createApp, {})
-await app.listen({ host: '127.0.0.1', port: 0 })
-const { port } = app.server.address()
-${watchRoutes('version++\n      await app.restart()')}
-${listeningLine}
-${closeOnSignal('app')}
-`,
+const app = await restartable(createApp, {})`,
+    'version++\n      await app.restart()',
   )
-  const server = await startServer(f.session, 'restartable', ['--expose-gc', app.script], { cwd: app.dir })
-  return { port: server.port, pid: server.pid, change: app.change, stop: () => server.stop() }
 }
 
-async function startEsm(f) {
-  const app = await writeApp(
+function startEsm(f) {
+  return startInProcess(
     f,
     'esm-cache-bust',
-    `import { readFileSync, watch } from 'node:fs'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-import Fastify from ${JSON.stringify(fastifyUrl())}
+    'esm',
+    `import Fastify from ${JSON.stringify(packageUrl('fastify'))}
 let version = 0
 let routes = await import('./routes.mjs?v=0')
 const app = Fastify()
 app.get('${appPath}', async () => routes.hello())
-app.get('${memPath}', ${memHandler})
-await app.listen({ host: '127.0.0.1', port: 0 })
-const { port } = app.server.address()
-${watchRoutes("routes = await import('./routes.mjs?v=' + ++version)")}
-${listeningLine}
-${closeOnSignal('app')}
-`,
+app.get('${memPath}', ${memHandler})`,
+    "routes = await import('./routes.mjs?v=' + ++version)",
   )
-  const server = await startServer(f.session, 'esm', ['--expose-gc', app.script], { cwd: app.dir })
-  return { port: server.port, pid: server.pid, change: app.change, stop: () => server.stop() }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Measuring one contender
 
 /** GET /probe/mem; retries while the server is away (a restarting `node --watch` child). */
-async function memory(port) {
-  const deadline = performance.now() + 15_000
-  let res
-  for (;;) {
-    try {
-      res = await request(`http://127.0.0.1:${port}${memPath}`, { timeoutMs: 10_000 })
-      break
-    } catch (err) {
-      if (performance.now() > deadline || !['ECONNREFUSED', 'ECONNRESET'].includes(err.code)) throw err
-      await delay(50)
-    }
-  }
-  if (res.status !== 200 || typeof res.body?.heapUsed !== 'number') {
-    throw new Error(`memory probe answered ${res.status}: ${res.text.slice(0, 200)}`)
-  }
-  return res.body
-}
+const memory = (port) => probeMemory(port, { timeoutMs: 10_000, retryForMs: 15_000 })
 
 async function measure(session, contender, f, settings, check, progress) {
   const instance = await contender.start(f)

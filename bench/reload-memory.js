@@ -6,18 +6,20 @@
 // so the probe also counts the generations that were never collected: the most direct sign of a
 // leak, independent of heap noise. Flat is the target.
 import { randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import {
+  assertBuilt,
   cliPath,
-  getOnce,
-  makeBenchRoot,
-  round,
-  Session,
+  makeRoot,
+  mb as mbOf,
+  packModule,
+  request,
+  requestSettled,
   startHost,
+  withSession,
   writeModule,
-} from './reload-under-load.js'
+} from './common.js'
 
 /** Heap growth per 100 reloads, after the first checkpoint, under which the heap counts as flat. */
 export const flatHeapBytesPer100 = 512 * 1024
@@ -75,26 +77,16 @@ export async function run(opts = {}) {
   // --rounds N: N checkpoints
   if (opts.rounds) settings.reloads = opts.rounds * settings.every
   const progress = opts.progress ?? (() => {})
-  if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run "npm run build" first`)
-  const session = new Session()
-  const onAbort = () => session.killNow()
-  opts.signal?.throwIfAborted()
-  opts.signal?.addEventListener('abort', onAbort, { once: true })
-  try {
+  assertBuilt([cliPath, packModule])
+  return withSession(opts.signal, async (session) => {
     const work = await session.tempDir()
-    const root = await makeBenchRoot(work)
+    const root = await makeRoot(path.join(work, 'root'), { 'admin.host': '127.0.0.1' })
     const modules = path.join(root, 'modules')
-    await writeModule(
-      work,
-      'ballast',
-      ballastIndex,
-      path.join(modules, 'ballast.zip'),
-      'version=1.0.0\ndepends-on=probe\n',
-      {
-        'assets/blob.bin': randomBytes(64 * 1024),
-      },
-    )
-    await writeModule(work, 'probe', probeIndex, path.join(modules, 'probe.zip'))
+    await writeModule(path.join(work, 'src', 'ballast'), ballastIndex, path.join(modules, 'ballast.zip'), {
+      properties: 'version=1.0.0\ndepends-on=probe\n',
+      files: { 'assets/blob.bin': randomBytes(64 * 1024) },
+    })
+    await writeModule(path.join(work, 'src', 'probe'), probeIndex, path.join(modules, 'probe.zip'))
     progress('starting the host with --expose-gc')
     const host = await startHost(session, root, { nodeArgs: ['--expose-gc'] })
     const app = (p) => `http://127.0.0.1:${host.port}${p}`
@@ -103,14 +95,14 @@ export async function run(opts = {}) {
     const measure = async (reloads) => {
       // the last reload's old generation drains and stops just after the swap
       await delay(100)
-      const res = await getOnce(app('/probe'), false, { timeoutMs: 30_000 })
+      const res = await request(app('/probe'), { timeoutMs: 30_000 })
       if (res.status !== 200) throw new Error(`GET /probe answered ${res.status} ${JSON.stringify(res.body)}`)
       const m = res.body
       // the live generation is not collectable
       const uncollected = m.created - m.collected - 1
       return { reloads, heapUsed: m.heapUsed, external: m.external, rss: m.rss, uncollected }
     }
-    const served = await getOnce(app('/ballast'))
+    const served = await request(app('/ballast'), { timeoutMs: 15_000 })
     if (served.status !== 200 || served.body?.generation !== 1) {
       throw new Error(`GET /ballast answered ${served.status} ${JSON.stringify(served.body)}`)
     }
@@ -119,7 +111,7 @@ export async function run(opts = {}) {
     let failures = 0
     for (let i = 1; i <= settings.reloads; i++) {
       opts.signal?.throwIfAborted()
-      const res = await getOnce(admin('/modules/ballast/reload?force=true'), false, {
+      const res = await requestSettled(admin('/modules/ballast/reload?force=true'), {
         method: 'POST',
         timeoutMs: 30_000,
       })
@@ -135,16 +127,13 @@ export async function run(opts = {}) {
         )
       }
     }
-    const last = await getOnce(app('/ballast'))
+    const last = await request(app('/ballast'), { timeoutMs: 15_000 })
     if (last.status !== 200 || last.body?.generation !== settings.reloads + 1 - failures) {
       throw new Error(`after ${settings.reloads} reloads GET /ballast answered ${JSON.stringify(last.body)}`)
     }
     await host.stop()
     return report(settings, Boolean(opts.quick), points, failures, host.errors, last.body)
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort)
-    await session.close()
-  }
+  })
 }
 
 function report(settings, quickRun, points, failures, errors, last) {
@@ -195,4 +184,5 @@ function report(settings, quickRun, points, failures, errors, last) {
   }
 }
 
-const mb = (bytes) => round(bytes / (1024 * 1024), 2)
+/** MB with two decimals here: the growth per 100 reloads is small. */
+const mb = (bytes) => mbOf(bytes, 2)

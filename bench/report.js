@@ -60,15 +60,37 @@ export async function startNoiseSampler(beforeMs = 3000) {
 
 const round2 = (v) => Math.round(v * 100) / 100
 
+/** The columns of `rows` in first-seen order, and for each whether every value in it is a number. */
+export function columnsOf(rows) {
+  const columns = []
+  for (const row of rows) for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key)
+  const numeric = columns.map((c) => rows.every((row) => row[c] === undefined || typeof row[c] === 'number'))
+  return { columns, numeric }
+}
+
+/** A result's table rows grouped by their `section` (one table per section), without that key. */
+export function sectionsOf(result) {
+  const sections = new Map()
+  for (const row of result.table ?? []) {
+    const { section = '', ...rest } = row
+    if (!sections.has(section)) sections.set(section, [])
+    sections.get(section).push(rest)
+  }
+  return sections
+}
+
+/** A result's notes as a list (one note may be a bare string). */
+export function notesOf(result) {
+  return Array.isArray(result.notes) ? result.notes : result.notes ? [result.notes] : []
+}
+
 function cell(value) {
   if (value === undefined || value === null) return ''
   return String(value).replace(/\|/g, '\\|')
 }
 
 function markdownTable(rows) {
-  const columns = []
-  for (const row of rows) for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key)
-  const numeric = columns.map((c) => rows.every((row) => row[c] === undefined || typeof row[c] === 'number'))
+  const { columns, numeric } = columnsOf(rows)
   const lines = [
     `| ${columns.map(cell).join(' | ')} |`,
     `|${numeric.map((n) => (n ? ' ---: ' : ' --- ')).join('|')}|`,
@@ -127,18 +149,11 @@ export async function writeMarkdown(report, file) {
       out.push(`Failed: ${result.error}`)
       continue
     }
-    const sections = new Map()
-    for (const row of result.table ?? []) {
-      const { section = '', ...rest } = row
-      if (!sections.has(section)) sections.set(section, [])
-      sections.get(section).push(rest)
-    }
-    for (const [section, rows] of sections) {
+    for (const [section, rows] of sectionsOf(result)) {
       if (section) out.push(`### ${section}`, '')
       out.push(markdownTable(rows), '')
     }
-    const notes = Array.isArray(result.notes) ? result.notes : result.notes ? [result.notes] : []
-    for (const note of notes) out.push(`- ${note.trim()}`)
+    for (const note of notesOf(result)) out.push(`- ${note.trim()}`)
     if (result.seconds !== undefined) out.push(`- Ran for ${result.seconds} s.`)
     if (result.charts?.length) {
       out.push('', '### Latency over time', '')

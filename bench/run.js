@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { startNoiseSampler, writeMarkdown } from './report.js'
+import { columnsOf, notesOf, sectionsOf, startNoiseSampler, writeMarkdown } from './report.js'
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url))
 const resultsFile = path.join(benchDir, 'results', 'latest.json')
@@ -89,11 +89,9 @@ function cell(value) {
 
 /** Aligned text rather than console.table: no index column, numbers right-aligned, pasteable. */
 function formatTable(rows) {
-  const columns = []
-  for (const row of rows) for (const key of Object.keys(row)) if (!columns.includes(key)) columns.push(key)
+  const { columns, numeric } = columnsOf(rows)
   const cells = rows.map((row) => columns.map((c) => cell(row[c])))
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i].length)))
-  const numeric = columns.map((c) => rows.every((row) => row[c] === undefined || typeof row[c] === 'number'))
   const line = (values) =>
     values
       .map((v, i) => (numeric[i] ? v.padStart(widths[i]) : v.padEnd(widths[i])))
@@ -104,17 +102,11 @@ function formatTable(rows) {
 
 /** Rows may carry a `section`: one table per section keeps unrelated columns apart. */
 function printResult(result) {
-  const sections = new Map()
-  for (const row of result.table ?? []) {
-    const { section = '', ...rest } = row
-    if (!sections.has(section)) sections.set(section, [])
-    sections.get(section).push(rest)
-  }
-  for (const [section, rows] of sections) {
+  for (const [section, rows] of sectionsOf(result)) {
     console.log(`\n${result.name}${section ? ` - ${section}` : ''}`)
     console.log(formatTable(rows))
   }
-  const notes = Array.isArray(result.notes) ? result.notes : result.notes ? [result.notes] : []
+  const notes = notesOf(result)
   if (notes.length > 0) console.log('')
   for (const note of notes) console.log(note)
 }

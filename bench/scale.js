@@ -10,20 +10,23 @@
 //   - chains of 10 modules, each depending on the one before (30% of the modules);
 //   - independent modules for the rest.
 // With 10 modules the graph is the hub and its 9 dependents only (there is no room for 10).
-import { copyFile, mkdir, writeFile } from 'node:fs/promises'
+import { copyFile } from 'node:fs/promises'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
-import { pathToFileURL } from 'node:url'
 import {
   cliPath,
   cpuSeconds,
+  makeRoot,
   mapLimit,
+  mb,
   medianOf,
-  packModule,
+  probeMemory,
   request,
   round,
-  Session,
   startServer,
+  withSession,
+  writeMemProbe,
+  writeModule,
 } from './common.js'
 
 export const targets = { leafRatio: 1.5, idleCpuPercent: 1 }
@@ -68,30 +71,25 @@ export async function run(opts = {}) {
   if (opts.duration) settings.idleSeconds = opts.duration
   const progress = opts.progress ?? (() => {})
 
-  const session = new Session()
-  const onAbort = () => session.killNow()
-  opts.signal?.throwIfAborted()
-  opts.signal?.addEventListener('abort', onAbort, { once: true })
-  try {
+  return withSession(opts.signal, async (session) => {
     const check = () => opts.signal?.throwIfAborted()
     const work = await session.tempDir('nyala-bench-scale-')
     const largest = Math.max(...settings.sizes)
     progress(`generating and packing ${largest} modules`)
-    const { packDirectory } = await import(pathToFileURL(packModule).href)
     const probeZip = path.join(work, 'probe.zip')
-    await writeModule(work, packDirectory, 'probe', [], probeZip, true)
+    await writeMemProbe(path.join(work, 'src', 'probe'), probeZip)
 
     const results = []
     progress('baseline host (the probe module only)')
-    const baseRoot = await makeRoot(work, 'base', probeZip)
+    const baseRoot = await makeHostRoot(work, 'base', probeZip)
     results.push(await measureHost(session, baseRoot, 0, undefined, settings, check))
 
     for (const n of settings.sizes) {
       check()
       const graph = buildGraph(n)
-      const root = await makeRoot(work, `n${n}`, probeZip)
+      const root = await makeHostRoot(work, `n${n}`, probeZip)
       await mapLimit(graph.modules, 8, (m) =>
-        writeModule(work, packDirectory, m.name, m.deps, path.join(root, 'modules', `${m.name}.zip`)),
+        writeGraphModule(work, m.name, m.deps, path.join(root, 'modules', `${m.name}.zip`)),
       )
       progress(
         `${n} modules: start, idle CPU over ${settings.idleSeconds} s, ${settings.samples} reloads each`,
@@ -99,57 +97,29 @@ export async function run(opts = {}) {
       results.push(await measureHost(session, root, n, graph, settings, check))
     }
     return report(results, settings, opts.quick)
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort)
-    await session.close()
-  }
+  })
 }
 
-async function writeModule(work, packDirectory, moduleName, deps, out, probe = false) {
-  const dir = path.join(work, 'src', moduleName)
-  await mkdir(dir, { recursive: true })
+/** One module of the graph: GET /hello, `depends-on` its `deps`. */
+function writeGraphModule(work, moduleName, deps, out) {
   const props = ['version=1.0.0']
   if (deps.length > 0) props.push(`depends-on=${deps.join(',')}`)
-  if (probe) props.push('reloadable=false')
-  await writeFile(path.join(dir, 'module.properties'), `${props.join('\n')}\n`)
-  const route = probe
-    ? `app.get('/mem', async () => {\n      if (typeof globalThis.gc === 'function') globalThis.gc()\n      return process.memoryUsage()\n    })`
-    : `app.get('/hello', async () => ({ module: ${JSON.stringify(moduleName)} }))`
-  await writeFile(
-    path.join(dir, 'index.js'),
-    `module.exports = {\n  async register(app) {\n    ${route}\n  },\n}\n`,
+  return writeModule(
+    path.join(work, 'src', moduleName),
+    `module.exports = {\n  async register(app) {\n    app.get('/hello', async () => ({ module: ${JSON.stringify(moduleName)} }))\n  },\n}\n`,
+    out,
+    { properties: `${props.join('\n')}\n` },
   )
-  await packDirectory(dir, { out })
 }
 
-async function makeRoot(work, label, probeZip) {
-  const root = path.join(work, `root-${label}`)
-  await mkdir(path.join(root, 'modules'), { recursive: true })
-  await mkdir(path.join(root, 'config'), { recursive: true })
-  await writeFile(
-    path.join(root, 'config', 'impala.properties'),
-    [
-      'host=127.0.0.1',
-      'port=0',
-      'admin.port=0',
-      'log.level=info',
-      'auto.reload.modules=true',
-      'shutdown.grace.period=3',
-      'shutdown.fast.timeout=1',
-      '',
-    ].join('\n'),
-  )
+/** A host root with the watcher on (auto.reload.modules) and the memory probe installed. */
+async function makeHostRoot(work, label, probeZip) {
+  const root = await makeRoot(path.join(work, `root-${label}`), { 'auto.reload.modules': true })
   await copyFile(probeZip, path.join(root, 'modules', 'probe.zip'))
   return root
 }
 
-async function memory(port) {
-  const res = await request(`http://127.0.0.1:${port}/probe/mem`, { timeoutMs: 30_000 })
-  if (res.status !== 200 || typeof res.body?.heapUsed !== 'number') {
-    throw new Error(`memory probe answered ${res.status}: ${res.text.slice(0, 200)}`)
-  }
-  return res.body
-}
+const memory = (port) => probeMemory(port, { timeoutMs: 30_000 })
 
 /** `samples` forced reloads of one module through the admin API, after one unmeasured reload. */
 async function reloads(server, moduleName, samples, expectAffected, check) {
@@ -252,8 +222,8 @@ function report(results, settings, quickRun) {
       modules: r.modules,
       'start-up ms': r.startupMs,
       'load ms (host)': r.loadMs,
-      'heap MB': round(r.heapUsed / 1024 / 1024, 1),
-      'rss MB': round(r.rss / 1024 / 1024, 1),
+      'heap MB': mb(r.heapUsed),
+      'rss MB': mb(r.rss),
       'heap KB/module': perModule('heapUsed'),
       'rss KB/module': perModule('rss'),
     })

@@ -8,19 +8,27 @@
 // 2-core machines a baseline run followed by an upgrade run is not comparable (NOTES.md,
 // "Measuring on these machines"). The two servers are loaded one after the other: the figures
 // compared between them are failure counts, not speed.
-import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
 import http from 'node:http'
-import { createRequire } from 'node:module'
-import net from 'node:net'
-import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import {
+  assertBuilt,
+  cliPath,
+  freePort,
+  makeRoot,
+  medianOf,
+  packageUrl,
+  projectRoot,
+  request,
+  round,
+  runNode,
+  startServer,
+  withSession,
+  writeModuleSource,
+} from './common.js'
 
-const projectRoot = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
-const cliPath = path.join(projectRoot, 'dist', 'cli.js')
 const addonPath = path.join(projectRoot, 'native', 'build', 'Release', 'nyala_fdpass.node')
 
 export const targets = { failures: 0, p99Ratio: 1.5 }
@@ -36,29 +44,18 @@ export async function run(opts = {}) {
   const settings = { ...(opts.quick ? quick : full) }
   if (opts.duration) settings.seconds = opts.duration
   const progress = opts.progress ?? (() => {})
-  for (const file of [cliPath, addonPath]) {
-    if (!existsSync(file))
-      throw new Error(`${file} is missing: run "npm run build" and "npm run build:native"`)
-  }
-  const procs = new Processes()
-  const onAbort = () => procs.killNow()
-  opts.signal?.throwIfAborted()
-  opts.signal?.addEventListener('abort', onAbort, { once: true })
-  const work = await mkdtemp(path.join(tmpdir(), 'nyala-bench-upgrade-'))
-  try {
+  assertBuilt([cliPath, addonPath], 'run "npm run build" and "npm run build:native"')
+  return withSession(opts.signal, async (session) => {
+    const work = await session.tempDir('nyala-bench-upgrade-')
     progress(
       `Nyala: ${settings.seconds} s of load, ${settings.connections} keep-alive connections, an upgrade every ${settings.periodSeconds} s`,
     )
-    const nyala = await loadNyala(procs, work, settings, opts.signal)
+    const nyala = await loadNyala(session, work, settings, opts.signal)
     opts.signal?.throwIfAborted()
     progress(`node --watch: the same load, a file change every ${settings.periodSeconds} s`)
-    const watch = await loadWatch(procs, work, settings, opts.signal)
+    const watch = await loadWatch(session, work, settings, opts.signal)
     return report(settings, nyala, watch, opts.quick)
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort)
-    await procs.close()
-    await rm(work, { recursive: true, force: true })
-  }
+  })
 }
 
 function report(settings, nyala, watch, isQuick) {
@@ -141,26 +138,19 @@ function report(settings, nyala, watch, isQuick) {
 // ---------------------------------------------------------------------------------------------
 // Nyala: a daemonized instance, `nyala upgrade` in the middle of each period
 
-async function loadNyala(procs, work, settings, signal) {
-  const root = path.join(work, 'nyala')
+async function loadNyala(session, work, settings, signal) {
+  const root = await makeRoot(path.join(work, 'nyala'), { 'shutdown.grace.period': 4 })
   const src = path.join(work, 'src', 'hello')
-  await mkdir(path.join(root, 'modules'), { recursive: true })
-  await mkdir(path.join(root, 'config'), { recursive: true })
-  await mkdir(src, { recursive: true })
-  await writeFile(
-    path.join(root, 'config', 'impala.properties'),
-    'host=127.0.0.1\nport=0\nadmin.port=0\nlog.level=info\nshutdown.grace.period=4\nshutdown.fast.timeout=1\n',
-  )
-  await writeFile(path.join(src, 'module.properties'), 'version=1.0.0\n')
-  await writeFile(
-    path.join(src, 'index.js'),
+  await writeModuleSource(
+    src,
     `module.exports = { async register (app) { app.get('/', async () => (${JSON.stringify(body)})) } }\n`,
   )
-  await procs.run([cliPath, 'pack', src, '-o', path.join(root, 'modules', 'hello.zip')])
-  const started = await procs.run([cliPath, 'start', '--root', root, '--daemonize'])
+  const cli = (args, timeoutMs) => runNode(session, [cliPath, ...args], { check: true, timeoutMs })
+  await cli(['pack', src, '-o', path.join(root, 'modules', 'hello.zip')])
+  const { output: started } = await cli(['start', '--root', root, '--daemonize'])
   const m = /pid (\d+) serving on (\S+)/.exec(started)
   if (!m) throw new Error(`nyala did not start: ${started}`)
-  procs.adopt(Number(m[1]))
+  session.adopt(Number(m[1]))
   const url = `${m[2]}/hello/`
   await expectBody(url)
 
@@ -170,10 +160,10 @@ async function loadNyala(procs, work, settings, signal) {
     const t0 = performance.now()
     const u = { ok: false }
     try {
-      const out = await procs.run([cliPath, 'upgrade', '--root', root], 60_000)
-      const successor = Number(/successor pid (\d+)/.exec(out)?.[1])
-      const old = Number(/upgrading pid (\d+)/.exec(out)?.[1])
-      procs.adopt(successor)
+      const { output } = await cli(['upgrade', '--root', root], 60_000)
+      const successor = Number(/successor pid (\d+)/.exec(output)?.[1])
+      const old = Number(/upgrading pid (\d+)/.exec(output)?.[1])
+      session.adopt(successor)
       u.commandMs = round(performance.now() - t0, 0)
       u.ok = true
       u.old = old
@@ -181,7 +171,7 @@ async function loadNyala(procs, work, settings, signal) {
     } catch (err) {
       u.error = err.message.split('\n')[0]
       const successor = Number(/successor pid (\d+)/.exec(err.message)?.[1])
-      if (successor) procs.adopt(successor)
+      if (successor) session.adopt(successor)
     }
     upgrades.push(u)
   })
@@ -202,14 +192,13 @@ async function loadNyala(procs, work, settings, signal) {
 // ---------------------------------------------------------------------------------------------
 // node --watch: a bare Fastify server on a fixed port, its file rewritten in each period
 
-async function loadWatch(procs, work, settings, signal) {
+async function loadWatch(session, work, settings, signal) {
   const dir = path.join(work, 'watch')
   await mkdir(dir, { recursive: true })
   const script = path.join(dir, 'server.mjs')
-  // a bare specifier would not resolve from a temp dir
-  const fastifyUrl = pathToFileURL(createRequire(path.join(projectRoot, 'package.json')).resolve('fastify'))
   const port = await freePort()
-  const source = (n) => `import Fastify from ${JSON.stringify(fastifyUrl.href)}
+  // a bare specifier would not resolve from a temp dir
+  const source = (n) => `import Fastify from ${JSON.stringify(packageUrl('fastify'))}
 // revision ${n}
 const app = Fastify()
 app.get('/hello/', async () => (${JSON.stringify(body)}))
@@ -217,9 +206,13 @@ await app.listen({ host: '127.0.0.1', port: ${port} })
 console.log(JSON.stringify({ msg: 'listening', port: ${port} }))
 `
   await writeFile(script, source(0))
-  const watcher = procs.spawnGroup([process.execPath, '--watch', script], dir)
+  // its own process group, so `node --watch` and the server it restarts stop together
+  const watcher = await startServer(session, 'node --watch', ['--watch', script], {
+    cwd: dir,
+    readyTimeoutMs: 20_000,
+  })
   const url = `http://127.0.0.1:${port}/hello/`
-  await waitForServer(url, 20_000)
+  await expectBody(url)
   let revision = 0
   const load = startLoad(url, settings, signal)
   const changes = await everyPeriod(load, settings, signal, async () => {
@@ -227,7 +220,7 @@ console.log(JSON.stringify({ msg: 'listening', port: ${port} }))
     await writeFile(script, source(revision))
   })
   const result = await load.done
-  await procs.stopGroup(watcher)
+  await watcher.stop(5000)
   return { load: result.counts, windows: result.windows, changes }
 }
 
@@ -300,130 +293,8 @@ function get(url, agent) {
 }
 
 async function expectBody(url) {
-  const text = await new Promise((resolve, reject) => {
-    http
-      .get(url, { agent: false }, (res) => {
-        let t = ''
-        res.on('data', (d) => {
-          t += d
-        })
-        res.on('end', () => resolve(t))
-      })
-      .on('error', reject)
-  })
+  const { text } = await request(url, { timeoutMs: 10_000 })
   if (text !== JSON.stringify(body)) throw new Error(`${url} answered ${text.slice(0, 200)}`)
-}
-
-async function waitForServer(url, ms) {
-  const deadline = Date.now() + ms
-  for (;;) {
-    try {
-      return await expectBody(url)
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`${url} did not answer within ${ms} ms: ${err.message}`)
-      await delay(100)
-    }
-  }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.on('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes: every pid this benchmark starts, daemonized or not, is stopped at the end
-
-class Processes {
-  pids = new Set()
-  groups = new Set()
-
-  adopt(pid) {
-    if (Number.isInteger(pid) && pid > 0) this.pids.add(pid)
-  }
-
-  /** Runs `node <args>` to completion (bounded); resolves with stdout + stderr, rejects on failure. */
-  run(args, timeoutMs = 30_000) {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, args, { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] })
-      let output = ''
-      child.stdout.on('data', (d) => {
-        output += d
-      })
-      child.stderr.on('data', (d) => {
-        output += d
-      })
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-      child.once('error', reject)
-      child.once('close', (code, sig) => {
-        clearTimeout(timer)
-        if (code === 0) resolve(output)
-        else
-          reject(
-            new Error(
-              `node ${args.map((a) => path.basename(a)).join(' ')} failed (${code ?? sig}): ${output}`,
-            ),
-          )
-      })
-    })
-  }
-
-  /** A process in its own group, so `node --watch` and the server it restarts stop together. */
-  spawnGroup(args, cwd) {
-    const child = spawn(args[0], args.slice(1), { cwd, detached: true, stdio: 'ignore' })
-    this.groups.add(child.pid)
-    return child
-  }
-
-  async stopGroup(child) {
-    signalGroup(child.pid, 'SIGTERM')
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    if ((await Promise.race([exited, delay(5000, 'timeout')])) === 'timeout')
-      signalGroup(child.pid, 'SIGKILL')
-    this.groups.delete(child.pid)
-  }
-
-  killNow() {
-    for (const pgid of this.groups) signalGroup(pgid, 'SIGKILL')
-    for (const pid of this.pids) signalPid(pid, 'SIGKILL')
-  }
-
-  async close() {
-    for (const pgid of this.groups) signalGroup(pgid, 'SIGTERM')
-    for (const pid of this.pids) signalPid(pid, 'SIGTERM')
-    const deadline = Date.now() + 8000
-    while (Date.now() < deadline && [...this.pids].some(alive)) await delay(50)
-    this.killNow()
-    this.groups.clear()
-    this.pids.clear()
-  }
-}
-
-function alive(pid) {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-
-function signalPid(pid, sig) {
-  try {
-    process.kill(pid, sig)
-  } catch {
-    // already gone
-  }
-}
-
-function signalGroup(pgid, sig) {
-  signalPid(-pgid, sig)
 }
 
 function readLog(file) {
@@ -455,17 +326,4 @@ function percentiles(values) {
       ? undefined
       : round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))], 2)
   return { p50: at(0.5), p99: at(0.99), max: at(1) }
-}
-
-function medianOf(values) {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b)
-  if (sorted.length === 0) return Number.NaN
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
-
-function round(value, digits) {
-  if (!Number.isFinite(value)) return undefined
-  const f = 10 ** digits
-  return Math.round(value * f) / f
 }
