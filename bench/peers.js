@@ -9,7 +9,9 @@
 //                    imports routes.mjs?v=N, since a restart alone would run the old code again
 //   esm-cache-bust   one Fastify app whose handler calls the newest import('./routes.mjs?v=N'),
 //                    the way hot-hook and similar tools swap ES modules
-//   nyala-upgrade    Nyala process upgrade: a hook for the lead to wire once `nyala upgrade` exists
+//   nyala-upgrade    Nyala process upgrade: the new bundle copied into modules/, then `nyala upgrade`
+//                    (a new process loads every module and takes the listening socket over); fewer
+//                    changes in the memory phase, see allContenders
 //
 // The same client for all (bench/common.js startLoad: paced keep-alive loops that keep every
 // request's timestamps), the same code (a route returning { hello, v, words } plus ~10 KB of
@@ -105,7 +107,9 @@ export async function run(opts = {}) {
     const work = await session.tempDir('nyala-bench-peers-')
     const fixtures = { work, session, settings, zips: undefined }
     const upgradeAvailable = await hasUpgradeCommand(session)
-    const contenders = allContenders(upgradeAvailable).filter((c) => !opts.only || opts.only.includes(c.key))
+    const contenders = allContenders(upgradeAvailable, settings).filter(
+      (c) => !opts.only || opts.only.includes(c.key),
+    )
     if (contenders.some((c) => c.key.startsWith('nyala') && c.available !== false)) {
       progress(`packing ${settings.totalChanges + 1} versions of the Nyala module`)
       fixtures.zips = await packVersions(work, settings.totalChanges)
@@ -120,7 +124,7 @@ export async function run(opts = {}) {
       }
       progress(
         `${contender.key}: ${settings.changes} change(s) in ${settings.windowSeconds} s windows, ` +
-          `then up to ${settings.totalChanges} changes for memory`,
+          `then up to ${Math.min(contender.maxChanges ?? Infinity, settings.totalChanges)} changes for memory`,
       )
       results.push(await measure(session, contender, fixtures, settings, check, progress))
       check()
@@ -153,25 +157,26 @@ export async function run(opts = {}) {
 // ---------------------------------------------------------------------------------------------
 // Contenders: start(fixtures) resolves { port, change(v) -> time of the change, stop() }
 
-function allContenders(upgradeAvailable) {
+function allContenders(upgradeAvailable, settings) {
   return [
     { key: 'nyala-overlap', label: 'Nyala reload (overlap)', start: (f) => startNyala(f, 'overlap') },
     { key: 'nyala-blocking', label: 'Nyala reload (blocking)', start: (f) => startNyala(f, 'blocking') },
+    {
+      key: 'nyala-upgrade',
+      label: 'Nyala process upgrade',
+      start: startNyalaUpgrade,
+      available: upgradeAvailable,
+      unavailableReason: 'not available in this build (`nyala upgrade` is not a command)',
+      // Every upgrade is a new Node process that loads all modules before the handover (about a
+      // second here, more under load), so the memory phase stops at 20 changes, not 200: the
+      // serving process is never older than one change anyway. Its own benchmark, against
+      // node --watch with a longer period: bench/upgrade-under-load.js (`npm run bench -- upgrade`).
+      maxChanges: settings.windowSeconds < 1 ? settings.changes : 20,
+      newCodeTimeoutMs: 30_000,
+    },
     { key: 'node-watch', label: 'node --watch + Fastify', start: startNodeWatch },
     { key: 'restartable', label: '@fastify/restartable', start: startRestartable },
     { key: 'esm-cache-bust', label: 'ESM import ?v=N', start: startEsm },
-    {
-      // A process upgrade starts a whole new Node process and loads every module before the
-      // handover: 1.5 to 4 s here, longer than this workload's 2 s change period, and 200 of them
-      // would take ten minutes. It has its own benchmark under the same kind of load, against
-      // node --watch: bench/upgrade-under-load.js (`npm run bench -- upgrade`).
-      key: 'nyala-upgrade',
-      label: 'Nyala process upgrade',
-      available: false,
-      unavailableReason: upgradeAvailable
-        ? 'measured by `npm run bench -- upgrade` (an upgrade takes longer than the 2 s change period)'
-        : 'not available in this build (`nyala upgrade` is not a command)',
-    },
   ]
 }
 
@@ -223,6 +228,72 @@ async function startNyala(f, mode) {
     },
     stop: () => server.stop(),
     describe: server.describe,
+  }
+}
+
+/**
+ * Nyala under `nyala start --daemonize`; a change copies the new bundle into modules/ and runs
+ * `nyala upgrade` in the background (one at a time): the successor process loads every module,
+ * takes the listening socket over on SIGQUIT, and the old one drains and exits. The port stays.
+ */
+async function startNyalaUpgrade(f) {
+  const root = await makeRoot(path.join(f.work, 'nyala-upgrade'), { 'shutdown.grace.period': 4 })
+  const writes = path.join(root, 'writes')
+  await mkdir(writes, { recursive: true })
+  await copyFile(path.join(f.zips, 'probe.zip'), path.join(root, 'modules', 'probe.zip'))
+  await copyFile(path.join(f.zips, 'app-0.zip'), path.join(root, 'modules', 'app.zip'))
+  // --expose-gc reaches the daemon and every successor: they are started with this execArgv
+  const cli = (args) =>
+    runNode(f.session, ['--expose-gc', cliPath, ...args], { check: true, timeoutMs: 60_000 })
+  const { output } = await cli(['start', '--root', root, '--daemonize'])
+  const m = /pid (\d+) serving on http:\/\/\S+:(\d+)/.exec(output)
+  if (!m) throw new Error(`nyala did not start: ${output}`)
+  let current = Number(m[1])
+  f.session.adopt(current)
+  const failures = []
+  let upgrading = Promise.resolve()
+  return {
+    port: Number(m[2]),
+    pid: current,
+    async change(v) {
+      await upgrading
+      const tmp = path.join(writes, 'app.zip')
+      await copyFile(path.join(f.zips, `app-${v}.zip`), tmp)
+      await rename(tmp, path.join(root, 'modules', 'app.zip'))
+      const t = performance.now()
+      upgrading = cli(['upgrade', '--root', root]).then(
+        (r) => {
+          current = Number(/successor pid (\d+)/.exec(r.output)?.[1])
+          f.session.adopt(current)
+        },
+        (err) => {
+          failures.push(`v${v}: ${err.message.split('\n')[0]}`)
+          f.session.adopt(Number(/successor pid (\d+)/.exec(err.message)?.[1]))
+        },
+      )
+      return t
+    },
+    async stop() {
+      await upgrading
+      try {
+        process.kill(current, 'SIGTERM')
+      } catch {
+        return
+      }
+      const deadline = performance.now() + 10_000
+      while (performance.now() < deadline) {
+        try {
+          process.kill(current, 0)
+        } catch {
+          return
+        }
+        await delay(50)
+      }
+    },
+    describe: () =>
+      `nyala upgrade: serving pid ${current}; failed upgrades: ${failures.join('; ') || 'none'}`,
+    notes: () =>
+      failures.length > 0 ? [`Nyala process upgrade: failed upgrades: ${failures.join('; ')}`] : [],
   }
 }
 
@@ -418,26 +489,28 @@ async function measure(session, contender, f, settings, check, progress) {
     const memT0 = performance.now()
     let notSeen = 0
     let stalled = false
-    const progressEvery = Math.max(10, Math.round(settings.totalChanges / 5))
+    const totalChanges = Math.min(contender.maxChanges ?? Infinity, settings.totalChanges)
+    const newCodeTimeoutMs = contender.newCodeTimeoutMs ?? settings.newCodeTimeoutMs
+    const progressEvery = Math.max(10, Math.round(totalChanges / 5))
     // heap after GC at the start of this phase and at each quarter: a curve, not two points
-    const quarter = Math.max(1, Math.round(settings.totalChanges / 4))
+    const quarter = Math.max(1, Math.round(totalChanges / 4))
     // the last windowed change must be serving first (a window may be shorter than a restart)
-    if ((await client.waitForV(v, settings.newCodeTimeoutMs)) === undefined) notSeen++
+    if ((await client.waitForV(v, newCodeTimeoutMs)) === undefined) notSeen++
     const curve = [{ changes: v, ...pickMemory(await memory(instance.port)) }]
-    while (v < settings.totalChanges) {
+    while (v < totalChanges) {
       check()
       v++
       await delay(settings.pauseMs)
       await instance.change(v)
-      if ((await client.waitForV(v, settings.newCodeTimeoutMs)) === undefined) {
+      if ((await client.waitForV(v, newCodeTimeoutMs)) === undefined) {
         notSeen++
         if (process.env.BENCH_DEBUG) console.error(`v${v} not seen`, instance.describe?.())
       }
-      if (v % quarter === 0 && v < settings.totalChanges) {
+      if (v % quarter === 0 && v < totalChanges) {
         await memory(instance.port)
         curve.push({ changes: v, ...pickMemory(await memory(instance.port)) })
       }
-      if (v % progressEvery === 0) progress(`${contender.key}: ${v}/${settings.totalChanges} changes`)
+      if (v % progressEvery === 0) progress(`${contender.key}: ${v}/${totalChanges} changes`)
       if (notSeen >= 3 && notSeen === v - settings.changes) {
         stalled = true
         break
@@ -447,7 +520,7 @@ async function measure(session, contender, f, settings, check, progress) {
     await client.finish()
     const countsAfter = client.counts
     // the newest code must be what serves before memory is read
-    await waitFor(url, (b) => b?.v === v, 15_000).catch(() => {
+    await waitFor(url, (b) => b?.v === v, Math.max(15_000, newCodeTimeoutMs)).catch(() => {
       if (process.env.BENCH_DEBUG) console.error(instance.describe?.())
       notSeen++
     })
@@ -469,6 +542,7 @@ async function measure(session, contender, f, settings, check, progress) {
         stalled,
       },
       totalChanges: v,
+      notes: instance.notes?.() ?? [],
       before: pickMemory(before),
       after: pickMemory(after),
       curve: [...curve, { changes: v, ...pickMemory(after) }],
@@ -646,6 +720,12 @@ function report(results, settings, charts, quickRun) {
     })
     if (r.memoryPhase.stalled)
       notes.push(`${r.label}: the new code never answered; memory phase stopped early`)
+    notes.push(...r.notes)
+    if (r.totalChanges < settings.totalChanges && !r.memoryPhase.stalled)
+      notes.push(
+        `${r.label}: ${r.totalChanges} changes, not ${settings.totalChanges}: each change is a new process that ` +
+          'loads every module (200 would take several minutes), so the serving process is never older than one change.',
+      )
   }
   notes.push(
     `Each contender: one continuous load (${settings.rate} req/s paced over ${settings.connections} keep-alive ` +
