@@ -337,6 +337,16 @@ test('two modules failed on one prefix come back when a reload moves one of them
   }, 'right refused on /shared')
   assert.equal((await body(host, '/right')).tag, 'moved', 'right keeps serving where it was')
   assert.equal(m.left.state, 'running')
+
+  // a running module that moves leaves nothing behind on its old prefix
+  await copyFile(
+    await variant(root, 'left', 'elsewhere', { fields: { prefix: '/left' } }),
+    path.join(modulesOf(root), 'left.zip'),
+  )
+  await until(async () => (await body(host, '/left'))?.tag === 'elsewhere', 'left on its new prefix')
+  const gone = await request(host.url('/shared'))
+  assert.equal(gone.status, 404)
+  assert.equal(gone.body.code, 'NYALA_ERR_NO_MODULE')
 })
 
 test('default type: a new bundle is loaded, a removed one is unloaded with its dependents', async (t) => {
