@@ -16,7 +16,7 @@ import { createAdminApp } from './http/admin.js'
 import { adminUrlFileOf } from './http/admin-url.js'
 import { DispatchTable, prefixConflicts, type Route } from './http/dispatch-table.js'
 import { Dispatcher } from './http/dispatcher.js'
-import { closeServer, listen } from './http/listener.js'
+import { closeServer, httpUrlOf, listen } from './http/listener.js'
 import './http/tick-shape.js'
 import type { Logger } from './logger.js'
 import { Reloader } from './reload/reloader.js'
@@ -97,7 +97,7 @@ export class NyalaHost {
         modules: this.modules.size,
         running,
       },
-      `listening on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+      `listening on ${httpUrlOf(address)}`,
     )
     return address
   }
@@ -111,7 +111,7 @@ export class NyalaHost {
       ...(fd === undefined ? {} : { fd }),
     })
     this.servers.set('admin', server)
-    const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+    const url = httpUrlOf(address)
     try {
       // its own directory only: never recreate a root that was removed under a running host
       await mkdir(path.dirname(this.adminUrlFile)).catch((err: NodeJS.ErrnoException) => {

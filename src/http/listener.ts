@@ -15,6 +15,11 @@ export interface ListenOptions {
   readonly fd?: number
 }
 
+/** `http://host:port` of a listening address, with brackets around an IPv6 host. */
+export function httpUrlOf(address: AddressInfo): string {
+  return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+}
+
 /** Creates an HTTP server for `handler` and listens; errors name host and port. */
 export async function listen(
   handler: (req: IncomingMessage, res: TrackedResponse) => void,

@@ -29,7 +29,7 @@ const noop = (): void => {}
  * this file is first imported, which `cli.ts` does before anything else.
  * The entry is taken with an async hook enabled for one `nextTick` call only.
  */
-export function keepTickShape(): void {
+function keepTickShape(): void {
   let entry: object | undefined
   const hook = createHook({
     init(_id, type, _trigger, resource) {

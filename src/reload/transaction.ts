@@ -169,9 +169,8 @@ export class ReloadTransactions {
       byName.has(name) ? byName.get(name)?.kind !== 'remove' : host.modules.has(name)
     const plan = planGraph(nodes, exists)
     // removed modules are not in the new graph, but their old generations must go
-    const removedNames = changes.filter((c) => c.kind === 'remove').map((c) => c.name)
-    const order = [...removedNames, ...plan.order.filter((n) => !removedNames.includes(n))]
-    const touched = order
+    const removed = changes.filter((c) => c.kind === 'remove').map((c) => c.name)
+    const order = [...removed, ...plan.order.filter((n) => !removed.includes(n))]
     const planned: Planned[] = []
     for (const name of order) {
       const change = byName.get(name)
@@ -193,7 +192,6 @@ export class ReloadTransactions {
       }
       planned.push(item)
     }
-    const removed = removedNames
 
     // two modules claiming one prefix after the change: against the table (modules outside the
     // change keep their prefixes) and among the changes
@@ -241,7 +239,9 @@ export class ReloadTransactions {
     const staged = new Map<string, Generation>()
     const lookup = lookupIn(staged, host)
     const counts = new Map(planned.map((p) => [p, p.record.generations]))
-    const stopStarted = async () => {
+    // a failure before the swap: the records and the table never changed, so stopping what was
+    // started and opening the gates is all there is to undo
+    const abandon = async (error: NyalaError, module: string) => {
       for (const p of [...planned].reverse()) {
         if (p.next) {
           await p.next.stop()
@@ -250,6 +250,8 @@ export class ReloadTransactions {
         // the stopped generations never served: their numbers are given out again
         p.record.generations = counts.get(p) ?? p.record.generations
       }
+      openGates()
+      return this.#failed(id, trigger, changed, affected, t0, error, module)
     }
     for (const p of planned) {
       if (removed.includes(p.name) || !p.bundle || p.down) continue
@@ -259,23 +261,13 @@ export class ReloadTransactions {
       })
       if (down !== undefined) {
         p.down = nyalaError('NYALA_ERR_DEPENDENCY_FAILED', { module: p.name, dependency: down })
-        if (p.change || p.wasRunning) {
-          await stopStarted()
-          host.publish(touched)
-          openGates()
-          return this.#failed(id, trigger, changed, affected, t0, p.down, p.name)
-        }
+        if (p.change || p.wasRunning) return abandon(p.down, p.name)
         continue
       }
       const previous = await p.old?.handoff()
       const started = await host.startGeneration(p.record, p.bundle, previous, lookup)
       if (!(started instanceof Generation)) {
-        if (p.change || p.wasRunning) {
-          await stopStarted()
-          host.publish(touched)
-          openGates()
-          return this.#failed(id, trigger, changed, affected, t0, started, p.name)
-        }
+        if (p.change || p.wasRunning) return abandon(started, p.name)
         p.down = started
         continue
       }
@@ -292,10 +284,7 @@ export class ReloadTransactions {
         const outcome = await commitChange(p.change, p.record.file)
         if (outcome.newerSource && p.change.source) again.push(p.change)
       } catch (err) {
-        await stopStarted()
-        host.publish(touched)
-        openGates()
-        return this.#failed(id, trigger, changed, affected, t0, err as NyalaError, p.name)
+        return abandon(err as NyalaError, p.name)
       }
     }
 
@@ -338,7 +327,7 @@ export class ReloadTransactions {
     // the affected set goes last: nothing outside it depends on it, so the order stays valid
     const replanned = new Set([...plan.order, ...removed])
     host.order = [...host.order.filter((n) => !replanned.has(n)), ...plan.order]
-    host.publish(touched)
+    host.publish(order)
     openGates()
     staged.clear()
     log.info(

@@ -2,6 +2,12 @@ import type { Bindings, ChildLoggerOptions, Level, LevelWithSilentOrString, Logg
 
 type Fn = (...args: unknown[]) => unknown
 
+/** Without Object.keys: this runs once a request, and an array a request is garbage for nothing. */
+function isEmpty(object: object): boolean {
+  for (const _ in object) return false
+  return true
+}
+
 /**
  * `req.log` and `reply.log` of a module's request: the module's logger with
  * the request id bound, made only when the request logs something.
@@ -26,7 +32,7 @@ export class RequestLogger {
     this.#parent = parent
     this.#bindings = bindings
     // Fastify passes {} when the route sets no level or serializers
-    this.#options = options && Object.keys(options).length > 0 ? options : undefined
+    this.#options = options === undefined || isEmpty(options) ? undefined : options
     this.#child = undefined
   }
 

@@ -1,6 +1,7 @@
 import { exitCodes, reportFatal } from '../cli/common.js'
 import { isNyalaError, reasonOf } from '../errors.js'
 import type { NyalaHost } from '../host.js'
+import { httpUrlOf } from '../http/listener.js'
 import type { Logger } from '../logger.js'
 import { handOver } from './hand-over.js'
 import { checkPidfileFree, releasePidfile, writePidfile } from './pidfile.js'
@@ -153,9 +154,7 @@ export async function runProcess(host: NyalaHost, log: Logger, mode: ProcessMode
     readiness.report({
       state: 'serving',
       pid: process.pid,
-      url: address
-        ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
-        : '',
+      url: address ? httpUrlOf(address) : '',
     })
     phase = 'serving'
     if (pendingStop) stop(pendingStop)
