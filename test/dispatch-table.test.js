@@ -70,3 +70,43 @@ test('replace makes a new table with some modules routed anew; the old table doe
   assert.equal(taken.lookup('/c').module, 'a')
   assert.equal(taken.replace(['c'], []).lookup('/c').module, 'a')
 })
+
+/** The rule lookup implements, written the slow, obvious way. */
+function longestPrefix(prefixes, url) {
+  let path = url.split('?')[0]
+  try {
+    path = decodeURIComponent(path)
+  } catch {}
+  let best
+  for (const p of prefixes)
+    if (
+      p !== '/' &&
+      (path === p || path.startsWith(`${p}/`)) &&
+      (best === undefined || p.length > best.length)
+    )
+      best = p
+  return best ?? (prefixes.includes('/') ? '/' : undefined)
+}
+
+test('lookup agrees with the plain longest-segment-prefix rule on random URLs, hash collisions included', () => {
+  // '/Aa' and '/BB' hash alike in lookup's integer hash (31 * 'A' + 'a' === 31 * 'B' + 'B')
+  const prefixes = ['/Aa', '/BB', '/Aa/BB', '/BB/Aa/x', '/a', '/a/b', '/ab', '/m000', '/x/y/z']
+  for (const withRoot of [false, true]) {
+    const all = withRoot ? [...prefixes, '/'] : prefixes
+    const table = new DispatchTable(all.map((p) => route(`mod${p}`, p)))
+    const pieces = ['Aa', 'BB', 'a', 'b', 'ab', 'x', 'y', 'z', 'm000', '%6D000', '%41a', '']
+    let seed = 7
+    const pick = (list) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      return list[seed % list.length]
+    }
+    for (let n = 0; n < 3000; n++) {
+      let url = ''
+      const depth = 1 + (n % 5)
+      for (let d = 0; d < depth; d++) url += `/${pick(pieces)}`
+      if (n % 3 === 0) url += `?q=/${pick(pieces)}`
+      const expected = longestPrefix(all, url)
+      assert.equal(table.lookup(url)?.prefix, expected, `lookup(${url})`)
+    }
+  }
+})

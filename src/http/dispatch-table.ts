@@ -17,9 +17,21 @@ export interface Route {
  * swaps the pointer in one step, so no request sees old and new modules mixed.
  * Lookup walks the path's own segments from longest to shortest, so its cost
  * depends on the URL's depth, not on how many modules are installed.
+ *
+ * The usual lookup makes no string: one pass over the URL's characters hashes
+ * each segment boundary into an integer, and a prefix with that hash is
+ * checked with `startsWith`. A substring and its string hash cost ~500
+ * instructions a request under callgrind (bench/dispatch-gap.md, round 3).
+ * Percent-encoded paths and URLs not starting with `/` take the string path.
  */
 export class DispatchTable {
   readonly #byPrefix: Map<string, Route>
+  /** The routes by `hashPrefix` of their prefix (a list: hashes can collide). */
+  readonly #byHash: Map<number, Route[]>
+  readonly #root: Route | undefined
+  /** Scratch for lookup, which is synchronous: boundary hashes and ends, by depth. */
+  readonly #hashes: Int32Array
+  readonly #ends: Int32Array
   /** Each module's prefix, to drop its route when the module is replaced. */
   readonly #prefixOf: Map<string, string>
   /** The most segments any prefix has; deeper URLs are cut to this before lookup. */
@@ -54,6 +66,17 @@ export class DispatchTable {
     this.#byPrefix = byPrefix
     this.#prefixOf = prefixOf
     this.#maxDepth = maxDepth
+    this.#root = byPrefix.get('/')
+    this.#byHash = new Map()
+    for (const route of byPrefix.values()) {
+      if (route.prefix === '/') continue
+      const hash = hashPrefix(route.prefix)
+      const same = this.#byHash.get(hash)
+      if (same) same.push(route)
+      else this.#byHash.set(hash, [route])
+    }
+    this.#hashes = new Int32Array(maxDepth)
+    this.#ends = new Int32Array(maxDepth)
   }
 
   /** This table with the routes of `modules` replaced by `routes` (a module left out loses its route). */
@@ -71,7 +94,46 @@ export class DispatchTable {
   }
 
   lookup(url: string): Route | undefined {
-    if (this.#maxDepth === 0) return this.#byPrefix.get('/')
+    const maxDepth = this.#maxDepth
+    if (maxDepth === 0) return this.#root
+    if (url.charCodeAt(0) !== 47) return this.#lookupPath(url)
+    const hashes = this.#hashes
+    const ends = this.#ends
+    const length = url.length
+    let depth = 0
+    let hash = 0
+    let i = 1
+    for (; i < length; i++) {
+      const c = url.charCodeAt(i)
+      if (c === 47) {
+        hashes[depth] = hash
+        ends[depth] = i
+        // keep at most maxDepth segments: a URL of thousands of slashes costs no more than a short one
+        if (++depth === maxDepth) break
+      } else if (c === 63) break
+      else if (c === 37) return this.#lookupPath(url)
+      hash = (Math.imul(hash, 31) + c) | 0
+    }
+    if (depth < maxDepth && i > 1) {
+      hashes[depth] = hash
+      ends[depth] = i
+      depth++
+    }
+    while (depth > 0) {
+      depth--
+      const same = this.#byHash.get(hashes[depth] as number)
+      if (same === undefined) continue
+      const end = ends[depth] as number
+      for (let k = 0; k < same.length; k++) {
+        const route = same[k] as Route
+        if (route.prefix.length === end && url.startsWith(route.prefix)) return route
+      }
+    }
+    return this.#root
+  }
+
+  /** The string path: percent-decoded, as Fastify matches routes. */
+  #lookupPath(url: string): Route | undefined {
     let end = url.length
     const query = url.indexOf('?')
     if (query !== -1) end = query
@@ -93,8 +155,15 @@ export class DispatchTable {
       if (cut <= 0) break
       path = path.slice(0, cut)
     }
-    return this.#byPrefix.get('/')
+    return this.#root
   }
+}
+
+/** The hash `lookup` computes over a URL's characters after the leading `/`. */
+function hashPrefix(prefix: string): number {
+  let hash = 0
+  for (let i = 1; i < prefix.length; i++) hash = (Math.imul(hash, 31) + prefix.charCodeAt(i)) | 0
+  return hash
 }
 
 function depthOf(prefix: string): number {

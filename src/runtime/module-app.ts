@@ -1,6 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify'
 import type { Logger } from 'pino'
-import { RequestLogger } from './request-logger.js'
+import { lazyRequestLogs } from './request-log.js'
 
 /**
  * Fastify's internal log lines for a module without `log.requests`: no line
@@ -22,9 +22,9 @@ class ErrorsOnlyLogController extends LogController {
  * instructions a request, a tenth of what a bare Fastify request costs).
  * Logging is unchanged for the module: `app.log` (and the instances of its
  * plugins, which inherit it) is the module's logger, and `req.log` and
- * `reply.log` are its children with the request id, made by the child-logger
- * factory only when the request logs (RequestLogger), so route log levels
- * apply as usual.
+ * `reply.log` are its children with the request id and the route's log level,
+ * made only when read (request-log.ts: Fastify's default child-logger factory
+ * is kept, since any other one costs a validation per request).
  */
 export function createModuleApp(log: Logger, logRequests: boolean): FastifyInstance {
   // the host bounds register itself, with module.start.timeout
@@ -36,12 +36,8 @@ export function createModuleApp(log: Logger, logRequests: boolean): FastifyInsta
       pluginTimeout,
     })
   }
-  const app = Fastify({
-    childLoggerFactory: (_none, bindings, opts) =>
-      new RequestLogger(log, bindings, opts) as unknown as FastifyBaseLogger,
-    logController: new ErrorsOnlyLogController(),
-    pluginTimeout,
-  })
+  const app = Fastify({ logController: new ErrorsOnlyLogController(), pluginTimeout })
   app.log = log as FastifyBaseLogger
+  lazyRequestLogs(app, log)
   return app
 }
