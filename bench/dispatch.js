@@ -5,6 +5,14 @@
 // /work/shared/NOTES.md, "Measuring on these machines"). Both servers are therefore loaded at the
 // same time, by the same client with the same settings, in several short rounds that alternate
 // which load starts first; the median of the per-round ratios is the figure.
+//
+// The load is pipelined (10 requests in flight per connection, as Fastify's own benchmarks do).
+// Without it one autocannon process cannot keep two servers busy: the servers wait on the client,
+// whichever answers sooner is sent more, and the two race for the CPU; per-round ratios then ran
+// from 0.66 to 1.14 for one build, and the CPU per request moved with the rate each server got.
+// Pipelined, each server always has work and gets an even share of the cores (about 50 % each),
+// so the req/s ratio is the ratio of what each does with the same CPU (bench/dispatch-gap.md,
+// round 3).
 import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -35,8 +43,22 @@ const moduleCount = 100
 const busyTarget = 'm050'
 
 // 10 rounds: with 6, a quiet machine still gave medians from 0.92 to 1.00 for the same build
-const full = { roundSeconds: 3, rounds: 10, warmupSeconds: 1, connections: 10, startupSamples: 3 }
-const quick = { roundSeconds: 0.5, rounds: 1, warmupSeconds: 0, connections: 10, startupSamples: 1 }
+const full = {
+  roundSeconds: 3,
+  rounds: 10,
+  warmupSeconds: 2,
+  connections: 10,
+  pipelining: 10,
+  startupSamples: 3,
+}
+const quick = {
+  roundSeconds: 0.5,
+  rounds: 1,
+  warmupSeconds: 0,
+  connections: 10,
+  pipelining: 10,
+  startupSamples: 1,
+}
 
 /**
  * @param {{ quick?: boolean, duration?: number, rounds?: number, signal?: AbortSignal,
@@ -151,7 +173,8 @@ export async function run(opts = {}) {
         .join(', ')}`,
     )
     notes.push(
-      `Both servers loaded at once, ${settings.connections} keep-alive connections each, ` +
+      `Both servers loaded at once, ${settings.connections} keep-alive connections each with ` +
+        `${settings.pipelining} requests in flight (so both stay busy and share the cores evenly), ` +
         `rounds alternate which load starts first. cpu us/req comes from /proc (10 ms ticks); ` +
         `client cpu % near 100 means the client, not the servers, set the pace.`,
     )
@@ -192,20 +215,13 @@ async function compareCase(session, c, bareScript, settings, check) {
       }
     }
     if (settings.warmupSeconds > 0) {
-      await loadBoth(session, urls, { nyala, bare }, settings.warmupSeconds, settings.connections, 'nyala')
+      await loadBoth(session, urls, { nyala, bare }, settings.warmupSeconds, settings, 'nyala')
     }
     const rounds = []
     for (let i = 0; i < settings.rounds; i++) {
       check()
       const first = i % 2 === 0 ? 'nyala' : 'bare'
-      const r = await loadBoth(
-        session,
-        urls,
-        { nyala, bare },
-        settings.roundSeconds,
-        settings.connections,
-        first,
-      )
+      const r = await loadBoth(session, urls, { nyala, bare }, settings.roundSeconds, settings, first)
       rounds.push({ round: i + 1, first, ...r })
       await delay(200)
     }
@@ -216,13 +232,13 @@ async function compareCase(session, c, bareScript, settings, check) {
 }
 
 /** Loads both servers at the same time; `first` is the load started first (same tick). */
-async function loadBoth(session, urls, servers, seconds, connections, first) {
+async function loadBoth(session, urls, servers, seconds, shape, first) {
   const order = first === 'nyala' ? ['nyala', 'bare'] : ['bare', 'nyala']
   const cpuBefore = { nyala: cpuMicros(servers.nyala.pid), bare: cpuMicros(servers.bare.pid) }
   const clientBefore = process.cpuUsage()
   const t0 = performance.now()
   const running = {}
-  for (const who of order) running[who] = load(session, urls[who], seconds, connections)
+  for (const who of order) running[who] = load(session, urls[who], seconds, shape)
   const [a, b] = await Promise.all([running.nyala, running.bare])
   const wall = performance.now() - t0
   const client = process.cpuUsage(clientBefore)
@@ -245,11 +261,11 @@ async function loadBoth(session, urls, servers, seconds, connections, first) {
 }
 
 /** One autocannon load, bounded by a watchdog in case a server stops answering. */
-async function load(session, url, seconds, connections) {
+async function load(session, url, seconds, { connections, pipelining }) {
   const tracker = autocannon({
     url,
     connections,
-    pipelining: 1,
+    pipelining,
     duration: seconds,
     timeout: 10,
     // autocannon only notices the end of the duration on a sample tick (1 s by default)
