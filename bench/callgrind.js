@@ -7,6 +7,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { packageUrl } from './common.js'
@@ -66,25 +67,29 @@ try {
 }
 
 const work = await mkdtemp(path.join(os.tmpdir(), 'nyala-callgrind-'))
-// the bare app as a script, or as a preload announcing its own port
+// the bare app as a script, or as a preload that starts it on SIGUSR2: after the host is up, so
+// that the host's own start-up (src/http/tick-shape.ts must run first) is as in production
 const fastifyUrl = packageUrl('fastify')
-const bareApp = (announce) => `import Fastify from ${JSON.stringify(fastifyUrl)}
+const bareApp = `import Fastify from ${JSON.stringify(fastifyUrl)}
 const app = Fastify()
 app.get('/hello/hello', async () => ({ hello: 'world' }))
 await app.listen({ host: '127.0.0.1', port: 0 })
-console.log(JSON.stringify({ msg: ${JSON.stringify(announce)}, port: app.server.address().port }))
+console.log(JSON.stringify({ msg: process.env.BENCH_BARE_INSIDE ? 'listening (bare inside)' : 'listening', port: app.server.address().port }))
 `
 const bareScript = path.join(work, 'bare.mjs')
-await writeFile(bareScript, bareApp('listening'))
+await writeFile(bareScript, bareApp)
 const preload = path.join(work, 'bare-inside.mjs')
-await writeFile(preload, bareApp('listening (bare inside)'))
+await writeFile(
+  preload,
+  `process.once('SIGUSR2', () => import(${JSON.stringify(pathToFileURL(bareScript).href)}))\n`,
+)
 
 const nodeArgs = values.bare
   ? [bareScript]
   : values['bare-inside']
     ? ['--import', preload, ...positionals]
     : positionals
-const wanted = values['bare-inside'] ? /^listening \(bare inside\)/ : /^listening/
+const inside = values['bare-inside']
 const outFile = path.join(work, 'callgrind.out')
 const child = spawn(
   'valgrind',
@@ -95,7 +100,7 @@ const child = spawn(
     process.execPath,
     ...nodeArgs,
   ],
-  { stdio: ['ignore', 'pipe', 'inherit'] },
+  { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, BENCH_BARE_INSIDE: inside ? '1' : '' } },
 )
 try {
   const port = await new Promise((resolve, reject) => {
@@ -108,7 +113,12 @@ try {
         buffered = buffered.slice(nl + 1)
         try {
           const record = JSON.parse(line)
-          if (typeof record.port === 'number' && wanted.test(record.msg ?? '')) resolve(record.port)
+          if (typeof record.port !== 'number') continue
+          if (record.msg === 'listening (bare inside)') resolve(record.port)
+          else if (/^listening/.test(record.msg ?? '')) {
+            if (inside) child.kill('SIGUSR2')
+            else resolve(record.port)
+          }
         } catch {}
       }
     })
