@@ -10,7 +10,7 @@ import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
-import { packageUrl } from './common.js'
+import { eachLine, packageUrl } from './common.js'
 
 const usage = `Usage: node bench/callgrind.js [options] [-- <node arguments of the server>]
 
@@ -104,22 +104,18 @@ const child = spawn(
 )
 try {
   const port = await new Promise((resolve, reject) => {
-    let buffered = ''
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', (chunk) => {
-      buffered += chunk
-      for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, nl)
-        buffered = buffered.slice(nl + 1)
-        try {
-          const record = JSON.parse(line)
-          if (typeof record.port !== 'number') continue
-          if (record.msg === 'listening (bare inside)') resolve(record.port)
-          else if (/^listening/.test(record.msg ?? '')) {
-            if (inside) child.kill('SIGUSR2')
-            else resolve(record.port)
-          }
-        } catch {}
+    eachLine(child.stdout, (line) => {
+      let record
+      try {
+        record = JSON.parse(line)
+      } catch {
+        return
+      }
+      if (typeof record.port !== 'number') return
+      if (record.msg === 'listening (bare inside)') resolve(record.port)
+      else if (/^listening/.test(record.msg ?? '')) {
+        if (inside) child.kill('SIGUSR2')
+        else resolve(record.port)
       }
     })
     child.once('exit', (code) => reject(new Error(`server exited (${code}) before listening`)))

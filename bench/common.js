@@ -183,27 +183,20 @@ export async function startServer(
     ready = { resolve, reject }
   })
   let readyMs
-  let buffered = ''
-  child.stdout.setEncoding('utf8')
-  child.stdout.on('data', (chunk) => {
-    buffered += chunk
-    for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
-      const line = buffered.slice(0, nl)
-      buffered = buffered.slice(nl + 1)
-      remember(line)
-      if (!line.startsWith('{')) continue
-      let record
-      try {
-        record = JSON.parse(line)
-      } catch {
-        continue
-      }
-      if (records.length < 10_000) records.push(record)
-      for (const fn of listeners) fn(record)
-      if (readyMs === undefined && typeof record.port === 'number' && /^listening/.test(record.msg ?? '')) {
-        readyMs = performance.now() - t0
-        ready.resolve(record)
-      }
+  eachLine(child.stdout, (line) => {
+    remember(line)
+    if (!line.startsWith('{')) return
+    let record
+    try {
+      record = JSON.parse(line)
+    } catch {
+      return
+    }
+    if (records.length < 10_000) records.push(record)
+    for (const fn of listeners) fn(record)
+    if (readyMs === undefined && typeof record.port === 'number' && /^listening/.test(record.msg ?? '')) {
+      readyMs = performance.now() - t0
+      ready.resolve(record)
     }
   })
   child.stderr.setEncoding('utf8')
@@ -576,6 +569,20 @@ export async function probeMemory(port, { timeoutMs = 30_000, retryForMs = 0 } =
     throw new Error(`memory probe answered ${res.status}: ${res.text.slice(0, 200)}`)
   }
   return res.body
+}
+
+/** Calls `fn` with each whole line `stream` gives (as text, without the newline). */
+export function eachLine(stream, fn) {
+  let buffered = ''
+  stream.setEncoding('utf8')
+  stream.on('data', (chunk) => {
+    buffered += chunk
+    for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
+      const line = buffered.slice(0, nl)
+      buffered = buffered.slice(nl + 1)
+      fn(line)
+    }
+  })
 }
 
 /** The file: URL of a package as the project resolves it (a script in a temp dir could not). */
