@@ -84,9 +84,9 @@ function requestLog(this: RequestLike): unknown {
     (context.server[kLogController as symbol] as { requestIdLogLabel?: string } | undefined)
       ?.requestIdLogLabel ?? 'reqId'
   // an empty level means "inherit" to Fastify too
-  const options: ChildLoggerOptions = {}
-  if (context.logLevel) options.level = context.logLevel
-  if (context.logSerializers) options.serializers = context.logSerializers
+  let options: ChildLoggerOptions | undefined
+  if (context.logLevel) options = { level: context.logLevel }
+  if (context.logSerializers) options = { ...options, serializers: context.logSerializers }
   const log = new RequestLogger(parent, { [label]: this.id }, options)
   this[kLog] = log
   return log

@@ -2,7 +2,7 @@ import type { Bindings, ChildLoggerOptions, Level, LevelWithSilentOrString, Logg
 
 type Fn = (...args: unknown[]) => unknown
 
-/** Without Object.keys: this runs once a request, and an array a request is garbage for nothing. */
+/** Without Object.keys: no array just to learn that an options object is empty. */
 function isEmpty(object: object): boolean {
   for (const _ in object) return false
   return true
@@ -10,13 +10,14 @@ function isEmpty(object: object): boolean {
 
 /**
  * `req.log` and `reply.log` of a module's request: the module's logger with
- * the request id bound, made only when the request logs something.
+ * the request id bound (made when `req.log` is first read, request-log.ts),
+ * whose pino child is made only when the request logs something.
  *
- * Fastify makes a pino child per request, and most requests never log: under
- * callgrind the child cost ~3k instructions a request, 5 % of a whole bare
- * Fastify request (bench/dispatch-gap.md). This object costs one allocation;
- * the child is made on the first call that would write (a level the module's
- * logger has off, without a route log level, makes none).
+ * A pino child costs ~3k instructions under callgrind, 5 % of a whole bare
+ * Fastify request (bench/dispatch-gap.md), and most requests never log. This
+ * object costs one allocation; the child is made on the first call that would
+ * write (a level the module's logger has off, without a route log level,
+ * makes none).
  *
  * The usual logger API is here; anything else (`levels`, `on`, `version`,
  * ...) reaches the real child through the fallback at the end of the
@@ -31,7 +32,7 @@ export class RequestLogger {
   constructor(parent: Logger, bindings: Bindings, options?: ChildLoggerOptions) {
     this.#parent = parent
     this.#bindings = bindings
-    // Fastify passes {} when the route sets no level or serializers
+    // {} (as Fastify's child-logger factories get) means none
     this.#options = options === undefined || isEmpty(options) ? undefined : options
     this.#child = undefined
   }
