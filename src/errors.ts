@@ -137,6 +137,15 @@ const definitions = {
     status: 500,
   },
   NYALA_ERR_UNKNOWN_MODULE: { message: 'no module named "{module}"', status: 404 },
+  NYALA_ERR_DEPLOY_PATH_INACTIVE: {
+    message: '{file} is not picked up: the {type} deploy path is not active ({key}={value}); {hint}',
+    status: 409,
+  },
+  NYALA_ERR_DEPLOY_SUPERSEDED: {
+    message:
+      'module "{module}" arrived by two deploy paths at once: {chosen} arrived last and is deployed; {other} is {outcome}',
+    status: 409,
+  },
 
   // admin API and the commands that talk to it
   NYALA_ERR_ADMIN_UNAUTHORIZED: {

@@ -50,14 +50,18 @@ test('options are deeply frozen', async (t) => {
 test('file values are parsed and command-line values win over them', async (t) => {
   const root = await rootWith(
     t,
-    'port=9000\nauto.reload.check.interval=0.5\nbundle.max.bytes=2M\nreload.modules=billing, core.*\nauto.reload.monitoring.type=tmpfile\nuse.touch.file=yes\n',
+    'port=9000\nauto.reload.check.interval=0.5\nbundle.max.bytes=2M\nreload.modules=billing, core.*\nauto.reload.monitoring.type=tmpfile, stagingDirectory tmpfile\nuse.touch.file=yes\n',
   )
   const { options } = loadHostOptions({ root, set: { port: '0' } })
   assert.equal(options.port, 0)
   assert.equal(options.autoReload.checkIntervalMs, 500)
   assert.equal(options.bundleMaxBytes, 2 * 1024 * 1024)
   assert.deepEqual(options.reload.modules, ['billing', 'core.*'])
-  assert.equal(options.autoReload.monitoringType, 'tmpfile')
+  assert.deepEqual(
+    options.autoReload.monitoringTypes,
+    ['tmpfile', 'stagingDirectory'],
+    'a list, duplicates once',
+  )
   assert.equal(options.autoReload.useTouchFile, true)
 })
 
@@ -66,6 +70,8 @@ test('a bad value names file, key, value and what was expected', async (t) => {
     ['auto.reload.check.interval=fast', 'auto.reload.check.interval', 'fast'],
     ['port=99999', 'port', '99999'],
     ['auto.reload.monitoring.type=sometimes', 'auto.reload.monitoring.type', 'sometimes'],
+    ['auto.reload.monitoring.type=tmpfile, staging', 'auto.reload.monitoring.type', 'tmpfile, staging'],
+    ['auto.reload.monitoring.type=', 'auto.reload.monitoring.type', ''],
     ['auto.reload.modules=perhaps', 'auto.reload.modules', 'perhaps'],
     ['bundle.max.bytes=lots', 'bundle.max.bytes', 'lots'],
   ]) {
@@ -115,9 +121,21 @@ test('an explicit --config that does not exist stops start-up; a missing root to
 test('the shipped impala.properties documents every key with its default', async () => {
   const text = await readFile(path.join(projectRoot, 'config', 'impala.properties'), 'utf8')
   const values = parseProperties(text)
+  // the shipped file turns hot reload on over the two production deploy paths (issue 13);
+  // every other key is written with its default, and these two name their default in a comment
+  const shippedChoices = {
+    'auto.reload.modules': 'true',
+    'auto.reload.monitoring.type': 'tmpfile, stagingDirectory',
+  }
   for (const key of configKeys) {
     assert.ok(values.has(key), `config/impala.properties lacks ${key}`)
-    assert.equal(values.get(key), keySpecs[key].default, `default of ${key}`)
+    if (key in shippedChoices) {
+      assert.equal(values.get(key), shippedChoices[key], `shipped value of ${key}`)
+      assert.ok(
+        text.includes(`(default: ${keySpecs[key].default})`),
+        `the comment of ${key} names its default`,
+      )
+    } else assert.equal(values.get(key), keySpecs[key].default, `default of ${key}`)
   }
   assert.equal(values.size, configKeys.length, 'no unknown keys in the shipped file')
 })

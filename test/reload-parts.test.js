@@ -11,7 +11,7 @@ import { commitChange } from '../dist/reload/commit-files.js'
 import { ModuleLocks } from '../dist/reload/module-locks.js'
 import { RequestGate } from '../dist/reload/request-gate.js'
 import { ReloadSelection } from '../dist/reload/selection.js'
-import { candidateOf } from '../dist/reload/sources.js'
+import { candidateFor, classify } from '../dist/reload/sources.js'
 import { makeRoot } from './helpers.js'
 
 const manifest = (fields = {}) => ({ reloadable: true, reloadableDeclared: false, ...fields })
@@ -53,49 +53,62 @@ test('selection: reload.all, reload.modules wildcards, reloadable, directories, 
 
 test('candidates: each monitoring type maps its files to a module, a source and a target', async (t) => {
   const root = await makeRoot(t, null)
-  const opts = (type) => loadHostOptions({ root, set: { 'auto.reload.monitoring.type': type } }, root).options
+  const opts = loadHostOptions({ root }, root).options
   const m = path.join(root, 'modules')
   const none = new Map()
 
-  const def = opts('default')
-  assert.deepEqual(candidateOf(path.join(m, 'billing-1.2.0.jar'), def, none), {
+  assert.deepEqual(candidateFor('default', path.join(m, 'billing-1.2.0.jar'), opts, none), {
     name: 'billing',
     source: path.join(m, 'billing-1.2.0.jar'),
     target: path.join(m, 'billing-1.2.0.jar'),
     directory: false,
+    type: 'default',
   })
-  assert.equal(candidateOf(path.join(m, 'shop', 'lib', 'x.js'), def, none).source, path.join(m, 'shop'))
-  assert.equal(candidateOf(path.join(m, 'shop', 'lib', 'x.js'), def, none).directory, true)
-  assert.equal(candidateOf(path.join(m, 'billing.jar.tmp'), def, none), undefined)
-  assert.equal(candidateOf(path.join(m, '.billing.jar.123.partial'), def, none), undefined)
-  assert.equal(candidateOf(path.join(m, 'touch.txt'), def, none), undefined)
+  assert.equal(
+    candidateFor('default', path.join(m, 'shop', 'lib', 'x.js'), opts, none).source,
+    path.join(m, 'shop'),
+  )
+  assert.equal(candidateFor('default', path.join(m, 'shop', 'lib', 'x.js'), opts, none).directory, true)
+  assert.equal(candidateFor('default', path.join(m, 'billing.jar.tmp'), opts, none), undefined)
+  assert.equal(candidateFor('default', path.join(m, '.billing.jar.123.partial'), opts, none), undefined)
+  assert.equal(candidateFor('default', path.join(m, 'touch.txt'), opts, none), undefined)
 
-  const tmp = opts('tmpfile')
-  assert.deepEqual(candidateOf(path.join(m, 'billing.jar.tmp'), tmp, none), {
+  assert.deepEqual(candidateFor('tmpfile', path.join(m, 'billing.jar.tmp'), opts, none), {
     name: 'billing',
     source: path.join(m, 'billing.jar.tmp'),
     target: path.join(m, 'billing.jar'),
     directory: false,
+    type: 'tmpfile',
   })
   const records = new Map([['billing', { file: path.join(m, 'billing-1.0.jar') }]])
   assert.equal(
-    candidateOf(path.join(m, 'billing.tmp'), tmp, records).target,
+    candidateFor('tmpfile', path.join(m, 'billing.tmp'), opts, records).target,
     path.join(m, 'billing-1.0.jar'),
     'name.tmp replaces whatever bundle file the module has',
   )
-  assert.equal(candidateOf(path.join(m, 'fresh.tmp'), tmp, none).target, path.join(m, 'fresh.zip'))
-  assert.equal(candidateOf(path.join(m, 'billing.jar'), tmp, none), undefined)
+  assert.equal(
+    candidateFor('tmpfile', path.join(m, 'fresh.tmp'), opts, none).target,
+    path.join(m, 'fresh.zip'),
+  )
+  assert.equal(candidateFor('tmpfile', path.join(m, 'billing.jar'), opts, none), undefined)
 
-  const staged = opts('stagingDirectory')
   const s = path.join(root, 'staging')
-  assert.deepEqual(candidateOf(path.join(s, 'billing-2.0.0.zip'), staged, none), {
+  assert.deepEqual(candidateFor('stagingDirectory', path.join(s, 'billing-2.0.0.zip'), opts, none), {
     name: 'billing',
     source: path.join(s, 'billing-2.0.0.zip'),
     target: path.join(m, 'billing-2.0.0.zip'),
     directory: false,
+    type: 'stagingDirectory',
   })
-  assert.equal(candidateOf(path.join(s, 'notes.txt'), staged, none), undefined)
-  assert.equal(candidateOf(path.join(m, 'billing.zip'), staged, none), undefined)
+  assert.equal(candidateFor('stagingDirectory', path.join(s, 'notes.txt'), opts, none), undefined)
+  assert.equal(candidateFor('stagingDirectory', path.join(m, 'billing.zip'), opts, none), undefined)
+
+  // the three deploy paths never claim one file twice: classify names the one it belongs to
+  assert.equal(classify(path.join(m, 'billing.jar.tmp'), opts, none).type, 'tmpfile')
+  assert.equal(classify(path.join(s, 'billing.zip'), opts, none).type, 'stagingDirectory')
+  assert.equal(classify(path.join(m, 'billing.zip'), opts, none).type, 'default')
+  assert.equal(classify(path.join(m, 'billing.zip.superseded'), opts, none), undefined)
+  assert.equal(classify(path.join(m, 'touch.txt'), opts, none), undefined)
 })
 
 test('locks: one module reloads at a time, unrelated modules side by side, no deadlock in any order', async () => {

@@ -5,7 +5,7 @@ import { closest } from './closest.js'
 import { type ConfigKey, type ConfigValues, configKeys, keySpecs } from './keys.js'
 import { readPropertiesFile } from './read-properties.js'
 
-export type MonitoringType = ConfigValues['auto.reload.monitoring.type']
+export type MonitoringType = ConfigValues['auto.reload.monitoring.type'][number]
 export type ReloadMode = ConfigValues['auto.reload.mode']
 
 /**
@@ -39,11 +39,18 @@ export interface HostOptions {
   readonly autoReload: Readonly<{
     /** `auto.reload.modules`. @default false */
     enabled: boolean
-    /** `auto.reload.monitoring.type`. @default 'default' */
-    monitoringType: MonitoringType
+    /**
+     * `auto.reload.monitoring.type`: every deploy path watched, a comma-separated
+     * list (the shipped configuration lists `tmpfile, stagingDirectory`).
+     * @default ['default']
+     */
+    monitoringTypes: readonly MonitoringType[]
     /** `auto.reload.staging.directory`, absolute (relative to the modules directory). @default `<root>/staging` */
     stagingDir: string
-    /** `use.touch.file`. @default false */
+    /**
+     * `use.touch.file`: the touch file is the only trigger. Touching it always
+     * rescans, even when this is false. @default false
+     */
     useTouchFile: boolean
     /** `touch.file`, absolute. @default `<root>/modules/touch.txt` */
     touchFile: string
@@ -192,7 +199,7 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
     logRequests: v['log.requests'],
     autoReload: {
       enabled: v['auto.reload.modules'],
-      monitoringType: v['auto.reload.monitoring.type'],
+      monitoringTypes: v['auto.reload.monitoring.type'],
       stagingDir: path.resolve(modulesDir, v['auto.reload.staging.directory']),
       useTouchFile: v['use.touch.file'],
       touchFile: path.resolve(root, v['touch.file']),

@@ -10,7 +10,7 @@ export interface KeySpec {
   readonly parse: (raw: string) => t.Parsed<unknown>
 }
 
-const monitoringTypes = ['default', 'tmpfile', 'stagingDirectory'] as const
+export const monitoringTypes = ['default', 'tmpfile', 'stagingDirectory'] as const
 const reloadModes = ['overlap', 'blocking'] as const
 
 export const keySpecs = {
@@ -26,7 +26,10 @@ export const keySpecs = {
 
   // reloading (Impala's names)
   'auto.reload.modules': { default: 'false', parse: t.parseBoolean },
-  'auto.reload.monitoring.type': { default: 'default', parse: (r) => t.parseEnum(r, monitoringTypes) },
+  'auto.reload.monitoring.type': {
+    default: 'default',
+    parse: (r) => t.parseEnumList(r, monitoringTypes),
+  },
   'auto.reload.staging.directory': { default: '../staging', parse: t.parseNonEmpty },
   'use.touch.file': { default: 'false', parse: t.parseBoolean },
   'touch.file': { default: 'modules/touch.txt', parse: t.parseNonEmpty },

@@ -64,6 +64,22 @@ export function parseEnum<T extends string>(raw: string, values: readonly T[]): 
   return (values as readonly string[]).includes(raw) ? ok(raw as T) : bad(`one of ${values.join(', ')}`)
 }
 
+/**
+ * A comma- or whitespace-separated list of distinct values from `values`, in
+ * the order given; at least one.
+ */
+export function parseEnumList<T extends string>(raw: string, values: readonly T[]): Parsed<readonly T[]> {
+  const items = raw.split(/[\s,]+/).filter(Boolean)
+  const expected = `one or more of ${values.join(', ')}, comma-separated`
+  if (items.length === 0) return bad(expected)
+  const out: T[] = []
+  for (const item of items) {
+    if (!(values as readonly string[]).includes(item)) return bad(expected)
+    if (!out.includes(item as T)) out.push(item as T)
+  }
+  return ok(Object.freeze(out))
+}
+
 /** A whitespace- or comma-separated list; empty means an empty list. */
 export function parseList(raw: string): Parsed<string[]> {
   return ok(raw.split(/[\s,]+/).filter(Boolean))

@@ -1,15 +1,20 @@
+import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
+import path from 'node:path'
 import type { FSWatcher } from 'chokidar'
+import type { MonitoringType } from '../config/host-options.js'
 import type { NyalaError } from '../errors.js'
-import { nyalaError } from '../errors.js'
+import { nyalaError, reasonOf } from '../errors.js'
 import type { NyalaHost } from '../host.js'
+import { latestArrival, setAside } from './arrivals.js'
 import type { Change, ReloadResult } from './change.js'
+import { describeDeployPaths } from './deploy-paths.js'
 import { ModuleLocks } from './module-locks.js'
 import { gone, readCandidate } from './read-candidate.js'
 import { ReloadEvents } from './reload-events.js'
 import { ReloadSelection } from './selection.js'
-import { type Candidate, candidateOf, removedModules, scanCandidates } from './sources.js'
+import { type Candidate, classify, removedModules, scanCandidates, scanModule } from './sources.js'
 import { ReloadTransactions } from './transaction.js'
 import { startWatcher } from './watcher.js'
 
@@ -27,10 +32,13 @@ async function signatureOf(file: string): Promise<string> {
 }
 
 /**
- * Turns triggers (a watched file, the touch file, the admin API, SIGHUP) into
- * reload transactions. Each source path is read by one check at a time; a
- * change that arrives while its check runs makes it run once more, so a burst
- * of writes costs one reload and the last content always wins.
+ * Turns triggers (the deploy paths being watched, the touch file, the admin
+ * API, SIGHUP) into reload transactions. Each module is checked by one check
+ * at a time; a change that arrives while its check runs makes it run once
+ * more, so a burst of writes costs one reload and the last content always
+ * wins. Several deploy paths are watched together; when one module has new
+ * content waiting on two of them at once, the one that arrived last is
+ * deployed (arrivals.ts).
  */
 export class Reloader {
   readonly events = new ReloadEvents()
@@ -39,6 +47,10 @@ export class Reloader {
   readonly transactions: ReloadTransactions
   #watcher: FSWatcher | undefined
   readonly #checks = new Map<string, { again: boolean; done: Promise<void> }>()
+  /** Candidates reported and not checked yet, by module, then by source path. */
+  readonly #pending = new Map<string, Map<string, Candidate>>()
+  /** Files already warned about (an inactive deploy path), so each is said once. */
+  readonly #warned = new Set<string>()
   readonly #running = new Set<Promise<unknown>>()
   #closed = false
   /** Paths reported while the host was still loading: looked at once it has loaded. */
@@ -55,36 +67,77 @@ export class Reloader {
     return this.host.options.reload.debug
   }
 
+  /** The deploy paths that reload: none while `auto.reload.modules=false`. */
+  get #active(): readonly MonitoringType[] {
+    const { enabled, monitoringTypes } = this.host.options.autoReload
+    return enabled ? monitoringTypes : []
+  }
+
+  /** The deploy paths whose files are picked up without a touch: `.tmp` and staged files. */
+  get #dropped(): readonly MonitoringType[] {
+    return this.host.options.autoReload.monitoringTypes.filter((t) => t !== 'default')
+  }
+
   #say(fields: Record<string, unknown>, msg: string): void {
     if (this.#debug) this.host.log.info({ reloadDebug: true, ...fields }, msg)
   }
 
   /**
-   * Acts on what was reported while the modules loaded. The watcher starts
-   * before the first bundle is read, so a bundle replaced during start-up is
-   * not missed; its check compares content with what was loaded.
+   * Acts on what was reported while the modules loaded, and picks up `.tmp`
+   * and staged files that were already there (left by a crash, or copied while
+   * the host was down). The watcher starts before the first bundle is read, so
+   * a bundle replaced during start-up is not missed; its check compares
+   * content with what was loaded.
    */
   resume(): void {
     const held = this.#held ?? []
     this.#held = undefined
+    void this.#track(this.#pickUp(held))
+  }
+
+  async #pickUp(held: readonly [string, string][]): Promise<void> {
+    const { options, modules } = this.host
+    const { enabled, useTouchFile } = options.autoReload
+    const present = await scanCandidates(options, modules, ['tmpfile', 'stagingDirectory']).catch(() => [])
+    const active = this.#active
+    const waiting = present.filter((c) => active.includes(c.type))
+    for (const c of present) if (!active.includes(c.type)) await this.#warnInactive(c)
+    if (enabled && useTouchFile) {
+      if (waiting.length > 0)
+        this.host.log.info(
+          { files: waiting.map((c) => c.source), touchFile: options.autoReload.touchFile },
+          `${waiting.length} file(s) wait for the touch file (use.touch.file=true): ${waiting.map((c) => path.basename(c.source)).join(', ')}`,
+        )
+      return
+    }
+    if (waiting.length > 0)
+      this.host.log.info(
+        { files: waiting.map((c) => c.source) },
+        `picking up ${waiting.length} file(s) deployed while the host was down: ${waiting.map((c) => path.basename(c.source)).join(', ')}`,
+      )
+    for (const c of waiting) this.#enqueue(c, 'startup')
     for (const [event, file] of held) this.#onPath(event, file)
   }
 
   /** Starts watching when `auto.reload.modules=true`; resolves once the watcher is ready. */
   async start(): Promise<void> {
     const { autoReload } = this.host.options
-    if (!autoReload.enabled) return
+    const paths = describeDeployPaths(this.host.options)
+    if (!autoReload.enabled) {
+      this.host.log.info({ deployPaths: [] }, paths.summary)
+      return
+    }
     this.#watcher = await startWatcher(this.host.options, (event, file) => this.#onPath(event, file))
     this.host.log.info(
       {
-        monitoringType: autoReload.monitoringType,
-        touchFile: autoReload.useTouchFile ? autoReload.touchFile : undefined,
+        deployPaths: paths.list,
+        monitoringType: autoReload.monitoringTypes.join(', '),
+        touchFile: autoReload.touchFile,
+        useTouchFile: autoReload.useTouchFile,
         polling: autoReload.polling,
         mode: autoReload.mode,
       },
-      autoReload.useTouchFile
-        ? `watching the touch file ${autoReload.touchFile} (monitoring type ${autoReload.monitoringType})`
-        : `watching for changed bundles (monitoring type ${autoReload.monitoringType})`,
+      paths.summary,
     )
   }
 
@@ -124,40 +177,146 @@ export class Reloader {
       return
     }
     const { autoReload } = this.host.options
-    if (autoReload.useTouchFile) {
-      if (file === autoReload.touchFile && event !== 'unlink') this.#touchSoon()
+    // the touch file is always a trigger; with use.touch.file=true the only one
+    if (file === autoReload.touchFile) {
+      if (event !== 'unlink') this.#touchSoon()
       return
     }
-    const candidate = candidateOf(file, this.host.options, this.host.modules)
-    this.#say({ event, file, candidate: candidate?.name ?? null }, `check: ${event} ${file}`)
-    if (candidate) void this.#track(this.#check(candidate, 'watch'))
+    if (autoReload.useTouchFile) return
+    const candidate = classify(file, this.host.options, this.host.modules)
+    this.#say(
+      { event, file, candidate: candidate?.name ?? null, via: candidate?.type ?? null },
+      `check: ${event} ${file}`,
+    )
+    if (!candidate) return
+    if (!this.#active.includes(candidate.type)) {
+      if (event === 'unlink') this.#warned.delete(file)
+      else void this.#track(this.#warnInactive(candidate))
+      return
+    }
+    // a vanished .tmp or staged file was renamed in (its target's event follows) or taken back
+    if (event === 'unlink' && candidate.type !== 'default') {
+      this.#pending.get(candidate.name)?.delete(file)
+      return
+    }
+    this.#enqueue(candidate, 'watch')
   }
 
-  /** One check per source at a time; a change during a check runs it once more. */
-  #check(candidate: Candidate, trigger: string): Promise<void> {
-    const running = this.#checks.get(candidate.source)
+  /**
+   * A file on a deploy path that is not active: said once, with the key to
+   * set. A bundle in `modules/` that holds what already runs is the host's own
+   * commit of a `.tmp` or staged file, not a deploy: nothing to say.
+   */
+  async #warnInactive(c: Candidate): Promise<void> {
+    if (this.#warned.has(c.source)) return
+    if (c.type === 'default') {
+      if (c.directory) return
+      const running = this.host.modules.get(c.name)?.bundle?.hash
+      try {
+        const hash = createHash('sha256')
+          .update(await readFile(c.source))
+          .digest('hex')
+        if (hash === running) return
+      } catch {
+        return
+      }
+    }
+    if (this.#warned.has(c.source) || this.#closed) return
+    this.#warned.add(c.source)
+    const { enabled, monitoringTypes } = this.host.options.autoReload
+    const key = enabled ? 'auto.reload.monitoring.type' : 'auto.reload.modules'
+    const value = enabled ? monitoringTypes.join(', ') : 'false'
+    const hint = enabled
+      ? `add ${c.type} to ${key}, or run "nyala reload ${c.name}"`
+      : `set auto.reload.modules=true (or start with --watch), or run "nyala reload ${c.name}"`
+    const warning = nyalaError('NYALA_ERR_DEPLOY_PATH_INACTIVE', {
+      file: c.source,
+      type: c.type,
+      key,
+      value,
+      hint,
+    })
+    this.host.log.warn({ ...warning.toJSON(), module: c.name }, warning.message)
+  }
+
+  #enqueue(candidate: Candidate, trigger: string): void {
+    let waiting = this.#pending.get(candidate.name)
+    if (!waiting) {
+      waiting = new Map()
+      this.#pending.set(candidate.name, waiting)
+    }
+    waiting.set(candidate.source, candidate)
+    void this.#track(this.#check(candidate.name, trigger))
+  }
+
+  /** One check per module at a time; a change during a check runs it once more. */
+  #check(name: string, trigger: string): Promise<void> {
+    const running = this.#checks.get(name)
     if (running) {
       running.again = true
       return running.done
     }
     const state = { again: false, done: Promise.resolve() }
-    const watched = trigger === 'watch' && !candidate.directory
     state.done = (async () => {
-      let seen = ''
       try {
         do {
           state.again = false
-          if (watched) seen = await signatureOf(candidate.source)
+          const waiting = [...(this.#pending.get(name)?.values() ?? [])]
+          this.#pending.delete(name)
+          if (waiting.length === 0) break
+          const candidate = await this.#choose(name, waiting, trigger)
+          if (!candidate) continue
+          const watched = trigger !== 'admin' && !candidate.directory
+          const seen = watched ? await signatureOf(candidate.source) : ''
           const result = await this.#checkOnce(candidate, trigger)
-          if (result?.again?.length) state.again = true
+          if (result?.again?.length) this.#enqueue(candidate, trigger)
+          if (watched) this.#verifyLater(candidate, seen)
         } while (state.again && !this.#closed)
       } finally {
-        this.#checks.delete(candidate.source)
+        this.#checks.delete(name)
       }
-      if (watched) this.#verifyLater(candidate, seen)
     })()
-    this.#checks.set(candidate.source, state)
+    this.#checks.set(name, state)
     return state.done
+  }
+
+  /**
+   * Of a module's candidates present at once, the one to deploy (the last to
+   * arrive); the others are set aside and said so. `undefined` when every file
+   * is gone (a default-type candidate that vanished is kept: it is a removal).
+   */
+  async #choose(
+    name: string,
+    candidates: readonly Candidate[],
+    trigger: string,
+  ): Promise<Candidate | undefined> {
+    if (candidates.length === 1) return candidates[0]
+    const arrival = await latestArrival(candidates)
+    if (!arrival) return candidates.find((c) => c.type === 'default')
+    const { winner, losers } = arrival
+    for (const loser of losers) {
+      let aside: string | undefined
+      try {
+        aside = await setAside(loser)
+      } catch (err) {
+        this.host.log.warn(
+          { module: name, file: loser.source, reason: reasonOf(err) },
+          `cannot set ${loser.source} aside: ${reasonOf(err)}`,
+        )
+        continue
+      }
+      const warning = nyalaError('NYALA_ERR_DEPLOY_SUPERSEDED', {
+        module: name,
+        chosen: winner.source,
+        other: loser.source,
+        outcome: aside ? `set aside as ${aside}` : 'replaced by it',
+      })
+      this.host.log.warn(
+        { ...warning.toJSON(), module: name, trigger, chosenVia: winner.type, otherVia: loser.type },
+        warning.message,
+      )
+    }
+    return winner
   }
 
   async #checkOnce(candidate: Candidate, trigger: string): Promise<ReloadResult | undefined> {
@@ -180,15 +339,14 @@ export class Reloader {
     for (const ms of verifyDelaysMs) {
       const timer = setTimeout(async () => {
         this.#verifiers.delete(timer)
-        if (this.#closed || this.#checks.has(candidate.source)) return
+        if (this.#closed || this.#checks.has(candidate.name)) return
         const now = await signatureOf(candidate.source)
-        if (now !== seen && !this.#closed && !this.#checks.has(candidate.source)) {
-          this.#say(
-            { module: candidate.name, file: candidate.source },
-            'changed without an event: checking again',
-          )
-          void this.#track(this.#check(candidate, 'watch'))
-        }
+        if (now === seen || now === 'gone' || this.#closed || this.#checks.has(candidate.name)) return
+        this.#say(
+          { module: candidate.name, file: candidate.source },
+          'changed without an event: checking again',
+        )
+        this.#enqueue(candidate, 'watch')
       }, ms)
       timer.unref()
       this.#verifiers.add(timer)
@@ -268,20 +426,33 @@ export class Reloader {
     return this.#track(this.#batch(trigger, []))
   }
 
+  /**
+   * Everything new on the active deploy paths (or, with `only`, on those
+   * modules' paths) as one transaction. A touch naming modules looks their
+   * files up by name instead of listing the modules directory.
+   */
   async #batch(trigger: string, only: readonly string[]): Promise<ReloadResult> {
     const t0 = performance.now()
-    const candidates = (await scanCandidates(this.host.options, this.host.modules)).filter(
-      (c) => only.length === 0 || only.includes(c.name),
-    )
+    const { options, modules } = this.host
+    const types = options.autoReload.monitoringTypes
+    const found: Candidate[] = []
+    if (only.length === 0) found.push(...(await scanCandidates(options, modules, types)))
+    else for (const name of new Set(only)) found.push(...(await scanModule(name, options, modules, types)))
+    const byModule = new Map<string, Candidate[]>()
+    for (const c of found) byModule.set(c.name, [...(byModule.get(c.name) ?? []), c])
     const changes: Change[] = []
-    for (const c of candidates) {
+    for (const [name, candidates] of byModule) {
+      // a file found here is handled here: a watcher event for it is not checked again
+      this.#pending.delete(name)
+      const c = await this.#choose(name, candidates, trigger)
+      if (!c) continue
       const change = await this.#read(c, trigger)
       if (!change) continue
       if ('code' in change) return this.transactions.refuse(trigger, c.name, change, t0)
       if (this.#selected(change)) changes.push(change)
     }
-    if (this.host.options.autoReload.monitoringType === 'default') {
-      for (const name of removedModules(this.host.modules, this.host.options.modulesDir)) {
+    if (types.includes('default')) {
+      for (const name of removedModules(modules, options.modulesDir)) {
         if (only.length > 0 && !only.includes(name)) continue
         const change: Change = { name, kind: 'remove' }
         if (this.#selected(change)) changes.push(change)
@@ -297,13 +468,11 @@ export class Reloader {
    * request, but `reloadable=false` does.
    */
   async reloadModule(name: string, force = false): Promise<ReloadResult> {
-    const record = this.host.modules.get(name)
-    // default type: a deployed module's content is its own bundle, no need to list modules/
-    const ownBundle = this.host.options.autoReload.monitoringType === 'default' && record !== undefined
-    const candidates = ownBundle
-      ? []
-      : (await scanCandidates(this.host.options, this.host.modules)).filter((c) => c.name === name)
-    if (!record && candidates.length === 0) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
+    const { options, modules } = this.host
+    const record = modules.get(name)
+    // the module's own bundle is its content unless a .tmp or staged file waits
+    const dropped = await scanModule(name, options, modules, this.#dropped)
+    if (!record && dropped.length === 0) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
     const t0 = performance.now()
     const notReloadable = () =>
       nyalaError('NYALA_ERR_NOT_RELOADABLE', {
@@ -312,15 +481,19 @@ export class Reloader {
       })
     // checked before reading: a broken new bundle of such a module is refused as not reloadable
     if (record?.bundle && !record.bundle.manifest.reloadable) throw notReloadable()
-    if (candidates.length === 0 && record) {
-      candidates.push({
+    this.#pending.delete(name)
+    let candidate = dropped.length > 0 ? await this.#choose(name, dropped, 'admin') : undefined
+    if (!candidate && record) {
+      candidate = {
         name,
         source: record.file,
         target: record.file,
         directory: record.bundle?.kind === 'directory',
-      })
+        type: 'default',
+      }
     }
-    const change = await this.#read(candidates[0]!, 'admin')
+    if (!candidate) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
+    const change = await this.#read(candidate, 'admin')
     if (!change) return this.transactions.run([], 'admin', t0)
     if ('code' in change) return this.transactions.refuse('admin', name, change, t0)
     if (change.bundle && !change.bundle.manifest.reloadable && record) throw notReloadable()

@@ -1,32 +1,35 @@
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import path from 'node:path'
 import { type FSWatcher, watch } from 'chokidar'
 import type { HostOptions } from '../config/host-options.js'
 
 /**
- * Watches what the monitoring type looks at (chokidar: OS events, or polling
- * for network file systems) and reports changed paths. With a touch file, only
- * the touch file is watched: nothing is looked at until it changes.
+ * Watches the deploy paths (chokidar: OS events, or polling for network file
+ * systems) and reports changed paths. The modules directory is always watched
+ * (one level deep, or inside exploded directories when the `default` type is
+ * active), so a `.tmp` dropped while `tmpfile` is off is still seen and
+ * warned about; so is an existing staging directory, and the touch file.
+ * With `use.touch.file=true` only the touch file is watched: nothing is
+ * looked at until it changes.
  */
 export async function startWatcher(
   options: HostOptions,
   onPath: (event: 'add' | 'change' | 'unlink', file: string) => void,
 ): Promise<FSWatcher> {
   const { autoReload, modulesDir } = options
-  let paths: string[]
-  let depth: number
-  if (autoReload.useTouchFile) {
-    paths = [autoReload.touchFile]
-    depth = 0
-  } else if (autoReload.monitoringType === 'stagingDirectory') {
-    // a staging directory that does not exist yet is made, so a first copy into it is seen
-    mkdirSync(autoReload.stagingDir, { recursive: true })
-    paths = [autoReload.stagingDir]
-    depth = 0
-  } else {
-    paths = [modulesDir]
+  const types = autoReload.monitoringTypes
+  const paths: string[] = []
+  // the touch file inside the modules directory is seen through it
+  if (autoReload.useTouchFile || path.dirname(autoReload.touchFile) !== modulesDir)
+    paths.push(autoReload.touchFile)
+  let depth = 0
+  if (!autoReload.useTouchFile) {
+    paths.push(modulesDir)
     // exploded directories are watched inside (default type); .tmp files sit beside bundles
-    depth = autoReload.monitoringType === 'default' ? 16 : 0
+    if (types.includes('default')) depth = 16
+    // a staging directory that does not exist yet is made, so a first copy into it is seen
+    if (types.includes('stagingDirectory')) mkdirSync(autoReload.stagingDir, { recursive: true })
+    if (existsSync(autoReload.stagingDir)) paths.push(autoReload.stagingDir)
   }
   const includes = autoReload.extensionIncludes.map(normalizeExt)
   const excludes = autoReload.extensionExcludes.map(normalizeExt)
@@ -40,7 +43,7 @@ export async function startWatcher(
       const base = path.basename(file)
       // hidden files are the host's own partial writes (and editors' swap files)
       if (base.startsWith('.')) return true
-      if (base.endsWith('.previous')) return true
+      if (base.endsWith('.previous') || base.endsWith('.superseded')) return true
       // inside an exploded directory, only the files whose extension counts
       const rel = path.relative(modulesDir, file)
       if (!autoReload.useTouchFile && rel.includes(path.sep) && !rel.startsWith('..')) {
