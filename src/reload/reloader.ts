@@ -115,7 +115,9 @@ export class Reloader {
         { files: waiting.map((c) => c.source) },
         `picking up ${waiting.length} file(s) deployed while the host was down: ${waiting.map((c) => path.basename(c.source)).join(', ')}`,
       )
-    for (const c of waiting) this.#enqueue(c, 'startup')
+    // all queued first: two files of one module are then chosen between, not deployed in turn
+    for (const c of waiting) this.#enqueue(c, 'startup', false)
+    for (const name of new Set(waiting.map((c) => c.name))) void this.#track(this.#check(name, 'startup'))
     for (const [event, file] of held) this.#onPath(event, file)
   }
 
@@ -239,14 +241,14 @@ export class Reloader {
     this.host.log.warn({ ...warning.toJSON(), module: c.name }, warning.message)
   }
 
-  #enqueue(candidate: Candidate, trigger: string): void {
+  #enqueue(candidate: Candidate, trigger: string, check = true): void {
     let waiting = this.#pending.get(candidate.name)
     if (!waiting) {
       waiting = new Map()
       this.#pending.set(candidate.name, waiting)
     }
     waiting.set(candidate.source, candidate)
-    void this.#track(this.#check(candidate.name, trigger))
+    if (check) void this.#track(this.#check(candidate.name, trigger))
   }
 
   /** One check per module at a time; a change during a check runs it once more. */

@@ -23,12 +23,12 @@ export async function startWatcher(
   if (autoReload.useTouchFile || path.dirname(autoReload.touchFile) !== modulesDir)
     paths.push(autoReload.touchFile)
   let depth = 0
+  // a staging directory that does not exist yet is made, so a first copy into it is seen
+  if (types.includes('stagingDirectory')) mkdirSync(autoReload.stagingDir, { recursive: true })
   if (!autoReload.useTouchFile) {
     paths.push(modulesDir)
     // exploded directories are watched inside (default type); .tmp files sit beside bundles
     if (types.includes('default')) depth = 16
-    // a staging directory that does not exist yet is made, so a first copy into it is seen
-    if (types.includes('stagingDirectory')) mkdirSync(autoReload.stagingDir, { recursive: true })
     if (existsSync(autoReload.stagingDir)) paths.push(autoReload.stagingDir)
   }
   const includes = autoReload.extensionIncludes.map(normalizeExt)

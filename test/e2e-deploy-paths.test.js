@@ -1,0 +1,235 @@
+// The three deploy paths out of the box (issue 13): a root with the shipped configuration
+// serves a staged copy, a .tmp beside the bundle and the touch file together; the touch file
+// always rescans; one module arriving on two paths at once resolves one documented way;
+// files present at start-up are picked up; files on an inactive path are warned about.
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { copyFile, mkdir, readdir, readFile, rename, utimes, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import test from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import {
+  deploy,
+  makeRoot,
+  moduleSource,
+  modulesOf,
+  packWithNyala,
+  projectRoot,
+  request,
+  startHost,
+  waitUntil,
+} from './helpers.js'
+
+/** A root whose config/impala.properties is the shipped one, on free ports. */
+async function shippedRoot(t, extra = '') {
+  const shipped = await readFile(path.join(projectRoot, 'config', 'impala.properties'), 'utf8')
+  const text = shipped
+    .replace(/^port=.*$/m, 'port=0')
+    .replace(/^admin\.port=.*$/m, 'admin.port=0')
+    .concat(`\n${extra}`)
+  return makeRoot(t, text)
+}
+
+const stagingOf = (root) => path.join(root, 'staging')
+
+/** A bundle of `name` answering `{ generation, tag }` at its prefix, packed into <root>/src (not deployed). */
+async function variant(root, name, tag, fields = {}) {
+  const dir = await moduleSource(root, `${name}-${tag}`, {
+    fields,
+    files: {
+      'index.js': `module.exports = { async register (app, ctx) { app.get('/', async () => ({ generation: ctx.generation, tag: ${JSON.stringify(tag)} })) } }\n`,
+    },
+  })
+  return packWithNyala(dir, path.join(root, 'src', `${name}-${tag}.zip`))
+}
+
+/** Copies `bundle` to `dest` as deploy tools do: a hidden temporary name, then a rename. */
+async function place(bundle, dest) {
+  const temp = path.join(path.dirname(dest), `.${path.basename(dest)}.part`)
+  await copyFile(bundle, temp)
+  await rename(temp, dest)
+}
+
+const tagOf = async (host, prefix) => {
+  const res = await request(host.url(prefix))
+  return res.status === 200 ? res.body.tag : undefined
+}
+
+const warningsOf = (host, code) => host.logs().filter((r) => r.code === code)
+
+test('the shipped configuration serves all three deploy paths together, and names them at start-up', async (t) => {
+  const root = await shippedRoot(t)
+  await deploy(root, 'hello')
+  await deploy(root, 'shop')
+  const host = await startHost(t, root)
+  const line = host.logs().find((r) => Array.isArray(r.deployPaths))
+  assert.ok(line, 'one start-up record lists the deploy paths')
+  assert.deepEqual(
+    line.deployPaths.map((p) => p.type),
+    ['tmpfile', 'stagingDirectory', 'touch'],
+  )
+  assert.match(line.msg, /staging\//)
+  assert.match(line.msg, /\.tmp/)
+  assert.match(line.msg, /touch\.txt/)
+
+  // 1. a bundle copied into staging/
+  await place(await variant(root, 'hello', 'staged'), path.join(stagingOf(root), 'hello.zip'))
+  await waitUntil(async () => (await tagOf(host, '/hello')) === 'staged', 'the staged bundle')
+  await waitUntil(async () => (await readdir(stagingOf(root))).length === 0, 'staging emptied')
+
+  // 2. a .tmp dropped beside the module's bundle
+  await place(await variant(root, 'shop', 'tmp'), path.join(modulesOf(root), 'shop.zip.tmp'))
+  await waitUntil(async () => (await tagOf(host, '/shop')) === 'tmp', 'the .tmp bundle')
+  await waitUntil(() => !existsSync(path.join(modulesOf(root), 'shop.zip.tmp')), '.tmp committed')
+  assert.deepEqual(
+    await readFile(path.join(modulesOf(root), 'shop.zip')),
+    await readFile(path.join(root, 'src', 'shop-tmp.zip')),
+  )
+
+  // 3. the touch file (use.touch.file=false): a rescan finds what the watcher could not act on.
+  // A staged module whose dependency is missing is refused and stays in staging; once the
+  // dependency arrives as a .tmp, touching the touch file naming it retries and deploys it.
+  await place(
+    await variant(root, 'billing', 'v1', { 'depends-on': 'ledger' }),
+    path.join(stagingOf(root), 'billing.zip'),
+  )
+  await waitUntil(
+    () => host.logs().some((r) => r.code === 'NYALA_ERR_DEPENDENCY_MISSING' && r.module === 'billing'),
+    'the refusal of billing (no ledger yet)',
+  )
+  assert.ok(existsSync(path.join(stagingOf(root), 'billing.zip')), 'a refused file stays where it was')
+  await place(await variant(root, 'ledger', 'v1'), path.join(modulesOf(root), 'ledger.zip.tmp'))
+  await waitUntil(async () => (await tagOf(host, '/ledger')) === 'v1', 'ledger from its .tmp')
+  await writeFile(path.join(modulesOf(root), 'touch.txt'), 'billing\n')
+  await waitUntil(async () => (await tagOf(host, '/billing')) === 'v1', 'billing after the touch')
+  assert.equal(existsSync(path.join(stagingOf(root), 'billing.zip')), false)
+  const touch = host.logs().find((r) => r.trigger === 'touch' && Array.isArray(r.changed))
+  assert.deepEqual(touch.changed, ['billing'])
+
+  // the host's own commits into modules/ are not deploys on the (inactive) default path
+  assert.deepEqual(warningsOf(host, 'NYALA_ERR_DEPLOY_PATH_INACTIVE'), [])
+  assert.deepEqual(
+    host.logs().filter((r) => r.level >= 50 && r.code !== 'NYALA_ERR_DEPENDENCY_MISSING'),
+    [],
+  )
+})
+
+test('one module on two deploy paths at once: the file that arrived last is deployed, the other set aside', async (t) => {
+  // the touch file as the only trigger makes both files wait, so they are present at once
+  const root = await shippedRoot(t, 'use.touch.file=true\n')
+  await deploy(root, 'hello')
+  const touch = path.join(modulesOf(root), 'touch.txt')
+  await writeFile(touch, '')
+  const host = await startHost(t, root)
+  const staged = path.join(stagingOf(root), 'hello.zip')
+  const tmp = path.join(modulesOf(root), 'hello.zip.tmp')
+
+  // staged first, .tmp later: the .tmp wins
+  await place(await variant(root, 'hello', 'staged-a'), staged)
+  await sleep(20)
+  await place(await variant(root, 'hello', 'tmp-a'), tmp)
+  await sleep(300)
+  assert.equal((await request(host.url('/hello'))).body.generation, 1, 'nothing moves before the touch')
+  await writeFile(touch, 'hello\n')
+  await waitUntil(async () => (await tagOf(host, '/hello')) === 'tmp-a', 'the later .tmp deployed')
+  assert.ok(existsSync(`${staged}.superseded`), 'the staged file is set aside, not deleted')
+  assert.equal(existsSync(staged), false)
+  assert.deepEqual(
+    await readFile(`${staged}.superseded`),
+    await readFile(path.join(root, 'src', 'hello-staged-a.zip')),
+  )
+  const [first] = warningsOf(host, 'NYALA_ERR_DEPLOY_SUPERSEDED')
+  assert.equal(first.module, 'hello')
+  assert.equal(first.chosenVia, 'tmpfile')
+  assert.equal(first.otherVia, 'stagingDirectory')
+
+  // .tmp first, staged later: the staged file wins; the set-aside file does not come back
+  await place(await variant(root, 'hello', 'tmp-b'), tmp)
+  await sleep(20)
+  await place(await variant(root, 'hello', 'staged-b'), staged)
+  await writeFile(touch, '\n')
+  await waitUntil(async () => (await tagOf(host, '/hello')) === 'staged-b', 'the later staged file deployed')
+  assert.ok(existsSync(`${tmp}.superseded`))
+  assert.equal(warningsOf(host, 'NYALA_ERR_DEPLOY_SUPERSEDED').length, 2)
+  await writeFile(touch, ' \n')
+  await sleep(400)
+  assert.equal(await tagOf(host, '/hello'), 'staged-b', 'a .superseded file is never deployed')
+})
+
+test('.tmp and staged files left while the host was down are picked up once the modules have loaded', async (t) => {
+  const root = await shippedRoot(t)
+  await deploy(root, 'hello')
+  await deploy(root, 'shop')
+  await mkdir(stagingOf(root))
+  await copyFile(await variant(root, 'hello', 'while-down'), path.join(stagingOf(root), 'hello.zip'))
+  await copyFile(await variant(root, 'shop', 'while-down'), path.join(modulesOf(root), 'shop.zip.tmp'))
+  // two files of one module left behind: the later one wins here too, deterministically
+  const older = path.join(modulesOf(root), 'extra.zip.tmp')
+  await copyFile(await variant(root, 'extra', 'older'), older)
+  const past = new Date(Date.now() - 60_000)
+  await utimes(older, past, past) // mtime says nothing: the rule reads the inode change time
+  await sleep(20)
+  await copyFile(await variant(root, 'extra', 'newer'), path.join(stagingOf(root), 'extra.zip'))
+
+  const host = await startHost(t, root)
+  await waitUntil(async () => (await tagOf(host, '/hello')) === 'while-down', 'staged file picked up')
+  await waitUntil(async () => (await tagOf(host, '/shop')) === 'while-down', '.tmp picked up')
+  await waitUntil(async () => (await tagOf(host, '/extra')) === 'newer', 'the later of two files')
+  assert.ok(existsSync(`${older}.superseded`))
+  const pickup = host.logs().find((r) => /picking up 4 file/.test(r.msg ?? ''))
+  assert.ok(pickup, 'one record says what was picked up')
+  assert.equal((await request(host.url('/hello'))).body.generation, 2)
+})
+
+test('a file on a deploy path that is not active gets one warning naming the file and the key', async (t) => {
+  const root = await makeRoot(
+    t,
+    'port=0\nhost=127.0.0.1\nauto.reload.modules=true\nauto.reload.monitoring.type=tmpfile\n',
+  )
+  await deploy(root, 'hello')
+  const staging = stagingOf(root)
+  await mkdir(staging)
+  const again = await startHost(t, root)
+  const bundle = await variant(root, 'hello', 'x')
+  await place(bundle, path.join(staging, 'hello.zip'))
+  await waitUntil(() => warningsOf(again, 'NYALA_ERR_DEPLOY_PATH_INACTIVE').length > 0, 'the warning')
+  await place(bundle, path.join(staging, 'hello.zip')) // the same file again: no second warning
+  // a bundle changed in place in modules/ while the default path is off is said too
+  await place(await variant(root, 'hello', 'in-place'), path.join(modulesOf(root), 'hello.zip'))
+  await waitUntil(
+    () => warningsOf(again, 'NYALA_ERR_DEPLOY_PATH_INACTIVE').length >= 2,
+    'the in-place warning',
+  )
+  await sleep(300)
+  const warnings = warningsOf(again, 'NYALA_ERR_DEPLOY_PATH_INACTIVE')
+  assert.equal(warnings.length, 2, JSON.stringify(warnings))
+  const [staged, inPlace] = warnings
+  assert.equal(staged.file, path.join(staging, 'hello.zip'))
+  assert.equal(staged.key, 'auto.reload.monitoring.type')
+  assert.equal(staged.value, 'tmpfile')
+  assert.match(staged.msg, /add stagingDirectory to auto\.reload\.monitoring\.type/)
+  assert.equal(inPlace.file, path.join(modulesOf(root), 'hello.zip'))
+  assert.match(inPlace.msg, /default deploy path is not active/)
+  assert.equal((await request(again.url('/hello'))).body.generation, 1, 'nothing was deployed')
+  assert.ok(existsSync(path.join(staging, 'hello.zip')), 'nothing was moved or deleted')
+})
+
+test('with hot reload off, files waiting on the deploy paths are named at start-up', async (t) => {
+  const root = await makeRoot(
+    t,
+    'port=0\nhost=127.0.0.1\nauto.reload.monitoring.type=tmpfile, stagingDirectory\n',
+  )
+  await deploy(root, 'hello')
+  await copyFile(await variant(root, 'hello', 'x'), path.join(modulesOf(root), 'hello.zip.tmp'))
+  const host = await startHost(t, root)
+  await waitUntil(() => warningsOf(host, 'NYALA_ERR_DEPLOY_PATH_INACTIVE').length > 0, 'the warning')
+  const [w] = warningsOf(host, 'NYALA_ERR_DEPLOY_PATH_INACTIVE')
+  assert.equal(w.key, 'auto.reload.modules')
+  assert.match(w.msg, /nyala reload hello/)
+  assert.ok(host.logs().some((r) => /hot reload is off/.test(r.msg ?? '')))
+  // the explicit reload is the way to deploy it: it takes the waiting .tmp
+  const res = await request(host.admin('/modules/hello/reload'), { method: 'POST' })
+  assert.equal(res.body.result, 'reloaded')
+  assert.equal((await request(host.url('/hello'))).body.tag, 'x')
+  assert.equal(existsSync(path.join(modulesOf(root), 'hello.zip.tmp')), false)
+})
