@@ -152,7 +152,10 @@ test('one module on two deploy paths at once: the file that arrived last is depl
   assert.ok(existsSync(`${tmp}.superseded`))
   assert.equal(warningsOf(host, 'NYALA_ERR_DEPLOY_SUPERSEDED').length, 2)
   await writeFile(touch, ' \n')
-  await sleep(400)
+  await waitUntil(
+    () => host.logs().some((r) => r.msg === 'touch file: nothing new for every deploy path'),
+    'the touch that found nothing says so',
+  )
   assert.equal(await tagOf(host, '/hello'), 'staged-b', 'a .superseded file is never deployed')
 })
 

@@ -113,7 +113,7 @@ export class Reloader {
     if (waiting.length > 0)
       this.host.log.info(
         { files: waiting.map((c) => c.source) },
-        `picking up ${waiting.length} file(s) deployed while the host was down: ${waiting.map((c) => path.basename(c.source)).join(', ')}`,
+        `picking up ${waiting.length} file(s) waiting on the deploy paths: ${waiting.map((c) => path.basename(c.source)).join(', ')}`,
       )
     // all queued first: two files of one module are then chosen between, not deployed in turn
     for (const c of waiting) this.#enqueue(c, 'startup', false)
@@ -420,7 +420,16 @@ export class Reloader {
       { names },
       names.length > 0 ? `touch file names ${names.join(' ')}` : 'touch file: look at everything',
     )
-    return this.#batch('touch', names)
+    const result = await this.#batch('touch', names)
+    // a touch is a person asking: say what it found even when it found nothing
+    if (result.result === 'unchanged') {
+      const what = names.length > 0 ? names.join(', ') : 'every deploy path'
+      this.host.log.info(
+        { trigger: 'touch', names, reload: result.id },
+        `touch file: nothing new for ${what}`,
+      )
+    }
+    return result
   }
 
   /** Rescans everything (admin `POST /reload`, SIGHUP) and reloads what changed as one transaction. */
