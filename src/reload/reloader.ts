@@ -49,6 +49,12 @@ export class Reloader {
   readonly #checks = new Map<string, { again: boolean; done: Promise<void> }>()
   /** Candidates reported and not checked yet, by module, then by source path. */
   readonly #pending = new Map<string, Map<string, Candidate>>()
+  /**
+   * Identity (see signatureOf) of each bundle the host itself wrote into
+   * `modules/` by committing a `.tmp` or staged file: the watcher reports that
+   * write like any other, and it is neither a deploy nor worth reading again.
+   */
+  readonly #committed = new Map<string, string>()
   /** Files already warned about (an inactive deploy path), so each is said once. */
   readonly #warned = new Set<string>()
   readonly #running = new Set<Promise<unknown>>()
@@ -212,7 +218,7 @@ export class Reloader {
   async #warnInactive(c: Candidate): Promise<void> {
     if (this.#warned.has(c.source)) return
     if (c.type === 'default') {
-      if (c.directory) return
+      if (c.directory || (await this.#ownCommit(c.source))) return
       const running = this.host.modules.get(c.name)?.bundle?.hash
       try {
         const hash = createHash('sha256')
@@ -321,13 +327,35 @@ export class Reloader {
     return winner
   }
 
+  /** Runs a transaction and remembers the files its commit wrote (see `#committed`). */
+  async #run(changes: readonly Change[], trigger: string, t0: number): Promise<ReloadResult> {
+    const result = await this.transactions.run(changes, trigger, t0)
+    if (result.result === 'reloaded') {
+      for (const c of changes) {
+        if (c.target && c.source && c.source !== c.target)
+          this.#committed.set(c.target, await signatureOf(c.target))
+      }
+    }
+    return result
+  }
+
+  /** True when `file` is still exactly what the host's own commit wrote. */
+  async #ownCommit(file: string): Promise<boolean> {
+    const mine = this.#committed.get(file)
+    return mine !== undefined && mine === (await signatureOf(file))
+  }
+
   async #checkOnce(candidate: Candidate, trigger: string): Promise<ReloadResult | undefined> {
     const t0 = performance.now()
+    if (candidate.type === 'default' && trigger === 'watch' && (await this.#ownCommit(candidate.source))) {
+      this.#say({ module: candidate.name, file: candidate.source }, "the host's own commit: nothing to read")
+      return undefined
+    }
     const change = await this.#read(candidate, trigger)
     if (!change) return undefined
     if ('code' in change) return this.transactions.refuse(trigger, candidate.name, change, t0)
     if (!this.#selected(change)) return undefined
-    return this.transactions.run([change], trigger, t0)
+    return this.#run([change], trigger, t0)
   }
 
   /**
@@ -469,7 +497,7 @@ export class Reloader {
         if (this.#selected(change)) changes.push(change)
       }
     }
-    return this.transactions.run(changes, trigger, t0)
+    return this.#run(changes, trigger, t0)
   }
 
   /**
@@ -508,6 +536,6 @@ export class Reloader {
     if (!change) return this.transactions.run([], 'admin', t0)
     if ('code' in change) return this.transactions.refuse('admin', name, change, t0)
     if (change.bundle && !change.bundle.manifest.reloadable && record) throw notReloadable()
-    return this.#track(this.transactions.run([{ ...change, force }], 'admin', t0))
+    return this.#track(this.#run([{ ...change, force }], 'admin', t0))
   }
 }
