@@ -142,6 +142,14 @@ test('--dry-run validates and prints what would be deployed, placing nothing', a
   assert.equal(json.result, 'valid')
   assert.equal(json.files, 2)
 
+  const help = await deployCli(['--help'], root)
+  assert.equal(help.code, 0)
+  assert.match(help.stdout, /^Usage: nyala deploy <bundle>/)
+  assert.match((await runCli(['--help'])).stdout, /^ {2}deploy <file> /m)
+  const usage = await deployCli([], root)
+  assert.equal(usage.code, 2)
+  assert.match(usage.stderr, /NYALA_ERR_CLI_USAGE/)
+
   // refusals: a bad name, a missing manifest
   const badName = await deployCli([path.join(root, 'out', 'nothing.tar'), '--dry-run'], root)
   assert.equal(badName.code, 1)
