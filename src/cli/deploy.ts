@@ -182,22 +182,28 @@ export async function deploy(args: string[]): Promise<number> {
     }
   }
   try {
-    return await placeAndWait(values, checked, data, target, options, stream, unreachable, timeoutS)
+    return await placeAndWait({ values, checked, data, target, options, stream, unreachable, timeoutS })
   } finally {
     stream?.close()
   }
 }
 
-async function placeAndWait(
-  values: Values,
-  checked: Checked,
-  data: Buffer,
-  target: AdminTarget,
-  options: HostOptions | undefined,
-  stream: EventStream | undefined,
-  unreachable: NyalaError | undefined,
-  timeoutS: number,
-): Promise<number> {
+/** A validated bundle on its way: where it goes (a root's staging, or an admin API) and how to wait. */
+interface Delivery {
+  readonly values: Values
+  readonly checked: Checked
+  readonly data: Buffer
+  readonly target: AdminTarget
+  /** The root's options; `undefined` for `--admin URL`. */
+  readonly options: HostOptions | undefined
+  readonly stream: EventStream | undefined
+  /** Why no event stream could be opened: no host is running. */
+  readonly unreachable: NyalaError | undefined
+  readonly timeoutS: number
+}
+
+async function placeAndWait(delivery: Delivery): Promise<number> {
+  const { values, checked, data, target, options, stream, unreachable, timeoutS } = delivery
   const what = `${checked.module} ${checked.version}`
   const t0 = performance.now()
   let placed: string
