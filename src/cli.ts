@@ -6,6 +6,7 @@ import './http/tick-shape.js'
 // the process; most likely the nextTick maps that tick-shape.ts now keeps.
 import 'fastify'
 import { exitCodes, UsageError, version } from './cli/common.js'
+import { deploy } from './cli/deploy.js'
 import { pack } from './cli/pack.js'
 import { reload } from './cli/reload.js'
 import { start } from './cli/start.js'
@@ -24,6 +25,7 @@ Commands:
   pack <dir>     pack a module directory into a bundle (zip)
   status         print the modules of a running host (admin API)
   reload [name]  reload one module and its dependents, or rescan everything
+  deploy <file>  validate a bundle, place it in staging and wait for the host's verdict
   upgrade        replace the running instance with a new process (no refused connection)
 
 Options:
@@ -33,7 +35,14 @@ Options:
 Exit codes: 0 success, 1 failure (bad configuration, cannot listen, bad bundle), 2 usage error.
 Error codes (NYALA_ERR_*) are listed in docs/errors.md.`
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { start, pack, status, reload, upgrade }
+const commands: Record<string, (args: string[]) => Promise<number>> = {
+  start,
+  pack,
+  status,
+  reload,
+  deploy,
+  upgrade,
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv

@@ -155,6 +155,31 @@ const definitions = {
   NYALA_ERR_ADMIN_UNREACHABLE: { message: 'cannot reach the admin API at {url}: {reason}', status: 503 },
   NYALA_ERR_ADMIN_RESPONSE: { message: 'admin API at {url} answered {status}: {reason}', status: 502 },
 
+  // nyala deploy and the admin API's PUT /deploy/:file
+  NYALA_ERR_DEPLOY_NAME: {
+    message:
+      '"{file}" cannot be deployed: {reason}; expected a .zip or .jar file name, without directory, whose name gives a valid module name',
+    status: 400,
+  },
+  NYALA_ERR_DEPLOY_BODY: {
+    message:
+      'PUT /deploy/{file}: expected the bundle as the request body (content-type application/octet-stream or application/zip), got {got}',
+    status: 400,
+  },
+  NYALA_ERR_DEPLOY_NO_HOST: {
+    message: 'placed {file}; no host is running at {url}: it is loaded when the host starts',
+    status: 503,
+  },
+  NYALA_ERR_DEPLOY_TIMEOUT: {
+    message:
+      '{file} is still in the staging directory: no verdict for module "{module}" within {timeout} s. Most likely the host does not watch the staging directory: set auto.reload.modules=true and list stagingDirectory in auto.reload.monitoring.type (or reload.all / reload.modules do not select "{module}")',
+    status: 504,
+  },
+  NYALA_ERR_DEPLOY_STREAM: {
+    message: 'the admin API event stream at {url} ended before the verdict for module "{module}": {reason}',
+    status: 502,
+  },
+
   // process upgrade
   NYALA_ERR_PIDFILE_LIVE: {
     message:

@@ -33,18 +33,22 @@ export function findAdmin(values: Record<string, string | boolean | undefined>):
   return { url: `http://${host}:${options.admin.port}`, token }
 }
 
-/** Calls the admin API; a NyalaError for an unreachable API or an error answer without a code. */
+/** Calls the admin API (with a bundle as the body for `PUT /deploy`); a NyalaError for an unreachable API or an error answer without a code. */
 export async function callAdmin(
   target: AdminTarget,
   method: string,
   path: string,
+  bundle?: Uint8Array,
 ): Promise<{ status: number; body: Record<string, unknown> }> {
   const url = `${target.url}${path}`
+  const headers: Record<string, string> = target.token ? { authorization: `Bearer ${target.token}` } : {}
+  if (bundle) headers['content-type'] = 'application/zip'
   let res: Response
   try {
     res = await fetch(url, {
       method,
-      headers: target.token ? { authorization: `Bearer ${target.token}` } : {},
+      headers,
+      ...(bundle ? { body: bundle } : {}),
       signal: AbortSignal.timeout(120_000),
     })
   } catch (err) {

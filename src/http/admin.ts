@@ -1,5 +1,7 @@
 import { timingSafeEqual } from 'node:crypto'
+import path from 'node:path'
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
+import { placeAtomically, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
 import { isNyalaError, type NyalaError, nyalaError } from '../errors.js'
 import type { NyalaHost } from '../host.js'
 import type { ReloadResult } from '../reload/change.js'
@@ -82,6 +84,36 @@ export async function createAdminApp(
     reloader.selection.register(req.params.name)
     host.log.info({ module: req.params.name }, `${req.params.name} registered for reloading`)
     return { name: req.params.name, registered: true }
+  })
+  // `nyala deploy --admin URL`: the bundle's bytes land in the staging directory as a local
+  // deploy would place them; the watcher (stagingDirectory) gives the verdict on GET /events
+  const bundleLimit = host.options.bundleMaxBytes
+  app.addContentTypeParser(
+    ['application/octet-stream', 'application/zip'],
+    { parseAs: 'buffer', bodyLimit: bundleLimit },
+    (_req, body, done) => done(null, body),
+  )
+  app.put<{ Params: { file: string }; Body: Buffer }>(
+    '/deploy/:file',
+    { bodyLimit: bundleLimit },
+    async (req, reply) => {
+      const module = stagedModuleName(req.params.file)
+      if (!Buffer.isBuffer(req.body)) {
+        throw nyalaError('NYALA_ERR_DEPLOY_BODY', {
+          file: req.params.file,
+          got: req.headers['content-type'] ?? 'no body',
+        })
+      }
+      const file = await placeAtomically(host.options.autoReload.stagingDir, req.params.file, req.body)
+      host.log.info({ module, file, bytes: req.body.length }, `deploy: ${module} placed in ${file}`)
+      return reply.code(202).send({ file, module })
+    },
+  )
+  // a refused deploy cleans up after itself; `sha256` keeps a newer copy of someone else
+  app.delete<{ Params: { file: string }; Querystring: { sha256?: string } }>('/deploy/:file', async (req) => {
+    stagedModuleName(req.params.file)
+    const file = path.join(host.options.autoReload.stagingDir, req.params.file)
+    return { file, removed: await removeIfSame(file, req.query.sha256 ?? '') }
   })
   app.get('/health', async () => ({ status: 'ok', pid: process.pid, uptime: process.uptime() }))
   app.get('/ready', async (_req, reply) => {

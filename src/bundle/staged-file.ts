@@ -1,0 +1,66 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { nyalaError } from '../errors.js'
+import { bundleExtensions, moduleNameOf } from './module-name.js'
+
+/**
+ * The module a bundle file name deploys, for a name given to `nyala deploy` or
+ * to the admin API's `PUT /deploy/:file`: a plain file name (no directory, not
+ * hidden) ending in `.zip` or `.jar` whose name gives a valid module name.
+ * Throws NYALA_ERR_DEPLOY_NAME otherwise.
+ */
+export function stagedModuleName(file: string): string {
+  const refuse = (reason: string) => nyalaError('NYALA_ERR_DEPLOY_NAME', { file, reason })
+  if (file.includes('/') || file.includes('\\') || file === '..') throw refuse('it holds a path separator')
+  // hidden names are the host's (and deploy's) own partial writes: the watcher ignores them
+  if (file.startsWith('.')) throw refuse('it starts with "."')
+  if (!bundleExtensions.includes(path.extname(file).toLowerCase()))
+    throw refuse(`it does not end in ${bundleExtensions.join(' or ')}`)
+  const name = moduleNameOf(file)
+  if (!name) throw refuse('the name without extension and version is not a valid module name')
+  return name
+}
+
+/**
+ * Writes `data` to `<dir>/<file>` atomically: under a hidden temporary name in
+ * the same directory (which the watcher ignores), then renamed, so a watcher
+ * never sees a half-written bundle. Makes `dir` when it is missing. Returns the
+ * path written.
+ */
+export async function placeAtomically(dir: string, file: string, data: Uint8Array): Promise<string> {
+  await mkdir(dir, { recursive: true })
+  const target = path.join(dir, file)
+  const temp = path.join(dir, `.${file}.${process.pid}.${randomBytes(4).toString('hex')}.part`)
+  try {
+    await writeFile(temp, data)
+    await rename(temp, target)
+  } catch (err) {
+    await rm(temp, { force: true })
+    throw err
+  }
+  return target
+}
+
+/**
+ * Removes `file` if its content still has the sha256 `hash` (what was placed):
+ * a newer copy placed meanwhile by someone else is left alone. Returns whether
+ * it was removed; a file already gone is not an error.
+ */
+export async function removeIfSame(file: string, hash: string): Promise<boolean> {
+  let data: Buffer
+  try {
+    data = await readFile(file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw err
+  }
+  if (createHash('sha256').update(data).digest('hex') !== hash) return false
+  try {
+    await unlink(file)
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw err
+  }
+}

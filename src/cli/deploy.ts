@@ -1,0 +1,306 @@
+import { readFile, stat } from 'node:fs/promises'
+import path from 'node:path'
+import { type Bundle, openBundle } from '../bundle/open-bundle.js'
+import { placeAtomically, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
+import { type HostOptions, loadHostOptions } from '../config/host-options.js'
+import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { checkSyntax } from '../loader/load-module.js'
+import type { ReloadEvent } from '../reload/reload-events.js'
+import { type AdminTarget, adminFlags, callAdmin, findAdmin } from './admin-client.js'
+import { exitCodes, parse, UsageError } from './common.js'
+import { type EventStream, openEventStream } from './event-stream.js'
+
+const deployHelp = `Usage: nyala deploy <bundle> [options]
+
+Validates a bundle (.zip or .jar) with the host's own checks (zip, manifest,
+main file, syntax), places it in the staging directory atomically (a hidden
+temporary name, then a rename) and waits for the running host's verdict on its
+admin API event stream: prints the modules reloaded, their new generations and
+the time taken. A bundle the host refuses is removed from staging again (the
+running generation keeps serving). The host must watch the staging directory:
+auto.reload.modules=true and stagingDirectory in auto.reload.monitoring.type.
+
+Options:
+  --root DIR       root of the host to deploy to (default: .)
+  --config FILE    its configuration file (default: <root>/config/impala.properties)
+  --admin URL      deploy through a host's admin API instead (PUT /deploy/<file>),
+                   possibly on another machine; nothing is read from a root
+  --token T        admin.token (default: NYALA_ADMIN_TOKEN, or the configuration's)
+  --dry-run        validate only; print what would be deployed
+  --timeout S      seconds to wait for the verdict (default: 60)
+  --no-wait        place the bundle and exit without waiting for the verdict
+  --json           print one JSON object with the verdict
+  -h, --help       show this help
+
+Exit codes: 0 deployed, unchanged, validated (--dry-run) or placed (--no-wait);
+1 refused (locally or by the host; the error code is printed), no verdict
+within --timeout, or no host running (the bundle stays placed and is loaded when
+the host starts); 2 usage error.`
+
+const flags = {
+  ...adminFlags,
+  'dry-run': { type: 'boolean' },
+  timeout: { type: 'string' },
+  'no-wait': { type: 'boolean' },
+} as const
+
+/** What was checked locally, as printed by every outcome. */
+interface Checked {
+  readonly file: string
+  readonly module: string
+  readonly version: string
+  readonly prefix: string
+  readonly hash: string
+  readonly files: number
+}
+
+type Values = Record<string, string | boolean | undefined>
+
+function summaryOf(bundle: Bundle, file: string): Checked {
+  const { version, prefix } = bundle.manifest
+  return { file, module: bundle.name, version, prefix, hash: bundle.hash, files: bundle.files.size }
+}
+
+/** Prints the outcome: the JSON object with `--json`, else the human line. */
+function say(values: Values, json: Record<string, unknown>, line: string, toStderr = false): void {
+  if (values.json) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`)
+  else (toStderr ? process.stderr : process.stdout).write(`${line}\n`)
+}
+
+/** Reports an error (also as JSON with `--json`) and returns it for `throw`. */
+function refused(values: Values, json: Record<string, unknown>, err: NyalaError): NyalaError {
+  if (values.json) {
+    process.stdout.write(
+      `${JSON.stringify({ ...json, error: { code: err.code, message: err.message } }, null, 2)}\n`,
+    )
+  }
+  return err
+}
+
+/** The host's own checks, before anything is written: file name, zip, manifest, main, syntax. */
+async function validate(
+  file: string,
+  maxBytes: number | undefined,
+): Promise<{ bundle: Bundle; data: Buffer }> {
+  const base = path.basename(file)
+  let isDirectory = false
+  try {
+    isDirectory = (await stat(file)).isDirectory()
+  } catch {
+    // openBundle names the unreadable file
+  }
+  if (isDirectory)
+    throw nyalaError('NYALA_ERR_DEPLOY_NAME', {
+      file,
+      reason: 'it is a directory (pack it first: nyala pack)',
+    })
+  stagedModuleName(base)
+  let data: Buffer
+  try {
+    data = await readFile(file)
+  } catch (err) {
+    throw nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: file, reason: reasonOf(err) }, err)
+  }
+  const bundle = await openBundle(file, { data, ...(maxBytes ? { maxBytes } : {}) })
+  checkSyntax(bundle)
+  return { bundle, data }
+}
+
+/** The event that decides a deploy of `module`: its swap, an unchanged content, or its failure. */
+const verdictFor = (module: string) => (e: ReloadEvent) => {
+  if (e.phase === 'swapped' || e.phase === 'unchanged') return e.modules.includes(module)
+  if (e.phase === 'failed') return e.module === module || e.modules.includes(module)
+  return false
+}
+
+/** Where the file went, for the user: relative to the working directory when inside it. */
+function shown(file: string): string {
+  const rel = path.relative(process.cwd(), file)
+  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file
+}
+
+export async function deploy(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, flags)
+  if (values.help) {
+    process.stdout.write(`${deployHelp}\n`)
+    return exitCodes.ok
+  }
+  if (positionals.length !== 1) throw new UsageError('deploy takes one bundle file')
+  const remote = typeof values.admin === 'string'
+  if (remote && (values.root !== undefined || values.config !== undefined))
+    throw new UsageError('--admin deploys through the admin API: it takes no --root or --config')
+  const timeoutS = values.timeout === undefined ? 60 : Number(values.timeout)
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0)
+    throw new UsageError(`--timeout must be a number of seconds above 0, got "${values.timeout}"`)
+
+  const file = path.resolve(positionals[0]!)
+  let options: HostOptions | undefined
+  if (!remote) {
+    try {
+      options = loadHostOptions({
+        root: values.root as string | undefined,
+        config: values.config as string | undefined,
+      }).options
+    } catch (err) {
+      // a dry run validates the bundle alone: a root it cannot read only loses the target line
+      if (!values['dry-run']) throw err
+    }
+  }
+  let checked: Checked
+  let data: Buffer
+  try {
+    const valid = await validate(file, options?.bundleMaxBytes)
+    checked = summaryOf(valid.bundle, path.basename(file))
+    data = valid.data
+  } catch (err) {
+    if (isNyalaError(err)) throw refused(values, { result: 'refused', file }, err)
+    throw err
+  }
+  const what = `${checked.module} ${checked.version}`
+
+  if (values['dry-run']) {
+    const into = options ? path.join(options.autoReload.stagingDir, checked.file) : undefined
+    say(
+      values,
+      { result: 'valid', ...checked, ...(into ? { target: into } : {}) },
+      `valid: ${what} (prefix ${checked.prefix}, ${checked.files} files, sha256 ${checked.hash})` +
+        (into ? `\nwould be placed in ${shown(into)}` : ''),
+    )
+    return exitCodes.ok
+  }
+
+  const target = findAdmin(values)
+  // subscribe before placing, so the verdict cannot come before the stream is open
+  let stream: EventStream | undefined
+  let unreachable: NyalaError | undefined
+  if (!(remote && values['no-wait'])) {
+    try {
+      stream = await openEventStream(target)
+    } catch (err) {
+      if (!(isNyalaError(err) && err.code === 'NYALA_ERR_ADMIN_UNREACHABLE') || remote) throw err
+      unreachable = err
+    }
+  }
+  try {
+    return await placeAndWait({ values, checked, data, target, options, stream, unreachable, timeoutS })
+  } finally {
+    stream?.close()
+  }
+}
+
+/** A validated bundle on its way: where it goes (a root's staging, or an admin API) and how to wait. */
+interface Delivery {
+  readonly values: Values
+  readonly checked: Checked
+  readonly data: Buffer
+  readonly target: AdminTarget
+  /** The root's options; `undefined` for `--admin URL`. */
+  readonly options: HostOptions | undefined
+  readonly stream: EventStream | undefined
+  /** Why no event stream could be opened: no host is running. */
+  readonly unreachable: NyalaError | undefined
+  readonly timeoutS: number
+}
+
+async function placeAndWait(delivery: Delivery): Promise<number> {
+  const { values, checked, data, target, options, stream, unreachable, timeoutS } = delivery
+  const what = `${checked.module} ${checked.version}`
+  const t0 = performance.now()
+  let placed: string
+  if (options) {
+    placed = await placeAtomically(options.autoReload.stagingDir, checked.file, data)
+  } else {
+    const { status, body } = await callAdmin(
+      target,
+      'PUT',
+      `/deploy/${encodeURIComponent(checked.file)}`,
+      data,
+    )
+    if (status !== 202)
+      throw isNyalaError(body)
+        ? body
+        : nyalaError('NYALA_ERR_ADMIN_RESPONSE', { url: target.url, status, reason: JSON.stringify(body) })
+    placed = String(body.file)
+  }
+  const where = options ? shown(placed) : `${placed} on ${target.url}`
+  const base = { ...checked, placed }
+
+  if (unreachable) {
+    const err = nyalaError('NYALA_ERR_DEPLOY_NO_HOST', { file: where, url: target.url })
+    if (!values['no-wait']) throw refused(values, { result: 'placed', host: false, ...base }, err)
+    say(values, { result: 'placed', host: false, ...base }, err.message)
+    return exitCodes.ok
+  }
+  if (!stream || values['no-wait']) {
+    say(
+      values,
+      { result: 'placed', host: true, ...base },
+      `placed ${where} (${what}); not waiting for the verdict`,
+    )
+    return exitCodes.ok
+  }
+
+  const outcome = await stream.waitFor(verdictFor(checked.module), timeoutS * 1000)
+  const ms = Math.round(performance.now() - t0)
+  if ('timeout' in outcome) {
+    const err = nyalaError('NYALA_ERR_DEPLOY_TIMEOUT', {
+      file: where,
+      module: checked.module,
+      timeout: timeoutS,
+    })
+    throw refused(values, { result: 'timeout', ...base }, err)
+  }
+  if ('ended' in outcome) {
+    const err = nyalaError('NYALA_ERR_DEPLOY_STREAM', {
+      url: target.url,
+      module: checked.module,
+      reason: outcome.ended,
+    })
+    throw refused(values, { result: 'unknown', ...base }, err)
+  }
+  const { event } = outcome
+  if (event.phase === 'swapped') {
+    const generations = event.generations ?? {}
+    const gens = Object.entries(generations)
+      .map(([m, g]) => `${m}@${g}`)
+      .join(' ')
+    const count = event.modules.length
+    say(
+      values,
+      { result: 'deployed', ...base, modules: event.modules, generations, ms, reloadMs: event.ms },
+      `deployed ${what}: ${gens} (${count} module${count === 1 ? '' : 's'}) in ${ms} ms`,
+    )
+    return exitCodes.ok
+  }
+  if (event.phase === 'unchanged') {
+    say(
+      values,
+      { result: 'unchanged', ...base, ms },
+      `unchanged: ${what} is the content that runs; nothing reloaded`,
+    )
+    return exitCodes.ok
+  }
+  // refused by the host: the old generation keeps serving; leave staging as it was before
+  const error = event.error ?? { code: 'NYALA_ERR_RELOAD_COMMIT', message: 'the host reported a failure' }
+  const removed = options
+    ? await removeIfSame(placed, checked.hash)
+    : (
+        await callAdmin(
+          target,
+          'DELETE',
+          `/deploy/${encodeURIComponent(checked.file)}?sha256=${checked.hash}`,
+        )
+      ).body.removed === true
+  if (values.json) {
+    process.stdout.write(
+      `${JSON.stringify({ result: 'failed', ...base, module: event.module ?? checked.module, error, removed, ms }, null, 2)}\n`,
+    )
+  }
+  process.stderr.write(`nyala: ${error.code}: ${error.message}\n`)
+  process.stderr.write(
+    removed
+      ? `removed ${where} again: the host refused it and keeps serving the running generation\n`
+      : `the host refused ${what} and keeps serving the running generation; ${where} no longer holds what deploy placed (gone or replaced since) and is left as it is\n`,
+  )
+  return exitCodes.failure
+}
