@@ -184,9 +184,7 @@ test('no host running: placed and said so (exit 1, or 0 with --no-wait); a host 
   assert.deepEqual(await staged(root), ['hello.zip'])
 
   const host = await startHost(t, root)
-  // a staged file present at start is picked up once the modules have loaded (issue 13); the
-  // rescan (as SIGHUP) makes this test independent of when that lands
-  await runCli(['reload', '--root', root], { cwd: root })
+  // a staged file present at start is picked up once the modules have loaded
   await waitUntil(async () => (await hello(host)).version === '1.1.0', 'the staged bundle to serve', 30_000)
   await waitUntil(async () => (await staged(root)).length === 0, 'staging to be empty', 30_000)
 })
