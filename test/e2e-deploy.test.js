@@ -20,18 +20,12 @@ import {
   waitUntil,
 } from './helpers.js'
 
-/**
- * The shipped config/impala.properties, on any free ports, watching the staging directory.
- * (Once the shipped file lists stagingDirectory with auto.reload.modules=true, only the ports
- * need changing.)
- */
+/** The shipped config/impala.properties (it watches the staging directory), on any free ports. */
 async function shippedProperties(set = {}) {
   let text = await readFile(path.join(projectRoot, 'config', 'impala.properties'), 'utf8')
   const values = {
     port: '0',
     'admin.port': '0',
-    'auto.reload.modules': 'true',
-    'auto.reload.monitoring.type': 'stagingDirectory',
     ...set,
   }
   for (const [key, value] of Object.entries(values)) {
@@ -97,6 +91,13 @@ test('deploy of a good bundle: the new generation serves, staging is empty, modu
   assert.deepEqual(verdict.modules, ['hello'])
   assert.equal(verdict.placed, path.join(root, 'staging', 'hello.zip'))
   assert.deepEqual(await hello(host), { generation: 3, version: '1.2.0' })
+
+  // the same bytes again: nothing is rebuilt, and the staged copy does not stay behind
+  const same = await deployCli([again], root)
+  assert.equal(same.code, 0, same.stderr)
+  assert.match(same.stdout, /^unchanged: /m)
+  assert.deepEqual(await hello(host), { generation: 3, version: '1.2.0' })
+  assert.deepEqual(await staged(root), [])
 })
 
 test('a bundle with a syntax error is refused before anything is written', async (t) => {

@@ -82,6 +82,18 @@ export class ReloadTransactions {
     }
     try {
       const live = changes.filter((c) => this.#isChange(c))
+      // a .tmp or staged copy of what already runs: moved into modules/ (so the deploy path is
+      // left clean and the bundle on disk is what serves), nothing is rebuilt
+      for (const c of changes) {
+        if (live.includes(c) || !c.source || !c.target || c.source === c.target) continue
+        const record = this.host.modules.get(c.name)
+        try {
+          await commitChange(c, record?.file)
+          if (record && c.target) record.file = c.target
+        } catch (err) {
+          return this.#failed(id, trigger, names, [], t0, err as NyalaError, c.name)
+        }
+      }
       if (live.length === 0) {
         const ms = performance.now() - t0
         if (this.#options.reload.debug)
@@ -109,10 +121,9 @@ export class ReloadTransactions {
     if (change.kind === 'remove') return record !== undefined
     if (!record) return true
     if (change.force) return true
-    return (
-      record.bundle?.hash !== change.bundle?.hash ||
-      (change.source !== undefined && change.source !== change.target)
-    )
+    // a module that is not running is retried by any deploy of it, even of the same bytes
+    if (record.state !== 'running' && change.source !== change.target) return true
+    return record.bundle?.hash !== change.bundle?.hash
   }
 
   /** A module's node in the graph as it would be after the changes; `undefined` once removed. */
