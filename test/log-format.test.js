@@ -147,6 +147,22 @@ test('pretty error records show their code and module', async (t) => {
   assert.match(res.stdout, /ERROR.*: .*\[broken\].* NYALA_ERR_MODULE_SYNTAX: .*broken\.zip/)
 })
 
+test('one pino instance either way; pino-pretty is loaded only for pretty lines', async (t) => {
+  const root = await makeRoot(t, config)
+  await deploy(root, 'hello')
+  const probe = path.join(path.dirname(cliPath), '..', 'test', 'pino-probe.cjs')
+  for (const [format, pretty] of [
+    ['json', false],
+    ['pretty', true],
+  ]) {
+    const args = ['--require', probe, cliPath, 'start', '--root', root, '--log-format', format]
+    const res = await runUntil(t, root, process.execPath, args, 'listening on')
+    assert.equal(res.code, 0, res.stderr)
+    // a second instance on stdout costs every request (see src/cli/start.ts)
+    assert.match(res.stderr, new RegExp(`pino-probe: instances=1 pino-pretty=${pretty}\\n`))
+  }
+})
+
 test('a bad log.format or --log-format exits 1 naming the key, the value and what is expected', async (t) => {
   const root = await makeRoot(t, config)
   const flag = await runCli(['start', '--root', root, '--log-format', 'fancy'], { cwd: root })
