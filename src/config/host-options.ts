@@ -7,6 +7,7 @@ import { readPropertiesFile } from './read-properties.js'
 
 export type MonitoringType = ConfigValues['auto.reload.monitoring.type'][number]
 export type ReloadMode = ConfigValues['auto.reload.mode']
+export type LogFormatSetting = ConfigValues['log.format']
 
 /**
  * Everything the host runs with: `impala.properties` merged with the command
@@ -36,6 +37,12 @@ export interface HostOptions {
   readonly logLevel: string
   /** `log.requests`: one log line per request (Fastify's request logging). @default false */
   readonly logRequests: boolean
+  /**
+   * `log.format`: `auto` writes readable lines when stdout is a terminal and JSON lines
+   * otherwise (a pipe, a file, `--daemonize`); `json` and `pretty` choose one.
+   * @default 'auto'
+   */
+  readonly logFormat: LogFormatSetting
   readonly autoReload: Readonly<{
     /** `auto.reload.modules`. @default false */
     enabled: boolean
@@ -197,6 +204,7 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
     moduleStopTimeoutMs: v['module.stop.timeout'],
     logLevel: v['log.level'],
     logRequests: v['log.requests'],
+    logFormat: v['log.format'],
     autoReload: {
       enabled: v['auto.reload.modules'],
       monitoringTypes: v['auto.reload.monitoring.type'],

@@ -12,6 +12,7 @@ export interface KeySpec {
 
 export const monitoringTypes = ['default', 'tmpfile', 'stagingDirectory'] as const
 const reloadModes = ['overlap', 'blocking'] as const
+const logFormats = ['auto', 'json', 'pretty'] as const
 
 export const keySpecs = {
   // serving
@@ -23,6 +24,7 @@ export const keySpecs = {
   'module.stop.timeout': { default: '10', parse: t.parseSeconds },
   'log.level': { default: 'info', parse: t.parseLogLevel },
   'log.requests': { default: 'false', parse: t.parseBoolean },
+  'log.format': { default: 'auto', parse: (r) => t.parseEnum(r, logFormats) },
 
   // reloading (Impala's names)
   'auto.reload.modules': { default: 'false', parse: t.parseBoolean },
