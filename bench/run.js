@@ -17,6 +17,7 @@ const benchmarks = {
   dispatch: () => import('./dispatch.js'),
   'reload-under-load': () => import('./reload-under-load.js'),
   'reload-memory': () => import('./reload-memory.js'),
+  'reload-big-bundle': () => import('./reload-big-bundle.js'),
   upgrade: () => import('./upgrade-under-load.js'),
   peers: () => import('./peers.js'),
   scale: () => import('./scale.js'),
