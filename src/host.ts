@@ -18,6 +18,7 @@ import { DispatchTable, prefixConflicts, type Route } from './http/dispatch-tabl
 import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, httpUrlOf, listen } from './http/listener.js'
 import './http/tick-shape.js'
+import { bundleReader } from './loader/bundle-reader.js'
 import type { Logger } from './logger.js'
 import { Reloader } from './reload/reloader.js'
 import type { RequestGate } from './reload/request-gate.js'
@@ -299,6 +300,7 @@ export class NyalaHost {
         startTimeoutMs: this.options.moduleStartTimeoutMs,
         stopTimeoutMs: this.options.moduleStopTimeoutMs,
         logRequests: this.options.logRequests,
+        precompile: record.generation?.loaded,
       })
       await generation.start()
     } catch (err) {
@@ -389,6 +391,8 @@ export class NyalaHost {
   async close(graceMs = this.options.process.shutdownGraceMs): Promise<void> {
     const deadline = Date.now() + graceMs
     await this.reloader.close()
+    // reloads are done: the bundle reader's thread has nothing left to do (a later read starts it again)
+    await bundleReader.close()
     this.#endAdminStreams()
     await Promise.all([...this.servers.values()].map((server) => closeServer(server, graceMs)))
     this.servers.clear()
