@@ -6,7 +6,7 @@ import {
   type WireError,
 } from '../bundle/bundle-transfer.js'
 import type { Bundle } from '../bundle/open-bundle.js'
-import { type NyalaError, nyalaError } from '../errors.js'
+import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { rememberSyntax } from './load-module.js'
 
 /** What the worker is asked: one bundle to read, open and (optionally) syntax-check. */
@@ -76,7 +76,17 @@ export class BundleReader {
 
   /** Reads, opens and checks one bundle off the calling thread. Never rejects. */
   read(file: string, opts: ReadOptions): Promise<ReadResult> {
-    const worker = this.#ensure()
+    let worker: Worker
+    try {
+      worker = this.#ensure()
+    } catch (err) {
+      const reason = `cannot start the bundle reader thread: ${reasonOf(err)}`
+      return Promise.resolve({
+        ok: false,
+        error: nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: file, reason }, err),
+        bytesRead: undefined,
+      })
+    }
     const id = ++this.#ids
     const req: ReadRequest = {
       id,
@@ -103,7 +113,9 @@ export class BundleReader {
 
   #ensure(): Worker {
     if (this.#worker) return this.#worker
-    const worker = new Worker(workerUrl)
+    // none of the host's own flags: the worker runs only our code, and some flags (--input-type,
+    // say) are refused by workers
+    const worker = new Worker(workerUrl, { execArgv: [] })
     worker.unref()
     worker.on('message', (reply: ReadReply) => this.#settle(worker, reply))
     worker.on('error', (err: Error) => this.#died(worker, `the bundle reader thread failed: ${err.message}`))
