@@ -1,3 +1,4 @@
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Bundle } from '../bundle/open-bundle.js'
@@ -94,6 +95,8 @@ export class Generation {
       this.state = 'failed'
       throw err
     }
+    // let requests waiting behind the load through before the Fastify instance is built
+    await yieldToLoop()
     this.#handle = createContext(init)
     const app = createModuleApp(this.log, init.logRequests)
     const entry = this.#entry
