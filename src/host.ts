@@ -139,8 +139,11 @@ export class NyalaHost {
     if (this.#prepared) return
     this.#prepared = true
     this.dispatcher.blockTimeoutMs = this.options.autoReload.blockTimeoutMs
+    // the bundle reader's thread starts beside the modules, not during the first reload under load
+    const reader = bundleReader.warm()
     await this.reloader.start()
     await this.loadAll()
+    await reader
     this.reloader.resume()
     // built here, not when listening: a successor builds it before the handover, not during it
     const { app, endStreams } = await createAdminApp(this, this.reloader)

@@ -193,6 +193,7 @@ test('closing fails the reads in flight; the next read starts a new worker', asy
   )
   const reader = new BundleReader()
   t.after(() => reader.close())
+  await reader.warm()
   const pending = reader.read(zip, { maxBytes })
   await reader.close()
   const failed = await pending

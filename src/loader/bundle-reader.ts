@@ -9,9 +9,11 @@ import type { Bundle } from '../bundle/open-bundle.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { rememberSyntax } from './load-module.js'
 
-/** What the worker is asked: one bundle to read, open and (optionally) syntax-check. */
+/** What the worker is asked: one bundle to read, open and (optionally) syntax-check, or a ping. */
 export interface ReadRequest {
   readonly id: number
+  /** Only answer (an empty `ok: false` reply) once the worker is ready: `warm`. */
+  readonly ping?: true
   readonly file: string
   readonly directory: boolean
   readonly maxBytes: number
@@ -100,6 +102,26 @@ export class BundleReader {
       if (this.#pending.size === 0) worker.ref()
       this.#pending.set(id, { file, resolve })
       worker.postMessage(req)
+    })
+  }
+
+  /**
+   * Starts the worker now and resolves once it answers: a host pays the
+   * thread's start (a few hundred milliseconds of CPU on a busy machine) while
+   * it starts up, not during its first reload under traffic.
+   */
+  async warm(): Promise<void> {
+    let worker: Worker
+    try {
+      worker = this.#ensure()
+    } catch {
+      return // the first read reports why
+    }
+    const id = ++this.#ids
+    await new Promise<void>((resolve) => {
+      if (this.#pending.size === 0) worker.ref()
+      this.#pending.set(id, { file: '', resolve: () => resolve() })
+      worker.postMessage({ id, ping: true, file: '', directory: false, maxBytes: 0, checkSyntax: false })
     })
   }
 
