@@ -16,6 +16,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import {
   assertBuilt,
   cliPath,
+  latencyRow,
   makeRoot,
   medianOf,
   packBundle,
@@ -202,33 +203,26 @@ async function countFiles(dir) {
 function report(settings, quickRun, files, load, windows, reloads) {
   const { start, latency, outcome } = load.log
   const pick = (ranges) => {
-    const ms = []
+    const latencies = []
     let failed = 0
     for (let i = 0; i < start.length; i++) {
       if (!ranges.some(([a, b]) => start[i] >= a && start[i] < b)) continue
-      if (outcome[i] === 'ok') ms.push(latency[i])
+      if (outcome[i] === 'ok') latencies.push(latency[i])
       else failed++
     }
     const seconds = ranges.reduce((s, [a, b]) => s + (b - a) / 1000, 0)
-    return { ms, failed, seconds }
+    return { latencies, failed, seconds }
   }
   const quiet = pick(windows.quiet)
   const change = pick([windows.change])
   const section = 'unrelated module (GET /small), requests counted in the window they started in'
-  const row = (name, s) => ({
-    section,
-    window: name,
-    seconds: round(s.seconds, 1),
-    requests: s.ms.length + s.failed,
-    'req/s': round(s.ms.length / s.seconds, 0),
-    'p50 ms': round(percentileOf(s.ms, 50), 2),
-    'p99 ms': round(percentileOf(s.ms, 99), 2),
-    'max ms': round(percentileOf(s.ms, 100), 2),
-    failed: s.failed,
-  })
+  const row = (name, s) => ({ ...latencyRow(section, name, s), seconds: round(s.seconds, 1) })
   const table = [row('quiet', quiet), row('reloading big', change)]
-  const ratio = (p) => round(percentileOf(change.ms, p) / percentileOf(quiet.ms, p), 2)
-  const throughputRatio = round(change.ms.length / change.seconds / (quiet.ms.length / quiet.seconds), 3)
+  const ratio = (p) => round(percentileOf(change.latencies, p) / percentileOf(quiet.latencies, p), 2)
+  const throughputRatio = round(
+    change.latencies.length / change.seconds / (quiet.latencies.length / quiet.seconds),
+    3,
+  )
   table.push({
     section,
     window: 'ratio reloading/quiet',
@@ -250,14 +244,14 @@ function report(settings, quickRun, files, load, windows, reloads) {
   table.push(stat('trigger (admin POST) -> first answer of the new code', triggerToNew))
   table.push(stat('host-side reload time (the reload result ms)', hostMs))
 
-  const maxDuring = percentileOf(change.ms, 100)
+  const maxDuring = percentileOf(change.latencies, 100)
   const reloadMedian = medianOf(hostMs)
   const judge = (ok) => (quickRun ? 'quick run, synthetic bundle: not judged' : ok ? 'met' : 'NOT met')
   const notes = [
     `big bundle: ${files} files${quickRun ? ' (synthetic, --quick)' : ` (${packages.join(', ')} and their dependencies)`}`,
-    `unrelated module during reloads: max ${round(maxDuring, 1)} ms (quiet ${round(percentileOf(quiet.ms, 100), 1)} ms), ` +
-      `target <= ${targets.maxMs} ms: ${judge(maxDuring <= targets.maxMs)}; p99 ${round(percentileOf(change.ms, 99), 2)} ms ` +
-      `(quiet ${round(percentileOf(quiet.ms, 99), 2)} ms); throughput reloading/quiet ${throughputRatio}`,
+    `unrelated module during reloads: max ${round(maxDuring, 1)} ms (quiet ${round(percentileOf(quiet.latencies, 100), 1)} ms), ` +
+      `target <= ${targets.maxMs} ms: ${judge(maxDuring <= targets.maxMs)}; p99 ${round(percentileOf(change.latencies, 99), 2)} ms ` +
+      `(quiet ${round(percentileOf(quiet.latencies, 99), 2)} ms); throughput reloading/quiet ${throughputRatio}`,
     `reload of big: host-side median ${round(reloadMedian, 1)} ms (target <= ${targets.reloadMs} ms): ` +
       `${judge(reloadMedian <= targets.reloadMs)}; trigger -> new code median ${round(medianOf(triggerToNew), 1)} ms`,
     `failed requests: ${quiet.failed + change.failed}; ${settings.connections} keep-alive connections paced at ` +
@@ -274,13 +268,13 @@ function report(settings, quickRun, files, load, windows, reloads) {
       files,
       failedRequests: quiet.failed + change.failed,
       quiet: {
-        requests: quiet.ms.length,
-        p99Ms: round(percentileOf(quiet.ms, 99), 3),
-        maxMs: round(percentileOf(quiet.ms, 100), 2),
+        requests: quiet.latencies.length,
+        p99Ms: round(percentileOf(quiet.latencies, 99), 3),
+        maxMs: round(percentileOf(quiet.latencies, 100), 2),
       },
       reloading: {
-        requests: change.ms.length,
-        p99Ms: round(percentileOf(change.ms, 99), 3),
+        requests: change.latencies.length,
+        p99Ms: round(percentileOf(change.latencies, 99), 3),
         maxMs: round(maxDuring, 2),
       },
       throughputRatio,
