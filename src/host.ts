@@ -303,7 +303,7 @@ export class NyalaHost {
         startTimeoutMs: this.options.moduleStartTimeoutMs,
         stopTimeoutMs: this.options.moduleStopTimeoutMs,
         logRequests: this.options.logRequests,
-        precompile: record.generation?.loaded,
+        previousCode: record.generation?.code,
       })
       await generation.start()
     } catch (err) {

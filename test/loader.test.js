@@ -4,7 +4,12 @@ import path from 'node:path'
 import test from 'node:test'
 import { promisify } from 'node:util'
 import { openBundle } from '../dist/bundle/open-bundle.js'
-import { loadModuleCode, precompile } from '../dist/loader/load-module.js'
+import {
+  evaluationPlan,
+  loadModuleCode,
+  loadModuleCodeInSlices,
+  precompile,
+} from '../dist/loader/load-module.js'
 import { moduleEntryOf } from '../dist/loader/module-entry.js'
 import { makeRoot, moduleSource, packWithNyala, writeFiles } from './helpers.js'
 
@@ -194,4 +199,50 @@ test('files compiled ahead (precompile) run as loadModuleCode would; one that do
   assert.deepEqual(ahead.exports.seen, { a: { n: 2 }, bad: 'NYALA_ERR_MODULE_SYNTAX', self: true })
   assert.deepEqual(ahead.exports.seen, plain.exports.seen)
   assert.deepEqual(ahead.loaded, plain.loaded)
+})
+
+test('packages run ahead in slices (a reload) give the exports a plain load gives; cycles and own files keep their order', async (t) => {
+  // every file appends its name to a log the main file exports, so the order each ran in shows
+  const logged = (name, body = '') => `globalThis.__order.push('${name}'); ${body}`
+  const bundle = await bundleOf(t, {
+    'index.js': `
+      ${logged('index')}
+      const own = require('./lib/own')
+      const a = require('a')
+      const cyc = require('cyc')
+      module.exports = { register () {}, seen: { own, a, cyc, order: globalThis.__order } }`,
+    'lib/own.js': logged('own', `module.exports = 'own'`),
+    'node_modules/a/package.json': '{ "main": "index.js" }',
+    'node_modules/a/index.js': logged('a', `module.exports = { b: require('./b'), c: require('c') }`),
+    'node_modules/a/b.js': logged('a/b', `module.exports = 'b'`),
+    'node_modules/c/index.js': logged('c', `module.exports = 'c'`),
+    // a require cycle: x starts first, so y sees x half-built
+    'node_modules/cyc/index.js': logged('cyc', `module.exports = require('./x')`),
+    'node_modules/cyc/x.js': logged('x', `exports.early = 1; exports.y = require('./y'); exports.late = 2`),
+    'node_modules/cyc/y.js': logged('y', `exports.sawX = Object.keys(require('./x')).join(',')`),
+  })
+  globalThis.__order = []
+  const plain = loadModuleCode(bundle)
+  const first = plain.exports.seen
+  assert.deepEqual(first.order, ['index', 'own', 'a', 'a/b', 'c', 'cyc', 'x', 'y'])
+  assert.equal(first.cyc.y.sawX, 'early')
+
+  const plan = evaluationPlan('index.js', plain.requires)
+  // dependencies before what requires them; no own file, no file of the cycle (its parent,
+  // which enters it where a plain load does, is planned), not the main file
+  assert.deepEqual(plan, [
+    'node_modules/a/b.js',
+    'node_modules/c/index.js',
+    'node_modules/a/index.js',
+    'node_modules/cyc/index.js',
+  ])
+
+  globalThis.__order = []
+  const ahead = await loadModuleCodeInSlices(bundle, await precompile(bundle, plain.loaded), plan, 0)
+  const second = ahead.exports.seen
+  assert.deepEqual({ ...second, order: undefined }, { ...first, order: undefined })
+  // each file ran once; the packages first, the cycle still entered at x
+  assert.deepEqual(second.order, ['a/b', 'c', 'a', 'cyc', 'x', 'y', 'index', 'own'])
+  assert.equal(second.cyc.y.sawX, 'early')
+  delete globalThis.__order
 })

@@ -18,6 +18,8 @@ export interface ModuleCode {
   readonly exports: unknown
   /** The entries that were evaluated, in load order. */
   readonly loaded: readonly string[]
+  /** Which bundle entries each entry required, in the order it first required them. */
+  readonly requires: ReadonlyMap<string, readonly string[]>
 }
 
 const hostRequire = createRequire(import.meta.url)
@@ -130,8 +132,136 @@ export function loadModuleCode(
   bundle: Bundle,
   compiled: ReadonlyMap<string, CompiledModule> = new Map(),
 ): ModuleCode {
+  const loader = createLoader(bundle, compiled)
+  const exports = loader.load(bundle.manifest.main)
+  return { exports, loaded: loader.loaded, requires: loader.requires }
+}
+
+/**
+ * `loadModuleCode` for a reload: the packages the previous generation loaded
+ * from the bundle's `node_modules/` are run first, one file at a time,
+ * dependencies before the files that require them (see `evaluationPlan`), at
+ * most about `sliceMs` at a time with the event loop let through in between.
+ * Running the main file then finds them in the module cache, so the one
+ * synchronous block left is the module's own code. A file of the plan that
+ * throws is left to the main file's load, which reports it where it reaches it.
+ */
+export async function loadModuleCodeInSlices(
+  bundle: Bundle,
+  compiled: ReadonlyMap<string, CompiledModule>,
+  plan: readonly string[],
+  sliceMs = 4,
+): Promise<ModuleCode> {
+  const loader = createLoader(bundle, compiled)
+  let sliceStart = performance.now()
+  for (const entry of plan) {
+    if (!bundle.files.has(entry)) continue
+    try {
+      loader.load(entry)
+    } catch {
+      // reported by the main file's load if it needs the file
+    }
+    if (performance.now() - sliceStart >= sliceMs) {
+      await yieldToLoop()
+      sliceStart = performance.now()
+    }
+  }
+  const exports = loader.load(bundle.manifest.main)
+  return { exports, loaded: loader.loaded, requires: loader.requires }
+}
+
+/**
+ * The order in which a reload may run a bundle's packages ahead of its main
+ * file, from what the previous generation required: a depth-first walk from
+ * the main file in the order files were first required (the order CommonJS
+ * ran them), each file after the files it requires. Only files under
+ * `node_modules/` are planned (a module's own files may depend on what their
+ * parent did before requiring them), and no file of a require cycle: which
+ * file of a cycle runs first decides what the others see half-built, so a
+ * cycle is left to run in its own order when its parent requires it.
+ */
+export function evaluationPlan(main: string, requires: ReadonlyMap<string, readonly string[]>): string[] {
+  const inCycle = cycleMembers(requires)
+  const plan: string[] = []
+  const seen = new Set<string>([main])
+  // iterative post-order: deep dependency chains must not overflow the stack
+  const stack: { entry: string; next: number }[] = [{ entry: main, next: 0 }]
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!
+    const deps = requires.get(top.entry) ?? []
+    if (top.next < deps.length) {
+      const dep = deps[top.next++]!
+      if (!seen.has(dep)) {
+        seen.add(dep)
+        stack.push({ entry: dep, next: 0 })
+      }
+      continue
+    }
+    stack.pop()
+    const { entry } = top
+    if (entry !== main && !inCycle.has(entry) && isPackageFile(entry)) plan.push(entry)
+  }
+  return plan
+}
+
+const isPackageFile = (entry: string) => entry.startsWith('node_modules/') || entry.includes('/node_modules/')
+
+/** Entries on a require cycle (a strongly connected component of more than one, or a self-require). */
+function cycleMembers(requires: ReadonlyMap<string, readonly string[]>): Set<string> {
+  const index = new Map<string, number>()
+  const low = new Map<string, number>()
+  const onStack = new Set<string>()
+  const stack: string[] = []
+  const members = new Set<string>()
+  let counter = 0
+  for (const root of requires.keys()) {
+    if (index.has(root)) continue
+    // iterative Tarjan
+    const work: { entry: string; next: number }[] = [{ entry: root, next: 0 }]
+    index.set(root, counter)
+    low.set(root, counter++)
+    stack.push(root)
+    onStack.add(root)
+    while (work.length > 0) {
+      const frame = work[work.length - 1]!
+      const deps = requires.get(frame.entry) ?? []
+      if (frame.next < deps.length) {
+        const dep = deps[frame.next++]!
+        if (dep === frame.entry) members.add(dep)
+        if (!index.has(dep)) {
+          index.set(dep, counter)
+          low.set(dep, counter++)
+          stack.push(dep)
+          onStack.add(dep)
+          work.push({ entry: dep, next: 0 })
+        } else if (onStack.has(dep)) {
+          low.set(frame.entry, Math.min(low.get(frame.entry)!, index.get(dep)!))
+        }
+        continue
+      }
+      work.pop()
+      const parent = work[work.length - 1]
+      if (parent) low.set(parent.entry, Math.min(low.get(parent.entry)!, low.get(frame.entry)!))
+      if (low.get(frame.entry) === index.get(frame.entry)) {
+        const component: string[] = []
+        for (;;) {
+          const e = stack.pop()!
+          onStack.delete(e)
+          component.push(e)
+          if (e === frame.entry) break
+        }
+        if (component.length > 1) for (const e of component) members.add(e)
+      }
+    }
+  }
+  return members
+}
+
+/** The module cache and `require` of one generation's code. */
+function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModule>) {
   const cache = new Map<string, CjsModule>()
   const loaded: string[] = []
+  const requires = new Map<string, string[]>()
   const label = bundle.file
 
   const fileOf = (entry: string) => `${bundle.file}/${entry}`
@@ -226,9 +356,15 @@ export function loadModuleCode(
 
   const requireFrom = (from: string, request: string): unknown => {
     const target = resolveIn(from, request)
-    return typeof target === 'string' ? load(target) : target.host
+    if (typeof target !== 'string') return target.host
+    let edges = requires.get(from)
+    if (!edges) {
+      edges = []
+      requires.set(from, edges)
+    }
+    if (!edges.includes(target)) edges.push(target)
+    return load(target)
   }
 
-  const exports = load(bundle.manifest.main)
-  return { exports, loaded }
+  return { load, loaded, requires }
 }

@@ -3,7 +3,13 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
-import { loadModuleCode, precompile } from '../loader/load-module.js'
+import {
+  evaluationPlan,
+  loadModuleCode,
+  loadModuleCodeInSlices,
+  type ModuleCode,
+  precompile,
+} from '../loader/load-module.js'
 import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
 import { type ContextHandle, type ContextInit, createContext } from './context.js'
 import { createModuleApp } from './module-app.js'
@@ -15,8 +21,11 @@ export interface GenerationInit extends ContextInit {
   readonly startTimeoutMs: number
   readonly stopTimeoutMs: number
   readonly logRequests: boolean
-  /** Entries to compile ahead of loading, in slices (a reload: those the previous generation loaded). */
-  readonly precompile?: readonly string[] | undefined
+  /**
+   * What the previous generation's code loaded (a reload): its files are
+   * compiled ahead and its packages run ahead, in slices, before the main file.
+   */
+  readonly previousCode?: Pick<ModuleCode, 'loaded' | 'requires'> | undefined
 }
 
 /**
@@ -38,8 +47,8 @@ export class Generation {
   inflight = 0
   /** Requests dispatched to this generation so far (metrics). */
   served = 0
-  /** The bundle entries its code loaded, in load order: what the next generation compiles ahead. */
-  loaded: readonly string[] = []
+  /** What its code loaded and required: what the next generation prepares ahead. */
+  code: Pick<ModuleCode, 'loaded' | 'requires'> = { loaded: [], requires: new Map() }
 
   readonly #init: GenerationInit
   #handle: ContextHandle | undefined
@@ -86,10 +95,16 @@ export class Generation {
     const { bundle } = this
     const init = this.#init
     try {
-      // compiling is sliced; running the code is one synchronous block (CommonJS require cannot yield)
-      const compiled = init.precompile ? await precompile(bundle, init.precompile) : undefined
-      const code = loadModuleCode(bundle, compiled)
-      this.loaded = code.loaded
+      // compiling and running the packages are sliced; the module's own code is one block
+      const prev = init.previousCode
+      const code = prev
+        ? await loadModuleCodeInSlices(
+            bundle,
+            await precompile(bundle, prev.loaded),
+            evaluationPlan(bundle.manifest.main, prev.requires),
+          )
+        : loadModuleCode(bundle)
+      this.code = { loaded: code.loaded, requires: code.requires }
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
     } catch (err) {
       this.state = 'failed'
