@@ -19,11 +19,13 @@ import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, httpUrlOf, listen } from './http/listener.js'
 import './http/tick-shape.js'
 import type { Logger } from './logger.js'
+import { crashActions } from './reload/crash-actions.js'
 import { Reloader } from './reload/reloader.js'
 import type { RequestGate } from './reload/request-gate.js'
 import { Generation } from './runtime/generation.js'
 import { mapLimit } from './runtime/map-limit.js'
 import { describeRecord, type ModuleRecord, newRecord } from './runtime/module-record.js'
+import { Supervisor } from './supervise/supervisor.js'
 
 // enough to keep the disk busy without running into the open-file limit with 1000 bundles
 const openConcurrency = 16
@@ -55,7 +57,19 @@ export class NyalaHost {
     this.options = options
     this.log = log
     this.reloader = new Reloader(this)
+    this.supervisor = new Supervisor(crashActions(this, this.reloader), options.crash)
+    // a reload someone asked for (a deploy, `nyala reload`) starts a fresh restart count
+    this.reloader.events.on((e) => {
+      if (e.phase === 'swapped' && e.trigger !== 'crash') for (const m of e.modules) this.supervisor.reset(m)
+    })
   }
+
+  /**
+   * Restarts or fails a module whose code crashed; the process's
+   * `uncaughtException` and `unhandledRejection` handlers hand errors to it
+   * (src/upgrade/process-lifecycle.ts).
+   */
+  readonly supervisor: Supervisor
 
   get address(): AddressInfo | undefined {
     return (this.servers.get('http')?.address() as AddressInfo | null) ?? undefined

@@ -12,6 +12,7 @@ export interface KeySpec {
 
 export const monitoringTypes = ['default', 'tmpfile', 'stagingDirectory'] as const
 const reloadModes = ['overlap', 'blocking'] as const
+export const crashPolicies = ['restart', 'fail', 'log'] as const
 
 export const keySpecs = {
   // serving
@@ -23,6 +24,11 @@ export const keySpecs = {
   'module.stop.timeout': { default: '10', parse: t.parseSeconds },
   'log.level': { default: 'info', parse: t.parseLogLevel },
   'log.requests': { default: 'false', parse: t.parseBoolean },
+
+  // supervision: what a module's crash does (an uncaught exception or unhandled rejection)
+  'module.crash.policy': { default: 'restart', parse: (r) => t.parseEnum(r, crashPolicies) },
+  'module.crash.max.restarts': { default: '5', parse: (r) => t.parseInteger(r, 0, 1_000_000) },
+  'module.crash.window': { default: '60', parse: t.parseSeconds },
 
   // reloading (Impala's names)
   'auto.reload.modules': { default: 'false', parse: t.parseBoolean },

@@ -1,0 +1,40 @@
+/**
+ * The module generation whose code runs. Small and separate from the
+ * Generation on purpose: what refers to it (a tagged error) must not keep a
+ * stopped generation in memory.
+ */
+export interface CodeOwner {
+  readonly module: string
+  readonly generation: number
+  /** The bundle file; module code is compiled with names `<file>/<entry>`. */
+  readonly file: string
+}
+
+/**
+ * Generations started and not stopped yet, the running ones and those
+ * draining after a reload: a crash found by its stack can only be theirs.
+ */
+export const liveOwners = new Set<CodeOwner>()
+
+const thrownBy = new WeakMap<object, CodeOwner>()
+
+/**
+ * Calls module code the host schedules itself (`ctx` timers); what it throws
+ * is tagged with its generation before it goes on to the process's
+ * `uncaughtException` handler, which finds the owner with `ownerOfThrown`.
+ * No AsyncLocalStorage: on Node 20 it enables async hooks for the whole
+ * process, +20 % instructions per request (README, "When a module crashes").
+ */
+export function callAs(owner: CodeOwner, fn: (...args: unknown[]) => void, args: unknown[]): void {
+  try {
+    fn(...args)
+  } catch (err) {
+    if (typeof err === 'object' && err !== null) thrownBy.set(err, owner)
+    throw err
+  }
+}
+
+/** The generation whose host-scheduled code threw `err`, if `callAs` saw it. */
+export function ownerOfThrown(err: unknown): CodeOwner | undefined {
+  return typeof err === 'object' && err !== null ? thrownBy.get(err) : undefined
+}
