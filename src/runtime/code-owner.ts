@@ -29,8 +29,14 @@ export function callAs(owner: CodeOwner, fn: (...args: unknown[]) => void, args:
   try {
     fn(...args)
   } catch (err) {
-    if (typeof err === 'object' && err !== null) thrownBy.set(err, owner)
-    throw err
+    if (typeof err === 'object' && err !== null) {
+      thrownBy.set(err, owner)
+      throw err
+    }
+    // a thrown string or number cannot be tagged: an Error saying what was thrown can
+    const wrapped = new Error(`a ctx timer of module "${owner.module}" threw ${String(err)}`, { cause: err })
+    thrownBy.set(wrapped, owner)
+    throw wrapped
   }
 }
 
