@@ -50,6 +50,8 @@ export class NyalaHost {
    * a process upgrade hands every one of them to the successor.
    */
   readonly servers = new Map<string, Server>()
+  /** Set once `close` began: a crash then restarts nothing. */
+  closing = false
   /** A successor loads its modules before it asks for the listeners, then starts. */
   #prepared = false
 
@@ -401,6 +403,7 @@ export class NyalaHost {
    * stops the modules in reverse dependency order.
    */
   async close(graceMs = this.options.process.shutdownGraceMs): Promise<void> {
+    this.closing = true
     const deadline = Date.now() + graceMs
     await this.reloader.close()
     this.#endAdminStreams()

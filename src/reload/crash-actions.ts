@@ -39,14 +39,15 @@ export function crashActions(host: NyalaHost, reloader: Reloader): SupervisedHos
     },
     async restart(module) {
       const record = host.modules.get(module)
-      if (!record?.bundle) return undefined
+      // a shutdown stops every generation: one started now would outlive it
+      if (!record?.bundle || host.closing) return undefined
       const file = record.file
       return reloader.transactions.run(
         [{ name: module, kind: 'update', bundle: record.bundle, source: file, target: file, force: true }],
         'crash',
       )
     },
-    fail: (module, error) => takeDown(host, reloader, module, error),
+    fail: async (module, error) => (host.closing ? undefined : takeDown(host, reloader, module, error)),
   }
 }
 
