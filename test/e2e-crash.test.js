@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import test from 'node:test'
-import { deploy, makeRoot, request, startHost, waitUntil } from './helpers.js'
+import { agentGet, deploy, makeRoot, request, startHost, waitUntil } from './helpers.js'
 
 const crashIndex = `const { EventEmitter } = require('node:events')
 module.exports = {
@@ -102,29 +102,6 @@ async function openEvents(t, url) {
   return events
 }
 
-/** One GET on a keep-alive agent; resolves { status, body } or { error }, never rejects. */
-function get(agent, url) {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent, timeout: 15_000 }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (d) => {
-        text += d
-      })
-      res.on('end', () => {
-        let body = text
-        try {
-          body = JSON.parse(text)
-        } catch {}
-        resolve({ status: res.statusCode, body })
-      })
-      res.on('error', (error) => resolve({ error }))
-    })
-    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)))
-    req.on('error', (error) => resolve({ error }))
-  })
-}
-
 /**
  * Keep-alive load on the healthy modules: 2 connections, each alternating between the
  * paths, a few ms apart, at most `max` requests each; `stop()` ends it and resolves the results.
@@ -139,7 +116,7 @@ function startLoad(t, urls, max = 600) {
   const loops = agents.map(async (agent, i) => {
     for (let n = 0; n < max && !stopped; n++) {
       const url = urls[(n + i) % urls.length]
-      results.push({ url, ...(await get(agent, url)) })
+      results.push({ url, ...(await agentGet(agent, url)) })
       await new Promise((resolve) => setTimeout(resolve, 5))
     }
   })
@@ -276,7 +253,7 @@ test('module.crash.policy=fail: the crashed module and its dependents fail, the 
   // ctx timer throws while it drains
   const agent = new http.Agent({ keepAlive: false })
   t.after(() => agent.destroy())
-  const held = get(agent, host.url('/crash/hold'))
+  const held = agentGet(agent, host.url('/crash/hold'))
   await waitUntil(async () => (await moduleInfo(host, 'crash')).inflight === 1, 'the held request', 30_000)
   const reload = await request(host.admin('/modules/crash/reload?force=true'), { method: 'POST' })
   assert.equal(reload.status, 200, reload.text)

@@ -22,7 +22,8 @@ export type CrashDecision =
 export function decide(facts: CrashFacts): CrashDecision {
   if (facts.policy === 'log') return { action: 'log' }
   // an old generation draining after a reload: the new one is not to blame
-  if (!facts.current) return { action: 'none', why: 'not the running generation (still starting, draining or stopped)' }
+  if (!facts.current)
+    return { action: 'none', why: 'not the running generation (still starting, draining or stopped)' }
   // rather leave a crashed new generation running (its next crash restarts it) than restart a
   // healthy one for its predecessor's leftovers
   if (facts.ambiguous)
