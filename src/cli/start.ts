@@ -1,6 +1,6 @@
-import type { HostFlags } from '../config/host-options.js'
+import type { HostFlags, LogFormatSetting } from '../config/host-options.js'
 import { loadHostOptions } from '../config/host-options.js'
-import type { ConfigKey } from '../config/keys.js'
+import { type ConfigKey, keySpecs } from '../config/keys.js'
 import { NyalaHost } from '../host.js'
 import { createLogger } from '../logger.js'
 import { daemonize } from '../upgrade/daemonize.js'
@@ -11,7 +11,7 @@ const startHelp = `Usage: nyala start [options]
 
 Loads every bundle (*.zip, *.jar, directories) in the modules directory, starts
 the modules in dependency order and serves them on one HTTP listener.
-Logs are pino JSON lines on stdout.
+Logs go to stdout: readable lines on a terminal, pino JSON lines otherwise.
 
 Options:
   --root DIR       root directory; relative paths resolve from it (default: .)
@@ -22,6 +22,8 @@ Options:
                    (sets auto.reload.modules=true)
   --admin-port N   admin API port, 0 for any free port (key: admin.port, default 8081)
   --log-level L    fatal|error|warn|info|debug|trace|silent (key: log.level)
+  --log-format F   auto|json|pretty (key: log.format, default auto: pretty when
+                   stdout is a terminal, JSON lines otherwise)
   --daemonize      run in the background: logs appended to log.file (default
                    nyala.log), returns once the instance serves
   --pidfile FILE   pidfile, written once serving (key: pid.file, default run/nyala.pid)
@@ -45,6 +47,7 @@ const flagKeys: Record<string, ConfigKey> = {
   host: 'host',
   'admin-port': 'admin.port',
   'log-level': 'log.level',
+  'log-format': 'log.format',
   pidfile: 'pid.file',
   'upgrade-socket': 'upgrade.socket',
 }
@@ -58,6 +61,7 @@ export async function start(args: string[]): Promise<number> {
     'admin-port': { type: 'string' },
     watch: { type: 'boolean' },
     'log-level': { type: 'string' },
+    'log-format': { type: 'string' },
     pidfile: { type: 'string' },
     'upgrade-socket': { type: 'string' },
     daemonize: { type: 'boolean' },
@@ -99,11 +103,12 @@ export async function start(args: string[]): Promise<number> {
     // Only here, without options, a logger at the default level reports the error. One
     // logger per process: a second pino instance on stdout measured ~15 us more CPU per
     // request for the life of the process (bench/dispatch.js; cause inside pino not found).
-    return reportFatal(createLogger('info'), err)
+    return reportFatal(createLogger('info', fallbackFormat(values['log-format'])), err)
   }
   const { options, warnings } = loaded
+  // the daemon decides its format itself: under auto, JSON, since its stdout is log.file
   if (values.daemonize) return startDaemon(args, options.process.logFile)
-  const log = createLogger(options.logLevel)
+  const log = createLogger(options.logLevel, options.logFormat)
   for (const w of warnings) log.warn(w.toJSON(), w.message)
   if (!loaded.configFound) log.info({ file: options.configFile }, `no ${options.configFile}: using defaults`)
 
@@ -113,6 +118,12 @@ export async function start(args: string[]): Promise<number> {
     host.reloader.rescan('SIGHUP').catch((err: unknown) => reportFatal(log, err))
   }
   return runProcess(host, log, { upgrade: values.upgrade === true, onHangup })
+}
+
+/** Without options (they failed to load): the flag's format if it is a valid one, else auto. */
+function fallbackFormat(flag: unknown): LogFormatSetting {
+  const parsed = typeof flag === 'string' ? keySpecs['log.format'].parse(flag) : undefined
+  return parsed?.ok ? parsed.value : 'auto'
 }
 
 /** `--daemonize`: the same command in the background; this process reports and exits. */

@@ -19,12 +19,14 @@ Options:
   --upgrade-socket FILE   upgrade socket (key: upgrade.socket)
   --watch                 the new process hot-reloads modules (as start --watch)
   --log-level L           the new process's log level (as start --log-level)
+  --log-format F          the new process's log format (as start --log-format;
+                          under auto it writes JSON, its stdout being log.file)
   -h, --help              show this help
 
 The new process reads the configuration file afresh. Flags the running instance
-was started with are not copied: give --watch or --log-level again if it had
-them. The listeners keep their addresses (a changed port applies to a fresh
-start only).`
+was started with are not copied: give --watch, --log-level or --log-format
+again if it had them. The listeners keep their addresses (a changed port
+applies to a fresh start only).`
 
 export async function upgrade(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -34,6 +36,7 @@ export async function upgrade(args: string[]): Promise<number> {
     'upgrade-socket': { type: 'string' },
     watch: { type: 'boolean' },
     'log-level': { type: 'string' },
+    'log-format': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   })
   if (values.help) {
@@ -58,6 +61,10 @@ export async function upgrade(args: string[]): Promise<number> {
     set['log.level'] = str('log-level')!
     flagNames['log.level'] = '--log-level'
   }
+  if (str('log-format')) {
+    set['log.format'] = str('log-format')!
+    flagNames['log.format'] = '--log-format'
+  }
   const { options } = loadHostOptions({ root: str('root'), config: str('config'), set, flagNames })
   // the successor gets the same flags, so it resolves every path as this command did
   const forwarded = ['--root', options.root]
@@ -66,6 +73,7 @@ export async function upgrade(args: string[]): Promise<number> {
   if (str('upgrade-socket')) forwarded.push('--upgrade-socket', str('upgrade-socket')!)
   if (values.watch) forwarded.push('--watch')
   if (str('log-level')) forwarded.push('--log-level', str('log-level')!)
+  if (str('log-format')) forwarded.push('--log-format', str('log-format')!)
   const say = (line: string) => process.stdout.write(`${line}\n`)
   const { old, successor } = await runUpgrade(process.argv[1]!, forwarded, options, say)
   say(`nyala: upgraded: pid ${successor} serves, pid ${old} is draining and will exit`)

@@ -8,6 +8,7 @@ import { readPropertiesFile } from './read-properties.js'
 export type MonitoringType = ConfigValues['auto.reload.monitoring.type'][number]
 export type ReloadMode = ConfigValues['auto.reload.mode']
 export type CrashPolicy = ConfigValues['module.crash.policy']
+export type LogFormatSetting = ConfigValues['log.format']
 
 /**
  * Everything the host runs with: `impala.properties` merged with the command
@@ -37,6 +38,12 @@ export interface HostOptions {
   readonly logLevel: string
   /** `log.requests`: one log line per request (Fastify's request logging). @default false */
   readonly logRequests: boolean
+  /**
+   * `log.format`: `auto` writes readable lines when stdout is a terminal and JSON lines
+   * otherwise (a pipe, a file, `--daemonize`); `json` and `pretty` choose one.
+   * @default 'auto'
+   */
+  readonly logFormat: LogFormatSetting
   /** What an uncaught exception or unhandled rejection of a module's code does (src/supervise/). */
   readonly crash: Readonly<{
     /**
@@ -210,6 +217,7 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
     moduleStopTimeoutMs: v['module.stop.timeout'],
     logLevel: v['log.level'],
     logRequests: v['log.requests'],
+    logFormat: v['log.format'],
     crash: {
       policy: v['module.crash.policy'],
       maxRestarts: v['module.crash.max.restarts'],

@@ -13,6 +13,7 @@ export interface KeySpec {
 export const monitoringTypes = ['default', 'tmpfile', 'stagingDirectory'] as const
 const reloadModes = ['overlap', 'blocking'] as const
 export const crashPolicies = ['restart', 'fail', 'log'] as const
+const logFormats = ['auto', 'json', 'pretty'] as const
 
 export const keySpecs = {
   // serving
@@ -24,6 +25,7 @@ export const keySpecs = {
   'module.stop.timeout': { default: '10', parse: t.parseSeconds },
   'log.level': { default: 'info', parse: t.parseLogLevel },
   'log.requests': { default: 'false', parse: t.parseBoolean },
+  'log.format': { default: 'auto', parse: (r) => t.parseEnum(r, logFormats) },
 
   // supervision: what a module's crash does (an uncaught exception or unhandled rejection)
   'module.crash.policy': { default: 'restart', parse: (r) => t.parseEnum(r, crashPolicies) },
