@@ -5,7 +5,9 @@
 // old generation draining after a reload, and an error no module owns (the process exits, as
 // before). Real CLI, real sockets on 127.0.0.1; the load is bounded in count and time.
 import assert from 'node:assert/strict'
+import { rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
+import path from 'node:path'
 import test from 'node:test'
 import { agentGet, deploy, makeRoot, request, startHost, waitUntil } from './helpers.js'
 
@@ -46,6 +48,15 @@ module.exports = {
     })
     app.get('/fire', async () => {
       globalThis.nyalaCrashTestFire = true
+      return { generation: ctx.generation }
+    })
+    // a plain timer that outlives the generation: it throws once the file fire-late appears
+    app.get('/late', async () => {
+      const poll = setInterval(() => {
+        if (!require('node:fs').existsSync('fire-late')) return
+        clearInterval(poll)
+        throw new Error('leftover timer of a removed module')
+      }, 20)
       return { generation: ctx.generation }
     })
     app.get('/throw-string', async () => {
@@ -300,6 +311,27 @@ test('module.crash.policy=log: every kind of crash is logged and counted, the mo
   const crash = await moduleInfo(host, 'crash')
   assert.deepEqual([crash.state, crash.generation, crash.crashes], ['running', 1, 4])
   assert.equal((await request(host.url('/crash/'))).body.generation, 1)
+  assert.equal(host.child.exitCode, null)
+})
+
+test('a leftover timer of a removed module crashes: logged and counted against nothing, the host serves on', {
+  timeout: 60_000,
+}, async (t) => {
+  const { root, host } = await setUp(t, '')
+  assert.equal((await request(host.url('/crash/late'))).status, 200)
+  await rm(path.join(root, 'modules', 'user.zip'))
+  await rm(path.join(root, 'modules', 'crash.zip'))
+  const rescan = await request(host.admin('/reload'), { method: 'POST' })
+  assert.equal(rescan.status, 200, rescan.text)
+  assert.equal((await request(host.url('/crash/'))).status, 404)
+  await writeFile(path.join(root, 'fire-late'), '')
+  await waitUntil(() => crashRecords(host).length === 1, 'the crash record of the removed module', 30_000)
+  const record = crashRecords(host)[0]
+  assert.deepEqual(
+    [record.module, record.generation, record.action, record.attributedBy],
+    ['crash', 1, 'none', 'stack'],
+  )
+  assert.equal((await request(host.url('/alpha/'))).status, 200)
   assert.equal(host.child.exitCode, null)
 })
 

@@ -55,6 +55,21 @@ test('two live generations of the module: the newest, marked ambiguous; a ctx ti
   assert.equal(attribute('text', live), undefined)
 })
 
+test('a stack of a stopped generation only (a leftover timer of a removed module) is still the module', () => {
+  const err = new Error('late')
+  err.stack = 'Error: late\n    at Timeout._onTimeout (/srv/modules/gone.zip/index.js:2:3)'
+  const stopped = [owner('gone', 1), owner('gone', 2)]
+  assert.equal(attribute(err, [owner('a', 1)]), undefined)
+  assert.deepEqual(attribute(err, [owner('a', 1)], stopped), {
+    owner: stopped[1],
+    by: 'stack',
+    ambiguous: false,
+  })
+  // a live generation of the module wins over stopped ones
+  const live = [owner('gone', 3)]
+  assert.deepEqual(attribute(err, live, stopped), { owner: live[0], by: 'stack', ambiguous: false })
+})
+
 test('the policy: log always logs; old or ambiguous generations and repeated crashes are left alone; restart until the window is full', () => {
   const facts = { policy: 'restart', current: true, ambiguous: false, handling: false, admit: () => true }
   assert.equal(decide(facts).action, 'restart')

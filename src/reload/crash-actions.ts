@@ -1,6 +1,6 @@
 import { type NyalaError, nyalaError } from '../errors.js'
 import type { NyalaHost } from '../host.js'
-import { type CodeOwner, liveOwners } from '../runtime/code-owner.js'
+import { type CodeOwner, liveOwners, stoppedOwners } from '../runtime/code-owner.js'
 import type { Generation } from '../runtime/generation.js'
 import type { SupervisedHost } from '../supervise/supervisor.js'
 import type { Reloader } from './reloader.js'
@@ -15,6 +15,7 @@ export function crashActions(host: NyalaHost, reloader: Reloader): SupervisedHos
   return {
     log: host.log,
     live: () => liveOwners,
+    stopped: () => stoppedOwners,
     runningGeneration(module) {
       const record = host.modules.get(module)
       return record?.state === 'running' ? record.generation?.number : undefined

@@ -16,6 +16,24 @@ export interface CodeOwner {
  */
 export const liveOwners = new Set<CodeOwner>()
 
+/**
+ * The last generations that stopped, oldest first: a plain `setTimeout` of a
+ * stopped (or removed) module can still fire, and its crash is then theirs,
+ * not the host's.
+ */
+export const stoppedOwners = new Set<CodeOwner>()
+const stoppedKept = 256
+
+/** Moves a generation from live to stopped, forgetting the oldest stopped ones. */
+export function ownerStopped(owner: CodeOwner): void {
+  liveOwners.delete(owner)
+  stoppedOwners.add(owner)
+  for (const old of stoppedOwners) {
+    if (stoppedOwners.size <= stoppedKept) break
+    stoppedOwners.delete(old)
+  }
+}
+
 const thrownBy = new WeakMap<object, CodeOwner>()
 
 /**

@@ -4,7 +4,7 @@ import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { loadModuleCode } from '../loader/load-module.js'
 import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
-import { type CodeOwner, liveOwners } from './code-owner.js'
+import { type CodeOwner, liveOwners, ownerStopped } from './code-owner.js'
 import { type ContextHandle, type ContextInit, createContext } from './context.js'
 import { createModuleApp } from './module-app.js'
 import { timedOut, withTimeout } from './with-timeout.js'
@@ -140,7 +140,7 @@ export class Generation {
     this.state = 'stopping'
     const value = await this.#callModule('stop', this.#entry?.stop)
     await this.#release(this.app, false)
-    liveOwners.delete(this.owner)
+    ownerStopped(this.owner)
     this.state = 'stopped'
     return value
   }

@@ -18,15 +18,24 @@ export interface Attribution {
 /**
  * The module generation an uncaught exception or unhandled rejection belongs
  * to, or `undefined` when it is the host's own. `live` lists the generations
- * started and not stopped yet.
+ * started and not stopped yet; `stopped` the last ones that stopped, asked
+ * only when no live generation matches (a leftover timer of a stopped or
+ * removed module).
  */
-export function attribute(err: unknown, live: Iterable<CodeOwner>): Attribution | undefined {
+export function attribute(
+  err: unknown,
+  live: Iterable<CodeOwner>,
+  stopped: Iterable<CodeOwner> = [],
+): Attribution | undefined {
   const thrower = ownerOfThrown(err)
   if (thrower) return { owner: thrower, by: 'timer', ambiguous: false }
-  const found = ownersByStack(stackOf(err), live)
+  const stack = stackOf(err)
+  const alive = ownersByStack(stack, live)
+  const found = alive.length > 0 ? alive : ownersByStack(stack, stopped)
   if (found.length === 0) return undefined
   const newest = found.reduce((a, b) => (b.generation > a.generation ? b : a))
-  return { owner: newest, by: 'stack', ambiguous: found.length > 1 }
+  // among stopped generations only, which one does not matter: none of them is acted on
+  return { owner: newest, by: 'stack', ambiguous: alive.length > 1 }
 }
 
 function stackOf(err: unknown): string {

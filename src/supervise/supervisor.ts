@@ -13,6 +13,8 @@ export interface SupervisedHost {
   readonly log: Logger
   /** Generations started and not stopped yet (running, or draining after a reload). */
   live(): Iterable<CodeOwner>
+  /** The last generations that stopped. */
+  stopped(): Iterable<CodeOwner>
   /** The number of the module's running generation; `undefined` when it does not run. */
   runningGeneration(module: string): number | undefined
   /** Counts a crash of the module (GET /modules, metrics); returns its count. */
@@ -48,7 +50,7 @@ export class Supervisor {
    * error, which the caller deals with.
    */
   handle(err: unknown, origin: CrashOrigin): boolean {
-    const found = attribute(err, this.#host.live())
+    const found = attribute(err, this.#host.live(), this.#host.stopped())
     if (!found) return false
     const { owner } = found
     const host = this.#host
