@@ -667,6 +667,20 @@ export function round(value, digits = 1) {
 
 export const mb = (bytes, digits = 1) => round(bytes / 1024 / 1024, digits)
 
+/** A latency table row for the requests of some windows: `latencies` (ms) of the answered ones, `failed`, `seconds` covered. */
+export function latencyRow(section, window, { latencies, failed, seconds }) {
+  return {
+    section,
+    window,
+    requests: latencies.length + failed,
+    'req/s': round(latencies.length / seconds, 0),
+    'p50 ms': round(percentileOf(latencies, 50), 2),
+    'p99 ms': round(percentileOf(latencies, 99), 2),
+    'max ms': round(percentileOf(latencies, 100), 2),
+    failed,
+  }
+}
+
 export async function mapLimit(items, limit, fn) {
   const results = new Array(items.length)
   let next = 0

@@ -14,6 +14,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import {
   assertBuilt,
   cliPath,
+  latencyRow,
   makeRoot,
   packModule,
   percentileOf,
@@ -168,16 +169,7 @@ async function trigger(modulesDir, data, events, load) {
 function report(settings, quickRun, load, triggers, events) {
   const quiet = load.windowed((w) => w % 2 === 0)
   const change = load.windowed((w) => w % 2 === 1)
-  const row = (name, s) => ({
-    section: 'latency (requests counted in the window they started in)',
-    window: name,
-    requests: s.latencies.length + s.failed,
-    'req/s': round(s.latencies.length / s.seconds, 0),
-    'p50 ms': round(percentileOf(s.latencies, 50), 2),
-    'p99 ms': round(percentileOf(s.latencies, 99), 2),
-    'max ms': round(percentileOf(s.latencies, 100), 2),
-    failed: s.failed,
-  })
+  const row = (name, s) => latencyRow('latency (requests counted in the window they started in)', name, s)
   const table = [row('quiet', quiet), row('reloading', change)]
   const p99Ratio = round(percentileOf(change.latencies, 99) / percentileOf(quiet.latencies, 99), 3)
   const p50Ratio = round(percentileOf(change.latencies, 50) / percentileOf(quiet.latencies, 50), 3)

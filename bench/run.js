@@ -17,6 +17,7 @@ const benchmarks = {
   dispatch: () => import('./dispatch.js'),
   'reload-under-load': () => import('./reload-under-load.js'),
   'reload-memory': () => import('./reload-memory.js'),
+  'reload-big-bundle': () => import('./reload-big-bundle.js'),
   upgrade: () => import('./upgrade-under-load.js'),
   peers: () => import('./peers.js'),
   scale: () => import('./scale.js'),
@@ -38,7 +39,8 @@ Options:
   --duration S   seconds of load per round (default: the benchmark's own;
                  reload-under-load: the whole load)
   --rounds N     rounds per comparison (default: the benchmark's own;
-                 reload-memory: checkpoints of 100 reloads, 5 with --quick)
+                 reload-memory: checkpoints of 100 reloads, 5 with --quick;
+                 reload-big-bundle: forced reloads, 12 or 3 with --quick)
   --quick        tiny settings for a smoke test (about a second of load per benchmark)
   -h, --help     show this help`
 

@@ -18,6 +18,7 @@ import { DispatchTable, prefixConflicts, type Route } from './http/dispatch-tabl
 import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, httpUrlOf, listen } from './http/listener.js'
 import './http/tick-shape.js'
+import { bundleReader } from './loader/bundle-reader.js'
 import type { Logger } from './logger.js'
 import { crashActions } from './reload/crash-actions.js'
 import { Reloader } from './reload/reloader.js'
@@ -154,8 +155,11 @@ export class NyalaHost {
     if (this.#prepared) return
     this.#prepared = true
     this.dispatcher.blockTimeoutMs = this.options.autoReload.blockTimeoutMs
+    // the bundle reader's thread starts beside the modules, not during the first reload under load
+    const reader = bundleReader.warm()
     await this.reloader.start()
     await this.loadAll()
+    await reader
     this.reloader.resume()
     // built here, not when listening: a successor builds it before the handover, not during it
     const { app, endStreams } = await createAdminApp(this, this.reloader)
@@ -315,6 +319,7 @@ export class NyalaHost {
         startTimeoutMs: this.options.moduleStartTimeoutMs,
         stopTimeoutMs: this.options.moduleStopTimeoutMs,
         logRequests: this.options.logRequests,
+        precompile: record.generation?.loaded,
       })
       await generation.start()
     } catch (err) {
@@ -406,6 +411,8 @@ export class NyalaHost {
     this.closing = true
     const deadline = Date.now() + graceMs
     await this.reloader.close()
+    // reloads are done: the bundle reader's thread has nothing left to do (a later read starts it again)
+    await bundleReader.close()
     this.#endAdminStreams()
     await Promise.all([...this.servers.values()].map((server) => closeServer(server, graceMs)))
     this.servers.clear()

@@ -227,3 +227,24 @@ test('bench/run.js scale --quick runs and records figures', { timeout: timeoutMs
     assert.equal(typeof host.idleCpuSeconds, 'number')
   }
 })
+
+test('bench/run.js reload-big-bundle --quick reloads a generated 3,000-file bundle and records figures', {
+  timeout: timeoutMs + 30_000,
+}, async () => {
+  // --quick packs generated files instead of installing npm packages: the smoke test needs no network
+  const { code, signal, stdout, stderr } = await runBench(['reload-big-bundle', '--quick'])
+  assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)
+  assert.match(stdout, /bench: reload-big-bundle: generating a synthetic bundle/)
+  assert.match(stdout, /unrelated module during reloads: max \S+ ms/)
+  assert.match(stdout, /reload of big: host-side median \S+ ms/)
+
+  const big = (await readReport()).benchmarks?.['reload-big-bundle']
+  assert.ok(big, 'latest.json has a reload-big-bundle entry')
+  assert.equal(big.error, undefined)
+  const s = big.summary
+  assert.ok(s.files >= 3000, `${s.files} files`)
+  assert.equal(s.failedRequests, 0)
+  assert.equal(s.reloads, 3)
+  assert.ok(s.quiet.requests > 0 && s.reloading.requests > 0, 'the unrelated module answered in both windows')
+  for (const v of [...s.hostMs.samples, ...s.triggerToNewMs.samples]) assert.equal(typeof v, 'number')
+})

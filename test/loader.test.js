@@ -4,7 +4,7 @@ import path from 'node:path'
 import test from 'node:test'
 import { promisify } from 'node:util'
 import { openBundle } from '../dist/bundle/open-bundle.js'
-import { loadModuleCode } from '../dist/loader/load-module.js'
+import { loadModuleCode, precompile } from '../dist/loader/load-module.js'
 import { moduleEntryOf } from '../dist/loader/module-entry.js'
 import { makeRoot, moduleSource, packWithNyala, writeFiles } from './helpers.js'
 
@@ -174,4 +174,24 @@ test('writeFiles helper is usable for exploded bundles too', async (t) => {
   const bundle = await openBundle(dir)
   assert.equal(bundle.kind, 'directory')
   assert.equal(bundle.name, 'plain')
+})
+
+test('files compiled ahead (precompile) run as loadModuleCode would; one that does not compile fails where it is required', async (t) => {
+  const bundle = await bundleOf(t, {
+    'index.js': `
+      const a = require('./lib/a')
+      let bad
+      try { require('./lib/bad') } catch (err) { bad = err.code }
+      module.exports = { register () {}, seen: { a, bad, self: __filename.endsWith('/index.js') } }`,
+    'lib/a.js': `exports.n = 1 + 1`,
+    'lib/bad.js': `const = 1`,
+  })
+  const plain = loadModuleCode(bundle)
+  // the previous generation's load order is the hint; an entry that is not in the bundle is skipped
+  const compiled = await precompile(bundle, [...plain.loaded, 'lib/bad.js', 'lib/gone.js'])
+  assert.deepEqual([...compiled.keys()].sort(), ['index.js', 'lib/a.js'])
+  const ahead = loadModuleCode(bundle, compiled)
+  assert.deepEqual(ahead.exports.seen, { a: { n: 2 }, bad: 'NYALA_ERR_MODULE_SYNTAX', self: true })
+  assert.deepEqual(ahead.exports.seen, plain.exports.seen)
+  assert.deepEqual(ahead.loaded, plain.loaded)
 })

@@ -1,8 +1,9 @@
 import { createRequire, isBuiltin } from 'node:module'
 import path from 'node:path'
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import vm from 'node:vm'
 import type { Bundle } from '../bundle/open-bundle.js'
-import { isNyalaError, nyalaError, reasonOf } from '../errors.js'
+import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 
 /** The CommonJS `module` object module code sees. */
 interface CjsModule {
@@ -24,7 +25,7 @@ const wrapperParams = ['exports', 'require', 'module', '__filename', '__dirname'
 const extensions = ['', '.js', '.cjs', '.json']
 const posix = path.posix
 
-type CompiledModule = (...args: unknown[]) => unknown
+export type CompiledModule = (...args: unknown[]) => unknown
 
 /** Compiles one CommonJS file; a syntax error names the bundle and `entry:line`. */
 function compileEntry(label: string, entry: string, source: string, filename: string): CompiledModule {
@@ -38,13 +39,27 @@ function compileEntry(label: string, entry: string, source: string, filename: st
   }
 }
 
+/** Verdicts of syntax checks made elsewhere (the bundle reader's worker thread), by bundle. */
+const verdicts = new WeakMap<Bundle, { error: NyalaError | undefined }>()
+
+/** Records the verdict of a syntax check already made for `bundle`: `checkSyntax` then reports it without compiling. */
+export function rememberSyntax(bundle: Bundle, error: NyalaError | undefined): void {
+  verdicts.set(bundle, { error })
+}
+
 /**
  * Compiles every script of a bundle without running anything, so a reload can
  * refuse a syntax error before any generation is touched. The bundle's own
  * `node_modules/` is left to load time: packages there often carry files that
- * are never required.
+ * are never required. A bundle read by the bundle reader was checked on its
+ * worker thread: its verdict is reported instead.
  */
 export function checkSyntax(bundle: Bundle): void {
+  const known = verdicts.get(bundle)
+  if (known) {
+    if (known.error) throw known.error
+    return
+  }
   for (const [entry, content] of bundle.files) {
     if (entry.startsWith('node_modules/') || entry.includes('/node_modules/')) continue
     if (entry.endsWith('.json')) {
@@ -66,6 +81,40 @@ export function checkSyntax(bundle: Bundle): void {
 }
 
 /**
+ * Compiles `entries` of a bundle ahead of `loadModuleCode`, at most about
+ * `sliceMs` at a time with the event loop let through in between, so the one
+ * synchronous block of loading is left with running the code. Which files a
+ * load will require is only known by running it: a reload passes the files the
+ * previous generation loaded. A file that does not compile is left out; the
+ * load reports it where it reaches it.
+ */
+export async function precompile(
+  bundle: Bundle,
+  entries: Iterable<string>,
+  sliceMs = 4,
+): Promise<ReadonlyMap<string, CompiledModule>> {
+  const compiled = new Map<string, CompiledModule>()
+  let sliceStart = performance.now()
+  for (const entry of entries) {
+    const content = bundle.files.get(entry)
+    if (!content || entry.endsWith('.json')) continue
+    try {
+      compiled.set(
+        entry,
+        compileEntry(bundle.file, entry, content.toString('utf8'), `${bundle.file}/${entry}`),
+      )
+    } catch {
+      continue
+    }
+    if (performance.now() - sliceStart >= sliceMs) {
+      await yieldToLoop()
+      sliceStart = performance.now()
+    }
+  }
+  return compiled
+}
+
+/**
  * Runs a bundle's CommonJS code from memory, starting at its main file.
  *
  * Each call builds a fresh module cache, so every generation gets its own
@@ -75,8 +124,12 @@ export function checkSyntax(bundle: Bundle): void {
  *
  * `require` resolves, in order: relative paths and `.json` inside the bundle,
  * Node built-ins, the bundle's own `node_modules/`, then the host's packages.
+ * `compiled` holds entries compiled ahead (`precompile`).
  */
-export function loadModuleCode(bundle: Bundle): ModuleCode {
+export function loadModuleCode(
+  bundle: Bundle,
+  compiled: ReadonlyMap<string, CompiledModule> = new Map(),
+): ModuleCode {
   const cache = new Map<string, CjsModule>()
   const loaded: string[] = []
   const label = bundle.file
@@ -148,7 +201,7 @@ export function loadModuleCode(bundle: Bundle): ModuleCode {
     }
     let fn: CompiledModule
     try {
-      fn = compileEntry(label, entry, source, filename)
+      fn = compiled.get(entry) ?? compileEntry(label, entry, source, filename)
     } catch (err) {
       cache.delete(entry)
       throw err

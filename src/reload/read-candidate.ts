@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { openBundle } from '../bundle/open-bundle.js'
 import type { HostOptions } from '../config/host-options.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { bundleReader } from '../loader/bundle-reader.js'
 import type { Change } from './change.js'
 import type { Candidate } from './sources.js'
 
@@ -26,37 +25,34 @@ export async function readCandidate(
   const deadline = Date.now() + settleTimeoutMs
   const kind = exists ? 'update' : 'add'
   for (;;) {
-    let data: Buffer | undefined
-    try {
-      if (!c.directory) data = await readFile(c.source)
-      const bundle = await openBundle(c.source, {
-        maxBytes: options.bundleMaxBytes,
-        name: c.name,
-        ...(data ? { data } : {}),
-      })
-      return { name: c.name, kind, bundle, source: c.source, target: c.target, data }
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ENOENT' || code === 'ENOTDIR') return gone
-      const retry =
-        (isNyalaError(err) && err.code === 'NYALA_ERR_BUNDLE_TRUNCATED') ||
-        (data !== undefined && data.length === 0)
-      if (!retry) {
-        if (isNyalaError(err)) {
-          if (err.code === 'NYALA_ERR_BUNDLE_READ' && /ENOENT/.test(err.message)) return gone
-          return err
-        }
-        return nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: c.source, reason: reasonOf(err) }, err)
+    // read, inflated, hashed and syntax-checked on the bundle reader's worker thread: a big bundle
+    // costs the serving thread only the views into the one buffer it comes back in
+    const read = await bundleReader.read(c.source, {
+      directory: c.directory,
+      maxBytes: options.bundleMaxBytes,
+      name: c.name,
+    })
+    if (read.ok)
+      return { name: c.name, kind, bundle: read.bundle, source: c.source, target: c.target, data: read.data }
+    const err = read.error
+    const code = err.code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return gone
+    const retry = code === 'NYALA_ERR_BUNDLE_TRUNCATED' || read.bytesRead === 0
+    if (!retry) {
+      if (isNyalaError(err)) {
+        if (err.code === 'NYALA_ERR_BUNDLE_READ' && /ENOENT/.test(err.message)) return gone
+        return err
       }
-      if (Date.now() >= deadline) {
-        return nyalaError('NYALA_ERR_BUNDLE_UNSETTLED', {
-          bundle: c.source,
-          timeout: settleTimeoutMs,
-          reason: reasonOf(err),
-        })
-      }
-      onRetry(reasonOf(err))
-      await sleep(settleMs)
+      return nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: c.source, reason: reasonOf(err) }, err)
     }
+    if (Date.now() >= deadline) {
+      return nyalaError('NYALA_ERR_BUNDLE_UNSETTLED', {
+        bundle: c.source,
+        timeout: settleTimeoutMs,
+        reason: reasonOf(err),
+      })
+    }
+    onRetry(reasonOf(err))
+    await sleep(settleMs)
   }
 }

@@ -1,8 +1,9 @@
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
-import { loadModuleCode } from '../loader/load-module.js'
+import { loadModuleCode, precompile } from '../loader/load-module.js'
 import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
 import { type CodeOwner, liveOwners, ownerStopped } from './code-owner.js'
 import { type ContextHandle, type ContextInit, createContext } from './context.js'
@@ -15,6 +16,8 @@ export interface GenerationInit extends ContextInit {
   readonly startTimeoutMs: number
   readonly stopTimeoutMs: number
   readonly logRequests: boolean
+  /** Entries to compile ahead of loading, in slices (a reload: those the previous generation loaded). */
+  readonly precompile?: readonly string[] | undefined
 }
 
 /**
@@ -38,6 +41,8 @@ export class Generation {
   inflight = 0
   /** Requests dispatched to this generation so far (metrics). */
   served = 0
+  /** The bundle entries its code loaded, in load order: what the next generation compiles ahead. */
+  loaded: readonly string[] = []
 
   readonly #init: GenerationInit
   #handle: ContextHandle | undefined
@@ -85,12 +90,17 @@ export class Generation {
     const { bundle } = this
     const init = this.#init
     try {
-      const code = loadModuleCode(bundle)
+      // compiling is sliced; running the code is one synchronous block (CommonJS require cannot yield)
+      const compiled = init.precompile ? await precompile(bundle, init.precompile) : undefined
+      const code = loadModuleCode(bundle, compiled)
+      this.loaded = code.loaded
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
     } catch (err) {
       this.state = 'failed'
       throw err
     }
+    // let requests waiting behind the load through before the Fastify instance is built
+    await yieldToLoop()
     this.#handle = createContext(init, this.owner)
     const app = createModuleApp(this.log, init.logRequests)
     const entry = this.#entry

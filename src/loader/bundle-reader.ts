@@ -1,0 +1,185 @@
+import { Worker } from 'node:worker_threads'
+import {
+  type BundleTransfer,
+  bundleFromTransfer,
+  errorFromWire,
+  type WireError,
+} from '../bundle/bundle-transfer.js'
+import type { Bundle } from '../bundle/open-bundle.js'
+import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { rememberSyntax } from './load-module.js'
+
+/** What the worker is asked: one bundle to read, open and (optionally) syntax-check, or a ping. */
+export interface ReadRequest {
+  readonly id: number
+  /** Only answer (an empty `ok: false` reply) once the worker is ready: `warm`. */
+  readonly ping?: true
+  readonly file: string
+  readonly directory: boolean
+  readonly maxBytes: number
+  readonly name?: string | undefined
+  readonly checkSyntax: boolean
+}
+
+export type ReadReply =
+  | {
+      readonly id: number
+      readonly ok: true
+      readonly bundle: BundleTransfer
+      /** The zip file's bytes (not for a directory). */
+      readonly data: ArrayBuffer | undefined
+      /** The syntax check's verdict: an error, or `undefined` when every script compiled. */
+      readonly syntax: WireError | undefined
+    }
+  | {
+      readonly id: number
+      readonly ok: false
+      readonly error: WireError
+      readonly bytesRead: number | undefined
+    }
+
+export interface ReadOptions {
+  /** A directory bundle (read entry by entry) rather than a zip file. @default false */
+  readonly directory?: boolean
+  /** Inflated size limit (bundle.max.bytes). */
+  readonly maxBytes: number
+  /** Module name to use instead of the one from the file name (a `.tmp` or staged copy). */
+  readonly name?: string | undefined
+  /** Also compile the bundle's own scripts; the verdict is what `checkSyntax` then reports. @default true */
+  readonly checkSyntax?: boolean
+}
+
+export type ReadResult =
+  | { readonly ok: true; readonly bundle: Bundle; readonly data: Buffer | undefined }
+  | {
+      readonly ok: false
+      /** A NyalaError, or a file system error with its errno `code` (ENOENT: the file vanished). */
+      readonly error: NyalaError | NodeJS.ErrnoException
+      /** Bytes the file had when it was read, if it was: 0 is a file still being created. */
+      readonly bytesRead: number | undefined
+    }
+
+const workerUrl = new URL('./bundle-worker.js', import.meta.url)
+
+/**
+ * Reads bundles on one long-lived worker thread: reading the file, inflating
+ * every entry, hashing and syntax-checking a 3,000-file bundle takes hundreds
+ * of milliseconds of CPU that would otherwise stall every module's requests.
+ *
+ * The worker starts on the first read (a host that never reloads never starts
+ * it), holds the process open only while a read is pending (it is unref'd when
+ * idle), and is started anew on the next read if it dies; reads pending when it
+ * died fail with NYALA_ERR_BUNDLE_READ. Reads run concurrently in the worker.
+ */
+export class BundleReader {
+  #worker: Worker | undefined
+  #ids = 0
+  readonly #pending = new Map<number, { file: string; resolve: (r: ReadResult) => void }>()
+
+  /** Reads, opens and checks one bundle off the calling thread. Never rejects. */
+  read(file: string, opts: ReadOptions): Promise<ReadResult> {
+    let worker: Worker
+    try {
+      worker = this.#ensure()
+    } catch (err) {
+      const reason = `cannot start the bundle reader thread: ${reasonOf(err)}`
+      return Promise.resolve({
+        ok: false,
+        error: nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: file, reason }, err),
+        bytesRead: undefined,
+      })
+    }
+    const id = ++this.#ids
+    const req: ReadRequest = {
+      id,
+      file,
+      directory: opts.directory ?? false,
+      maxBytes: opts.maxBytes,
+      name: opts.name,
+      checkSyntax: opts.checkSyntax ?? true,
+    }
+    return new Promise((resolve) => {
+      if (this.#pending.size === 0) worker.ref()
+      this.#pending.set(id, { file, resolve })
+      worker.postMessage(req)
+    })
+  }
+
+  /**
+   * Starts the worker now and resolves once it answers: a host pays the
+   * thread's start (a few hundred milliseconds of CPU on a busy machine) while
+   * it starts up, not during its first reload under traffic.
+   */
+  async warm(): Promise<void> {
+    let worker: Worker
+    try {
+      worker = this.#ensure()
+    } catch {
+      return // the first read reports why
+    }
+    const id = ++this.#ids
+    await new Promise<void>((resolve) => {
+      if (this.#pending.size === 0) worker.ref()
+      this.#pending.set(id, { file: '', resolve: () => resolve() })
+      worker.postMessage({ id, ping: true, file: '', directory: false, maxBytes: 0, checkSyntax: false })
+    })
+  }
+
+  /** Stops the worker; a later read starts a new one. Pending reads fail. */
+  async close(): Promise<void> {
+    const worker = this.#worker
+    this.#worker = undefined
+    if (worker) await worker.terminate()
+    this.#failAll('the bundle reader was closed')
+  }
+
+  #ensure(): Worker {
+    if (this.#worker) return this.#worker
+    // none of the host's own flags: the worker runs only our code, and some flags (--input-type,
+    // say) are refused by workers
+    const worker = new Worker(workerUrl, { execArgv: [] })
+    worker.unref()
+    worker.on('message', (reply: ReadReply) => this.#settle(worker, reply))
+    worker.on('error', (err: Error) => this.#died(worker, `the bundle reader thread failed: ${err.message}`))
+    worker.on('exit', (code: number) => this.#died(worker, `the bundle reader thread exited (code ${code})`))
+    this.#worker = worker
+    return worker
+  }
+
+  #settle(worker: Worker, reply: ReadReply): void {
+    const waiting = this.#pending.get(reply.id)
+    if (!waiting) return
+    this.#pending.delete(reply.id)
+    if (this.#pending.size === 0) worker.unref()
+    if (!reply.ok) {
+      waiting.resolve({ ok: false, error: errorFromWire(reply.error), bytesRead: reply.bytesRead })
+      return
+    }
+    const bundle = bundleFromTransfer(reply.bundle)
+    rememberSyntax(
+      bundle,
+      reply.syntax === undefined ? undefined : (errorFromWire(reply.syntax) as NyalaError),
+    )
+    waiting.resolve({ ok: true, bundle, data: reply.data ? Buffer.from(reply.data) : undefined })
+  }
+
+  #died(worker: Worker, reason: string): void {
+    if (this.#worker !== worker) return
+    this.#worker = undefined
+    this.#failAll(reason)
+  }
+
+  #failAll(reason: string): void {
+    for (const [id, { file, resolve }] of this.#pending) {
+      this.#pending.delete(id)
+      resolve({
+        ok: false,
+        error: nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: file, reason }),
+        bytesRead: undefined,
+      })
+    }
+  }
+}
+
+/** The process's bundle reader: one worker for every reload of every host in the process. */
+export const bundleReader = new BundleReader()

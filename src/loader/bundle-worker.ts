@@ -1,0 +1,93 @@
+/**
+ * The bundle reader's worker thread (see bundle-reader.ts): reads a bundle
+ * file, opens it with `openBundle` (the one implementation of inflating,
+ * hashing and every safety rule) and syntax-checks its scripts, so none of that
+ * runs on the thread that serves requests. Answers each request with the
+ * bundle in transfer form, or with the error it was refused with.
+ */
+import { readlinkSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { getPriority, setPriority } from 'node:os'
+import { parentPort } from 'node:worker_threads'
+import { bundleToTransfer, errorToWire } from '../bundle/bundle-transfer.js'
+import { openBundle } from '../bundle/open-bundle.js'
+import type { ReadReply, ReadRequest } from './bundle-reader.js'
+import { checkSyntax } from './load-module.js'
+
+const port = parentPort
+if (!port) throw new Error('bundle-worker.js runs as a worker thread only')
+lowerPriority()
+
+port.on('message', (req: ReadRequest) => {
+  if (req.ping) {
+    port.postMessage({
+      id: req.id,
+      ok: false,
+      error: { nyala: false, message: 'pong' },
+      bytesRead: undefined,
+    })
+    return
+  }
+  void handle(req).then((reply) => {
+    const transfer: ArrayBuffer[] = []
+    if (reply.ok) {
+      transfer.push(reply.bundle.contents)
+      if (reply.data) transfer.push(reply.data)
+    }
+    port.postMessage(reply, transfer)
+  })
+})
+
+async function handle(req: ReadRequest): Promise<ReadReply> {
+  let data: Buffer | undefined
+  try {
+    if (!req.directory) data = await readFile(req.file)
+    const bundle = await openBundle(req.file, {
+      maxBytes: req.maxBytes,
+      ...(req.name === undefined ? {} : { name: req.name }),
+      ...(data ? { data } : {}),
+    })
+    let syntax: ReturnType<typeof errorToWire> | undefined
+    if (req.checkSyntax) {
+      try {
+        checkSyntax(bundle)
+      } catch (err) {
+        syntax = errorToWire(err)
+      }
+    }
+    return {
+      id: req.id,
+      ok: true,
+      bundle: bundleToTransfer(bundle),
+      data: data ? ownBuffer(data) : undefined,
+      syntax,
+    }
+  } catch (err) {
+    return { id: req.id, ok: false, error: errorToWire(err), bytesRead: data?.length }
+  }
+}
+
+/** The bytes as an ArrayBuffer of their own (readFile's usually is; a pooled slice is copied). */
+function ownBuffer(data: Buffer): ArrayBuffer {
+  if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) return data.buffer as ArrayBuffer
+  const copy = Buffer.allocUnsafeSlow(data.length)
+  data.copy(copy)
+  return copy.buffer as ArrayBuffer
+}
+
+/**
+ * On a machine whose cores are busy, a reload must not take CPU time from the
+ * threads that serve: this thread asks the scheduler for a lower priority
+ * (nice +10, Linux, where a thread has its own nice value; elsewhere nothing
+ * changes). A reload then takes longer on a saturated machine, and requests do
+ * not wait for it.
+ */
+function lowerPriority(): void {
+  try {
+    // /proc/thread-self -> "<pid>/task/<tid>"
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, Math.max(getPriority(tid), 10))
+  } catch {
+    // not Linux, or not allowed: the thread keeps the process's priority
+  }
+}

@@ -1,0 +1,237 @@
+// The bundle reader (dist/loader/bundle-reader.js): bundles read, inflated, hashed and
+// syntax-checked on its worker thread come back as the same bundle openBundle makes on the calling
+// thread, and every refusal keeps its NYALA_ERR code and message.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { test } from 'node:test'
+import JSZip from 'jszip'
+import { openBundle } from '../dist/bundle/open-bundle.js'
+import { packDirectory } from '../dist/bundle/pack.js'
+import { BundleReader, bundleReader } from '../dist/loader/bundle-reader.js'
+import { checkSyntax } from '../dist/loader/load-module.js'
+import { manifest, projectRoot, writeFiles } from './helpers.js'
+
+const maxBytes = 256 * 1024 * 1024
+
+async function tempDir(t) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nyala-reader-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+async function zipOf(files, out) {
+  const zip = new JSZip()
+  for (const [name, content] of Object.entries(files)) zip.file(name, content, { createFolders: false })
+  await writeFile(out, await zip.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' }))
+  return out
+}
+
+/** What openBundle on this thread throws for the same file, or undefined. */
+async function refusalHere(file, opts) {
+  try {
+    await openBundle(file, opts)
+    return undefined
+  } catch (err) {
+    return err
+  }
+}
+
+const plain = (bundle) => ({
+  name: bundle.name,
+  file: bundle.file,
+  kind: bundle.kind,
+  manifest: { ...bundle.manifest },
+  hash: bundle.hash,
+  warnings: bundle.warnings.map((w) => w.toJSON()),
+  files: [...bundle.files].map(([entry, content]) => [entry, content.toString('base64')]),
+})
+
+test('a zip and a directory read on the worker are the bundles openBundle makes here', async (t) => {
+  const dir = await tempDir(t)
+  const src = await writeFiles(path.join(dir, 'billing'), {
+    'module.properties': manifest({ 'depends-on': 'core', colour: 'blue' }),
+    'index.js': 'module.exports = { register () {} }\n',
+    'lib/a.js': 'exports.a = 1\n',
+    'data/blob.bin': Buffer.from([0, 1, 2, 255]),
+    'empty.txt': '',
+  })
+  const zip = await packDirectory(src, { out: path.join(dir, 'billing-1.0.0.zip') })
+
+  const read = await bundleReader.read(zip, { maxBytes })
+  assert.equal(read.ok, true)
+  assert.deepEqual(plain(read.bundle), plain(await openBundle(zip)))
+  assert.equal(read.bundle.name, 'billing')
+  assert.ok(Object.isFrozen(read.bundle) && Object.isFrozen(read.bundle.manifest))
+  assert.deepEqual(read.data, await readFile(zip), 'the bytes that were read come back for the commit')
+  // the unknown key is a warning, rebuilt as a NyalaError on this side
+  assert.equal(read.bundle.warnings.length, 1)
+  assert.equal(read.bundle.warnings[0].code, 'NYALA_ERR_MANIFEST_INVALID')
+  assert.equal(read.bundle.warnings[0].details.key, 'colour')
+
+  const renamed = await bundleReader.read(zip, { maxBytes, name: 'other' })
+  assert.equal(renamed.ok && renamed.bundle.name, 'other')
+
+  const fromDir = await bundleReader.read(src, { maxBytes, directory: true })
+  assert.equal(fromDir.ok, true)
+  assert.equal(fromDir.data, undefined)
+  assert.deepEqual(plain(fromDir.bundle), plain(await openBundle(src)))
+})
+
+test('stored and deflated entries come back as the bytes that were packed', async (t) => {
+  const dir = await tempDir(t)
+  const files = {
+    'module.properties': manifest(),
+    'index.js': 'module.exports = () => {}\n',
+    'a.txt': 'a'.repeat(10_000),
+    'b.bin': Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7919) % 256)),
+    'empty.txt': '',
+  }
+  for (const compression of ['STORE', 'DEFLATE']) {
+    const zip = new JSZip()
+    for (const [name, content] of Object.entries(files)) zip.file(name, content, { compression })
+    const file = path.join(dir, `m-${compression}.zip`)
+    await writeFile(file, await zip.generateAsync({ type: 'nodebuffer' }))
+    for (const bundle of [await openBundle(file), (await bundleReader.read(file, { maxBytes })).bundle]) {
+      assert.deepEqual(
+        Object.fromEntries([...bundle.files].map(([k, v]) => [k, v.toString('base64')])),
+        Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+        compression,
+      )
+    }
+  }
+})
+
+test('refusals come back with the code, details and message openBundle gives', async (t) => {
+  const dir = await tempDir(t)
+  const good = {
+    'module.properties': manifest(),
+    'index.js': 'module.exports = { register () {} }\n',
+    'lib/pad.js': `// ${'x'.repeat(4000)}\n`,
+  }
+  const whole = await zipOf(good, path.join(dir, 'whole.zip'))
+  const bytes = await readFile(whole)
+  const truncated = path.join(dir, 'trunc.zip')
+  await writeFile(truncated, bytes.subarray(0, Math.floor(bytes.length / 2)))
+  const notZip = path.join(dir, 'notzip.zip')
+  await writeFile(notZip, 'plain text, not an archive\n'.repeat(20))
+  const cases = [
+    { file: truncated, code: 'NYALA_ERR_BUNDLE_TRUNCATED' },
+    { file: notZip, code: 'NYALA_ERR_BUNDLE_NOT_ZIP' },
+    {
+      file: await zipOf({ ...good, '../evil.js': 'x\n' }, path.join(dir, 'dotdot.zip')),
+      code: 'NYALA_ERR_BUNDLE_UNSAFE_ENTRY',
+    },
+    {
+      file: await zipOf({ ...good, 'zeros.bin': Buffer.alloc(4 * 1024 * 1024) }, path.join(dir, 'bomb.zip')),
+      code: 'NYALA_ERR_BUNDLE_TOO_LARGE',
+      maxBytes: 1024 * 1024,
+    },
+    {
+      file: await zipOf({ 'index.js': good['index.js'] }, path.join(dir, 'nomanifest.zip')),
+      code: 'NYALA_ERR_MANIFEST_MISSING',
+    },
+  ]
+  for (const c of cases) {
+    const opts = { maxBytes: c.maxBytes ?? maxBytes }
+    const read = await bundleReader.read(c.file, opts)
+    assert.equal(read.ok, false, c.code)
+    assert.equal(read.error.code, c.code)
+    assert.equal(read.bytesRead, (await readFile(c.file)).length)
+    const here = await refusalHere(c.file, opts)
+    assert.equal(here?.code, c.code, `openBundle here refuses ${c.file} the same way`)
+    assert.equal(read.error.message, here.message)
+    assert.deepEqual(read.error.details, here.details)
+  }
+
+  const missing = await bundleReader.read(path.join(dir, 'gone.zip'), { maxBytes })
+  assert.equal(missing.ok, false)
+  assert.equal(missing.error.code, 'ENOENT', 'a vanished file keeps its errno code')
+  assert.equal(missing.bytesRead, undefined)
+})
+
+test("the worker's syntax check is the verdict checkSyntax reports", async (t) => {
+  const dir = await tempDir(t)
+  const src = await writeFiles(path.join(dir, 'broken'), {
+    'module.properties': manifest(),
+    'index.js': 'module.exports = { register () {} }\n',
+    'lib/bad.js': 'const a = 1\nconst = 2\n',
+  })
+  const zip = await packDirectory(src, { out: path.join(dir, 'broken.zip') })
+  const read = await bundleReader.read(zip, { maxBytes })
+  assert.equal(read.ok, true, 'a syntax error does not refuse the read: the reload transaction decides')
+  const here = await openBundle(zip)
+  assert.throws(() => checkSyntax(here), { code: 'NYALA_ERR_MODULE_SYNTAX' })
+  let expected
+  try {
+    checkSyntax(here)
+  } catch (err) {
+    expected = err
+  }
+  assert.throws(
+    () => checkSyntax(read.bundle),
+    (err) => err.code === 'NYALA_ERR_MODULE_SYNTAX' && err.message === expected.message,
+  )
+  assert.match(expected.details.location, /^lib\/bad\.js:2$/)
+
+  await writeFile(path.join(src, 'lib', 'bad.js'), 'const a = 1\n')
+  const fixed = await packDirectory(src, { out: path.join(dir, 'fixed.zip') })
+  const ok = await bundleReader.read(fixed, { maxBytes })
+  assert.equal(ok.ok, true)
+  assert.doesNotThrow(() => checkSyntax(ok.bundle))
+})
+
+test('closing fails the reads in flight; the next read starts a new worker', async (t) => {
+  const dir = await tempDir(t)
+  const big = {}
+  for (let i = 0; i < 400; i++) big[`lib/f${i}.js`] = `exports.v = ${i}\n// ${'y'.repeat(2000)}\n`
+  const zip = await zipOf(
+    { 'module.properties': manifest(), 'index.js': 'module.exports = () => {}\n', ...big },
+    path.join(dir, 'big.zip'),
+  )
+  const reader = new BundleReader()
+  t.after(() => reader.close())
+  await reader.warm()
+  const pending = reader.read(zip, { maxBytes })
+  await reader.close()
+  const failed = await pending
+  assert.equal(failed.ok, false)
+  assert.equal(failed.error.code, 'NYALA_ERR_BUNDLE_READ')
+  assert.match(failed.error.message, /big\.zip: cannot read bundle: the bundle reader was closed/)
+
+  const again = await reader.read(zip, { maxBytes })
+  assert.equal(again.ok, true)
+  assert.equal(again.bundle.files.size, 402)
+})
+
+test('an idle bundle reader does not keep the process alive', { timeout: 30_000 }, async (t) => {
+  const dir = await tempDir(t)
+  const src = await writeFiles(path.join(dir, 'm'), {
+    'module.properties': manifest(),
+    'index.js': 'module.exports = () => {}\n',
+  })
+  const zip = await packDirectory(src, { out: path.join(dir, 'm.zip') })
+  const script = `
+    const { bundleReader } = await import(${JSON.stringify(path.join(projectRoot, 'dist', 'loader', 'bundle-reader.js'))})
+    const r = await bundleReader.read(${JSON.stringify(zip)}, { maxBytes: 1e6 })
+    console.log(r.ok ? 'read ' + r.bundle.name : 'refused')
+  `
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stdout.on('data', (d) => {
+    out += d
+  })
+  child.stderr.on('data', (d) => {
+    out += d
+  })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+  const [code, signal] = await new Promise((resolve) => child.once('exit', (c, s) => resolve([c, s])))
+  clearTimeout(timer)
+  assert.equal(signal, null, `the process had to be killed: the worker kept it alive\n${out}`)
+  assert.equal(code, 0, out)
+  assert.match(out, /read m/)
+})
