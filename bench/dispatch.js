@@ -13,6 +13,7 @@
 // Pipelined, each server always has work and gets an even share of the cores (about 50 % each),
 // so the req/s ratio is the ratio of what each does with the same CPU (bench/dispatch-gap.md,
 // round 3).
+import { spawn, spawnSync } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -95,6 +96,10 @@ export async function run(opts = {}) {
         bare: bareLoggerScript,
       },
     ]
+    // wrk (C, Debian's `apt-get install wrk`) keeps both servers saturated with far less client
+    // CPU than autocannon: a second opinion on the same pair of servers
+    const wrk = hasWrk()
+    if (wrk) cases.push({ name: '1 module, wrk', root: roots[1], route: '/m000/hello', client: 'wrk' })
     for (const c of cases) {
       progress(`throughput, ${c.name}: ${settings.rounds} round(s) of ${settings.roundSeconds} s`)
       const rounds = await compareCase(session, c, c.bare ?? bareScript, settings, check)
@@ -168,6 +173,11 @@ export async function run(opts = {}) {
       if (r.invalidRounds > 0) notes.push(`  ${r.invalidRounds} round(s) had errors and are left out`)
     }
     notes.push(
+      wrk
+        ? `The wrk case: one wrk thread per server, ${settings.connections} keep-alive connections, no pipelining.`
+        : 'wrk is not installed (apt-get install wrk): its case was skipped',
+    )
+    notes.push(
       `Start-up, spawn to listening: ${Object.entries(startup)
         .map(([n, ms]) => `${n} module(s) ${ms} ms`)
         .join(', ')}`,
@@ -215,13 +225,15 @@ async function compareCase(session, c, bareScript, settings, check) {
       }
     }
     if (settings.warmupSeconds > 0) {
-      await loadBoth(session, urls, { nyala, bare }, settings.warmupSeconds, settings, 'nyala')
+      const shape = { ...settings, client: c.client }
+      await loadBoth(session, urls, { nyala, bare }, settings.warmupSeconds, shape, 'nyala')
     }
     const rounds = []
     for (let i = 0; i < settings.rounds; i++) {
       check()
       const first = i % 2 === 0 ? 'nyala' : 'bare'
-      const r = await loadBoth(session, urls, { nyala, bare }, settings.roundSeconds, settings, first)
+      const shape = { ...settings, client: c.client }
+      const r = await loadBoth(session, urls, { nyala, bare }, settings.roundSeconds, shape, first)
       rounds.push({ round: i + 1, first, ...r })
       await delay(200)
     }
@@ -260,8 +272,9 @@ async function loadBoth(session, urls, servers, seconds, shape, first) {
   return out
 }
 
-/** One autocannon load, bounded by a watchdog in case a server stops answering. */
-async function load(session, url, seconds, { connections, pipelining }) {
+/** One autocannon (or wrk) load, bounded by a watchdog in case a server stops answering. */
+async function load(session, url, seconds, { connections, pipelining, client }) {
+  if (client === 'wrk') return loadWrk(session, url, seconds, connections)
   const tracker = autocannon({
     url,
     connections,
@@ -281,6 +294,54 @@ async function load(session, url, seconds, { connections, pipelining }) {
       rps: result.duration > 0 ? requests / result.duration : 0,
       p99: result.latency.p99,
       errors: result.errors + result.timeouts + result.non2xx,
+    }
+  } finally {
+    clearTimeout(watchdog)
+    session.clients.delete(tracker)
+  }
+}
+
+function hasWrk() {
+  return spawnSync('wrk', ['--version'], { stdio: 'ignore' }).error === undefined
+}
+
+/** One wrk load: one thread, `connections` keep-alive connections, no pipelining. */
+async function loadWrk(session, url, seconds, connections) {
+  const duration = Math.max(1, Math.round(seconds))
+  const child = spawn(
+    'wrk',
+    ['-t1', `-c${connections}`, `-d${duration}s`, '--timeout', '10s', '--latency', url],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
+  const tracker = { stop: () => child.kill('SIGKILL') }
+  session.clients.add(tracker)
+  const watchdog = setTimeout(() => child.kill('SIGKILL'), (duration + 15) * 1000)
+  let output = ''
+  child.stdout.on('data', (d) => {
+    output += d
+  })
+  child.stderr.on('data', (d) => {
+    output += d
+  })
+  try {
+    const code = await new Promise((resolve) => {
+      child.once('close', resolve)
+      child.once('error', () => resolve(-1))
+    })
+    const done = /(\d+) requests in ([\d.]+)(us|ms|s|m)\b/.exec(output)
+    if (code !== 0 || !done) throw new Error(`wrk ${url} failed (${code}): ${output.slice(0, 500)}`)
+    const requests = Number(done[1])
+    const elapsed = Number(done[2]) * { us: 1e-6, ms: 1e-3, s: 1, m: 60 }[done[3]]
+    const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0)
+    const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output)
+    const p99 = /^\s*99%\s+([\d.]+)(us|ms|s)$/m.exec(output)
+    return {
+      requests,
+      rps: elapsed > 0 ? requests / elapsed : 0,
+      p99: p99 ? round(Number(p99[1]) * { us: 1e-3, ms: 1, s: 1000 }[p99[2]], 2) : undefined,
+      errors: non2xx + (socket ? socket.slice(1).reduce((a, n) => a + Number(n), 0) : 0),
     }
   } finally {
     clearTimeout(watchdog)

@@ -101,6 +101,16 @@ const definitions = {
     status: 422,
   },
   NYALA_ERR_MODULE_STOP_FAILED: { message: 'module "{module}": stop failed: {reason}', status: 500 },
+  NYALA_ERR_MODULE_CRASHED: {
+    message:
+      'module "{module}" generation {generation} crashed ({origin}, module.crash.policy={policy}): {reason}',
+    status: 500,
+  },
+  NYALA_ERR_MODULE_CRASH_LOOP: {
+    message:
+      'module "{module}" crashed {restarts} times within {window} s (module.crash.max.restarts={max}): not restarted again; last crash: {reason}',
+    status: 503,
+  },
   NYALA_ERR_UNDECLARED_DEPENDENCY: {
     message: 'module "{module}" used "{dependency}", which is not in its depends-on or optional-depends-on',
     status: 500,

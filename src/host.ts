@@ -20,11 +20,13 @@ import { closeServer, httpUrlOf, listen } from './http/listener.js'
 import './http/tick-shape.js'
 import { bundleReader } from './loader/bundle-reader.js'
 import type { Logger } from './logger.js'
+import { crashActions } from './reload/crash-actions.js'
 import { Reloader } from './reload/reloader.js'
 import type { RequestGate } from './reload/request-gate.js'
 import { Generation } from './runtime/generation.js'
 import { mapLimit } from './runtime/map-limit.js'
 import { describeRecord, type ModuleRecord, newRecord } from './runtime/module-record.js'
+import { Supervisor } from './supervise/supervisor.js'
 
 // enough to keep the disk busy without running into the open-file limit with 1000 bundles
 const openConcurrency = 16
@@ -49,6 +51,8 @@ export class NyalaHost {
    * a process upgrade hands every one of them to the successor.
    */
   readonly servers = new Map<string, Server>()
+  /** Set once `close` began: a crash then restarts nothing. */
+  closing = false
   /** A successor loads its modules before it asks for the listeners, then starts. */
   #prepared = false
 
@@ -56,7 +60,19 @@ export class NyalaHost {
     this.options = options
     this.log = log
     this.reloader = new Reloader(this)
+    this.supervisor = new Supervisor(crashActions(this, this.reloader), options.crash)
+    // a reload someone asked for (a deploy, `nyala reload`) starts a fresh restart count
+    this.reloader.events.on((e) => {
+      if (e.phase === 'swapped' && e.trigger !== 'crash') for (const m of e.modules) this.supervisor.reset(m)
+    })
   }
+
+  /**
+   * Restarts or fails a module whose code crashed; the process's
+   * `uncaughtException` and `unhandledRejection` handlers hand errors to it
+   * (src/upgrade/process-lifecycle.ts).
+   */
+  readonly supervisor: Supervisor
 
   get address(): AddressInfo | undefined {
     return (this.servers.get('http')?.address() as AddressInfo | null) ?? undefined
@@ -392,6 +408,7 @@ export class NyalaHost {
    * stops the modules in reverse dependency order.
    */
   async close(graceMs = this.options.process.shutdownGraceMs): Promise<void> {
+    this.closing = true
     const deadline = Date.now() + graceMs
     await this.reloader.close()
     // reloads are done: the bundle reader's thread has nothing left to do (a later read starts it again)

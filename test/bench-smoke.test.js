@@ -60,6 +60,14 @@ test('bench/run.js dispatch --quick runs and records figures', { timeout: timeou
     for (const r of ratio[name].rounds) assert.equal(typeof r, 'number')
   }
   for (const n of ['1', '10', '100']) assert.equal(typeof startupMs[n], 'number', `start-up for ${n}`)
+  // the wrk case runs where wrk is installed, and says it was skipped where it is not
+  const wrk = ratio['1 module, wrk']
+  if (wrk) assert.equal(typeof wrk.median, 'number', 'median ratio for the wrk case')
+  else
+    assert.ok(
+      dispatch.notes.some((n) => /wrk is not installed/.test(n)),
+      'the wrk case says why it is missing',
+    )
 
   const rounds = dispatch.table.filter((row) => row.section === 'throughput' && typeof row.round === 'number')
   assert.ok(rounds.length >= 2, 'one round per case at least')

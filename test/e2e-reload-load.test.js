@@ -8,7 +8,16 @@ import { copyFile, rename } from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
-import { deploy, makeRoot, moduleSource, modulesOf, packWithNyala, request, startHost } from './helpers.js'
+import {
+  agentGet,
+  deploy,
+  makeRoot,
+  moduleSource,
+  modulesOf,
+  packWithNyala,
+  request,
+  startHost,
+} from './helpers.js'
 
 const reloads = 100
 const connections = 4
@@ -31,31 +40,6 @@ async function variant(root, tag) {
   return packWithNyala(dir, path.join(root, 'src', `solo-${tag}.zip`))
 }
 
-/** One GET on `agent`; resolves { status, body, reused } or { error }. Never rejects. */
-function get(agent, url) {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent, timeout: 15_000 }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (d) => {
-        text += d
-      })
-      res.on('end', () => {
-        let body
-        try {
-          body = JSON.parse(text)
-        } catch {
-          body = text
-        }
-        resolve({ status: res.statusCode, body, reused: req.reusedSocket })
-      })
-      res.on('error', (error) => resolve({ error }))
-    })
-    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)))
-    req.on('error', (error) => resolve({ error }))
-  })
-}
-
 test(`${reloads} reloads under keep-alive load: every response is 200, no connection sees a generation go back`, {
   timeout: 240_000,
 }, async (t) => {
@@ -75,7 +59,7 @@ test(`${reloads} reloads under keep-alive load: every response is 200, no connec
   const loops = agents.map(async (agent, i) => {
     const s = stats[i]
     while (!stop && s.requests < maxRequestsPerConnection && Date.now() < deadline) {
-      const res = await get(agent, url)
+      const res = await agentGet(agent, url)
       s.requests++
       if (res.error || res.status !== 200 || typeof res.body?.generation !== 'number') {
         if (s.problems.length < 20)
@@ -117,7 +101,7 @@ test(`${reloads} reloads under keep-alive load: every response is 200, no connec
 
   // after the last swap, every connection (still the same keep-alive socket) sees the last generation
   for (const [i, agent] of agents.entries()) {
-    const res = await get(agent, url)
+    const res = await agentGet(agent, url)
     assert.equal(res.status, 200, res.error?.message)
     assert.equal(res.body.generation, reloads + 1, `connection ${i}`)
   }

@@ -2,6 +2,7 @@
 // made by `nyala pack`, `zip` and `jar`, and the real CLI on port 0.
 import { execFile, spawn } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import http from 'node:http'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -181,6 +182,34 @@ export async function startHost(t, root, args = [], { timeoutMs = 20_000 } = {})
       return exited
     },
   }
+}
+
+/**
+ * One GET on a (keep-alive) `agent`; resolves { status, body (parsed JSON when it parses),
+ * reused } or { error }. Never rejects: a load loop counts failures instead of stopping.
+ */
+export function agentGet(agent, url) {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent, timeout: 15_000 }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d) => {
+        text += d
+      })
+      res.on('end', () => {
+        let body
+        try {
+          body = JSON.parse(text)
+        } catch {
+          body = text
+        }
+        resolve({ status: res.statusCode, body, reused: req.reusedSocket })
+      })
+      res.on('error', (error) => resolve({ error }))
+    })
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)))
+    req.on('error', (error) => resolve({ error }))
+  })
 }
 
 /** GET or other request; resolves { status, headers, body (parsed JSON when JSON), text }. */

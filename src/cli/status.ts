@@ -5,7 +5,7 @@ import { exitCodes, parse, UsageError } from './common.js'
 const statusHelp = `Usage: nyala status [options]
 
 Prints the modules of a running host: state, version, generation, prefix,
-requests in flight, last reload and last reload error.
+requests in flight, crashes of its code, last reload and last reload error.
 
 Options:
 ${adminFlagsHelp}
@@ -39,12 +39,24 @@ export async function status(args: string[]): Promise<number> {
         String(m.generation ?? '-'),
         String(m.prefix ?? '-'),
         String(m.inflight ?? 0),
+        String(m.crashes ?? 0),
         m.registered === false ? 'no' : m.reloadable === false ? 'never' : 'yes',
         lastReload ? `${lastReload.at} (${lastReload.ms} ms)` : '-',
         lastError ? `${lastError.code}: ${lastError.message}` : error ? error.code : '-',
       ]
     })
-    const head = ['MODULE', 'STATE', 'VERSION', 'GEN', 'PREFIX', 'INFLIGHT', 'RELOAD', 'LAST RELOAD', 'ERROR']
+    const head = [
+      'MODULE',
+      'STATE',
+      'VERSION',
+      'GEN',
+      'PREFIX',
+      'INFLIGHT',
+      'CRASHES',
+      'RELOAD',
+      'LAST RELOAD',
+      'ERROR',
+    ]
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
     const line = (cells: string[]) =>
       cells

@@ -7,6 +7,7 @@ import { readPropertiesFile } from './read-properties.js'
 
 export type MonitoringType = ConfigValues['auto.reload.monitoring.type'][number]
 export type ReloadMode = ConfigValues['auto.reload.mode']
+export type CrashPolicy = ConfigValues['module.crash.policy']
 export type LogFormatSetting = ConfigValues['log.format']
 
 /**
@@ -43,6 +44,18 @@ export interface HostOptions {
    * @default 'auto'
    */
   readonly logFormat: LogFormatSetting
+  /** What an uncaught exception or unhandled rejection of a module's code does (src/supervise/). */
+  readonly crash: Readonly<{
+    /**
+     * `module.crash.policy`: `restart` rebuilds the module (and its dependents)
+     * from its current bundle, `fail` marks it failed, `log` only logs. @default 'restart'
+     */
+    policy: CrashPolicy
+    /** `module.crash.max.restarts`: restarts allowed within the window; one more crash fails the module. @default 5 */
+    maxRestarts: number
+    /** `module.crash.window`: the window of `maxRestarts`. @default 60000 */
+    windowMs: number
+  }>
   readonly autoReload: Readonly<{
     /** `auto.reload.modules`. @default false */
     enabled: boolean
@@ -205,6 +218,11 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
     logLevel: v['log.level'],
     logRequests: v['log.requests'],
     logFormat: v['log.format'],
+    crash: {
+      policy: v['module.crash.policy'],
+      maxRestarts: v['module.crash.max.restarts'],
+      windowMs: v['module.crash.window'],
+    },
     autoReload: {
       enabled: v['auto.reload.modules'],
       monitoringTypes: v['auto.reload.monitoring.type'],

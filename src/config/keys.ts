@@ -12,6 +12,7 @@ export interface KeySpec {
 
 export const monitoringTypes = ['default', 'tmpfile', 'stagingDirectory'] as const
 const reloadModes = ['overlap', 'blocking'] as const
+export const crashPolicies = ['restart', 'fail', 'log'] as const
 const logFormats = ['auto', 'json', 'pretty'] as const
 
 export const keySpecs = {
@@ -25,6 +26,11 @@ export const keySpecs = {
   'log.level': { default: 'info', parse: t.parseLogLevel },
   'log.requests': { default: 'false', parse: t.parseBoolean },
   'log.format': { default: 'auto', parse: (r) => t.parseEnum(r, logFormats) },
+
+  // supervision: what a module's crash does (an uncaught exception or unhandled rejection)
+  'module.crash.policy': { default: 'restart', parse: (r) => t.parseEnum(r, crashPolicies) },
+  'module.crash.max.restarts': { default: '5', parse: (r) => t.parseInteger(r, 0, 1_000_000) },
+  'module.crash.window': { default: '60', parse: t.parseSeconds },
 
   // reloading (Impala's names)
   'auto.reload.modules': { default: 'false', parse: t.parseBoolean },

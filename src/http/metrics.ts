@@ -56,6 +56,7 @@ export class Metrics {
     )
     const inflight: string[] = []
     const state: string[] = []
+    const crashes: string[] = []
     for (const r of records) {
       const gen = r.generation
       if (gen) {
@@ -65,6 +66,7 @@ export class Metrics {
         )
       }
       state.push(`nyala_module_up{module="${r.name}"} ${r.state === 'running' ? 1 : 0}`)
+      crashes.push(`nyala_module_crashes_total{module="${r.name}"} ${r.crashes}`)
     }
     lines.push(
       '# HELP nyala_inflight_requests Requests in flight.',
@@ -75,6 +77,11 @@ export class Metrics {
       '# HELP nyala_module_up 1 when the module is running.',
       '# TYPE nyala_module_up gauge',
       ...state,
+    )
+    lines.push(
+      '# HELP nyala_module_crashes_total Uncaught exceptions and unhandled rejections of module code.',
+      '# TYPE nyala_module_crashes_total counter',
+      ...crashes,
     )
     return `${lines.join('\n')}\n`
   }

@@ -12,11 +12,14 @@ export interface ReloadEvent {
     | 'drained'
     | 'failed'
     | 'newer-source'
+    /** A module's code crashed (id 0: not a reload); `action` says what the supervisor did. */
+    | 'crashed'
   readonly trigger: string
   readonly modules: readonly string[]
   readonly generations?: Readonly<Record<string, number>>
   readonly ms?: number
   readonly module?: string
+  readonly action?: string
   readonly error?: { readonly code: string; readonly message: string; readonly at: string }
 }
 

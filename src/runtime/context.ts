@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import { safeEntryPath } from '../bundle/entry-path.js'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { nyalaError } from '../errors.js'
+import type { CodeOwner } from './code-owner.js'
 import { TrackedResources } from './tracked-resources.js'
 
 /** What module code receives as `ctx` in `register(app, ctx)` and `stop(ctx)`. */
@@ -49,11 +50,11 @@ export interface ContextHandle {
   provided(): unknown
 }
 
-export function createContext(init: ContextInit): ContextHandle {
+export function createContext(init: ContextInit, owner: CodeOwner): ContextHandle {
   const { bundle, generation } = init
   const { name, manifest } = bundle
   const declared = new Set([...manifest.dependsOn, ...manifest.optionalDependsOn])
-  const resources = new TrackedResources(name, generation)
+  const resources = new TrackedResources(owner)
   let provided: unknown
 
   const ctx: ModuleContext = Object.freeze({

@@ -11,6 +11,7 @@ import {
   precompile,
 } from '../loader/load-module.js'
 import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
+import { type CodeOwner, liveOwners, ownerStopped } from './code-owner.js'
 import { type ContextHandle, type ContextInit, createContext } from './context.js'
 import { createModuleApp } from './module-app.js'
 import { timedOut, withTimeout } from './with-timeout.js'
@@ -38,6 +39,8 @@ export class Generation {
   readonly number: number
   readonly bundle: Bundle
   readonly log: Logger
+  /** What module code of this generation runs under (crash attribution). */
+  readonly owner: CodeOwner
   state: GenerationState = 'created'
   /** The Fastify instance requests are routed into; set once started. */
   app: FastifyInstance | undefined
@@ -61,6 +64,7 @@ export class Generation {
     this.name = init.bundle.name
     this.number = init.generation
     this.log = init.log
+    this.owner = Object.freeze({ module: this.name, generation: this.number, file: init.bundle.file })
   }
 
   /** What this generation provided to its dependents through `ctx.provide`. */
@@ -112,7 +116,7 @@ export class Generation {
     }
     // let requests waiting behind the load through before the Fastify instance is built
     await yieldToLoop()
-    this.#handle = createContext(init)
+    this.#handle = createContext(init, this.owner)
     const app = createModuleApp(this.log, init.logRequests)
     const entry = this.#entry
     const ctx = this.#handle.ctx
@@ -145,6 +149,7 @@ export class Generation {
     }
     this.app = app
     this.state = 'running'
+    liveOwners.add(this.owner)
     this.startedAt = Date.now()
     this.startMs = performance.now() - t0
   }
@@ -160,6 +165,7 @@ export class Generation {
     this.state = 'stopping'
     const value = await this.#callModule('stop', this.#entry?.stop)
     await this.#release(this.app, false)
+    ownerStopped(this.owner)
     this.state = 'stopped'
     return value
   }

@@ -24,6 +24,8 @@ export interface ModuleRecord {
   lastReload: { at: string; ms: number } | undefined
   /** Requests served by generations that have stopped (metrics add the live one). */
   servedBefore: number
+  /** Crashes of the module's code (uncaught exceptions, unhandled rejections), every generation. */
+  crashes: number
 }
 
 /** A record for a module the host has not seen before. */
@@ -39,6 +41,7 @@ export function newRecord(name: string, file: string): ModuleRecord {
     reloadError: undefined,
     lastReload: undefined,
     servedBefore: 0,
+    crashes: 0,
   }
 }
 
@@ -58,6 +61,7 @@ export function describeRecord(record: ModuleRecord): Record<string, unknown> {
     bundle: record.file,
     inflight: gen?.inflight ?? 0,
     served: record.servedBefore + (gen?.served ?? 0),
+    crashes: record.crashes,
     startedAt: gen ? new Date(gen.startedAt).toISOString() : null,
     error: record.error ? { code: record.error.code, message: record.error.message } : null,
     lastReload: record.lastReload ?? null,

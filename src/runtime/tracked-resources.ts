@@ -1,4 +1,5 @@
 import { nyalaError } from '../errors.js'
+import { type CodeOwner, callAs } from './code-owner.js'
 
 /**
  * Timers, stop callbacks and the abort signal of one generation. The host
@@ -9,12 +10,10 @@ export class TrackedResources {
   readonly #controller = new AbortController()
   readonly #timers = new Set<NodeJS.Timeout>()
   readonly #onStop: (() => unknown)[] = []
-  readonly #module: string
-  readonly #generation: number
+  readonly #owner: CodeOwner
 
-  constructor(module: string, generation: number) {
-    this.#module = module
-    this.#generation = generation
+  constructor(owner: CodeOwner) {
+    this.#owner = owner
   }
 
   get signal(): AbortSignal {
@@ -28,8 +27,8 @@ export class TrackedResources {
   #refuseWhenClosed(what: string): void {
     if (this.closed) {
       throw nyalaError('NYALA_ERR_GENERATION_STOPPED', {
-        module: this.#module,
-        generation: this.#generation,
+        module: this.#owner.module,
+        generation: this.#owner.generation,
         what,
       })
     }
@@ -37,9 +36,11 @@ export class TrackedResources {
 
   setTimeout(fn: (...args: unknown[]) => void, ms: number | undefined, args: unknown[]): NodeJS.Timeout {
     this.#refuseWhenClosed('setTimeout')
+    // what the callback throws is this generation's crash, even when another module's code
+    // (using a service this one provides) set the timer
     const handle = setTimeout(() => {
       this.#timers.delete(handle)
-      fn(...args)
+      callAs(this.#owner, fn, args)
     }, ms)
     this.#timers.add(handle)
     return handle
@@ -47,7 +48,7 @@ export class TrackedResources {
 
   setInterval(fn: (...args: unknown[]) => void, ms: number | undefined, args: unknown[]): NodeJS.Timeout {
     this.#refuseWhenClosed('setInterval')
-    const handle = setInterval(fn, ms, ...args)
+    const handle = setInterval(() => callAs(this.#owner, fn, args), ms)
     this.#timers.add(handle)
     return handle
   }

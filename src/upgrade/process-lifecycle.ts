@@ -3,6 +3,7 @@ import { isNyalaError, reasonOf } from '../errors.js'
 import type { NyalaHost } from '../host.js'
 import { httpUrlOf } from '../http/listener.js'
 import type { Logger } from '../logger.js'
+import { installCrashHandlers } from '../supervise/process-handlers.js'
 import { handOver } from './hand-over.js'
 import { checkPidfileFree, releasePidfile, writePidfile } from './pidfile.js'
 import { Readiness } from './readiness.js'
@@ -117,6 +118,14 @@ export async function runProcess(host: NyalaHost, log: Logger, mode: ProcessMode
   process.on('SIGINT', onInt)
   process.on('SIGQUIT', quit)
   process.on('SIGHUP', hangup)
+  // a module's crash is its supervisor's; the host's own error still ends the process, as
+  // Node would, but through the log
+  const removeCrashHandlers = installCrashHandlers(host.supervisor, (err, origin) => {
+    log.fatal({ err, origin }, `${origin} outside any module: exiting`)
+    process.stderr.write(`nyala: ${origin}: ${(err as Error | undefined)?.stack ?? String(err)}\n`)
+    if (!handedOver) releasePidfile(pidFile)
+    process.exit(exitCodes.failure)
+  })
   try {
     try {
       if (mode.upgrade) {
@@ -164,5 +173,6 @@ export async function runProcess(host: NyalaHost, log: Logger, mode: ProcessMode
     process.off('SIGINT', onInt)
     process.off('SIGQUIT', quit)
     process.off('SIGHUP', hangup)
+    removeCrashHandlers()
   }
 }
