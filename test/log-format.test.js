@@ -70,8 +70,16 @@ async function runUntil(t, root, command, args, until, env = process.env) {
     60_000,
   )
   if (child.exitCode === null) {
-    // the pidfile is written once the host serves, which it does before logging `until`
-    const pid = Number((await readFile(pidfileOf(root), 'utf8')).trim())
+    // the pidfile is written just after the host logs that it listens: wait for it
+    let pid = 0
+    await waitUntil(
+      async () => {
+        pid = Number((await readFile(pidfileOf(root), 'utf8').catch(() => '')).trim())
+        return pid > 0
+      },
+      `the pidfile of ${root}`,
+      30_000,
+    )
     process.kill(pid, 'SIGTERM')
   }
   const code = await exited

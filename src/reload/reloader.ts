@@ -218,7 +218,12 @@ export class Reloader {
   async #warnInactive(c: Candidate): Promise<void> {
     if (this.#warned.has(c.source)) return
     if (c.type === 'default') {
-      if (c.directory || (await this.#ownCommit(c.source))) return
+      if (c.directory)
+        return // a transaction renames its file into modules/ (step 5) before it swaps the record
+        // (step 6), both under the module's lock: once the lock is free, the record holds what
+        // was committed, so the host's own write compares equal below
+      ;(await this.locks.acquire([c.name]))()
+      if (await this.#ownCommit(c.source)) return
       const running = this.host.modules.get(c.name)?.bundle?.hash
       try {
         const hash = createHash('sha256')
