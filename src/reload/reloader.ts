@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
-import type { FSWatcher } from 'chokidar'
 import type { NyalaError } from '../errors.js'
 import { nyalaError } from '../errors.js'
 import type { NyalaHost } from '../host.js'
 import type { Change, ReloadResult } from './change.js'
+import type { Watching } from './flat-watcher.js'
 import { ModuleLocks } from './module-locks.js'
 import { gone, readCandidate } from './read-candidate.js'
 import { ReloadEvents } from './reload-events.js'
@@ -37,7 +37,7 @@ export class Reloader {
   readonly locks = new ModuleLocks()
   readonly selection: ReloadSelection
   readonly transactions: ReloadTransactions
-  #watcher: FSWatcher | undefined
+  #watcher: Watching | undefined
   readonly #checks = new Map<string, { again: boolean; done: Promise<void> }>()
   readonly #running = new Set<Promise<unknown>>()
   #closed = false
@@ -74,7 +74,11 @@ export class Reloader {
   async start(): Promise<void> {
     const { autoReload } = this.host.options
     if (!autoReload.enabled) return
-    this.#watcher = await startWatcher(this.host.options, (event, file) => this.#onPath(event, file))
+    this.#watcher = await startWatcher(
+      this.host.options,
+      (event, file) => this.#onPath(event, file),
+      (err) => this.host.log.warn({ err: err.message }, `watching for reloads failed: ${err.message}`),
+    )
     this.host.log.info(
       {
         monitoringType: autoReload.monitoringType,
@@ -182,6 +186,8 @@ export class Reloader {
         this.#verifiers.delete(timer)
         if (this.#closed || this.#checks.has(candidate.source)) return
         const now = await signatureOf(candidate.source)
+        // a `.tmp` or staged file gone is one the reload moved into place: nothing to look at
+        if (now === 'gone' && candidate.source !== candidate.target) return
         if (now !== seen && !this.#closed && !this.#checks.has(candidate.source)) {
           this.#say(
             { module: candidate.name, file: candidate.source },
@@ -281,8 +287,7 @@ export class Reloader {
       if (this.#selected(change)) changes.push(change)
     }
     if (this.host.options.autoReload.monitoringType === 'default') {
-      for (const name of removedModules(this.host.modules, this.host.options.modulesDir)) {
-        if (only.length > 0 && !only.includes(name)) continue
+      for (const name of removedModules(this.host.modules, this.host.options.modulesDir, only)) {
         const change: Change = { name, kind: 'remove' }
         if (this.#selected(change)) changes.push(change)
       }

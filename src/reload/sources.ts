@@ -79,17 +79,28 @@ export async function scanCandidates(
       ? options.autoReload.stagingDir
       : options.modulesDir
   if (!existsSync(dir)) return []
+  // beside 1000 bundles, only the few `.tmp` files are worth a closer look
+  const worth =
+    options.autoReload.monitoringType === 'tmpfile' ? (name: string) => name.endsWith('.tmp') : () => true
   const found: Candidate[] = []
   for (const dirent of await readdir(dir, { withFileTypes: true })) {
+    if (!worth(dirent.name)) continue
     const c = candidateOf(path.join(dir, dirent.name), options, records)
     if (c && (dirent.isFile() || (c.directory && dirent.isDirectory()))) found.push(c)
   }
   return found.sort((a, b) => a.source.localeCompare(b.source))
 }
 
-/** Modules whose bundle in `modules/` is gone (default monitoring type only). */
-export function removedModules(records: ReadonlyMap<string, ModuleRecord>, modulesDir: string): string[] {
-  return [...records.values()]
-    .filter((r) => path.dirname(r.file) === modulesDir && !existsSync(r.file))
-    .map((r) => r.name)
+/**
+ * Modules whose bundle in `modules/` is gone (default monitoring type only);
+ * with `only`, among those modules alone (a touch naming modules looks at
+ * their bundles, not at every bundle installed).
+ */
+export function removedModules(
+  records: ReadonlyMap<string, ModuleRecord>,
+  modulesDir: string,
+  only: readonly string[] = [],
+): string[] {
+  const looked = only.length > 0 ? only.flatMap((n) => records.get(n) ?? []) : [...records.values()]
+  return looked.filter((r) => path.dirname(r.file) === modulesDir && !existsSync(r.file)).map((r) => r.name)
 }

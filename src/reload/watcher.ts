@@ -1,17 +1,22 @@
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import path from 'node:path'
-import { type FSWatcher, watch } from 'chokidar'
+import { watch } from 'chokidar'
 import type { HostOptions } from '../config/host-options.js'
+import { type PathEvent, type Watching, watchFlat } from './flat-watcher.js'
 
 /**
- * Watches what the monitoring type looks at (chokidar: OS events, or polling
- * for network file systems) and reports changed paths. With a touch file, only
- * the touch file is watched: nothing is looked at until it changes.
+ * Watches what the monitoring type looks at and reports changed paths. With a
+ * touch file, only the touch file is watched: nothing is looked at until it
+ * changes. One directory level (`.tmp` files, the staging directory, the touch
+ * file) is watched by `watchFlat`, whose cost per event does not grow with the
+ * directory; exploded module directories (default type) and polling (network
+ * file systems) use chokidar.
  */
 export async function startWatcher(
   options: HostOptions,
-  onPath: (event: 'add' | 'change' | 'unlink', file: string) => void,
-): Promise<FSWatcher> {
+  onPath: (event: PathEvent, file: string) => void,
+  onError: (err: Error) => void = () => {},
+): Promise<Watching> {
   const { autoReload, modulesDir } = options
   let paths: string[]
   let depth: number
@@ -30,26 +35,38 @@ export async function startWatcher(
   }
   const includes = autoReload.extensionIncludes.map(normalizeExt)
   const excludes = autoReload.extensionExcludes.map(normalizeExt)
+  const ignored = (file: string) => {
+    const base = path.basename(file)
+    // hidden files are the host's own partial writes (and editors' swap files)
+    if (base.startsWith('.')) return true
+    if (base.endsWith('.previous')) return true
+    // inside an exploded directory, only the files whose extension counts
+    const rel = path.relative(modulesDir, file)
+    if (!autoReload.useTouchFile && rel.includes(path.sep) && !rel.startsWith('..')) {
+      const ext = path.extname(base).toLowerCase()
+      if (ext && excludes.includes(ext)) return true
+      if (ext && includes.length > 0 && !includes.includes(ext)) return true
+    }
+    return false
+  }
+  if (!autoReload.polling && depth === 0 && paths.length === 1) {
+    const target = paths[0]!
+    // the touch file: its directory is watched, so replacing or creating the file is seen too
+    const dir = autoReload.useTouchFile ? path.dirname(target) : target
+    if (existsSync(dir)) {
+      const accept = autoReload.useTouchFile
+        ? (file: string) => file === target
+        : (file: string) => !ignored(file)
+      return watchFlat(dir, accept, onPath, onError)
+    }
+  }
   const watcher = watch(paths, {
     ignoreInitial: true,
     depth,
     usePolling: autoReload.polling,
     interval: autoReload.checkIntervalMs,
     binaryInterval: autoReload.checkIntervalMs,
-    ignored: (file: string) => {
-      const base = path.basename(file)
-      // hidden files are the host's own partial writes (and editors' swap files)
-      if (base.startsWith('.')) return true
-      if (base.endsWith('.previous')) return true
-      // inside an exploded directory, only the files whose extension counts
-      const rel = path.relative(modulesDir, file)
-      if (!autoReload.useTouchFile && rel.includes(path.sep) && !rel.startsWith('..')) {
-        const ext = path.extname(base).toLowerCase()
-        if (ext && excludes.includes(ext)) return true
-        if (ext && includes.length > 0 && !includes.includes(ext)) return true
-      }
-      return false
-    },
+    ignored,
   })
   for (const event of ['add', 'change', 'unlink', 'addDir', 'unlinkDir'] as const) {
     watcher.on(event, (file: string) =>
