@@ -21,6 +21,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import {
   cliPath,
   cpuSeconds,
+  mainThreadCpuMs,
   makeRoot,
   mapLimit,
   mb,
@@ -332,6 +333,7 @@ export async function measureFileTriggers(session, work, root, n, graph, leafVer
     for (const trigger of triggers) {
       const wall = []
       const host = []
+      const cpu = []
       for (let i = 0; i <= samples; i++) {
         check()
         const v = ++leafVersion.v
@@ -340,13 +342,16 @@ export async function measureFileTriggers(session, work, root, n, graph, leafVer
         await writeGraphModule(work, leaf, deps, bundle, v)
         const bytes = await readFile(bundle)
         const seen = reloaded.length
+        const cpu0 = mainThreadCpuMs(server.pid)
         const t0 = await place[trigger](bytes)
         const t1 = await poller.waitFor(v, 30_000, server.describe)
+        const cpu1 = mainThreadCpuMs(server.pid)
         // the host's own figure (from the start of its check to the swap) follows in the log
         const deadline = performance.now() + 2000
         while (reloaded.length === seen && performance.now() < deadline) await delay(5)
         if (i > 0) {
           wall.push(t1 - t0)
+          if (cpu0 !== undefined && cpu1 !== undefined) cpu.push(cpu1 - cpu0)
           if (typeof reloaded[seen]?.ms === 'number') host.push(reloaded[seen].ms)
         }
         await delay(sampleGapMs)
@@ -354,6 +359,7 @@ export async function measureFileTriggers(session, work, root, n, graph, leafVer
       out[trigger] = {
         wallMs: round(medianOf(wall), 1),
         hostMs: round(medianOf(host), 1),
+        cpuMs: round(medianOf(cpu), 1),
         samples: wall.map((x) => round(x, 1)),
         loadavg1: round(os.loadavg()[0], 2),
       }
@@ -426,6 +432,7 @@ function fileTriggerRows(sized, smallest, quickRun) {
           modules: r.modules,
           ms: t.wallMs,
           'host ms': t.hostMs,
+          'main-thread CPU ms': t.cpuMs,
           '/ smallest': ratio,
           'ms more': deltaMs,
           target: verdict,
@@ -516,7 +523,9 @@ function report(results, settings, quickRun) {
       'name (use.touch.file=true): t0 is that write (the host waits 30 ms for the touch file to be ' +
       'quiet). The end: the first answer carrying the new version, polled back to back on one ' +
       'keep-alive connection. host ms: the `ms` of the host\'s "reloaded" log line (from the start of ' +
-      `its check to the swap). Each trigger on its own host (${triggerHosts.length} hosts per size; see ` +
+      "its check to the swap); main-thread CPU ms: the host's main thread on a CPU in that time " +
+      '(/proc/<pid>/schedstat; it includes serving the poll, and unlike wall time it does not grow ' +
+      `when other processes take the cores). Each trigger on its own host (${triggerHosts.length} hosts per size; see ` +
       'triggerHosts in bench/scale.js).',
   ]
   return {
