@@ -624,6 +624,18 @@ export function cpuMicros(pid) {
   return ticks === undefined ? undefined : ticks * 10_000
 }
 
+/**
+ * CPU time of a process's main thread in ms (nanoseconds in /proc/<pid>/schedstat, Linux);
+ * undefined elsewhere. Unlike wall time, it does not grow when other processes take the cores.
+ */
+export function mainThreadCpuMs(pid) {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6
+  } catch {
+    return undefined
+  }
+}
+
 /** Resident set size of one process in bytes, from /proc/<pid>/status. */
 export function rssBytes(pid) {
   try {

@@ -1,7 +1,9 @@
 // Nyala at scale: hosts with generated graphs of 10, 100 and 1000 modules (quick: 10 and 50).
 // Per size: start-up time, memory per module, the time to reload one leaf module and one module
-// with 10 dependents through the admin API, and the watcher's idle CPU. The claim under test: a
-// reload costs what the change touches, not what is installed.
+// with 10 dependents through the admin API, the watcher's idle CPU, and the leaf reloaded by each
+// file trigger (a `.tmp` beside its bundle, a staged file, the touch file naming it) from the
+// rename (or touch) to the first answer from the new code. The claim under test: a reload costs
+// what the change touches, not what is installed.
 //
 // Each graph mixes the shapes a real installation has (all generated here):
 //   - a hub with 10 dependents (the "module with 10 dependents"; its first dependent is the leaf
@@ -10,12 +12,16 @@
 //   - chains of 10 modules, each depending on the one before (30% of the modules);
 //   - independent modules for the rest.
 // With 10 modules the graph is the hub and its 9 dependents only (there is no room for 10).
-import { copyFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import http from 'node:http'
+import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import {
   cliPath,
   cpuSeconds,
+  mainThreadCpuMs,
   makeRoot,
   mapLimit,
   mb,
@@ -29,7 +35,26 @@ import {
   writeModule,
 } from './common.js'
 
-export const targets = { leafRatio: 1.5, idleCpuPercent: 1 }
+export const targets = { leafRatio: 1.5, idleCpuPercent: 1, fileTriggerRatio: 1.5, fileTriggerSlackMs: 10 }
+
+/**
+ * The file triggers measured: one host watches both `.tmp` files and the staging directory, as
+ * the shipped configuration does. The touch file has its own host, with `use.touch.file=true`:
+ * there it is the only trigger, so the `.tmp` placed before the touch waits for it (with the
+ * watcher on, the `.tmp` would be deployed before the touch).
+ */
+export const triggerHosts = [
+  {
+    settings: { 'auto.reload.monitoring.type': 'tmpfile, stagingDirectory' },
+    triggers: ['tmpfile', 'staging'],
+  },
+  { settings: { 'auto.reload.monitoring.type': 'tmpfile', 'use.touch.file': true }, triggers: ['touch'] },
+]
+export const fileTriggers = triggerHosts.flatMap((h) => h.triggers)
+/** Pause after the hidden write, before the rename: the write's own events are handled by then. */
+const writeQuietMs = 50
+/** Pause between samples: the commit's events and the old generation's drain are over by then. */
+const sampleGapMs = 200
 
 const full = { sizes: [10, 100, 1000], samples: 7, settleSeconds: 2, idleSeconds: 5 }
 const quick = { sizes: [10, 50], samples: 3, settleSeconds: 0.3, idleSeconds: 1 }
@@ -61,8 +86,11 @@ export function buildGraph(n) {
 
 /**
  * @param {{ quick?: boolean, rounds?: number, duration?: number, signal?: AbortSignal,
- *   progress?: (msg: string) => void, sizes?: number[] }} opts
- *   rounds: reload samples per case; duration: seconds of idle CPU measurement
+ *   progress?: (msg: string) => void, sizes?: number[], triggers?: string[],
+ *   hostSettings?: Record<string, unknown> }} opts
+ *   rounds: reload samples per case; duration: seconds of idle CPU measurement; triggers: the file
+ *   triggers to measure (default all: tmpfile, staging, touch); hostSettings: keys added to every
+ *   file-trigger host's configuration (reload.debug=true, say)
  */
 export async function run(opts = {}) {
   const settings = { ...(opts.quick ? quick : full) }
@@ -94,19 +122,37 @@ export async function run(opts = {}) {
       progress(
         `${n} modules: start, idle CPU over ${settings.idleSeconds} s, ${settings.samples} reloads each`,
       )
-      results.push(await measureHost(session, root, n, graph, settings, check))
+      const result = await measureHost(session, root, n, graph, settings, check)
+      result.fileTriggers = {}
+      const leafVersion = { v: 0 }
+      for (const host of triggerHosts) {
+        const triggers = host.triggers.filter((t) => !opts.triggers || opts.triggers.includes(t))
+        if (triggers.length === 0) continue
+        check()
+        progress(`${n} modules: ${triggers.join(', ')}: ${settings.samples} leaf reloads each`)
+        Object.assign(
+          result.fileTriggers,
+          await measureFileTriggers(session, work, root, n, graph, leafVersion, triggers, {
+            settings: { ...host.settings, ...opts.hostSettings },
+            samples: settings.samples,
+            check,
+          }),
+        )
+      }
+      results.push(result)
     }
     return report(results, settings, opts.quick)
   })
 }
 
-/** One module of the graph: GET /hello, `depends-on` its `deps`. */
-function writeGraphModule(work, moduleName, deps, out) {
+/** One module of the graph: GET /hello answers its name and content version `v`; `depends-on` its `deps`. */
+export function writeGraphModule(work, moduleName, deps, out, v = 0) {
   const props = ['version=1.0.0']
   if (deps.length > 0) props.push(`depends-on=${deps.join(',')}`)
+  const answer = `{ module: ${JSON.stringify(moduleName)}, v: ${v} }`
   return writeModule(
-    path.join(work, 'src', moduleName),
-    `module.exports = {\n  async register(app) {\n    app.get('/hello', async () => ({ module: ${JSON.stringify(moduleName)} }))\n  },\n}\n`,
+    path.join(work, 'src', v === 0 ? moduleName : `${moduleName}-v${v}`),
+    `module.exports = {\n  async register(app) {\n    app.get('/hello', async () => (${answer}))\n  },\n}\n`,
     out,
     { properties: `${props.join('\n')}\n` },
   )
@@ -211,6 +257,185 @@ async function measureHost(session, root, n, graph, settings, check) {
   }
 }
 
+/**
+ * The leaf reloaded by file triggers on a host started for them (configuration `settings` on top of
+ * auto.reload.modules=true): per trigger, one unmeasured reload, then `samples` measured ones. Each
+ * new bundle answers a higher `v`; `leafVersion.v` carries the last one across hosts of one root.
+ */
+export async function measureFileTriggers(session, work, root, n, graph, leafVersion, triggers, opts) {
+  const { settings, samples, check } = opts
+  await makeRoot(root, { 'auto.reload.modules': true, ...settings })
+  const modulesDir = path.join(root, 'modules')
+  const stagingDir = path.join(root, 'staging')
+  const touchFile = path.join(modulesDir, 'touch.txt')
+  await mkdir(stagingDir, { recursive: true })
+  // the touch file exists before start-up, as in an installation that uses it
+  if (triggers.includes('touch')) await writeFile(touchFile, '')
+  const { leaf } = graph
+  const deps = graph.modules.find((m) => m.name === leaf).deps
+  const reloaded = []
+  const server = await startServer(
+    session,
+    `nyala (${n} modules, ${triggers.join(', ')})`,
+    [cliPath, 'start', '--root', root],
+    {
+      readyTimeoutMs: 600_000,
+      onRecord: (r) => {
+        if (typeof r.msg === 'string' && r.msg.startsWith('reloaded') && r.changed?.includes(leaf))
+          reloaded.push(r)
+      },
+    },
+  )
+  const poller = leafPoller(server.port, `/${leaf}/hello`)
+  try {
+    const loaded = server.records.find((r) => typeof r.msg === 'string' && r.msg.startsWith('modules loaded'))
+    if (loaded?.running !== n + 1) {
+      throw new Error(`expected ${n + 1} running modules, host says ${JSON.stringify(loaded)}`)
+    }
+    const hidden = async (dir, bytes) => {
+      const file = path.join(dir, `.${leaf}.${randomBytes(4).toString('hex')}.partial`)
+      await writeFile(file, bytes)
+      return file
+    }
+    // each places the new bundle and resolves with t0: the moment of the rename (or touch)
+    const place = {
+      async tmpfile(bytes) {
+        const file = await hidden(modulesDir, bytes)
+        await delay(writeQuietMs)
+        const t0 = performance.now()
+        await rename(file, path.join(modulesDir, `${leaf}.zip.tmp`))
+        return t0
+      },
+      async staging(bytes) {
+        const file = await hidden(stagingDir, bytes)
+        await delay(writeQuietMs)
+        const t0 = performance.now()
+        await rename(file, path.join(stagingDir, `${leaf}.zip`))
+        return t0
+      },
+      async touch(bytes) {
+        await rename(await hidden(modulesDir, bytes), path.join(modulesDir, `${leaf}.zip.tmp`))
+        await delay(writeQuietMs)
+        const t0 = performance.now()
+        await writeFile(touchFile, `${leaf}\n`)
+        return t0
+      },
+    }
+    const out = {}
+    for (const trigger of triggers) {
+      const wall = []
+      const host = []
+      const cpu = []
+      for (let i = 0; i <= samples; i++) {
+        check()
+        const v = ++leafVersion.v
+        const bundle = path.join(work, 'versions', `${leaf}-v${v}.zip`)
+        await mkdir(path.dirname(bundle), { recursive: true })
+        await writeGraphModule(work, leaf, deps, bundle, v)
+        const bytes = await readFile(bundle)
+        const seen = reloaded.length
+        const cpu0 = mainThreadCpuMs(server.pid)
+        const t0 = await place[trigger](bytes)
+        const t1 = await poller.waitFor(v, 30_000, server.describe)
+        const cpu1 = mainThreadCpuMs(server.pid)
+        // the host's own figure (from the start of its check to the swap) follows in the log
+        const deadline = performance.now() + 2000
+        while (reloaded.length === seen && performance.now() < deadline) await delay(5)
+        if (i > 0) {
+          wall.push(t1 - t0)
+          if (cpu0 !== undefined && cpu1 !== undefined) cpu.push(cpu1 - cpu0)
+          if (typeof reloaded[seen]?.ms === 'number') host.push(reloaded[seen].ms)
+        }
+        await delay(sampleGapMs)
+      }
+      out[trigger] = {
+        wallMs: round(medianOf(wall), 1),
+        hostMs: round(medianOf(host), 1),
+        cpuMs: round(medianOf(cpu), 1),
+        samples: wall.map((x) => round(x, 1)),
+        loadavg1: round(os.loadavg()[0], 2),
+      }
+    }
+    return out
+  } finally {
+    poller.close()
+    await server.stop()
+  }
+}
+
+/**
+ * GETs `route` back to back on one keep-alive connection until an answer carries `v`; resolves with
+ * the time that answer completed.
+ */
+function leafPoller(port, route) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  const get = () =>
+    new Promise((resolve) => {
+      const req = http.get({ host: '127.0.0.1', port, path: route, agent }, (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (d) => {
+          text += d
+        })
+        res.on('end', () => {
+          const m = /"v":(\d+)/.exec(text)
+          resolve(res.statusCode === 200 && m ? Number(m[1]) : undefined)
+        })
+        res.on('error', () => resolve(undefined))
+      })
+      req.on('error', () => resolve(undefined))
+    })
+  return {
+    async waitFor(v, ms, describe) {
+      const deadline = performance.now() + ms
+      while (performance.now() < deadline) {
+        if ((await get()) === v) return performance.now()
+      }
+      throw new Error(`${route} did not answer v ${v} within ${ms} ms\n${describe()}`)
+    },
+    close: () => agent.destroy(),
+  }
+}
+
+const triggerLabels = { tmpfile: 'a .tmp', staging: 'a staged file', touch: 'the touch file' }
+
+/** One row per file trigger and size, with the ratio and the difference to the smallest size. */
+function fileTriggerRows(sized, smallest, quickRun) {
+  const rows = []
+  for (const trigger of fileTriggers) {
+    const base = smallest.fileTriggers?.[trigger]
+    if (!base) continue
+    for (const r of sized) {
+      const t = r.fileTriggers?.[trigger]
+      if (!t) continue
+      const ratio = round(t.wallMs / base.wallMs, 2)
+      const deltaMs = round(t.wallMs - base.wallMs, 1)
+      const met = ratio <= targets.fileTriggerRatio || deltaMs <= targets.fileTriggerSlackMs
+      const verdict =
+        r === smallest ? '-' : quickRun ? 'quick run, too short to judge' : met ? 'met' : 'NOT met'
+      rows.push({
+        trigger,
+        modules: r.modules,
+        ratio,
+        deltaMs,
+        verdict,
+        columns: {
+          trigger: triggerLabels[trigger],
+          modules: r.modules,
+          ms: t.wallMs,
+          'host ms': t.hostMs,
+          'main-thread CPU ms': t.cpuMs,
+          '/ smallest': ratio,
+          'ms more': deltaMs,
+          target: verdict,
+          'load 1m': t.loadavg1,
+        },
+      })
+    }
+  }
+  return rows
+}
+
 function report(results, settings, quickRun) {
   const base = results.find((r) => r.modules === 0)
   const sized = results.filter((r) => r.modules > 0)
@@ -243,6 +468,15 @@ function report(results, settings, quickRun) {
       'hub / leaf': round(r.hub.wallMs / r.leaf.wallMs, 2),
     })
   }
+  const triggerRows = fileTriggerRows(sized, smallest, quickRun)
+  for (const row of triggerRows) {
+    table.push({
+      section:
+        `leaf reload by a file trigger (from the rename, or the touch, to the first answer from the new code; ` +
+        `median of ${settings.samples})`,
+      ...row.columns,
+    })
+  }
   for (const r of results) {
     table.push({
       section: `watcher idle CPU (auto.reload.modules=true, no requests, two ${settings.idleSeconds} s windows after start-up)`,
@@ -267,6 +501,24 @@ function report(results, settings, quickRun) {
       'Memory per module: (heap or RSS of the host with N modules - the host with the probe only) / N, ' +
       'after global.gc() (--expose-gc). Reload ms: admin request round trip; host ms: the `ms` the host reports.',
     `With ${smallest.modules} modules the hub has ${smallest.hub.dependents} dependents (there is no room for 10).`,
+    ...triggerRows
+      .filter((row) => row.modules === biggest.modules)
+      .map(
+        (row) =>
+          `Leaf reload by ${triggerLabels[row.trigger]}, ${biggest.modules}/${smallest.modules} modules: ` +
+          `${row.ratio} (${row.deltaMs >= 0 ? '+' : ''}${row.deltaMs} ms; target <= ${targets.fileTriggerRatio}x or within ` +
+          `${targets.fileTriggerSlackMs} ms: ${row.verdict}).`,
+      ),
+    'File triggers: the new bundle is written under a hidden name in modules/ (or staging/), ' +
+      `${writeQuietMs} ms later renamed to <bundle>.tmp (or into staging/): t0 is the rename. The touch: ` +
+      `the .tmp is placed first, ${writeQuietMs} ms later modules/touch.txt is written with the leaf's ` +
+      'name (use.touch.file=true): t0 is that write (the host waits 30 ms for the touch file to be ' +
+      'quiet). The end: the first answer carrying the new version, polled back to back on one ' +
+      'keep-alive connection. host ms: the `ms` of the host\'s "reloaded" log line (from the start of ' +
+      "its check to the swap); main-thread CPU ms: the host's main thread on a CPU in that time " +
+      '(/proc/<pid>/schedstat; it includes serving the poll, and unlike wall time it does not grow ' +
+      `when other processes take the cores). Each trigger on its own host (${triggerHosts.length} hosts per size; see ` +
+      'triggerHosts in bench/scale.js).',
   ]
   return {
     name: 'scale',
@@ -276,6 +528,9 @@ function report(results, settings, quickRun) {
       targets,
       settings,
       leafRatio: ratio,
+      fileTriggerRatios: Object.fromEntries(
+        triggerRows.filter((row) => row.modules === biggest.modules).map((row) => [row.trigger, row.ratio]),
+      ),
       idleCpuPercent: idlePct,
       hosts: results.map((r) => ({
         ...r,

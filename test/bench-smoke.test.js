@@ -210,6 +210,9 @@ test('bench/run.js scale --quick runs and records figures', { timeout: timeoutMs
   assert.match(stdout, /bench: running scale/)
   assert.match(stdout, /Leaf reload 50\/10 modules: \S+/)
   assert.match(stdout, /Idle CPU with 51 bundles watched/)
+  for (const trigger of ['a \\.tmp', 'a staged file', 'the touch file']) {
+    assert.match(stdout, new RegExp(`Leaf reload by ${trigger}, 50/10 modules: \\S+`))
+  }
 
   const scale = (await readReport()).benchmarks?.scale
   assert.ok(scale, 'latest.json has a scale entry')
@@ -225,7 +228,10 @@ test('bench/run.js scale --quick runs and records figures', { timeout: timeoutMs
     assert.equal(host.leaf.affected, 1)
     assert.equal(host.hub.affected, host.hub.dependents + 1)
     assert.equal(typeof host.idleCpuSeconds, 'number')
+    assert.deepEqual(Object.keys(host.fileTriggers).sort(), ['staging', 'tmpfile', 'touch'])
+    for (const figures of Object.values(host.fileTriggers)) assert.equal(typeof figures.wallMs, 'number')
   }
+  assert.deepEqual(Object.keys(scale.summary.fileTriggerRatios).sort(), ['staging', 'tmpfile', 'touch'])
 })
 
 test('bench/run.js reload-big-bundle --quick reloads a generated 3,000-file bundle and records figures', {

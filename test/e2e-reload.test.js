@@ -218,6 +218,27 @@ test('touch file: changes wait for the touch; its first line limits the reload t
   assert.equal(after.two.generation, before.two.generation)
 })
 
+test('touch file absent at start-up: created by a rename, then replaced by one, it triggers each time', async (t) => {
+  const root = await makeRoot(t, reloadProps('auto.reload.monitoring.type=tmpfile\nuse.touch.file=true\n'))
+  await deploy(root, 'one')
+  const dir = modulesOf(root)
+  const touch = path.join(dir, 'touch.txt')
+  const host = await startHost(t, root)
+  // as an editor saves: write a hidden file, rename it over the touch file
+  const touchByRename = async (text) => {
+    await writeFile(path.join(dir, '.touch.swp'), text)
+    await rename(path.join(dir, '.touch.swp'), touch)
+  }
+  await copyFile(await variant(root, 'one', 'a'), path.join(dir, 'one.zip.tmp'))
+  await sleep(300)
+  assert.equal((await body(host, '/one')).generation, 1, 'the .tmp waits for the touch')
+  await touchByRename('one\n')
+  await until(async () => (await body(host, '/one')).tag === 'a', 'touch file created by a rename')
+  await copyFile(await variant(root, 'one', 'b'), path.join(dir, 'one.zip.tmp'))
+  await touchByRename('one\n')
+  await until(async () => (await body(host, '/one')).tag === 'b', 'touch file replaced by a rename')
+})
+
 test('a broken bundle changes nothing: the old generation serves, files stay, lastError names the code', async (t) => {
   const root = await makeRoot(
     t,

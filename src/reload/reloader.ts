@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
-import type { FSWatcher } from 'chokidar'
 import type { MonitoringType } from '../config/host-options.js'
 import type { NyalaError } from '../errors.js'
 import { nyalaError, reasonOf } from '../errors.js'
@@ -10,6 +9,7 @@ import type { NyalaHost } from '../host.js'
 import { latestArrival, setAside } from './arrivals.js'
 import type { Change, ReloadResult } from './change.js'
 import { describeDeployPaths } from './deploy-paths.js'
+import type { Watching } from './flat-watcher.js'
 import { ModuleLocks } from './module-locks.js'
 import { gone, readCandidate } from './read-candidate.js'
 import { ReloadEvents } from './reload-events.js'
@@ -45,7 +45,7 @@ export class Reloader {
   readonly locks = new ModuleLocks()
   readonly selection: ReloadSelection
   readonly transactions: ReloadTransactions
-  #watcher: FSWatcher | undefined
+  #watcher: Watching | undefined
   readonly #checks = new Map<string, { again: boolean; done: Promise<void> }>()
   /** Candidates reported and not checked yet, by module, then by source path. */
   readonly #pending = new Map<string, Map<string, Candidate>>()
@@ -135,7 +135,11 @@ export class Reloader {
       this.host.log.info({ deployPaths: [] }, paths.summary)
       return
     }
-    this.#watcher = await startWatcher(this.host.options, (event, file) => this.#onPath(event, file))
+    this.#watcher = await startWatcher(
+      this.host.options,
+      (event, file) => this.#onPath(event, file),
+      (err) => this.host.log.warn({ reason: reasonOf(err) }, `watching the deploy paths: ${reasonOf(err)}`),
+    )
     this.host.log.info(
       {
         deployPaths: paths.list,
@@ -496,8 +500,7 @@ export class Reloader {
       if (this.#selected(change)) changes.push(change)
     }
     if (types.includes('default')) {
-      for (const name of removedModules(modules, options.modulesDir)) {
-        if (only.length > 0 && !only.includes(name)) continue
+      for (const name of removedModules(modules, options.modulesDir, only)) {
         const change: Change = { name, kind: 'remove' }
         if (this.#selected(change)) changes.push(change)
       }

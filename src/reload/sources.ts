@@ -109,6 +109,8 @@ export async function scanCandidates(
     for (const dirent of await readdir(dir, { withFileTypes: true })) {
       const file = path.join(dir, dirent.name)
       for (const type of types) {
+        // in a modules directory of 1000 bundles, only the .tmp names can be tmpfile candidates
+        if (type === 'tmpfile' && !dirent.name.endsWith('.tmp')) continue
         const c = candidateFor(type, file, options, records)
         if (c && (dirent.isFile() || (c.directory && dirent.isDirectory()))) found.push(c)
       }
@@ -153,9 +155,13 @@ export async function scanModule(
   return found
 }
 
-/** Modules whose bundle in `modules/` is gone (default monitoring type only). */
-export function removedModules(records: Records, modulesDir: string): string[] {
-  return [...records.values()]
+/**
+ * Modules whose bundle in `modules/` is gone (default monitoring type only):
+ * of `only` when it names some, so a touch naming modules looks at those alone.
+ */
+export function removedModules(records: Records, modulesDir: string, only: readonly string[] = []): string[] {
+  const looked = only.length > 0 ? only.flatMap((n) => records.get(n) ?? []) : records.values()
+  return [...looked]
     .filter((r) => path.dirname(r.file) === modulesDir && !existsSync(r.file))
     .map((r) => r.name)
 }
