@@ -118,6 +118,9 @@ export class Generation {
     await yieldToLoop()
     this.#handle = createContext(init, this.owner)
     const app = createModuleApp(this.log, init.logRequests)
+    // building a Fastify instance is about a millisecond of the serving thread: let the requests
+    // that arrived meanwhile through before register and ready take their turn
+    await yieldToLoop()
     const entry = this.#entry
     const ctx = this.#handle.ctx
     const prefix = bundle.manifest.prefix === '/' ? '' : bundle.manifest.prefix
