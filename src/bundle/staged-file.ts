@@ -1,7 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { nyalaError } from '../errors.js'
+import { sha256Hex } from './content-hash.js'
 import { bundleExtensions, moduleNameOf } from './module-name.js'
 
 /**
@@ -55,7 +56,7 @@ export async function removeIfSame(file: string, hash: string): Promise<boolean>
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
     throw err
   }
-  if (createHash('sha256').update(data).digest('hex') !== hash) return false
+  if (sha256Hex(data) !== hash) return false
   try {
     await unlink(file)
     return true

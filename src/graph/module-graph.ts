@@ -1,5 +1,6 @@
 import type { Manifest } from '../bundle/manifest.js'
 import { type NyalaError, nyalaError } from '../errors.js'
+import { stronglyConnected } from '../strongly-connected.js'
 import { DependentsIndex } from './dependents-index.js'
 
 export interface GraphNode {
@@ -37,37 +38,10 @@ function edgesOf(node: GraphNode, nodes: Nodes): string[] {
 
 /** Strongly connected components (Tarjan), each sorted; a cycle is one of size > 1 or a self-loop. */
 function cycles(nodes: Nodes): string[][] {
-  let index = 0
-  const idx = new Map<string, number>()
-  const low = new Map<string, number>()
-  const stack: string[] = []
-  const onStack = new Set<string>()
-  const found: string[][] = []
-  const visit = (v: string) => {
-    idx.set(v, index)
-    low.set(v, index++)
-    stack.push(v)
-    onStack.add(v)
-    for (const w of edgesOf(nodes.get(v)!, nodes)) {
-      if (!idx.has(w)) {
-        visit(w)
-        low.set(v, Math.min(low.get(v)!, low.get(w)!))
-      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!))
-    }
-    if (low.get(v) === idx.get(v)) {
-      const scc: string[] = []
-      let w: string
-      do {
-        w = stack.pop()!
-        onStack.delete(w)
-        scc.push(w)
-      } while (w !== v)
-      const selfLoop = edgesOf(nodes.get(v)!, nodes).includes(v)
-      if (scc.length > 1 || selfLoop) found.push(scc.sort())
-    }
-  }
-  for (const name of [...nodes.keys()].sort()) if (!idx.has(name)) visit(name)
-  return found
+  const edges = (v: string) => edgesOf(nodes.get(v)!, nodes)
+  return stronglyConnected([...nodes.keys()].sort(), edges)
+    .filter((scc) => scc.length > 1 || edges(scc[0]!).includes(scc[0]!))
+    .map((scc) => scc.sort())
 }
 
 /** One concrete cycle through the component, written `a -> b -> a`. */

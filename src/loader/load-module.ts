@@ -4,6 +4,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import vm from 'node:vm'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { stronglyConnected } from '../strongly-connected.js'
 
 /** The CommonJS `module` object module code sees. */
 interface CjsModule {
@@ -208,51 +209,10 @@ const isPackageFile = (entry: string) => entry.startsWith('node_modules/') || en
 
 /** Entries on a require cycle (a strongly connected component of more than one, or a self-require). */
 function cycleMembers(requires: ReadonlyMap<string, readonly string[]>): Set<string> {
-  const index = new Map<string, number>()
-  const low = new Map<string, number>()
-  const onStack = new Set<string>()
-  const stack: string[] = []
+  const edges = (entry: string) => requires.get(entry) ?? []
   const members = new Set<string>()
-  let counter = 0
-  for (const root of requires.keys()) {
-    if (index.has(root)) continue
-    // iterative Tarjan
-    const work: { entry: string; next: number }[] = [{ entry: root, next: 0 }]
-    index.set(root, counter)
-    low.set(root, counter++)
-    stack.push(root)
-    onStack.add(root)
-    while (work.length > 0) {
-      const frame = work[work.length - 1]!
-      const deps = requires.get(frame.entry) ?? []
-      if (frame.next < deps.length) {
-        const dep = deps[frame.next++]!
-        if (dep === frame.entry) members.add(dep)
-        if (!index.has(dep)) {
-          index.set(dep, counter)
-          low.set(dep, counter++)
-          stack.push(dep)
-          onStack.add(dep)
-          work.push({ entry: dep, next: 0 })
-        } else if (onStack.has(dep)) {
-          low.set(frame.entry, Math.min(low.get(frame.entry)!, index.get(dep)!))
-        }
-        continue
-      }
-      work.pop()
-      const parent = work[work.length - 1]
-      if (parent) low.set(parent.entry, Math.min(low.get(parent.entry)!, low.get(frame.entry)!))
-      if (low.get(frame.entry) === index.get(frame.entry)) {
-        const component: string[] = []
-        for (;;) {
-          const e = stack.pop()!
-          onStack.delete(e)
-          component.push(e)
-          if (e === frame.entry) break
-        }
-        if (component.length > 1) for (const e of component) members.add(e)
-      }
-    }
+  for (const scc of stronglyConnected(requires.keys(), edges)) {
+    if (scc.length > 1 || edges(scc[0]!).includes(scc[0]!)) for (const e of scc) members.add(e)
   }
   return members
 }

@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto'
-import { copyFile, link, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { copyFile, link, readFile, rename, rm } from 'node:fs/promises'
 import path from 'node:path'
+import { sha256Hex } from '../bundle/content-hash.js'
+import { placeAtomically } from '../bundle/staged-file.js'
 import { nyalaError, reasonOf } from '../errors.js'
 import type { Change } from './change.js'
 
@@ -53,13 +54,11 @@ export async function commitChange(change: Change, current: string | undefined):
 async function sameBytes(file: string, data: Buffer): Promise<boolean> {
   try {
     const now = await readFile(file)
-    return hash(now) === hash(data)
+    return sha256Hex(now) === sha256Hex(data)
   } catch {
     return false
   }
 }
-
-const hash = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
 async function moveInto(source: string, target: string): Promise<void> {
   try {
@@ -71,8 +70,6 @@ async function moveInto(source: string, target: string): Promise<void> {
   }
 }
 
-async function writeAtomically(target: string, data: Buffer): Promise<void> {
-  const temp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.partial`)
-  await writeFile(temp, data)
-  await rename(temp, target)
+function writeAtomically(target: string, data: Buffer): Promise<string> {
+  return placeAtomically(path.dirname(target), path.basename(target), data)
 }

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
+import { sha256Hex } from '../bundle/content-hash.js'
 import type { MonitoringType } from '../config/host-options.js'
 import type { NyalaError } from '../errors.js'
 import { nyalaError, reasonOf } from '../errors.js'
@@ -230,9 +230,7 @@ export class Reloader {
       if (await this.#ownCommit(c.source)) return
       const running = this.host.modules.get(c.name)?.bundle?.hash
       try {
-        const hash = createHash('sha256')
-          .update(await readFile(c.source))
-          .digest('hex')
+        const hash = sha256Hex(await readFile(c.source))
         if (hash === running) return
       } catch {
         return
