@@ -59,21 +59,13 @@ export function verifySignature(
   if (content.rawNames) refuseDuplicates(bundle, content.rawNames)
 
   const doc = parseDocument(content.signature, malformed)
-  if (doc.module !== content.name) {
-    throw nyalaError('NYALA_ERR_BUNDLE_SIGNATURE_MODULE', {
-      bundle,
-      what: 'module',
-      signed: doc.module,
-      actual: content.name,
-    })
-  }
-  if (doc.version !== content.version) {
-    throw nyalaError('NYALA_ERR_BUNDLE_SIGNATURE_MODULE', {
-      bundle,
-      what: 'version',
-      signed: doc.version,
-      actual: content.version,
-    })
+  // a signature is for one module's one release: a bundle renamed to deploy as another module is refused
+  for (const [what, signed, actual] of [
+    ['module', doc.module, content.name],
+    ['version', doc.version, content.version],
+  ] as const) {
+    if (signed !== actual)
+      throw nyalaError('NYALA_ERR_BUNDLE_SIGNATURE_MODULE', { bundle, what, signed, actual })
   }
 
   const keyIds = checkSignatures(bundle, doc, policy, now)
