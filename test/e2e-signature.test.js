@@ -4,7 +4,7 @@
 // a rotation, a revoked key, a rollback and a threshold of 2.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { appendFile, copyFile, mkdir, rename } from 'node:fs/promises'
+import { appendFile, copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import { makeRoot, moduleSource, modulesOf, request, runCli, startHost, waitUntil } from './helpers.js'
@@ -169,4 +169,130 @@ test('a threshold of 2 needs two distinct trusted keys, at start-up and on reloa
     'shop to serve',
     30_000,
   )
+})
+
+// ------------------------------------------------------------------------------------------
+// Every refusal, at start-up (one module per case) and as a reload of a running module
+// (alternating .tmp and staging), by bundles changed the way an attacker or a broken pipeline
+// would change them.
+
+/** Rewrites a zip through `edit(entries)` (a Map name -> Buffer). */
+async function rewriteZip(file, out, edit) {
+  const JSZip = (await import('jszip')).default
+  const zip = await JSZip.loadAsync(await readFile(file))
+  const entries = new Map()
+  for (const f of Object.values(zip.files)) if (!f.dir) entries.set(f.name, await f.async('nodebuffer'))
+  edit(entries)
+  const next = new JSZip()
+  for (const [name, content] of entries) next.file(name, content)
+  await mkdir(path.dirname(out), { recursive: true })
+  await writeFile(out, await next.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' }))
+  return out
+}
+
+const sig = 'META-INF/NYALA.SIG'
+
+/** The bad variants of a module `name`, each built into <root>/bad/<case>/<name>.zip; `keys` by role. */
+function badCases(root, keys) {
+  const make = async (name, tag, signers, sequence) => {
+    const dir = await moduleSource(root, `${name}-${tag}-src`, {
+      files: {
+        'index.js': `module.exports = { async register (app) { app.get('/', async () => ({ tag: ${JSON.stringify(tag)} })) } }\n`,
+        'lib/util.js': 'module.exports = 1\n',
+      },
+    })
+    const out = path.join(root, 'bad', tag, `${name}.zip`)
+    await mkdir(path.dirname(out), { recursive: true })
+    const sign = signers.flatMap((k) => ['--sign', k.key])
+    const seq = sign.length > 0 ? ['--sequence', String(sequence)] : []
+    await cli(['pack', dir, '-o', out, ...sign, ...seq])
+    return out
+  }
+  const edited = async (name, tag, edit) => {
+    const good = await make(name, `${tag}-good`, [keys.alpha], 20)
+    return rewriteZip(good, path.join(root, 'bad', tag, `${name}.zip`), edit)
+  }
+  return {
+    NYALA_ERR_BUNDLE_SIGNATURE_MISSING: (name) => make(name, 'missing', [], 20),
+    NYALA_ERR_BUNDLE_SIGNATURE_MALFORMED: (name) =>
+      edited(name, 'malformed', (e) => e.set(sig, Buffer.from('[]'))),
+    NYALA_ERR_BUNDLE_SIGNATURE_MODULE: async (name) => {
+      const other = await make(`${name}x`, 'renamed', [keys.alpha], 20)
+      const out = path.join(root, 'bad', 'renamed', `${name}.zip`)
+      await copyFile(other, out)
+      return out
+    },
+    NYALA_ERR_BUNDLE_SIGNATURE_UNKNOWN_KEY: (name) => make(name, 'unknown', [keys.stranger], 20),
+    NYALA_ERR_BUNDLE_SIGNATURE_KEY_EXPIRED: (name) => make(name, 'expired', [keys.old], 20),
+    NYALA_ERR_BUNDLE_SIGNATURE_KEY_REVOKED: (name) => make(name, 'revoked', [keys.gone], 20),
+    NYALA_ERR_BUNDLE_SIGNATURE_INVALID: (name) =>
+      edited(name, 'invalid', (e) => {
+        const doc = JSON.parse(e.get(sig).toString('utf8'))
+        doc.signedAt = new Date(0).toISOString()
+        e.set(sig, Buffer.from(JSON.stringify(doc)))
+      }),
+    NYALA_ERR_BUNDLE_SIGNATURE_UNCOVERED: (name) =>
+      edited(name, 'uncovered', (e) => e.set('lib/extra.js', Buffer.from('module.exports = 2\n'))),
+    NYALA_ERR_BUNDLE_SIGNATURE_ENTRY_MISMATCH: (name) =>
+      edited(name, 'mismatch', (e) => e.set('lib/util.js', Buffer.from('module.exports = 9\n'))),
+    NYALA_ERR_BUNDLE_SIGNATURE_DUPLICATE_ENTRY: async (name) => {
+      // "lib/utiX.js" renamed in the zip's bytes to "lib/util.js": two entries of one name
+      const twin = await edited(name, 'duplicate', (e) => e.set('lib/utiX.js', e.get('lib/util.js')))
+      const bytes = Buffer.from(
+        (await readFile(twin)).toString('latin1').replaceAll('lib/utiX.js', 'lib/util.js'),
+        'latin1',
+      )
+      await writeFile(twin, bytes)
+      return twin
+    },
+  }
+}
+
+test('every refusal, at start-up and as a reload over .tmp and staging, leaves the old generation answering', async (t) => {
+  const root = await makeRoot(t, settings())
+  const keys = {
+    alpha: await keygen(root, 'alpha'),
+    stranger: await keygen(root, 'stranger'),
+    old: await keygen(root, 'old'),
+    gone: await keygen(root, 'gone'),
+  }
+  await trust(root, keys.alpha, keys.old, keys.gone)
+  const store = path.join(root, 'config', 'trusted-keys')
+  await appendFile(path.join(store, 'old.pub'), 'expires=2020-01-01\n')
+  await appendFile(path.join(store, 'gone.pub'), 'revoked=true\n')
+  const cases = badCases(root, keys)
+
+  // start-up: one module per case, beside a good one
+  const names = new Map()
+  for (const [i, [code, build]] of Object.entries(cases).entries()) {
+    const name = `m${i}`
+    names.set(name, code)
+    await copyFile(await build(name), path.join(modulesOf(root), `${name}.zip`))
+  }
+  await copyFile(await shop(root, 'one', [keys.alpha], 10), path.join(modulesOf(root), 'shop.zip'))
+  const host = await startHost(t, root)
+  for (const [name, code] of names) {
+    const info = (await request(host.admin(`/modules/${name}`))).body
+    assert.equal(info.state, 'failed', name)
+    assert.equal(info.error?.code, code, `${name} at start-up`)
+  }
+  assert.equal(await tagOf(host), 'one')
+
+  // reloads of shop: each case, alternating paths; plus a rollback
+  const all = [
+    ...Object.entries(cases),
+    ['NYALA_ERR_BUNDLE_SIGNATURE_ROLLBACK', () => shop(root, 'older', [keys.alpha], 3)],
+  ]
+  for (const [i, [code, build]] of all.entries()) {
+    const dest =
+      i % 2 === 0 ? path.join(modulesOf(root), 'shop.zip.tmp') : path.join(root, 'staging', 'shop.zip')
+    await place(await build('shop'), dest)
+    await refused(host, code)
+    assert.equal(await tagOf(host), 'one', `${code}: the old generation still answers`)
+    assert.ok(existsSync(dest), `${code}: the refused file stays where it was`)
+    await rm(dest) // as an operator would, before the next attempt
+  }
+  // and a good one still deploys afterwards
+  await place(await shop(root, 'two', [keys.alpha], 30), path.join(root, 'staging', 'shop.zip'))
+  await waitUntil(async () => (await tagOf(host)) === 'two', 'the good bundle to serve', 30_000)
 })
