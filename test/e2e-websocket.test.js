@@ -147,6 +147,42 @@ test('a WebSocket echo keeps its generation across a reload, then the drain time
   assert.equal((await withTimeout(exit, 'the host to exit')).code, 0)
 })
 
+test('a blocking-mode reload holds requests for the requests in flight, not for an open WebSocket', async (t) => {
+  // were the gate to wait for the socket, requests would wait out auto.reload.block.timeout: 503
+  const root = await makeRoot(
+    t,
+    'port=0\nhost=127.0.0.1\nauto.reload.modules=true\nauto.reload.mode=blocking\nauto.reload.block.timeout=1\nauto.reload.drain.timeout=4\n',
+  )
+  await echoBundle(root, 'chat-a', 'a', path.join(modulesOf(root), 'chat.zip'))
+  const host = await startHost(t, root)
+  const open = await connect(`ws://127.0.0.1:${host.port}/chat/echo`)
+  t.after(() => open.ws.terminate())
+  assert.match(await open.echo('one'), /^1:\d+:one$/)
+
+  const next = await echoBundle(root, 'chat-b', 'b', path.join(root, 'src', 'chat-b.zip'))
+  await copyFile(next, path.join(modulesOf(root), 'chat.zip'))
+  const answers = []
+  await waitUntil(
+    async () => {
+      const res = await request(host.url('/chat/'))
+      answers.push(res.status)
+      return res.body.tag === 'b'
+    },
+    'the reload to generation 2',
+    20_000,
+  )
+  assert.deepEqual(
+    answers.filter((s) => s !== 200),
+    [],
+    'no request was refused while the reload held them',
+  )
+  assert.match(await open.echo('two'), /^1:\d+:two$/, 'the socket stays on generation 1 after the swap')
+  assert.deepEqual(await withTimeout(open.closed, 'the drain to end the socket'), {
+    code: 1001,
+    reason: 'going away',
+  })
+})
+
 test('upgrades no module takes are refused with an HTTP error naming why', async (t) => {
   const root = await makeRoot(t)
   await echoBundle(root, 'chat', 'a', path.join(modulesOf(root), 'chat.zip'))

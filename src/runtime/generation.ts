@@ -60,6 +60,8 @@ export class Generation {
   #handle: ContextHandle | undefined
   #entry: ModuleEntry | undefined
   #idle: (() => void)[] = []
+  /** Waiters for no HTTP request in flight, whatever upgraded connections are open. */
+  #requestsIdle: (() => void)[] = []
   readonly #upgraded = new UpgradedSockets()
 
   constructor(init: GenerationInit) {
@@ -82,6 +84,8 @@ export class Generation {
    */
   readonly release = (): void => {
     this.inflight--
+    if (this.#requestsIdle.length > 0 && this.inflight === this.#upgraded.size)
+      for (const fn of this.#requestsIdle.splice(0)) fn()
     if (this.inflight === 0 && this.#idle.length > 0) for (const fn of this.#idle.splice(0)) fn()
   }
 
@@ -119,10 +123,14 @@ export class Generation {
     this.#upgraded.endAll()
   }
 
-  /** Resolves when no request is in flight, or after `ms`; true when idle. */
-  async waitIdle(ms: number): Promise<boolean> {
-    if (this.inflight === 0) return true
-    const idle = new Promise<true>((resolve) => this.#idle.push(() => resolve(true)))
+  /**
+   * Resolves when no request is in flight, or after `ms`; true when idle.
+   * Open upgraded connections count as in flight unless `requestsOnly`.
+   */
+  async waitIdle(ms: number, requestsOnly = false): Promise<boolean> {
+    if (this.inflight === (requestsOnly ? this.#upgraded.size : 0)) return true
+    const waiters = requestsOnly ? this.#requestsIdle : this.#idle
+    const idle = new Promise<true>((resolve) => waiters.push(() => resolve(true)))
     return (await withTimeout(idle, ms)) === true
   }
 
