@@ -392,7 +392,7 @@ export class ReloadTransactions {
     if (forced.length > 0)
       this.host.log.warn(
         { reload: id, modules: forced, timeout },
-        `old generations stopped with requests in flight after auto.reload.drain.timeout: ${forced.join(', ')}`,
+        `old generations stopped with requests or WebSockets in flight after auto.reload.drain.timeout: ${forced.join(', ')}`,
       )
     this.events.emit({
       id,
