@@ -195,6 +195,10 @@ test('upgrades no module takes are refused with an HTTP error naming why', async
   await echoBundle(root, 'chat', 'a', path.join(modulesOf(root), 'chat.zip'))
   const plain = await moduleSource(root, 'plain')
   await packWithZip(plain, path.join(modulesOf(root), 'plain.zip'))
+  const broken = await moduleSource(root, 'broken', {
+    files: { 'index.js': `module.exports = { async register () { throw new Error('no') } }\n` },
+  })
+  await packWithZip(broken, path.join(modulesOf(root), 'broken.zip'))
   const host = await startHost(t, root)
   const base = `ws://127.0.0.1:${host.port}`
 
@@ -207,6 +211,11 @@ test('upgrades no module takes are refused with an HTTP error naming why', async
   assert.equal(unhandled.status, 404)
   assert.equal(unhandled.body.code, 'NYALA_ERR_UPGRADE_UNHANDLED')
   assert.match(unhandled.body.message, /"plain".*websocket/)
+
+  // a module that failed to start
+  const down = await refused(`${base}/broken/`)
+  assert.equal(down.status, 503)
+  assert.equal(down.body.code, 'NYALA_ERR_MODULE_UNAVAILABLE')
 
   // the WebSocket module answers a path it has no route for itself (Fastify's 404)
   const noRoute = await refused(`${base}/chat/missing`)
