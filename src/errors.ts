@@ -192,6 +192,13 @@ const definitions = {
     status: 503,
   },
 
+  // HTTP upgrades (WebSockets), issue 15 part 5
+  NYALA_ERR_UPGRADE_UNHANDLED: {
+    message:
+      'module "{module}" does not accept upgrades ({protocol}) for {path}: nothing in it listens for them; register a plugin that does, such as @fastify/websocket',
+    status: 404,
+  },
+
   // hot reload
   NYALA_ERR_BUNDLE_UNSETTLED: {
     message: '{bundle}: still not a complete zip after auto.reload.settle.timeout ({timeout} ms): {reason}',

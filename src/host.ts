@@ -102,6 +102,7 @@ export class NyalaHost {
     const { server, address } = await listen(this.dispatcher.handle, {
       host: this.options.host,
       port: this.options.port,
+      upgrade: this.dispatcher.upgrade,
       ...(fd === undefined ? {} : { fd }),
     })
     this.servers.set('http', server)
@@ -425,7 +426,13 @@ export class NyalaHost {
     // reloads are done: the bundle reader's thread has nothing left to do (a later read starts it again)
     await bundleReader.close()
     this.#endAdminStreams()
+    // open WebSockets keep their server's close waiting: the end of the grace period ends them
+    // (close frame 1001 "going away"), as a reload's drain timeout does
+    const endUpgraded = setTimeout(() => {
+      for (const record of this.modules.values()) record.generation?.endUpgraded()
+    }, graceMs)
     await Promise.all([...this.servers.values()].map((server) => closeServer(server, graceMs)))
+    clearTimeout(endUpgraded)
     this.servers.clear()
     for (const name of [...this.#order].reverse()) {
       const record = this.modules.get(name)

@@ -1,9 +1,11 @@
 import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { nyalaError } from '../errors.js'
 import type { RequestGate } from '../reload/request-gate.js'
 import { DispatchTable } from './dispatch-table.js'
 import { replyError } from './json-reply.js'
 import type { TrackedResponse } from './tracked-response.js'
+import { dispatchUpgrade } from './upgrade-dispatch.js'
 
 /**
  * Hands each request to the Fastify instance of the module whose prefix
@@ -53,6 +55,11 @@ export class Dispatcher {
     generation.served++
     res.onClose = generation.release
     app.routing(req, res)
+  }
+
+  /** The listener's `upgrade` event (WebSockets), dispatched the same way (upgrade-dispatch.ts). */
+  readonly upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    dispatchUpgrade(this, req, socket, head)
   }
 
   #waitAtGate(gate: RequestGate, module: string, req: IncomingMessage, res: TrackedResponse): void {

@@ -257,7 +257,9 @@ export class ReloadTransactions {
       for (const p of planned) if (p.old) gates.set(p.name, new RequestGate())
       for (const [name, gate] of gates) host.gates.set(name, gate)
       host.publish(gates.keys())
-      await Promise.all(planned.map((p) => p.old?.waitIdle(opts.autoReload.drainTimeoutMs)))
+      // HTTP requests only: an open WebSocket can last for hours, and requests must not wait for
+      // it; it stays on the old generation until it closes or the drain after the swap ends it
+      await Promise.all(planned.map((p) => p.old?.waitIdle(opts.autoReload.drainTimeoutMs, true)))
       this.events.emit({ id, phase: 'blocked', trigger, modules: [...gates.keys()] })
     }
     // callers publish the table first: a released request must find the new state
@@ -414,7 +416,7 @@ export class ReloadTransactions {
     if (forced.length > 0)
       this.host.log.warn(
         { reload: id, modules: forced, timeout },
-        `old generations stopped with requests in flight after auto.reload.drain.timeout: ${forced.join(', ')}`,
+        `old generations stopped with requests or WebSockets in flight after auto.reload.drain.timeout: ${forced.join(', ')}`,
       )
     this.events.emit({
       id,

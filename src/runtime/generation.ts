@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
@@ -14,6 +16,7 @@ import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
 import { type CodeOwner, liveOwners, ownerStopped } from './code-owner.js'
 import { type ContextHandle, type ContextInit, createContext } from './context.js'
 import { createModuleApp } from './module-app.js'
+import { UpgradedSockets } from './upgraded-sockets.js'
 import { timedOut, withTimeout } from './with-timeout.js'
 
 export type GenerationState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed'
@@ -46,7 +49,7 @@ export class Generation {
   app: FastifyInstance | undefined
   startedAt = 0
   startMs = 0
-  /** Requests dispatched to this generation that have not finished. */
+  /** Requests dispatched to this generation that have not finished, and its open upgraded connections. */
   inflight = 0
   /** Requests dispatched to this generation so far (metrics). */
   served = 0
@@ -57,6 +60,9 @@ export class Generation {
   #handle: ContextHandle | undefined
   #entry: ModuleEntry | undefined
   #idle: (() => void)[] = []
+  /** Waiters for no HTTP request in flight, whatever upgraded connections are open. */
+  #requestsIdle: (() => void)[] = []
+  readonly #upgraded = new UpgradedSockets()
 
   constructor(init: GenerationInit) {
     this.#init = init
@@ -78,13 +84,53 @@ export class Generation {
    */
   readonly release = (): void => {
     this.inflight--
+    if (this.#requestsIdle.length > 0 && this.inflight === this.#upgraded.size)
+      for (const fn of this.#requestsIdle.splice(0)) fn()
     if (this.inflight === 0 && this.#idle.length > 0) for (const fn of this.#idle.splice(0)) fn()
   }
 
-  /** Resolves when no request is in flight, or after `ms`; true when idle. */
-  async waitIdle(ms: number): Promise<boolean> {
-    if (this.inflight === 0) return true
-    const idle = new Promise<true>((resolve) => this.#idle.push(() => resolve(true)))
+  /** Connections upgraded into this generation (WebSockets) that are still open. */
+  get upgraded(): number {
+    return this.#upgraded.size
+  }
+
+  /**
+   * Hands an HTTP upgrade (a WebSocket) to this generation's Fastify instance
+   * as an `upgrade` event of its server, which is where @fastify/websocket and
+   * `ws` listen (the server itself never listens: the host's does). The
+   * connection counts in flight until it closes, so a reload's drain waits
+   * for it and `stop` ends it. False when nothing of the module listens for
+   * upgrades.
+   */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const server = this.app?.server
+    if (!server || server.listenerCount('upgrade') === 0) return false
+    this.inflight++
+    this.served++
+    this.#upgraded.add(socket, req.headers.upgrade?.toLowerCase() === 'websocket', this.release)
+    try {
+      server.emit('upgrade', req, socket, head)
+    } catch (err) {
+      // a listener that throws at once: the connection is the module's loss, not the host's
+      this.log.error({ err, url: req.url }, `upgrade listener threw: ${reasonOf(err)}`)
+      socket.destroy()
+    }
+    return true
+  }
+
+  /** Ends the open upgraded connections now (UpgradedSockets.endAll); `stop` does it too. */
+  endUpgraded(): void {
+    this.#upgraded.endAll()
+  }
+
+  /**
+   * Resolves when no request is in flight, or after `ms`; true when idle.
+   * Open upgraded connections count as in flight unless `requestsOnly`.
+   */
+  async waitIdle(ms: number, requestsOnly = false): Promise<boolean> {
+    if (this.inflight === (requestsOnly ? this.#upgraded.size : 0)) return true
+    const waiters = requestsOnly ? this.#requestsIdle : this.#idle
+    const idle = new Promise<true>((resolve) => waiters.push(() => resolve(true)))
     return (await withTimeout(idle, ms)) === true
   }
 
@@ -167,6 +213,8 @@ export class Generation {
     if (this.state !== 'running') return undefined
     this.state = 'stopping'
     const value = await this.#callModule('stop', this.#entry?.stop)
+    // after the module's own stop, which may close its WebSockets its own way
+    this.endUpgraded()
     await this.#release(this.app, false)
     ownerStopped(this.owner)
     this.state = 'stopped'
