@@ -180,7 +180,9 @@ test('the console shows every module and the graph, follows reloads live, and ac
     /hello now at generation 3/.test(document.getElementById('notice').textContent),
   )
   await waitGeneration(page, 'hello', 3)
-  await page.waitForFunction(() => /3\.0\.0/.test(document.querySelector('tr[data-module="hello"]').textContent))
+  await page.waitForFunction(() =>
+    /3\.0\.0/.test(document.querySelector('tr[data-module="hello"]').textContent),
+  )
 
   // filter by name: other rows hide, other nodes dim
   await page.fill('#filter', 'bill')
