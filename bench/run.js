@@ -22,6 +22,7 @@ const benchmarks = {
   peers: () => import('./peers.js'),
   scale: () => import('./scale.js'),
   signature: () => import('./signature.js'),
+  console: () => import('./console.js'),
 }
 
 /** Names that stand for several benchmarks: `npm run bench -- reload`. */

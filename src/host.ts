@@ -332,6 +332,7 @@ export class NyalaHost {
         stopTimeoutMs: this.options.moduleStopTimeoutMs,
         logRequests: this.options.logRequests,
         previousCode: record.generation?.code,
+        stats: record.stats,
       })
       await generation.start()
     } catch (err) {

@@ -53,6 +53,7 @@ export class Dispatcher {
     }
     generation.inflight++
     generation.served++
+    res.startedAt = performance.now()
     res.onClose = generation.release
     app.routing(req, res)
   }

@@ -16,6 +16,7 @@ import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
 import { type CodeOwner, liveOwners, ownerStopped } from './code-owner.js'
 import { type ContextHandle, type ContextInit, createContext } from './context.js'
 import { createModuleApp } from './module-app.js'
+import type { RequestStats } from './request-stats.js'
 import { UpgradedSockets } from './upgraded-sockets.js'
 import { timedOut, withTimeout } from './with-timeout.js'
 
@@ -30,6 +31,8 @@ export interface GenerationInit extends ContextInit {
    * compiled ahead and its packages run ahead, in slices, before the main file.
    */
   readonly previousCode?: Pick<ModuleCode, 'loaded' | 'requires'> | undefined
+  /** The module's request figures (kept across its generations): each finished request is recorded. */
+  readonly stats?: RequestStats | undefined
 }
 
 /**
@@ -57,6 +60,7 @@ export class Generation {
   code: Pick<ModuleCode, 'loaded' | 'requires'> = { loaded: [], requires: new Map() }
 
   readonly #init: GenerationInit
+  readonly #stats: RequestStats | undefined
   #handle: ContextHandle | undefined
   #entry: ModuleEntry | undefined
   #idle: (() => void)[] = []
@@ -66,6 +70,7 @@ export class Generation {
 
   constructor(init: GenerationInit) {
     this.#init = init
+    this.#stats = init.stats
     this.bundle = init.bundle
     this.name = init.bundle.name
     this.number = init.generation
@@ -82,8 +87,12 @@ export class Generation {
    * Counts one request in; the returned function counts it out. Bound once so
    * the request path allocates nothing but the listener registration.
    */
-  readonly release = (): void => {
+  readonly release = (res?: { readonly startedAt: number }): void => {
     this.inflight--
+    if (res !== undefined && this.#stats !== undefined) {
+      const now = performance.now()
+      this.#stats.record(now - res.startedAt, now)
+    }
     if (this.#requestsIdle.length > 0 && this.inflight === this.#upgraded.size)
       for (const fn of this.#requestsIdle.splice(0)) fn()
     if (this.inflight === 0 && this.#idle.length > 0) for (const fn of this.#idle.splice(0)) fn()
