@@ -248,7 +248,7 @@ const definitions = {
     status: 500,
   },
   NYALA_ERR_HOST_CRASH_REPLACE: {
-    message: 'the crashed host (pid {pid}) could not be replaced: {reason}; exiting with code 1',
+    message: 'the crashed host (pid {crashedPid}) could not be replaced: {reason}; exiting with code 1',
     status: 500,
   },
   NYALA_ERR_HOST_CRASH_LOOP: {

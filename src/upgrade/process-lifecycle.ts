@@ -148,7 +148,7 @@ export async function runProcess(host: NyalaHost, log: Logger, mode: ProcessMode
     const successor = hostCrash?.successor
     // a successor started for this replacement that did not take over must not stay behind
     if (successor !== undefined && !handedOver) killGroup(successor)
-    reportFatal(log, nyalaError('NYALA_ERR_HOST_CRASH_REPLACE', { pid: process.pid, reason }))
+    reportFatal(log, nyalaError('NYALA_ERR_HOST_CRASH_REPLACE', { crashedPid: process.pid, reason }))
     return exitNow(exitCodes.failure)
   }
 
