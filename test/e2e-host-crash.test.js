@@ -96,7 +96,8 @@ test('a host crash under keep-alive load: a successor takes the listeners, no co
 }, async (t) => {
   const { root, host } = await setUp(t)
   const old = host.child.pid
-  assert.equal(await readPidfile(root), old)
+  // written right after the listening record startHost waits for
+  await waitUntil(async () => (await readPidfile(root)) === old, 'the pidfile to name the host', 30_000)
   const urls = ['/alpha/', '/beta/', '/crash/'].map((p) => host.url(p))
   const load = startLoad(t, urls)
   await waitUntil(() => load.results.every((r) => r.length >= 20), 'the load on the old process', 30_000)

@@ -42,7 +42,10 @@ socket, then drains and exits (without one, keeps serving); SIGTERM stops
 gracefully (drains up to shutdown.grace.period); SIGINT stops fast
 (shutdown.fast.timeout); SIGHUP rescans the modules and reloads what changed
 (as the admin API's POST /reload). A pidfile naming a running process refuses
-the start.`
+the start. An uncaught error outside every module (the host's own) starts a
+successor with these arguments and --upgrade, hands it the listeners and exits
+0 (host.crash.action=upgrade), or exits 1 (host.crash.action=exit, or when no
+successor takes over).`
 
 const flagKeys: Record<string, ConfigKey> = {
   port: 'port',
