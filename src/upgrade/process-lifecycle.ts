@@ -9,6 +9,7 @@ import { CrashChain } from './crash-chain.js'
 import { replaceProcess, type SuccessorCommand } from './crash-handover.js'
 import { killGroup } from './daemonize.js'
 import { handOver } from './hand-over.js'
+import { decideHostCrash, type Phase } from './host-crash-policy.js'
 import { checkPidfileFree, readPid, releasePidfile, writePidfile } from './pidfile.js'
 import { Readiness } from './readiness.js'
 import { takeOver } from './take-over.js'
@@ -32,7 +33,6 @@ const pidfileWaitMs = 10_000
 /** Past the successor's start, the handover's own bounds (connect, two answers, adoption) and spare. */
 const handoverBoundMs = 40_000
 
-type Phase = 'starting' | 'serving' | 'handing-over' | 'stopping'
 type StopRequest = { signal: NodeJS.Signals; graceMs: number; fast: boolean }
 
 /**
@@ -166,80 +166,70 @@ export async function runProcess(host: NyalaHost, log: Logger, mode: ProcessMode
       return
     }
     hostCrash = { more: 0 }
-    const why =
-      crash.action === 'exit'
-        ? 'host.crash.action=exit'
-        : !mode.successor
-          ? 'no command to start a successor with'
-          : phase === 'starting'
-            ? 'not serving yet: no listeners to hand over'
-            : phase === 'stopping'
-              ? 'stopping already'
-              : undefined
-    // a SIGQUIT handover under way is the replacement already: its end decides
-    const wanted = why !== undefined ? 'exit' : phase === 'handing-over' ? 'handover under way' : 'upgrade'
-    const env = wanted === 'upgrade' ? chain.admit() : undefined
-    const loop = wanted === 'upgrade' && !env
-    const action = loop ? 'exit' : wanted
-    const because = loop ? `host.crash.max.upgrades=${crash.maxUpgrades} reached` : why
+    const decision = decideHostCrash({
+      action: crash.action,
+      canStartSuccessor: mode.successor !== undefined,
+      phase,
+      admit: () => chain.admit(),
+    })
+    const why = decision.action === 'exit' ? decision.why : undefined
     const error = nyalaError('NYALA_ERR_HOST_CRASHED', { origin, reason: reasonOf(err) })
     log.fatal(
-      {
-        ...error.toJSON(),
-        stack: stackText(err),
-        action,
-        ...(because === undefined ? {} : { why: because }),
-      },
-      `${error.message}; action: ${action}${because === undefined ? '' : ` (${because})`}`,
+      { ...error.toJSON(), stack: stackText(err), action: decision.action, ...(why ? { why } : {}) },
+      `${error.message}; action: ${decision.action}${why ? ` (${why})` : ''}`,
     )
-    if (loop) {
-      const count = chain.count()
-      reportFatal(
-        log,
-        nyalaError('NYALA_ERR_HOST_CRASH_LOOP', {
-          upgrades: count,
+    if (decision.action === 'exit') {
+      if (decision.loop) {
+        const loop = nyalaError('NYALA_ERR_HOST_CRASH_LOOP', {
+          upgrades: chain.count(),
           window: crash.windowMs / 1000,
           max: crash.maxUpgrades,
-        }),
-      )
+        })
+        reportFatal(log, loop)
+      } else process.stderr.write(`nyala: ${origin}: ${stackText(err)}\n`)
       return exitNow(exitCodes.failure)
     }
-    if (action === 'exit') {
-      process.stderr.write(`nyala: ${origin}: ${stackText(err)}\n`)
-      return exitNow(exitCodes.failure)
-    }
-    if (action !== 'upgrade' || !env || !mode.successor) return
+    if (decision.action !== 'upgrade' || !mode.successor) return
     phase = 'handing-over'
+    // the deploy paths are the successor's now: a reload committed here while it loads the
+    // bundles would leave the two processes serving different code (it picks up what arrives)
+    void host.reloader.close().catch(() => {})
     const bound = crash.upgradeTimeoutMs + handoverBoundMs
     // the last word on "never hang": a promise the crash left unsettled cannot keep this process
     const safety = setTimeout(() => giveUp(`no successor served within ${bound} ms`), bound)
     replaceProcess(host, log, mode.successor, {
-      env,
+      env: decision.env,
       timeoutMs: crash.upgradeTimeoutMs,
       onStarted: (pid) => {
         if (hostCrash) hostCrash.successor = pid
       },
       cancelled: () => phase !== 'handing-over',
-    }).then((result) => {
-      clearTimeout(safety)
-      if (result.ok) handedOver = true
-      if (phase !== 'handing-over') return // a stop signal came meanwhile and is draining
-      if (!result.ok) return giveUp(result.reason)
-      phase = 'stopping'
-      log.info(
-        { successor: result.successor, graceMs: shutdownGraceMs },
-        `host crash: handed over to pid ${result.successor}: draining (grace ${shutdownGraceMs} ms), then exiting 0`,
-      )
-      // module stop hooks in a process whose state is suspect: bounded like everything here
-      hardStop = setTimeout(
-        () => {
-          log.warn({ successor: result.successor }, 'host crash: the drain did not end in time: exiting now')
-          finish(exitCodes.ok)
-        },
-        shutdownGraceMs + host.options.moduleStopTimeoutMs + pidfileWaitMs,
-      )
-      drain(shutdownGraceMs, result.successor)
-    })
+    }).then(
+      (result) => {
+        clearTimeout(safety)
+        if (result.ok) handedOver = true
+        if (phase !== 'handing-over') return // a stop signal came meanwhile and is draining
+        if (!result.ok) return giveUp(result.reason)
+        phase = 'stopping'
+        log.info(
+          { successor: result.successor, graceMs: shutdownGraceMs },
+          `host crash: handed over to pid ${result.successor}: draining (grace ${shutdownGraceMs} ms), then exiting 0`,
+        )
+        // module stop hooks in a process whose state is suspect: bounded like everything here
+        hardStop = setTimeout(
+          () => {
+            log.warn(
+              { successor: result.successor },
+              'host crash: the drain did not end in time: exiting now',
+            )
+            finish(exitCodes.ok)
+          },
+          shutdownGraceMs + host.options.moduleStopTimeoutMs + pidfileWaitMs,
+        )
+        drain(shutdownGraceMs, result.successor)
+      },
+      (e: unknown) => giveUp(reasonOf(e)),
+    )
   }
 
   const hangup = () => {
