@@ -9,7 +9,7 @@ import { rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
-import { agentGet, deploy, makeRoot, request, startHost, waitUntil } from './helpers.js'
+import { agentGet, deploy, keepAliveLoad, makeRoot, request, startHost, waitUntil } from './helpers.js'
 
 const crashIndex = `const { EventEmitter } = require('node:events')
 module.exports = {
@@ -117,29 +117,7 @@ async function openEvents(t, url) {
  * Keep-alive load on the healthy modules: 2 connections, each alternating between the
  * paths, a few ms apart, at most `max` requests each; `stop()` ends it and resolves the results.
  */
-function startLoad(t, urls, max = 600) {
-  const agents = [0, 1].map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
-  t.after(() => {
-    for (const agent of agents) agent.destroy()
-  })
-  let stopped = false
-  const results = []
-  const loops = agents.map(async (agent, i) => {
-    for (let n = 0; n < max && !stopped; n++) {
-      const url = urls[(n + i) % urls.length]
-      results.push({ url, ...(await agentGet(agent, url)) })
-      await new Promise((resolve) => setTimeout(resolve, 5))
-    }
-  })
-  return {
-    results,
-    async stop() {
-      stopped = true
-      await Promise.all(loops)
-      return results
-    },
-  }
-}
+const startLoad = (t, urls, max = 600) => keepAliveLoad(t, [urls, [...urls.slice(1), urls[0]]], { max })
 
 const crashRecords = (host) => host.logs().filter((r) => r.code === 'NYALA_ERR_MODULE_CRASHED')
 const moduleInfo = async (host, name) => (await request(host.admin(`/modules/${name}`))).body

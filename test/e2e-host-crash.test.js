@@ -9,10 +9,9 @@
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
-import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
-import { agentGet, deploy, isAlive, makeRoot, request, startHost, waitUntil } from './helpers.js'
+import { deploy, isAlive, keepAliveLoad, makeRoot, request, startHost, waitUntil } from './helpers.js'
 
 const pidIndex = `module.exports = { async register (app) {
   app.get('/', async () => ({ pid: process.pid }))
@@ -62,35 +61,6 @@ async function exitCode(host, what, timeoutMs = 90_000) {
   return host.child.exitCode
 }
 
-/**
- * Keep-alive load: one connection per URL, sequential requests a few ms apart, until
- * `stop()` and then `tail` more each (bounded by `max`).
- */
-function startLoad(t, urls, { max = 3000, tail = 10 } = {}) {
-  const agents = urls.map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
-  t.after(() => {
-    for (const agent of agents) agent.destroy()
-  })
-  let stopped = false
-  const results = urls.map(() => [])
-  const loops = urls.map(async (url, i) => {
-    let after = 0
-    while (results[i].length < max && after < tail) {
-      results[i].push({ url, ...(await agentGet(agents[i], url)) })
-      if (stopped) after++
-      await new Promise((resolve) => setTimeout(resolve, 5))
-    }
-  })
-  return {
-    results,
-    async stop() {
-      stopped = true
-      await Promise.all(loops)
-      return results
-    },
-  }
-}
-
 test('a host crash under keep-alive load: a successor takes the listeners, no connection is refused, the old pid exits 0, the pidfile names the new pid', {
   timeout: 180_000,
 }, async (t) => {
@@ -99,8 +69,18 @@ test('a host crash under keep-alive load: a successor takes the listeners, no co
   // written right after the listening record startHost waits for
   await waitUntil(async () => (await readPidfile(root)) === old, 'the pidfile to name the host', 30_000)
   const urls = ['/alpha/', '/beta/', '/crash/'].map((p) => host.url(p))
-  const load = startLoad(t, urls)
-  await waitUntil(() => load.results.every((r) => r.length >= 20), 'the load on the old process', 30_000)
+  // one keep-alive connection per module, until every one has moved and 10 requests more
+  const load = keepAliveLoad(
+    t,
+    urls.map((url) => [url]),
+    { max: 3000, tail: 10 },
+  )
+  const laneOf = (results, lane) => results.filter((r) => r.lane === lane)
+  await waitUntil(
+    () => urls.every((_, lane) => laneOf(load.results, lane).length >= 20),
+    'the load on the old process',
+    30_000,
+  )
 
   const triggered = await request(host.url('/crash/throw-twice'), { headers: { connection: 'close' } })
   assert.equal(triggered.status, 200)
@@ -109,11 +89,12 @@ test('a host crash under keep-alive load: a successor takes the listeners, no co
   const successor = await readPidfile(root)
   // the successor answers on the same address, for every module and the admin API
   await waitUntil(
-    () => load.results.every((r) => r.at(-1)?.body?.pid === successor),
+    () => urls.every((_, lane) => laneOf(load.results, lane).at(-1)?.body?.pid === successor),
     'every load connection on the successor',
     30_000,
   )
-  const results = await load.stop()
+  await load.stop()
+  const results = urls.map((_, lane) => laneOf(load.results, lane))
 
   assert.equal(code, 0, `the replaced process exits 0 (stderr: ${host.stderr()})`)
   assert.notEqual(successor, old)
