@@ -46,6 +46,7 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
       maxBytes: req.maxBytes,
       ...(req.name === undefined ? {} : { name: req.name }),
       ...(data ? { data } : {}),
+      trust: req.trust,
     })
     let syntax: ReturnType<typeof errorToWire> | undefined
     if (req.checkSyntax) {
