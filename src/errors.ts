@@ -307,6 +307,21 @@ const definitions = {
     status: 504,
   },
   NYALA_ERR_UPGRADE_FAILED: { message: 'upgrade failed: {reason}', status: 500 },
+
+  // the host's own crash: an uncaught error no module code is found in (issue 14 part 3)
+  NYALA_ERR_HOST_CRASHED: {
+    message: 'the host crashed ({origin} outside any module): {reason}',
+    status: 500,
+  },
+  NYALA_ERR_HOST_CRASH_REPLACE: {
+    message: 'the crashed host (pid {crashedPid}) could not be replaced: {reason}; exiting with code 1',
+    status: 500,
+  },
+  NYALA_ERR_HOST_CRASH_LOOP: {
+    message:
+      'the host crashed again after {upgrades} replacement(s) within {window} s (host.crash.max.upgrades={max}): no further successor; exiting with code 1',
+    status: 500,
+  },
 } as const satisfies Record<string, Definition>
 
 export type ErrorCode = keyof typeof definitions

@@ -212,6 +212,38 @@ export function agentGet(agent, url) {
   })
 }
 
+/**
+ * Keep-alive load: one connection per lane, each cycling through its URLs with sequential
+ * requests 5 ms apart, at most `max` per lane. `results` fills as the answers come
+ * (`{ url, lane, ...agentGet }`, in order within a lane); `stop()` lets each lane make `tail`
+ * more requests, then resolves the results. The agents are destroyed by `t.after`.
+ */
+export function keepAliveLoad(t, lanes, { max = 600, tail = 0 } = {}) {
+  const agents = lanes.map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
+  t.after(() => {
+    for (const agent of agents) agent.destroy()
+  })
+  let stopped = false
+  const results = []
+  const loops = lanes.map(async (urls, lane) => {
+    let after = 0
+    for (let n = 0; n < max; n++) {
+      if (stopped && after++ >= tail) break
+      const url = urls[n % urls.length]
+      results.push({ url, lane, ...(await agentGet(agents[lane], url)) })
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  })
+  return {
+    results,
+    async stop() {
+      stopped = true
+      await Promise.all(loops)
+      return results
+    },
+  }
+}
+
 /** GET or other request; resolves { status, headers, body (parsed JSON when JSON), text }. */
 export async function request(url, init) {
   const res = await fetch(url, init)

@@ -8,6 +8,7 @@ import { readPropertiesFile } from './read-properties.js'
 export type MonitoringType = ConfigValues['auto.reload.monitoring.type'][number]
 export type ReloadMode = ConfigValues['auto.reload.mode']
 export type CrashPolicy = ConfigValues['module.crash.policy']
+export type HostCrashAction = ConfigValues['host.crash.action']
 export type LogFormatSetting = ConfigValues['log.format']
 
 /**
@@ -63,6 +64,24 @@ export interface HostOptions {
     /** `module.crash.max.restarts`: restarts allowed within the window; one more crash fails the module. @default 5 */
     maxRestarts: number
     /** `module.crash.window`: the window of `maxRestarts`. @default 60000 */
+    windowMs: number
+  }>
+  /** What an uncaught error no module code is found in (the host's own) does (src/upgrade/crash-handover.ts). */
+  readonly hostCrash: Readonly<{
+    /**
+     * `host.crash.action`: `upgrade` starts a successor (`nyala start --upgrade` with this
+     * process's arguments), hands it the listeners, drains and exits 0; `exit` exits 1 at once.
+     * @default 'upgrade'
+     */
+    action: HostCrashAction
+    /** `host.crash.upgrade.timeout`: how long the successor may take to load every module. @default 60000 */
+    upgradeTimeoutMs: number
+    /**
+     * `host.crash.max.upgrades`: replacements allowed within the window, counted along the chain
+     * of successors; one more host crash exits 1 (NYALA_ERR_HOST_CRASH_LOOP). @default 3
+     */
+    maxUpgrades: number
+    /** `host.crash.window`: the window of `maxUpgrades`. @default 60000 */
     windowMs: number
   }>
   readonly autoReload: Readonly<{
@@ -236,6 +255,12 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
       policy: v['module.crash.policy'],
       maxRestarts: v['module.crash.max.restarts'],
       windowMs: v['module.crash.window'],
+    },
+    hostCrash: {
+      action: v['host.crash.action'],
+      upgradeTimeoutMs: v['host.crash.upgrade.timeout'],
+      maxUpgrades: v['host.crash.max.upgrades'],
+      windowMs: v['host.crash.window'],
     },
     autoReload: {
       enabled: v['auto.reload.modules'],

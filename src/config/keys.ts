@@ -13,6 +13,7 @@ export interface KeySpec {
 export const monitoringTypes = ['default', 'tmpfile', 'stagingDirectory'] as const
 const reloadModes = ['overlap', 'blocking'] as const
 export const crashPolicies = ['restart', 'fail', 'log'] as const
+export const hostCrashActions = ['upgrade', 'exit'] as const
 const logFormats = ['auto', 'json', 'pretty'] as const
 
 export const keySpecs = {
@@ -35,6 +36,12 @@ export const keySpecs = {
   'module.crash.policy': { default: 'restart', parse: (r) => t.parseEnum(r, crashPolicies) },
   'module.crash.max.restarts': { default: '5', parse: (r) => t.parseInteger(r, 0, 1_000_000) },
   'module.crash.window': { default: '60', parse: t.parseSeconds },
+
+  // the host's own crash (an uncaught error no module code is found in): replace the process
+  'host.crash.action': { default: 'upgrade', parse: (r) => t.parseEnum(r, hostCrashActions) },
+  'host.crash.upgrade.timeout': { default: '60', parse: t.parseSeconds },
+  'host.crash.max.upgrades': { default: '3', parse: (r) => t.parseInteger(r, 0, 1000) },
+  'host.crash.window': { default: '60', parse: t.parseSeconds },
 
   // reloading (Impala's names)
   'auto.reload.modules': { default: 'false', parse: t.parseBoolean },
