@@ -241,6 +241,22 @@ const definitions = {
     status: 504,
   },
   NYALA_ERR_UPGRADE_FAILED: { message: 'upgrade failed: {reason}', status: 500 },
+  // nyala pack (module source directories with package.json) and nyala init
+  NYALA_ERR_PACK_DEPENDENCY_MISSING: {
+    message:
+      '{dir}: production dependency "{package}" (needed by {by}) is not installed in {dir}/node_modules; run "npm install --omit=dev" (or "npm ci") in {dir}',
+    status: 422,
+  },
+  NYALA_ERR_PACK_PACKAGE_JSON: { message: '{file}: cannot read package.json: {reason}', status: 422 },
+  NYALA_ERR_INIT_NOT_EMPTY: {
+    message: '{dir} is not empty (it holds "{entry}"): nyala init writes only into a new or empty directory',
+    status: 409,
+  },
+  NYALA_ERR_INIT_NAME: {
+    message:
+      'module name "{name}" is not valid: expected letters, digits, ".", "_" or "-", starting with a letter or digit (give one with --name)',
+    status: 400,
+  },
 } as const satisfies Record<string, Definition>
 
 export type ErrorCode = keyof typeof definitions

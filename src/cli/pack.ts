@@ -1,21 +1,37 @@
 import { existsSync, statSync } from 'node:fs'
+import path from 'node:path'
+import { moduleNameOf } from '../bundle/module-name.js'
 import { openBundle } from '../bundle/open-bundle.js'
-import { packDirectory } from '../bundle/pack.js'
+import { buildBundle, type PackResult, writeBundle } from '../bundle/pack.js'
 import { nyalaError } from '../errors.js'
 import { exitCodes, parse, UsageError } from './common.js'
+import { precompileForPack } from './pack-transform.js'
 
-const packHelp = `Usage: nyala pack <dir> [-o out.zip]
+const packHelp = `Usage: nyala pack <dir> [-o out.zip] [--list]
 
 Packs a module source directory (with module.properties at its root) into a
-bundle. The bundle is validated after packing, as the host would open it.
+bundle. The bundle is validated as the host would open it before it is written.
+
+With a package.json, its production dependencies (dependencies and
+optionalDependencies, transitively, not devDependencies) are taken from the
+directory's own node_modules; run "npm install --omit=dev" or "npm ci" first.
+Left out of the module's own files: dot-entries (.git, .env), test/, tests/,
+__tests__/, __mocks__/, coverage/, *.test.*, *.spec.* and lockfiles; a
+.nyalaignore (gitignore syntax) adds rules or takes some back (!tests/), and a
+"files" array in package.json packs only what it names. module.properties,
+package.json and the main file are always packed.
 
 Options:
   -o, --out FILE   output file (default: <dir>.zip)
+  -l, --list       list every entry with its size, and what was left out
+      --verbose    the same as --list
   -h, --help       show this help`
 
 export async function pack(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     out: { type: 'string', short: 'o' },
+    list: { type: 'boolean', short: 'l' },
+    verbose: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   })
   if (values.help) {
@@ -27,12 +43,44 @@ export async function pack(args: string[]): Promise<number> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw nyalaError('NYALA_ERR_DIRECTORY_NOT_FOUND', { what: 'module source', path: dir })
   }
-  // validate the source first: a bundle the host would refuse is not written
-  const source = await openBundle(dir)
-  const out = await packDirectory(dir, { out: values.out as string | undefined })
-  const bundle = await openBundle(out, { name: source.name })
-  process.stdout.write(
-    `${out}: module ${bundle.name} ${bundle.manifest.version}, ${bundle.files.size} files, sha256 ${bundle.hash.slice(0, 12)}\n`,
-  )
+  const result = await buildBundle(dir, { out: values.out as string | undefined, transform: precompileForPack })
+  // validated before it is written: a bundle the host would refuse never lands where a watcher looks
+  const name = moduleNameOf(path.resolve(dir), true) ?? moduleNameOf(result.out)
+  const bundle = await openBundle(result.out, name ? { name, data: result.data } : { data: result.data })
+  await writeBundle(result)
+  process.stdout.write(`${summary(result, bundle.name, bundle.manifest.version, bundle.hash)}\n`)
+  if (values.list || values.verbose) process.stdout.write(listing(result))
   return exitCodes.ok
+}
+
+function summary(r: PackResult, name: string, version: string, hash: string): string {
+  const deps = r.entries.length - r.ownFiles
+  const files =
+    r.packages.length > 0
+      ? `${r.entries.length} files (${r.ownFiles} own, ${deps} in ${plural(r.packages.length, 'package')})`
+      : `${r.entries.length} files`
+  const left = r.leftOut.length > 0 ? `, ${r.leftOut.length} left out` : ''
+  const line = `${r.out}: module ${name} ${version}, ${files}${left}, ${size(r.rawBytes)} raw, ${size(r.data.length)} zipped, sha256 ${hash.slice(0, 12)}`
+  if (r.packages.length === 0) return line
+  return `${line}\npackages: ${r.packages.map((p) => `${p.name}@${p.version}`).join(' ')}`
+}
+
+function listing(r: PackResult): string {
+  const lines = r.entries.map((e) => `  ${size(e.bytes).padStart(9)}  ${e.entry}`)
+  const out = [`entries (${r.entries.length}):`, ...lines]
+  if (r.packages.length > 0) {
+    out.push(`packages (${r.packages.length}):`)
+    for (const p of r.packages) out.push(`  ${p.name}@${p.version}  ${p.entry}`)
+  }
+  if (r.leftOut.length > 0) out.push(`left out (${r.leftOut.length}):`, ...r.leftOut.map((e) => `  ${e}`))
+  return `${out.join('\n')}\n`
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
+
+/** Bytes as people read them: 812 B, 4.2 kB, 1.3 MB (powers of 1000, as npm pack prints). */
+function size(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`
+  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} kB`
+  return `${(bytes / 1e6).toFixed(1)} MB`
 }
