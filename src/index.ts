@@ -1,13 +1,15 @@
 /**
- * The public types of Nyala for module authors: `import type { ModuleContext, NyalaModule } from 'nyala'`.
+ * What Nyala offers module authors: `import type { ModuleContext, NyalaModule } from 'nyala'` for
+ * the types, `createTestContext` for a module's own tests.
  *
- * This entry point holds types and one identity helper only, and imports nothing of the host at run
- * time, so a module (or its tests) importing it never starts host code.
+ * Nothing here starts host code: a module's test importing it loads the context code and pino.
+ * Module code itself should import types only (`import type`), which no bundle needs at run time.
  */
 import type { FastifyInstance } from 'fastify'
 import type { ModuleContext } from './runtime/context.js'
 
 export type { ModuleContext } from './runtime/context.js'
+export { createTestContext, type TestContext, type TestContextOptions } from './runtime/test-context.js'
 
 /**
  * What a module's main file exports: `register`, and optionally `stop` and `handoff`
