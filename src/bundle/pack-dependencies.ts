@@ -34,7 +34,8 @@ export async function readPackageJson(file: string): Promise<PackageJson | undef
   }
   try {
     const value: unknown = JSON.parse(text)
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('not a JSON object')
+    if (value === null || typeof value !== 'object' || Array.isArray(value))
+      throw new Error('not a JSON object')
     const files = (value as PackageJson).files
     if (files !== undefined && (!Array.isArray(files) || files.some((f) => typeof f !== 'string')))
       throw new Error('"files" is not an array of strings')
@@ -91,7 +92,9 @@ export async function productionPackages(dir: string, pkg: PackageJson): Promise
     for (const name of Object.keys(p.dependencies ?? {}))
       queue.push({ name, from, by, required: !(name in optional) })
     for (const name of Object.keys(optional)) queue.push({ name, from, by, required: false })
-    if (from) for (const name of Object.keys(p.peerDependencies ?? {})) queue.push({ name, from, by, required: false })
+    if (from)
+      for (const name of Object.keys(p.peerDependencies ?? {}))
+        queue.push({ name, from, by, required: false })
   }
   want(pkg, '', 'the module')
   for (let i = 0; i < queue.length; i++) {

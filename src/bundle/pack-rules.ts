@@ -41,7 +41,11 @@ export interface PackRules {
  * gitignore syntax: a folder takes its contents). module.properties, package.json and the
  * main file are always taken.
  */
-export async function packRules(dir: string, main: string, files: readonly string[] | undefined): Promise<PackRules> {
+export async function packRules(
+  dir: string,
+  main: string,
+  files: readonly string[] | undefined,
+): Promise<PackRules> {
   const excludes = ignore().add([...defaultPackExcludes])
   const own = await readFile(path.join(dir, '.nyalaignore'), 'utf8').catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return ''

@@ -10,7 +10,10 @@ import type { BundleFiles } from './read-zip.js'
  * Changes the files of a bundle before they are zipped (entry -> content; entries may be added,
  * renamed or removed). The seam where `nyala pack` precompiles sources; see src/cli/pack-transform.ts.
  */
-export type PackTransform = (files: Map<string, Buffer>, source: { readonly dir: string }) => Promise<Map<string, Buffer>>
+export type PackTransform = (
+  files: Map<string, Buffer>,
+  source: { readonly dir: string },
+) => Promise<Map<string, Buffer>>
 
 export interface PackOptions {
   /** Output file. @default `<dir>.zip` beside the directory */

@@ -3,7 +3,12 @@ export interface ScaffoldOptions {
   readonly name: string
   readonly typescript: boolean
   /** package.json ranges: the host's own Fastify, TypeScript and @types/node, and how to install nyala. */
-  readonly versions: { readonly fastify: string; readonly typescript: string; readonly typesNode: string; readonly nyala: string }
+  readonly versions: {
+    readonly fastify: string
+    readonly typescript: string
+    readonly typesNode: string
+    readonly nyala: string
+  }
 }
 
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`

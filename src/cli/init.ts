@@ -34,7 +34,8 @@ export async function init(args: string[]): Promise<number> {
     return exitCodes.ok
   }
   const [dirArg, ...rest] = positionals
-  if (!dirArg || rest.length > 0) throw new UsageError('init takes one directory: nyala init <dir> [--typescript]')
+  if (!dirArg || rest.length > 0)
+    throw new UsageError('init takes one directory: nyala init <dir> [--typescript]')
   const dir = path.resolve(dirArg)
   const name = (values.name as string | undefined) ?? path.basename(dir)
   if (!moduleNamePattern.test(name)) throw nyalaError('NYALA_ERR_INIT_NAME', { name })

@@ -43,7 +43,10 @@ export async function pack(args: string[]): Promise<number> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw nyalaError('NYALA_ERR_DIRECTORY_NOT_FOUND', { what: 'module source', path: dir })
   }
-  const result = await buildBundle(dir, { out: values.out as string | undefined, transform: precompileForPack })
+  const result = await buildBundle(dir, {
+    out: values.out as string | undefined,
+    transform: precompileForPack,
+  })
   // validated before it is written: a bundle the host would refuse never lands where a watcher looks
   const name = moduleNameOf(path.resolve(dir), true) ?? moduleNameOf(result.out)
   const bundle = await openBundle(result.out, name ? { name, data: result.data } : { data: result.data })

@@ -74,7 +74,8 @@ export function createTestContext(opts: TestContextOptions = {}): TestContext {
     provided: handle.provided,
     async stop() {
       const errors = await handle.resources.close()
-      if (errors.length > 0) throw new AggregateError(errors, `${errors.length} onStop callback(s) of ${name} threw`)
+      if (errors.length > 0)
+        throw new AggregateError(errors, `${errors.length} onStop callback(s) of ${name} threw`)
     },
   }
 }
