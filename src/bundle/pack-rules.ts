@@ -52,7 +52,8 @@ export async function packRules(
     throw err
   })
   excludes.add(own)
-  const listed: Ignore | undefined = files ? ignore().add([...files]) : undefined
+  // npm takes `./lib` for `lib`; gitignore syntax does not
+  const listed: Ignore | undefined = files ? ignore().add(files.map((f) => f.replace(/^\.\//, ''))) : undefined
   const always = new Set([...alwaysPacked, main])
   return {
     // the main file's folders are walked even when a rule leaves the rest of them out
