@@ -258,3 +258,36 @@ test('a files array packs only what it names (and module.properties, package.jso
     'node_modules/leftpad/test/t.js',
   ])
 })
+
+test("pack's zips are whole for the system's unzip: empty, incompressible and UTF-8-named entries come back byte for byte", async (t) => {
+  const dir = await tempDir(t)
+  const random = (await import('node:crypto')).randomBytes(50_000)
+  const src = await writeFiles(path.join(dir, 'bytes'), {
+    'module.properties': manifest(),
+    'index.js': `module.exports = { register () {} }\n`,
+    'empty.txt': '',
+    'random.bin': random,
+    'données/été.txt': 'ça va\n'.repeat(1000),
+  })
+  const zip = path.join(dir, 'bytes.zip')
+  const res = await runCli(['pack', src, '-o', zip])
+  assert.equal(res.code, 0, res.stderr)
+  const check = await run('unzip', ['-t', zip])
+  assert.match(check.stdout, /No errors detected/)
+  const { stdout: info } = await run('zipinfo', [zip])
+  assert.match(info, /random\.bin$/m)
+  assert.match(
+    info.split('\n').find((l) => l.endsWith('random.bin')),
+    / stor /,
+    'incompressible data is stored',
+  )
+  assert.match(
+    info.split('\n').find((l) => l.endsWith('été.txt')),
+    / defN /,
+  )
+  const unpacked = await run('unzip', ['-p', zip, 'random.bin'], { encoding: 'buffer', maxBuffer: 1 << 20 })
+  assert.ok(unpacked.stdout.equals(random))
+  const text = await run('unzip', ['-p', zip, 'données/été.txt'])
+  assert.equal(text.stdout, 'ça va\n'.repeat(1000))
+  assert.equal((await run('unzip', ['-p', zip, 'empty.txt'])).stdout, '')
+})

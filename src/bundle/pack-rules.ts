@@ -53,7 +53,9 @@ export async function packRules(
   })
   excludes.add(own)
   // npm takes `./lib` for `lib`; gitignore syntax does not
-  const listed: Ignore | undefined = files ? ignore().add(files.map((f) => f.replace(/^\.\//, ''))) : undefined
+  const listed: Ignore | undefined = files
+    ? ignore().add(files.map((f) => f.replace(/^\.\//, '')))
+    : undefined
   const always = new Set([...alwaysPacked, main])
   return {
     // the main file's folders are walked even when a rule leaves the rest of them out

@@ -1,10 +1,10 @@
 import { lstat, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import JSZip from 'jszip'
 import { parseProperties } from '../config/read-properties.js'
 import { type PackedPackage, productionPackages, readPackageJson } from './pack-dependencies.js'
 import { packRules } from './pack-rules.js'
 import type { BundleFiles } from './read-zip.js'
+import { writeZip } from './zip-writer.js'
 
 /**
  * Changes the files of a bundle before they are zipped (entry -> content; entries may be added,
@@ -41,8 +41,6 @@ export interface PackResult {
   readonly leftOut: readonly string[]
 }
 
-const fixedDate = new Date('2000-01-01T00:00:00Z')
-
 /**
  * Builds a bundle from a module's source directory, in memory. Without a package.json every
  * file is taken but dot-entries, tests and the other default rules (node_modules as it is).
@@ -74,14 +72,7 @@ export async function buildBundle(dir: string, opts: PackOptions = {}): Promise<
   }
   const transformed = opts.transform ? await opts.transform(sorted(files), { dir: source }) : files
   const bundle = sorted(transformed)
-  const zip = new JSZip()
-  for (const [entry, content] of bundle) zip.file(entry, content, { date: fixedDate, createFolders: false })
-  const data = await zip.generateAsync({
-    type: 'nodebuffer',
-    compression: 'DEFLATE',
-    compressionOptions: { level: opts.level ?? 6 },
-    platform: 'UNIX',
-  })
+  const data = writeZip(bundle, opts.level ?? 6)
   const entries = [...bundle].map(([entry, content]) => ({ entry, bytes: content.length }))
   return {
     out,
