@@ -63,7 +63,7 @@ function summary(r: PackResult, name: string, version: string, hash: string): st
       ? `${r.entries.length} files (${r.ownFiles} own, ${deps} in ${plural(r.packages.length, 'package')})`
       : `${r.entries.length} files`
   const left = r.leftOut.length > 0 ? `, ${r.leftOut.length} left out` : ''
-  const line = `${r.out}: module ${name} ${version}, ${files}${left}, ${size(r.rawBytes)} raw, ${size(r.data.length)} zipped, sha256 ${hash.slice(0, 12)}`
+  const line = `${shown(r.out)}: module ${name} ${version}, ${files}${left}, ${size(r.rawBytes)} raw, ${size(r.data.length)} zipped, sha256 ${hash.slice(0, 12)}`
   if (r.packages.length === 0) return line
   return `${line}\npackages: ${r.packages.map((p) => `${p.name}@${p.version}`).join(' ')}`
 }
@@ -77,6 +77,12 @@ function listing(r: PackResult): string {
   }
   if (r.leftOut.length > 0) out.push(`left out (${r.leftOut.length}):`, ...r.leftOut.map((e) => `  ${e}`))
   return `${out.join('\n')}\n`
+}
+
+/** A path under the current directory as people typed it (modules/x.zip), else absolute. */
+function shown(file: string): string {
+  const rel = path.relative(process.cwd(), file)
+  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
