@@ -247,6 +247,11 @@ const definitions = {
       '{dir}: production dependency "{package}" (needed by {by}) is not installed in {dir}/node_modules; run "npm install --omit=dev" (or "npm ci") in {dir}',
     status: 422,
   },
+  NYALA_ERR_PACK_TOO_LARGE: {
+    message:
+      '{bundle}: the zipped content passes 4 GB at entry "{entry}"; a bundle is read whole into memory',
+    status: 413,
+  },
   NYALA_ERR_PACK_PACKAGE_JSON: { message: '{file}: cannot read package.json: {reason}', status: 422 },
   NYALA_ERR_INIT_NOT_EMPTY: {
     message: '{dir} is not empty (it holds "{entry}"): nyala init writes only into a new or empty directory',

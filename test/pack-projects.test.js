@@ -40,6 +40,13 @@ async function zipEntries(zip) {
   return stdout.split('\n').filter(Boolean).sort()
 }
 
+/** Packs `dir` with the CLI into `<dir>.zip` and returns the zip's entries. */
+async function packedEntries(dir) {
+  const res = await runCli(['pack', dir, '-o', `${dir}.zip`])
+  assert.equal(res.code, 0, res.stderr)
+  return zipEntries(`${dir}.zip`)
+}
+
 /**
  * A module "shop" whose package.json has debug (needs ms) and once (needs wrappy) as
  * dependencies, semver and an uninstalled package as optionalDependencies, and ms, wrappy and
@@ -228,9 +235,7 @@ test('a files array packs only what it names (and module.properties, package.jso
     'assets/a.bin': '',
     'README.md': '',
   })
-  const res = await runCli(['pack', listed, '-o', path.join(dir, 'listed.zip')])
-  assert.equal(res.code, 0, res.stderr)
-  assert.deepEqual(await zipEntries(path.join(dir, 'listed.zip')), [
+  assert.deepEqual(await packedEntries(listed), [
     'assets/a.txt',
     'lib/a.js',
     'lib/deep/b.js',
@@ -248,9 +253,7 @@ test('a files array packs only what it names (and module.properties, package.jso
     'node_modules/leftpad/test/t.js': '',
     'node_modules/.bin/leftpad': '',
   })
-  const res2 = await runCli(['pack', plain, '-o', path.join(dir, 'plain.zip')])
-  assert.equal(res2.code, 0, res2.stderr)
-  assert.deepEqual(await zipEntries(path.join(dir, 'plain.zip')), [
+  assert.deepEqual(await packedEntries(plain), [
     'index.js',
     'module.properties',
     'node_modules/leftpad/index.js',
@@ -290,4 +293,23 @@ test("pack's zips are whole for the system's unzip: empty, incompressible and UT
   const text = await run('unzip', ['-p', zip, 'données/été.txt'])
   assert.equal(text.stdout, 'ça va\n'.repeat(1000))
   assert.equal((await run('unzip', ['-p', zip, 'empty.txt'])).stdout, '')
+})
+
+test('more than 65,535 entries get zip64 end records: the host and the system unzip read them all', async (t) => {
+  const { writeZip } = await import('../dist/bundle/zip-writer.js')
+  const { openBundle } = await import('../dist/bundle/open-bundle.js')
+  const dir = await tempDir(t)
+  const files = new Map([
+    ['index.js', Buffer.from('module.exports = { register () {} }\n')],
+    ['module.properties', Buffer.from(manifest())],
+  ])
+  for (let i = 0; i < 70_000; i++)
+    files.set(`f/${String(i).padStart(5, '0')}.txt`, Buffer.from(`file ${i}\n`))
+  const zip = path.join(dir, 'many.zip')
+  await writeFile(zip, writeZip(zip, files, 6))
+  const bundle = await openBundle(zip)
+  assert.equal(bundle.files.size, 70_002)
+  assert.equal(bundle.files.get('f/69999.txt').toString(), 'file 69999\n')
+  const { stdout } = await run('unzip', ['-l', zip], { maxBuffer: 64 << 20 })
+  assert.match(stdout.trim().split('\n').at(-1), /\s70002 files$/)
 })

@@ -72,7 +72,7 @@ export async function buildBundle(dir: string, opts: PackOptions = {}): Promise<
   }
   const transformed = opts.transform ? await opts.transform(sorted(files), { dir: source }) : files
   const bundle = sorted(transformed)
-  const data = writeZip(bundle, opts.level ?? 6)
+  const data = writeZip(out, bundle, opts.level ?? 6)
   const entries = [...bundle].map(([entry, content]) => ({ entry, bytes: content.length }))
   return {
     out,

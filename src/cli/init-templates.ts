@@ -113,28 +113,17 @@ const { test } = require('node:test')
 const Fastify = require('fastify')
 const { createTestContext } = require('nyala')
 const mod = require('../index.js')
-
-test('GET /${name} answers with the module name and generation', async (t) => {
-  const app = Fastify()
-  const { ctx, stop } = createTestContext({ name: '${name}', version: '0.1.0' })
-  t.after(async () => {
-    await stop()
-    await app.close()
-  })
-  // as the host does: the module's register inside a plugin under its prefix
-  await app.register(async (scoped) => mod.register(scoped, ctx), { prefix: '/${name}' })
-  const res = await app.inject({ url: '/${name}' })
-  assert.equal(res.statusCode, 200)
-  assert.deepEqual(res.json(), { module: '${name}', version: '0.1.0', generation: 1 })
-})
-`
+${testBody(name)}`
 
 const tsTest = (name: string) => `import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import Fastify from 'fastify'
 import { createTestContext } from 'nyala'
 import mod from '../index.ts'
+${testBody(name)}`
 
+/** The test itself, the same in both languages: only the imports differ. */
+const testBody = (name: string) => `
 test('GET /${name} answers with the module name and generation', async (t) => {
   const app = Fastify()
   const { ctx, stop } = createTestContext({ name: '${name}', version: '0.1.0' })
