@@ -48,8 +48,9 @@ export async function pack(args: string[]): Promise<number> {
     transform: precompileForPack,
   })
   // validated before it is written: a bundle the host would refuse never lands where a watcher looks
-  const name = moduleNameOf(path.resolve(dir), true) ?? moduleNameOf(result.out)
-  const bundle = await openBundle(result.out, name ? { name, data: result.data } : { data: result.data })
+  // refusals name the source directory (what the user fixes); the module name is the host's: the file's
+  const name = moduleNameOf(result.out) ?? moduleNameOf(path.resolve(dir), true)
+  const bundle = await openBundle(dir, name ? { name, data: result.data } : { data: result.data })
   await writeBundle(result)
   process.stdout.write(`${summary(result, bundle.name, bundle.manifest.version, bundle.hash)}\n`)
   if (values.list || values.verbose) process.stdout.write(listing(result))
