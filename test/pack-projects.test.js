@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import test from 'node:test'
@@ -312,4 +312,21 @@ test('more than 65,535 entries get zip64 end records: the host and the system un
   assert.equal(bundle.files.get('f/69999.txt').toString(), 'file 69999\n')
   const { stdout } = await run('unzip', ['-l', zip], { maxBuffer: 64 << 20 })
   assert.match(stdout.trim().split('\n').at(-1), /\s70002 files$/)
+})
+
+test("a package folder that is a symbolic link (npm link) is packed as its content, at the link's place", async (t) => {
+  const dir = await tempDir(t)
+  const linked = await writeFiles(path.join(dir, 'linked'), {
+    'module.properties': manifest(),
+    'package.json': JSON.stringify({ name: 'linked', dependencies: { debug: '^4' } }),
+    'index.js': `module.exports = { register () { require('debug') } }\n`,
+  })
+  await mkdir(path.join(linked, 'node_modules'))
+  // debug linked from elsewhere; its own dependency (ms) installed beside it, as npm link leaves it
+  await symlink(path.join(projectRoot, 'node_modules', 'debug'), path.join(linked, 'node_modules', 'debug'))
+  await install(linked, 'ms')
+  const entries = await packedEntries(linked)
+  assert.ok(entries.includes('node_modules/debug/src/index.js'), entries.join('\n'))
+  assert.ok(entries.includes('node_modules/ms/index.js'))
+  assert.ok(!entries.some((e) => e.startsWith('node_modules/debug/node_modules/')))
 })
