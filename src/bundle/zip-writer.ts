@@ -25,8 +25,8 @@ function record(fields: readonly Field[]): Buffer {
 }
 
 /**
- * Writes a zip of `files` (entry -> content), in the given order, with Node's zlib. jszip's
- * JavaScript deflater took 8 of the 9 s of packing 2,330 files of npm packages (load 20); this
+ * Writes a zip of `files` (entry -> content), in the given order, with Node's zlib: for 2,330
+ * files of npm packages jszip's JavaScript deflater took 9.0 s, this 2.4 s (load 25); this
  * is a small writer for the one kind of zip a bundle is: no directories, no encryption, UTF-8
  * names, each entry deflated unless that does not make it smaller. More than 65,535 entries
  * (a big node_modules) get the zip64 end records; more than 4 GB is refused (a bundle is read
