@@ -254,7 +254,8 @@ const definitions = {
   },
   NYALA_ERR_PACK_PACKAGE_JSON: { message: '{file}: cannot read package.json: {reason}', status: 422 },
   NYALA_ERR_INIT_NOT_EMPTY: {
-    message: '{dir} is not empty (it holds "{entry}"): nyala init writes only into a new or empty directory',
+    message:
+      '{dir} is not an empty directory ({found}): nyala init writes only into a new or empty directory',
     status: 409,
   },
   NYALA_ERR_INIT_NAME: {

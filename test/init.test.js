@@ -135,9 +135,15 @@ test('init refuses a non-empty directory and a bad name, writing nothing; --help
   assert.equal(busy.code, 1)
   assert.equal(
     busy.stderr,
-    `nyala: NYALA_ERR_INIT_NOT_EMPTY: ${dir} is not empty (it holds "notes.txt"): nyala init writes only into a new or empty directory\n`,
+    `nyala: NYALA_ERR_INIT_NOT_EMPTY: ${dir} is not an empty directory (it holds "notes.txt"): nyala init writes only into a new or empty directory\n`,
   )
   assert.deepEqual(await readdir(dir), ['notes.txt'])
+  const file = await runCli(['init', path.join(dir, 'notes.txt')])
+  assert.equal(file.code, 1)
+  assert.match(
+    file.stderr,
+    /NYALA_ERR_INIT_NOT_EMPTY: .*notes\.txt is not an empty directory \(it is a file\)/,
+  )
 
   const bad = await runCli(['init', path.join(dir, 'new'), '--name', 'no/slashes'])
   assert.equal(bad.code, 1)

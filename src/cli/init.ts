@@ -61,8 +61,9 @@ async function refuseNonEmpty(dir: string): Promise<void> {
   } catch {
     return // does not exist yet
   }
-  const found = isDirectory ? (await readdir(dir)).sort()[0] : path.basename(dir)
-  if (found !== undefined) throw nyalaError('NYALA_ERR_INIT_NOT_EMPTY', { dir, entry: found })
+  const first = isDirectory ? (await readdir(dir)).sort()[0] : undefined
+  if (!isDirectory) throw nyalaError('NYALA_ERR_INIT_NOT_EMPTY', { dir, found: 'it is a file' })
+  if (first !== undefined) throw nyalaError('NYALA_ERR_INIT_NOT_EMPTY', { dir, found: `it holds "${first}"` })
 }
 
 /**
