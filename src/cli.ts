@@ -7,6 +7,7 @@ import './http/tick-shape.js'
 import 'fastify'
 import { exitCodes, UsageError, version } from './cli/common.js'
 import { deploy } from './cli/deploy.js'
+import { init } from './cli/init.js'
 import { keygen } from './cli/keygen.js'
 import { pack } from './cli/pack.js'
 import { reload } from './cli/reload.js'
@@ -24,7 +25,8 @@ Usage: nyala <command> [options]
 
 Commands:
   start          load the bundles of modules/ and serve them
-  pack <dir>     pack a module directory into a bundle (zip)
+  init <dir>     write a new module (--typescript for TypeScript)
+  pack <dir>     pack a module directory into a bundle (zip), with its production packages
   status         print the modules of a running host (admin API)
   reload [name]  reload one module and its dependents, or rescan everything
   deploy <file>  validate a bundle, place it in staging and wait for the host's verdict
@@ -41,6 +43,7 @@ Error codes (NYALA_ERR_*) are listed in docs/errors.md.`
 
 const commands: Record<string, (args: string[]) => Promise<number>> = {
   start,
+  init,
   pack,
   status,
   reload,

@@ -322,6 +322,28 @@ const definitions = {
       'the host crashed again after {upgrades} replacement(s) within {window} s (host.crash.max.upgrades={max}): no further successor; exiting with code 1',
     status: 500,
   },
+  // nyala pack (module source directories with package.json) and nyala init
+  NYALA_ERR_PACK_DEPENDENCY_MISSING: {
+    message:
+      '{dir}: production dependency "{package}" (needed by {by}) is not installed in {dir}/node_modules; run "npm install --omit=dev" (or "npm ci") in {dir}',
+    status: 422,
+  },
+  NYALA_ERR_PACK_TOO_LARGE: {
+    message:
+      '{bundle}: the zipped content passes 4 GB at entry "{entry}"; a bundle is read whole into memory',
+    status: 413,
+  },
+  NYALA_ERR_PACK_PACKAGE_JSON: { message: '{file}: cannot read package.json: {reason}', status: 422 },
+  NYALA_ERR_INIT_NOT_EMPTY: {
+    message:
+      '{dir} is not an empty directory ({found}): nyala init writes only into a new or empty directory',
+    status: 409,
+  },
+  NYALA_ERR_INIT_NAME: {
+    message:
+      'module name "{name}" is not valid: expected letters, digits, ".", "_" or "-", starting with a letter or digit (give one with --name)',
+    status: 400,
+  },
 } as const satisfies Record<string, Definition>
 
 export type ErrorCode = keyof typeof definitions
