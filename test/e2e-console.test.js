@@ -4,11 +4,20 @@
 // chosen in the page), the token asked once, a phone-sized viewport, contrast and the CSP.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { copyFile, rename, writeFile } from 'node:fs/promises'
+import { copyFile, cp, readdir, rename, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import { chromium } from 'playwright-core'
-import { deploy, makeRoot, moduleSource, modulesOf, packWithNyala, request, startHost } from './helpers.js'
+import {
+  deploy,
+  makeRoot,
+  moduleSource,
+  modulesOf,
+  packWithNyala,
+  projectRoot,
+  request,
+  startHost,
+} from './helpers.js'
 
 const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 
@@ -45,17 +54,22 @@ const settings = [
   '',
 ].join('\n')
 
-/** core <- customers <- billing, hello alone, broken (fails to register). */
+/** The example modules (as `npm start` serves them), plus one that fails to register. */
 async function exampleRoot(t, extra = '') {
   const root = await makeRoot(t, settings + extra)
-  await deploy(root, 'core')
-  await deploy(root, 'customers', { fields: { 'depends-on': 'core' } })
-  await deploy(root, 'billing', { fields: { 'depends-on': 'customers' } })
-  await deploy(root, 'hello')
+  const examples = path.join(projectRoot, 'examples')
+  const names = (await readdir(examples, { withFileTypes: true }))
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+  for (const n of names) await packWithNyala(path.join(examples, n), path.join(modulesOf(root), `${n}.zip`))
+  await cp(
+    path.join(projectRoot, 'config', 'billing.properties'),
+    path.join(root, 'config', 'billing.properties'),
+  )
   await deploy(root, 'broken', {
     files: { 'index.js': 'module.exports = { register () { throw new Error("no") } }\n' },
   })
-  return root
+  return { root, names: [...names, 'broken'] }
 }
 
 const genOf = (page, name) =>
@@ -85,7 +99,7 @@ function contrast(fg, bg) {
 }
 
 test('the console shows every module and the graph, follows reloads live, and acts', async (t) => {
-  const root = await exampleRoot(t)
+  const { root, names } = await exampleRoot(t)
   const host = await startHost(t, root)
   const browser = await browserFor(t)
 
@@ -103,12 +117,21 @@ test('the console shows every module and the graph, follows reloads live, and ac
   assert.doesNotMatch(html, /<script>|<script [^>]*>[^<]/, 'no inline script in the page')
 
   const page = await openPage(t, browser, host.admin('/'))
+  // no request leaves the host: every URL the page asks for is on the admin listener
+  const origin = new URL(host.admin('/')).origin
+  const requested = []
+  page.on('request', (r) => requested.push(r.url()))
+  await page.reload()
   await page.waitForSelector('html[data-rendered]')
-  for (const name of ['core', 'customers', 'billing', 'hello', 'broken']) {
+  for (const name of names) {
     assert.equal(await page.locator(`tr[data-module="${name}"]`).count(), 1, `row of ${name}`)
     assert.equal(await page.locator(`#graph .node[data-node="${name}"]`).count(), 1, `node of ${name}`)
   }
-  assert.equal(await page.locator('#graph .edge').count(), 2, 'customers -> core and billing -> customers')
+  const edges = (await request(host.admin('/modules'))).body.modules.reduce(
+    (n, m) => n + m.dependsOn.length + m.optionalDependsOn.filter((d) => names.includes(d)).length,
+    0,
+  )
+  assert.equal(await page.locator('#graph .edge').count(), edges, 'one arrow per dependency')
   assert.equal(await genOf(page, 'hello'), '1')
   // the failed module: its code in the row and on its node, drawn in the failed colour
   assert.match(
@@ -190,6 +213,10 @@ test('the console shows every module and the graph, follows reloads live, and ac
   assert.match(await page.locator('#graph .node[data-node="hello"]').getAttribute('class'), /dim/)
   await page.fill('#filter', '')
 
+  assert.ok(requested.length > 3, 'the page made its requests')
+  const elsewhere = requested.filter((u) => new URL(u).origin !== origin)
+  assert.deepEqual(elsewhere, [], 'no request leaves the host')
+
   // keyboard: Tab from the filter reaches the graph and the row buttons
   await page.focus('#filter')
   const reached = new Set()
@@ -202,7 +229,7 @@ test('the console shows every module and the graph, follows reloads live, and ac
 })
 
 test('with an admin token the page asks once and keeps it for the tab; a phone-sized viewport works', async (t) => {
-  const root = await exampleRoot(t, 'admin.token=s3cret\n')
+  const { root, names } = await exampleRoot(t, 'admin.token=s3cret\n')
   const host = await startHost(t, root)
   assert.equal((await request(host.admin('/modules'))).status, 401, 'the API needs the token')
   const browser = await browserFor(t)
@@ -214,7 +241,7 @@ test('with an admin token the page asks once and keeps it for the tab; a phone-s
   await page.fill('#token-input', 's3cret')
   await page.locator('#token-dialog').getByRole('button', { name: 'Use token' }).click()
   await page.waitForSelector('html[data-rendered]')
-  assert.equal(await page.locator('tbody tr').count(), 5)
+  assert.equal(await page.locator('tbody tr').count(), names.length)
   assert.equal(await page.evaluate(() => sessionStorage.getItem('nyala.admin.token')), 's3cret')
   await page.waitForFunction(() => document.getElementById('live').dataset.live === 'open')
   // nothing wider than the phone's screen but the table's own scroll area
