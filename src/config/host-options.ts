@@ -30,6 +30,12 @@ export interface HostOptions {
   readonly modulesDir: string
   /** `bundle.max.bytes`: inflated size a bundle may reach. @default 268435456 (256 MiB) */
   readonly bundleMaxBytes: number
+  /**
+   * `cache.directory`, absolute: where a bundle's files are written, one read-only directory
+   * per distinct content, for code that reads files beside itself (`__dirname`) and for native
+   * addons. JavaScript still runs from memory. @default `<root>/run/cache`
+   */
+  readonly cacheDir: string
   /** `module.start.timeout`: how long `register` may take. @default 30000 */
   readonly moduleStartTimeoutMs: number
   /** `module.stop.timeout`: how long a module's `stop` may take. @default 10000 */
@@ -213,6 +219,7 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
     port: v.port,
     modulesDir,
     bundleMaxBytes: v['bundle.max.bytes'],
+    cacheDir: path.resolve(root, v['cache.directory']),
     moduleStartTimeoutMs: v['module.start.timeout'],
     moduleStopTimeoutMs: v['module.stop.timeout'],
     logLevel: v['log.level'],

@@ -21,6 +21,7 @@ export const keySpecs = {
   port: { default: '8080', parse: t.parsePort },
   'modules.directory': { default: 'modules', parse: t.parseNonEmpty },
   'bundle.max.bytes': { default: '256M', parse: t.parseBytes },
+  'cache.directory': { default: 'run/cache', parse: t.parseNonEmpty },
   'module.start.timeout': { default: '30', parse: t.parseSeconds },
   'module.stop.timeout': { default: '10', parse: t.parseSeconds },
   'log.level': { default: 'info', parse: t.parseLogLevel },

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import type { FileCache, FileLease } from '../loader/file-cache.js'
 import {
   evaluationPlan,
   loadModuleCode,
@@ -27,6 +28,11 @@ export interface GenerationInit extends ContextInit {
    * compiled ahead and its packages run ahead, in slices, before the main file.
    */
   readonly previousCode?: Pick<ModuleCode, 'loaded' | 'requires'> | undefined
+  /**
+   * Where the bundle's files are put on disk before its code runs, so
+   * `__dirname` names a real directory; without it they stay in memory only.
+   */
+  readonly files?: FileCache | undefined
 }
 
 /**
@@ -57,6 +63,7 @@ export class Generation {
   #handle: ContextHandle | undefined
   #entry: ModuleEntry | undefined
   #idle: (() => void)[] = []
+  #files: FileLease | undefined
 
   constructor(init: GenerationInit) {
     this.#init = init
@@ -99,6 +106,8 @@ export class Generation {
     const { bundle } = this
     const init = this.#init
     try {
+      // files on disk before any code of the bundle runs: its top level may read them
+      if (init.files) this.#files = await init.files.acquire(bundle)
       // compiling and running the packages are sliced; the module's own code is one block
       const prev = init.previousCode
       const code = prev
@@ -112,6 +121,7 @@ export class Generation {
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
     } catch (err) {
       this.state = 'failed'
+      this.#releaseFiles()
       throw err
     }
     // let requests waiting behind the load through before the Fastify instance is built
@@ -223,6 +233,13 @@ export class Generation {
     }
     this.app = undefined
     this.#entry = undefined
+    this.#releaseFiles()
+  }
+
+  /** The generation no longer needs its cache directory (removed once no generation does). */
+  #releaseFiles(): void {
+    this.#files?.release()
+    this.#files = undefined
   }
 }
 
