@@ -1,4 +1,4 @@
-import { mkdir, readdir, rename, stat } from 'node:fs/promises'
+import { mkdir, readdir, rename, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { nyalaError, reasonOf } from '../errors.js'
@@ -177,6 +177,12 @@ export class FileCache {
     const t0 = performance.now()
     const tmp = path.join(this.dir, `.tmp-${bundle.hash}-${process.pid}-${++this.#scratch}`)
     await mkdir(this.dir, { recursive: true })
+    // Node's own loader (a Worker, a child process) must read a bundle's `.js` files as the
+    // loader does, CommonJS unless the bundle's package.json says otherwise, not by the
+    // `type` of a package.json above the cache (the host's project may be an ES module one)
+    await writeFile(path.join(this.dir, 'package.json'), '{ "type": "commonjs" }\n', { flag: 'wx' }).catch(
+      () => {},
+    )
     try {
       await writeReadOnlyTree(tmp, bundle.files)
       await rename(tmp, target)
