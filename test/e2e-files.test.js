@@ -7,10 +7,12 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { chmod, copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { chmod, copyFile, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
 import {
+  agentGet,
   makeRoot,
   moduleSource,
   modulesOf,
@@ -222,4 +224,65 @@ test('start-up sweep: directories nobody uses and scratch directories of dead pr
     [String(host.child.pid), String(process.pid)].sort(),
   )
   await host.stop('SIGTERM')
+})
+
+test('30 reloads between two contents under keep-alive load: no failed request, one directory per content in use, the addon mapped once', {
+  timeout: 240_000,
+}, async (t) => {
+  const root = await makeRoot(t)
+  const addon = await readFile(addonFile)
+  const bundles = [
+    await filesBundle(root, 'a', { text: 'a', addon }),
+    await filesBundle(root, 'b', { text: 'b', addon }),
+  ]
+  await copyFile(bundles[0], path.join(modulesOf(root), 'files.zip'))
+  const host = await startHost(t, root, ['--log-format', 'json'])
+  const agents = [0, 1].map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
+  t.after(() => {
+    for (const agent of agents) agent.destroy()
+  })
+  const problems = []
+  let requests = 0
+  let stop = false
+  const deadline = Date.now() + 180_000
+  const loops = agents.map(async (agent, i) => {
+    while (!stop && Date.now() < deadline) {
+      // every other request through @fastify/static's root in the cache directory
+      const res = await agentGet(agent, host.url(i % 2 ? '/files/static/x.txt' : '/files/info'))
+      requests++
+      const ok = i % 2 ? /^[ab]$/.test(res.body) : /^[ab]$/.test(res.body?.text ?? '')
+      if ((res.error || res.status !== 200 || !ok) && problems.length < 20)
+        problems.push(res.error?.message ?? `${res.status} ${JSON.stringify(res.body)}`)
+    }
+  })
+  const reloads = 30
+  try {
+    for (let i = 1; i <= reloads; i++) {
+      const temp = path.join(modulesOf(root), '.files.zip.partial')
+      await copyFile(bundles[i % 2], temp)
+      await rename(temp, path.join(modulesOf(root), 'files.zip'))
+      const res = await request(host.admin('/modules/files/reload'), {
+        method: 'POST',
+        signal: AbortSignal.timeout(30_000),
+      })
+      assert.equal(res.body.result, 'reloaded', `reload ${i}: ${res.text}`)
+      assert.equal((await request(host.url('/files/info'))).body.text, i % 2 ? 'b' : 'a')
+    }
+  } finally {
+    stop = true
+    await Promise.all(loops)
+  }
+  assert.deepEqual(problems, [], 'no failed request while the cache directories came and went')
+  assert.ok(requests > reloads, `the load overlapped the reloads (${requests} requests)`)
+  const last = (await request(host.url('/files/info'))).body
+  assert.equal(last.generation, reloads + 1)
+  assert.equal(last.loads, reloads + 1, 'every generation got the one loaded addon')
+  await waitUntil(
+    async () => (await contentDirs(root)).length === 1,
+    'one cache directory left: the one in use',
+    30_000,
+  )
+  assert.deepEqual(await contentDirs(root), [path.basename(last.dirname)])
+  assert.equal(await mappedAddons(host.child.pid), 1)
+  assert.equal((await host.stop('SIGTERM')).code, 0)
 })
