@@ -21,8 +21,14 @@ const abi = process.versions.modules
 
 test('an ELF file for linux-x64 with no ABI symbol, or Node-API only, matches linux-x64', () => {
   assert.equal(targetMismatch(elf(64, true, 62), 'linux', 'x64', abi), undefined)
-  assert.equal(targetMismatch(elf(64, true, 62, '\0napi_register_module_v1\0'), 'linux', 'x64', abi), undefined)
-  assert.equal(targetMismatch(elf(64, true, 62, `\0node_register_module_v${abi}\0`), 'linux', 'x64', abi), undefined)
+  assert.equal(
+    targetMismatch(elf(64, true, 62, '\0napi_register_module_v1\0'), 'linux', 'x64', abi),
+    undefined,
+  )
+  assert.equal(
+    targetMismatch(elf(64, true, 62, `\0node_register_module_v${abi}\0`), 'linux', 'x64', abi),
+    undefined,
+  )
 })
 
 test('another machine, word size or byte order is named as found and expected', () => {
@@ -45,7 +51,10 @@ test('another object format: Mach-O and PE on Linux, ELF on macOS, not native co
     expected: 'Mach-O (darwin-arm64)',
   })
   assert.equal(targetMismatch(machO, 'darwin', 'arm64', abi), undefined)
-  assert.match(targetMismatch(Buffer.from('not a binary'), 'linux', 'x64', abi)?.found ?? '', /no native code/)
+  assert.match(
+    targetMismatch(Buffer.from('not a binary'), 'linux', 'x64', abi)?.found ?? '',
+    /no native code/,
+  )
 })
 
 test('a non-Node-API addon built for another Node ABI is refused by its register symbol', () => {
