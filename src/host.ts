@@ -230,6 +230,8 @@ export class NyalaHost {
       }
     }
 
+    // one write of this process's cache lease for every bundle, not one per module started
+    await this.files.reserve(bundles.values()).catch(() => {})
     // modules that failed to open stay in the graph, so their dependents report them as failed, not missing
     const nodes = [...this.modules.values()].map((m) => nodeOf(m.name, m.bundle?.manifest))
     for (const node of nodes) this.graph.set(node)

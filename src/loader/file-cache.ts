@@ -91,11 +91,37 @@ export class FileCache {
   }
 
   /**
+   * Leases the directories of `bundles` in one write of the lease file, ahead
+   * of their generations: start-up acquires hundreds of bundles one after
+   * another, each of which would otherwise write the lease file once.
+   * `sweep` drops what was reserved and never acquired.
+   */
+  async reserve(bundles: Iterable<Bundle>): Promise<void> {
+    const added = [...bundles].map((b) => b.hash).filter((h) => !this.#leased.has(h))
+    if (added.length === 0) return
+    for (const h of added) this.#leased.add(h)
+    try {
+      await this.#leases.write(this.#leased)
+    } catch (err) {
+      // each acquire then writes (and reports) on its own
+      for (const h of added) if (!this.#refs.has(h)) this.#leased.delete(h)
+      throw err
+    }
+  }
+
+  /**
    * Removes directories no live process leases and no generation of this one
    * uses, and scratch directories of processes that are gone: what a crash, a
    * kill or an earlier run left. Run after start-up has acquired what it uses.
    */
   async sweep(): Promise<number> {
+    let dropped = false
+    for (const name of this.#leased) {
+      if (this.#refs.has(name)) continue
+      this.#leased.delete(name)
+      dropped = true
+    }
+    if (dropped) await this.#leases.write(this.#leased)
     let names: string[]
     try {
       names = await readdir(this.dir)
