@@ -1,15 +1,6 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-
-/** True when a process with this pid exists (EPERM: it exists, owned by someone else). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
+import { isAlive } from '../process-alive.js'
 
 /**
  * The cache directories each process uses, one file per process under
@@ -63,7 +54,7 @@ export class CacheLeases {
     for (const file of files) {
       const pid = Number(file.replace(/\.tmp$/, ''))
       if (!Number.isInteger(pid) || pid === process.pid) continue
-      if (!processAlive(pid)) {
+      if (!isAlive(pid)) {
         await rm(path.join(this.#dir, file), { force: true })
         continue
       }

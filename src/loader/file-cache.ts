@@ -2,7 +2,8 @@ import { mkdir, readdir, rename, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { nyalaError, reasonOf } from '../errors.js'
-import { CacheLeases, processAlive } from './cache-leases.js'
+import { isAlive } from '../process-alive.js'
+import { CacheLeases } from './cache-leases.js'
 import { placeBundle } from './module-location.js'
 import { removeTree, writeReadOnlyTree } from './write-tree.js'
 
@@ -132,7 +133,7 @@ export class FileCache {
     for (const name of names) {
       const scratch = scratchName.exec(name)
       if (scratch) {
-        if (!processAlive(Number(scratch[1]))) await removeTree(path.join(this.dir, name))
+        if (!isAlive(Number(scratch[1]))) await removeTree(path.join(this.dir, name))
         continue
       }
       if (!cacheName.test(name) || this.#refs.has(name)) continue
