@@ -13,12 +13,16 @@ import path from 'node:path'
 import test from 'node:test'
 import {
   agentGet,
+  isAlive,
+  killAfter,
   makeRoot,
   moduleSource,
   modulesOf,
   packWithNyala,
   projectRoot,
   request,
+  runCli,
+  startDaemon,
   startHost,
   waitUntil,
 } from './helpers.js'
@@ -285,4 +289,30 @@ test('30 reloads between two contents under keep-alive load: no failed request, 
   assert.deepEqual(await contentDirs(root), [path.basename(last.dirname)])
   assert.equal(await mappedAddons(host.child.pid), 1)
   assert.equal((await host.stop('SIGTERM')).code, 0)
+})
+
+test('a process upgrade shares the cache directory: the old instance exits without removing what the successor serves', async (t) => {
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nshutdown.grace.period=10\n')
+  const addon = await readFile(addonFile)
+  await copyFile(await filesBundle(root, 'a', { text: 'up', addon }), path.join(modulesOf(root), 'files.zip'))
+  const old = await startDaemon(t, root)
+  const before = (await request(old.url('/files/info'), { headers: { connection: 'close' } })).body
+  const leases = path.join(cacheOf(root), '.leases')
+  assert.deepEqual(await readdir(leases), [String(old.pid)])
+
+  const res = await runCli(['upgrade', '--root', root], { cwd: root, timeoutMs: 90_000 })
+  const successor = Number(/successor pid (\d+)/.exec(res.stdout)?.[1] ?? 0)
+  if (successor) killAfter(t, successor)
+  assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`)
+  await waitUntil(() => !isAlive(old.pid), `old pid ${old.pid} to exit after draining`, 30_000)
+
+  const after = (await request(old.url('/files/info'), { headers: { connection: 'close' } })).body
+  assert.equal(after.dirname, before.dirname, 'the successor uses the same directory')
+  assert.equal(after.text, 'up')
+  assert.equal(after.loads, 1, 'the successor is a new process: its own one load of the addon')
+  assert.deepEqual(await contentDirs(root), [path.basename(before.dirname)])
+  assert.deepEqual(await readdir(leases), [String(successor)])
+  process.kill(successor, 'SIGTERM')
+  await waitUntil(() => !isAlive(successor), 'the successor to exit', 30_000)
+  assert.deepEqual(await contentDirs(root), [path.basename(before.dirname)], 'kept for the next start')
 })
