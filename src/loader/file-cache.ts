@@ -182,6 +182,8 @@ export class FileCache {
     if (this.#refs.has(name) || (await this.#leases.others()).has(name)) return false
     const target = path.join(this.dir, name)
     const trash = path.join(this.dir, `.trash-${name}-${process.pid}-${++this.#scratch}`)
+    // a generation of this process may have asked for it while the leases were read
+    if (this.#refs.has(name)) return false
     try {
       await rename(target, trash)
     } catch {
