@@ -5,7 +5,7 @@ import vm from 'node:vm'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { stronglyConnected } from '../strongly-connected.js'
-import { entryAtPath, moduleLocation } from './module-location.js'
+import { codeName, entryAt, moduleLocation } from './module-location.js'
 import { loadAddon } from './native-addon.js'
 
 /** The CommonJS `module` object module code sees. */
@@ -81,7 +81,7 @@ export function checkSyntax(bundle: Bundle): void {
           reason: reasonOf(err),
         })
       }
-    } else compileEntry(bundle.file, entry, source, `${bundle.file}/${entry}`)
+    } else compileEntry(bundle.file, entry, source, codeName(bundle, entry))
   }
 }
 
@@ -104,10 +104,7 @@ export async function precompile(
     const content = bundle.files.get(entry)
     if (!content || entry.endsWith('.json')) continue
     try {
-      compiled.set(
-        entry,
-        compileEntry(bundle.file, entry, content.toString('utf8'), `${bundle.file}/${entry}`),
-      )
+      compiled.set(entry, compileEntry(bundle.file, entry, content.toString('utf8'), codeName(bundle, entry)))
     } catch {
       continue
     }
@@ -229,7 +226,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
   const requires = new Map<string, string[]>()
   const label = bundle.file
 
-  const fileOf = (entry: string) => `${bundle.file}/${entry}`
+  const fileOf = (entry: string) => codeName(bundle, entry)
 
   const tryFile = (base: string): string | undefined => {
     for (const ext of extensions) {
@@ -261,7 +258,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     }
     if (path.isAbsolute(request) || /^[A-Za-z]:/.test(request)) {
       // a path built from __dirname names the bundle's cache directory: the entry there
-      const entry = entryAtPath(bundle, request)
+      const entry = entryAt(bundle, request)
       const found = entry === undefined ? undefined : tryFile(entry)
       if (!found) throw fail("absolute paths are allowed only into the bundle's own cache directory")
       return found
