@@ -32,6 +32,8 @@ const contentDir = /^[0-9a-f]{64}$/
 
 // module code: every way of reaching a file beside the code
 const indexJs = `
+// how many times any generation's code began to run (the host's global: code runs in its context)
+globalThis.filesTopLevelRuns = (globalThis.filesTopLevelRuns ?? 0) + 1
 const fs = require('node:fs')
 const path = require('node:path')
 const { Worker } = require('node:worker_threads')
@@ -49,6 +51,7 @@ module.exports = {
       text: fs.readFileSync(path.join(__dirname, 'public', 'x.txt'), 'utf8'),
       templ: templ.render('nyala'),
       loads: addon.loads,
+      topLevelRuns: globalThis.filesTopLevelRuns,
       addonWorks: typeof addon.describe === 'function',
       resolved: require.resolve('./public/x.txt'),
     }))
@@ -175,6 +178,7 @@ test('bundle files on disk: static root, files beside the code, a Worker and a n
   const after = (await request(host.url('/files/info'))).body
   assert.equal(after.text, 'second')
   assert.equal(after.generation, third.generation)
+  assert.equal(after.topLevelRuns, third.topLevelRuns, 'refused before any of its code ran')
   // nothing was written for the refused candidate
   assert.deepEqual(await contentDirs(root), [path.basename(third.dirname)])
 
