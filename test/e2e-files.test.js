@@ -148,6 +148,11 @@ test('bundle files on disk: static root, files beside the code, a Worker and a n
   assert.equal(await mappedAddons(host.child.pid), 1)
 
   // new content: a new directory; the old one goes once its last generation stopped
+  const inode = async (dir, file) => (await stat(path.join(dir, file))).ino
+  const unchanged = {
+    index: await inode(info.dirname, 'index.js'),
+    addon: await inode(info.dirname, 'build/Release/nyala_fdpass.node'),
+  }
   await copyFile(
     await filesBundle(root, 'b', { text: 'second', addon }),
     path.join(modulesOf(root), 'files.zip'),
@@ -155,6 +160,10 @@ test('bundle files on disk: static root, files beside the code, a Worker and a n
   await waitUntil(async () => (await request(host.url('/files/info'))).body.text === 'second', 'reload to b')
   const third = (await request(host.url('/files/info'))).body
   assert.notEqual(third.dirname, info.dirname)
+  // files whose bytes did not change are hard links to the previous directory's, not written again
+  assert.equal(await inode(third.dirname, 'index.js'), unchanged.index)
+  assert.equal(await inode(third.dirname, 'build/Release/nyala_fdpass.node'), unchanged.addon)
+  assert.equal(await readFile(path.join(third.dirname, 'public', 'x.txt'), 'utf8'), 'second')
   assert.equal(third.loads, 3, 'an addon with the same bytes is loaded once, whatever bundle holds it')
   await waitUntil(() => stopped(2), 'generation 2 stopped', 15_000)
   await waitUntil(async () => !existsSync(info.dirname), 'the old directory removed', 15_000)

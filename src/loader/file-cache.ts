@@ -5,7 +5,7 @@ import { nyalaError, reasonOf } from '../errors.js'
 import { isAlive } from '../process-alive.js'
 import { CacheLeases } from './cache-leases.js'
 import { placeBundle } from './module-location.js'
-import { removeTree, writeReadOnlyTree } from './write-tree.js'
+import { removeTree, type TreeSource, writeReadOnlyTree } from './write-tree.js'
 
 /** A generation's hold on its bundle's cache directory; `release` when it stops (idempotent). */
 export interface FileLease {
@@ -50,6 +50,8 @@ export class FileCache {
   readonly #leased = new Set<string>()
   /** One operation at a time per directory: a removal never races a write of the same content. */
   readonly #queues = new Map<string, Promise<unknown>>()
+  /** The last content of each module given out: what its next content links unchanged files to. */
+  readonly #lastOf = new Map<string, WeakRef<Bundle>>()
   #scratch = 0
   #keep = false
 
@@ -88,6 +90,7 @@ export class FileCache {
       )
     }
     placeBundle(bundle, target)
+    this.#lastOf.set(bundle.name, new WeakRef(bundle))
     return { dir: target, release }
   }
 
@@ -213,7 +216,7 @@ export class FileCache {
       () => {},
     )
     try {
-      await writeReadOnlyTree(tmp, bundle.files)
+      await writeReadOnlyTree(tmp, bundle.files, this.#reusable(bundle))
       await rename(tmp, target)
     } catch (err) {
       await removeTree(tmp).catch(() => {})
@@ -225,6 +228,13 @@ export class FileCache {
       { bundle: bundle.file, dir: target, files: bundle.files.size, ms: Math.round(performance.now() - t0) },
       'bundle files written to the cache',
     )
+  }
+
+  /** The previous content of the same module, while its directory is still used (then it is on disk). */
+  #reusable(bundle: Bundle): TreeSource | undefined {
+    const last = this.#lastOf.get(bundle.name)?.deref()
+    if (!last || last.hash === bundle.hash || !this.#refs.has(last.hash)) return undefined
+    return { dir: path.join(this.dir, last.hash), files: last.files }
   }
 
   #serial<T>(name: string, fn: () => Promise<T>): Promise<T> {

@@ -105,22 +105,35 @@ export class Generation {
     this.state = 'starting'
     const { bundle } = this
     const init = this.#init
+    // the bundle's files go to disk (a new content only) while its code compiles, which does not
+    // need them; they are there before any of its code runs, as its top level may read them
+    const placing = init.files?.acquire(bundle)
+    placing?.catch(() => {}) // awaited below, not an unhandled rejection meanwhile
     try {
-      // files on disk before any code of the bundle runs: its top level may read them
-      if (init.files) this.#files = await init.files.acquire(bundle)
       // compiling and running the packages are sliced; the module's own code is one block
       const prev = init.previousCode
-      const code = prev
-        ? await loadModuleCodeInSlices(
-            bundle,
-            await precompile(bundle, prev.loaded),
-            evaluationPlan(bundle.manifest.main, prev.requires),
-          )
-        : loadModuleCode(bundle)
+      let code: ModuleCode
+      if (prev) {
+        const compiled = await precompile(bundle, prev.loaded)
+        this.#files = await placing
+        code = await loadModuleCodeInSlices(
+          bundle,
+          compiled,
+          evaluationPlan(bundle.manifest.main, prev.requires),
+        )
+      } else {
+        this.#files = await placing
+        code = loadModuleCode(bundle)
+      }
       this.code = { loaded: code.loaded, requires: code.requires }
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
     } catch (err) {
       this.state = 'failed'
+      if (!this.#files)
+        void placing?.then(
+          (lease) => lease.release(),
+          () => {},
+        )
       this.#releaseFiles()
       throw err
     }
