@@ -329,3 +329,19 @@ test('a process upgrade shares the cache directory: the old instance exits witho
   await waitUntil(() => !isAlive(successor), 'the successor to exit', 30_000)
   assert.deepEqual(await contentDirs(root), [path.basename(before.dirname)], 'kept for the next start')
 })
+
+test('a cache directory that cannot be written is a warning: modules that read no files beside themselves serve', async (t) => {
+  // a path under a regular file can never be made, whoever runs the test (root included)
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\ncache.directory=config/impala.properties/cache\n')
+  await packWithNyala(await moduleSource(root, 'plain'), path.join(modulesOf(root), 'plain.zip'))
+  const host = await startHost(t, root, ['--log-format', 'json'])
+  assert.equal((await request(host.url('/plain/'))).body.module, 'plain')
+  const warning = host.logs().find((r) => r.code === 'NYALA_ERR_CACHE_WRITE')
+  assert.equal(warning?.level, 40, 'logged as a warning')
+  assert.equal(warning.module, 'plain')
+  assert.match(
+    warning.message,
+    /plain\.zip: cannot write its files to the cache directory .*config\/impala\.properties\/cache/,
+  )
+  assert.equal((await host.stop('SIGTERM')).code, 0)
+})

@@ -107,8 +107,13 @@ export class Generation {
     const init = this.#init
     // the bundle's files go to disk (a new content only) while its code compiles, which does not
     // need them; they are there before any of its code runs, as its top level may read them
-    const placing = init.files?.acquire(bundle)
-    placing?.catch(() => {}) // awaited below, not an unhandled rejection meanwhile
+    // A cache that cannot be written (a read-only file system) is a warning, as an unwritable
+    // pidfile is: the module runs from memory as before, and only code reading files beside
+    // itself or loading an addon fails, with the reason already logged.
+    const placing = init.files?.acquire(bundle).catch((err: NyalaError) => {
+      this.log.warn({ ...err.toJSON(), module: this.name }, err.message)
+      return undefined
+    })
     try {
       // compiling and running the packages are sliced; the module's own code is one block
       const prev = init.previousCode
@@ -129,11 +134,7 @@ export class Generation {
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
     } catch (err) {
       this.state = 'failed'
-      if (!this.#files)
-        void placing?.then(
-          (lease) => lease.release(),
-          () => {},
-        )
+      if (!this.#files) void placing?.then((lease) => lease?.release())
       this.#releaseFiles()
       throw err
     }
