@@ -135,6 +135,20 @@ const definitions = {
     status: 422,
   },
 
+  // files on disk where code expects them (issue 15 part 3): the content-addressed cache and native addons
+  NYALA_ERR_ADDON_INCOMPATIBLE: {
+    message: '{bundle}: native addon "{entry}" was built for {found}, this process needs {expected}',
+    status: 422,
+  },
+  NYALA_ERR_ADDON_LOAD: {
+    message: '{bundle}: native addon "{entry}" cannot be loaded: {reason}',
+    status: 422,
+  },
+  NYALA_ERR_CACHE_WRITE: {
+    message: '{bundle}: cannot write its files to the cache directory {dir}: {reason}',
+    status: 500,
+  },
+
   // the module graph
   NYALA_ERR_DEPENDENCY_CYCLE: {
     message: 'module "{module}" is in a dependency cycle: {cycle}',

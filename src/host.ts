@@ -20,6 +20,7 @@ import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, httpUrlOf, listen } from './http/listener.js'
 import './http/tick-shape.js'
 import { bundleReader } from './loader/bundle-reader.js'
+import { FileCache } from './loader/file-cache.js'
 import type { Logger } from './logger.js'
 import { crashActions } from './reload/crash-actions.js'
 import { Reloader } from './reload/reloader.js'
@@ -60,6 +61,7 @@ export class NyalaHost {
   constructor(options: HostOptions, log: Logger) {
     this.options = options
     this.log = log
+    this.files = new FileCache(options.cacheDir, log.child({ cache: options.cacheDir }))
     this.reloader = new Reloader(this)
     this.supervisor = new Supervisor(crashActions(this, this.reloader), options.crash)
     // a reload someone asked for (a deploy, `nyala reload`) starts a fresh restart count
@@ -74,6 +76,8 @@ export class NyalaHost {
    * (src/upgrade/process-lifecycle.ts).
    */
   readonly supervisor: Supervisor
+  /** The bundles' files on disk (`cache.directory`), one directory per distinct content. */
+  readonly files: FileCache
 
   get address(): AddressInfo | undefined {
     return (this.servers.get('http')?.address() as AddressInfo | null) ?? undefined
@@ -161,6 +165,15 @@ export class NyalaHost {
     const reader = bundleReader.warm()
     await this.reloader.start()
     await this.loadAll()
+    // what an earlier run or a killed process left, once this one holds what it uses
+    void this.files.sweep().then(
+      (removed) => {
+        if (removed > 0)
+          this.log.info({ dir: this.files.dir, removed }, `removed ${removed} unused cache directories`)
+      },
+      (err: unknown) =>
+        this.log.warn({ dir: this.files.dir, reason: reasonOf(err) }, 'cannot sweep the cache directory'),
+    )
     await reader
     this.reloader.resume()
     // built here, not when listening: a successor builds it before the handover, not during it
@@ -229,6 +242,8 @@ export class NyalaHost {
       }
     }
 
+    // one write of this process's cache lease for every bundle, not one per module started
+    await this.files.reserve(bundles.values()).catch(() => {})
     // modules that failed to open stay in the graph, so their dependents report them as failed, not missing
     const nodes = [...this.modules.values()].map((m) => nodeOf(m.name, m.bundle?.manifest))
     for (const node of nodes) this.graph.set(node)
@@ -333,6 +348,7 @@ export class NyalaHost {
         logRequests: this.options.logRequests,
         previousCode: record.generation?.code,
         stats: record.stats,
+        files: this.files,
       })
       await generation.start()
     } catch (err) {
@@ -422,6 +438,8 @@ export class NyalaHost {
    */
   async close(graceMs = this.options.process.shutdownGraceMs): Promise<void> {
     this.closing = true
+    // what the modules use stays on disk for the next start (its sweep removes what it does not use)
+    this.files.keepOnRelease()
     const deadline = Date.now() + graceMs
     await this.reloader.close()
     // reloads are done: the bundle reader's thread has nothing left to do (a later read starts it again)
@@ -446,5 +464,6 @@ export class NyalaHost {
       this.log.info({ module: name, generation: generation.number }, `module ${name} stopped`)
     }
     this.dispatcher.swap(new DispatchTable([]))
+    await this.files.close()
   }
 }

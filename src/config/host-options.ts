@@ -40,6 +40,12 @@ export interface HostOptions {
     /** `bundle.trusted.keys`, absolute: one `.pub` file per trusted key, read again on every reload. @default `<root>/config/trusted-keys` */
     trustedKeysDir: string
   }>
+  /**
+   * `cache.directory`, absolute: where a bundle's files are written, one read-only directory
+   * per distinct content, for code that reads files beside itself (`__dirname`) and for native
+   * addons. JavaScript still runs from memory. @default `<root>/run/cache`
+   */
+  readonly cacheDir: string
   /** `module.start.timeout`: how long `register` may take. @default 30000 */
   readonly moduleStartTimeoutMs: number
   /** `module.stop.timeout`: how long a module's `stop` may take. @default 10000 */
@@ -246,6 +252,7 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
       threshold: v['bundle.signature.threshold'],
       trustedKeysDir: path.resolve(root, v['bundle.trusted.keys']),
     },
+    cacheDir: path.resolve(root, v['cache.directory']),
     moduleStartTimeoutMs: v['module.start.timeout'],
     moduleStopTimeoutMs: v['module.stop.timeout'],
     logLevel: v['log.level'],

@@ -26,6 +26,7 @@ export const keySpecs = {
   'bundle.signature.required': { default: 'false', parse: t.parseBoolean },
   'bundle.signature.threshold': { default: '1', parse: (r) => t.parseInteger(r, 1, 100) },
   'bundle.trusted.keys': { default: 'config/trusted-keys', parse: t.parseNonEmpty },
+  'cache.directory': { default: 'run/cache', parse: t.parseNonEmpty },
   'module.start.timeout': { default: '30', parse: t.parseSeconds },
   'module.stop.timeout': { default: '10', parse: t.parseSeconds },
   'log.level': { default: 'info', parse: t.parseLogLevel },

@@ -5,6 +5,8 @@ import vm from 'node:vm'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { stronglyConnected } from '../strongly-connected.js'
+import { codeName, entryAt, moduleLocation } from './module-location.js'
+import { loadAddon } from './native-addon.js'
 
 /** The CommonJS `module` object module code sees. */
 interface CjsModule {
@@ -25,7 +27,7 @@ export interface ModuleCode {
 
 const hostRequire = createRequire(import.meta.url)
 const wrapperParams = ['exports', 'require', 'module', '__filename', '__dirname']
-const extensions = ['', '.js', '.cjs', '.json']
+const extensions = ['', '.js', '.cjs', '.json', '.node']
 const posix = path.posix
 
 export type CompiledModule = (...args: unknown[]) => unknown
@@ -79,7 +81,7 @@ export function checkSyntax(bundle: Bundle): void {
           reason: reasonOf(err),
         })
       }
-    } else compileEntry(bundle.file, entry, source, `${bundle.file}/${entry}`)
+    } else compileEntry(bundle.file, entry, source, codeName(bundle, entry))
   }
 }
 
@@ -102,10 +104,7 @@ export async function precompile(
     const content = bundle.files.get(entry)
     if (!content || entry.endsWith('.json')) continue
     try {
-      compiled.set(
-        entry,
-        compileEntry(bundle.file, entry, content.toString('utf8'), `${bundle.file}/${entry}`),
-      )
+      compiled.set(entry, compileEntry(bundle.file, entry, content.toString('utf8'), codeName(bundle, entry)))
     } catch {
       continue
     }
@@ -127,6 +126,9 @@ export async function precompile(
  *
  * `require` resolves, in order: relative paths and `.json` inside the bundle,
  * Node built-ins, the bundle's own `node_modules/`, then the host's packages.
+ * `__dirname` and `__filename` name the file's copy in the bundle's cache
+ * directory when a generation placed it there (file-cache.ts); a `.node`
+ * file is loaded from there (native-addon.ts).
  * `compiled` holds entries compiled ahead (`precompile`).
  */
 export function loadModuleCode(
@@ -224,7 +226,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
   const requires = new Map<string, string[]>()
   const label = bundle.file
 
-  const fileOf = (entry: string) => `${bundle.file}/${entry}`
+  const fileOf = (entry: string) => codeName(bundle, entry)
 
   const tryFile = (base: string): string | undefined => {
     for (const ext of extensions) {
@@ -254,7 +256,13 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
       if (!found) throw fail('no such file in the bundle')
       return found
     }
-    if (request.startsWith('/') || /^[A-Za-z]:/.test(request)) throw fail('absolute paths are not allowed')
+    if (path.isAbsolute(request) || /^[A-Za-z]:/.test(request)) {
+      // a path built from __dirname names the bundle's cache directory: the entry there
+      const entry = entryAt(bundle, request)
+      const found = entry === undefined ? undefined : tryFile(entry)
+      if (!found) throw fail("absolute paths are allowed only into the bundle's own cache directory")
+      return found
+    }
     if (isBuiltin(request)) return { host: hostRequire(request) }
     // the bundle's own node_modules, nearest first
     let dir = posix.dirname(from)
@@ -275,9 +283,15 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
   const load = (entry: string): unknown => {
     const cached = cache.get(entry)
     if (cached) return cached.exports
+    const location = moduleLocation(bundle, entry)
+    if (entry.endsWith('.node')) {
+      const exports = loadAddon(bundle, entry, location.filename)
+      cache.set(entry, { exports, id: entry, filename: location.filename, loaded: true })
+      return exports
+    }
     const source = bundle.files.get(entry)!.toString('utf8')
     const filename = fileOf(entry)
-    const mod: CjsModule = { exports: {}, id: entry, filename, loaded: false }
+    const mod: CjsModule = { exports: {}, id: entry, filename: location.filename, loaded: false }
     cache.set(entry, mod)
     if (entry.endsWith('.json')) {
       try {
@@ -299,12 +313,12 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     const localRequire = Object.assign((request: string) => requireFrom(entry, request), {
       resolve: (request: string) => {
         const target = resolveIn(entry, request)
-        return typeof target === 'string' ? fileOf(target) : request
+        return typeof target === 'string' ? moduleLocation(bundle, target).filename : request
       },
     })
     loaded.push(entry)
     try {
-      fn.call(mod.exports, mod.exports, localRequire, mod, filename, posix.dirname(filename))
+      fn.call(mod.exports, mod.exports, localRequire, mod, location.filename, location.dirname)
     } catch (err) {
       cache.delete(entry)
       if (isNyalaError(err)) throw err

@@ -4,6 +4,7 @@ import { type NyalaError, nyalaError } from '../errors.js'
 import { type GraphNode, nodeOf, orderAffected, planGraph } from '../graph/module-graph.js'
 import type { NyalaHost } from '../host.js'
 import { checkSyntax } from '../loader/load-module.js'
+import { checkAddons } from '../loader/native-addon.js'
 import { Generation } from '../runtime/generation.js'
 import { type ModuleRecord, newRecord } from '../runtime/module-record.js'
 import type { Change, ReloadResult } from './change.js'
@@ -65,6 +66,7 @@ export class ReloadTransactions {
       if (!change.bundle) continue
       try {
         checkSyntax(change.bundle)
+        checkAddons(change.bundle)
       } catch (err) {
         return this.#failed(id, trigger, names, [], t0, err as NyalaError, change.name)
       }

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import type { FileCache, FileLease } from '../loader/file-cache.js'
 import {
   evaluationPlan,
   loadModuleCode,
@@ -33,6 +34,11 @@ export interface GenerationInit extends ContextInit {
   readonly previousCode?: Pick<ModuleCode, 'loaded' | 'requires'> | undefined
   /** The module's request figures (kept across its generations): each finished request is recorded. */
   readonly stats?: RequestStats | undefined
+  /**
+   * Where the bundle's files are put on disk before its code runs, so
+   * `__dirname` names a real directory; without it they stay in memory only.
+   */
+  readonly files?: FileCache | undefined
 }
 
 /**
@@ -67,6 +73,7 @@ export class Generation {
   /** Waiters for no HTTP request in flight, whatever upgraded connections are open. */
   #requestsIdle: (() => void)[] = []
   readonly #upgraded = new UpgradedSockets()
+  #files: FileLease | undefined
 
   constructor(init: GenerationInit) {
     this.#init = init
@@ -153,20 +160,37 @@ export class Generation {
     this.state = 'starting'
     const { bundle } = this
     const init = this.#init
+    // the bundle's files go to disk (a new content only) while its code compiles, which does not
+    // need them; they are there before any of its code runs, as its top level may read them
+    // A cache that cannot be written (a read-only file system) is a warning, as an unwritable
+    // pidfile is: the module runs from memory as before, and only code reading files beside
+    // itself or loading an addon fails, with the reason already logged.
+    const placing = init.files?.acquire(bundle).catch((err: NyalaError) => {
+      this.log.warn({ ...err.toJSON(), module: this.name }, err.message)
+      return undefined
+    })
     try {
       // compiling and running the packages are sliced; the module's own code is one block
       const prev = init.previousCode
-      const code = prev
-        ? await loadModuleCodeInSlices(
-            bundle,
-            await precompile(bundle, prev.loaded),
-            evaluationPlan(bundle.manifest.main, prev.requires),
-          )
-        : loadModuleCode(bundle)
+      let code: ModuleCode
+      if (prev) {
+        const compiled = await precompile(bundle, prev.loaded)
+        this.#files = await placing
+        code = await loadModuleCodeInSlices(
+          bundle,
+          compiled,
+          evaluationPlan(bundle.manifest.main, prev.requires),
+        )
+      } else {
+        this.#files = await placing
+        code = loadModuleCode(bundle)
+      }
       this.code = { loaded: code.loaded, requires: code.requires }
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
     } catch (err) {
       this.state = 'failed'
+      if (!this.#files) void placing?.then((lease) => lease?.release())
+      this.#releaseFiles()
       throw err
     }
     // let requests waiting behind the load through before the Fastify instance is built
@@ -280,6 +304,13 @@ export class Generation {
     }
     this.app = undefined
     this.#entry = undefined
+    this.#releaseFiles()
+  }
+
+  /** The generation no longer needs its cache directory (removed once no generation does). */
+  #releaseFiles(): void {
+    this.#files?.release()
+    this.#files = undefined
   }
 }
 
