@@ -300,6 +300,13 @@ const definitions = {
     status: 504,
   },
   NYALA_ERR_UPGRADE_FAILED: { message: 'upgrade failed: {reason}', status: 500 },
+
+  // the watchdog (issue 14, part 4: a stuck event loop is seen)
+  NYALA_ERR_EVENT_LOOP_STALL: {
+    message:
+      'the event loop has not turned for {ms} ms (watchdog.stall.ms={limit}): {running}; watchdog.action={action}',
+    status: 500,
+  },
 } as const satisfies Record<string, Definition>
 
 export type ErrorCode = keyof typeof definitions

@@ -2,8 +2,10 @@ import type { HostFlags, LogFormatSetting } from '../config/host-options.js'
 import { loadHostOptions } from '../config/host-options.js'
 import { type ConfigKey, keySpecs } from '../config/keys.js'
 import { NyalaHost } from '../host.js'
-import { createLogger } from '../logger.js'
+import { createLogger, resolveLogFormat } from '../logger.js'
+import { startWatchdog } from '../supervise/watchdog.js'
 import { daemonize } from '../upgrade/daemonize.js'
+import { addonFile } from '../upgrade/native.js'
 import { runProcess } from '../upgrade/process-lifecycle.js'
 import { exitCodes, parse, reportFatal, UsageError } from './common.js'
 
@@ -117,7 +119,20 @@ export async function start(args: string[]): Promise<number> {
     log.info({ signal: 'SIGHUP' }, 'SIGHUP: rescanning modules')
     host.reloader.rescan('SIGHUP').catch((err: unknown) => reportFatal(log, err))
   }
-  return runProcess(host, log, { upgrade: values.upgrade === true, onHangup })
+  const watchdog = startWatchdog(
+    {
+      ...options.watchdog,
+      format: resolveLogFormat(options.logFormat),
+      exitCode: exitCodes.stalled,
+      addonFile,
+    },
+    log,
+  )
+  try {
+    return await runProcess(host, log, { upgrade: values.upgrade === true, onHangup })
+  } finally {
+    await watchdog.stop()
+  }
 }
 
 /** Without options (they failed to load): the flag's format if it is a valid one, else auto. */

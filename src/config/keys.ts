@@ -14,6 +14,7 @@ export const monitoringTypes = ['default', 'tmpfile', 'stagingDirectory'] as con
 const reloadModes = ['overlap', 'blocking'] as const
 export const crashPolicies = ['restart', 'fail', 'log'] as const
 const logFormats = ['auto', 'json', 'pretty'] as const
+export const watchdogActions = ['log', 'exit'] as const
 
 export const keySpecs = {
   // serving
@@ -35,6 +36,10 @@ export const keySpecs = {
   'module.crash.policy': { default: 'restart', parse: (r) => t.parseEnum(r, crashPolicies) },
   'module.crash.max.restarts': { default: '5', parse: (r) => t.parseInteger(r, 0, 1_000_000) },
   'module.crash.window': { default: '60', parse: t.parseSeconds },
+
+  // the watchdog: an event loop that has not turned for this long is reported (0: off)
+  'watchdog.stall.ms': { default: '2000', parse: t.parseStallMs },
+  'watchdog.action': { default: 'log', parse: (r) => t.parseEnum(r, watchdogActions) },
 
   // reloading (Impala's names)
   'auto.reload.modules': { default: 'false', parse: t.parseBoolean },

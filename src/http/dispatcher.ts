@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { nyalaError } from '../errors.js'
 import type { RequestGate } from '../reload/request-gate.js'
+import { runningSlots, slot } from '../runtime/running-code.js'
 import { DispatchTable } from './dispatch-table.js'
 import { replyError } from './json-reply.js'
 import type { TrackedResponse } from './tracked-response.js'
@@ -52,7 +53,15 @@ export class Dispatcher {
     generation.inflight++
     generation.served++
     res.onClose = generation.release
+    // for the watchdog: this generation's code runs until routing returns (its route
+    // handler marks the route, src/runtime/route-marks.ts)
+    const slots = runningSlots
+    const code = generation.codeId
+    slots[slot.code] = code
+    slots[slot.lastCode] = code
+    slots[slot.lastRoute] = 0
     app.routing(req, res)
+    slots[slot.code] = 0
   }
 
   #waitAtGate(gate: RequestGate, module: string, req: IncomingMessage, res: TrackedResponse): void {
