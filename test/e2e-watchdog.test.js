@@ -24,7 +24,13 @@ function spinFor (ms) {
 }
 module.exports = {
   async register (app, ctx) {
+    // a hook runs while Fastify routes the request, before the handler
+    app.addHook('onRequest', (req, reply, done) => {
+      if (req.url.endsWith('/hooked')) spinUntil('release-hook')
+      done()
+    })
     app.get('/', async () => ({ module: ctx.name }))
+    app.get('/hooked', async () => ({ hooked: true }))
     app.get('/spin', async () => {
       spinUntil('release-spin')
       return { spun: true }
@@ -64,6 +70,7 @@ const recoveryOf = (host, what, match) =>
 const ofSpin = (r) => r.route === 'GET /busy/spin'
 const ofTimer = (r) => r.within === 'timer'
 const ofLater = (r) => r.lastRoute === 'GET /busy/later'
+const ofHook = (r) => r.within === 'request'
 
 test('a route that holds the loop is logged with its module and route while stuck, then its recovery', async (t) => {
   const root = await busyRoot(t, 'watchdog.stall.ms=500\n')
@@ -104,6 +111,16 @@ test('a route that holds the loop is logged with its module and route while stuc
   assert.match(timer.msg, /module "busy" generation 1 is running a ctx timer/)
   await writeFile(path.join(root, 'release-timer'), '')
   await recoveryOf(host, 'the timer', ofTimer)
+
+  // a hook of the module, before the route handler: the module is known, the route not yet
+  const hooked = request(host.url('/busy/hooked'))
+  const hook = await stallOf(host, 'the hook', ofHook)
+  assert.equal(hook.module, 'busy')
+  assert.equal(hook.route, undefined)
+  assert.match(hook.msg, /module "busy" generation 1 is running a request, before its route handler/)
+  await writeFile(path.join(root, 'release-hook'), '')
+  assert.deepEqual((await hooked).body, { hooked: true })
+  await recoveryOf(host, 'the hook', ofHook)
 
   // module code resumed after an await: not marked, so not named as running; the last request is
   const later = request(host.url('/busy/later'))

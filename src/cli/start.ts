@@ -42,7 +42,11 @@ socket, then drains and exits (without one, keeps serving); SIGTERM stops
 gracefully (drains up to shutdown.grace.period); SIGINT stops fast
 (shutdown.fast.timeout); SIGHUP rescans the modules and reloads what changed
 (as the admin API's POST /reload). A pidfile naming a running process refuses
-the start.`
+the start.
+
+A watchdog thread logs NYALA_ERR_EVENT_LOOP_STALL with the module and route
+running when the event loop has not turned for watchdog.stall.ms (default 2000,
+0: off); with watchdog.action=exit the process then exits with code 3.`
 
 const flagKeys: Record<string, ConfigKey> = {
   port: 'port',

@@ -80,7 +80,7 @@ export function startWatchdog(settings: WatchdogSettings, log: Logger): Watchdog
   const worker = new Worker(new URL('./watchdog-worker.js', import.meta.url), {
     workerData: data,
     // it never needs much: a table of names and one log line at a time
-    resourceLimits: { maxOldGenerationSizeMb: 64 },
+    resourceLimits: { maxOldGenerationSizeMb: 32 },
     stdout: false,
     stderr: false,
   })
