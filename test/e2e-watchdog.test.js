@@ -138,7 +138,7 @@ test('a route that holds the loop is logged with its module and route while stuc
 })
 
 test('a 3-second busy loop with watchdog.action=exit: the stall is logged, then the host exits with code 3', async (t) => {
-  const root = await busyRoot(t, 'watchdog.stall.ms=1000\nwatchdog.action=exit\n')
+  const root = await busyRoot(t, 'watchdog.stall.ms=1500\nwatchdog.action=exit\n')
   const host = await startHost(t, root)
   // the connection is cut when the process ends
   const answer = request(host.url('/busy/spin3s')).catch((err) => ({ error: err }))
