@@ -33,11 +33,21 @@ parentPort?.on('message', (change: NameChange) => {
   else if (change.kind === 'route') {
     routes.set(change.id, change.route)
     codes.get(change.code)?.routes.push(change.id)
-  } else {
-    for (const route of codes.get(change.id)?.routes ?? []) routes.delete(route)
-    codes.delete(change.id)
-  }
+  } else forget(change.id)
 })
+
+/**
+ * Names of stopped generations are kept a while, the last 256: the last
+ * request may have gone to a generation that stopped since (a reload).
+ */
+const forgotten: number[] = []
+function forget(id: number): void {
+  forgotten.push(id)
+  if (forgotten.length <= 256) return
+  const old = forgotten.shift() as number
+  for (const route of codes.get(old)?.routes ?? []) routes.delete(route)
+  codes.delete(old)
+}
 
 /** What the main thread runs, as log fields and as words for the message. */
 interface Running {
