@@ -358,6 +358,12 @@ const definitions = {
       'module name "{name}" is not valid: expected letters, digits, ".", "_" or "-", starting with a letter or digit (give one with --name)',
     status: 400,
   },
+  // the watchdog (issue 14, part 4: a stuck event loop is seen)
+  NYALA_ERR_EVENT_LOOP_STALL: {
+    message:
+      'the event loop has not turned for {ms} ms (watchdog.stall.ms={limit}): {running}; watchdog.action={action}',
+    status: 500,
+  },
 } as const satisfies Record<string, Definition>
 
 export type ErrorCode = keyof typeof definitions

@@ -3,8 +3,10 @@ import { loadHostOptions } from '../config/host-options.js'
 import { type ConfigKey, keySpecs } from '../config/keys.js'
 import { isNyalaError, reasonOf } from '../errors.js'
 import { NyalaHost } from '../host.js'
-import { createLogger } from '../logger.js'
+import { createLogger, resolveLogFormat } from '../logger.js'
+import { startWatchdog } from '../supervise/watchdog.js'
 import { daemonize } from '../upgrade/daemonize.js'
+import { addonFile } from '../upgrade/native.js'
 import { runProcess } from '../upgrade/process-lifecycle.js'
 import { Readiness } from '../upgrade/readiness.js'
 import { exitCodes, parse, reportFatal, UsageError } from './common.js'
@@ -45,7 +47,11 @@ gracefully (drains up to shutdown.grace.period); SIGINT stops fast
 the start. An uncaught error outside every module (the host's own) starts a
 successor with these arguments and --upgrade, hands it the listeners and exits
 0 (host.crash.action=upgrade), or exits 1 (host.crash.action=exit, or when no
-successor takes over).`
+successor takes over).
+
+A watchdog thread logs NYALA_ERR_EVENT_LOOP_STALL with the module and route
+running when the event loop has not turned for watchdog.stall.ms (default 2000,
+0: off); with watchdog.action=exit the process then exits with code 3.`
 
 const flagKeys: Record<string, ConfigKey> = {
   port: 'port',
@@ -135,7 +141,20 @@ export async function start(args: string[]): Promise<number> {
     cli: process.argv[1]!,
     args: args.filter((a) => a !== '--upgrade' && a !== '--daemonize'),
   }
-  return runProcess(host, log, { upgrade: values.upgrade === true, onHangup, successor })
+  const watchdog = startWatchdog(
+    {
+      ...options.watchdog,
+      format: resolveLogFormat(options.logFormat),
+      exitCode: exitCodes.stalled,
+      addonFile,
+    },
+    log,
+  )
+  try {
+    return await runProcess(host, log, { upgrade: values.upgrade === true, onHangup, successor })
+  } finally {
+    await watchdog.stop()
+  }
 }
 
 /** Without options (they failed to load): the flag's format if it is a valid one, else auto. */

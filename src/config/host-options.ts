@@ -10,6 +10,7 @@ export type ReloadMode = ConfigValues['auto.reload.mode']
 export type CrashPolicy = ConfigValues['module.crash.policy']
 export type HostCrashAction = ConfigValues['host.crash.action']
 export type LogFormatSetting = ConfigValues['log.format']
+export type WatchdogAction = ConfigValues['watchdog.action']
 
 /**
  * Everything the host runs with: `impala.properties` merged with the command
@@ -89,6 +90,21 @@ export interface HostOptions {
     maxUpgrades: number
     /** `host.crash.window`: the window of `maxUpgrades`. @default 60000 */
     windowMs: number
+  }>
+  /** A thread that watches the main thread's event loop (src/supervise/watchdog.ts). */
+  readonly watchdog: Readonly<{
+    /**
+     * `watchdog.stall.ms`: an event loop that has not turned for this long is
+     * logged with the module and route that were running; 0 turns the watchdog off.
+     * @default 2000
+     */
+    stallMs: number
+    /**
+     * `watchdog.action`: `log` logs the stall (and the recovery); `exit` logs it, then
+     * ends the process with exit code 3, for a process manager to restart it.
+     * @default 'log'
+     */
+    action: WatchdogAction
   }>
   readonly autoReload: Readonly<{
     /** `auto.reload.modules`. @default false */
@@ -269,6 +285,7 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
       maxUpgrades: v['host.crash.max.upgrades'],
       windowMs: v['host.crash.window'],
     },
+    watchdog: { stallMs: v['watchdog.stall.ms'], action: v['watchdog.action'] },
     autoReload: {
       enabled: v['auto.reload.modules'],
       monitoringTypes: v['auto.reload.monitoring.type'],

@@ -15,6 +15,7 @@ const reloadModes = ['overlap', 'blocking'] as const
 export const crashPolicies = ['restart', 'fail', 'log'] as const
 export const hostCrashActions = ['upgrade', 'exit'] as const
 const logFormats = ['auto', 'json', 'pretty'] as const
+export const watchdogActions = ['log', 'exit'] as const
 
 export const keySpecs = {
   // serving
@@ -43,6 +44,9 @@ export const keySpecs = {
   'host.crash.upgrade.timeout': { default: '60', parse: t.parseSeconds },
   'host.crash.max.upgrades': { default: '3', parse: (r) => t.parseInteger(r, 0, 1000) },
   'host.crash.window': { default: '60', parse: t.parseSeconds },
+  // the watchdog: an event loop that has not turned for this long is reported (0: off)
+  'watchdog.stall.ms': { default: '2000', parse: t.parseStallMs },
+  'watchdog.action': { default: 'log', parse: (r) => t.parseEnum(r, watchdogActions) },
 
   // reloading (Impala's names)
   'auto.reload.modules': { default: 'false', parse: t.parseBoolean },

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { nyalaError } from '../errors.js'
 import type { RequestGate } from '../reload/request-gate.js'
+import { runningSlots, slot } from '../runtime/running-code.js'
 import { DispatchTable } from './dispatch-table.js'
 import { replyError } from './json-reply.js'
 import type { TrackedResponse } from './tracked-response.js'
@@ -55,7 +56,15 @@ export class Dispatcher {
     generation.served++
     res.startedAt = performance.now()
     res.onClose = generation.release
+    // for the watchdog: this generation's code runs until routing returns (its route
+    // handler marks the route, src/runtime/route-marks.ts)
+    const slots = runningSlots
+    const code = generation.codeId
+    slots[slot.code] = code
+    slots[slot.lastCode] = code
+    slots[slot.lastRoute] = 0
     app.routing(req, res)
+    slots[slot.code] = 0
   }
 
   /** The listener's `upgrade` event (WebSockets), dispatched the same way (upgrade-dispatch.ts). */

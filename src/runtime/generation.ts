@@ -18,6 +18,8 @@ import { type CodeOwner, liveOwners, ownerStopped } from './code-owner.js'
 import { type ContextHandle, type ContextInit, createContext } from './context.js'
 import { createModuleApp } from './module-app.js'
 import type { RequestStats } from './request-stats.js'
+import { markRoutes } from './route-marks.js'
+import { codeId, forgetCode, part, runAs } from './running-code.js'
 import { UpgradedSockets } from './upgraded-sockets.js'
 import { timedOut, withTimeout } from './with-timeout.js'
 
@@ -51,6 +53,8 @@ export class Generation {
   readonly number: number
   readonly bundle: Bundle
   readonly log: Logger
+  /** Its id in the running-code slots: the dispatcher marks its requests with it, for the watchdog. */
+  readonly codeId: number
   /** What module code of this generation runs under (crash attribution). */
   readonly owner: CodeOwner
   state: GenerationState = 'created'
@@ -82,7 +86,13 @@ export class Generation {
     this.name = init.bundle.name
     this.number = init.generation
     this.log = init.log
-    this.owner = Object.freeze({ module: this.name, generation: this.number, file: init.bundle.file })
+    this.codeId = codeId(this.name, this.number)
+    this.owner = Object.freeze({
+      module: this.name,
+      generation: this.number,
+      file: init.bundle.file,
+      code: this.codeId,
+    })
   }
 
   /** What this generation provided to its dependents through `ctx.provide`. */
@@ -183,7 +193,7 @@ export class Generation {
         )
       } else {
         this.#files = await placing
-        code = loadModuleCode(bundle)
+        code = runAs(this.codeId, part.load, () => loadModuleCode(bundle))
       }
       this.code = { loaded: code.loaded, requires: code.requires }
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
@@ -191,12 +201,14 @@ export class Generation {
       this.state = 'failed'
       if (!this.#files) void placing?.then((lease) => lease?.release())
       this.#releaseFiles()
+      forgetCode(this.codeId)
       throw err
     }
     // let requests waiting behind the load through before the Fastify instance is built
     await yieldToLoop()
     this.#handle = createContext(init, this.owner)
     const app = createModuleApp(this.log, init.logRequests)
+    markRoutes(app, this.codeId)
     // building a Fastify instance is about a millisecond of the serving thread: let the requests
     // that arrived meanwhile through before register and ready take their turn
     await yieldToLoop()
@@ -205,7 +217,7 @@ export class Generation {
     const prefix = bundle.manifest.prefix === '/' ? '' : bundle.manifest.prefix
     app.register(
       async (scoped) => {
-        await entry.register(scoped, ctx)
+        await runAs(this.codeId, part.register, () => entry.register(scoped, ctx))
       },
       { prefix },
     )
@@ -227,6 +239,7 @@ export class Generation {
             )
       this.state = 'failed'
       await this.#release(app, result === timedOut)
+      forgetCode(this.codeId)
       throw error
     }
     this.app = app
@@ -250,6 +263,7 @@ export class Generation {
     this.endUpgraded()
     await this.#release(this.app, false)
     ownerStopped(this.owner)
+    forgetCode(this.codeId)
     this.state = 'stopped'
     return value
   }
@@ -269,9 +283,10 @@ export class Generation {
   async #callModule(what: string, fn: ((ctx: unknown) => unknown) | undefined): Promise<unknown> {
     if (!fn || !this.#handle) return undefined
     const ctx = this.#handle.ctx
+    const marked = what === 'stop' ? part.stop : part.handoff
     const outcome = await withTimeout(
       Promise.resolve()
-        .then(() => fn(ctx))
+        .then(() => runAs(this.codeId, marked, () => fn(ctx)))
         .then(
           (value) => ({ value }),
           (err: unknown) => ({ err }),
