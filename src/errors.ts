@@ -241,6 +241,12 @@ const definitions = {
     status: 504,
   },
   NYALA_ERR_UPGRADE_FAILED: { message: 'upgrade failed: {reason}', status: 500 },
+
+  // crash-safe files (issue 14 part 5)
+  NYALA_ERR_LEFTOVER_RECOVERY: {
+    message: 'start-up recovery could not clean up {file}, left by an interrupted run: {reason}',
+    status: 500,
+  },
 } as const satisfies Record<string, Definition>
 
 export type ErrorCode = keyof typeof definitions

@@ -1,6 +1,7 @@
 import type { Bundle } from '../bundle/open-bundle.js'
 import type { HostOptions } from '../config/host-options.js'
 import { type NyalaError, nyalaError } from '../errors.js'
+import { faultPoint } from '../fault-point.js'
 import { type GraphNode, nodeOf, orderAffected, planGraph } from '../graph/module-graph.js'
 import type { NyalaHost } from '../host.js'
 import { checkSyntax } from '../loader/load-module.js'
@@ -88,7 +89,7 @@ export class ReloadTransactions {
         if (live.includes(c) || !c.source || !c.target || c.source === c.target) continue
         const record = this.host.modules.get(c.name)
         try {
-          await commitChange(c, record?.file)
+          await commitChange(c, record?.file, { sync: this.#options.autoReload.fsync })
           if (record && c.target) record.file = c.target
         } catch (err) {
           return this.#failed(id, trigger, names, [], t0, err as NyalaError, c.name)
@@ -276,6 +277,7 @@ export class ReloadTransactions {
         continue
       }
       const previous = await p.old?.handoff()
+      faultPoint('generation-start')
       const started = await host.startGeneration(p.record, p.bundle, previous, lookup)
       if (!(started instanceof Generation)) {
         if (p.change || p.wasRunning) return abandon(started, p.name)
@@ -286,18 +288,24 @@ export class ReloadTransactions {
       staged.set(p.name, started)
     }
     this.events.emit({ id, phase: 'started', trigger, modules: [...staged.keys()] })
+    faultPoint('generation-started')
 
-    // step 5: commit the files; a failure here still changes nothing
+    // step 5: commit the files, one module at a time in dependency order (a kill between two leaves
+    // the later ones' files in place, deployed by the next start's pickup); a failure here still
+    // changes nothing
     const again: Change[] = []
+    let committed = 0
     for (const p of planned) {
       if (!p.change || p.change.kind === 'remove') continue
+      if (committed++ > 0) faultPoint('commit-between')
       try {
-        const outcome = await commitChange(p.change, p.record.file)
+        const outcome = await commitChange(p.change, p.record.file, { sync: opts.autoReload.fsync })
         if (outcome.newerSource && p.change.source) again.push(p.change)
       } catch (err) {
         return abandon(err as NyalaError, p.name)
       }
     }
+    faultPoint('commit-done')
 
     // step 6: one synchronous block: records, then the dispatch table, swapped at once
     const at = new Date().toISOString()
@@ -377,7 +385,9 @@ export class ReloadTransactions {
   async #drain(id: number, trigger: string, olds: readonly Planned[]): Promise<void> {
     const t0 = performance.now()
     const timeout = this.#options.autoReload.drainTimeoutMs
-    const idle = await Promise.all(olds.map((p) => p.old?.waitIdle(timeout)))
+    const idling = Promise.all(olds.map((p) => p.old?.waitIdle(timeout)))
+    faultPoint('drain')
+    const idle = await idling
     for (const p of olds) {
       if (!p.old) continue
       await p.old.stop()
