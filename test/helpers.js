@@ -130,12 +130,14 @@ export function parseLogs(text) {
  * Starts `nyala start --root <root>` (port 0 from the root's config unless
  * args say otherwise) and resolves once it listens, with its port, its log
  * records so far (`logs()`), and `stop(signal)` that waits for the exit.
- * The process is killed in `t.after` if the test did not stop it.
+ * The process is killed in `t.after` if the test did not stop it. `env` adds
+ * environment variables (NYALA_FAULT_KILL_AT, say).
  */
-export async function startHost(t, root, args = [], { timeoutMs = 20_000 } = {}) {
+export async function startHost(t, root, args = [], { timeoutMs = 20_000, env } = {}) {
   const child = spawn(process.execPath, [cliPath, 'start', '--root', root, ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: env ? { ...process.env, ...env } : process.env,
   })
   let stdout = ''
   let stderr = ''
