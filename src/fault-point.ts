@@ -10,7 +10,12 @@
  */
 const killAt: string | undefined = process.env.NYALA_FAULT_KILL_AT || undefined
 
-export function faultPoint(step: string): void {
+/**
+ * Kills the process when `NYALA_FAULT_KILL_AT` is `step`, or `step:module`
+ * for the step of that module alone (a transaction commits several).
+ */
+export function faultPoint(step: string, module?: string): void {
   if (killAt === undefined) return
-  if (killAt === step) process.kill(process.pid, 'SIGKILL')
+  if (killAt === step || (module !== undefined && killAt === `${step}:${module}`))
+    process.kill(process.pid, 'SIGKILL')
 }

@@ -63,7 +63,7 @@ export async function commitChange(
   } catch (err) {
     throw fail(old, previous, err)
   }
-  faultPoint('commit-previous')
+  faultPoint('commit-previous', change.name)
 
   const dir = path.dirname(target)
   const hash = data === undefined ? undefined : sha256Hex(data)
@@ -77,19 +77,19 @@ export async function commitChange(
           sync,
         )
       : undefined
-    if (renamed) faultPoint('commit-intent')
-    if (unchanged || data === undefined) await moveInto(source, target, sync)
+    if (renamed) faultPoint('commit-intent', change.name)
+    if (unchanged || data === undefined) await moveInto(source, target, sync, change.name)
     else await placeAtomically(dir, path.basename(target), data, { sync })
-    faultPoint('commit-renamed')
+    faultPoint('commit-renamed', change.name)
     if (sync) {
       await syncDirectory(dir)
       if (path.dirname(source) !== dir) await syncDirectory(path.dirname(source))
     }
-    faultPoint('commit-synced')
+    faultPoint('commit-synced', change.name)
     if (old !== target) {
       await rm(old, { force: true, recursive: true })
       if (sync) await syncDirectory(path.dirname(old))
-      faultPoint('commit-old-removed')
+      faultPoint('commit-old-removed', change.name)
     }
     await done?.()
   } catch (err) {
@@ -101,9 +101,9 @@ export async function commitChange(
 const rel = (dir: string, file: string) => path.relative(dir, file)
 
 /** Renames `source` onto `target`, its data flushed first; across file systems, a copy then a removal. */
-async function moveInto(source: string, target: string, sync: boolean): Promise<void> {
+async function moveInto(source: string, target: string, sync: boolean, module: string): Promise<void> {
   if (sync) await syncFile(source)
-  faultPoint('commit-before-rename')
+  faultPoint('commit-before-rename', module)
   try {
     await rename(source, target)
   } catch (err) {
