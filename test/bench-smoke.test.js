@@ -254,3 +254,24 @@ test('bench/run.js reload-big-bundle --quick reloads a generated 3,000-file bund
   assert.ok(s.quiet.requests > 0 && s.reloading.requests > 0, 'the unrelated module answered in both windows')
   for (const v of [...s.hostMs.samples, ...s.triggerToNewMs.samples]) assert.equal(typeof v, 'number')
 })
+
+test('bench/run.js reload-fsync --quick reloads with and without fsync and records figures', {
+  timeout: timeoutMs + 30_000,
+}, async () => {
+  const { code, signal, stdout, stderr } = await runBench(['reload-fsync', '--quick'])
+  assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)
+  assert.match(stdout, /1 KB: fsync on\/off ratio of trigger->new \S+/)
+  assert.match(stdout, /1 MB: fsync on\/off ratio of trigger->new \S+/)
+
+  const fsync = (await readReport()).benchmarks?.['reload-fsync']
+  assert.ok(fsync, 'latest.json has a reload-fsync entry')
+  assert.equal(fsync.error, undefined)
+  for (const size of ['1 KB', '1 MB']) {
+    const s = fsync.summary[size]
+    assert.equal(typeof s.ratio, 'number', `ratio for ${size}`)
+    for (const side of ['on', 'off']) {
+      assert.equal(s.samples[side].length, 2, `${size}, fsync ${side}: two measured reloads`)
+      assert.equal(typeof s[side].hostMs, 'number')
+    }
+  }
+})
