@@ -193,7 +193,9 @@ const steps = [
 const touchMode = 'auto.reload.monitoring.type=tmpfile, stagingDirectory\nuse.touch.file=true\n'
 
 for (const step of steps) {
-  test(`killed at ${step}: the next start serves every module, no deployed file is lost`, async (t) => {
+  test(`killed at ${step}: the next start serves every module, no deployed file is lost`, {
+    timeout: 180_000,
+  }, async (t) => {
     const s = await scenario(t, touchMode)
     const host = await startHost(t, s.root, [], { env: { NYALA_FAULT_KILL_AT: step } })
     await dropAll(s)
@@ -205,7 +207,9 @@ for (const step of steps) {
   })
 }
 
-test('a deploy killed while writing its temporary file: the next start removes the half-written file', async (t) => {
+test('a deploy killed while writing its temporary file: the next start removes the half-written file', {
+  timeout: 180_000,
+}, async (t) => {
   const s = await scenario(t, touchMode)
   const res = await runCli(['deploy', s.deploys[1].bundle, '--root', s.root, '--no-wait'], {
     env: { NYALA_FAULT_KILL_AT: 'place-written' },
@@ -236,7 +240,9 @@ function seeded(seed) {
   }
 }
 
-test('killed at random instants of a reload: every restart serves every module, no file is lost', async (t) => {
+test('killed at random instants of a reload: every restart serves every module, no file is lost', {
+  timeout: 600_000,
+}, async (t) => {
   const seed = Number(process.env.NYALA_CRASH_SEED ?? 14)
   const random = seeded(seed)
   const properties = 'auto.reload.monitoring.type=tmpfile, stagingDirectory\n'
