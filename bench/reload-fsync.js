@@ -7,7 +7,6 @@
 // a shared machine falls on both alike (/work/shared/NOTES.md, "Measuring on these machines").
 import { randomBytes } from 'node:crypto'
 import { readFile, rename, writeFile } from 'node:fs/promises'
-import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -20,6 +19,7 @@ import {
   packModule,
   round,
   startServer,
+  versionPoller,
   withSession,
   writeModuleSource,
 } from './common.js'
@@ -73,7 +73,15 @@ export async function run(opts = {}) {
             },
           },
         )
-        hosts.push({ fsync, root, server, reloaded, poller: poller(server.port), wall: [], host: [] })
+        hosts.push({
+          fsync,
+          root,
+          server,
+          reloaded,
+          poller: versionPoller(server.port, '/solo'),
+          wall: [],
+          host: [],
+        })
       }
       progress(`${label(size)}: ${settings.samples} reloads on each host (+1 unmeasured)`)
       try {
@@ -145,36 +153,4 @@ async function bundle(work, v, payload) {
     },
   )
   return readFile(await packBundle(src, path.join(work, 'versions', `solo-${v}.zip`)))
-}
-
-/** Polls `GET /solo` on one keep-alive connection until it answers version `v`. */
-function poller(port) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-  const get = () =>
-    new Promise((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/solo', agent }, (res) => {
-        let text = ''
-        res.setEncoding('utf8')
-        res.on('data', (d) => {
-          text += d
-        })
-        res.on('end', () => {
-          const m = /"v":(\d+)/.exec(text)
-          resolve(res.statusCode === 200 && m ? Number(m[1]) : undefined)
-        })
-        res.on('error', () => resolve(undefined))
-      })
-      req.on('error', () => resolve(undefined))
-    })
-  return {
-    async waitFor(v, ms, describe) {
-      const deadline = performance.now() + ms
-      while (performance.now() < deadline) {
-        if ((await get()) === v) return
-        await delay(1)
-      }
-      throw new Error(`version ${v} did not answer within ${ms} ms\n${describe()}`)
-    },
-    close: () => agent.destroy(),
-  }
 }

@@ -4,40 +4,22 @@
 // fault points (NYALA_FAULT_KILL_AT, src/fault-point.ts) and at seeded random instants.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   makeRoot,
-  moduleSource,
   modulesOf,
-  packWithNyala,
+  placeByRename as place,
   request,
   runCli,
   startHost,
+  taggedBundle as variant,
   waitUntil,
 } from './helpers.js'
 
 const stagingOf = (root) => path.join(root, 'staging')
-
-/** A bundle of `name` answering `{ tag }` at `/<name>`, packed into <root>/src. */
-async function variant(root, name, tag, fields = {}) {
-  const dir = await moduleSource(root, `${name}-${tag}`, {
-    fields,
-    files: {
-      'index.js': `module.exports = { async register (app, ctx) { app.get('/', async () => ({ generation: ctx.generation, tag: ${JSON.stringify(tag)} })) } }\n`,
-    },
-  })
-  return packWithNyala(dir, path.join(root, 'src', `${name}-${tag}.zip`))
-}
-
-/** Copies as deploy tools do: a hidden temporary name, then a rename (whole or absent). */
-async function place(bundle, dest) {
-  const temp = path.join(path.dirname(dest), `.${path.basename(dest)}.test-part`)
-  await copyFile(bundle, temp)
-  await rename(temp, dest)
-}
 
 /**
  * Three modules: alpha (updated by `alpha.zip.tmp`), beta (`beta-1.0.zip`, updated by a staged
