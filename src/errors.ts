@@ -247,6 +247,11 @@ const definitions = {
     message: 'start-up recovery could not clean up {file}, left by an interrupted run: {reason}',
     status: 500,
   },
+  NYALA_ERR_COMMIT_SYNC: {
+    message:
+      'reload of "{module}": the directory of its new bundle could not be flushed to the disk: {reason}; the new bundle serves, but a power cut may bring the previous one back',
+    status: 500,
+  },
 } as const satisfies Record<string, Definition>
 
 export type ErrorCode = keyof typeof definitions

@@ -158,10 +158,10 @@ const steps = [
   'commit-intent',
   'commit-before-rename',
   'commit-renamed',
-  'commit-synced',
   'commit-old-removed',
   'commit-between',
   'commit-done',
+  'commit-flushed',
   'drain',
   // the steps of the commit that changes beta's file name (alpha's may come first)
   'commit-previous:beta',

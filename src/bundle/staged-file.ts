@@ -34,6 +34,12 @@ export interface PlaceOptions {
    * @default true
    */
   readonly sync?: boolean
+  /**
+   * With `sync`: flush the directory after the rename too. Off when the caller
+   * flushes it later itself (a reload's commit, after the swap).
+   * @default true
+   */
+  readonly syncDirectory?: boolean
 }
 
 /** The hidden temporary names `placeAtomically` writes: `.<file>.<pid>.<8 hex>.part`. */
@@ -50,7 +56,7 @@ export async function placeAtomically(
   dir: string,
   file: string,
   data: Uint8Array,
-  { sync = true }: PlaceOptions = {},
+  { sync = true, syncDirectory: syncDir = true }: PlaceOptions = {},
 ): Promise<string> {
   await mkdir(dir, { recursive: true })
   const target = path.join(dir, file)
@@ -69,7 +75,7 @@ export async function placeAtomically(
     await rm(temp, { force: true })
     throw err
   }
-  if (sync) await syncDirectory(dir)
+  if (sync && syncDir) await syncDirectory(dir)
   return target
 }
 

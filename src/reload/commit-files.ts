@@ -11,6 +11,12 @@ import { holds, writeIntent } from './commit-journal.js'
 export interface CommitOutcome {
   /** True when the source was replaced again while its reload ran: it must be reloaded once more. */
   readonly newerSource: boolean
+  /**
+   * Flushes the directories whose entries the commit changed (nothing when
+   * `sync` is off). Left to the caller, so the swap does not wait for it: the
+   * rename is atomic without it, the flush only makes it survive a power cut.
+   */
+  readonly flush: () => Promise<void>
 }
 
 export interface CommitOptions {
@@ -35,7 +41,8 @@ export interface CommitOptions {
  * Crash safety (docs/deploying.md, "Crash-safe files"): at every instant the
  * module has exactly one complete bundle in `modules/`, old or new, and the
  * source is either still in place or committed. The new bytes are flushed
- * before the rename that publishes them, and the directories after it. A
+ * before the rename that publishes them, and the directories after it (by
+ * the outcome's `flush`, which the caller runs after the swap). A
  * commit that changes the file name writes its intent first (commit-journal.ts),
  * so the two bundles a kill could leave between "new name in" and "old name
  * out" are resolved at the next start.
@@ -46,7 +53,7 @@ export async function commitChange(
   { sync = true }: CommitOptions = {},
 ): Promise<CommitOutcome> {
   const { source, target, data } = change
-  if (!source || !target || source === target) return { newerSource: false }
+  if (!source || !target || source === target) return { newerSource: false, flush: async () => {} }
   const fail = (from: string, to: string, err: unknown) =>
     nyalaError('NYALA_ERR_RELOAD_COMMIT', { module: change.name, from, to, reason: reasonOf(err) }, err)
 
@@ -68,6 +75,10 @@ export async function commitChange(
   const dir = path.dirname(target)
   const hash = data === undefined ? undefined : sha256Hex(data)
   const unchanged = hash !== undefined && (await holds(source, hash))
+  const changed = new Set([dir, path.dirname(source)])
+  const flush = async () => {
+    if (sync) for (const d of changed) await syncDirectory(d)
+  }
   try {
     const renamed = old !== target && hash !== undefined
     const done = renamed
@@ -79,23 +90,23 @@ export async function commitChange(
       : undefined
     if (renamed) faultPoint('commit-intent', change.name)
     if (unchanged || data === undefined) await moveInto(source, target, sync, change.name)
-    else await placeAtomically(dir, path.basename(target), data, { sync })
+    else await placeAtomically(dir, path.basename(target), data, { sync, syncDirectory: false })
     faultPoint('commit-renamed', change.name)
-    if (sync) {
-      await syncDirectory(dir)
-      if (path.dirname(source) !== dir) await syncDirectory(path.dirname(source))
-    }
-    faultPoint('commit-synced', change.name)
     if (old !== target) {
+      // the new name is on the disk before the old one goes, and the old one is gone before the
+      // intent that would finish the job is: a file system that reorders its metadata writes
+      // cannot make a power cut leave neither, or two without an intent
+      await flush()
+      faultPoint('commit-synced', change.name)
       await rm(old, { force: true, recursive: true })
       if (sync) await syncDirectory(path.dirname(old))
       faultPoint('commit-old-removed', change.name)
+      await done?.()
     }
-    await done?.()
   } catch (err) {
     throw fail(source, target, err)
   }
-  return { newerSource: data !== undefined && !unchanged }
+  return { newerSource: data !== undefined && !unchanged, flush }
 }
 
 const rel = (dir: string, file: string) => path.relative(dir, file)
@@ -110,7 +121,10 @@ async function moveInto(source: string, target: string, sync: boolean, module: s
     if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err
     // the copy is in place (and flushed) before the source goes: a kill between leaves both, and
     // the source is then a copy of what serves, moved in without a rebuild at the next start
-    await placeAtomically(path.dirname(target), path.basename(target), await readFile(source), { sync })
+    await placeAtomically(path.dirname(target), path.basename(target), await readFile(source), {
+      sync,
+      syncDirectory: false,
+    })
     await rm(source, { force: true })
   }
 }
