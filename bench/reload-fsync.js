@@ -24,7 +24,7 @@ import {
   writeModuleSource,
 } from './common.js'
 
-const full = { sizes: [1024, 8 * 1024 * 1024, 64 * 1024 * 1024], samples: 9 }
+const full = { sizes: [1024, 8 * 1024 * 1024, 32 * 1024 * 1024], samples: 9 }
 const quick = { sizes: [1024, 1024 * 1024], samples: 2 }
 /** Pause after the hidden write, before the rename: the write's own events are handled by then. */
 const writeQuietMs = 50

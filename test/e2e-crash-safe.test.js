@@ -4,9 +4,10 @@
 // fault points (NYALA_FAULT_KILL_AT, src/fault-point.ts) and at seeded random instants.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
-import test from 'node:test'
+import test, { after } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   makeRoot,
@@ -21,6 +22,25 @@ import {
 
 const stagingOf = (root) => path.join(root, 'staging')
 
+/** The five bundles of the scenario, packed once for the whole file (packing is most of a round's set-up). */
+let packed
+const packedDirs = []
+after(() => Promise.all(packedDirs.map((d) => rm(d, { recursive: true, force: true }))))
+function bundles() {
+  packed ??= (async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'nyala-crash-bundles-'))
+    packedDirs.push(dir)
+    return {
+      alphaOld: await variant(dir, 'alpha', 'old'),
+      betaOld: await variant(dir, 'beta', 'old'),
+      gammaOld: await variant(dir, 'gamma', 'old', { 'depends-on': 'alpha' }),
+      alphaNew: await variant(dir, 'alpha', 'new'),
+      betaNew: await variant(dir, 'beta', 'new'),
+    }
+  })()
+  return packed
+}
+
 /**
  * Three modules: alpha (updated by `alpha.zip.tmp`), beta (`beta-1.0.zip`, updated by a staged
  * `beta-2.0.zip`: the commit changes its file name) and gamma, which depends on alpha and is
@@ -29,34 +49,28 @@ const stagingOf = (root) => path.join(root, 'staging')
 async function scenario(t, properties) {
   const root = await makeRoot(t, `port=0\nhost=127.0.0.1\nauto.reload.modules=true\n${properties}`)
   const modules = modulesOf(root)
+  const b = await bundles()
   await mkdir(stagingOf(root))
-  await copyFile(await variant(root, 'alpha', 'old'), path.join(modules, 'alpha.zip'))
-  await copyFile(await variant(root, 'beta', 'old'), path.join(modules, 'beta-1.0.zip'))
-  await copyFile(
-    await variant(root, 'gamma', 'old', { 'depends-on': 'alpha' }),
-    path.join(modules, 'gamma.zip'),
-  )
-  const alphaNew = await variant(root, 'alpha', 'new')
-  const betaNew = await variant(root, 'beta', 'new')
+  await copyFile(b.alphaOld, path.join(modules, 'alpha.zip'))
+  await copyFile(b.betaOld, path.join(modules, 'beta-1.0.zip'))
+  await copyFile(b.gammaOld, path.join(modules, 'gamma.zip'))
   return {
     root,
     modules,
     deploys: [
       {
         module: 'alpha',
-        bundle: alphaNew,
-        bytes: await readFile(alphaNew),
+        bundle: b.alphaNew,
+        bytes: await readFile(b.alphaNew),
         source: path.join(modules, 'alpha.zip.tmp'),
         target: path.join(modules, 'alpha.zip'),
-        old: path.join(modules, 'alpha.zip'),
       },
       {
         module: 'beta',
-        bundle: betaNew,
-        bytes: await readFile(betaNew),
+        bundle: b.betaNew,
+        bytes: await readFile(b.betaNew),
         source: path.join(stagingOf(root), 'beta-2.0.zip'),
         target: path.join(modules, 'beta-2.0.zip'),
-        old: path.join(modules, 'beta-1.0.zip'),
       },
     ],
   }
