@@ -1,8 +1,9 @@
 import { open } from 'node:fs/promises'
 
 // What fsync on a directory may answer where directories cannot be opened or synced that way
-// (Windows opens no directory handle for it: EISDIR / EPERM; some file systems and FUSE mounts
-// answer EINVAL / ENOTSUP): the rename is then as durable as the platform makes it, nothing more.
+// (Windows opens no directory handle for it: EISDIR / EPERM / EBADF; some file systems and FUSE
+// mounts answer EINVAL / ENOTSUP; a directory we may write but not read: EACCES): the rename is
+// then as durable as the platform makes it, nothing more.
 const directorySyncUnsupported = new Set([
   'EISDIR',
   'EINVAL',
