@@ -705,3 +705,37 @@ export async function mapLimit(items, limit, fn) {
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
   return results
 }
+
+/**
+ * GETs `route` back to back on one keep-alive connection until an answer carries `{ "v": v }`; resolves with
+ * the time that answer completed.
+ */
+export function versionPoller(port, route) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  const get = () =>
+    new Promise((resolve) => {
+      const req = http.get({ host: '127.0.0.1', port, path: route, agent }, (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (d) => {
+          text += d
+        })
+        res.on('end', () => {
+          const m = /"v":(\d+)/.exec(text)
+          resolve(res.statusCode === 200 && m ? Number(m[1]) : undefined)
+        })
+        res.on('error', () => resolve(undefined))
+      })
+      req.on('error', () => resolve(undefined))
+    })
+  return {
+    async waitFor(v, ms, describe) {
+      const deadline = performance.now() + ms
+      while (performance.now() < deadline) {
+        if ((await get()) === v) return performance.now()
+      }
+      throw new Error(`${route} did not answer v ${v} within ${ms} ms\n${describe()}`)
+    },
+    close: () => agent.destroy(),
+  }
+}

@@ -18,6 +18,7 @@ const benchmarks = {
   'reload-under-load': () => import('./reload-under-load.js'),
   'reload-memory': () => import('./reload-memory.js'),
   'reload-big-bundle': () => import('./reload-big-bundle.js'),
+  'reload-fsync': () => import('./reload-fsync.js'),
   upgrade: () => import('./upgrade-under-load.js'),
   peers: () => import('./peers.js'),
   scale: () => import('./scale.js'),

@@ -14,7 +14,6 @@
 // With 10 modules the graph is the hub and its 9 dependents only (there is no room for 10).
 import { randomBytes } from 'node:crypto'
 import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
-import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -30,6 +29,7 @@ import {
   request,
   round,
   startServer,
+  versionPoller,
   withSession,
   writeMemProbe,
   writeModule,
@@ -298,7 +298,7 @@ export async function measureFileTriggers(session, work, root, n, graph, leafVer
       },
     },
   )
-  const poller = leafPoller(server.port, `/${leaf}/hello`)
+  const poller = versionPoller(server.port, `/${leaf}/hello`)
   try {
     const loaded = server.records.find((r) => typeof r.msg === 'string' && r.msg.startsWith('modules loaded'))
     if (loaded?.running !== n + 1) {
@@ -377,40 +377,6 @@ export async function measureFileTriggers(session, work, root, n, graph, leafVer
   } finally {
     poller.close()
     await server.stop()
-  }
-}
-
-/**
- * GETs `route` back to back on one keep-alive connection until an answer carries `v`; resolves with
- * the time that answer completed.
- */
-function leafPoller(port, route) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-  const get = () =>
-    new Promise((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path: route, agent }, (res) => {
-        let text = ''
-        res.setEncoding('utf8')
-        res.on('data', (d) => {
-          text += d
-        })
-        res.on('end', () => {
-          const m = /"v":(\d+)/.exec(text)
-          resolve(res.statusCode === 200 && m ? Number(m[1]) : undefined)
-        })
-        res.on('error', () => resolve(undefined))
-      })
-      req.on('error', () => resolve(undefined))
-    })
-  return {
-    async waitFor(v, ms, describe) {
-      const deadline = performance.now() + ms
-      while (performance.now() < deadline) {
-        if ((await get()) === v) return performance.now()
-      }
-      throw new Error(`${route} did not answer v ${v} within ${ms} ms\n${describe()}`)
-    },
-    close: () => agent.destroy(),
   }
 }
 

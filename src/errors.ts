@@ -364,6 +364,16 @@ const definitions = {
       'the event loop has not turned for {ms} ms (watchdog.stall.ms={limit}): {running}; watchdog.action={action}',
     status: 500,
   },
+  // crash-safe files (issue 14 part 5)
+  NYALA_ERR_LEFTOVER_RECOVERY: {
+    message: 'start-up recovery could not clean up {file}, left by an interrupted run: {reason}',
+    status: 500,
+  },
+  NYALA_ERR_COMMIT_SYNC: {
+    message:
+      'reload of "{module}": the directory of its new bundle could not be flushed to the disk: {reason}; the new bundle serves, but a power cut may bring the previous one back',
+    status: 500,
+  },
 } as const satisfies Record<string, Definition>
 
 export type ErrorCode = keyof typeof definitions

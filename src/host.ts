@@ -23,6 +23,7 @@ import { bundleReader } from './loader/bundle-reader.js'
 import { FileCache } from './loader/file-cache.js'
 import type { Logger } from './logger.js'
 import { crashActions } from './reload/crash-actions.js'
+import { recoverLeftovers } from './reload/recover-leftovers.js'
 import { Reloader } from './reload/reloader.js'
 import type { RequestGate } from './reload/request-gate.js'
 import { Generation } from './runtime/generation.js'
@@ -163,6 +164,8 @@ export class NyalaHost {
     this.dispatcher.blockTimeoutMs = this.options.autoReload.blockTimeoutMs
     // the bundle reader's thread starts beside the modules, not during the first reload under load
     const reader = bundleReader.warm()
+    // before the watcher and the first read: what a killed predecessor left half done is settled
+    await recoverLeftovers(this.options, this.log)
     await this.reloader.start()
     await this.loadAll()
     // what an earlier run or a killed process left, once this one holds what it uses

@@ -268,4 +268,24 @@ test('bench/run.js signature console --quick runs both and records figures', {
   assert.ok(page && page.error === undefined, `console entry: ${page?.error}`)
   for (const n of page.summary.settings.sizes)
     assert.ok(page.summary.results[n].renderMs > 0, `render at ${n}`)
+
+test('bench/run.js reload-fsync --quick reloads with and without fsync and records figures', {
+  timeout: timeoutMs + 30_000,
+}, async () => {
+  const { code, signal, stdout, stderr } = await runBench(['reload-fsync', '--quick'])
+  assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)
+  assert.match(stdout, /1 KB: fsync on\/off ratio of trigger->new \S+/)
+  assert.match(stdout, /1 MB: fsync on\/off ratio of trigger->new \S+/)
+
+  const fsync = (await readReport()).benchmarks?.['reload-fsync']
+  assert.ok(fsync, 'latest.json has a reload-fsync entry')
+  assert.equal(fsync.error, undefined)
+  for (const size of ['1 KB', '1 MB']) {
+    const s = fsync.summary[size]
+    assert.equal(typeof s.ratio, 'number', `ratio for ${size}`)
+    for (const side of ['on', 'off']) {
+      assert.equal(s.samples[side].length, 2, `${size}, fsync ${side}: two measured reloads`)
+      assert.equal(typeof s[side].hostMs, 'number')
+    }
+  }
 })

@@ -4,19 +4,19 @@
 // files present at start-up are picked up; files on an inactive path are warned about.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, readdir, readFile, rename, utimes, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   deploy,
   makeRoot,
-  moduleSource,
   modulesOf,
-  packWithNyala,
+  placeByRename as place,
   projectRoot,
   request,
   startHost,
+  taggedBundle as variant,
   waitUntil,
 } from './helpers.js'
 
@@ -31,24 +31,6 @@ async function shippedRoot(t, extra = '') {
 }
 
 const stagingOf = (root) => path.join(root, 'staging')
-
-/** A bundle of `name` answering `{ generation, tag }` at its prefix, packed into <root>/src (not deployed). */
-async function variant(root, name, tag, fields = {}) {
-  const dir = await moduleSource(root, `${name}-${tag}`, {
-    fields,
-    files: {
-      'index.js': `module.exports = { async register (app, ctx) { app.get('/', async () => ({ generation: ctx.generation, tag: ${JSON.stringify(tag)} })) } }\n`,
-    },
-  })
-  return packWithNyala(dir, path.join(root, 'src', `${name}-${tag}.zip`))
-}
-
-/** Copies `bundle` to `dest` as deploy tools do: a hidden temporary name, then a rename. */
-async function place(bundle, dest) {
-  const temp = path.join(path.dirname(dest), `.${path.basename(dest)}.part`)
-  await copyFile(bundle, temp)
-  await rename(temp, dest)
-}
 
 const tagOf = async (host, prefix) => {
   const res = await request(host.url(prefix))

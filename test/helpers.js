@@ -1,7 +1,7 @@
 // Shared helpers for the test suites: temporary roots, module sources, bundles
 // made by `nyala pack`, `zip` and `jar`, and the real CLI on port 0.
 import { execFile, spawn } from 'node:child_process'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -93,6 +93,24 @@ export async function packWithJar(dir, out) {
 
 export const modulesOf = (root) => path.join(root, 'modules')
 
+/** A bundle of `name` answering `{ generation, tag }` at its prefix, packed into <root>/src (not deployed). */
+export async function taggedBundle(root, name, tag, fields = {}) {
+  const dir = await moduleSource(root, `${name}-${tag}`, {
+    fields,
+    files: {
+      'index.js': `module.exports = { async register (app, ctx) { app.get('/', async () => ({ generation: ctx.generation, tag: ${JSON.stringify(tag)} })) } }\n`,
+    },
+  })
+  return packWithNyala(dir, path.join(root, 'src', `${name}-${tag}.zip`))
+}
+
+/** Copies `bundle` to `dest` as deploy tools do: a hidden temporary name, then a rename. */
+export async function placeByRename(bundle, dest) {
+  const temp = path.join(path.dirname(dest), `.${path.basename(dest)}.part`)
+  await copyFile(bundle, temp)
+  await rename(temp, dest)
+}
+
 /** Writes `<root>/src/<name>` (see moduleSource) and packs it with `nyala pack` into modules/<file>. */
 export async function deploy(root, name, opts = {}, file = `${name}.zip`) {
   const dir = await moduleSource(root, name, opts)
@@ -130,12 +148,14 @@ export function parseLogs(text) {
  * Starts `nyala start --root <root>` (port 0 from the root's config unless
  * args say otherwise) and resolves once it listens, with its port, its log
  * records so far (`logs()`), and `stop(signal)` that waits for the exit.
- * The process is killed in `t.after` if the test did not stop it.
+ * The process is killed in `t.after` if the test did not stop it. `env` adds
+ * environment variables (NYALA_FAULT_KILL_AT, say).
  */
-export async function startHost(t, root, args = [], { timeoutMs = 20_000 } = {}) {
+export async function startHost(t, root, args = [], { timeoutMs = 20_000, env } = {}) {
   const child = spawn(process.execPath, [cliPath, 'start', '--root', root, ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: env ? { ...process.env, ...env } : process.env,
   })
   let stdout = ''
   let stderr = ''

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { nyalaError } from '../errors.js'
+import { faultPoint } from '../fault-point.js'
 import { sha256Hex } from './content-hash.js'
+import { syncDirectory } from './durable.js'
 import { bundleExtensions, moduleNameOf } from './module-name.js'
 
 /**
@@ -23,23 +25,57 @@ export function stagedModuleName(file: string): string {
   return name
 }
 
+/** Options of `placeAtomically`. */
+export interface PlaceOptions {
+  /**
+   * Flush the data before the rename and the directory after it (fsync), so
+   * the file survives a power cut whole or not at all. Off only where
+   * durability is not wanted (`auto.reload.fsync=false`).
+   * @default true
+   */
+  readonly sync?: boolean
+  /**
+   * With `sync`: flush the directory after the rename too. Off when the caller
+   * flushes it later itself (a reload's commit, after the swap).
+   * @default true
+   */
+  readonly syncDirectory?: boolean
+}
+
+/** The hidden temporary names `placeAtomically` writes: `.<file>.<pid>.<8 hex>.part`. */
+export const partialName = /^\.(.+)\.(\d+)\.[0-9a-f]{8}\.part$/
+
 /**
  * Writes `data` to `<dir>/<file>` atomically: under a hidden temporary name in
- * the same directory (which the watcher ignores), then renamed, so a watcher
- * never sees a half-written bundle. Makes `dir` when it is missing. Returns the
- * path written.
+ * the same directory (which the watcher ignores, and which names the writing
+ * process, so start-up recovery can remove what a killed writer left), then
+ * renamed, so a watcher never sees a half-written bundle. Makes `dir` when it
+ * is missing. Returns the path written.
  */
-export async function placeAtomically(dir: string, file: string, data: Uint8Array): Promise<string> {
+export async function placeAtomically(
+  dir: string,
+  file: string,
+  data: Uint8Array,
+  { sync = true, syncDirectory: syncDir = true }: PlaceOptions = {},
+): Promise<string> {
   await mkdir(dir, { recursive: true })
   const target = path.join(dir, file)
   const temp = path.join(dir, `.${file}.${process.pid}.${randomBytes(4).toString('hex')}.part`)
   try {
-    await writeFile(temp, data)
+    const handle = await open(temp, 'wx')
+    try {
+      await handle.writeFile(data)
+      if (sync) await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    faultPoint('place-written')
     await rename(temp, target)
   } catch (err) {
     await rm(temp, { force: true })
     throw err
   }
+  if (sync && syncDir) await syncDirectory(dir)
   return target
 }
 

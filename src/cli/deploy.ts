@@ -215,7 +215,9 @@ async function placeAndWait(delivery: Delivery): Promise<number> {
   const t0 = performance.now()
   let placed: string
   if (options) {
-    placed = await placeAtomically(options.autoReload.stagingDir, checked.file, data)
+    placed = await placeAtomically(options.autoReload.stagingDir, checked.file, data, {
+      sync: options.autoReload.fsync,
+    })
   } else {
     const { status, body } = await callAdmin(
       target,

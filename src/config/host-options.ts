@@ -142,6 +142,12 @@ export interface HostOptions {
     drainTimeoutMs: number
     /** `auto.reload.block.timeout`. @default 10000 */
     blockTimeoutMs: number
+    /**
+     * `auto.reload.fsync`: flush a committed bundle and its directory to the
+     * device, so a power cut cannot lose or tear it (docs/deploying.md).
+     * @default true
+     */
+    fsync: boolean
   }>
   readonly reload: Readonly<{
     /** `reload.all`. @default true */
@@ -301,6 +307,7 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
       mode: v['auto.reload.mode'],
       drainTimeoutMs: v['auto.reload.drain.timeout'],
       blockTimeoutMs: v['auto.reload.block.timeout'],
+      fsync: v['auto.reload.fsync'],
     },
     reload: {
       all: v['reload.all'],

@@ -66,6 +66,7 @@ export const keySpecs = {
   'auto.reload.mode': { default: 'overlap', parse: (r) => t.parseEnum(r, reloadModes) },
   'auto.reload.drain.timeout': { default: '30', parse: t.parseSeconds },
   'auto.reload.block.timeout': { default: '10', parse: t.parseSeconds },
+  'auto.reload.fsync': { default: 'true', parse: t.parseBoolean },
 
   // choosing what reloads (Apache2::Reload)
   'reload.all': { default: 'true', parse: t.parseBoolean },

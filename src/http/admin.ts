@@ -112,7 +112,9 @@ export async function createAdminApp(
           got: req.headers['content-type'] ?? 'no body',
         })
       }
-      const file = await placeAtomically(host.options.autoReload.stagingDir, req.params.file, req.body)
+      const file = await placeAtomically(host.options.autoReload.stagingDir, req.params.file, req.body, {
+        sync: host.options.autoReload.fsync,
+      })
       host.log.info({ module, file, bytes: req.body.length }, `deploy: ${module} placed in ${file}`)
       return reply.code(202).send({ file, module })
     },

@@ -1,13 +1,31 @@
 import { copyFile, link, readFile, rename, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { sha256Hex } from '../bundle/content-hash.js'
+import { syncDirectory, syncFile } from '../bundle/durable.js'
 import { placeAtomically } from '../bundle/staged-file.js'
 import { nyalaError, reasonOf } from '../errors.js'
+import { faultPoint } from '../fault-point.js'
 import type { Change } from './change.js'
+import { holds, writeIntent } from './commit-journal.js'
 
 export interface CommitOutcome {
   /** True when the source was replaced again while its reload ran: it must be reloaded once more. */
   readonly newerSource: boolean
+  /**
+   * Flushes the directories whose entries the commit changed (nothing when
+   * `sync` is off). Left to the caller, so the swap does not wait for it: the
+   * rename is atomic without it, the flush only makes it survive a power cut.
+   */
+  readonly flush: () => Promise<void>
+}
+
+export interface CommitOptions {
+  /**
+   * Flush the new bundle's data before its rename and the directories after
+   * (`auto.reload.fsync`).
+   * @default true
+   */
+  readonly sync?: boolean
 }
 
 /**
@@ -19,14 +37,28 @@ export interface CommitOutcome {
  * the reload ran, the loaded bytes are written to the target instead and the
  * newer source is left where it is, for the next reload. A staging directory on
  * another file system is copied, then renamed in place.
+ *
+ * Crash safety (docs/deploying.md, "Crash-safe files"): at every instant the
+ * module has exactly one complete bundle in `modules/`, old or new, and the
+ * source is either still in place or committed. The new bytes are flushed
+ * before the rename that publishes them, and the directories after it (by
+ * the outcome's `flush`, which the caller runs after the swap). A
+ * commit that changes the file name writes its intent first (commit-journal.ts),
+ * so the two bundles a kill could leave between "new name in" and "old name
+ * out" are resolved at the next start.
  */
-export async function commitChange(change: Change, current: string | undefined): Promise<CommitOutcome> {
+export async function commitChange(
+  change: Change,
+  current: string | undefined,
+  { sync = true }: CommitOptions = {},
+): Promise<CommitOutcome> {
   const { source, target, data } = change
-  if (!source || !target || source === target) return { newerSource: false }
+  if (!source || !target || source === target) return { newerSource: false, flush: async () => {} }
   const fail = (from: string, to: string, err: unknown) =>
     nyalaError('NYALA_ERR_RELOAD_COMMIT', { module: change.name, from, to, reason: reasonOf(err) }, err)
 
-  // keep what is replaced: the bundle at the target, or the module's old file under another name
+  // keep what is replaced: the bundle at the target, or the module's old file under another name.
+  // Not flushed: a copy for the operator, never served, and replaced by the next success anyway.
   const old = current && current !== target ? current : target
   const previous = `${old}.previous`
   try {
@@ -38,38 +70,61 @@ export async function commitChange(change: Change, current: string | undefined):
   } catch (err) {
     throw fail(old, previous, err)
   }
+  faultPoint('commit-previous', change.name)
 
-  const unchanged = data !== undefined && (await sameBytes(source, data))
+  const dir = path.dirname(target)
+  const hash = data === undefined ? undefined : sha256Hex(data)
+  const unchanged = hash !== undefined && (await holds(source, hash))
+  const changed = new Set([dir, path.dirname(source)])
+  const flush = async () => {
+    if (sync) for (const d of changed) await syncDirectory(d)
+  }
   try {
-    if (unchanged) await moveInto(source, target)
-    else if (data !== undefined) await writeAtomically(target, data)
-    else await moveInto(source, target)
-    if (old !== target) await rm(old, { force: true, recursive: true })
+    const renamed = old !== target && hash !== undefined
+    const done = renamed
+      ? await writeIntent(
+          dir,
+          { module: change.name, old: rel(dir, old), target: rel(dir, target), hash },
+          sync,
+        )
+      : undefined
+    if (renamed) faultPoint('commit-intent', change.name)
+    if (unchanged || data === undefined) await moveInto(source, target, sync, change.name)
+    else await placeAtomically(dir, path.basename(target), data, { sync, syncDirectory: false })
+    faultPoint('commit-renamed', change.name)
+    if (old !== target) {
+      // the new name is on the disk before the old one goes, and the old one is gone before the
+      // intent that would finish the job is: a file system that reorders its metadata writes
+      // cannot make a power cut leave neither, or two without an intent
+      await flush()
+      faultPoint('commit-synced', change.name)
+      await rm(old, { force: true, recursive: true })
+      if (sync) await syncDirectory(path.dirname(old))
+      faultPoint('commit-old-removed', change.name)
+      await done?.()
+    }
   } catch (err) {
     throw fail(source, target, err)
   }
-  return { newerSource: data !== undefined && !unchanged }
+  return { newerSource: data !== undefined && !unchanged, flush }
 }
 
-async function sameBytes(file: string, data: Buffer): Promise<boolean> {
-  try {
-    const now = await readFile(file)
-    return sha256Hex(now) === sha256Hex(data)
-  } catch {
-    return false
-  }
-}
+const rel = (dir: string, file: string) => path.relative(dir, file)
 
-async function moveInto(source: string, target: string): Promise<void> {
+/** Renames `source` onto `target`, its data flushed first; across file systems, a copy then a removal. */
+async function moveInto(source: string, target: string, sync: boolean, module: string): Promise<void> {
+  if (sync) await syncFile(source)
+  faultPoint('commit-before-rename', module)
   try {
     await rename(source, target)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err
-    await writeAtomically(target, await readFile(source))
+    // the copy is in place (and flushed) before the source goes: a kill between leaves both, and
+    // the source is then a copy of what serves, moved in without a rebuild at the next start
+    await placeAtomically(path.dirname(target), path.basename(target), await readFile(source), {
+      sync,
+      syncDirectory: false,
+    })
     await rm(source, { force: true })
   }
-}
-
-function writeAtomically(target: string, data: Buffer): Promise<string> {
-  return placeAtomically(path.dirname(target), path.basename(target), data)
 }

@@ -1,6 +1,8 @@
+import { syncFile } from '../bundle/durable.js'
 import type { Bundle } from '../bundle/open-bundle.js'
 import type { HostOptions } from '../config/host-options.js'
-import { type NyalaError, nyalaError } from '../errors.js'
+import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { faultPoint } from '../fault-point.js'
 import { type GraphNode, nodeOf, orderAffected, planGraph } from '../graph/module-graph.js'
 import type { NyalaHost } from '../host.js'
 import { checkSyntax } from '../loader/load-module.js'
@@ -72,6 +74,13 @@ export class ReloadTransactions {
       }
     }
 
+    // the new bytes go to the disk while the new generations start: the commit's own flush before
+    // its rename then finds them clean instead of waiting for the device on the reload's path
+    if (this.#options.autoReload.fsync) {
+      for (const c of changes)
+        if (c.source && c.target && c.source !== c.target) syncFile(c.source).catch(() => {})
+    }
+
     // step 2: lock the affected set and the new dependencies; the set may grow while waiting
     let release: () => void = () => {}
     let affected: string[] = []
@@ -90,7 +99,7 @@ export class ReloadTransactions {
         if (live.includes(c) || !c.source || !c.target || c.source === c.target) continue
         const record = this.host.modules.get(c.name)
         try {
-          await commitChange(c, record?.file)
+          await (await commitChange(c, record?.file, { sync: this.#options.autoReload.fsync })).flush()
           if (record && c.target) record.file = c.target
         } catch (err) {
           return this.#failed(id, trigger, names, [], t0, err as NyalaError, c.name)
@@ -304,6 +313,7 @@ export class ReloadTransactions {
         continue
       }
       const previous = await p.old?.handoff()
+      faultPoint('generation-start')
       const started = await host.startGeneration(p.record, p.bundle, previous, lookup)
       if (!(started instanceof Generation)) {
         if (p.change || p.wasRunning) return abandon(started, p.name)
@@ -314,18 +324,25 @@ export class ReloadTransactions {
       staged.set(p.name, started)
     }
     this.events.emit({ id, phase: 'started', trigger, modules: [...staged.keys()] })
+    faultPoint('generation-started')
 
-    // step 5: commit the files; a failure here still changes nothing
+    // step 5: commit the files, one module at a time in dependency order (a kill between two leaves
+    // the later ones' files in place, deployed by the next start's pickup); a failure here still
+    // changes nothing
     const again: Change[] = []
+    const flushes: { module: string; flush: () => Promise<void> }[] = []
     for (const p of planned) {
       if (!p.change || p.change.kind === 'remove') continue
+      if (flushes.length > 0) faultPoint('commit-between')
       try {
-        const outcome = await commitChange(p.change, p.record.file)
+        const outcome = await commitChange(p.change, p.record.file, { sync: opts.autoReload.fsync })
+        flushes.push({ module: p.name, flush: outcome.flush })
         if (outcome.newerSource && p.change.source) again.push(p.change)
       } catch (err) {
         return abandon(err as NyalaError, p.name)
       }
     }
+    faultPoint('commit-done')
 
     // step 6: one synchronous block: records, then the dispatch table, swapped at once
     const at = new Date().toISOString()
@@ -375,6 +392,11 @@ export class ReloadTransactions {
     )
     this.events.emit({ id, phase: 'swapped', trigger, modules: [...affected], generations, ms })
 
+    // the commits' renames reach the disk after the swap, which never waits for the device
+    const flushed = this.#flush(id, flushes)
+    this.pending.add(flushed)
+    void flushed.finally(() => this.pending.delete(flushed))
+
     // step 7: drain and stop the old generations, dependents first, without holding the reload up
     const drain = this.#drain(id, trigger, olds.reverse())
     this.pending.add(drain)
@@ -402,10 +424,28 @@ export class ReloadTransactions {
     return err.code === 'NYALA_ERR_DEPENDENCY_FAILED'
   }
 
+  /** Flushes the directories of the committed files; a failure is logged: the swap is done. */
+  async #flush(
+    id: number,
+    flushes: readonly { module: string; flush: () => Promise<void> }[],
+  ): Promise<void> {
+    for (const { module, flush } of flushes) {
+      try {
+        await flush()
+      } catch (err) {
+        const e = nyalaError('NYALA_ERR_COMMIT_SYNC', { module, reason: reasonOf(err) }, err)
+        this.host.log.error({ ...e.toJSON(), reload: id }, e.message)
+      }
+    }
+    faultPoint('commit-flushed')
+  }
+
   async #drain(id: number, trigger: string, olds: readonly Planned[]): Promise<void> {
     const t0 = performance.now()
     const timeout = this.#options.autoReload.drainTimeoutMs
-    const idle = await Promise.all(olds.map((p) => p.old?.waitIdle(timeout)))
+    const idling = Promise.all(olds.map((p) => p.old?.waitIdle(timeout)))
+    faultPoint('drain')
+    const idle = await idling
     for (const p of olds) {
       if (!p.old) continue
       await p.old.stop()
