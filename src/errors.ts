@@ -54,6 +54,23 @@ const definitions = {
     message: 'module "{module}" is provided by two bundles: {bundle} and {other}',
     status: 409,
   },
+  // bundle limits and entry kinds found by fuzzing (issue 14 part 6)
+  NYALA_ERR_BUNDLE_TOO_MANY_ENTRIES: {
+    message: '{bundle}: the zip holds more than {limit} entries',
+    status: 413,
+  },
+  NYALA_ERR_BUNDLE_ENTRY_NAME: {
+    message: '{bundle}: an entry name of {bytes} bytes, expected at most {limit}',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_LINK_ENTRY: {
+    message: '{bundle}: entry "{entry}" is a symbolic link, expected a regular file',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_DUPLICATE_ENTRY: {
+    message: '{bundle}: entry "{entry}" is a second entry of the same path',
+    status: 422,
+  },
   NYALA_ERR_MANIFEST_MISSING: { message: '{bundle}: no module.properties at the bundle root', status: 422 },
   NYALA_ERR_MANIFEST_INVALID: {
     message: '{bundle}: module.properties key "{key}" has value "{value}", expected {expected}',

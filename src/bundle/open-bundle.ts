@@ -5,7 +5,7 @@ import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { type Manifest, parseManifest } from './manifest.js'
 import { moduleNameOf } from './module-name.js'
 import { readDirectory } from './read-directory.js'
-import { type BundleFiles, readZip } from './read-zip.js'
+import { type BundleFiles, defaultMaxEntries, defaultMaxNameBytes, readZip } from './read-zip.js'
 
 /** A bundle read whole into memory and validated; nothing on disk is used after this. */
 export interface Bundle {
@@ -25,6 +25,10 @@ export interface Bundle {
 export interface OpenBundleOptions {
   /** Inflated size limit. @default 268435456 */
   readonly maxBytes?: number
+  /** Entries in a zip's central directory. @default 65535 */
+  readonly maxEntries?: number
+  /** Bytes of one entry name in a zip. @default 4096 */
+  readonly maxNameBytes?: number
   /** Module name to use instead of the one from the file name (a `.tmp` or staged copy). */
   readonly name?: string
   /** The file's bytes, already read (a reload reads once, opens, and may commit those bytes). */
@@ -61,7 +65,11 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}): Pr
       throw nyalaError('NYALA_ERR_BUNDLE_READ', { bundle, reason: reasonOf(err) }, err)
     }
     hash.update(data)
-    files = await readZip(bundle, data, maxBytes)
+    files = readZip(bundle, data, {
+      maxBytes,
+      maxEntries: opts.maxEntries ?? defaultMaxEntries,
+      maxNameBytes: opts.maxNameBytes ?? defaultMaxNameBytes,
+    })
   }
 
   const manifestText = files.get(manifestEntry)
