@@ -12,6 +12,7 @@ import { caseSeed, makeRng } from './rng.js'
 
 const { seed, from, to, ctx, dir, readerEvery } = workerData
 const reader = new BundleReader()
+const limits = { maxBytes: ctx.maxBytes, maxEntries: ctx.maxEntries, maxNameBytes: ctx.maxNameBytes }
 
 for (let index = from; index < to; index++) {
   parentPort.postMessage({ type: 'start', index })
@@ -24,7 +25,7 @@ for (let index = from; index < to; index++) {
   if (readerEvery > 0 && index % readerEvery === 0) {
     const file = path.join(dir, `case-${index}.zip`)
     await writeFile(file, bytes)
-    const read = await reader.read(file, { maxBytes: ctx.maxBytes, name: 'fuzzmod' })
+    const read = await reader.read(file, { ...limits, name: 'fuzzmod' })
     const code = read.ok ? 'accepted' : read.error.code
     if (code !== result.code && result.failure === undefined) {
       result.failure = 'reader-differs'

@@ -15,10 +15,11 @@ export class Tally {
   }
 
   /** One case: its class, its verdict (`accepted`, a code, a status), and a failure if any. */
-  add(index, cls, verdict, failure, detail) {
+  add(index, cls, verdict, failure, detail, ms = 0) {
     this.cases++
-    const row = this.byClass.get(cls) ?? { cases: 0, failures: 0, verdicts: new Map() }
+    const row = this.byClass.get(cls) ?? { cases: 0, failures: 0, ms: 0, verdicts: new Map() }
     row.cases++
+    row.ms += ms
     row.verdicts.set(verdict, (row.verdicts.get(verdict) ?? 0) + 1)
     this.verdicts.set(verdict, (this.verdicts.get(verdict) ?? 0) + 1)
     this.byClass.set(cls, row)
@@ -38,14 +39,14 @@ export class Tally {
     w(`\n== ${this.target}: ${this.cases} cases in ${(this.ms / 1000).toFixed(1)} s, ${this.failures.length} failure(s)`)
     const classes = [...this.byClass].sort(([a], [b]) => a.localeCompare(b))
     const width = Math.max(8, ...classes.map(([c]) => c.length))
-    w(`  ${'class'.padEnd(width)}  cases  failures  top verdicts`)
+    w(`  ${'class'.padEnd(width)}  cases  failures  ms/case  top verdicts`)
     for (const [cls, row] of classes) {
       const top = [...row.verdicts]
         .sort((a, b) => b[1] - a[1])
         .slice(0, 4)
         .map(([v, n]) => `${v} ${n}`)
         .join(', ')
-      w(`  ${cls.padEnd(width)}  ${String(row.cases).padStart(5)}  ${String(row.failures).padStart(8)}  ${top}`)
+      w(`  ${cls.padEnd(width)}  ${String(row.cases).padStart(5)}  ${String(row.failures).padStart(8)}  ${(row.ms / row.cases).toFixed(1).padStart(7)}  ${top}`)
     }
     w(`  verdicts: ${[...this.verdicts].sort((a, b) => b[1] - a[1]).map(([v, n]) => `${v} ${n}`).join(', ')}`)
     for (const f of this.failures.slice(0, 20)) {

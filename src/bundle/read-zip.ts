@@ -16,9 +16,12 @@ interface ZipReader {
   setIndex(index: number): void
   skip(n: number): void
   readInt(bytes: number): number
+  readData(bytes: number): Uint8Array
   readAndCheckSignature(sig: string): boolean
 }
 interface ZipEntry {
+  /** The name's bytes in the local header. */
+  readonly fileName: Uint8Array
   readonly fileNameStr: string
   readonly dir: boolean
   readonly unixPermissions: number | null
@@ -79,12 +82,14 @@ function looksLikeZip(data: Buffer): boolean {
 
 /**
  * Counts the central directory's records and measures their names without
- * parsing them. A record cut short is left for jszip's parser to report.
+ * parsing them; returns the names (jszip keeps only the local headers' names).
+ * A record cut short is left for jszip's parser to report.
  */
-function checkCentralDirectory(bundle: string, entries: ZipEntries, limits: ZipLimits): void {
+function checkCentralDirectory(bundle: string, entries: ZipEntries, limits: ZipLimits): Uint8Array[] {
   const reader = entries.reader
   const start = reader.index
   reader.setIndex(entries.centralDirOffset)
+  const names: Uint8Array[] = []
   let count = 0
   try {
     while (reader.readAndCheckSignature(centralHeader)) {
@@ -94,17 +99,40 @@ function checkCentralDirectory(bundle: string, entries: ZipEntries, limits: ZipL
       }
       reader.skip(24)
       const nameBytes = reader.readInt(2)
-      const skip = nameBytes + reader.readInt(2) + reader.readInt(2)
+      const skip = reader.readInt(2) + reader.readInt(2)
       if (nameBytes > limits.maxNameBytes) {
-        throw nyalaError('NYALA_ERR_BUNDLE_ENTRY_NAME', { bundle, bytes: nameBytes, limit: limits.maxNameBytes })
+        throw nyalaError('NYALA_ERR_BUNDLE_ENTRY_NAME', {
+          bundle,
+          bytes: nameBytes,
+          limit: limits.maxNameBytes,
+        })
       }
-      reader.skip(12 + skip)
+      reader.skip(12)
+      names.push(reader.readData(nameBytes))
+      reader.skip(skip)
     }
   } catch (err) {
     if (isNyalaError(err)) throw err
     // past the end of the data: the parser says it with its own words
   }
   reader.setIndex(start)
+  return names
+}
+
+/**
+ * Whether an entry's local header names the same file as its central record. Readers
+ * that list the central names and extract by the local ones see two different bundles
+ * (a known way to smuggle a file past a check); only `\` against `/` is let through,
+ * which some Windows tools write in one of the two.
+ */
+function sameName(local: Uint8Array, central: Uint8Array | undefined): boolean {
+  if (central === undefined || local.length !== central.length) return false
+  for (let i = 0; i < local.length; i++) {
+    const a = local[i] === 0x5c ? 0x2f : local[i]
+    const b = central[i] === 0x5c ? 0x2f : central[i]
+    if (a !== b) return false
+  }
+  return true
 }
 
 /**
@@ -150,17 +178,18 @@ function inflate(bundle: string, entry: string, file: ZipEntry, maxBytes: number
  */
 export function readZip(bundle: string, data: Buffer, limits: ZipLimits): BundleFiles {
   const zip = new ZipEntriesClass({ decodeFileName: utf8decode })
+  let centralNames: Uint8Array[]
   try {
     zip.prepareReader(data)
     zip.readEndOfCentral()
-    checkCentralDirectory(bundle, zip, limits)
+    centralNames = checkCentralDirectory(bundle, zip, limits)
     zip.readCentralDir()
     zip.readLocalFiles()
   } catch (err) {
     if (isNyalaError(err)) throw err
     const reason = reasonOf(err)
     // a file still being copied has a local header but no end of central directory yet
-    if (looksLikeZip(data) && /end of central directory/i.test(reason)) {
+    if (looksLikeZip(data) && /can't find end of central directory/i.test(reason)) {
       throw nyalaError('NYALA_ERR_BUNDLE_TRUNCATED', { bundle, reason }, err)
     }
     throw nyalaError('NYALA_ERR_BUNDLE_NOT_ZIP', { bundle, reason }, err)
@@ -168,8 +197,16 @@ export function readZip(bundle: string, data: Buffer, limits: ZipLimits): Bundle
 
   const entries: { entry: string; file: ZipEntry }[] = []
   const seen = new Set<string>()
-  for (const file of zip.files) {
+  for (const [i, file] of zip.files.entries()) {
     const original = file.fileNameStr
+    if (!sameName(file.fileName, centralNames[i])) {
+      const central = Buffer.from(centralNames[i] ?? []).toString('utf8')
+      throw nyalaError('NYALA_ERR_BUNDLE_CORRUPT', {
+        bundle,
+        entry: original,
+        reason: `the central directory names it "${central}"`,
+      })
+    }
     const entry = safeEntryPath(original)
     if (entry === undefined) throw nyalaError('NYALA_ERR_BUNDLE_UNSAFE_ENTRY', { bundle, entry: original })
     if (file.dir || entry === '' || entry.startsWith(ignoredPrefix) || entry === 'META-INF') continue
