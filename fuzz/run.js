@@ -7,7 +7,9 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
+import { fuzzAdmin } from './admin-target.js'
 import { bundleContext, fuzzBundles, makeBases } from './bundle-target.js'
+import { startFuzzHost } from './host.js'
 
 const defaults = { bundle: 10_000, admin: 5_000, upgrade: 2_000 }
 const targets = Object.keys(defaults)
@@ -61,7 +63,14 @@ try {
     const common = { seed, ...range(target), deadline, caseTimeoutMs, dir }
     let tally
     if (target === 'bundle') tally = await fuzzBundles({ ...common, ctx: bundleContext(bases) })
-    else continue
+    else if (target === 'admin') {
+      const host = await startFuzzHost(dir, 'admin-host')
+      try {
+        tally = await fuzzAdmin({ ...common, host })
+      } finally {
+        await host.stop('SIGKILL')
+      }
+    } else continue
     tally.print(seed)
     tallies.push(tally)
   }

@@ -179,6 +179,13 @@ const definitions = {
     message: 'admin API: missing or wrong bearer token for {method} {path}',
     status: 401,
   },
+  // admin API answers to malformed requests, found by fuzzing (issue 14 part 6)
+  NYALA_ERR_ADMIN_NOT_FOUND: { message: 'admin API: no route {method} {path}', status: 404 },
+  NYALA_ERR_ADMIN_REQUEST: {
+    message: 'admin API: malformed request {method} {path}: {reason}',
+    status: 400,
+  },
+  NYALA_ERR_ADMIN_INTERNAL: { message: 'admin API: {method} {path} failed: {reason}', status: 500 },
   NYALA_ERR_ADMIN_UNREACHABLE: { message: 'cannot reach the admin API at {url}: {reason}', status: 503 },
   NYALA_ERR_ADMIN_RESPONSE: { message: 'admin API at {url} answered {status}: {reason}', status: 502 },
 

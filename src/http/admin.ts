@@ -1,15 +1,71 @@
 import { timingSafeEqual } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import path from 'node:path'
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { placeAtomically, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
-import { isNyalaError, type NyalaError, nyalaError } from '../errors.js'
+import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import type { NyalaHost } from '../host.js'
 import type { ReloadResult } from '../reload/change.js'
 import type { Reloader } from '../reload/reloader.js'
 import { Metrics } from './metrics.js'
 
-function sendError(reply: FastifyReply, err: NyalaError) {
-  return reply.code(err.statusCode).send({ statusCode: err.statusCode, ...err.toJSON() })
+function sendError(reply: FastifyReply, err: NyalaError, status = err.statusCode) {
+  return reply.code(status).send({ statusCode: status, ...err.toJSON() })
+}
+
+/** Longest path quoted in an error: a 100 kB URL is not worth echoing whole. */
+function shortPath(url: string): string {
+  return url.length > 200 ? `${url.slice(0, 200)}…` : url
+}
+
+/**
+ * Every answer the admin API gives carries a `NYALA_ERR_*` code, including Fastify's
+ * own refusals (an unparsable JSON body, a body over its limit, an unknown content
+ * type, a bad URL): those keep Fastify's 4xx status and name its `FST_ERR_*` code as
+ * `fastifyCode`, under NYALA_ERR_ADMIN_REQUEST. Anything else that is not a Nyala
+ * error is a fault of the host, NYALA_ERR_ADMIN_INTERNAL (500).
+ */
+function sendAnyError(req: FastifyRequest, reply: FastifyReply, err: unknown) {
+  if (isNyalaError(err)) return sendError(reply, err)
+  const status = (err as { statusCode?: unknown }).statusCode
+  const fastifyCode = (err as { code?: unknown }).code
+  const where = { method: req.method, path: shortPath(req.url), reason: reasonOf(err) }
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const coded = nyalaError('NYALA_ERR_ADMIN_REQUEST', where)
+    return reply.code(status).send({
+      statusCode: status,
+      ...coded.toJSON(),
+      ...(typeof fastifyCode === 'string' ? { fastifyCode } : {}),
+    })
+  }
+  return sendError(reply, nyalaError('NYALA_ERR_ADMIN_INTERNAL', where, err))
+}
+
+/**
+ * A request Node's HTTP parser refuses (a broken request line, headers past its
+ * limit) never reaches Fastify: answered here, coded, and the connection closed.
+ * Bound to the admin listener's `clientError` (src/host.ts).
+ */
+export function answerAdminClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  // a reset connection has no one to answer
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const status =
+    err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+  // a response already under way on this connection cannot be followed by another
+  const busy = (socket as unknown as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent
+  if (socket.writable && !busy) {
+    const coded = nyalaError('NYALA_ERR_ADMIN_REQUEST', {
+      method: '-',
+      path: '-',
+      reason: `${err.code ?? 'parse error'}: ${err.message}`,
+    })
+    const body = JSON.stringify({ statusCode: status, ...coded.toJSON(), error: STATUS_CODES[status] })
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroySoon()
 }
 
 /** HTTP status of a reload result: 200 reloaded or unchanged, 422 failed. */
@@ -27,7 +83,11 @@ export async function createAdminApp(
   host: NyalaHost,
   reloader: Reloader,
 ): Promise<{ app: FastifyInstance; endStreams: () => void }> {
-  const app = Fastify({ logger: false })
+  const app = Fastify({
+    logger: false,
+    // a URL that does not decode, a parameter past its length: coded like every other refusal
+    frameworkErrors: (err, req, reply) => sendAnyError(req, reply, err),
+  })
   const streams = new Set<() => void>()
   const metrics = new Metrics(reloader.events)
   const token = host.options.admin.token
@@ -40,15 +100,17 @@ export async function createAdminApp(
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       return sendError(
         reply,
-        nyalaError('NYALA_ERR_ADMIN_UNAUTHORIZED', { method: req.method, path: req.url }),
+        nyalaError('NYALA_ERR_ADMIN_UNAUTHORIZED', { method: req.method, path: shortPath(req.url) }),
       )
     }
   })
-  app.setErrorHandler((err: unknown, _req, reply) => {
-    if (isNyalaError(err)) return sendError(reply, err)
-    const status = (err as { statusCode?: number }).statusCode ?? 500
-    return reply.code(status).send({ statusCode: status, message: (err as Error).message })
-  })
+  app.setErrorHandler((err: unknown, req, reply) => sendAnyError(req, reply, err))
+  app.setNotFoundHandler((req, reply) =>
+    sendError(
+      reply,
+      nyalaError('NYALA_ERR_ADMIN_NOT_FOUND', { method: req.method, path: shortPath(req.url) }),
+    ),
+  )
 
   const describe = (name: string) => host.describe().find((m) => m.name === name)
   const known = (name: string) => {
