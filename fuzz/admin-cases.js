@@ -20,7 +20,20 @@ const routes = [
   '/',
 ]
 const families = ['modules', 'reload', 'deploy', 'health', 'ready', 'metrics', 'events']
-const methods = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'TRACE', 'PROPFIND', 'get', 'G\x00T', 'X'.repeat(100)]
+const methods = [
+  'GET',
+  'POST',
+  'PUT',
+  'DELETE',
+  'PATCH',
+  'HEAD',
+  'OPTIONS',
+  'TRACE',
+  'PROPFIND',
+  'get',
+  'G\x00T',
+  'X'.repeat(100),
+]
 const pathNoise = [
   '%',
   '%zz',
@@ -59,7 +72,8 @@ function path(rng) {
   if (how === 1) p += rng.pick(pathNoise)
   if (how === 2) p = p.replace(/[a-z]+$/, rng.pick(pathNoise))
   if (how === 3) p = `/modules/${'a'.repeat(rng.pick([100, 1000, 10_000, 70_000]))}`
-  if (how === 4) p = `/${Array.from({ length: rng.range(1, 6) }, () => rng.bytes(rng.range(1, 8)).toString('hex')).join('/')}`
+  if (how === 4)
+    p = `/${Array.from({ length: rng.range(1, 6) }, () => rng.bytes(rng.range(1, 8)).toString('hex')).join('/')}`
   if (how === 5 && rng.chance(0.5)) p = rng.pick(['http://127.0.0.1/modules', '*', 'modules', ''])
   return p
 }
@@ -68,7 +82,12 @@ function body(rng, limit) {
   return rng.weighted([
     [12, Buffer.alloc(0)],
     [2, Buffer.from(JSON.stringify({ force: rng.chance(0.5), name: 'fuzzmod' }))],
-    [3, Buffer.from(rng.pick(['{', '{"a":', '[1,2', 'null', '"x"', '{"__proto__":{"x":1}}', '{"a":1}}', '\u0000', 'NaN']))],
+    [
+      3,
+      Buffer.from(
+        rng.pick(['{', '{"a":', '[1,2', 'null', '"x"', '{"__proto__":{"x":1}}', '{"a":1}}', '\u0000', 'NaN']),
+      ),
+    ],
     [2, rng.bytes(rng.range(1, 4096))],
     [1, Buffer.alloc(rng.range(limit - 16, limit), 0x20)],
     [1, Buffer.alloc(rng.range(limit + 1, limit + 4096), 0x20)],
@@ -91,7 +110,15 @@ export function adminCase(rng, { bodyLimit }) {
   ])
   if (shape === 'garbage') return { cls: 'garbage', bytes: rng.bytes(rng.range(1, 2000)) }
   if (shape === 'bad-request-line') {
-    const line = rng.pick(['GET', 'GET /', 'GET / HTTP/9.9', 'GET / HTTP/1.1 x', '/ GET HTTP/1.1', 'GET\t/\tHTTP/1.1', ' GET / HTTP/1.1'])
+    const line = rng.pick([
+      'GET',
+      'GET /',
+      'GET / HTTP/9.9',
+      'GET / HTTP/1.1 x',
+      '/ GET HTTP/1.1',
+      'GET\t/\tHTTP/1.1',
+      ' GET / HTTP/1.1',
+    ])
     return { cls: 'bad-request-line', bytes: Buffer.from(`${line}\r\nHost: x\r\n\r\n`) }
   }
   const method = rng.weighted([
@@ -102,7 +129,10 @@ export function adminCase(rng, { bodyLimit }) {
     [3, rng.pick(methods)],
   ])
   const target = path(rng)
-  const headers = [['Host', '127.0.0.1'], ['Connection', 'close']]
+  const headers = [
+    ['Host', '127.0.0.1'],
+    ['Connection', 'close'],
+  ]
   const auth = rng.weighted([
     [14, `Bearer ${adminToken}`],
     [1, undefined],
@@ -119,12 +149,24 @@ export function adminCase(rng, { bodyLimit }) {
   let framing = 'length'
   if (shape === 'huge-headers') {
     const many = rng.chance(0.5)
-    for (let i = 0; i < (many ? rng.range(100, 3000) : 1); i++) headers.push([`X-Fuzz-${i}`, many ? 'v' : 'v'.repeat(rng.range(8000, 70_000))])
+    for (let i = 0; i < (many ? rng.range(100, 3000) : 1); i++)
+      headers.push([`X-Fuzz-${i}`, many ? 'v' : 'v'.repeat(rng.range(8000, 70_000))])
   }
   if (rng.chance(0.05)) headers.push([rng.pick(['X\u0000Y', 'Bad Header', ':', 'X-\u00e9']), 'v'])
   if (shape === 'chunked') framing = 'chunked'
-  if (framing === 'chunked') headers.push(['Transfer-Encoding', rng.pick(['chunked', 'chunked, gzip', 'gzip'])])
-  else if (shape === 'bad-length') headers.push(['Content-Length', rng.pick(['-1', 'abc', `${payload.length + 10}`, `${payload.length} , ${payload.length + 1}`, '99999999999999999999'])])
+  if (framing === 'chunked')
+    headers.push(['Transfer-Encoding', rng.pick(['chunked', 'chunked, gzip', 'gzip'])])
+  else if (shape === 'bad-length')
+    headers.push([
+      'Content-Length',
+      rng.pick([
+        '-1',
+        'abc',
+        `${payload.length + 10}`,
+        `${payload.length} , ${payload.length + 1}`,
+        '99999999999999999999',
+      ]),
+    ])
   else if (payload.length > 0 || method !== 'GET') headers.push(['Content-Length', String(payload.length)])
   const head = `${method} ${target} HTTP/1.1\r\n${headers.map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n`
   let rest = payload
@@ -137,6 +179,7 @@ export function adminCase(rng, { bodyLimit }) {
   }
   const first = target.split('?')[0].split('/')[1] ?? ''
   const family = families.includes(first) ? first : first === '' ? '(root)' : 'other'
-  const cls = shape === 'request' ? `${/^[A-Z]{1,8}$/.test(method) ? method : 'odd-method'} /${family}` : shape
+  const cls =
+    shape === 'request' ? `${/^[A-Z]{1,8}$/.test(method) ? method : 'odd-method'} /${family}` : shape
   return { cls, bytes: Buffer.concat([Buffer.from(head, 'latin1'), rest]), method, target }
 }

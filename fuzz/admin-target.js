@@ -62,14 +62,28 @@ export function judge(c, answer) {
   const split = text.indexOf('\r\n\r\n')
   const statusLine = text.subarray(0, text.indexOf('\r\n')).toString('latin1')
   const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1])
-  if (answer.how === 'timeout') return { verdict: 'timeout', failure: 'hang', detail: `no complete answer; got ${JSON.stringify(text.subarray(0, 200).toString('latin1'))}` }
+  if (answer.how === 'timeout')
+    return {
+      verdict: 'timeout',
+      failure: 'hang',
+      detail: `no complete answer; got ${JSON.stringify(text.subarray(0, 200).toString('latin1'))}`,
+    }
   if (!status) {
     // a request whose body never came whole (a length or chunk size larger than what was
     // sent) is aborted when the client half-closes: nothing to answer
     if (c.cls === 'bad-length' || c.cls === 'chunked') return { verdict: 'closed (request incomplete)' }
-    return { verdict: 'no answer', failure: 'no-answer', detail: `the connection ended (${answer.how}) without a status line` }
+    return {
+      verdict: 'no answer',
+      failure: 'no-answer',
+      detail: `the connection ended (${answer.how}) without a status line`,
+    }
   }
-  if (status >= 500) return { verdict: String(status), failure: '5xx', detail: `${statusLine}\n${text.subarray(split + 4, split + 600).toString('utf8')}` }
+  if (status >= 500)
+    return {
+      verdict: String(status),
+      failure: '5xx',
+      detail: `${statusLine}\n${text.subarray(split + 4, split + 600).toString('utf8')}`,
+    }
   if (status < 400 || c.method === 'HEAD') return { verdict: String(status) }
   const head = text.subarray(0, split).toString('latin1')
   let body = text.subarray(split + 4)
@@ -78,15 +92,32 @@ export function judge(c, answer) {
   try {
     json = JSON.parse(body.toString('utf8'))
   } catch {
-    return { verdict: String(status), failure: 'not-json', detail: `${statusLine}\n${body.subarray(0, 300).toString('utf8')}` }
+    return {
+      verdict: String(status),
+      failure: 'not-json',
+      detail: `${statusLine}\n${body.subarray(0, 300).toString('utf8')}`,
+    }
   }
   if (typeof json?.code !== 'string' || !json.code.startsWith('NYALA_ERR_')) {
-    return { verdict: String(status), failure: 'uncoded', detail: `${statusLine}\n${body.subarray(0, 300).toString('utf8')}` }
+    return {
+      verdict: String(status),
+      failure: 'uncoded',
+      detail: `${statusLine}\n${body.subarray(0, 300).toString('utf8')}`,
+    }
   }
   return { verdict: `${status} ${json.code}` }
 }
 
-export async function fuzzAdmin({ seed, from = 0, to, deadline, caseTimeoutMs, host, concurrency = 4, checkEvery = 250 }) {
+export async function fuzzAdmin({
+  seed,
+  from = 0,
+  to,
+  deadline,
+  caseTimeoutMs,
+  host,
+  concurrency = 4,
+  checkEvery = 250,
+}) {
   const tally = new Tally('admin')
   const bodyLimit = 1024 * 1024
   let next = from
@@ -99,7 +130,14 @@ export async function fuzzAdmin({ seed, from = 0, to, deadline, caseTimeoutMs, h
       const answer = await exchange(host.adminPort, c.bytes, Math.min(caseTimeoutMs, 10_000), incomplete)
       const { verdict, failure, detail } = judge(c, answer)
       const request = `${c.method ?? ''} ${(c.target ?? '').slice(0, 100)}`.trim()
-      tally.add(index, c.cls, verdict, failure, failure ? `${request}\n${detail}` : undefined, performance.now() - started)
+      tally.add(
+        index,
+        c.cls,
+        verdict,
+        failure,
+        failure ? `${request}\n${detail}` : undefined,
+        performance.now() - started,
+      )
       if (index % checkEvery === 0) {
         const down = await stillServing(host)
         if (down) tally.add(index, c.cls, 'host down', 'host-down', down)

@@ -13,7 +13,10 @@ export function entriesOf(bytes) {
     const extraLength = bytes.readUInt16LE(r.localOffset + 28)
     const start = r.localOffset + 30 + nameLength + extraLength
     const packed = bytes.subarray(start, start + r.csize)
-    out.push({ name: r.name.toString('utf8'), data: r.method === 8 ? inflateRawSync(packed) : Buffer.from(packed) })
+    out.push({
+      name: r.name.toString('utf8'),
+      data: r.method === 8 ? inflateRawSync(packed) : Buffer.from(packed),
+    })
   }
   return out
 }
@@ -36,7 +39,13 @@ const traversals = [
   '\\\\server\\share\\x.js',
   'lib/..\\..\\x.js',
 ]
-const duplicateSpellings = (name) => [name, `./${name}`, name.replace('/', '//'), name.replace('/', '\\'), `${name}`]
+const duplicateSpellings = (name) => [
+  name,
+  `./${name}`,
+  name.replace('/', '//'),
+  name.replace('/', '\\'),
+  `${name}`,
+]
 
 function setField(buf, at, width, rng) {
   if (at + width > buf.length) return
@@ -62,7 +71,15 @@ function setField(buf, at, width, rng) {
 
 function manifestGarbage(rng) {
   const line = () => {
-    const key = rng.pick(['version', 'main', 'depends-on', 'optional-depends-on', 'prefix', 'reloadable', 'x'])
+    const key = rng.pick([
+      'version',
+      'main',
+      'depends-on',
+      'optional-depends-on',
+      'prefix',
+      'reloadable',
+      'x',
+    ])
     const value = rng.weighted([
       [2, rng.bytes(rng.range(0, 40)).toString('latin1')],
       [1, 'a'.repeat(rng.range(1000, 200_000))],
@@ -93,7 +110,11 @@ export function makeBombs(maxBytes) {
   }
   return {
     piece: bomb(Math.floor(maxBytes / 3)),
-    whole: [bomb(Math.floor(maxBytes * 1.5)), bomb(maxBytes * 16), bomb(Math.max(maxBytes * 17, 64 * 1024 * 1024))],
+    whole: [
+      bomb(Math.floor(maxBytes * 1.5)),
+      bomb(maxBytes * 16),
+      bomb(Math.max(maxBytes * 17, 64 * 1024 * 1024)),
+    ],
   }
 }
 
@@ -123,9 +144,44 @@ export const mutations = {
     for (let n = rng.range(1, 3); n > 0; n--) {
       const r = rng.pick(central.records)
       const [base, fields] = rng.pick([
-        [central.end, [[8, 2], [10, 2], [12, 4], [16, 4], [20, 2]]],
-        [r.at, [[4, 2], [8, 2], [10, 2], [16, 4], [20, 4], [24, 4], [28, 2], [30, 2], [32, 2], [38, 4], [42, 4]]],
-        [r.localOffset, [[6, 2], [8, 2], [14, 4], [18, 4], [22, 4], [26, 2], [28, 2]]],
+        [
+          central.end,
+          [
+            [8, 2],
+            [10, 2],
+            [12, 4],
+            [16, 4],
+            [20, 2],
+          ],
+        ],
+        [
+          r.at,
+          [
+            [4, 2],
+            [8, 2],
+            [10, 2],
+            [16, 4],
+            [20, 4],
+            [24, 4],
+            [28, 2],
+            [30, 2],
+            [32, 2],
+            [38, 4],
+            [42, 4],
+          ],
+        ],
+        [
+          r.localOffset,
+          [
+            [6, 2],
+            [8, 2],
+            [14, 4],
+            [18, 4],
+            [22, 4],
+            [26, 2],
+            [28, 2],
+          ],
+        ],
       ])
       const [offset, width] = rng.pick(fields)
       setField(bytes, base + offset, width, rng)
@@ -137,7 +193,13 @@ export const mutations = {
     const bytes = Buffer.from(rng.pick(bases).bytes)
     const central = readCentral(bytes)
     if (!central) return bytes
-    const [offset, width] = rng.pick([[8, 2], [10, 2], [12, 4], [16, 4], [20, 2]])
+    const [offset, width] = rng.pick([
+      [8, 2],
+      [10, 2],
+      [12, 4],
+      [16, 4],
+      [20, 2],
+    ])
     setField(bytes, central.end + offset, width, rng)
     return bytes
   },
@@ -154,7 +216,10 @@ export const mutations = {
   duplicate(rng, { bases }) {
     const entries = [...rng.pick(bases).entries]
     const victim = rng.pick(entries)
-    const evil = { name: rng.pick(duplicateSpellings(victim.name)), data: Buffer.from('module.exports = 1\n') }
+    const evil = {
+      name: rng.pick(duplicateSpellings(victim.name)),
+      data: Buffer.from('module.exports = 1\n'),
+    }
     if (rng.chance(0.5)) entries.push(evil)
     else entries.unshift(evil)
     return writeZip(entries.map((e) => ({ ...e, method: rng.pick([0, 8]) })))
@@ -178,7 +243,11 @@ export const mutations = {
       victim.mode = modes.symlink
       victim.data = Buffer.from(rng.pick(['/etc/passwd', '../../../etc/shadow', 'lib/util.js', victim.name]))
     } else {
-      entries.push({ name: rng.pick(['link', 'lib/link.js', 'data/x']), mode: modes.symlink, data: Buffer.from('/etc/passwd') })
+      entries.push({
+        name: rng.pick(['link', 'lib/link.js', 'data/x']),
+        mode: modes.symlink,
+        data: Buffer.from('/etc/passwd'),
+      })
     }
     return writeZip(entries)
   },
@@ -227,7 +296,8 @@ export const mutations = {
       [2, rng.range(maxEntries - 8, maxEntries + 8)],
       [1, rng.range(maxEntries, maxEntries * 4)],
     ])
-    for (let i = entries.length; i < count; i++) entries.push({ name: `f/${i}`, data: Buffer.alloc(0), method: 0 })
+    for (let i = entries.length; i < count; i++)
+      entries.push({ name: `f/${i}`, data: Buffer.alloc(0), method: 0 })
     return writeZip(entries, { count: rng.chance(0.3) ? rng.int(0x10000) : undefined })
   },
   method(rng, { bases }) {
@@ -241,7 +311,9 @@ export const mutations = {
     if (how === 'dir') victim.mode = modes.dir
     if (how === 'zip64') victim[rng.pick(['csize', 'usize'])] = 0xffffffff
     if (how === 'crc') victim.crc = rng.int(2 ** 32)
-    return writeZip(entries.map((e) => (e.method === undefined || e.method === 0 || e.method === 8 ? e : { ...e })))
+    return writeZip(
+      entries.map((e) => (e.method === undefined || e.method === 0 || e.method === 8 ? e : { ...e })),
+    )
   },
 }
 

@@ -21,7 +21,8 @@ export function problemsOf(bundle, bytes, { maxBytes, maxEntries, maxNameBytes }
   const problems = []
   const central = readCentral(bytes)
   if (!central) return ['accepted, but the fuzzer finds no end of central directory']
-  if (central.records.length > maxEntries) problems.push(`${central.records.length} entries accepted (limit ${maxEntries})`)
+  if (central.records.length > maxEntries)
+    problems.push(`${central.records.length} entries accepted (limit ${maxEntries})`)
   const byName = new Map()
   for (const r of central.records) {
     const raw = r.name.toString('utf8')
@@ -33,7 +34,8 @@ export function problemsOf(bundle, bytes, { maxBytes, maxEntries, maxNameBytes }
     }
     if (raw.endsWith('/') || name === '' || (r.mode & 0o170000) === modes.dir) continue
     if (name.startsWith('META-INF/')) continue
-    if ((r.mode & 0o170000) === modes.symlink && r.madeBy === 3) problems.push(`symbolic link "${name}" accepted`)
+    if ((r.mode & 0o170000) === modes.symlink && r.madeBy === 3)
+      problems.push(`symbolic link "${name}" accepted`)
     if (byName.has(name)) problems.push(`entry "${name.slice(0, 80)}" is in the zip twice`)
     byName.set(name, r)
   }

@@ -36,7 +36,9 @@ export class Tally {
 
   print(seed, out = process.stdout) {
     const w = (s) => out.write(`${s}\n`)
-    w(`\n== ${this.target}: ${this.cases} cases in ${(this.ms / 1000).toFixed(1)} s, ${this.failures.length} failure(s)`)
+    w(
+      `\n== ${this.target}: ${this.cases} cases in ${(this.ms / 1000).toFixed(1)} s, ${this.failures.length} failure(s)`,
+    )
     const classes = [...this.byClass].sort(([a], [b]) => a.localeCompare(b))
     const width = Math.max(8, ...classes.map(([c]) => c.length))
     w(`  ${'class'.padEnd(width)}  cases  failures  ms/case  top verdicts`)
@@ -46,11 +48,20 @@ export class Tally {
         .slice(0, 4)
         .map(([v, n]) => `${v} ${n}`)
         .join(', ')
-      w(`  ${cls.padEnd(width)}  ${String(row.cases).padStart(5)}  ${String(row.failures).padStart(8)}  ${(row.ms / row.cases).toFixed(1).padStart(7)}  ${top}`)
+      w(
+        `  ${cls.padEnd(width)}  ${String(row.cases).padStart(5)}  ${String(row.failures).padStart(8)}  ${(row.ms / row.cases).toFixed(1).padStart(7)}  ${top}`,
+      )
     }
-    w(`  verdicts: ${[...this.verdicts].sort((a, b) => b[1] - a[1]).map(([v, n]) => `${v} ${n}`).join(', ')}`)
+    w(
+      `  verdicts: ${[...this.verdicts]
+        .sort((a, b) => b[1] - a[1])
+        .map(([v, n]) => `${v} ${n}`)
+        .join(', ')}`,
+    )
     for (const f of this.failures.slice(0, 20)) {
-      w(`  FAIL ${f.failure} [${f.cls}] case ${f.index} (replay: --seed ${seed} --only ${this.target} --case ${f.index})`)
+      w(
+        `  FAIL ${f.failure} [${f.cls}] case ${f.index} (replay: --seed ${seed} --only ${this.target} --case ${f.index})`,
+      )
       w(`       ${f.detail.split('\n').slice(0, 6).join('\n       ')}`)
     }
     if (this.failures.length > 20) w(`  ... and ${this.failures.length - 20} more failure(s)`)

@@ -9,7 +9,8 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { fuzzAdmin } from './admin-target.js'
 import { bundleContext, fuzzBundles, makeBases } from './bundle-target.js'
-import { startFuzzHost } from './host.js'
+import { startFuzzHost, startSuccessor } from './host.js'
+import { fuzzUpgrade } from './upgrade-target.js'
 
 const defaults = { bundle: 10_000, admin: 5_000, upgrade: 2_000 }
 const targets = Object.keys(defaults)
@@ -46,7 +47,8 @@ if (values.count !== undefined) {
 }
 for (const t of targets) if (values[`${t}-count`] !== undefined) counts[t] = Number(values[`${t}-count`])
 const caseIndex = values.case === undefined ? undefined : Number(values.case)
-const range = (t) => (caseIndex === undefined ? { from: 0, to: counts[t] } : { from: caseIndex, to: caseIndex + 1 })
+const range = (t) =>
+  caseIndex === undefined ? { from: 0, to: counts[t] } : { from: caseIndex, to: caseIndex + 1 }
 // --time bounds the whole run: each target gets its share of what is left
 const started = Date.now()
 const budgetMs = values.time === undefined ? Number.POSITIVE_INFINITY : Number(values.time) * 1000
@@ -62,15 +64,27 @@ try {
     const deadline = Date.now() + left / (only.length - i)
     const common = { seed, ...range(target), deadline, caseTimeoutMs, dir }
     let tally
-    if (target === 'bundle') tally = await fuzzBundles({ ...common, ctx: bundleContext(bases) })
-    else if (target === 'admin') {
+    if (target === 'bundle') {
+      const ctx = bundleContext(bases)
+      // the host runs under the in-process size limit, so both come to the same verdicts
+      const startHost = () =>
+        startFuzzHost(dir, 'bundle-host', `bundle.max.bytes=${ctx.maxBytes}\nauto.reload.modules=false`)
+      tally = await fuzzBundles({ ...common, ctx, startHost })
+    } else if (target === 'admin') {
       const host = await startFuzzHost(dir, 'admin-host')
       try {
         tally = await fuzzAdmin({ ...common, host })
       } finally {
         await host.stop('SIGKILL')
       }
-    } else continue
+    } else {
+      const successor = await startSuccessor(dir, 'successor')
+      try {
+        tally = await fuzzUpgrade({ ...common, successor })
+      } finally {
+        await successor.stop()
+      }
+    }
     tally.print(seed)
     tallies.push(tally)
   }

@@ -46,7 +46,6 @@ const { utf8decode } = require('jszip/lib/utf8') as { utf8decode: (bytes: unknow
 const centralHeader = 'PK\x01\x02'
 
 const stored = '\x00\x00'
-const deflated = '\x08\x00'
 const symlinkType = 0o120000
 const fileTypeMask = 0o170000
 
