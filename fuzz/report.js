@@ -12,6 +12,7 @@ export class Tally {
     this.slow = []
     this.started = performance.now()
     this.ms = 0
+    this.lastProgress = this.started
   }
 
   /** One case: its class, its verdict (`accepted`, a code, a status), and a failure if any. */
@@ -23,6 +24,11 @@ export class Tally {
     row.verdicts.set(verdict, (row.verdicts.get(verdict) ?? 0) + 1)
     this.verdicts.set(verdict, (this.verdicts.get(verdict) ?? 0) + 1)
     this.byClass.set(cls, row)
+    // a line every 10 s on stderr, so a long run shows it is alive
+    if (performance.now() - this.lastProgress > 10_000) {
+      this.lastProgress = performance.now()
+      process.stderr.write(`  ${this.target}: ${this.cases} cases, ${this.failures.length} failure(s)\n`)
+    }
     if (failure) {
       row.failures++
       this.failures.push({ index, cls, failure, detail: String(detail ?? '').slice(0, 2000) })
