@@ -3,7 +3,11 @@
 // duplicated or symbolic-link entry, no entry whose bytes differ from its CRC-32,
 // nothing past the limits.
 import { crc32 } from 'node:zlib'
-import { modes, readCentral } from './zip.js'
+import { readCentral } from './zip.js'
+
+const typeMask = 0o170000
+const directoryType = 0o040000
+const linkType = 0o120000
 
 function normalize(raw) {
   const name = raw.replace(/\\/g, '/')
@@ -32,9 +36,9 @@ export function problemsOf(bundle, bytes, { maxBytes, maxEntries, maxNameBytes }
       problems.push(`unsafe entry "${raw.slice(0, 80)}" accepted`)
       continue
     }
-    if (raw.endsWith('/') || name === '' || (r.mode & 0o170000) === modes.dir) continue
+    if (raw.endsWith('/') || name === '' || (r.mode & typeMask) === directoryType) continue
     if (name.startsWith('META-INF/')) continue
-    if ((r.mode & 0o170000) === modes.symlink && r.madeBy === 3)
+    if ((r.mode & typeMask) === linkType && r.madeBy === 3)
       problems.push(`symbolic link "${name}" accepted`)
     if (byName.has(name)) problems.push(`entry "${name.slice(0, 80)}" is in the zip twice`)
     byName.set(name, r)
