@@ -6,7 +6,7 @@ import { crc32 } from 'node:zlib'
 import { readCentral } from './zip.js'
 
 const typeMask = 0o170000
-const directoryType = 0o040000
+const regularType = 0o100000
 const linkType = 0o120000
 
 function normalize(raw) {
@@ -36,10 +36,9 @@ export function problemsOf(bundle, bytes, { maxBytes, maxEntries, maxNameBytes }
       problems.push(`unsafe entry "${raw.slice(0, 80)}" accepted`)
       continue
     }
-    if (raw.endsWith('/') || name === '' || (r.mode & typeMask) === directoryType) continue
+    if (raw.endsWith('/') || name === '') continue
     if (name.startsWith('META-INF/')) continue
-    if ((r.mode & typeMask) === linkType && r.madeBy === 3)
-      problems.push(`symbolic link "${name}" accepted`)
+    if ((r.mode & typeMask) === linkType && r.madeBy === 3) problems.push(`symbolic link "${name}" accepted`)
     if (byName.has(name)) problems.push(`entry "${name.slice(0, 80)}" is in the zip twice`)
     byName.set(name, r)
   }

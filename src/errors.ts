@@ -63,8 +63,8 @@ const definitions = {
     message: '{bundle}: an entry name of {bytes} bytes, expected at most {limit}',
     status: 422,
   },
-  NYALA_ERR_BUNDLE_LINK_ENTRY: {
-    message: '{bundle}: entry "{entry}" is a symbolic link, expected a regular file',
+  NYALA_ERR_BUNDLE_ENTRY_TYPE: {
+    message: '{bundle}: entry "{entry}" is a {type}, expected a regular file',
     status: 422,
   },
   NYALA_ERR_BUNDLE_DUPLICATE_ENTRY: {

@@ -63,11 +63,28 @@ test('a symbolic link stored by zip -y is refused; zip without -y stores the fil
   await symlink('/etc/passwd', path.join(src, 'passwd'))
   await run('zip', ['-q', '-r', '-y', path.join(dir, 'links.zip'), '.'], { cwd: src })
   const err = await refusal(await readFile(path.join(dir, 'links.zip')))
-  assert.equal(err.code, 'NYALA_ERR_BUNDLE_LINK_ENTRY')
-  assert.match(err.message, /"passwd" is a symbolic link/)
+  assert.equal(err.code, 'NYALA_ERR_BUNDLE_ENTRY_TYPE')
+  assert.match(err.message, /"passwd" is a symbolic link, expected a regular file/)
   await run('zip', ['-q', '-r', path.join(dir, 'followed.zip'), '.'], { cwd: src })
   const bundle = await openBundle(path.join(dir, 'followed.zip'), { name: 'm' })
   assert.ok(bundle.files.has('passwd'))
+})
+
+test('an entry whose Unix attributes say directory, pipe or device is refused; a plain file is not', async () => {
+  for (const [mode, type] of [
+    [0o40755, /directory/],
+    [0o10644, /named pipe/],
+    [0o20644, /character device/],
+  ]) {
+    const err = await refusal(writeZip(entries([{ name: 'lib/x.js', data: Buffer.from('x'), mode }])))
+    assert.equal(err.code, 'NYALA_ERR_BUNDLE_ENTRY_TYPE')
+    assert.match(err.message, type)
+  }
+  const bundle = await openBundle('/fuzz/m.zip', {
+    data: writeZip(entries([{ name: 'lib/x.js', data: Buffer.from('x'), mode: 0o100600 }])),
+    name: 'm',
+  })
+  assert.ok(bundle.files.has('lib/x.js'))
 })
 
 test('a flipped byte in a stored entry does not match its CRC-32 and is refused', async (t) => {

@@ -46,8 +46,17 @@ const { utf8decode } = require('jszip/lib/utf8') as { utf8decode: (bytes: unknow
 const centralHeader = 'PK\x01\x02'
 
 const stored = '\x00\x00'
-const symlinkType = 0o120000
 const fileTypeMask = 0o170000
+const regularFile = 0o100000
+/** Unix file types an entry made on Unix may carry in its attributes, other than a regular file. */
+const fileTypes = new Map([
+  [0o120000, 'symbolic link'],
+  [0o040000, 'directory (its name has no trailing /)'],
+  [0o010000, 'named pipe'],
+  [0o020000, 'character device'],
+  [0o060000, 'block device'],
+  [0o140000, 'socket'],
+])
 
 /** Bundle files by entry path (`lib/util.js`), content in memory. */
 export type BundleFiles = ReadonlyMap<string, Buffer>
@@ -172,7 +181,7 @@ function inflate(bundle: string, entry: string, file: ZipEntry, maxBytes: number
  * Reads every entry of a zip into memory, inflating one at a time with a
  * running byte count. Refused before anything is inflated: more entries than
  * `maxEntries`, a name longer than `maxNameBytes`, an entry that leaves the
- * bundle root, a symbolic link, two entries of one path (readers disagree on
+ * bundle root, a symbolic link (or any entry that is not a regular file), two entries of one path (readers disagree on
  * which one wins, so neither does).
  */
 export function readZip(bundle: string, data: Buffer, limits: ZipLimits): BundleFiles {
@@ -209,8 +218,12 @@ export function readZip(bundle: string, data: Buffer, limits: ZipLimits): Bundle
     const entry = safeEntryPath(original)
     if (entry === undefined) throw nyalaError('NYALA_ERR_BUNDLE_UNSAFE_ENTRY', { bundle, entry: original })
     if (file.dir || entry === '' || entry.startsWith(ignoredPrefix) || entry === 'META-INF') continue
-    if (file.unixPermissions !== null && (file.unixPermissions & fileTypeMask) === symlinkType) {
-      throw nyalaError('NYALA_ERR_BUNDLE_LINK_ENTRY', { bundle, entry: original })
+    // jszip only sees a directory by its trailing / or the DOS bit; zip -y stores a link's
+    // target as its content: none of these is a file of the module
+    const type = (file.unixPermissions ?? 0) & fileTypeMask
+    if (type !== 0 && type !== regularFile) {
+      const name = fileTypes.get(type) ?? `file of type 0o${type.toString(8)}`
+      throw nyalaError('NYALA_ERR_BUNDLE_ENTRY_TYPE', { bundle, entry: original, type: name })
     }
     if (seen.has(entry)) throw nyalaError('NYALA_ERR_BUNDLE_DUPLICATE_ENTRY', { bundle, entry: original })
     seen.add(entry)
