@@ -38,7 +38,12 @@ export function problemsOf(bundle, bytes, { maxBytes, maxEntries, maxNameBytes }
     }
     if (raw.endsWith('/') || name === '') continue
     if (name.startsWith('META-INF/')) continue
-    if ((r.mode & typeMask) === linkType && r.madeBy === 3) problems.push(`symbolic link "${name}" accepted`)
+    const type = r.mode & typeMask
+    if (r.madeBy === 3 && type !== 0 && type !== regularType) {
+      problems.push(
+        `${type === linkType ? 'symbolic link' : `entry of type 0o${type.toString(8)}`} "${name}" accepted`,
+      )
+    }
     if (byName.has(name)) problems.push(`entry "${name.slice(0, 80)}" is in the zip twice`)
     byName.set(name, r)
   }
