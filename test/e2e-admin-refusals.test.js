@@ -3,7 +3,9 @@
 // before, an unknown route, a broken JSON body or request line answered without a code).
 // A real host on 127.0.0.1, requests written raw so that malformed ones can be sent.
 import assert from 'node:assert/strict'
+import { writeFile } from 'node:fs/promises'
 import net from 'node:net'
+import path from 'node:path'
 import test from 'node:test'
 import { deploy, makeRoot, startHost } from './helpers.js'
 
@@ -103,6 +105,19 @@ test('malformed admin requests get a coded 4xx, never a 5xx or an uncoded answer
     assert.equal(answer.json?.statusCode, status, what)
     if (fastifyCode) assert.equal(answer.json?.fastifyCode, fastifyCode, what)
   }
+  // a failed reload: its error's code at the top too
+  const broken = await raw(port, request('POST', '/modules/alpha/reload?force=true'))
+  assert.equal(broken.status, 200, broken.answer.slice(0, 300))
+  await writeFile(path.join(root, 'modules', 'alpha.zip'), 'not a zip at all')
+  const failed = await raw(port, request('POST', '/reload'))
+  assert.equal(failed.status, 422)
+  assert.equal(failed.json.result, 'failed')
+  assert.equal(failed.json.code, failed.json.error.code)
+  assert.match(failed.json.code, /^NYALA_ERR_BUNDLE_/)
+  // HEAD of the event stream: its head, then the end (it used to wait forever)
+  const head = await raw(port, request('HEAD', '/events'))
+  assert.equal(head.status, 200)
+  assert.match(head.answer, /content-type: text\/event-stream/i)
   // a path of 10 kB is quoted by its first 200 characters
   const long = await raw(port, request('GET', `/${'a'.repeat(10_000)}`))
   assert.equal(long.json?.code, 'NYALA_ERR_ADMIN_NOT_FOUND')

@@ -68,9 +68,16 @@ export function answerAdminClientError(err: NodeJS.ErrnoException, socket: Socke
   socket.destroySoon()
 }
 
-/** HTTP status of a reload result: 200 reloaded or unchanged, 422 failed. */
+/**
+ * HTTP status of a reload result: 200 reloaded or unchanged, 422 failed. A failed one also
+ * carries its error's code and message at the top, as every other error answer does.
+ */
 function replyReload(reply: FastifyReply, result: ReloadResult) {
-  return reply.code(result.result === 'failed' ? 422 : 200).send(result)
+  if (result.result !== 'failed') return reply.code(200).send(result)
+  const { error } = result
+  return reply
+    .code(422)
+    .send({ statusCode: 422, ...(error ? { code: error.code, message: error.message } : {}), ...result })
 }
 
 /**
@@ -188,6 +195,10 @@ export async function createAdminApp(
     reply.type('text/plain; version=0.0.4').send(metrics.render(host.modules.values())),
   )
   app.get('/events', (req, reply) => {
+    // HEAD: the stream's head and nothing else (Node holds a HEAD answer's headers until it
+    // ends, so a stream that never ends left a HEAD request waiting forever; found by fuzzing)
+    if (req.method === 'HEAD')
+      return reply.type('text/event-stream').header('cache-control', 'no-cache').send()
     reply.hijack()
     const res = reply.raw
     res.writeHead(200, {
