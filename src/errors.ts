@@ -71,6 +71,65 @@ const definitions = {
     message: '{bundle}: entry "{entry}" is a second entry of the same path',
     status: 422,
   },
+
+  // signed bundles (docs/signing.md): every refusal of a signature starts NYALA_ERR_BUNDLE_SIGNATURE
+  NYALA_ERR_BUNDLE_SIGNATURE_MISSING: {
+    message: '{bundle}: not signed, and bundle.signature.required=true (trusted keys in {dir})',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_MALFORMED: {
+    message: '{bundle}: signature entry {entry} cannot be used: {reason}',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_MODULE: {
+    message: '{bundle}: signed for {what} "{signed}", but the bundle is {what} "{actual}"',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_UNKNOWN_KEY: {
+    message: '{bundle}: signed by key {keyId}, which is not a trusted key (no such .pub file in {dir})',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_KEY_EXPIRED: {
+    message: '{bundle}: signed by key {keyId}, which expired at {expires} ({file})',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_KEY_REVOKED: {
+    message: '{bundle}: signed by key {keyId}, which is revoked ({file})',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_INVALID: {
+    message:
+      "{bundle}: the signature by trusted key {keyId} does not verify (the signed list was changed after signing, or the signature is not this key's)",
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_THRESHOLD: {
+    message:
+      '{bundle}: {found} trusted key(s) signed it ({keyIds}), expected at least {threshold} (bundle.signature.threshold)',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_UNCOVERED: {
+    message: '{bundle}: entry "{entry}" is not covered by the signature',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_ENTRY_MISMATCH: {
+    message: '{bundle}: signed entry "{entry}" {reason}',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_DUPLICATE_ENTRY: {
+    message: '{bundle}: entry "{entry}" appears {count} times; a signed bundle has one entry per name',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_ROLLBACK: {
+    message:
+      '{bundle}: signed with sequence {sequence}, lower than {running}, the sequence of generation {generation} of module "{module}" that is running',
+    status: 409,
+  },
+  NYALA_ERR_TRUSTED_KEY_INVALID: {
+    message: '{file}: key "{key}" has value "{value}", expected {expected}',
+    status: 500,
+  },
+  NYALA_ERR_SIGNING_KEY: { message: '{file}: cannot sign with this key: {reason}', status: 400 },
+
   NYALA_ERR_MANIFEST_MISSING: { message: '{bundle}: no module.properties at the bundle root', status: 422 },
   NYALA_ERR_MANIFEST_INVALID: {
     message: '{bundle}: module.properties key "{key}" has value "{value}", expected {expected}',

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { findBundles } from './bundle/find-bundles.js'
 import { moduleNameOf } from './bundle/module-name.js'
 import { type Bundle, openBundle } from './bundle/open-bundle.js'
+import { currentTrustPolicy, type TrustPolicy } from './bundle/trust-store.js'
 import type { HostOptions } from './config/host-options.js'
 import { readPropertiesFile } from './config/read-properties.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from './errors.js'
@@ -177,7 +178,17 @@ export class NyalaHost {
     const t0 = performance.now()
     const files = await findBundles(dir)
     this.log.info({ modulesDir: dir, bundles: files.length }, `loading ${files.length} bundles from ${dir}`)
-    const opened = await mapLimit(files, openConcurrency, (file) => this.#open(file))
+    const trust = currentTrustPolicy(this.options.signature)
+    this.log.info(
+      {
+        signaturesRequired: trust.required,
+        trustedKeys: trust.keys.length,
+        threshold: trust.threshold,
+        trustedKeysDir: trust.dir,
+      },
+      `bundle signatures ${trust.required ? 'required' : 'checked when present'}: ${trust.keys.length} trusted key(s) in ${trust.dir}, threshold ${trust.threshold}`,
+    )
+    const opened = await mapLimit(files, openConcurrency, (file) => this.#open(file, trust))
 
     const byName = new Map<string, { file: string; result: Bundle | NyalaError }[]>()
     for (const [i, result] of opened.entries()) {
@@ -247,9 +258,9 @@ export class NyalaHost {
     )
   }
 
-  async #open(file: string): Promise<Bundle | NyalaError> {
+  async #open(file: string, trust: TrustPolicy): Promise<Bundle | NyalaError> {
     try {
-      return await openBundle(file, { maxBytes: this.options.bundleMaxBytes })
+      return await openBundle(file, { maxBytes: this.options.bundleMaxBytes, trust })
     } catch (err) {
       if (isNyalaError(err)) return err
       return nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: file, reason: reasonOf(err) }, err)

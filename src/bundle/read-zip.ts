@@ -3,6 +3,7 @@ import { createRequire } from 'node:module'
 import { crc32, inflateRawSync } from 'node:zlib'
 import { isNyalaError, nyalaError, reasonOf } from '../errors.js'
 import { safeEntryPath } from './entry-path.js'
+import { signatureEntry } from './signature-format.js'
 
 /**
  * jszip's zip parser (lib/zipEntries.js), used without JSZip.loadAsync: loadAsync keys
@@ -80,7 +81,8 @@ export const defaultMaxEntries = 65_535
 /** Linux's PATH_MAX: no file system could hold a longer entry path. */
 export const defaultMaxNameBytes = 4096
 
-// jar cf writes its own manifest; it is not part of the module
+// jar cf writes its own manifest; it is not part of the module. The signature entry is read (openBundle
+// takes it out of the files) but never loaded.
 const ignoredPrefix = 'META-INF/'
 
 function looksLikeZip(data: Buffer): boolean {
@@ -184,7 +186,7 @@ function inflate(bundle: string, entry: string, file: ZipEntry, maxBytes: number
  * bundle root, a symbolic link (or any entry that is not a regular file), two entries of one path (readers disagree on
  * which one wins, so neither does).
  */
-export function readZip(bundle: string, data: Buffer, limits: ZipLimits): BundleFiles {
+export function readZip(bundle: string, data: Buffer, limits: ZipLimits): Map<string, Buffer> {
   const zip = new ZipEntriesClass({ decodeFileName: utf8decode })
   let centralNames: Uint8Array[]
   try {
@@ -217,7 +219,8 @@ export function readZip(bundle: string, data: Buffer, limits: ZipLimits): Bundle
     }
     const entry = safeEntryPath(original)
     if (entry === undefined) throw nyalaError('NYALA_ERR_BUNDLE_UNSAFE_ENTRY', { bundle, entry: original })
-    if (file.dir || entry === '' || entry.startsWith(ignoredPrefix) || entry === 'META-INF') continue
+    if (file.dir || entry === '' || entry === 'META-INF') continue
+    if (entry.startsWith(ignoredPrefix) && entry !== signatureEntry) continue
     // jszip only sees a directory by its trailing / or the DOS bit; zip -y stores a link's
     // target as its content: none of these is a file of the module
     const type = (file.unixPermissions ?? 0) & fileTypeMask

@@ -30,6 +30,15 @@ export interface HostOptions {
   readonly modulesDir: string
   /** `bundle.max.bytes`: inflated size a bundle may reach. @default 268435456 (256 MiB) */
   readonly bundleMaxBytes: number
+  /** Which bundles may run: signatures checked on the load path (docs/signing.md). */
+  readonly signature: Readonly<{
+    /** `bundle.signature.required`: refuse unsigned bundles. A signature present is checked either way. @default false */
+    required: boolean
+    /** `bundle.signature.threshold`: distinct trusted keys whose signatures must verify. @default 1 */
+    threshold: number
+    /** `bundle.trusted.keys`, absolute: one `.pub` file per trusted key, read again on every reload. @default `<root>/config/trusted-keys` */
+    trustedKeysDir: string
+  }>
   /** `module.start.timeout`: how long `register` may take. @default 30000 */
   readonly moduleStartTimeoutMs: number
   /** `module.stop.timeout`: how long a module's `stop` may take. @default 10000 */
@@ -213,6 +222,11 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
     port: v.port,
     modulesDir,
     bundleMaxBytes: v['bundle.max.bytes'],
+    signature: {
+      required: v['bundle.signature.required'],
+      threshold: v['bundle.signature.threshold'],
+      trustedKeysDir: path.resolve(root, v['bundle.trusted.keys']),
+    },
     moduleStartTimeoutMs: v['module.start.timeout'],
     moduleStopTimeoutMs: v['module.stop.timeout'],
     logLevel: v['log.level'],

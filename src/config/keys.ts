@@ -21,6 +21,10 @@ export const keySpecs = {
   port: { default: '8080', parse: t.parsePort },
   'modules.directory': { default: 'modules', parse: t.parseNonEmpty },
   'bundle.max.bytes': { default: '256M', parse: t.parseBytes },
+  // signed bundles
+  'bundle.signature.required': { default: 'false', parse: t.parseBoolean },
+  'bundle.signature.threshold': { default: '1', parse: (r) => t.parseInteger(r, 1, 100) },
+  'bundle.trusted.keys': { default: 'config/trusted-keys', parse: t.parseNonEmpty },
   'module.start.timeout': { default: '30', parse: t.parseSeconds },
   'module.stop.timeout': { default: '10', parse: t.parseSeconds },
   'log.level': { default: 'info', parse: t.parseLogLevel },

@@ -6,6 +6,7 @@ import {
   type WireError,
 } from '../bundle/bundle-transfer.js'
 import type { Bundle } from '../bundle/open-bundle.js'
+import type { TrustPolicy } from '../bundle/trust-store.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { rememberSyntax } from './load-module.js'
 
@@ -21,6 +22,7 @@ export interface ReadRequest {
   readonly maxNameBytes?: number | undefined
   readonly name?: string | undefined
   readonly checkSyntax: boolean
+  readonly trust?: TrustPolicy | undefined
 }
 
 export type ReadReply =
@@ -53,6 +55,8 @@ export interface ReadOptions {
   readonly name?: string | undefined
   /** Also compile the bundle's own scripts; the verdict is what `checkSyntax` then reports. @default true */
   readonly checkSyntax?: boolean
+  /** Signatures to require and keys to trust, checked before the syntax check compiles anything. */
+  readonly trust?: TrustPolicy | undefined
 }
 
 export type ReadResult =
@@ -105,6 +109,7 @@ export class BundleReader {
       maxNameBytes: opts.maxNameBytes,
       name: opts.name,
       checkSyntax: opts.checkSyntax ?? true,
+      trust: opts.trust,
     }
     return new Promise((resolve) => {
       if (this.#pending.size === 0) worker.ref()

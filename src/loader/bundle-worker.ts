@@ -48,6 +48,7 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
       ...(req.maxNameBytes === undefined ? {} : { maxNameBytes: req.maxNameBytes }),
       ...(req.name === undefined ? {} : { name: req.name }),
       ...(data ? { data } : {}),
+      trust: req.trust,
     })
     let syntax: ReturnType<typeof errorToWire> | undefined
     if (req.checkSyntax) {

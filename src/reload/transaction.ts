@@ -101,6 +101,10 @@ export class ReloadTransactions {
         this.events.emit({ id, phase: 'unchanged', trigger, modules: names })
         return { id, result: 'unchanged', trigger, changed: [], affected: [], generations: {}, ms }
       }
+      for (const c of live) {
+        const rollback = this.#rollback(c)
+        if (rollback) return this.#failed(id, trigger, names, [], t0, rollback, c.name)
+      }
       affected = this.#affected(live)
       return await this.#apply(id, trigger, live, affected, t0)
     } finally {
@@ -113,6 +117,26 @@ export class ReloadTransactions {
     const id = ++this.#ids
     this.events.emit({ id, phase: 'start', trigger, modules: [module] })
     return this.#failed(id, trigger, [module], [], t0, error, module)
+  }
+
+  /**
+   * A signed bundle older than the signed one running: refused under the lock,
+   * so it is compared with what serves when it would replace it. An unsigned
+   * bundle has no sequence to compare (whether it may run at all is the trust
+   * policy's question, answered when it was read).
+   */
+  #rollback(change: Change): NyalaError | undefined {
+    const next = change.bundle?.signature
+    const record = this.host.modules.get(change.name)
+    const running = record?.bundle?.signature
+    if (!next || !running || next.sequence >= running.sequence) return undefined
+    return nyalaError('NYALA_ERR_BUNDLE_SIGNATURE_ROLLBACK', {
+      bundle: change.source ?? change.bundle?.file ?? change.name,
+      sequence: next.sequence,
+      running: running.sequence,
+      module: change.name,
+      generation: record?.generation?.number ?? 0,
+    })
   }
 
   /** A change still to make: new content, a new module, or a module to remove. */

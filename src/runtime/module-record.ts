@@ -62,6 +62,7 @@ export function describeRecord(record: ModuleRecord): Record<string, unknown> {
     inflight: gen?.inflight ?? 0,
     served: record.servedBefore + (gen?.served ?? 0),
     crashes: record.crashes,
+    signature: record.bundle?.signature ?? null,
     startedAt: gen ? new Date(gen.startedAt).toISOString() : null,
     error: record.error ? { code: record.error.code, message: record.error.message } : null,
     lastReload: record.lastReload ?? null,
