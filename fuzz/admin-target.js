@@ -98,14 +98,16 @@ export function judge(c, answer) {
       detail: `${statusLine}\n${body.subarray(0, 300).toString('utf8')}`,
     }
   }
-  if (typeof json?.code !== 'string' || !json.code.startsWith('NYALA_ERR_')) {
+  // a failed reload is a verdict, not a refused call: its code is in `error` (README, Admin API)
+  const code = json?.result === 'failed' && status === 422 ? json.error?.code : json?.code
+  if (typeof code !== 'string' || !code.startsWith('NYALA_ERR_')) {
     return {
       verdict: String(status),
       failure: 'uncoded',
       detail: `${statusLine}\n${body.subarray(0, 300).toString('utf8')}`,
     }
   }
-  return { verdict: `${status} ${json.code}` }
+  return { verdict: `${status} ${code}` }
 }
 
 export async function fuzzAdmin({

@@ -38,6 +38,8 @@ export function problemsOf(bundle, bytes, { maxBytes, maxEntries, maxNameBytes }
     }
     if (raw.endsWith('/') || name === '') continue
     if (name.startsWith('META-INF/')) continue
+    // the DOS directory bit on an entry named as a file
+    if ((r.external & 0x10) !== 0) problems.push(`entry "${name}" flagged as a directory accepted`)
     const type = r.mode & typeMask
     if (r.madeBy === 3 && type !== 0 && type !== regularType) {
       problems.push(

@@ -107,6 +107,7 @@ export function readCentral(buf) {
       csize: buf.readUInt32LE(at + 20),
       usize: buf.readUInt32LE(at + 24),
       mode: buf.readUInt32LE(at + 38) >>> 16,
+      external: buf.readUInt32LE(at + 38),
       localOffset: buf.readUInt32LE(at + 42),
       name: buf.subarray(at + 46, at + 46 + nameLength),
     })

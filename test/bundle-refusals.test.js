@@ -80,6 +80,13 @@ test('an entry whose Unix attributes say directory, pipe or device is refused; a
     assert.equal(err.code, 'NYALA_ERR_BUNDLE_ENTRY_TYPE')
     assert.match(err.message, type)
   }
+  // the DOS directory bit on a file's name dropped the file silently (jszip reads it as a directory)
+  const dos = writeZip(entries([{ name: 'lib/x.js', data: Buffer.from('x') }]))
+  const record = readCentral(dos).records.find((r) => r.name.toString() === 'lib/x.js')
+  dos.writeUInt32LE((record.external | 0x10) >>> 0, record.at + 38)
+  const flagged = await refusal(dos)
+  assert.equal(flagged.code, 'NYALA_ERR_BUNDLE_ENTRY_TYPE')
+  assert.match(flagged.message, /"lib\/x.js" is a directory \(its name has no trailing \/\)/)
   const bundle = await openBundle('/fuzz/m.zip', {
     data: writeZip(entries([{ name: 'lib/x.js', data: Buffer.from('x'), mode: 0o100600 }])),
     name: 'm',

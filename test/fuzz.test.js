@@ -86,6 +86,12 @@ test('the admin oracle flags 5xx, uncoded 4xx, silence and a hang', () => {
   assert.equal(judge(c, answer('HTTP/1.1 500 Error\r\n\r\n{}')).failure, '5xx')
   assert.equal(judge(c, answer('HTTP/1.1 400 Bad Request\r\n\r\n{"statusCode":400}')).failure, 'uncoded')
   assert.equal(judge(c, answer('HTTP/1.1 400 Bad Request\r\n\r\n')).failure, 'not-json')
+  const failed = '{"result":"failed","error":{"code":"NYALA_ERR_BUNDLE_NOT_ZIP"}}'
+  assert.equal(judge(c, answer(`HTTP/1.1 422 Unprocessable Entity\r\n\r\n${failed}`)).failure, undefined)
+  assert.equal(
+    judge(c, answer('HTTP/1.1 422 Unprocessable Entity\r\n\r\n{"result":"failed"}')).failure,
+    'uncoded',
+  )
   assert.equal(judge(c, answer('')).failure, 'no-answer')
   assert.equal(judge(c, answer('', 'timeout')).failure, 'hang')
   assert.equal(judge({ ...c, method: 'HEAD' }, answer('HTTP/1.1 404 Not Found\r\n\r\n')).failure, undefined)

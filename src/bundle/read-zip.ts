@@ -219,7 +219,16 @@ export function readZip(bundle: string, data: Buffer, limits: ZipLimits): Map<st
     }
     const entry = safeEntryPath(original)
     if (entry === undefined) throw nyalaError('NYALA_ERR_BUNDLE_UNSAFE_ENTRY', { bundle, entry: original })
-    if (file.dir || entry === '' || entry === 'META-INF') continue
+    // a directory is named so (trailing /); an entry flagged as one by its attributes but named
+    // as a file would be dropped silently (jszip reads the DOS directory bit), taking its content
+    if (/[/\\]$/.test(original) || entry === '' || entry === 'META-INF') continue
+    if (file.dir) {
+      throw nyalaError('NYALA_ERR_BUNDLE_ENTRY_TYPE', {
+        bundle,
+        entry: original,
+        type: 'directory (its name has no trailing /)',
+      })
+    }
     if (entry.startsWith(ignoredPrefix) && entry !== signatureEntry) continue
     // jszip only sees a directory by its trailing / or the DOS bit; zip -y stores a link's
     // target as its content: none of these is a file of the module

@@ -69,15 +69,12 @@ export function answerAdminClientError(err: NodeJS.ErrnoException, socket: Socke
 }
 
 /**
- * HTTP status of a reload result: 200 reloaded or unchanged, 422 failed. A failed one also
- * carries its error's code and message at the top, as every other error answer does.
+ * HTTP status of a reload result: 200 reloaded or unchanged, 422 failed. A failed one carries
+ * its code as `error.code`, not at the top: a top-level `code` is what `nyala reload` and
+ * `nyala deploy` take for a refused call (src/cli/admin-client.ts), not for a verdict.
  */
 function replyReload(reply: FastifyReply, result: ReloadResult) {
-  if (result.result !== 'failed') return reply.code(200).send(result)
-  const { error } = result
-  return reply
-    .code(422)
-    .send({ statusCode: 422, ...(error ? { code: error.code, message: error.message } : {}), ...result })
+  return reply.code(result.result === 'failed' ? 422 : 200).send(result)
 }
 
 /**
