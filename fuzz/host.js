@@ -30,7 +30,7 @@ export async function startFuzzHost(dir, name, extra = '') {
   const src = await writeFiles(path.join(root, 'src', 'fuzzmod'), baseFiles)
   await packDirectory(src, { out: path.join(root, 'modules', 'fuzzmod.zip') })
   const host = await startHost(undefined, root, [], { timeoutMs: 60_000 })
-  return { ...host, root }
+  return { ...host, root, upgradeSocket: path.join(root, 'run', 'upgrade.sock') }
 }
 
 /** One plain GET; resolves { status, body } or { error }; never rejects. */

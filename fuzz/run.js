@@ -79,10 +79,12 @@ try {
       }
     } else {
       const successor = await startSuccessor(dir, 'successor')
+      const host = await startFuzzHost(dir, 'upgrade-host')
       try {
-        tally = await fuzzUpgrade({ ...common, successor })
+        tally = await fuzzUpgrade({ ...common, successor, host })
       } finally {
         await successor.stop()
+        await host.stop('SIGKILL')
       }
     }
     tally.print(seed)

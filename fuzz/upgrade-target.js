@@ -3,9 +3,10 @@
 // goes over the real socket to a successor (`nyala start --upgrade`) waiting for a
 // running instance: it must answer `nak` with NYALA_ERR_UPGRADE_PROTOCOL, log that code,
 // close the connection and keep waiting; it never exits, never adopts anything.
-import { closeSync, openSync } from 'node:fs'
+import { closeSync, openSync, rmSync } from 'node:fs'
 import { decodeFrame, ProtocolViolation } from '../dist/upgrade/frame.js'
 import { fdpass } from '../dist/upgrade/native.js'
+import { stillServing } from './host.js'
 import { Tally } from './report.js'
 import { caseSeed, makeRng } from './rng.js'
 import { upgradeCase } from './upgrade-cases.js'
@@ -103,7 +104,82 @@ async function overSocket(successor, rng, c) {
   }
 }
 
-export async function fuzzUpgrade({ seed, from = 0, to, deadline, successor, socketEvery = 10 }) {
+/** The first message waiting on `fd` within `ms`, or undefined. */
+async function nextMessage(fd, ms) {
+  const native = fdpass()
+  const deadline = Date.now() + ms
+  for (;;) {
+    const message = native.recv(fd)
+    if (message) return message
+    if (Date.now() >= deadline) return undefined
+    await native.waitReadable(fd, Math.min(200, Math.max(1, deadline - Date.now())))
+  }
+}
+
+/**
+ * The running instance's side: the fuzzer poses as a successor on the host's upgrade socket,
+ * sends SIGQUIT, takes the `hello`, and answers with the case's message (and, when that was
+ * a valid `ready`, a second broken one after the listeners came; never a valid `ack`). The
+ * host must log "handover failed" with a NYALA_ERR_* code, close the connection and keep
+ * serving on every listener.
+ */
+async function overOldInstance(host, listenFd, rng, c) {
+  const native = fdpass()
+  const failed = () => host.logs().filter((r) => /^handover failed/.test(r.msg ?? ''))
+  const before = failed().length
+  process.kill(host.child.pid, 'SIGQUIT')
+  const until = Date.now() + 10_000
+  let fd = native.accept(listenFd)
+  for (; fd < 0; fd = native.accept(listenFd)) {
+    if (Date.now() >= until)
+      return {
+        verdict: 'no connection',
+        failure: 'no-connect',
+        detail: 'SIGQUIT, and the host never connected',
+      }
+    await native.waitReadable(listenFd, 200)
+  }
+  try {
+    const hello = await nextMessage(fd, 10_000)
+    if (!hello)
+      return { verdict: 'no hello', failure: 'no-hello', detail: 'the host connected and said nothing' }
+    sendWithFds(fd, c)
+    for (;;) {
+      const message = await nextMessage(fd, 20_000)
+      if (!message) return { verdict: 'hang', failure: 'hang', detail: 'the host kept the connection open' }
+      // its listening sockets, when our message was a valid `ready`: never adopted here
+      for (const extra of message.fds) closeSync(extra)
+      if (message.data.length === 0) break
+      let second = upgradeCase(rng)
+      while (second.type === 'ack' && second.how === 'valid') second = upgradeCase(rng)
+      sendWithFds(fd, second)
+    }
+  } finally {
+    native.close(fd)
+  }
+  for (let i = 0; i < 100 && failed().length <= before; i++)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  const record = failed()[before]
+  if (!record) return { verdict: 'closed', failure: 'not-logged', detail: 'no "handover failed" log record' }
+  if (!/^NYALA_ERR_/.test(record.code ?? ''))
+    return { verdict: 'logged', failure: 'uncoded', detail: JSON.stringify(record) }
+  const down = await stillServing(host)
+  if (down) return { verdict: record.code, failure: 'host-down', detail: down }
+  return { verdict: `refused: ${record.code}` }
+}
+
+export async function fuzzUpgrade({
+  seed,
+  from = 0,
+  to,
+  deadline,
+  successor,
+  host,
+  socketEvery = 10,
+  oldEvery = 20,
+}) {
+  const native = fdpass()
+  const listenFd = host ? native.listen(host.upgradeSocket, 4) : -1
   const tally = new Tally('upgrade')
   for (let index = from; index < to && Date.now() < deadline; index++) {
     const rng = makeRng(caseSeed(seed, 'upgrade', index))
@@ -123,6 +199,12 @@ export async function fuzzUpgrade({ seed, from = 0, to, deadline, successor, soc
       local.detail,
       performance.now() - started,
     )
+    if (host && index % oldEvery === 1) {
+      const t = performance.now()
+      const old = await overOldInstance(host, listenFd, rng, c)
+      tally.add(index, `${c.how} (running host)`, old.verdict, old.failure, old.detail, performance.now() - t)
+      if (old.failure === 'host-down') break
+    }
     if (index % socketEvery !== 0) continue
     const t = performance.now()
     const remote = await overSocket(successor, rng, c)
@@ -144,6 +226,10 @@ export async function fuzzUpgrade({ seed, from = 0, to, deadline, successor, soc
       )
       break
     }
+  }
+  if (listenFd >= 0) {
+    native.close(listenFd)
+    rmSync(host.upgradeSocket, { force: true })
   }
   return tally.finish()
 }

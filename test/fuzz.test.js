@@ -47,6 +47,7 @@ test('a short fuzz run finds nothing: every case refused with a code or valid, t
   assert.match(out, /\(host\)/)
   assert.match(out, /NYALA_ERR_ADMIN_/)
   assert.match(out, /nak, logged, closed/)
+  assert.match(out, /\(running host\) .* refused: NYALA_ERR_UPGRADE_/)
 })
 
 test('the bundle oracle flags an accepted bundle that differs from its zip', () => {
