@@ -1,6 +1,7 @@
 // Mutated bundles: each mutation kind takes a valid base bundle (its bytes as `nyala pack`
 // or `zip` wrote them, or its entries to rebuild) and breaks it one way.
 import { crc32, deflateRawSync, inflateRawSync } from 'node:zlib'
+import { manifestKeys } from '../dist/bundle/manifest.js'
 import { modes, readCentral, writeZip } from './zip.js'
 
 /** The entries of a base bundle, for the mutations that rebuild a zip. */
@@ -71,15 +72,7 @@ function setField(buf, at, width, rng) {
 
 function manifestGarbage(rng) {
   const line = () => {
-    const key = rng.pick([
-      'version',
-      'main',
-      'depends-on',
-      'optional-depends-on',
-      'prefix',
-      'reloadable',
-      'x',
-    ])
+    const key = rng.pick([...manifestKeys, 'x'])
     const value = rng.weighted([
       [2, rng.bytes(rng.range(0, 40)).toString('latin1')],
       [1, 'a'.repeat(rng.range(1000, 200_000))],

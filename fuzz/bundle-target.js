@@ -67,35 +67,13 @@ export function bundleContext(
  * Runs cases [from, to) (or until `deadline`), restarting the worker after a case that
  * hung (no answer within `caseTimeoutMs`) or killed it (out of memory, a crash).
  */
-export async function fuzzBundles({
-  seed,
-  from = 0,
-  to,
-  deadline,
-  caseTimeoutMs,
-  dir,
-  ctx,
-  readerEvery = 20,
-  e2eEvery = 47,
-  startHost,
-}) {
+export async function fuzzBundles(opts) {
+  const { from = 0, to, deadline, caseTimeoutMs, startHost } = opts
   const tally = new Tally('bundle')
   const sample = []
   let next = from
   while (next < to && Date.now() < deadline) {
-    next = await runWorker({
-      seed,
-      from: next,
-      to,
-      deadline,
-      caseTimeoutMs,
-      dir,
-      ctx,
-      readerEvery,
-      e2eEvery,
-      tally,
-      sample,
-    })
+    next = await runWorker({ readerEvery: 20, e2eEvery: 47, ...opts, from: next, tally, sample })
   }
   if (sample.length > 0 && startHost) {
     const host = await startHost()
