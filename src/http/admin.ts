@@ -42,14 +42,19 @@ function sendAnyError(req: FastifyRequest, reply: FastifyReply, err: unknown) {
   return sendError(reply, nyalaError('NYALA_ERR_ADMIN_INTERNAL', where, err))
 }
 
+/** How long a refused connection is read from after its answer, before it is closed. */
+const lingerMs = 2000
+const lingering = new WeakSet<Socket>()
+
 /**
  * A request Node's HTTP parser refuses (a broken request line, headers past its
  * limit) never reaches Fastify: answered here, coded, and the connection closed.
  * Bound to the admin listener's `clientError` (src/host.ts).
  */
 export function answerAdminClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-  // a reset connection has no one to answer
-  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  // a reset connection has no one to answer; one answered already is lingering (below), and
+  // Node's parser reports each further chunk of it as another error
+  if (err.code === 'ECONNRESET' || socket.destroyed || lingering.has(socket)) return
   const status =
     err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
   // a response already under way on this connection cannot be followed by another
@@ -64,8 +69,16 @@ export function answerAdminClientError(err: NodeJS.ErrnoException, socket: Socke
     socket.end(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     )
+    // a lingering close: a client still sending its request (a body behind headers past the
+    // limit) would get a reset instead of this answer if the socket closed with bytes unread
+    // (found by fuzzing); read on and drop them until the client ends, for at most a moment
+    lingering.add(socket)
+    socket.resume()
+    socket.once('end', () => socket.destroy())
+    setTimeout(() => socket.destroy(), lingerMs).unref()
+    return
   }
-  socket.destroySoon()
+  socket.destroy()
 }
 
 /**
