@@ -54,6 +54,23 @@ const definitions = {
     message: 'module "{module}" is provided by two bundles: {bundle} and {other}',
     status: 409,
   },
+  // bundle limits and entry kinds found by fuzzing (issue 14 part 6)
+  NYALA_ERR_BUNDLE_TOO_MANY_ENTRIES: {
+    message: '{bundle}: the zip holds more than {limit} entries',
+    status: 413,
+  },
+  NYALA_ERR_BUNDLE_ENTRY_NAME: {
+    message: '{bundle}: an entry name of {bytes} bytes, expected at most {limit}',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_ENTRY_TYPE: {
+    message: '{bundle}: entry "{entry}" is a {type}, expected a regular file',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_DUPLICATE_ENTRY: {
+    message: '{bundle}: entry "{entry}" is a second entry of the same path',
+    status: 422,
+  },
 
   // signed bundles (docs/signing.md): every refusal of a signature starts NYALA_ERR_BUNDLE_SIGNATURE
   NYALA_ERR_BUNDLE_SIGNATURE_MISSING: {
@@ -242,6 +259,13 @@ const definitions = {
     message: 'admin API: missing or wrong bearer token for {method} {path}',
     status: 401,
   },
+  // admin API answers to malformed requests, found by fuzzing (issue 14 part 6)
+  NYALA_ERR_ADMIN_NOT_FOUND: { message: 'admin API: no route {method} {path}', status: 404 },
+  NYALA_ERR_ADMIN_REQUEST: {
+    message: 'admin API: malformed request {method} {path}: {reason}',
+    status: 400,
+  },
+  NYALA_ERR_ADMIN_INTERNAL: { message: 'admin API: {method} {path} failed: {reason}', status: 500 },
   NYALA_ERR_ADMIN_UNREACHABLE: { message: 'cannot reach the admin API at {url}: {reason}', status: 503 },
   NYALA_ERR_ADMIN_RESPONSE: { message: 'admin API at {url} answered {status}: {reason}', status: 502 },
 

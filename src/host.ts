@@ -13,7 +13,7 @@ import { readPropertiesFile } from './config/read-properties.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from './errors.js'
 import { DependentsIndex } from './graph/dependents-index.js'
 import { nodeOf, planGraph } from './graph/module-graph.js'
-import { createAdminApp } from './http/admin.js'
+import { answerAdminClientError, createAdminApp } from './http/admin.js'
 import { adminUrlFileOf } from './http/admin-url.js'
 import { DispatchTable, prefixConflicts, type Route } from './http/dispatch-table.js'
 import { Dispatcher } from './http/dispatcher.js'
@@ -135,6 +135,7 @@ export class NyalaHost {
       ...(fd === undefined ? {} : { fd }),
     })
     this.servers.set('admin', server)
+    server.on('clientError', answerAdminClientError)
     const url = httpUrlOf(address)
     try {
       // its own directory only: never recreate a root that was removed under a running host

@@ -158,8 +158,10 @@ test('two central directory entries with one name are refused in a signed zip', 
   const dup = path.join(dir, 'shop.dup.zip')
   await writeFile(dup, twin)
   const trust = await trustOf(dir, [alpha])
+  // every zip with two entries of one path is refused while it is read, signed or not
+  // (read-zip.ts, found by fuzzing), before the signature is looked at
   await assert.rejects(openBundle(dup, { name: 'shop', trust }), {
-    code: 'NYALA_ERR_BUNDLE_SIGNATURE_DUPLICATE_ENTRY',
+    code: 'NYALA_ERR_BUNDLE_DUPLICATE_ENTRY',
   })
 })
 

@@ -40,8 +40,14 @@ export function parseManifest(
   text: string,
 ): { manifest: Manifest; warnings: NyalaError[] } {
   const props = parseProperties(text)
+  // a value of megabytes would be a log line of megabytes
   const invalid = (key: string, value: string, expected: string) =>
-    nyalaError('NYALA_ERR_MANIFEST_INVALID', { bundle, key, value, expected })
+    nyalaError('NYALA_ERR_MANIFEST_INVALID', {
+      bundle,
+      key: key.length > 200 ? `${key.slice(0, 200)}…` : key,
+      value: value.length > 200 ? `${value.slice(0, 200)}… (${value.length} characters)` : value,
+      expected,
+    })
   const warnings: NyalaError[] = []
 
   const version = props.get('version') ?? ''

@@ -5,7 +5,7 @@ import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { type Manifest, parseManifest } from './manifest.js'
 import { moduleNameOf } from './module-name.js'
 import { readDirectory } from './read-directory.js'
-import { type BundleFiles, readZip } from './read-zip.js'
+import { type BundleFiles, defaultMaxEntries, defaultMaxNameBytes, readZip } from './read-zip.js'
 import { type SignatureInfo, signatureEntry } from './signature-format.js'
 import type { TrustPolicy } from './trust-store.js'
 import { verifySignature } from './verify-signature.js'
@@ -31,6 +31,10 @@ export interface Bundle {
 export interface OpenBundleOptions {
   /** Inflated size limit. @default 268435456 */
   readonly maxBytes?: number
+  /** Entries in a zip's central directory. @default 65535 */
+  readonly maxEntries?: number
+  /** Bytes of one entry name in a zip. @default 4096 */
+  readonly maxNameBytes?: number
   /** Module name to use instead of the one from the file name (a `.tmp` or staged copy). */
   readonly name?: string
   /** The file's bytes, already read (a reload reads once, opens, and may commit those bytes). */
@@ -74,7 +78,11 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}): Pr
       throw nyalaError('NYALA_ERR_BUNDLE_READ', { bundle, reason: reasonOf(err) }, err)
     }
     hash.update(data)
-    files = await readZip(bundle, data, maxBytes)
+    files = readZip(bundle, data, {
+      maxBytes,
+      maxEntries: opts.maxEntries ?? defaultMaxEntries,
+      maxNameBytes: opts.maxNameBytes ?? defaultMaxNameBytes,
+    })
     if (opts.trust && files.has(signatureEntry)) rawNames = zipEntryNames(data)
   }
   const signatureBytes = files.get(signatureEntry)

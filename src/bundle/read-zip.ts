@@ -1,69 +1,85 @@
 import { kMaxLength } from 'node:buffer'
-import { inflateRawSync } from 'node:zlib'
-import JSZip from 'jszip'
-import { nyalaError, reasonOf } from '../errors.js'
+import { createRequire } from 'node:module'
+import { crc32, inflateRawSync } from 'node:zlib'
+import { isNyalaError, nyalaError, reasonOf } from '../errors.js'
 import { safeEntryPath } from './entry-path.js'
 import { signatureEntry } from './signature-format.js'
 
-/** jszip's documented StreamHelper, missing from its type definitions. */
-interface InternalStream {
-  on(event: 'data', fn: (chunk: Buffer) => void): InternalStream
-  on(event: 'error', fn: (err: unknown) => void): InternalStream
-  on(event: 'end', fn: () => void): InternalStream
-  pause(): InternalStream
-  resume(): InternalStream
-}
-interface InternalStreamSource {
-  internalStream(type: 'nodebuffer'): InternalStream
-}
-
-/** jszip's CompressedObject behind an entry of a loaded zip (lib/compressedObject.js), missing from its types. */
-interface LoadedEntryData {
-  readonly compressedContent?: Uint8Array
-  readonly compression?: { readonly magic?: string }
-}
-const stored = '\x00\x00'
-const deflated = '\x08\x00'
-
 /**
- * Inflates one entry with Node's zlib instead of jszip's JavaScript inflater
- * and its stream pipeline: a 3,000-file bundle of npm packages took 600 ms
- * through jszip's streams and 80 ms this way. zlib stops one byte past what
- * is left of `maxBytes` (`maxOutputLength`), so a zip bomb is still stopped
- * while inflating.
- * Returns undefined for an entry jszip holds in another shape, which goes
- * through the stream.
+ * jszip's zip parser (lib/zipEntries.js), used without JSZip.loadAsync: loadAsync keys
+ * entries by name, so a second entry of one name silently replaced the first, and it
+ * parses every central record before anything can count them. Its step methods let the
+ * records be counted and their names measured before any is parsed. Not in jszip's
+ * type definitions; jszip 3 has not changed them since 2017.
  */
-function inflateNatively(
-  bundle: string,
-  entry: string,
-  file: JSZip.JSZipObject,
-  maxBytes: number,
-  total: number,
-): Buffer | undefined {
-  const data = (file as unknown as { _data?: LoadedEntryData })._data
-  const content = data?.compressedContent
-  const magic = data?.compression?.magic
-  if (!content || (magic !== stored && magic !== deflated)) return undefined
-  const tooLarge = () => nyalaError('NYALA_ERR_BUNDLE_TOO_LARGE', { bundle, limit: maxBytes, entry })
-  const budget = maxBytes - total
-  let out: Buffer
-  try {
-    // one byte over the budget is enough to know it is exceeded
-    out =
-      magic === stored
-        ? Buffer.from(content)
-        : inflateRawSync(content, { maxOutputLength: Math.max(1, Math.min(budget + 1, kMaxLength)) })
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge()
-    throw nyalaError('NYALA_ERR_BUNDLE_CORRUPT', { bundle, entry, reason: reasonOf(err) }, err)
-  }
-  if (out.length > budget) throw tooLarge()
-  return out
+interface ZipReader {
+  index: number
+  setIndex(index: number): void
+  skip(n: number): void
+  readInt(bytes: number): number
+  readData(bytes: number): Uint8Array
+  readAndCheckSignature(sig: string): boolean
 }
+interface ZipEntry {
+  /** The name's bytes in the local header. */
+  readonly fileName: Uint8Array
+  readonly fileNameStr: string
+  readonly dir: boolean
+  readonly unixPermissions: number | null
+  readonly crc32: number
+  readonly decompressed: {
+    readonly compressedContent: Uint8Array
+    readonly compression: { readonly magic: string }
+  }
+}
+interface ZipEntries {
+  readonly reader: ZipReader
+  readonly files: ZipEntry[]
+  readonly centralDirOffset: number
+  prepareReader(data: Buffer): void
+  readEndOfCentral(): void
+  readCentralDir(): void
+  readLocalFiles(): void
+}
+const require = createRequire(import.meta.url)
+const ZipEntriesClass = require('jszip/lib/zipEntries') as new (opts: object) => ZipEntries
+const { utf8decode } = require('jszip/lib/utf8') as { utf8decode: (bytes: unknown) => string }
+const centralHeader = 'PK\x01\x02'
+
+const stored = '\x00\x00'
+const fileTypeMask = 0o170000
+const regularFile = 0o100000
+/** Unix file types an entry made on Unix may carry in its attributes, other than a regular file. */
+const fileTypes = new Map([
+  [0o120000, 'symbolic link'],
+  [0o040000, 'directory (its name has no trailing /)'],
+  [0o010000, 'named pipe'],
+  [0o020000, 'character device'],
+  [0o060000, 'block device'],
+  [0o140000, 'socket'],
+])
 
 /** Bundle files by entry path (`lib/util.js`), content in memory. */
 export type BundleFiles = ReadonlyMap<string, Buffer>
+
+/** The limits a zip is read under. */
+export interface ZipLimits {
+  /** Inflated size of all entries together (bundle.max.bytes). */
+  readonly maxBytes: number
+  /** Entries in the central directory, directories included. */
+  readonly maxEntries: number
+  /** Bytes of one entry's name. */
+  readonly maxNameBytes: number
+}
+
+/**
+ * The most entries a zip without zip64 can count (its end record holds a 16-bit
+ * count): more is refused before the central directory is parsed, so a zip of
+ * millions of empty entries cannot fill the heap with their records.
+ */
+export const defaultMaxEntries = 65_535
+/** Linux's PATH_MAX: no file system could hold a longer entry path. */
+export const defaultMaxNameBytes = 4096
 
 // jar cf writes its own manifest; it is not part of the module. The signature entry is read (openBundle
 // takes it out of the files) but never loaded.
@@ -75,66 +91,163 @@ function looksLikeZip(data: Buffer): boolean {
 }
 
 /**
- * Reads every entry of a zip into memory. Entries are inflated one at a time
- * (zlib, or jszip's stream for a shape it does not know) with a running byte
- * count, so a zip bomb is stopped at `maxBytes` while inflating instead of
- * after. An entry that leaves the bundle root is
- * refused before anything is inflated.
+ * Counts the central directory's records and measures their names without
+ * parsing them; returns the names (jszip keeps only the local headers' names).
+ * A record cut short is left for jszip's parser to report.
  */
-export async function readZip(bundle: string, data: Buffer, maxBytes: number): Promise<Map<string, Buffer>> {
-  let zip: JSZip
+function checkCentralDirectory(bundle: string, entries: ZipEntries, limits: ZipLimits): Uint8Array[] {
+  const reader = entries.reader
+  const start = reader.index
+  reader.setIndex(entries.centralDirOffset)
+  const names: Uint8Array[] = []
+  let count = 0
   try {
-    zip = await JSZip.loadAsync(data, { createFolders: false })
+    while (reader.readAndCheckSignature(centralHeader)) {
+      count++
+      if (count > limits.maxEntries) {
+        throw nyalaError('NYALA_ERR_BUNDLE_TOO_MANY_ENTRIES', { bundle, limit: limits.maxEntries })
+      }
+      reader.skip(24)
+      const nameBytes = reader.readInt(2)
+      const skip = reader.readInt(2) + reader.readInt(2)
+      if (nameBytes > limits.maxNameBytes) {
+        throw nyalaError('NYALA_ERR_BUNDLE_ENTRY_NAME', {
+          bundle,
+          bytes: nameBytes,
+          limit: limits.maxNameBytes,
+        })
+      }
+      reader.skip(12)
+      names.push(reader.readData(nameBytes))
+      reader.skip(skip)
+    }
   } catch (err) {
+    if (isNyalaError(err)) throw err
+    // past the end of the data: the parser says it with its own words
+  }
+  reader.setIndex(start)
+  return names
+}
+
+/**
+ * Whether an entry's local header names the same file as its central record. Readers
+ * that list the central names and extract by the local ones see two different bundles
+ * (a known way to smuggle a file past a check); only `\` against `/` is let through,
+ * which some Windows tools write in one of the two.
+ */
+function sameName(local: Uint8Array, central: Uint8Array | undefined): boolean {
+  if (central === undefined || local.length !== central.length) return false
+  for (let i = 0; i < local.length; i++) {
+    const a = local[i] === 0x5c ? 0x2f : local[i]
+    const b = central[i] === 0x5c ? 0x2f : central[i]
+    if (a !== b) return false
+  }
+  return true
+}
+
+/**
+ * Inflates one entry with Node's zlib: zlib stops one byte past what is left of
+ * `maxBytes` (`maxOutputLength`), so a zip bomb is stopped while inflating, not
+ * after. The content must match the entry's CRC-32: a flipped byte in a stored
+ * entry, or in deflated data that still inflates, is damage, not a new bundle.
+ */
+function inflate(bundle: string, entry: string, file: ZipEntry, maxBytes: number, total: number): Buffer {
+  const { compressedContent: content, compression } = file.decompressed
+  const budget = maxBytes - total
+  let out: Buffer
+  try {
+    // one byte over the budget is enough to know it is exceeded
+    out =
+      compression.magic === stored
+        ? Buffer.from(content)
+        : inflateRawSync(content, { maxOutputLength: Math.max(1, Math.min(budget + 1, kMaxLength)) })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw nyalaError('NYALA_ERR_BUNDLE_TOO_LARGE', { bundle, limit: maxBytes, entry })
+    }
+    throw nyalaError('NYALA_ERR_BUNDLE_CORRUPT', { bundle, entry, reason: reasonOf(err) }, err)
+  }
+  if (out.length > budget) throw nyalaError('NYALA_ERR_BUNDLE_TOO_LARGE', { bundle, limit: maxBytes, entry })
+  const crc = crc32(out)
+  if (crc !== file.crc32 >>> 0) {
+    throw nyalaError('NYALA_ERR_BUNDLE_CORRUPT', {
+      bundle,
+      entry,
+      reason: `CRC-32 ${crc.toString(16)} does not match ${(file.crc32 >>> 0).toString(16)} in the zip`,
+    })
+  }
+  return out
+}
+
+/**
+ * Reads every entry of a zip into memory, inflating one at a time with a
+ * running byte count. Refused before anything is inflated: more entries than
+ * `maxEntries`, a name longer than `maxNameBytes`, an entry that leaves the
+ * bundle root, a symbolic link (or any entry that is not a regular file), two entries of one path (readers disagree on
+ * which one wins, so neither does).
+ */
+export function readZip(bundle: string, data: Buffer, limits: ZipLimits): Map<string, Buffer> {
+  const zip = new ZipEntriesClass({ decodeFileName: utf8decode })
+  let centralNames: Uint8Array[]
+  try {
+    zip.prepareReader(data)
+    zip.readEndOfCentral()
+    centralNames = checkCentralDirectory(bundle, zip, limits)
+    zip.readCentralDir()
+    zip.readLocalFiles()
+  } catch (err) {
+    if (isNyalaError(err)) throw err
     const reason = reasonOf(err)
-    // a file still being copied has a local header but no central directory yet
-    if (looksLikeZip(data) && /end of central directory|corrupted zip/i.test(reason)) {
+    // a file still being copied has a local header but no end of central directory yet
+    if (looksLikeZip(data) && /can't find end of central directory/i.test(reason)) {
       throw nyalaError('NYALA_ERR_BUNDLE_TRUNCATED', { bundle, reason }, err)
     }
     throw nyalaError('NYALA_ERR_BUNDLE_NOT_ZIP', { bundle, reason }, err)
   }
 
-  const entries: { entry: string; file: JSZip.JSZipObject }[] = []
-  for (const file of Object.values(zip.files)) {
-    const original = file.unsafeOriginalName ?? file.name
+  const entries: { entry: string; file: ZipEntry }[] = []
+  const seen = new Set<string>()
+  for (const [i, file] of zip.files.entries()) {
+    const original = file.fileNameStr
+    if (!sameName(file.fileName, centralNames[i])) {
+      const central = Buffer.from(centralNames[i] ?? []).toString('utf8')
+      throw nyalaError('NYALA_ERR_BUNDLE_CORRUPT', {
+        bundle,
+        entry: original,
+        reason: `the central directory names it "${central}"`,
+      })
+    }
     const entry = safeEntryPath(original)
     if (entry === undefined) throw nyalaError('NYALA_ERR_BUNDLE_UNSAFE_ENTRY', { bundle, entry: original })
-    if (file.dir || entry === '' || entry === 'META-INF') continue
+    // a directory is named so (trailing /); an entry flagged as one by its attributes but named
+    // as a file would be dropped silently (jszip reads the DOS directory bit), taking its content
+    if (/[/\\]$/.test(original) || entry === '' || entry === 'META-INF') continue
+    if (file.dir) {
+      throw nyalaError('NYALA_ERR_BUNDLE_ENTRY_TYPE', {
+        bundle,
+        entry: original,
+        type: 'directory (its name has no trailing /)',
+      })
+    }
     if (entry.startsWith(ignoredPrefix) && entry !== signatureEntry) continue
+    // jszip only sees a directory by its trailing / or the DOS bit; zip -y stores a link's
+    // target as its content: none of these is a file of the module
+    const type = (file.unixPermissions ?? 0) & fileTypeMask
+    if (type !== 0 && type !== regularFile) {
+      const name = fileTypes.get(type) ?? `file of type 0o${type.toString(8)}`
+      throw nyalaError('NYALA_ERR_BUNDLE_ENTRY_TYPE', { bundle, entry: original, type: name })
+    }
+    if (seen.has(entry)) throw nyalaError('NYALA_ERR_BUNDLE_DUPLICATE_ENTRY', { bundle, entry: original })
+    seen.add(entry)
     entries.push({ entry, file })
   }
 
   const files = new Map<string, Buffer>()
   let total = 0
   for (const { entry, file } of entries) {
-    const native = inflateNatively(bundle, entry, file, maxBytes, total)
-    if (native) {
-      total += native.length
-      files.set(entry, native)
-      continue
-    }
-    const chunks: Buffer[] = []
-    await new Promise<void>((resolve, reject) => {
-      // internalStream, not nodeStream: nodeStream wraps jszip's worker in the readable-stream
-      // polyfill, whose process.nextTick calls measured slower request handling for the life
-      // of the process (bench/dispatch.js)
-      const stream = (file as unknown as InternalStreamSource).internalStream('nodebuffer')
-      stream.on('data', (chunk: Buffer) => {
-        total += chunk.length
-        if (total > maxBytes) {
-          stream.pause()
-          reject(nyalaError('NYALA_ERR_BUNDLE_TOO_LARGE', { bundle, limit: maxBytes, entry }))
-          return
-        }
-        chunks.push(chunk)
-      })
-      stream.on('error', (err: unknown) =>
-        reject(nyalaError('NYALA_ERR_BUNDLE_CORRUPT', { bundle, entry, reason: reasonOf(err) }, err)),
-      )
-      stream.on('end', () => resolve())
-      stream.resume()
-    })
-    files.set(entry, Buffer.concat(chunks))
+    const content = inflate(bundle, entry, file, limits.maxBytes, total)
+    total += content.length
+    files.set(entry, content)
   }
   return files
 }

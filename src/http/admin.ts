@@ -1,19 +1,92 @@
 import { timingSafeEqual } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import path from 'node:path'
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { placeAtomically, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
-import { isNyalaError, type NyalaError, nyalaError } from '../errors.js'
+import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import type { NyalaHost } from '../host.js'
 import type { ReloadResult } from '../reload/change.js'
 import type { Reloader } from '../reload/reloader.js'
 import { isConsoleAsset, registerConsole } from './console-routes.js'
 import { Metrics } from './metrics.js'
 
-function sendError(reply: FastifyReply, err: NyalaError) {
-  return reply.code(err.statusCode).send({ statusCode: err.statusCode, ...err.toJSON() })
+function sendError(reply: FastifyReply, err: NyalaError, status = err.statusCode) {
+  return reply.code(status).send({ statusCode: status, ...err.toJSON() })
 }
 
-/** HTTP status of a reload result: 200 reloaded or unchanged, 422 failed. */
+/** Longest path quoted in an error: a 100 kB URL is not worth echoing whole. */
+function shortPath(url: string): string {
+  return url.length > 200 ? `${url.slice(0, 200)}…` : url
+}
+
+/**
+ * Every answer the admin API gives carries a `NYALA_ERR_*` code, including Fastify's
+ * own refusals (an unparsable JSON body, a body over its limit, an unknown content
+ * type, a bad URL): those keep Fastify's 4xx status and name its `FST_ERR_*` code as
+ * `fastifyCode`, under NYALA_ERR_ADMIN_REQUEST. Anything else that is not a Nyala
+ * error is a fault of the host, NYALA_ERR_ADMIN_INTERNAL (500).
+ */
+function sendAnyError(req: FastifyRequest, reply: FastifyReply, err: unknown) {
+  if (isNyalaError(err)) return sendError(reply, err)
+  const status = (err as { statusCode?: unknown }).statusCode
+  const fastifyCode = (err as { code?: unknown }).code
+  const where = { method: req.method, path: shortPath(req.url), reason: reasonOf(err) }
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const coded = nyalaError('NYALA_ERR_ADMIN_REQUEST', where)
+    return reply.code(status).send({
+      statusCode: status,
+      ...coded.toJSON(),
+      ...(typeof fastifyCode === 'string' ? { fastifyCode } : {}),
+    })
+  }
+  return sendError(reply, nyalaError('NYALA_ERR_ADMIN_INTERNAL', where, err))
+}
+
+/** How long a refused connection is read from after its answer, before it is closed. */
+const lingerMs = 2000
+const lingering = new WeakSet<Socket>()
+
+/**
+ * A request Node's HTTP parser refuses (a broken request line, headers past its
+ * limit) never reaches Fastify: answered here, coded, and the connection closed.
+ * Bound to the admin listener's `clientError` (src/host.ts).
+ */
+export function answerAdminClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  // a reset connection has no one to answer; one answered already is lingering (below), and
+  // Node's parser reports each further chunk of it as another error
+  if (err.code === 'ECONNRESET' || socket.destroyed || lingering.has(socket)) return
+  const status =
+    err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+  // a response already under way on this connection cannot be followed by another
+  const busy = (socket as unknown as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent
+  if (socket.writable && !busy) {
+    const coded = nyalaError('NYALA_ERR_ADMIN_REQUEST', {
+      method: '-',
+      path: '-',
+      reason: `${err.code ?? 'parse error'}: ${err.message}`,
+    })
+    const body = JSON.stringify({ statusCode: status, ...coded.toJSON(), error: STATUS_CODES[status] })
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    )
+    // a lingering close: a client still sending its request (a body behind headers past the
+    // limit) would get a reset instead of this answer if the socket closed with bytes unread
+    // (found by fuzzing); read on and drop them until the client ends, for at most a moment
+    lingering.add(socket)
+    socket.resume()
+    socket.once('end', () => socket.destroy())
+    setTimeout(() => socket.destroy(), lingerMs).unref()
+    return
+  }
+  socket.destroy()
+}
+
+/**
+ * HTTP status of a reload result: 200 reloaded or unchanged, 422 failed. A failed one carries
+ * its code as `error.code`, not at the top: a top-level `code` is what `nyala reload` and
+ * `nyala deploy` take for a refused call (src/cli/admin-client.ts), not for a verdict.
+ */
 function replyReload(reply: FastifyReply, result: ReloadResult) {
   return reply.code(result.result === 'failed' ? 422 : 200).send(result)
 }
@@ -29,7 +102,11 @@ export async function createAdminApp(
   host: NyalaHost,
   reloader: Reloader,
 ): Promise<{ app: FastifyInstance; endStreams: () => void }> {
-  const app = Fastify({ logger: false })
+  const app = Fastify({
+    logger: false,
+    // a URL that does not decode, a parameter past its length: coded like every other refusal
+    frameworkErrors: (err, req, reply) => sendAnyError(req, reply, err),
+  })
   const streams = new Set<() => void>()
   const metrics = new Metrics(reloader.events)
   // the console's history: the last 100 events, so a page opened after a reload still shows it
@@ -48,15 +125,17 @@ export async function createAdminApp(
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       return sendError(
         reply,
-        nyalaError('NYALA_ERR_ADMIN_UNAUTHORIZED', { method: req.method, path: req.url }),
+        nyalaError('NYALA_ERR_ADMIN_UNAUTHORIZED', { method: req.method, path: shortPath(req.url) }),
       )
     }
   })
-  app.setErrorHandler((err: unknown, _req, reply) => {
-    if (isNyalaError(err)) return sendError(reply, err)
-    const status = (err as { statusCode?: number }).statusCode ?? 500
-    return reply.code(status).send({ statusCode: status, message: (err as Error).message })
-  })
+  app.setErrorHandler((err: unknown, req, reply) => sendAnyError(req, reply, err))
+  app.setNotFoundHandler((req, reply) =>
+    sendError(
+      reply,
+      nyalaError('NYALA_ERR_ADMIN_NOT_FOUND', { method: req.method, path: shortPath(req.url) }),
+    ),
+  )
 
   const describe = (name: string) => host.describe().find((m) => m.name === name)
   const known = (name: string) => {
@@ -138,6 +217,10 @@ export async function createAdminApp(
   )
   app.get('/events/recent', async () => ({ events: recent }))
   app.get('/events', (req, reply) => {
+    // HEAD: the stream's head and nothing else (Node holds a HEAD answer's headers until it
+    // ends, so a stream that never ends left a HEAD request waiting forever; found by fuzzing)
+    if (req.method === 'HEAD')
+      return reply.type('text/event-stream').header('cache-control', 'no-cache').send()
     reply.hijack()
     const res = reply.raw
     res.writeHead(200, {

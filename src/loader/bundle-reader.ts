@@ -18,6 +18,8 @@ export interface ReadRequest {
   readonly file: string
   readonly directory: boolean
   readonly maxBytes: number
+  readonly maxEntries?: number | undefined
+  readonly maxNameBytes?: number | undefined
   readonly name?: string | undefined
   readonly checkSyntax: boolean
   readonly trust?: TrustPolicy | undefined
@@ -45,6 +47,10 @@ export interface ReadOptions {
   readonly directory?: boolean
   /** Inflated size limit (bundle.max.bytes). */
   readonly maxBytes: number
+  /** Entries in a zip's central directory. @default 65535 */
+  readonly maxEntries?: number | undefined
+  /** Bytes of one entry name in a zip. @default 4096 */
+  readonly maxNameBytes?: number | undefined
   /** Module name to use instead of the one from the file name (a `.tmp` or staged copy). */
   readonly name?: string | undefined
   /** Also compile the bundle's own scripts; the verdict is what `checkSyntax` then reports. @default true */
@@ -99,6 +105,8 @@ export class BundleReader {
       file,
       directory: opts.directory ?? false,
       maxBytes: opts.maxBytes,
+      maxEntries: opts.maxEntries,
+      maxNameBytes: opts.maxNameBytes,
       name: opts.name,
       checkSyntax: opts.checkSyntax ?? true,
       trust: opts.trust,

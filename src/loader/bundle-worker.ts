@@ -44,6 +44,8 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
     if (!req.directory) data = await readFile(req.file)
     const bundle = await openBundle(req.file, {
       maxBytes: req.maxBytes,
+      ...(req.maxEntries === undefined ? {} : { maxEntries: req.maxEntries }),
+      ...(req.maxNameBytes === undefined ? {} : { maxNameBytes: req.maxNameBytes }),
       ...(req.name === undefined ? {} : { name: req.name }),
       ...(data ? { data } : {}),
       trust: req.trust,
