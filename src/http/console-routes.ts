@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { nyalaError } from '../errors.js'
 import type { ModuleRecord } from '../runtime/module-record.js'
 import { type ConsoleAsset, consolePolicy, loadConsoleAssets } from './console-assets.js'
 
@@ -26,7 +27,11 @@ export function registerConsole(app: FastifyInstance, records: () => Iterable<Mo
   app.get('/', (req, reply) => send(req, reply, assets.get('/')!))
   app.get<{ Params: { file: string } }>('/console/:file', (req, reply) => {
     const a = assets.get(`/console/${req.params.file}`)
-    if (!a) return reply.code(404).send({ statusCode: 404, message: `no console file ${req.params.file}` })
+    if (!a)
+      throw nyalaError('NYALA_ERR_ADMIN_NOT_FOUND', {
+        method: req.method,
+        path: `/console/${req.params.file}`,
+      })
     return send(req, reply, a)
   })
   app.get('/stats', async () => {
