@@ -49,11 +49,13 @@ export async function run(opts = {}) {
         const host = await startHost(session, root, { readyTimeoutMs: 120_000 })
         const origin = `http://127.0.0.1:${host.adminPort}`
         const render = []
+        const warm = []
         const raw = []
         for (let i = 0; i < settings.rounds; i++) {
           if (opts.signal?.aborted) break
           progress(`${n} modules: round ${i + 1}/${settings.rounds}`)
-          render.push(await firstRender(browser, origin, n))
+          render.push(await firstRender(browser, origin, n, false))
+          warm.push(await firstRender(browser, origin, n, true))
           raw.push(await rawFetch(browser, origin))
         }
         await host.stop()
@@ -65,7 +67,8 @@ export async function run(opts = {}) {
           'p90 ms': round(percentileOf(values, 90), 1),
           'max ms': round(percentileOf(values, 100), 1),
         })
-        table.push(row('first render (navigation start -> every module drawn)', render))
+        table.push(row('first render, cold (navigation start -> every module drawn)', render))
+        table.push(row('first render, files cached (a second visit)', warm))
         table.push(row('baseline: GET /modules + GET /stats from a blank page', raw))
         table.push({
           section: `console at ${n} modules, fresh browser context each round`,
@@ -73,18 +76,24 @@ export async function run(opts = {}) {
           samples: render.length,
           'median ms': round(medianOf(render) / medianOf(raw), 2),
         })
-        summary[n] = { renderMs: round(medianOf(render), 1), rawMs: round(medianOf(raw), 1) }
+        summary[n] = {
+          renderMs: round(medianOf(render), 1),
+          warmMs: round(medianOf(warm), 1),
+          rawMs: round(medianOf(raw), 1),
+        }
       }
     } finally {
       await browser.close()
     }
     const largest = settings.sizes[settings.sizes.length - 1]
-    const met = summary[largest].renderMs <= targets.firstRenderMs
+    const met = summary[largest].warmMs <= targets.firstRenderMs
+    const coldMet = summary[largest].renderMs <= targets.firstRenderMs
     return {
       name: 'console',
       table,
       notes: [
-        `first render at ${largest} modules: median ${summary[largest].renderMs} ms, target <= ${targets.firstRenderMs} ms: ${opts.quick ? 'quick run: not judged' : met ? 'met' : 'NOT met'}`,
+        `first render at ${largest} modules: cold median ${summary[largest].renderMs} ms (${opts.quick ? 'not judged' : coldMet ? 'met' : 'NOT met'}), ` +
+          `files cached median ${summary[largest].warmMs} ms (${opts.quick ? 'not judged' : met ? 'met' : 'NOT met'}); target <= ${targets.firstRenderMs} ms`,
         'the browser, the host and this process share the machine; each round opens the page in a new context (no cache)',
       ],
       summary: { targets, settings, results: summary },
@@ -92,10 +101,15 @@ export async function run(opts = {}) {
   })
 }
 
-async function firstRender(browser, origin, n) {
+/** ms from navigation start to every module drawn; `warm`: a second visit, the page's files in the cache. */
+async function firstRender(browser, origin, n, warm) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
   try {
     const page = await context.newPage()
+    if (warm) {
+      await page.goto(`${origin}/`)
+      await page.waitForSelector('html[data-rendered]', { timeout: 30_000 })
+    }
     await page.goto(`${origin}/`)
     await page.waitForSelector('html[data-rendered]', { timeout: 30_000 })
     const rows = await page.locator('tbody tr').count()
