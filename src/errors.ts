@@ -76,6 +76,13 @@ const definitions = {
     status: 422,
   },
 
+  // ES modules and TypeScript (issue 15, parts 1 and 2)
+  NYALA_ERR_MODULE_TOP_LEVEL_AWAIT: {
+    message:
+      '{bundle}: {location} uses top-level await, which module code cannot (it is run as CommonJS from memory): move it into register or an async function',
+    status: 422,
+  },
+
   // the module graph
   NYALA_ERR_DEPENDENCY_CYCLE: {
     message: 'module "{module}" is in a dependency cycle: {cycle}',

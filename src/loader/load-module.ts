@@ -1,10 +1,15 @@
-import { createRequire, isBuiltin } from 'node:module'
-import path from 'node:path'
+import { createRequire } from 'node:module'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
-import vm from 'node:vm'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { stronglyConnected } from '../strongly-connected.js'
+import { type CompiledModule, compileModule, transformAhead, transformsOf } from './compile-module.js'
+import { namespaceOf } from './esm-interop.js'
+import { moduleKindOf } from './module-kind.js'
+import { moduleLocation, urlOf } from './module-location.js'
+import { type Resolved, ResolveFailure, type ResolveMode, resolveIndexOf, resolveRequest } from './resolve.js'
+
+export type { CompiledModule } from './compile-module.js'
 
 /** The CommonJS `module` object module code sees. */
 interface CjsModule {
@@ -12,6 +17,8 @@ interface CjsModule {
   readonly id: string
   readonly filename: string
   loaded: boolean
+  /** Run from an ES module source (its exports are its namespace). */
+  esm?: boolean
 }
 
 export interface ModuleCode {
@@ -24,23 +31,8 @@ export interface ModuleCode {
 }
 
 const hostRequire = createRequire(import.meta.url)
-const wrapperParams = ['exports', 'require', 'module', '__filename', '__dirname']
-const extensions = ['', '.js', '.cjs', '.json']
-const posix = path.posix
 
-export type CompiledModule = (...args: unknown[]) => unknown
-
-/** Compiles one CommonJS file; a syntax error names the bundle and `entry:line`. */
-function compileEntry(label: string, entry: string, source: string, filename: string): CompiledModule {
-  try {
-    return vm.compileFunction(source, wrapperParams, { filename }) as CompiledModule
-  } catch (err) {
-    // V8 puts `<filename>:<line>` as the first line of a SyntaxError's stack
-    const line = /:(\d+)\n/.exec((err as Error).stack ?? '')?.[1]
-    const location = line ? `${entry}:${line}` : entry
-    throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: reasonOf(err) }, err)
-  }
-}
+const isPackageFile = (entry: string) => entry.startsWith('node_modules/') || entry.includes('/node_modules/')
 
 /** Verdicts of syntax checks made elsewhere (the bundle reader's worker thread), by bundle. */
 const verdicts = new WeakMap<Bundle, { error: NyalaError | undefined }>()
@@ -63,12 +55,9 @@ export function checkSyntax(bundle: Bundle): void {
     if (known.error) throw known.error
     return
   }
-  for (const [entry, content] of bundle.files) {
-    if (entry.startsWith('node_modules/') || entry.includes('/node_modules/')) continue
-    if (entry.endsWith('.json')) {
-      if (entry !== 'package.json' && !entry.endsWith('/package.json')) continue
-    } else if (!entry.endsWith('.js') && !entry.endsWith('.cjs')) continue
-    const source = content.toString('utf8')
+  const index = resolveIndexOf(bundle.files)
+  for (const entry of ownScripts(bundle)) {
+    const source = index.readText(entry)
     if (entry.endsWith('.json')) {
       try {
         JSON.parse(source)
@@ -79,8 +68,30 @@ export function checkSyntax(bundle: Bundle): void {
           reason: reasonOf(err),
         })
       }
-    } else compileEntry(bundle.file, entry, source, `${bundle.file}/${entry}`)
+    } else compileModule(bundle.file, index, entry, source, moduleLocation(bundle, entry).filename)
   }
+}
+
+/** The bundle's own scripts and package.json files (not its `node_modules/`: see `checkSyntax`). */
+export function ownScripts(bundle: Bundle): string[] {
+  const scripts: string[] = []
+  for (const entry of bundle.files.keys()) {
+    if (isPackageFile(entry)) continue
+    if (entry.endsWith('.json')) {
+      if (entry === 'package.json' || entry.endsWith('/package.json')) scripts.push(entry)
+    } else if (/\.[cm]?[jt]s$/.test(entry)) scripts.push(entry)
+  }
+  return scripts
+}
+
+/**
+ * Transforms ahead, off this thread, the bundle's own ES module and TypeScript
+ * files (and those of `entries`), so that `checkSyntax` and loading find them
+ * in the transform cache. Resolves with the results.
+ */
+export function transformBundleAhead(bundle: Bundle, entries: Iterable<string> = []) {
+  const index = resolveIndexOf(bundle.files)
+  return transformAhead(transformsOf(index, new Set([...ownScripts(bundle), ...entries])))
 }
 
 /**
@@ -97,14 +108,23 @@ export async function precompile(
   sliceMs = 4,
 ): Promise<ReadonlyMap<string, CompiledModule>> {
   const compiled = new Map<string, CompiledModule>()
+  const list = [...entries]
+  // ES modules and TypeScript: transformed in esbuild's process while this thread serves
+  await transformBundleAhead(bundle, list)
+  const index = resolveIndexOf(bundle.files)
   let sliceStart = performance.now()
-  for (const entry of entries) {
-    const content = bundle.files.get(entry)
-    if (!content || entry.endsWith('.json')) continue
+  for (const entry of list) {
+    if (!bundle.files.has(entry) || entry.endsWith('.json')) continue
     try {
       compiled.set(
         entry,
-        compileEntry(bundle.file, entry, content.toString('utf8'), `${bundle.file}/${entry}`),
+        compileModule(
+          bundle.file,
+          index,
+          entry,
+          index.readText(entry),
+          moduleLocation(bundle, entry).filename,
+        ),
       )
     } catch {
       continue
@@ -205,8 +225,6 @@ export function evaluationPlan(main: string, requires: ReadonlyMap<string, reado
   return plan
 }
 
-const isPackageFile = (entry: string) => entry.startsWith('node_modules/') || entry.includes('/node_modules/')
-
 /** Entries on a require cycle (a strongly connected component of more than one, or a self-require). */
 function cycleMembers(requires: ReadonlyMap<string, readonly string[]>): Set<string> {
   const edges = (entry: string) => requires.get(entry) ?? []
@@ -223,108 +241,95 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
   const loaded: string[] = []
   const requires = new Map<string, string[]>()
   const label = bundle.file
+  const index = resolveIndexOf(bundle.files)
 
-  const fileOf = (entry: string) => `${bundle.file}/${entry}`
-
-  const tryFile = (base: string): string | undefined => {
-    for (const ext of extensions) {
-      if (bundle.files.has(base + ext)) return base + ext
-    }
-    const pkg = bundle.files.get(`${base}/package.json`)
-    if (pkg) {
-      const main = (JSON.parse(pkg.toString('utf8')) as { main?: string }).main
-      if (main) {
-        const found = tryFile(posix.join(base, main))
-        if (found) return found
-      }
-    }
-    for (const index of ['index.js', 'index.cjs', 'index.json']) {
-      if (bundle.files.has(`${base}/${index}`)) return `${base}/${index}`
-    }
-    return undefined
-  }
-
-  const resolveIn = (from: string, request: string): string | { host: unknown } => {
-    const fail = (reason: string) =>
-      nyalaError('NYALA_ERR_MODULE_REQUIRE', { bundle: label, from, request, reason })
-    if (request.startsWith('./') || request.startsWith('../') || request === '.' || request === '..') {
-      const target = posix.normalize(posix.join(posix.dirname(from), request))
-      if (target.startsWith('..')) throw fail('the path leaves the bundle')
-      const found = tryFile(target === '.' ? '' : target)
-      if (!found) throw fail('no such file in the bundle')
-      return found
-    }
-    if (request.startsWith('/') || /^[A-Za-z]:/.test(request)) throw fail('absolute paths are not allowed')
-    if (isBuiltin(request)) return { host: hostRequire(request) }
-    // the bundle's own node_modules, nearest first
-    let dir = posix.dirname(from)
-    for (;;) {
-      const base = dir === '.' ? `node_modules/${request}` : `${dir}/node_modules/${request}`
-      const found = tryFile(base)
-      if (found) return found
-      if (dir === '.') break
-      dir = posix.dirname(dir)
-    }
+  const resolveFrom = (from: string, request: string, mode: ResolveMode): Resolved => {
     try {
-      return { host: hostRequire(request) }
+      return resolveRequest(index, from, request, mode)
     } catch (err) {
-      throw fail(`not in the bundle and not a host package (${reasonOf(err)})`)
+      if (!(err instanceof ResolveFailure)) throw err
+      throw nyalaError('NYALA_ERR_MODULE_REQUIRE', { bundle: label, from, request, reason: err.message })
     }
   }
 
-  const load = (entry: string): unknown => {
+  const load = (entry: string): unknown => loadModule(entry).exports
+
+  const loadModule = (entry: string): CjsModule => {
     const cached = cache.get(entry)
-    if (cached) return cached.exports
-    const source = bundle.files.get(entry)!.toString('utf8')
-    const filename = fileOf(entry)
+    if (cached) return cached
+    const { filename, dirname } = moduleLocation(bundle, entry)
     const mod: CjsModule = { exports: {}, id: entry, filename, loaded: false }
     cache.set(entry, mod)
-    if (entry.endsWith('.json')) {
+    if (moduleKindOf(index, entry).format === 'json') {
       try {
-        mod.exports = JSON.parse(source)
+        mod.exports = JSON.parse(index.readText(entry))
       } catch (err) {
         cache.delete(entry)
         throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location: entry, reason: reasonOf(err) })
       }
       mod.loaded = true
-      return mod.exports
+      return mod
     }
-    let fn: CompiledModule
+    let code: CompiledModule
     try {
-      fn = compiled.get(entry) ?? compileEntry(label, entry, source, filename)
+      code = compiled.get(entry) ?? compileModule(label, index, entry, index.readText(entry), filename)
     } catch (err) {
       cache.delete(entry)
       throw err
     }
-    const localRequire = Object.assign((request: string) => requireFrom(entry, request), {
+    mod.esm = code.esm
+    const localRequire = Object.assign((request: string) => requireFrom(entry, request, 'require'), {
       resolve: (request: string) => {
-        const target = resolveIn(entry, request)
-        return typeof target === 'string' ? fileOf(target) : request
+        const target = resolveFrom(entry, request, 'require')
+        return target.kind === 'entry' ? moduleLocation(bundle, target.entry).filename : hostId(target)
       },
     })
     loaded.push(entry)
     try {
-      fn.call(mod.exports, mod.exports, localRequire, mod, filename, posix.dirname(filename))
+      if (!code.transformed) code.fn.call(mod.exports, mod.exports, localRequire, mod, filename, dirname)
+      else {
+        // esbuild writes every import as `require(...)`: those resolve as imports, with namespaces
+        const importRequire = (request: string) => requireFrom(entry, request, 'import')
+        const location = { filename, dirname }
+        const importMeta = {
+          url: urlOf(location),
+          filename,
+          dirname,
+          resolve: (request: string) => {
+            const target = resolveFrom(entry, request, 'import')
+            if (target.kind === 'entry') return urlOf(moduleLocation(bundle, target.entry))
+            return target.kind === 'builtin' ? target.id : urlOf({ filename: target.file, dirname: '' })
+          },
+        }
+        code.fn.call(undefined, mod.exports, importRequire, mod, filename, dirname, localRequire, importMeta)
+      }
     } catch (err) {
       cache.delete(entry)
       if (isNyalaError(err)) throw err
       throw nyalaError('NYALA_ERR_MODULE_EVAL', { bundle: label, entry, reason: reasonOf(err) }, err)
     }
     mod.loaded = true
-    return mod.exports
+    return mod
   }
 
-  const requireFrom = (from: string, request: string): unknown => {
-    const target = resolveIn(from, request)
-    if (typeof target !== 'string') return target.host
+  const requireFrom = (from: string, request: string, mode: ResolveMode): unknown => {
+    const target = resolveFrom(from, request, mode)
+    if (target.kind !== 'entry') {
+      const exports = hostRequire(hostId(target))
+      return mode === 'import' ? namespaceOf(exports, false) : exports
+    }
     let edges = requires.get(from)
     if (!edges) {
       edges = []
       requires.set(from, edges)
     }
-    if (!edges.includes(target)) edges.push(target)
-    return load(target)
+    if (!edges.includes(target.entry)) edges.push(target.entry)
+    const mod = loadModule(target.entry)
+    return mode === 'import' ? namespaceOf(mod.exports, mod.esm === true, mod.loaded) : mod.exports
   }
 
   return { load, loaded, requires }
 }
+
+const hostId = (target: Exclude<Resolved, { kind: 'entry' }>) =>
+  target.kind === 'builtin' ? target.id : target.file
