@@ -19,6 +19,7 @@ import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, httpUrlOf, listen } from './http/listener.js'
 import './http/tick-shape.js'
 import { bundleReader } from './loader/bundle-reader.js'
+import { transformCounts } from './loader/transform.js'
 import type { Logger } from './logger.js'
 import { crashActions } from './reload/crash-actions.js'
 import { Reloader } from './reload/reloader.js'
@@ -337,6 +338,8 @@ export class NyalaHost {
         prefix: bundle.manifest.prefix,
         bundle: bundle.file,
         ms: Math.round(generation.startMs * 10) / 10,
+        // ES module and TypeScript transforms so far in this process: a reload of unchanged files adds none
+        transforms: transformCounts(),
       },
       `module ${bundle.name} ${bundle.manifest.version} started (generation ${number})`,
     )

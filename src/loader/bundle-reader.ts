@@ -8,6 +8,7 @@ import {
 import type { Bundle } from '../bundle/open-bundle.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { rememberSyntax } from './load-module.js'
+import { cachedKeys, remember, type Transformed, transformStats } from './transform.js'
 
 /** What the worker is asked: one bundle to read, open and (optionally) syntax-check, or a ping. */
 export interface ReadRequest {
@@ -19,6 +20,8 @@ export interface ReadRequest {
   readonly maxBytes: number
   readonly name?: string | undefined
   readonly checkSyntax: boolean
+  /** Keys of the transforms the reading thread holds: the worker does not make them again. */
+  readonly knownTransforms?: readonly string[] | undefined
 }
 
 export type ReadReply =
@@ -30,6 +33,8 @@ export type ReadReply =
       readonly data: ArrayBuffer | undefined
       /** The syntax check's verdict: an error, or `undefined` when every script compiled. */
       readonly syntax: WireError | undefined
+      /** ES module and TypeScript files the check transformed, for the loading thread's cache. */
+      readonly transformed: readonly Transformed[]
     }
   | {
       readonly id: number
@@ -97,6 +102,7 @@ export class BundleReader {
       maxBytes: opts.maxBytes,
       name: opts.name,
       checkSyntax: opts.checkSyntax ?? true,
+      knownTransforms: (opts.checkSyntax ?? true) ? cachedKeys() : undefined,
     }
     return new Promise((resolve) => {
       if (this.#pending.size === 0) worker.ref()
@@ -156,6 +162,8 @@ export class BundleReader {
       return
     }
     const bundle = bundleFromTransfer(reply.bundle)
+    for (const t of reply.transformed) remember(t)
+    transformStats.transformedOffThread += reply.transformed.length
     rememberSyntax(
       bundle,
       reply.syntax === undefined ? undefined : (errorFromWire(reply.syntax) as NyalaError),

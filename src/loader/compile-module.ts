@@ -72,7 +72,7 @@ export function compileModule(
       kind = detectedEsm
     }
   }
-  const input = transformInput(index, entry, source, kind)
+  const input = transformInputOf(index, entry, source, kind)
   let out: Transformed
   try {
     out = transformNow(input)
@@ -94,7 +94,7 @@ function compileTransformed(
   return { fn, esm: kind.format === 'esm', transformed: true }
 }
 
-function transformError(label: string, entry: string, err: unknown) {
+export function transformError(label: string, entry: string, err: unknown) {
   if (!(err instanceof TransformFailure)) {
     return nyalaError(
       'NYALA_ERR_MODULE_SYNTAX',
@@ -108,7 +108,7 @@ function transformError(label: string, entry: string, err: unknown) {
 }
 
 /** What the transform of `entry` is given: its kind and the tsconfig.json that applies. */
-function transformInput(
+export function transformInputOf(
   index: ResolveIndex,
   entry: string,
   source: string,
@@ -151,7 +151,7 @@ export function transformsOf(index: ResolveIndex, entries: Iterable<string>): Tr
       else if (mayImportDynamically(source)) kind = cjsWithImport
       else continue
     }
-    inputs.push(transformInput(index, entry, source, kind))
+    inputs.push(transformInputOf(index, entry, source, kind))
   }
   return inputs
 }

@@ -8,6 +8,7 @@ import { namespaceOf } from './esm-interop.js'
 import { moduleKindOf } from './module-kind.js'
 import { moduleLocation, urlOf } from './module-location.js'
 import { type Resolved, ResolveFailure, type ResolveMode, resolveIndexOf, resolveRequest } from './resolve.js'
+import { ownScripts, parseJson } from './syntax-check.js'
 
 export type { CompiledModule } from './compile-module.js'
 
@@ -31,6 +32,8 @@ export interface ModuleCode {
 }
 
 const hostRequire = createRequire(import.meta.url)
+
+export { ownScripts } from './syntax-check.js'
 
 const isPackageFile = (entry: string) => entry.startsWith('node_modules/') || entry.includes('/node_modules/')
 
@@ -58,30 +61,9 @@ export function checkSyntax(bundle: Bundle): void {
   const index = resolveIndexOf(bundle.files)
   for (const entry of ownScripts(bundle)) {
     const source = index.readText(entry)
-    if (entry.endsWith('.json')) {
-      try {
-        JSON.parse(source)
-      } catch (err) {
-        throw nyalaError('NYALA_ERR_MODULE_SYNTAX', {
-          bundle: bundle.file,
-          location: entry,
-          reason: reasonOf(err),
-        })
-      }
-    } else compileModule(bundle.file, index, entry, source, moduleLocation(bundle, entry).filename)
+    if (entry.endsWith('.json')) parseJson(bundle.file, entry, source)
+    else compileModule(bundle.file, index, entry, source, moduleLocation(bundle, entry).filename)
   }
-}
-
-/** The bundle's own scripts and package.json files (not its `node_modules/`: see `checkSyntax`). */
-export function ownScripts(bundle: Bundle): string[] {
-  const scripts: string[] = []
-  for (const entry of bundle.files.keys()) {
-    if (isPackageFile(entry)) continue
-    if (entry.endsWith('.json')) {
-      if (entry === 'package.json' || entry.endsWith('/package.json')) scripts.push(entry)
-    } else if (/\.[cm]?[jt]s$/.test(entry)) scripts.push(entry)
-  }
-  return scripts
 }
 
 /**
@@ -262,10 +244,10 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     cache.set(entry, mod)
     if (moduleKindOf(index, entry).format === 'json') {
       try {
-        mod.exports = JSON.parse(index.readText(entry))
+        mod.exports = parseJson(label, entry, index.readText(entry))
       } catch (err) {
         cache.delete(entry)
-        throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location: entry, reason: reasonOf(err) })
+        throw err
       }
       mod.loaded = true
       return mod

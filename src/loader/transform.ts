@@ -46,13 +46,32 @@ export class TransformFailure extends Error {
   }
 }
 
-/** Counters of this thread's transforms (for logs, benches and tests). */
-export const transformStats = { transformed: 0, cacheHits: 0, ms: 0 }
+/**
+ * Counters of transforms (for logs, benches and tests): made on this thread,
+ * made on the bundle reader's thread for this one, answered from the cache,
+ * and the milliseconds this thread spent in transforms it made.
+ */
+export const transformStats = { transformed: 0, transformedOffThread: 0, cacheHits: 0, ms: 0 }
+
+/** The counters for a log line: transforms made (on any thread) and answered from the cache. */
+export const transformCounts = () => ({
+  made: transformStats.transformed + transformStats.transformedOffThread,
+  cached: transformStats.cacheHits,
+})
 
 /** Bytes of code and maps the cache holds before it drops the least recently used. @default 64 MiB */
 export const cacheLimitBytes = 64 * 1024 * 1024
+let limit = cacheLimitBytes
 const cache = new Map<string, Transformed>()
 let cachedBytes = 0
+
+/** Sets this thread's cache bound (the bundle reader's thread keeps none: the loading thread does). */
+export function setTransformCacheLimit(bytes: number): void {
+  limit = bytes
+}
+
+/** The keys of the transforms this thread holds. */
+export const cachedKeys = (): string[] => [...cache.keys()]
 
 // the output's version: a change of the options below must change every key
 const optionsVersion = 'nyala-transform-1'
@@ -151,7 +170,7 @@ export function remember(result: Transformed): void {
   cache.set(result.key, result)
   cachedBytes += result.code.length + result.map.length
   for (const [key, entry] of cache) {
-    if (cachedBytes <= cacheLimitBytes || cache.size === 1) break
+    if (cachedBytes <= limit || cache.size === 1) break
     cache.delete(key)
     cachedBytes -= entry.code.length + entry.map.length
   }

@@ -9,6 +9,7 @@ import {
   loadModuleCodeInSlices,
   type ModuleCode,
   precompile,
+  transformBundleAhead,
 } from '../loader/load-module.js'
 import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
 import { type CodeOwner, liveOwners, ownerStopped } from './code-owner.js'
@@ -107,7 +108,8 @@ export class Generation {
             await precompile(bundle, prev.loaded),
             evaluationPlan(bundle.manifest.main, prev.requires),
           )
-        : loadModuleCode(bundle)
+        : // its own ES modules and TypeScript are transformed ahead, in esbuild's process
+          await transformBundleAhead(bundle).then(() => loadModuleCode(bundle))
       this.code = { loaded: code.loaded, requires: code.requires }
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
     } catch (err) {
