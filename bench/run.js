@@ -21,6 +21,7 @@ const benchmarks = {
   upgrade: () => import('./upgrade-under-load.js'),
   peers: () => import('./peers.js'),
   scale: () => import('./scale.js'),
+  transform: () => import('./transform.js'),
 }
 
 /** Names that stand for several benchmarks: `npm run bench -- reload`. */
