@@ -179,6 +179,39 @@ export function register (): { twice: number; sealed: boolean; strict: boolean; 
   })
 })
 
+test("createRequire(import.meta.url) in an ES module gives the bundle's require", async (t) => {
+  const bundle = await bundleOf(
+    t,
+    {
+      'index.mjs': `
+import { createRequire } from 'node:module'
+import mod from 'module'
+const require = createRequire(import.meta.url)
+const fromDir = mod.createRequire(new URL('./lib/', import.meta.url))
+export const register = () => ({
+  conf: require('./conf.json').n,
+  cjs: require('./lib/cjs.cjs'),
+  sibling: fromDir('./cjs.cjs'),
+  path: require.resolve('./lib/cjs.cjs'),
+  builtins: Array.isArray(mod.builtinModules),
+})
+`,
+      'conf.json': '{ "n": 3 }',
+      'lib/cjs.cjs': `module.exports = 'cjs'`,
+    },
+    { main: 'index.mjs' },
+  )
+  const { exports, loaded } = loadModuleCode(bundle)
+  assert.deepEqual(exports.register(), {
+    conf: 3,
+    cjs: 'cjs',
+    sibling: 'cjs',
+    path: `${bundle.file}/lib/cjs.cjs`,
+    builtins: true,
+  })
+  assert.ok(loaded.includes('lib/cjs.cjs'))
+})
+
 test('top-level await is refused with a coded error naming file:line, own file or package', async (t) => {
   const own = await bundleOf(
     t,

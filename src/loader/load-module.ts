@@ -6,7 +6,7 @@ import { stronglyConnected } from '../strongly-connected.js'
 import { type CompiledModule, compileModule, transformAhead, transformsOf } from './compile-module.js'
 import { namespaceOf } from './esm-interop.js'
 import { moduleKindOf } from './module-kind.js'
-import { moduleLocation, urlOf } from './module-location.js'
+import { entryAt, moduleLocation, urlOf } from './module-location.js'
 import { type Resolved, ResolveFailure, type ResolveMode, resolveIndexOf, resolveRequest } from './resolve.js'
 import { ownScripts, parseJson } from './syntax-check.js'
 
@@ -260,12 +260,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
       throw err
     }
     mod.esm = code.esm
-    const localRequire = Object.assign((request: string) => requireFrom(entry, request, 'require'), {
-      resolve: (request: string) => {
-        const target = resolveFrom(entry, request, 'require')
-        return target.kind === 'entry' ? moduleLocation(bundle, target.entry).filename : hostId(target)
-      },
-    })
+    const localRequire = requireOf(entry)
     loaded.push(entry)
     try {
       if (!code.transformed) code.fn.call(mod.exports, mod.exports, localRequire, mod, filename, dirname)
@@ -294,10 +289,35 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     return mod
   }
 
+  /** The CommonJS `require` of an entry. */
+  const requireOf = (entry: string) =>
+    Object.assign((request: string) => requireFrom(entry, request, 'require'), {
+      resolve: (request: string) => {
+        const target = resolveFrom(entry, request, 'require')
+        return target.kind === 'entry' ? moduleLocation(bundle, target.entry).filename : hostId(target)
+      },
+    })
+
+  // `createRequire(import.meta.url)` (ES modules that require) must give the bundle's require
+  let moduleShim: unknown
+  const moduleBuiltin = () => {
+    moduleShim ??= {
+      ...(hostRequire('node:module') as object),
+      createRequire: (at: string | URL) => {
+        const entry = entryAt(bundle, at)
+        return entry === undefined ? createRequire(at) : requireOf(entry)
+      },
+    }
+    return moduleShim
+  }
+
   const requireFrom = (from: string, request: string, mode: ResolveMode): unknown => {
     const target = resolveFrom(from, request, mode)
     if (target.kind !== 'entry') {
-      const exports = hostRequire(hostId(target))
+      const exports =
+        target.kind === 'builtin' && (target.id === 'module' || target.id === 'node:module')
+          ? moduleBuiltin()
+          : hostRequire(hostId(target))
       return mode === 'import' ? namespaceOf(exports, false) : exports
     }
     let edges = requires.get(from)

@@ -1,5 +1,5 @@
 import path from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { Bundle } from '../bundle/open-bundle.js'
 
 /** Where the code of one bundle entry believes it lives. */
@@ -23,3 +23,21 @@ export function moduleLocation(bundle: Bundle, entry: string): ModuleLocation {
 
 /** `import.meta.url` of a location. */
 export const urlOf = (location: ModuleLocation): string => pathToFileURL(location.filename).href
+
+/**
+ * The entry whose location `at` is (a file name or a `file:` URL, as
+ * `createRequire` takes), the inverse of `moduleLocation`; a folder (ending in
+ * `/`) gives a file name inside it. `undefined` for a place outside the bundle.
+ */
+export function entryAt(bundle: Bundle, at: string | URL): string | undefined {
+  let file: string
+  try {
+    file = typeof at === 'string' && !at.startsWith('file:') ? at : fileURLToPath(at)
+  } catch {
+    return undefined
+  }
+  const prefix = `${bundle.file}/`
+  if (!file.startsWith(prefix)) return undefined
+  const entry = file.slice(prefix.length)
+  return entry === '' || entry.endsWith('/') ? `${entry}[folder]` : entry
+}
