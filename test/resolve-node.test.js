@@ -108,9 +108,13 @@ test('resolution gives what Node gives, for require and import, on real and hand
     })
   }
   for (const name of fixturePackages) {
-    await cp(path.join(projectRoot, 'test', 'fixtures', 'packages', name), path.join(root, 'node_modules', name), {
-      recursive: true,
-    })
+    await cp(
+      path.join(projectRoot, 'test', 'fixtures', 'packages', name),
+      path.join(root, 'node_modules', name),
+      {
+        recursive: true,
+      },
+    )
   }
   await writeFile(path.join(root, 'node_modules', '.keep'), '')
   const list = [
