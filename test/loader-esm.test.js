@@ -3,10 +3,12 @@
 // conditional packages, top-level await refused by name, stacks naming the .ts line, and a reload
 // of unchanged files that transforms nothing again. Real zips made by `nyala pack`, the real CLI.
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { cp } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { promisify } from 'node:util'
 import { openBundle } from '../dist/bundle/open-bundle.js'
 import { checkSyntax, loadModuleCode } from '../dist/loader/load-module.js'
 import { moduleEntryOf } from '../dist/loader/module-entry.js'
@@ -20,6 +22,8 @@ import {
   startHost,
   writeFiles,
 } from './helpers.js'
+
+const run = promisify(execFile)
 
 // real registry packages, installed as the project's devDependencies, with their dependencies
 const packages = [
@@ -343,4 +347,42 @@ test('a TypeScript module served by the host: stacks name the .ts line, import()
   const three = await waitStarted(3)
   assert.equal(three.transforms.made, one.transforms.made + 1, JSON.stringify({ one, three }))
   assert.equal((await request(host.url('/ts/lazy'))).body.lazy, 'changed')
+})
+
+test('300 generations of a TypeScript module importing an ESM-only package are garbage-collected', async (t) => {
+  const root = await makeRoot(t)
+  // each generation holds 1 MB of its own: a leak would show as ~300 MB
+  const dir = await moduleDir(
+    root,
+    'heavy',
+    { main: 'index.ts' },
+    {
+      'package.json': JSON.stringify({ type: 'module' }),
+      'index.ts': `
+import chalk from 'chalk'
+import { util } from './util.js'
+export async function register (app: any, ctx: any): Promise<void> {
+  const ballast: number[] = new Array(128 * 1024).fill(ctx.generation)
+  const lazy = await import('./lazy.js')
+  ctx.provide({ ballast, util, red: chalk.red, lazy })
+  try { throw new Error('read a mapped stack') } catch (err) { ballast.push((err as Error).stack!.length) }
+}
+`,
+      'util.ts': `export const util: string = new Array(10000).fill('x').join('')`,
+      'lazy.ts': `export default (n: number): number => n + 1`,
+    },
+  )
+  await cp(path.join(projectRoot, 'node_modules', 'chalk'), path.join(dir, 'node_modules', 'chalk'), {
+    recursive: true,
+  })
+  const bundleFile = await packWithNyala(dir, path.join(root, 'modules', 'heavy.zip'))
+  const { stdout } = await run(
+    process.execPath,
+    ['--expose-gc', path.join(import.meta.dirname, 'heap-probe.js'), bundleFile, '300'],
+    { timeout: 180_000 },
+  )
+  const result = JSON.parse(stdout.trim().split('\n').pop())
+  assert.ok(result.collected >= result.created - 2, `collected ${result.collected} of ${result.created}`)
+  const growthMb = (result.heapAfter - result.heapBefore) / 1024 / 1024
+  assert.ok(growthMb < 32, `heap grew ${growthMb.toFixed(1)} MB over 300 generations`)
 })
