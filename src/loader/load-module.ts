@@ -278,7 +278,8 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
             return target.kind === 'builtin' ? target.id : urlOf({ filename: target.file, dirname: '' })
           },
         }
-        code.fn.call(undefined, mod.exports, importRequire, mod, filename, dirname, localRequire, importMeta)
+        const self = code.esm ? undefined : mod.exports
+        code.fn.call(self, mod.exports, importRequire, mod, filename, dirname, localRequire, importMeta)
       }
     } catch (err) {
       cache.delete(entry)
