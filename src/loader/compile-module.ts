@@ -61,25 +61,39 @@ export function compileModule(
   source: string,
   filename: string,
 ): CompiledModule {
-  let kind = moduleKindOf(index, entry)
-  if (kind.loader === undefined) {
-    try {
-      const fn = compileScript(label, entry, source, filename)
-      if (!mayImportDynamically(source)) return { fn, esm: false, transformed: false }
-      kind = cjsWithImport
-    } catch (err) {
-      if (!entry.endsWith('.js') || !isEsmSyntaxError(reasonOf(err))) throw err
-      kind = detectedEsm
-    }
-  }
-  const input = transformInputOf(index, entry, source, kind)
+  const script = scriptOrKind(label, index, entry, source, filename)
+  if ('fn' in script) return script
+  const input = transformInputOf(index, entry, source, script.kind)
   let out: Transformed
   try {
     out = transformNow(input)
   } catch (err) {
     throw transformError(label, entry, err)
   }
-  return compileTransformed(label, entry, out, filename, kind)
+  return compileTransformed(label, entry, out, filename, script.kind)
+}
+
+/**
+ * A CommonJS entry compiled as it is, or the kind to transform it as: an ES
+ * module or TypeScript by its name, a `.js` ES module found by its syntax (as
+ * Node detects it), or CommonJS that calls `import()`. A syntax error throws.
+ */
+export function scriptOrKind(
+  label: string,
+  index: ResolveIndex,
+  entry: string,
+  source: string,
+  filename: string,
+): CompiledModule | { kind: ModuleKind } {
+  const kind = moduleKindOf(index, entry)
+  if (kind.loader !== undefined) return { kind }
+  try {
+    const fn = compileScript(label, entry, source, filename)
+    return mayImportDynamically(source) ? { kind: cjsWithImport } : { fn, esm: false, transformed: false }
+  } catch (err) {
+    if (!entry.endsWith('.js') || !isEsmSyntaxError(reasonOf(err))) throw err
+    return { kind: detectedEsm }
+  }
 }
 
 function compileTransformed(

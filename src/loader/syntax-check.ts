@@ -1,14 +1,7 @@
 import type { Bundle } from '../bundle/open-bundle.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
-import { compileScript, transformError, transformInputOf } from './compile-module.js'
-import {
-  cjsWithImport,
-  detectedEsm,
-  isEsmSyntaxError,
-  type ModuleKind,
-  mayImportDynamically,
-  moduleKindOf,
-} from './module-kind.js'
+import { scriptOrKind, transformError, transformInputOf } from './compile-module.js'
+import { moduleKindOf } from './module-kind.js'
 import { moduleLocation } from './module-location.js'
 import { resolveIndexOf } from './resolve.js'
 import { type Transformed, transformKey, transformLater } from './transform.js'
@@ -52,22 +45,13 @@ export async function checkSyntaxOffThread(
   for (const entry of ownScripts(bundle)) {
     const source = index.readText(entry)
     try {
-      let kind: ModuleKind = moduleKindOf(index, entry)
-      if (kind.format === 'json') {
+      if (moduleKindOf(index, entry).format === 'json') {
         parseJson(bundle.file, entry, source)
         continue
       }
-      if (kind.loader === undefined) {
-        try {
-          compileScript(bundle.file, entry, source, moduleLocation(bundle, entry).filename)
-          if (!mayImportDynamically(source)) continue
-          kind = cjsWithImport
-        } catch (err) {
-          if (!entry.endsWith('.js') || !isEsmSyntaxError(reasonOf(err))) throw err
-          kind = detectedEsm
-        }
-      }
-      const input = transformInputOf(index, entry, source, kind)
+      const script = scriptOrKind(bundle.file, index, entry, source, moduleLocation(bundle, entry).filename)
+      if ('fn' in script) continue
+      const input = transformInputOf(index, entry, source, script.kind)
       if (known.has(transformKey(input))) continue
       try {
         transformed.push(await transformLater(input))

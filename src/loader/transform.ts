@@ -126,38 +126,40 @@ export function cached(input: TransformInput, key = transformKey(input)): Transf
 
 /** Transforms now, on this thread (esbuild's service does the work; this thread waits). */
 export function transformNow(input: TransformInput): Transformed {
-  const key = transformKey(input)
-  const hit = cached(input, key)
+  const { key, hit, t0 } = lookup(input)
   if (hit) return hit
-  const t0 = performance.now()
-  let out: { code: string; map: string }
   try {
-    out = transformSync(input.source, optionsOf(input))
+    return made(input, key, transformSync(input.source, optionsOf(input)), t0)
   } catch (err) {
-    throw failure(err)
-  } finally {
-    transformStats.ms += performance.now() - t0
+    throw failed(err, t0)
   }
-  transformStats.transformed++
-  return finish(input, key, out.code, out.map)
 }
 
 /** Transforms without blocking this thread (esbuild works in its own process). */
 export async function transformLater(input: TransformInput): Promise<Transformed> {
-  const key = transformKey(input)
-  const hit = cached(input, key)
+  const { key, hit, t0 } = lookup(input)
   if (hit) return hit
-  const t0 = performance.now()
-  let out: { code: string; map: string }
   try {
-    out = await transform(input.source, optionsOf(input))
+    return made(input, key, await transform(input.source, optionsOf(input)), t0)
   } catch (err) {
-    throw failure(err)
-  } finally {
-    transformStats.ms += performance.now() - t0
+    throw failed(err, t0)
   }
+}
+
+function lookup(input: TransformInput) {
+  const key = transformKey(input)
+  return { key, hit: cached(input, key), t0: performance.now() }
+}
+
+function made(input: TransformInput, key: string, out: { code: string; map: string }, t0: number) {
+  transformStats.ms += performance.now() - t0
   transformStats.transformed++
   return finish(input, key, out.code, out.map)
+}
+
+function failed(err: unknown, t0: number): TransformFailure {
+  transformStats.ms += performance.now() - t0
+  return failure(err)
 }
 
 /** Puts a result into the cache (one made on another thread, say). */
