@@ -183,6 +183,36 @@ export function register (): { twice: number; sealed: boolean; strict: boolean; 
   })
 })
 
+test('TypeScript in a CommonJS scope (no package type) imports defaults of TypeScript, CommonJS and export =', async (t) => {
+  const bundle = await bundleOf(
+    t,
+    {
+      'index.ts': `
+import config from './config'
+import { twice } from './lib/math'
+import legacy from './legacy.js'
+import assigned from './assigned'
+import * as all from './config'
+export function register (): unknown {
+  return { port: config.port, twice: twice(2), legacy: legacy.name, assigned: assigned(), keys: Object.keys(all).sort() }
+}
+`,
+      'config.ts': 'export default { port: 8080 }\nexport const extra = 1\n',
+      'lib/math.ts': 'export const twice = (n: number): number => n * 2\n',
+      'legacy.js': `module.exports = { name: 'legacy' }`,
+      'assigned.ts': 'export = (): string => "assigned"\n',
+    },
+    { main: 'index.ts' },
+  )
+  assert.deepEqual(loadModuleCode(bundle).exports.register(), {
+    port: 8080,
+    twice: 4,
+    legacy: 'legacy',
+    assigned: 'assigned',
+    keys: ['default', 'extra'],
+  })
+})
+
 test("createRequire(import.meta.url) in an ES module gives the bundle's require", async (t) => {
   const bundle = await bundleOf(
     t,

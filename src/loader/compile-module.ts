@@ -22,8 +22,14 @@ import {
 /** One bundle entry compiled, ready to run with the loader's arguments. */
 export interface CompiledModule {
   readonly fn: (...args: unknown[]) => unknown
-  /** Run from an ES module source: its exports are its namespace (an `import` of it gets them as they are). */
+  /** Run as an ES module (strict, `this` undefined at the top level). */
   readonly esm: boolean
+  /**
+   * ES module syntax made its exports (an ES module, or TypeScript written
+   * with `import`/`export`): when they carry `__esModule` they are its
+   * namespace, which an import gets as it is.
+   */
+  readonly namespace: boolean
   /** Transformed first: `fn` takes `__nyalaRequire` and `__nyalaImportMeta` after CommonJS's five. */
   readonly transformed: boolean
 }
@@ -89,7 +95,9 @@ export function scriptOrKind(
   if (kind.loader !== undefined) return { kind }
   try {
     const fn = compileScript(label, entry, source, filename)
-    return mayImportDynamically(source) ? { kind: cjsWithImport } : { fn, esm: false, transformed: false }
+    return mayImportDynamically(source)
+      ? { kind: cjsWithImport }
+      : { fn, esm: false, namespace: false, transformed: false }
   } catch (err) {
     if (!entry.endsWith('.js') || !isEsmSyntaxError(reasonOf(err))) throw err
     return { kind: detectedEsm }
@@ -105,7 +113,10 @@ function compileTransformed(
 ): CompiledModule {
   const fn = compileScript(label, entry, out.code, filename, transformedParams)
   registerSourceMap(filename, out.code, out.map)
-  return { fn, esm: kind.format === 'esm', transformed: true }
+  // TypeScript in a CommonJS scope is still written with import/export (Node's syntax detection runs
+  // such a file as an ES module); `export =` gives no __esModule, and stays CommonJS to importers
+  const namespace = kind.format === 'esm' || kind.loader === 'ts'
+  return { fn, esm: kind.format === 'esm', namespace, transformed: true }
 }
 
 export function transformError(label: string, entry: string, err: unknown) {

@@ -18,8 +18,8 @@ interface CjsModule {
   readonly id: string
   readonly filename: string
   loaded: boolean
-  /** Run from an ES module source (its exports are its namespace). */
-  esm?: boolean
+  /** Its exports may be an ES module namespace (see CompiledModule). */
+  namespace?: boolean
 }
 
 export interface ModuleCode {
@@ -259,7 +259,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
       cache.delete(entry)
       throw err
     }
-    mod.esm = code.esm
+    mod.namespace = code.namespace
     const localRequire = requireOf(entry)
     loaded.push(entry)
     try {
@@ -328,7 +328,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     }
     if (!edges.includes(target.entry)) edges.push(target.entry)
     const mod = loadModule(target.entry)
-    return mode === 'import' ? namespaceOf(mod.exports, mod.esm === true, mod.loaded) : mod.exports
+    return mode === 'import' ? namespaceOf(mod.exports, mod.namespace === true, mod.loaded) : mod.exports
   }
 
   return { load, loaded, requires }
