@@ -22,6 +22,8 @@ const benchmarks = {
   peers: () => import('./peers.js'),
   scale: () => import('./scale.js'),
   transform: () => import('./transform.js'),
+  signature: () => import('./signature.js'),
+  console: () => import('./console.js'),
 }
 
 /** Names that stand for several benchmarks: `npm run bench -- reload`. */

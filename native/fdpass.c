@@ -390,6 +390,19 @@ static napi_value js_wait_readable(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+// The watchdog (src/supervise/watchdog-worker.ts) ends a process whose event loop is stuck from
+// its own thread, where process.exit ends only that thread: _exit ends the whole process with
+// the exit code at once. Nothing else can run meanwhile: the main thread is stuck, and its
+// exit handlers would wait for it. The caller has written its log line with a synchronous write.
+static napi_value js_exit_now(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t code;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || !get_int_arg(env, argv[0], &code)) return throw_type(env, "exitNow(code): code must be a number");
+  _exit(code & 0xff);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"listen", NULL, js_listen, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -401,6 +414,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
       {"describe", NULL, js_describe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"waitReadable", NULL, js_wait_readable, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"exitNow", NULL, js_exit_now, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

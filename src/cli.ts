@@ -7,11 +7,14 @@ import './http/tick-shape.js'
 import 'fastify'
 import { exitCodes, UsageError, version } from './cli/common.js'
 import { deploy } from './cli/deploy.js'
+import { init } from './cli/init.js'
+import { keygen } from './cli/keygen.js'
 import { pack } from './cli/pack.js'
 import { reload } from './cli/reload.js'
 import { start } from './cli/start.js'
 import { status } from './cli/status.js'
 import { upgrade } from './cli/upgrade.js'
+import { verifyCommand } from './cli/verify.js'
 import { isNyalaError, nyalaError } from './errors.js'
 
 export { exitCodes }
@@ -22,10 +25,13 @@ Usage: nyala <command> [options]
 
 Commands:
   start          load the bundles of modules/ and serve them
-  pack <dir>     pack a module directory into a bundle (zip)
+  init <dir>     write a new module (--typescript for TypeScript)
+  pack <dir>     pack a module directory into a bundle (zip), with its production packages
   status         print the modules of a running host (admin API)
   reload [name]  reload one module and its dependents, or rescan everything
   deploy <file>  validate a bundle, place it in staging and wait for the host's verdict
+  keygen         write an Ed25519 key pair for signing bundles
+  verify <file>  check a bundle's signatures against a root's trusted keys
   upgrade        replace the running instance with a new process (no refused connection)
 
 Options:
@@ -37,11 +43,14 @@ Error codes (NYALA_ERR_*) are listed in docs/errors.md.`
 
 const commands: Record<string, (args: string[]) => Promise<number>> = {
   start,
+  init,
   pack,
   status,
   reload,
   deploy,
   upgrade,
+  keygen,
+  verify: verifyCommand,
 }
 
 export async function main(argv: string[]): Promise<number> {

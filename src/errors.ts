@@ -54,6 +54,65 @@ const definitions = {
     message: 'module "{module}" is provided by two bundles: {bundle} and {other}',
     status: 409,
   },
+
+  // signed bundles (docs/signing.md): every refusal of a signature starts NYALA_ERR_BUNDLE_SIGNATURE
+  NYALA_ERR_BUNDLE_SIGNATURE_MISSING: {
+    message: '{bundle}: not signed, and bundle.signature.required=true (trusted keys in {dir})',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_MALFORMED: {
+    message: '{bundle}: signature entry {entry} cannot be used: {reason}',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_MODULE: {
+    message: '{bundle}: signed for {what} "{signed}", but the bundle is {what} "{actual}"',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_UNKNOWN_KEY: {
+    message: '{bundle}: signed by key {keyId}, which is not a trusted key (no such .pub file in {dir})',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_KEY_EXPIRED: {
+    message: '{bundle}: signed by key {keyId}, which expired at {expires} ({file})',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_KEY_REVOKED: {
+    message: '{bundle}: signed by key {keyId}, which is revoked ({file})',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_INVALID: {
+    message:
+      "{bundle}: the signature by trusted key {keyId} does not verify (the signed list was changed after signing, or the signature is not this key's)",
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_THRESHOLD: {
+    message:
+      '{bundle}: {found} trusted key(s) signed it ({keyIds}), expected at least {threshold} (bundle.signature.threshold)',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_UNCOVERED: {
+    message: '{bundle}: entry "{entry}" is not covered by the signature',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_ENTRY_MISMATCH: {
+    message: '{bundle}: signed entry "{entry}" {reason}',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_DUPLICATE_ENTRY: {
+    message: '{bundle}: entry "{entry}" appears {count} times; a signed bundle has one entry per name',
+    status: 422,
+  },
+  NYALA_ERR_BUNDLE_SIGNATURE_ROLLBACK: {
+    message:
+      '{bundle}: signed with sequence {sequence}, lower than {running}, the sequence of generation {generation} of module "{module}" that is running',
+    status: 409,
+  },
+  NYALA_ERR_TRUSTED_KEY_INVALID: {
+    message: '{file}: key "{key}" has value "{value}", expected {expected}',
+    status: 500,
+  },
+  NYALA_ERR_SIGNING_KEY: { message: '{file}: cannot sign with this key: {reason}', status: 400 },
+
   NYALA_ERR_MANIFEST_MISSING: { message: '{bundle}: no module.properties at the bundle root', status: 422 },
   NYALA_ERR_MANIFEST_INVALID: {
     message: '{bundle}: module.properties key "{key}" has value "{value}", expected {expected}',
@@ -81,6 +140,19 @@ const definitions = {
     message:
       '{bundle}: {location} uses top-level await, which module code cannot (it is run as CommonJS from memory): move it into register or an async function',
     status: 422,
+  },
+  // files on disk where code expects them (issue 15 part 3): the content-addressed cache and native addons
+  NYALA_ERR_ADDON_INCOMPATIBLE: {
+    message: '{bundle}: native addon "{entry}" was built for {found}, this process needs {expected}',
+    status: 422,
+  },
+  NYALA_ERR_ADDON_LOAD: {
+    message: '{bundle}: native addon "{entry}" cannot be loaded: {reason}',
+    status: 422,
+  },
+  NYALA_ERR_CACHE_WRITE: {
+    message: '{bundle}: cannot write its files to the cache directory {dir}: {reason}',
+    status: 500,
   },
 
   // the module graph
@@ -138,6 +210,13 @@ const definitions = {
     message:
       'module "{module}" is reloading (auto.reload.mode=blocking) and did not come back within auto.reload.block.timeout ({timeout} ms)',
     status: 503,
+  },
+
+  // HTTP upgrades (WebSockets), issue 15 part 5
+  NYALA_ERR_UPGRADE_UNHANDLED: {
+    message:
+      'module "{module}" does not accept upgrades ({protocol}) for {path}: nothing in it listens for them; register a plugin that does, such as @fastify/websocket',
+    status: 404,
   },
 
   // hot reload
@@ -248,6 +327,49 @@ const definitions = {
     status: 504,
   },
   NYALA_ERR_UPGRADE_FAILED: { message: 'upgrade failed: {reason}', status: 500 },
+
+  // the host's own crash: an uncaught error no module code is found in (issue 14 part 3)
+  NYALA_ERR_HOST_CRASHED: {
+    message: 'the host crashed ({origin} outside any module): {reason}',
+    status: 500,
+  },
+  NYALA_ERR_HOST_CRASH_REPLACE: {
+    message: 'the crashed host (pid {crashedPid}) could not be replaced: {reason}; exiting with code 1',
+    status: 500,
+  },
+  NYALA_ERR_HOST_CRASH_LOOP: {
+    message:
+      'the host crashed again after {upgrades} replacement(s) within {window} s (host.crash.max.upgrades={max}): no further successor; exiting with code 1',
+    status: 500,
+  },
+  // nyala pack (module source directories with package.json) and nyala init
+  NYALA_ERR_PACK_DEPENDENCY_MISSING: {
+    message:
+      '{dir}: production dependency "{package}" (needed by {by}) is not installed in {dir}/node_modules; run "npm install --omit=dev" (or "npm ci") in {dir}',
+    status: 422,
+  },
+  NYALA_ERR_PACK_TOO_LARGE: {
+    message:
+      '{bundle}: the zipped content passes 4 GB at entry "{entry}"; a bundle is read whole into memory',
+    status: 413,
+  },
+  NYALA_ERR_PACK_PACKAGE_JSON: { message: '{file}: cannot read package.json: {reason}', status: 422 },
+  NYALA_ERR_INIT_NOT_EMPTY: {
+    message:
+      '{dir} is not an empty directory ({found}): nyala init writes only into a new or empty directory',
+    status: 409,
+  },
+  NYALA_ERR_INIT_NAME: {
+    message:
+      'module name "{name}" is not valid: expected letters, digits, ".", "_" or "-", starting with a letter or digit (give one with --name)',
+    status: 400,
+  },
+  // the watchdog (issue 14, part 4: a stuck event loop is seen)
+  NYALA_ERR_EVENT_LOOP_STALL: {
+    message:
+      'the event loop has not turned for {ms} ms (watchdog.stall.ms={limit}): {running}; watchdog.action={action}',
+    status: 500,
+  },
 } as const satisfies Record<string, Definition>
 
 export type ErrorCode = keyof typeof definitions

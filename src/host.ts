@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { findBundles } from './bundle/find-bundles.js'
 import { moduleNameOf } from './bundle/module-name.js'
 import { type Bundle, openBundle } from './bundle/open-bundle.js'
+import { currentTrustPolicy, type TrustPolicy } from './bundle/trust-store.js'
 import type { HostOptions } from './config/host-options.js'
 import { readPropertiesFile } from './config/read-properties.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from './errors.js'
@@ -19,6 +20,7 @@ import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, httpUrlOf, listen } from './http/listener.js'
 import './http/tick-shape.js'
 import { bundleReader } from './loader/bundle-reader.js'
+import { FileCache } from './loader/file-cache.js'
 import { transformCounts } from './loader/transform.js'
 import type { Logger } from './logger.js'
 import { crashActions } from './reload/crash-actions.js'
@@ -60,6 +62,7 @@ export class NyalaHost {
   constructor(options: HostOptions, log: Logger) {
     this.options = options
     this.log = log
+    this.files = new FileCache(options.cacheDir, log.child({ cache: options.cacheDir }))
     this.reloader = new Reloader(this)
     this.supervisor = new Supervisor(crashActions(this, this.reloader), options.crash)
     // a reload someone asked for (a deploy, `nyala reload`) starts a fresh restart count
@@ -74,6 +77,8 @@ export class NyalaHost {
    * (src/upgrade/process-lifecycle.ts).
    */
   readonly supervisor: Supervisor
+  /** The bundles' files on disk (`cache.directory`), one directory per distinct content. */
+  readonly files: FileCache
 
   get address(): AddressInfo | undefined {
     return (this.servers.get('http')?.address() as AddressInfo | null) ?? undefined
@@ -102,6 +107,7 @@ export class NyalaHost {
     const { server, address } = await listen(this.dispatcher.handle, {
       host: this.options.host,
       port: this.options.port,
+      upgrade: this.dispatcher.upgrade,
       ...(fd === undefined ? {} : { fd }),
     })
     this.servers.set('http', server)
@@ -160,6 +166,15 @@ export class NyalaHost {
     const reader = bundleReader.warm()
     await this.reloader.start()
     await this.loadAll()
+    // what an earlier run or a killed process left, once this one holds what it uses
+    void this.files.sweep().then(
+      (removed) => {
+        if (removed > 0)
+          this.log.info({ dir: this.files.dir, removed }, `removed ${removed} unused cache directories`)
+      },
+      (err: unknown) =>
+        this.log.warn({ dir: this.files.dir, reason: reasonOf(err) }, 'cannot sweep the cache directory'),
+    )
     await reader
     this.reloader.resume()
     // built here, not when listening: a successor builds it before the handover, not during it
@@ -177,7 +192,17 @@ export class NyalaHost {
     const t0 = performance.now()
     const files = await findBundles(dir)
     this.log.info({ modulesDir: dir, bundles: files.length }, `loading ${files.length} bundles from ${dir}`)
-    const opened = await mapLimit(files, openConcurrency, (file) => this.#open(file))
+    const trust = currentTrustPolicy(this.options.signature)
+    this.log.info(
+      {
+        signaturesRequired: trust.required,
+        trustedKeys: trust.keys.length,
+        threshold: trust.threshold,
+        trustedKeysDir: trust.dir,
+      },
+      `bundle signatures ${trust.required ? 'required' : 'checked when present'}: ${trust.keys.length} trusted key(s) in ${trust.dir}, threshold ${trust.threshold}`,
+    )
+    const opened = await mapLimit(files, openConcurrency, (file) => this.#open(file, trust))
 
     const byName = new Map<string, { file: string; result: Bundle | NyalaError }[]>()
     for (const [i, result] of opened.entries()) {
@@ -218,6 +243,8 @@ export class NyalaHost {
       }
     }
 
+    // one write of this process's cache lease for every bundle, not one per module started
+    await this.files.reserve(bundles.values()).catch(() => {})
     // modules that failed to open stay in the graph, so their dependents report them as failed, not missing
     const nodes = [...this.modules.values()].map((m) => nodeOf(m.name, m.bundle?.manifest))
     for (const node of nodes) this.graph.set(node)
@@ -247,9 +274,9 @@ export class NyalaHost {
     )
   }
 
-  async #open(file: string): Promise<Bundle | NyalaError> {
+  async #open(file: string, trust: TrustPolicy): Promise<Bundle | NyalaError> {
     try {
-      return await openBundle(file, { maxBytes: this.options.bundleMaxBytes })
+      return await openBundle(file, { maxBytes: this.options.bundleMaxBytes, trust })
     } catch (err) {
       if (isNyalaError(err)) return err
       return nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: file, reason: reasonOf(err) }, err)
@@ -321,6 +348,8 @@ export class NyalaHost {
         stopTimeoutMs: this.options.moduleStopTimeoutMs,
         logRequests: this.options.logRequests,
         previousCode: record.generation?.code,
+        stats: record.stats,
+        files: this.files,
       })
       await generation.start()
     } catch (err) {
@@ -412,12 +441,20 @@ export class NyalaHost {
    */
   async close(graceMs = this.options.process.shutdownGraceMs): Promise<void> {
     this.closing = true
+    // what the modules use stays on disk for the next start (its sweep removes what it does not use)
+    this.files.keepOnRelease()
     const deadline = Date.now() + graceMs
     await this.reloader.close()
     // reloads are done: the bundle reader's thread has nothing left to do (a later read starts it again)
     await bundleReader.close()
     this.#endAdminStreams()
+    // open WebSockets keep their server's close waiting: the end of the grace period ends them
+    // (close frame 1001 "going away"), as a reload's drain timeout does
+    const endUpgraded = setTimeout(() => {
+      for (const record of this.modules.values()) record.generation?.endUpgraded()
+    }, graceMs)
     await Promise.all([...this.servers.values()].map((server) => closeServer(server, graceMs)))
+    clearTimeout(endUpgraded)
     this.servers.clear()
     for (const name of [...this.#order].reverse()) {
       const record = this.modules.get(name)
@@ -430,5 +467,6 @@ export class NyalaHost {
       this.log.info({ module: name, generation: generation.number }, `module ${name} stopped`)
     }
     this.dispatcher.swap(new DispatchTable([]))
+    await this.files.close()
   }
 }

@@ -271,3 +271,18 @@ test('bench/run.js transform --quick measures cold, ahead, warm and CommonJS loa
     assert.equal(typeof transform.summary[key], 'number', key)
   }
 })
+
+test('bench/run.js signature console --quick runs both and records figures', {
+  timeout: timeoutMs + 30_000,
+}, async () => {
+  const { code, signal, stdout, stderr } = await runBench(['signature', 'console', '--quick'])
+  assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)
+  const report = (await readReport()).benchmarks
+  const sig = report?.signature
+  assert.ok(sig && sig.error === undefined, `signature entry: ${sig?.error}`)
+  assert.ok(sig.summary.plainMs > 0 && sig.summary.verifiedMs > 0)
+  const page = report?.console
+  assert.ok(page && page.error === undefined, `console entry: ${page?.error}`)
+  for (const n of page.summary.settings.sizes)
+    assert.ok(page.summary.results[n].renderMs > 0, `render at ${n}`)
+})

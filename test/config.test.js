@@ -35,6 +35,7 @@ test('defaults apply when the default configuration file is absent', async (t) =
   assert.equal(options.autoReload.checkIntervalMs, 2000)
   assert.equal(options.autoReload.mode, 'overlap')
   assert.equal(options.process.pidFile, path.join(root, 'run', 'nyala.pid'))
+  assert.deepEqual(options.watchdog, { stallMs: 2000, action: 'log' })
 })
 
 test('options are deeply frozen', async (t) => {
@@ -74,6 +75,9 @@ test('a bad value names file, key, value and what was expected', async (t) => {
     ['auto.reload.monitoring.type=', 'auto.reload.monitoring.type', ''],
     ['auto.reload.modules=perhaps', 'auto.reload.modules', 'perhaps'],
     ['bundle.max.bytes=lots', 'bundle.max.bytes', 'lots'],
+    ['watchdog.stall.ms=50', 'watchdog.stall.ms', '50'],
+    ['watchdog.stall.ms=2s', 'watchdog.stall.ms', '2s'],
+    ['watchdog.action=restart', 'watchdog.action', 'restart'],
   ]) {
     const root = await rootWith(t, `${line}\n`)
     const file = path.join(root, 'config', 'impala.properties')

@@ -2,14 +2,14 @@
 // ctx.setTimeout, an 'error' event nobody listens to) never takes the host down: the supervisor
 // restarts it within module.crash.max.restarts, then fails it with NYALA_ERR_MODULE_CRASH_LOOP,
 // while the other modules answer every request. Also the fail and log policies, a crash of an
-// old generation draining after a reload, and an error no module owns (the process exits, as
-// before). Real CLI, real sockets on 127.0.0.1; the load is bounded in count and time.
+// old generation draining after a reload, and an error no module owns with host.crash.action=exit
+// (the process exits). Real CLI, real sockets on 127.0.0.1; the load is bounded in count and time.
 import assert from 'node:assert/strict'
 import { rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
-import { agentGet, deploy, makeRoot, request, startHost, waitUntil } from './helpers.js'
+import { agentGet, deploy, keepAliveLoad, makeRoot, request, startHost, waitUntil } from './helpers.js'
 
 const crashIndex = `const { EventEmitter } = require('node:events')
 module.exports = {
@@ -117,29 +117,7 @@ async function openEvents(t, url) {
  * Keep-alive load on the healthy modules: 2 connections, each alternating between the
  * paths, a few ms apart, at most `max` requests each; `stop()` ends it and resolves the results.
  */
-function startLoad(t, urls, max = 600) {
-  const agents = [0, 1].map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
-  t.after(() => {
-    for (const agent of agents) agent.destroy()
-  })
-  let stopped = false
-  const results = []
-  const loops = agents.map(async (agent, i) => {
-    for (let n = 0; n < max && !stopped; n++) {
-      const url = urls[(n + i) % urls.length]
-      results.push({ url, ...(await agentGet(agent, url)) })
-      await new Promise((resolve) => setTimeout(resolve, 5))
-    }
-  })
-  return {
-    results,
-    async stop() {
-      stopped = true
-      await Promise.all(loops)
-      return results
-    },
-  }
-}
+const startLoad = (t, urls, max = 600) => keepAliveLoad(t, [urls, [...urls.slice(1), urls[0]]], { max })
 
 const crashRecords = (host) => host.logs().filter((r) => r.code === 'NYALA_ERR_MODULE_CRASHED')
 const moduleInfo = async (host, name) => (await request(host.admin(`/modules/${name}`))).body
@@ -335,10 +313,11 @@ test('a leftover timer of a removed module crashes: logged and counted against n
   assert.equal(host.child.exitCode, null)
 })
 
-test('an error no module can be found in (a thrown string) ends the process as before: logged, exit code 1', {
+// the default, host.crash.action=upgrade (a successor takes over), is in e2e-host-crash.test.js
+test('host.crash.action=exit: an error no module can be found in (a thrown string) ends the process: logged with NYALA_ERR_HOST_CRASHED, exit code 1', {
   timeout: 60_000,
 }, async (t) => {
-  const { host } = await setUp(t, '')
+  const { host } = await setUp(t, 'host.crash.action=exit\n')
   assert.equal((await request(host.url('/crash/throw-string'))).status, 200)
   const exit = await waitUntil(
     () => host.child.exitCode !== null && { code: host.child.exitCode },
@@ -346,8 +325,15 @@ test('an error no module can be found in (a thrown string) ends the process as b
     30_000,
   )
   assert.equal(exit.code, 1)
-  const fatal = host.logs().find((r) => r.level === 60)
-  assert.equal(fatal.origin, 'uncaughtException')
-  assert.match(fatal.msg, /outside any module/)
+  const fatal = host.logs().filter((r) => r.level === 60)
+  assert.equal(fatal.length, 1, 'logged once')
+  assert.deepEqual(
+    [fatal[0].code, fatal[0].origin, fatal[0].action, fatal[0].why, fatal[0].stack],
+    ['NYALA_ERR_HOST_CRASHED', 'uncaughtException', 'exit', 'host.crash.action=exit', 'a string, no stack'],
+  )
+  assert.match(fatal[0].msg, /outside any module/)
+  assert.match(host.stderr(), /nyala: uncaughtException: a string, no stack/)
   assert.equal(crashRecords(host).length, 0)
+  // no successor was started: every record is the one process's
+  assert.deepEqual([...new Set(host.logs().map((r) => r.pid))], [host.child.pid])
 })

@@ -212,6 +212,38 @@ export function agentGet(agent, url) {
   })
 }
 
+/**
+ * Keep-alive load: one connection per lane, each cycling through its URLs with sequential
+ * requests 5 ms apart, at most `max` per lane. `results` fills as the answers come
+ * (`{ url, lane, ...agentGet }`, in order within a lane); `stop()` lets each lane make `tail`
+ * more requests, then resolves the results. The agents are destroyed by `t.after`.
+ */
+export function keepAliveLoad(t, lanes, { max = 600, tail = 0 } = {}) {
+  const agents = lanes.map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
+  t.after(() => {
+    for (const agent of agents) agent.destroy()
+  })
+  let stopped = false
+  const results = []
+  const loops = lanes.map(async (urls, lane) => {
+    let after = 0
+    for (let n = 0; n < max; n++) {
+      if (stopped && after++ >= tail) break
+      const url = urls[n % urls.length]
+      results.push({ url, lane, ...(await agentGet(agents[lane], url)) })
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  })
+  return {
+    results,
+    async stop() {
+      stopped = true
+      await Promise.all(loops)
+      return results
+    },
+  }
+}
+
 /** GET or other request; resolves { status, headers, body (parsed JSON when JSON), text }. */
 export async function request(url, init) {
   const res = await fetch(url, init)
@@ -286,4 +318,38 @@ export async function startDaemon(t, root, args = []) {
 /** A module answering `GET <prefix>/` with the pid of the process that serves it. */
 export const pidModuleFiles = {
   'index.js': `module.exports = { async register (app) { app.get('/', async () => ({ pid: process.pid })) } }\n`,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bundles with real registry packages, copied from the project's own node_modules (no network)
+
+import { existsSync } from 'node:fs'
+import { cp, readFile as readJson } from 'node:fs/promises'
+
+/**
+ * Copies the packages `names` and their `dependencies`, transitively, from the project's
+ * node_modules (installed by `npm ci` as devDependencies) into `<dir>/node_modules`, in the
+ * layout npm installed them (a package nested in another's node_modules comes with it);
+ * returns the package names copied.
+ */
+export async function copyPackages(dir, names) {
+  const top = path.join(projectRoot, 'node_modules')
+  const copied = new Set()
+  const seen = new Set()
+  const queue = names.map((name) => ({ name, from: path.join(top, name) }))
+  while (queue.length > 0) {
+    const { name, from } = queue.shift()
+    if (seen.has(from)) continue
+    seen.add(from)
+    const nested = path.relative(top, from).includes(`${path.sep}node_modules${path.sep}`)
+    if (!nested) await cp(from, path.join(dir, 'node_modules', name), { recursive: true })
+    copied.add(name)
+    const pkg = JSON.parse(await readJson(path.join(from, 'package.json'), 'utf8'))
+    for (const dep of Object.keys(pkg.dependencies ?? {})) {
+      // as Node resolves: the package's own node_modules first, then the top level
+      const own = path.join(from, 'node_modules', dep)
+      queue.push({ name: dep, from: existsSync(own) ? own : path.join(top, dep) })
+    }
+  }
+  return [...copied]
 }

@@ -59,7 +59,12 @@ async function bundleOf(t, files, fields = {}, { npm = false } = {}) {
 }
 
 const esmModule = {
-  'package.json': JSON.stringify({ name: 'm', type: 'module' }),
+  // nyala pack takes the production dependencies from node_modules/
+  'package.json': JSON.stringify({
+    name: 'm',
+    type: 'module',
+    dependencies: { chalk: '*', nanoid: '*', uuid: '*', 'dunder-proto': '*', 'math-intrinsics': '*' },
+  }),
   'index.mjs': `
 import chalk from 'chalk'
 import { nanoid } from 'nanoid'
@@ -387,7 +392,7 @@ test('300 generations of a TypeScript module importing an ESM-only package are g
     'heavy',
     { main: 'index.ts' },
     {
-      'package.json': JSON.stringify({ type: 'module' }),
+      'package.json': JSON.stringify({ type: 'module', dependencies: { chalk: '*' } }),
       'index.ts': `
 import chalk from 'chalk'
 import { util } from './util.js'
@@ -406,6 +411,7 @@ export async function register (app: any, ctx: any): Promise<void> {
     recursive: true,
   })
   const bundleFile = await packWithNyala(dir, path.join(root, 'modules', 'heavy.zip'))
+  assert.ok((await openBundle(bundleFile)).files.has('node_modules/chalk/source/index.js'), 'chalk is packed')
   const { stdout } = await run(
     process.execPath,
     ['--expose-gc', path.join(import.meta.dirname, 'heap-probe.js'), bundleFile, '300'],

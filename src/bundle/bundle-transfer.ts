@@ -17,6 +17,7 @@ export interface BundleTransfer {
   readonly manifest: Manifest
   readonly hash: string
   readonly warnings: readonly WireError[]
+  readonly signature: Bundle['signature']
   /** Entry paths, in the bundle's order. */
   readonly entries: readonly string[]
   /** Byte length of each entry's content in `contents`, laid end to end. */
@@ -57,6 +58,7 @@ export function bundleToTransfer(bundle: Bundle): BundleTransfer {
     manifest: bundle.manifest,
     hash: bundle.hash,
     warnings: bundle.warnings.map(errorToWire),
+    signature: bundle.signature,
     entries,
     lengths,
     contents: contents.buffer as ArrayBuffer,
@@ -85,6 +87,8 @@ export function bundleFromTransfer(t: BundleTransfer): Bundle {
     hash: t.hash,
     // only NyalaErrors are warnings
     warnings: Object.freeze(t.warnings.map((w) => errorFromWire(w) as NyalaError)),
+    signature:
+      t.signature && Object.freeze({ ...t.signature, keyIds: Object.freeze([...t.signature.keyIds]) }),
   })
 }
 

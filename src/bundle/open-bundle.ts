@@ -6,6 +6,10 @@ import { type Manifest, parseManifest } from './manifest.js'
 import { moduleNameOf } from './module-name.js'
 import { readDirectory } from './read-directory.js'
 import { type BundleFiles, readZip } from './read-zip.js'
+import { type SignatureInfo, signatureEntry } from './signature-format.js'
+import type { TrustPolicy } from './trust-store.js'
+import { verifySignature } from './verify-signature.js'
+import { zipEntryNames } from './zip-entry-names.js'
 
 /** A bundle read whole into memory and validated; nothing on disk is used after this. */
 export interface Bundle {
@@ -20,6 +24,8 @@ export interface Bundle {
   readonly hash: string
   /** Problems that do not refuse the bundle (unknown manifest keys). */
   readonly warnings: readonly NyalaError[]
+  /** The verified signature; `undefined` for an unsigned bundle, or one opened without a trust policy. */
+  readonly signature: SignatureInfo | undefined
 }
 
 export interface OpenBundleOptions {
@@ -29,6 +35,12 @@ export interface OpenBundleOptions {
   readonly name?: string
   /** The file's bytes, already read (a reload reads once, opens, and may commit those bytes). */
   readonly data?: Buffer
+  /**
+   * Signatures to require and keys to trust. Without it a signature entry is
+   * left unchecked (as `nyala pack` reads its own output); the host always
+   * passes one.
+   */
+  readonly trust?: TrustPolicy | undefined
 }
 
 const manifestEntry = 'module.properties'
@@ -48,7 +60,8 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}): Pr
   const name = opts.name ?? moduleNameOf(bundle, isDirectory)
   if (!name) throw nyalaError('NYALA_ERR_BUNDLE_NAME', { bundle })
 
-  let files: BundleFiles
+  let files: Map<string, Buffer>
+  let rawNames: string[] | undefined
   const hash = createHash('sha256')
   if (isDirectory) {
     files = await readDirectory(bundle, bundle, maxBytes)
@@ -62,12 +75,30 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}): Pr
     }
     hash.update(data)
     files = await readZip(bundle, data, maxBytes)
+    if (opts.trust && files.has(signatureEntry)) rawNames = zipEntryNames(data)
   }
+  const signatureBytes = files.get(signatureEntry)
+  files.delete(signatureEntry)
 
   const manifestText = files.get(manifestEntry)
   if (!manifestText) throw nyalaError('NYALA_ERR_MANIFEST_MISSING', { bundle })
   const { manifest, warnings } = parseManifest(bundle, name, manifestText.toString('utf8'))
   if (!files.has(manifest.main)) throw nyalaError('NYALA_ERR_MAIN_MISSING', { bundle, entry: manifest.main })
+  // before any code of the bundle is compiled: the syntax check and the loader come after this
+  const signature = opts.trust
+    ? verifySignature(
+        {
+          bundle,
+          name,
+          version: manifest.version,
+          files,
+          signature: signatureBytes,
+          rawNames,
+          unlisted: signatureBytes !== undefined && !isDirectory && rawNames === undefined,
+        },
+        opts.trust,
+      )
+    : undefined
 
   return Object.freeze({
     name,
@@ -77,5 +108,6 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}): Pr
     files,
     hash: hash.digest('hex'),
     warnings: Object.freeze(warnings),
+    signature,
   })
 }

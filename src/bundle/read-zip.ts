@@ -3,6 +3,7 @@ import { inflateRawSync } from 'node:zlib'
 import JSZip from 'jszip'
 import { nyalaError, reasonOf } from '../errors.js'
 import { safeEntryPath } from './entry-path.js'
+import { signatureEntry } from './signature-format.js'
 
 /** jszip's documented StreamHelper, missing from its type definitions. */
 interface InternalStream {
@@ -64,7 +65,8 @@ function inflateNatively(
 /** Bundle files by entry path (`lib/util.js`), content in memory. */
 export type BundleFiles = ReadonlyMap<string, Buffer>
 
-// jar cf writes its own manifest; it is not part of the module
+// jar cf writes its own manifest; it is not part of the module. The signature entry is read (openBundle
+// takes it out of the files) but never loaded.
 const ignoredPrefix = 'META-INF/'
 
 function looksLikeZip(data: Buffer): boolean {
@@ -79,7 +81,7 @@ function looksLikeZip(data: Buffer): boolean {
  * after. An entry that leaves the bundle root is
  * refused before anything is inflated.
  */
-export async function readZip(bundle: string, data: Buffer, maxBytes: number): Promise<BundleFiles> {
+export async function readZip(bundle: string, data: Buffer, maxBytes: number): Promise<Map<string, Buffer>> {
   let zip: JSZip
   try {
     zip = await JSZip.loadAsync(data, { createFolders: false })
@@ -97,7 +99,8 @@ export async function readZip(bundle: string, data: Buffer, maxBytes: number): P
     const original = file.unsafeOriginalName ?? file.name
     const entry = safeEntryPath(original)
     if (entry === undefined) throw nyalaError('NYALA_ERR_BUNDLE_UNSAFE_ENTRY', { bundle, entry: original })
-    if (file.dir || entry === '' || entry.startsWith(ignoredPrefix) || entry === 'META-INF') continue
+    if (file.dir || entry === '' || entry === 'META-INF') continue
+    if (entry.startsWith(ignoredPrefix) && entry !== signatureEntry) continue
     entries.push({ entry, file })
   }
 

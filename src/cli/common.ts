@@ -4,7 +4,13 @@ import { isNyalaError, reasonOf } from '../errors.js'
 import type { Logger } from '../logger.js'
 
 /** Exit codes, documented in the README. */
-export const exitCodes = Object.freeze({ ok: 0, failure: 1, usage: 2 })
+export const exitCodes = Object.freeze({
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  /** `watchdog.action=exit`: the event loop was stuck for `watchdog.stall.ms`. */
+  stalled: 3,
+})
 
 export const version = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }

@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { type Bundle, openBundle } from '../bundle/open-bundle.js'
 import { placeAtomically, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
+import { currentTrustPolicy, type TrustPolicy } from '../bundle/trust-store.js'
 import { type HostOptions, loadHostOptions } from '../config/host-options.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { checkSyntax } from '../loader/load-module.js'
@@ -77,10 +78,11 @@ function refused(values: Values, json: Record<string, unknown>, err: NyalaError)
   return err
 }
 
-/** The host's own checks, before anything is written: file name, zip, manifest, main, syntax. */
+/** The host's own checks, before anything is written: file name, zip, manifest, main, signature, syntax. */
 async function validate(
   file: string,
   maxBytes: number | undefined,
+  trust: TrustPolicy | undefined,
 ): Promise<{ bundle: Bundle; data: Buffer }> {
   const base = path.basename(file)
   let isDirectory = false
@@ -101,7 +103,8 @@ async function validate(
   } catch (err) {
     throw nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: file, reason: reasonOf(err) }, err)
   }
-  const bundle = await openBundle(file, { data, ...(maxBytes ? { maxBytes } : {}) })
+  // the root's trust policy too, when there is a root: a bundle its host would refuse is not placed
+  const bundle = await openBundle(file, { data, ...(maxBytes ? { maxBytes } : {}), trust })
   checkSyntax(bundle)
   return { bundle, data }
 }
@@ -149,7 +152,11 @@ export async function deploy(args: string[]): Promise<number> {
   let checked: Checked
   let data: Buffer
   try {
-    const valid = await validate(file, options?.bundleMaxBytes)
+    const valid = await validate(
+      file,
+      options?.bundleMaxBytes,
+      options && currentTrustPolicy(options.signature),
+    )
     checked = summaryOf(valid.bundle, path.basename(file))
     data = valid.data
   } catch (err) {

@@ -1,10 +1,14 @@
 import type { HostFlags, LogFormatSetting } from '../config/host-options.js'
 import { loadHostOptions } from '../config/host-options.js'
 import { type ConfigKey, keySpecs } from '../config/keys.js'
+import { isNyalaError, reasonOf } from '../errors.js'
 import { NyalaHost } from '../host.js'
-import { createLogger } from '../logger.js'
+import { createLogger, resolveLogFormat } from '../logger.js'
+import { startWatchdog } from '../supervise/watchdog.js'
 import { daemonize } from '../upgrade/daemonize.js'
+import { addonFile } from '../upgrade/native.js'
 import { runProcess } from '../upgrade/process-lifecycle.js'
+import { Readiness } from '../upgrade/readiness.js'
 import { exitCodes, parse, reportFatal, UsageError } from './common.js'
 
 const startHelp = `Usage: nyala start [options]
@@ -40,7 +44,14 @@ socket, then drains and exits (without one, keeps serving); SIGTERM stops
 gracefully (drains up to shutdown.grace.period); SIGINT stops fast
 (shutdown.fast.timeout); SIGHUP rescans the modules and reloads what changed
 (as the admin API's POST /reload). A pidfile naming a running process refuses
-the start.`
+the start. An uncaught error outside every module (the host's own) starts a
+successor with these arguments and --upgrade, hands it the listeners and exits
+0 (host.crash.action=upgrade), or exits 1 (host.crash.action=exit, or when no
+successor takes over).
+
+A watchdog thread logs NYALA_ERR_EVENT_LOOP_STALL with the module and route
+running when the event loop has not turned for watchdog.stall.ms (default 2000,
+0: off); with watchdog.action=exit the process then exits with code 3.`
 
 const flagKeys: Record<string, ConfigKey> = {
   port: 'port',
@@ -100,6 +111,14 @@ export async function start(args: string[]): Promise<number> {
   try {
     loaded = loadHostOptions(flags)
   } catch (err) {
+    // a parent waiting for this process (--daemonize, nyala upgrade, a crashed host's
+    // replacement) learns the reason, not only an exit code
+    new Readiness().report({
+      state: 'failed',
+      pid: process.pid,
+      code: isNyalaError(err) ? err.code : 'ERROR',
+      message: reasonOf(err),
+    })
     // Only here, without options, a logger at the default level reports the error. One
     // logger per process: a second pino instance on stdout measured ~15 us more CPU per
     // request for the life of the process (bench/dispatch.js; cause inside pino not found).
@@ -117,7 +136,25 @@ export async function start(args: string[]): Promise<number> {
     log.info({ signal: 'SIGHUP' }, 'SIGHUP: rescanning modules')
     host.reloader.rescan('SIGHUP').catch((err: unknown) => reportFatal(log, err))
   }
-  return runProcess(host, log, { upgrade: values.upgrade === true, onHangup })
+  // a crashed host starts its successor as this process was started (host.crash.action=upgrade)
+  const successor = {
+    cli: process.argv[1]!,
+    args: args.filter((a) => a !== '--upgrade' && a !== '--daemonize'),
+  }
+  const watchdog = startWatchdog(
+    {
+      ...options.watchdog,
+      format: resolveLogFormat(options.logFormat),
+      exitCode: exitCodes.stalled,
+      addonFile,
+    },
+    log,
+  )
+  try {
+    return await runProcess(host, log, { upgrade: values.upgrade === true, onHangup, successor })
+  } finally {
+    await watchdog.stop()
+  }
 }
 
 /** Without options (they failed to load): the flag's format if it is a valid one, else auto. */

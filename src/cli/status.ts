@@ -5,7 +5,8 @@ import { exitCodes, parse, UsageError } from './common.js'
 const statusHelp = `Usage: nyala status [options]
 
 Prints the modules of a running host: state, version, generation, prefix,
-requests in flight, crashes of its code, last reload and last reload error.
+requests in flight, crashes of its code, the signing keys and sequence of a
+signed bundle, last reload and last reload error.
 
 Options:
 ${adminFlagsHelp}
@@ -32,6 +33,7 @@ export async function status(args: string[]): Promise<number> {
       const lastError = m.lastError as { code: string; message: string } | null
       const error = m.error as { code: string } | null
       const lastReload = m.lastReload as { at: string; ms: number } | null
+      const signature = m.signature as { keyIds: string[]; sequence: number } | null | undefined
       return [
         String(m.name),
         String(m.state),
@@ -40,6 +42,7 @@ export async function status(args: string[]): Promise<number> {
         String(m.prefix ?? '-'),
         String(m.inflight ?? 0),
         String(m.crashes ?? 0),
+        signature ? `${signature.keyIds.join(',')} #${signature.sequence}` : '-',
         m.registered === false ? 'no' : m.reloadable === false ? 'never' : 'yes',
         lastReload ? `${lastReload.at} (${lastReload.ms} ms)` : '-',
         lastError ? `${lastError.code}: ${lastError.message}` : error ? error.code : '-',
@@ -53,6 +56,7 @@ export async function status(args: string[]): Promise<number> {
       'PREFIX',
       'INFLIGHT',
       'CRASHES',
+      'SIGNED BY',
       'RELOAD',
       'LAST RELOAD',
       'ERROR',

@@ -8,7 +8,9 @@ import { readPropertiesFile } from './read-properties.js'
 export type MonitoringType = ConfigValues['auto.reload.monitoring.type'][number]
 export type ReloadMode = ConfigValues['auto.reload.mode']
 export type CrashPolicy = ConfigValues['module.crash.policy']
+export type HostCrashAction = ConfigValues['host.crash.action']
 export type LogFormatSetting = ConfigValues['log.format']
+export type WatchdogAction = ConfigValues['watchdog.action']
 
 /**
  * Everything the host runs with: `impala.properties` merged with the command
@@ -30,6 +32,21 @@ export interface HostOptions {
   readonly modulesDir: string
   /** `bundle.max.bytes`: inflated size a bundle may reach. @default 268435456 (256 MiB) */
   readonly bundleMaxBytes: number
+  /** Which bundles may run: signatures checked on the load path (docs/signing.md). */
+  readonly signature: Readonly<{
+    /** `bundle.signature.required`: refuse unsigned bundles. A signature present is checked either way. @default false */
+    required: boolean
+    /** `bundle.signature.threshold`: distinct trusted keys whose signatures must verify. @default 1 */
+    threshold: number
+    /** `bundle.trusted.keys`, absolute: one `.pub` file per trusted key, read again on every reload. @default `<root>/config/trusted-keys` */
+    trustedKeysDir: string
+  }>
+  /**
+   * `cache.directory`, absolute: where a bundle's files are written, one read-only directory
+   * per distinct content, for code that reads files beside itself (`__dirname`) and for native
+   * addons. JavaScript still runs from memory. @default `<root>/run/cache`
+   */
+  readonly cacheDir: string
   /** `module.start.timeout`: how long `register` may take. @default 30000 */
   readonly moduleStartTimeoutMs: number
   /** `module.stop.timeout`: how long a module's `stop` may take. @default 10000 */
@@ -55,6 +72,39 @@ export interface HostOptions {
     maxRestarts: number
     /** `module.crash.window`: the window of `maxRestarts`. @default 60000 */
     windowMs: number
+  }>
+  /** What an uncaught error no module code is found in (the host's own) does (src/upgrade/crash-handover.ts). */
+  readonly hostCrash: Readonly<{
+    /**
+     * `host.crash.action`: `upgrade` starts a successor (`nyala start --upgrade` with this
+     * process's arguments), hands it the listeners, drains and exits 0; `exit` exits 1 at once.
+     * @default 'upgrade'
+     */
+    action: HostCrashAction
+    /** `host.crash.upgrade.timeout`: how long the successor may take to load every module. @default 60000 */
+    upgradeTimeoutMs: number
+    /**
+     * `host.crash.max.upgrades`: replacements allowed within the window, counted along the chain
+     * of successors; one more host crash exits 1 (NYALA_ERR_HOST_CRASH_LOOP). @default 3
+     */
+    maxUpgrades: number
+    /** `host.crash.window`: the window of `maxUpgrades`. @default 60000 */
+    windowMs: number
+  }>
+  /** A thread that watches the main thread's event loop (src/supervise/watchdog.ts). */
+  readonly watchdog: Readonly<{
+    /**
+     * `watchdog.stall.ms`: an event loop that has not turned for this long is
+     * logged with the module and route that were running; 0 turns the watchdog off.
+     * @default 2000
+     */
+    stallMs: number
+    /**
+     * `watchdog.action`: `log` logs the stall (and the recovery); `exit` logs it, then
+     * ends the process with exit code 3, for a process manager to restart it.
+     * @default 'log'
+     */
+    action: WatchdogAction
   }>
   readonly autoReload: Readonly<{
     /** `auto.reload.modules`. @default false */
@@ -213,6 +263,12 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
     port: v.port,
     modulesDir,
     bundleMaxBytes: v['bundle.max.bytes'],
+    signature: {
+      required: v['bundle.signature.required'],
+      threshold: v['bundle.signature.threshold'],
+      trustedKeysDir: path.resolve(root, v['bundle.trusted.keys']),
+    },
+    cacheDir: path.resolve(root, v['cache.directory']),
     moduleStartTimeoutMs: v['module.start.timeout'],
     moduleStopTimeoutMs: v['module.stop.timeout'],
     logLevel: v['log.level'],
@@ -223,6 +279,13 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
       maxRestarts: v['module.crash.max.restarts'],
       windowMs: v['module.crash.window'],
     },
+    hostCrash: {
+      action: v['host.crash.action'],
+      upgradeTimeoutMs: v['host.crash.upgrade.timeout'],
+      maxUpgrades: v['host.crash.max.upgrades'],
+      windowMs: v['host.crash.window'],
+    },
+    watchdog: { stallMs: v['watchdog.stall.ms'], action: v['watchdog.action'] },
     autoReload: {
       enabled: v['auto.reload.modules'],
       monitoringTypes: v['auto.reload.monitoring.type'],

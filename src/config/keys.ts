@@ -13,7 +13,9 @@ export interface KeySpec {
 export const monitoringTypes = ['default', 'tmpfile', 'stagingDirectory'] as const
 const reloadModes = ['overlap', 'blocking'] as const
 export const crashPolicies = ['restart', 'fail', 'log'] as const
+export const hostCrashActions = ['upgrade', 'exit'] as const
 const logFormats = ['auto', 'json', 'pretty'] as const
+export const watchdogActions = ['log', 'exit'] as const
 
 export const keySpecs = {
   // serving
@@ -21,6 +23,11 @@ export const keySpecs = {
   port: { default: '8080', parse: t.parsePort },
   'modules.directory': { default: 'modules', parse: t.parseNonEmpty },
   'bundle.max.bytes': { default: '256M', parse: t.parseBytes },
+  // signed bundles
+  'bundle.signature.required': { default: 'false', parse: t.parseBoolean },
+  'bundle.signature.threshold': { default: '1', parse: (r) => t.parseInteger(r, 1, 100) },
+  'bundle.trusted.keys': { default: 'config/trusted-keys', parse: t.parseNonEmpty },
+  'cache.directory': { default: 'run/cache', parse: t.parseNonEmpty },
   'module.start.timeout': { default: '30', parse: t.parseSeconds },
   'module.stop.timeout': { default: '10', parse: t.parseSeconds },
   'log.level': { default: 'info', parse: t.parseLogLevel },
@@ -31,6 +38,15 @@ export const keySpecs = {
   'module.crash.policy': { default: 'restart', parse: (r) => t.parseEnum(r, crashPolicies) },
   'module.crash.max.restarts': { default: '5', parse: (r) => t.parseInteger(r, 0, 1_000_000) },
   'module.crash.window': { default: '60', parse: t.parseSeconds },
+
+  // the host's own crash (an uncaught error no module code is found in): replace the process
+  'host.crash.action': { default: 'upgrade', parse: (r) => t.parseEnum(r, hostCrashActions) },
+  'host.crash.upgrade.timeout': { default: '60', parse: t.parseSeconds },
+  'host.crash.max.upgrades': { default: '3', parse: (r) => t.parseInteger(r, 0, 1000) },
+  'host.crash.window': { default: '60', parse: t.parseSeconds },
+  // the watchdog: an event loop that has not turned for this long is reported (0: off)
+  'watchdog.stall.ms': { default: '2000', parse: t.parseStallMs },
+  'watchdog.action': { default: 'log', parse: (r) => t.parseEnum(r, watchdogActions) },
 
   // reloading (Impala's names)
   'auto.reload.modules': { default: 'false', parse: t.parseBoolean },

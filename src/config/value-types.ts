@@ -37,6 +37,13 @@ export function parseMilliseconds(raw: string): Parsed<number> {
   return parsed.ok ? parsed : bad('a whole number of milliseconds, such as 250')
 }
 
+/** `watchdog.stall.ms`: 0 (off), or from 100 ms: shorter would report every garbage collection. */
+export function parseStallMs(raw: string): Parsed<number> {
+  const parsed = parseInteger(raw, 0, 2 ** 31 - 1)
+  if (parsed.ok && (parsed.value === 0 || parsed.value >= 100)) return parsed
+  return bad('0 (off) or a whole number of milliseconds from 100, such as 2000')
+}
+
 const byteUnits: Record<string, number> = {
   '': 1,
   k: 1024,

@@ -6,6 +6,7 @@ import { isNyalaError, type NyalaError, nyalaError } from '../errors.js'
 import type { NyalaHost } from '../host.js'
 import type { ReloadResult } from '../reload/change.js'
 import type { Reloader } from '../reload/reloader.js'
+import { isConsoleAsset, registerConsole } from './console-routes.js'
 import { Metrics } from './metrics.js'
 
 function sendError(reply: FastifyReply, err: NyalaError) {
@@ -19,9 +20,10 @@ function replyReload(reply: FastifyReply, result: ReloadResult) {
 
 /**
  * The admin API, on its own listener: module table, reloads, reload
- * registration, health, readiness, Prometheus metrics and a server-sent event
- * stream of reload phases. With `admin.token` set, every route but the health
- * probes needs `Authorization: Bearer <token>`.
+ * registration, health, readiness, Prometheus metrics, a server-sent event
+ * stream of reload phases, and the operator console (`/`). With `admin.token`
+ * set, every route but the health probes and the console's static files
+ * needs `Authorization: Bearer <token>`.
  */
 export async function createAdminApp(
   host: NyalaHost,
@@ -30,12 +32,18 @@ export async function createAdminApp(
   const app = Fastify({ logger: false })
   const streams = new Set<() => void>()
   const metrics = new Metrics(reloader.events)
+  // the console's history: the last 100 events, so a page opened after a reload still shows it
+  const recent: unknown[] = []
+  reloader.events.on((e) => {
+    recent.push(e)
+    if (recent.length > 100) recent.shift()
+  })
   const token = host.options.admin.token
   const expected = Buffer.from(`Bearer ${token}`)
 
   app.addHook('onRequest', async (req, reply) => {
-    const path = req.url.split('?')[0]
-    if (!token || path === '/health' || path === '/ready') return
+    const path = req.url.split('?')[0] ?? req.url
+    if (!token || path === '/health' || path === '/ready' || isConsoleAsset(path)) return
     const given = Buffer.from(req.headers.authorization ?? '')
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       return sendError(
@@ -115,6 +123,7 @@ export async function createAdminApp(
     const file = path.join(host.options.autoReload.stagingDir, req.params.file)
     return { file, removed: await removeIfSame(file, req.query.sha256 ?? '') }
   })
+  registerConsole(app, () => host.modules.values())
   app.get('/health', async () => ({ status: 'ok', pid: process.pid, uptime: process.uptime() }))
   app.get('/ready', async (_req, reply) => {
     const modules = [...host.modules.values()]
@@ -125,6 +134,7 @@ export async function createAdminApp(
   app.get('/metrics', async (_req, reply) =>
     reply.type('text/plain; version=0.0.4').send(metrics.render(host.modules.values())),
   )
+  app.get('/events/recent', async () => ({ events: recent }))
   app.get('/events', (req, reply) => {
     reply.hijack()
     const res = reply.raw

@@ -1,9 +1,12 @@
 import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { nyalaError } from '../errors.js'
 import type { RequestGate } from '../reload/request-gate.js'
+import { runningSlots, slot } from '../runtime/running-code.js'
 import { DispatchTable } from './dispatch-table.js'
 import { replyError } from './json-reply.js'
 import type { TrackedResponse } from './tracked-response.js'
+import { dispatchUpgrade } from './upgrade-dispatch.js'
 
 /**
  * Hands each request to the Fastify instance of the module whose prefix
@@ -51,8 +54,22 @@ export class Dispatcher {
     }
     generation.inflight++
     generation.served++
+    res.startedAt = performance.now()
     res.onClose = generation.release
+    // for the watchdog: this generation's code runs until routing returns (its route
+    // handler marks the route, src/runtime/route-marks.ts)
+    const slots = runningSlots
+    const code = generation.codeId
+    slots[slot.code] = code
+    slots[slot.lastCode] = code
+    slots[slot.lastRoute] = 0
     app.routing(req, res)
+    slots[slot.code] = 0
+  }
+
+  /** The listener's `upgrade` event (WebSockets), dispatched the same way (upgrade-dispatch.ts). */
+  readonly upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    dispatchUpgrade(this, req, socket, head)
   }
 
   #waitAtGate(gate: RequestGate, module: string, req: IncomingMessage, res: TrackedResponse): void {

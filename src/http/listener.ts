@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { type AddressInfo, Server as NetServer } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { nyalaError, reasonOf } from '../errors.js'
 import { TrackedResponse } from './tracked-response.js'
 
@@ -13,6 +14,12 @@ export interface ListenOptions {
    * upgrade). Node ignores a `backlog` option next to `fd`, so it is passed apart.
    */
   readonly fd?: number
+  /**
+   * Handles HTTP upgrades (WebSocket handshakes). Without it Node passes an
+   * upgrade request to `handler` as a plain request.
+   * @default undefined
+   */
+  readonly upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void
 }
 
 /** `http://host:port` of a listening address, with brackets around an IPv6 host. */
@@ -29,6 +36,7 @@ export async function listen(
   // above Node's 5 s default, so a load balancer's idle connections are not cut first
   server.keepAliveTimeout = 72_000
   server.headersTimeout = 75_000
+  if (opts.upgrade) server.on('upgrade', opts.upgrade)
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) =>
       reject(nyalaError('NYALA_ERR_LISTEN', { host: opts.host, port: opts.port, reason: reasonOf(err) }, err))
@@ -44,7 +52,9 @@ export async function listen(
 }
 
 /**
- * Stops accepting and lets in-flight requests finish for up to `ms`. Requests
+ * Stops accepting and lets in-flight requests finish for up to `ms`.
+ * Connections taken over by an upgrade (WebSockets) are not the server's to
+ * close: they hold the returned promise until whoever took them ends them. Requests
  * that arrive on open keep-alive connections meanwhile are answered with
  * `Connection: close`, and connections are closed once they go idle, so
  * shutdown waits for the slowest request, not for keep-alive timeouts.

@@ -55,6 +55,7 @@ export class Metrics {
       '# TYPE nyala_requests_total counter',
     )
     const inflight: string[] = []
+    const upgraded: string[] = []
     const state: string[] = []
     const crashes: string[] = []
     for (const r of records) {
@@ -64,6 +65,9 @@ export class Metrics {
         inflight.push(
           `nyala_inflight_requests{module="${r.name}",generation="${gen.number}"} ${gen.inflight}`,
         )
+        upgraded.push(
+          `nyala_upgraded_connections{module="${r.name}",generation="${gen.number}"} ${gen.upgraded}`,
+        )
       }
       state.push(`nyala_module_up{module="${r.name}"} ${r.state === 'running' ? 1 : 0}`)
       crashes.push(`nyala_module_crashes_total{module="${r.name}"} ${r.crashes}`)
@@ -72,6 +76,11 @@ export class Metrics {
       '# HELP nyala_inflight_requests Requests in flight.',
       '# TYPE nyala_inflight_requests gauge',
       ...inflight,
+    )
+    lines.push(
+      '# HELP nyala_upgraded_connections Open upgraded connections (WebSockets), also counted in nyala_inflight_requests.',
+      '# TYPE nyala_upgraded_connections gauge',
+      ...upgraded,
     )
     lines.push(
       '# HELP nyala_module_up 1 when the module is running.',

@@ -2,7 +2,8 @@ import { type IncomingMessage, ServerResponse } from 'node:http'
 
 /**
  * The listener's response class: calls `onClose` once when the response
- * closes (finished, or its connection gone), as a `'close'` listener would.
+ * closes (finished, or its connection gone), as a `'close'` listener would,
+ * with the response (so the generation counting it out can read `startedAt`).
  *
  * Why not `res.once('close', fn)`: the dispatcher counts every request out of
  * its generation, and a listener per request costs the `once` wrapper, its
@@ -13,7 +14,9 @@ import { type IncomingMessage, ServerResponse } from 'node:http'
 export class TrackedResponse<
   Request extends IncomingMessage = IncomingMessage,
 > extends ServerResponse<Request> {
-  onClose: (() => void) | undefined = undefined
+  onClose: ((res: TrackedResponse<Request>) => void) | undefined = undefined
+  /** When the dispatcher handed it to a module (performance.now()), for the module's latency figures. */
+  startedAt = 0
 
   // `arguments`, not a rest parameter: a response emits several events and
   // the spread call cost a rest array and a varargs call each time (callgrind)
@@ -22,7 +25,7 @@ export class TrackedResponse<
       const onClose = this.onClose
       if (onClose !== undefined) {
         this.onClose = undefined
-        onClose()
+        onClose(this)
       }
     }
     // biome-ignore lint/complexity/noArguments: see above

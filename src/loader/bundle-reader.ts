@@ -6,6 +6,7 @@ import {
   type WireError,
 } from '../bundle/bundle-transfer.js'
 import type { Bundle } from '../bundle/open-bundle.js'
+import type { TrustPolicy } from '../bundle/trust-store.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { rememberSyntax } from './load-module.js'
 import { cachedKeys, remember, type Transformed, transformStats } from './transform.js'
@@ -22,6 +23,7 @@ export interface ReadRequest {
   readonly checkSyntax: boolean
   /** Keys of the transforms the reading thread holds: the worker does not make them again. */
   readonly knownTransforms?: readonly string[] | undefined
+  readonly trust?: TrustPolicy | undefined
 }
 
 export type ReadReply =
@@ -52,6 +54,8 @@ export interface ReadOptions {
   readonly name?: string | undefined
   /** Also compile the bundle's own scripts; the verdict is what `checkSyntax` then reports. @default true */
   readonly checkSyntax?: boolean
+  /** Signatures to require and keys to trust, checked before the syntax check compiles anything. */
+  readonly trust?: TrustPolicy | undefined
 }
 
 export type ReadResult =
@@ -103,6 +107,7 @@ export class BundleReader {
       name: opts.name,
       checkSyntax: opts.checkSyntax ?? true,
       knownTransforms: (opts.checkSyntax ?? true) ? cachedKeys() : undefined,
+      trust: opts.trust,
     }
     return new Promise((resolve) => {
       if (this.#pending.size === 0) worker.ref()

@@ -50,6 +50,7 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
       maxBytes: req.maxBytes,
       ...(req.name === undefined ? {} : { name: req.name }),
       ...(data ? { data } : {}),
+      trust: req.trust,
     })
     let syntax: ReturnType<typeof errorToWire> | undefined
     let transformed: Transformed[] = []

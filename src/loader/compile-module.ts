@@ -168,7 +168,7 @@ export function transformsOf(index: ResolveIndex, entries: Iterable<string>): Tr
   for (const entry of entries) {
     if (!index.files.has(entry)) continue
     let kind = moduleKindOf(index, entry)
-    if (kind.format === 'json') continue
+    if (kind.format === 'json' || kind.format === 'addon') continue
     const source = index.readText(entry)
     if (kind.loader === undefined) {
       // a guess: the load compiles it first and decides

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import path from 'node:path'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
@@ -6,7 +7,8 @@ import { stronglyConnected } from '../strongly-connected.js'
 import { type CompiledModule, compileModule, transformAhead, transformsOf } from './compile-module.js'
 import { namespaceOf } from './esm-interop.js'
 import { moduleKindOf } from './module-kind.js'
-import { entryAt, moduleLocation, urlOf } from './module-location.js'
+import { codeName, entryAt, moduleLocation, urlOf } from './module-location.js'
+import { loadAddon } from './native-addon.js'
 import { type Resolved, ResolveFailure, type ResolveMode, resolveIndexOf, resolveRequest } from './resolve.js'
 import { ownScripts, parseJson } from './syntax-check.js'
 
@@ -62,7 +64,7 @@ export function checkSyntax(bundle: Bundle): void {
   for (const entry of ownScripts(bundle)) {
     const source = index.readText(entry)
     if (entry.endsWith('.json')) parseJson(bundle.file, entry, source)
-    else compileModule(bundle.file, index, entry, source, moduleLocation(bundle, entry).filename)
+    else compileModule(bundle.file, index, entry, source, codeName(bundle, entry))
   }
 }
 
@@ -96,17 +98,11 @@ export async function precompile(
   const index = resolveIndexOf(bundle.files)
   let sliceStart = performance.now()
   for (const entry of list) {
-    if (!bundle.files.has(entry) || entry.endsWith('.json')) continue
+    if (!bundle.files.has(entry) || entry.endsWith('.json') || entry.endsWith('.node')) continue
     try {
       compiled.set(
         entry,
-        compileModule(
-          bundle.file,
-          index,
-          entry,
-          index.readText(entry),
-          moduleLocation(bundle, entry).filename,
-        ),
+        compileModule(bundle.file, index, entry, index.readText(entry), codeName(bundle, entry)),
       )
     } catch {
       continue
@@ -120,16 +116,20 @@ export async function precompile(
 }
 
 /**
- * Runs a bundle's CommonJS code from memory, starting at its main file.
+ * Runs a bundle's code from memory, starting at its main file (ES modules
+ * and TypeScript transformed to CommonJS first: docs/modules.md).
  *
  * Each call builds a fresh module cache, so every generation gets its own
  * copies and drops them all when it is no longer referenced. Code is compiled
  * with `vm.compileFunction` rather than `import()`: ES modules are never
  * unloaded, which would grow the heap with every reload.
  *
- * `require` resolves, in order: relative paths and `.json` inside the bundle,
- * Node built-ins, the bundle's own `node_modules/`, then the host's packages.
- * `compiled` holds entries compiled ahead (`precompile`).
+ * `require` and `import` resolve as Node does (resolve.ts): relative paths
+ * inside the bundle, Node built-ins, the bundle's own `node_modules/`, then the
+ * host's packages. `__dirname` and `__filename` name the file's copy in the
+ * bundle's cache directory when a generation placed it there (file-cache.ts);
+ * a `.node` file is loaded from there (native-addon.ts). `compiled` holds
+ * entries compiled ahead (`precompile`).
  */
 export function loadModuleCode(
   bundle: Bundle,
@@ -227,6 +227,14 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
 
   const resolveFrom = (from: string, request: string, mode: ResolveMode): Resolved => {
     try {
+      if (path.isAbsolute(request) || request.startsWith('file:')) {
+        // a path built from __dirname names the bundle's cache directory: the entry there
+        const entry = entryAt(bundle, request)
+        if (entry === undefined) {
+          throw new ResolveFailure("absolute paths are allowed only into the bundle's own cache directory")
+        }
+        return resolveRequest(index, '[root]', `./${entry.replace(/\[folder\]$/, '')}`, mode)
+      }
       return resolveRequest(index, from, request, mode)
     } catch (err) {
       if (!(err instanceof ResolveFailure)) throw err
@@ -240,6 +248,16 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     const cached = cache.get(entry)
     if (cached) return cached
     const { filename, dirname } = moduleLocation(bundle, entry)
+    if (entry.endsWith('.node')) {
+      const addon: CjsModule = {
+        exports: loadAddon(bundle, entry, filename),
+        id: entry,
+        filename,
+        loaded: true,
+      }
+      cache.set(entry, addon)
+      return addon
+    }
     const mod: CjsModule = { exports: {}, id: entry, filename, loaded: false }
     cache.set(entry, mod)
     if (moduleKindOf(index, entry).format === 'json') {
@@ -254,7 +272,9 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     }
     let code: CompiledModule
     try {
-      code = compiled.get(entry) ?? compileModule(label, index, entry, index.readText(entry), filename)
+      code =
+        compiled.get(entry) ??
+        compileModule(label, index, entry, index.readText(entry), codeName(bundle, entry))
     } catch (err) {
       cache.delete(entry)
       throw err

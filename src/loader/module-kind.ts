@@ -6,14 +6,15 @@ import { packageScope, type ResolveIndex } from './resolve.js'
  * are ES modules, `.cjs` / `.cts` CommonJS, `.js` / `.ts` follow the nearest
  * package.json `type` (CommonJS without one; a `.js` file that only parses as
  * an ES module is then run as one, as Node's syntax detection does), `.json` is
- * data. `loader` is what esbuild reads it as; `undefined` runs it as it is.
+ * data, `.node` a native addon. `loader` is what esbuild reads it as; `undefined` runs it as it is.
  */
 export interface ModuleKind {
-  readonly format: 'json' | 'cjs' | 'esm'
+  readonly format: 'json' | 'addon' | 'cjs' | 'esm'
   readonly loader: 'js' | 'ts' | undefined
 }
 
 const json: ModuleKind = { format: 'json', loader: undefined }
+const addon: ModuleKind = { format: 'addon', loader: undefined }
 const plainCjs: ModuleKind = { format: 'cjs', loader: undefined }
 const esm: ModuleKind = { format: 'esm', loader: 'js' }
 const tsEsm: ModuleKind = { format: 'esm', loader: 'ts' }
@@ -28,6 +29,8 @@ export function moduleKindOf(index: ResolveIndex, entry: string): ModuleKind {
   switch (ext) {
     case '.json':
       return json
+    case '.node':
+      return addon
     case '.mjs':
       return esm
     case '.cjs':

@@ -2,7 +2,7 @@ import type { Bundle } from '../bundle/open-bundle.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { scriptOrKind, transformError, transformInputOf } from './compile-module.js'
 import { moduleKindOf } from './module-kind.js'
-import { moduleLocation } from './module-location.js'
+import { codeName } from './module-location.js'
 import { resolveIndexOf } from './resolve.js'
 import { type Transformed, transformKey, transformLater } from './transform.js'
 
@@ -49,7 +49,7 @@ export async function checkSyntaxOffThread(
         parseJson(bundle.file, entry, source)
         continue
       }
-      const script = scriptOrKind(bundle.file, index, entry, source, moduleLocation(bundle, entry).filename)
+      const script = scriptOrKind(bundle.file, index, entry, source, codeName(bundle, entry))
       if ('fn' in script) continue
       const input = transformInputOf(index, entry, source, script.kind)
       if (known.has(transformKey(input))) continue

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { currentTrustPolicy, type TrustPolicy } from '../bundle/trust-store.js'
 import type { HostOptions } from '../config/host-options.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { bundleReader } from '../loader/bundle-reader.js'
@@ -24,6 +25,13 @@ export async function readCandidate(
   const { settleMs, settleTimeoutMs } = options.autoReload
   const deadline = Date.now() + settleTimeoutMs
   const kind = exists ? 'update' : 'add'
+  let trust: TrustPolicy
+  try {
+    // read anew for each candidate: a key added or revoked applies to the next reload
+    trust = currentTrustPolicy(options.signature)
+  } catch (err) {
+    return err as NyalaError
+  }
   for (;;) {
     // read, inflated, hashed and syntax-checked on the bundle reader's worker thread: a big bundle
     // costs the serving thread only the views into the one buffer it comes back in
@@ -31,6 +39,7 @@ export async function readCandidate(
       directory: c.directory,
       maxBytes: options.bundleMaxBytes,
       name: c.name,
+      trust,
     })
     if (read.ok)
       return { name: c.name, kind, bundle: read.bundle, source: c.source, target: c.target, data: read.data }

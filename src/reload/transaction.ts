@@ -4,6 +4,7 @@ import { type NyalaError, nyalaError } from '../errors.js'
 import { type GraphNode, nodeOf, orderAffected, planGraph } from '../graph/module-graph.js'
 import type { NyalaHost } from '../host.js'
 import { checkSyntax } from '../loader/load-module.js'
+import { checkAddons } from '../loader/native-addon.js'
 import { Generation } from '../runtime/generation.js'
 import { type ModuleRecord, newRecord } from '../runtime/module-record.js'
 import type { Change, ReloadResult } from './change.js'
@@ -65,6 +66,7 @@ export class ReloadTransactions {
       if (!change.bundle) continue
       try {
         checkSyntax(change.bundle)
+        checkAddons(change.bundle)
       } catch (err) {
         return this.#failed(id, trigger, names, [], t0, err as NyalaError, change.name)
       }
@@ -101,6 +103,10 @@ export class ReloadTransactions {
         this.events.emit({ id, phase: 'unchanged', trigger, modules: names })
         return { id, result: 'unchanged', trigger, changed: [], affected: [], generations: {}, ms }
       }
+      for (const c of live) {
+        const rollback = this.#rollback(c)
+        if (rollback) return this.#failed(id, trigger, names, [], t0, rollback, c.name)
+      }
       affected = this.#affected(live)
       return await this.#apply(id, trigger, live, affected, t0)
     } finally {
@@ -113,6 +119,26 @@ export class ReloadTransactions {
     const id = ++this.#ids
     this.events.emit({ id, phase: 'start', trigger, modules: [module] })
     return this.#failed(id, trigger, [module], [], t0, error, module)
+  }
+
+  /**
+   * A signed bundle older than the signed one running: refused under the lock,
+   * so it is compared with what serves when it would replace it. An unsigned
+   * bundle has no sequence to compare (whether it may run at all is the trust
+   * policy's question, answered when it was read).
+   */
+  #rollback(change: Change): NyalaError | undefined {
+    const next = change.bundle?.signature
+    const record = this.host.modules.get(change.name)
+    const running = record?.bundle?.signature
+    if (!next || !running || next.sequence >= running.sequence) return undefined
+    return nyalaError('NYALA_ERR_BUNDLE_SIGNATURE_ROLLBACK', {
+      bundle: change.source ?? change.bundle?.file ?? change.name,
+      sequence: next.sequence,
+      running: running.sequence,
+      module: change.name,
+      generation: record?.generation?.number ?? 0,
+    })
   }
 
   /** A change still to make: new content, a new module, or a module to remove. */
@@ -233,7 +259,9 @@ export class ReloadTransactions {
       for (const p of planned) if (p.old) gates.set(p.name, new RequestGate())
       for (const [name, gate] of gates) host.gates.set(name, gate)
       host.publish(gates.keys())
-      await Promise.all(planned.map((p) => p.old?.waitIdle(opts.autoReload.drainTimeoutMs)))
+      // HTTP requests only: an open WebSocket can last for hours, and requests must not wait for
+      // it; it stays on the old generation until it closes or the drain after the swap ends it
+      await Promise.all(planned.map((p) => p.old?.waitIdle(opts.autoReload.drainTimeoutMs, true)))
       this.events.emit({ id, phase: 'blocked', trigger, modules: [...gates.keys()] })
     }
     // callers publish the table first: a released request must find the new state
@@ -390,7 +418,7 @@ export class ReloadTransactions {
     if (forced.length > 0)
       this.host.log.warn(
         { reload: id, modules: forced, timeout },
-        `old generations stopped with requests in flight after auto.reload.drain.timeout: ${forced.join(', ')}`,
+        `old generations stopped with requests or WebSockets in flight after auto.reload.drain.timeout: ${forced.join(', ')}`,
       )
     this.events.emit({
       id,

@@ -1,3 +1,5 @@
+import { part, runAs } from './running-code.js'
+
 /**
  * The module generation whose code runs. Small and separate from the
  * Generation on purpose: what refers to it (a tagged error) must not keep a
@@ -8,6 +10,8 @@ export interface CodeOwner {
   readonly generation: number
   /** The bundle file; module code is compiled with names `<file>/<entry>`. */
   readonly file: string
+  /** Its id in the running-code slots (src/runtime/running-code.ts), for the watchdog. */
+  readonly code?: number
 }
 
 /**
@@ -45,7 +49,7 @@ const thrownBy = new WeakMap<object, CodeOwner>()
  */
 export function callAs(owner: CodeOwner, fn: (...args: unknown[]) => void, args: unknown[]): void {
   try {
-    fn(...args)
+    runAs(owner.code ?? 0, part.timer, () => fn(...args))
   } catch (err) {
     if (typeof err === 'object' && err !== null) {
       thrownBy.set(err, owner)

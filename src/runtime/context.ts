@@ -29,7 +29,7 @@ export interface ModuleContext {
   clearInterval(handle: NodeJS.Timeout | undefined): void
   /** Runs `fn` when this generation stops (last registered, first run). */
   onStop(fn: () => unknown): void
-  /** What the previous generation's `stop` returned, for handing state across a reload. */
+  /** What the previous generation's `handoff` returned, for handing state across a reload; `undefined` for the first. */
   readonly previous: unknown
 }
 

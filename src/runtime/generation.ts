@@ -1,8 +1,11 @@
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import type { FileCache, FileLease } from '../loader/file-cache.js'
 import {
   evaluationPlan,
   loadModuleCode,
@@ -15,6 +18,10 @@ import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
 import { type CodeOwner, liveOwners, ownerStopped } from './code-owner.js'
 import { type ContextHandle, type ContextInit, createContext } from './context.js'
 import { createModuleApp } from './module-app.js'
+import type { RequestStats } from './request-stats.js'
+import { markRoutes } from './route-marks.js'
+import { codeId, forgetCode, part, runAs } from './running-code.js'
+import { UpgradedSockets } from './upgraded-sockets.js'
 import { timedOut, withTimeout } from './with-timeout.js'
 
 export type GenerationState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed'
@@ -28,6 +35,13 @@ export interface GenerationInit extends ContextInit {
    * compiled ahead and its packages run ahead, in slices, before the main file.
    */
   readonly previousCode?: Pick<ModuleCode, 'loaded' | 'requires'> | undefined
+  /** The module's request figures (kept across its generations): each finished request is recorded. */
+  readonly stats?: RequestStats | undefined
+  /**
+   * Where the bundle's files are put on disk before its code runs, so
+   * `__dirname` names a real directory; without it they stay in memory only.
+   */
+  readonly files?: FileCache | undefined
 }
 
 /**
@@ -40,6 +54,8 @@ export class Generation {
   readonly number: number
   readonly bundle: Bundle
   readonly log: Logger
+  /** Its id in the running-code slots: the dispatcher marks its requests with it, for the watchdog. */
+  readonly codeId: number
   /** What module code of this generation runs under (crash attribution). */
   readonly owner: CodeOwner
   state: GenerationState = 'created'
@@ -47,7 +63,7 @@ export class Generation {
   app: FastifyInstance | undefined
   startedAt = 0
   startMs = 0
-  /** Requests dispatched to this generation that have not finished. */
+  /** Requests dispatched to this generation that have not finished, and its open upgraded connections. */
   inflight = 0
   /** Requests dispatched to this generation so far (metrics). */
   served = 0
@@ -55,17 +71,29 @@ export class Generation {
   code: Pick<ModuleCode, 'loaded' | 'requires'> = { loaded: [], requires: new Map() }
 
   readonly #init: GenerationInit
+  readonly #stats: RequestStats | undefined
   #handle: ContextHandle | undefined
   #entry: ModuleEntry | undefined
   #idle: (() => void)[] = []
+  /** Waiters for no HTTP request in flight, whatever upgraded connections are open. */
+  #requestsIdle: (() => void)[] = []
+  readonly #upgraded = new UpgradedSockets()
+  #files: FileLease | undefined
 
   constructor(init: GenerationInit) {
     this.#init = init
+    this.#stats = init.stats
     this.bundle = init.bundle
     this.name = init.bundle.name
     this.number = init.generation
     this.log = init.log
-    this.owner = Object.freeze({ module: this.name, generation: this.number, file: init.bundle.file })
+    this.codeId = codeId(this.name, this.number)
+    this.owner = Object.freeze({
+      module: this.name,
+      generation: this.number,
+      file: init.bundle.file,
+      code: this.codeId,
+    })
   }
 
   /** What this generation provided to its dependents through `ctx.provide`. */
@@ -77,15 +105,59 @@ export class Generation {
    * Counts one request in; the returned function counts it out. Bound once so
    * the request path allocates nothing but the listener registration.
    */
-  readonly release = (): void => {
+  readonly release = (res?: { readonly startedAt: number }): void => {
     this.inflight--
+    if (res !== undefined && this.#stats !== undefined) {
+      const now = performance.now()
+      this.#stats.record(now - res.startedAt, now)
+    }
+    if (this.#requestsIdle.length > 0 && this.inflight === this.#upgraded.size)
+      for (const fn of this.#requestsIdle.splice(0)) fn()
     if (this.inflight === 0 && this.#idle.length > 0) for (const fn of this.#idle.splice(0)) fn()
   }
 
-  /** Resolves when no request is in flight, or after `ms`; true when idle. */
-  async waitIdle(ms: number): Promise<boolean> {
-    if (this.inflight === 0) return true
-    const idle = new Promise<true>((resolve) => this.#idle.push(() => resolve(true)))
+  /** Connections upgraded into this generation (WebSockets) that are still open. */
+  get upgraded(): number {
+    return this.#upgraded.size
+  }
+
+  /**
+   * Hands an HTTP upgrade (a WebSocket) to this generation's Fastify instance
+   * as an `upgrade` event of its server, which is where @fastify/websocket and
+   * `ws` listen (the server itself never listens: the host's does). The
+   * connection counts in flight until it closes, so a reload's drain waits
+   * for it and `stop` ends it. False when nothing of the module listens for
+   * upgrades.
+   */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const server = this.app?.server
+    if (!server || server.listenerCount('upgrade') === 0) return false
+    this.inflight++
+    this.served++
+    this.#upgraded.add(socket, req.headers.upgrade?.toLowerCase() === 'websocket', this.release)
+    try {
+      server.emit('upgrade', req, socket, head)
+    } catch (err) {
+      // a listener that throws at once: the connection is the module's loss, not the host's
+      this.log.error({ err, url: req.url }, `upgrade listener threw: ${reasonOf(err)}`)
+      socket.destroy()
+    }
+    return true
+  }
+
+  /** Ends the open upgraded connections now (UpgradedSockets.endAll); `stop` does it too. */
+  endUpgraded(): void {
+    this.#upgraded.endAll()
+  }
+
+  /**
+   * Resolves when no request is in flight, or after `ms`; true when idle.
+   * Open upgraded connections count as in flight unless `requestsOnly`.
+   */
+  async waitIdle(ms: number, requestsOnly = false): Promise<boolean> {
+    if (this.inflight === (requestsOnly ? this.#upgraded.size : 0)) return true
+    const waiters = requestsOnly ? this.#requestsIdle : this.#idle
+    const idle = new Promise<true>((resolve) => waiters.push(() => resolve(true)))
     return (await withTimeout(idle, ms)) === true
   }
 
@@ -99,27 +171,47 @@ export class Generation {
     this.state = 'starting'
     const { bundle } = this
     const init = this.#init
+    // the bundle's files go to disk (a new content only) while its code compiles, which does not
+    // need them; they are there before any of its code runs, as its top level may read them
+    // A cache that cannot be written (a read-only file system) is a warning, as an unwritable
+    // pidfile is: the module runs from memory as before, and only code reading files beside
+    // itself or loading an addon fails, with the reason already logged.
+    const placing = init.files?.acquire(bundle).catch((err: NyalaError) => {
+      this.log.warn({ ...err.toJSON(), module: this.name }, err.message)
+      return undefined
+    })
     try {
       // compiling and running the packages are sliced; the module's own code is one block
       const prev = init.previousCode
-      const code = prev
-        ? await loadModuleCodeInSlices(
-            bundle,
-            await precompile(bundle, prev.loaded),
-            evaluationPlan(bundle.manifest.main, prev.requires),
-          )
-        : // its own ES modules and TypeScript are transformed ahead, in esbuild's process
-          await transformBundleAhead(bundle).then(() => loadModuleCode(bundle))
+      let code: ModuleCode
+      if (prev) {
+        const compiled = await precompile(bundle, prev.loaded)
+        this.#files = await placing
+        code = await loadModuleCodeInSlices(
+          bundle,
+          compiled,
+          evaluationPlan(bundle.manifest.main, prev.requires),
+        )
+      } else {
+        // its own ES modules and TypeScript are transformed ahead, in esbuild's process
+        await transformBundleAhead(bundle)
+        this.#files = await placing
+        code = runAs(this.codeId, part.load, () => loadModuleCode(bundle))
+      }
       this.code = { loaded: code.loaded, requires: code.requires }
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
     } catch (err) {
       this.state = 'failed'
+      if (!this.#files) void placing?.then((lease) => lease?.release())
+      this.#releaseFiles()
+      forgetCode(this.codeId)
       throw err
     }
     // let requests waiting behind the load through before the Fastify instance is built
     await yieldToLoop()
     this.#handle = createContext(init, this.owner)
     const app = createModuleApp(this.log, init.logRequests)
+    markRoutes(app, this.codeId)
     // building a Fastify instance is about a millisecond of the serving thread: let the requests
     // that arrived meanwhile through before register and ready take their turn
     await yieldToLoop()
@@ -128,7 +220,7 @@ export class Generation {
     const prefix = bundle.manifest.prefix === '/' ? '' : bundle.manifest.prefix
     app.register(
       async (scoped) => {
-        await entry.register(scoped, ctx)
+        await runAs(this.codeId, part.register, () => entry.register(scoped, ctx))
       },
       { prefix },
     )
@@ -150,6 +242,7 @@ export class Generation {
             )
       this.state = 'failed'
       await this.#release(app, result === timedOut)
+      forgetCode(this.codeId)
       throw error
     }
     this.app = app
@@ -169,8 +262,11 @@ export class Generation {
     if (this.state !== 'running') return undefined
     this.state = 'stopping'
     const value = await this.#callModule('stop', this.#entry?.stop)
+    // after the module's own stop, which may close its WebSockets its own way
+    this.endUpgraded()
     await this.#release(this.app, false)
     ownerStopped(this.owner)
+    forgetCode(this.codeId)
     this.state = 'stopped'
     return value
   }
@@ -190,9 +286,10 @@ export class Generation {
   async #callModule(what: string, fn: ((ctx: unknown) => unknown) | undefined): Promise<unknown> {
     if (!fn || !this.#handle) return undefined
     const ctx = this.#handle.ctx
+    const marked = what === 'stop' ? part.stop : part.handoff
     const outcome = await withTimeout(
       Promise.resolve()
-        .then(() => fn(ctx))
+        .then(() => runAs(this.codeId, marked, () => fn(ctx)))
         .then(
           (value) => ({ value }),
           (err: unknown) => ({ err }),
@@ -225,6 +322,13 @@ export class Generation {
     }
     this.app = undefined
     this.#entry = undefined
+    this.#releaseFiles()
+  }
+
+  /** The generation no longer needs its cache directory (removed once no generation does). */
+  #releaseFiles(): void {
+    this.#files?.release()
+    this.#files = undefined
   }
 }
 

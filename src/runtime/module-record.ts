@@ -1,6 +1,7 @@
 import type { Bundle } from '../bundle/open-bundle.js'
 import type { NyalaError } from '../errors.js'
 import type { Generation } from './generation.js'
+import { RequestStats } from './request-stats.js'
 
 export type ModuleState = 'running' | 'failed' | 'stopped'
 
@@ -26,6 +27,8 @@ export interface ModuleRecord {
   servedBefore: number
   /** Crashes of the module's code (uncaught exceptions, unhandled rejections), every generation. */
   crashes: number
+  /** Requests of the last minute, every generation (the operator console's figures). */
+  readonly stats: RequestStats
 }
 
 /** A record for a module the host has not seen before. */
@@ -42,6 +45,7 @@ export function newRecord(name: string, file: string): ModuleRecord {
     lastReload: undefined,
     servedBefore: 0,
     crashes: 0,
+    stats: new RequestStats(),
   }
 }
 
@@ -62,6 +66,7 @@ export function describeRecord(record: ModuleRecord): Record<string, unknown> {
     inflight: gen?.inflight ?? 0,
     served: record.servedBefore + (gen?.served ?? 0),
     crashes: record.crashes,
+    signature: record.bundle?.signature ?? null,
     startedAt: gen ? new Date(gen.startedAt).toISOString() : null,
     error: record.error ? { code: record.error.code, message: record.error.message } : null,
     lastReload: record.lastReload ?? null,

@@ -9,7 +9,17 @@ export class IntensityWindow {
   constructor(
     readonly max: number,
     readonly windowMs: number,
-  ) {}
+    /** Restarts counted before this window existed (a chain of processes hands them on). */
+    earlier: readonly number[] = [],
+  ) {
+    this.#times.push(...[...earlier].sort((a, b) => a - b))
+  }
+
+  /** The restarts in the window ending at `now`, oldest first. */
+  times(now = Date.now()): readonly number[] {
+    this.count(now)
+    return [...this.#times]
+  }
 
   /** Restarts counted in the window ending at `now`. */
   count(now = Date.now()): number {

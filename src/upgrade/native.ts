@@ -37,6 +37,8 @@ export interface FdPass {
   describe(fd: number): FdDescription
   /** Polls on libuv's thread pool; true when readable or at end of stream. */
   waitReadable(fd: number, timeoutMs: number): Promise<boolean>
+  /** `_exit(code)`: ends the whole process at once, from any thread (the watchdog's). */
+  exitNow(code: number): never
 }
 
 export const addonFile = fileURLToPath(

@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node
 import path from 'node:path'
 import { nyalaError, reasonOf } from '../errors.js'
 import type { Logger } from '../logger.js'
+import { isAlive } from '../process-alive.js'
 
 export type PidfileState =
   | { readonly state: 'absent' }
@@ -9,15 +10,7 @@ export type PidfileState =
   | { readonly state: 'stale'; readonly pid: number }
   | { readonly state: 'live'; readonly pid: number }
 
-/** True when a process with this pid exists (EPERM: it exists, owned by someone else). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
+export { isAlive }
 
 /**
  * False when /proc shows the pid belongs to something other than `nyala start`

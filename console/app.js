@@ -1,0 +1,715 @@
+// Nyala operator console: the admin API drawn. Plain browser JavaScript, no build step, no
+// library; served by the admin listener under a strict Content-Security-Policy, so nothing
+// here uses inline handlers, eval or innerHTML (module names and error texts come from bundles:
+// they only ever reach the page as text).
+
+const $ = (id) => document.getElementById(id)
+const svgNS = 'http://www.w3.org/2000/svg'
+const tokenKey = 'nyala.admin.token'
+const historySize = 100
+const pollMs = 2000
+
+const state = {
+  modules: [],
+  stats: {},
+  reloading: new Set(),
+  events: [],
+  filter: '',
+  rendered: false,
+  view: undefined,
+  bounds: undefined,
+  waiters: new Set(),
+}
+
+// ---------------------------------------------------------------------------------------------
+// The admin API, with the token asked once and kept for this tab (sessionStorage)
+
+let asking
+function askToken(message) {
+  if (!asking) {
+    asking = new Promise((resolve) => {
+      const dialog = $('token-dialog')
+      $('token-error').textContent = message
+      $('token-input').value = ''
+      const done = (event) => {
+        event.preventDefault()
+        sessionStorage.setItem(tokenKey, $('token-input').value)
+        $('token-form').removeEventListener('submit', done)
+        dialog.close()
+        asking = undefined
+        resolve()
+      }
+      $('token-form').addEventListener('submit', done)
+      dialog.showModal()
+    })
+  }
+  return asking
+}
+
+async function api(path, init = {}) {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const headers = new Headers(init.headers)
+    const token = sessionStorage.getItem(tokenKey)
+    if (token) headers.set('authorization', `Bearer ${token}`)
+    const res = await fetch(path, { ...init, headers })
+    if (res.status !== 401) return res
+    await askToken(token ? 'That token was refused: try again.' : '')
+  }
+  throw new Error('the admin API refused every token given')
+}
+
+async function json(path, init) {
+  const res = await api(path, init)
+  const body = await res.json().catch(() => ({}))
+  return { status: res.status, body }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and polling
+
+async function refresh() {
+  const [modules, stats] = await Promise.all([json('/modules'), json('/stats')])
+  if (modules.status !== 200) throw new Error(`GET /modules: ${modules.status}`)
+  state.modules = modules.body.modules ?? []
+  state.stats = stats.status === 200 ? (stats.body.modules ?? {}) : {}
+  render()
+}
+
+async function poll() {
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, pollMs))
+    if (document.hidden) continue
+    await refresh().catch(() => {})
+  }
+}
+
+const stateOf = (m) => (state.reloading.has(m.name) ? 'reloading' : m.state)
+
+function render() {
+  const running = state.modules.filter((m) => m.state === 'running').length
+  const failed = state.modules.filter((m) => m.state === 'failed').length
+  $('summary').textContent = `${state.modules.length} modules: ${running} running, ${failed} failed`
+  renderTable()
+  renderGraph()
+  applyFilter()
+  if (!state.rendered) {
+    state.rendered = true
+    // read by tests and bench/console.js: the page has drawn every module once
+    document.documentElement.dataset.rendered = String(Math.round(performance.now()))
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The module table: one row per module, kept (so focus and selection survive a refresh)
+
+const rows = new Map()
+
+function cell(row, i) {
+  return row.children[i]
+}
+
+function newRow(name) {
+  const tr = document.createElement('tr')
+  tr.dataset.module = name
+  for (let i = 0; i < 11; i++) tr.append(document.createElement(i === 0 ? 'th' : 'td'))
+  tr.children[0].scope = 'row'
+  cell(tr, 9).className = 'reload-cell'
+  const actions = document.createElement('div')
+  actions.className = 'actions'
+  const button = (label, fn, cls) => {
+    const b = document.createElement('button')
+    b.type = 'button'
+    b.textContent = label
+    if (cls) b.className = cls
+    b.addEventListener('click', () => fn(name, b))
+    actions.append(b)
+    return b
+  }
+  button('Reload', reloadModule)
+  button('Force reload', forceReload, 'danger')
+  button('Unregister', toggleRegistered, 'registration')
+  cell(tr, 10).append(actions)
+  return tr
+}
+
+function renderTable() {
+  const tbody = $('modules').tBodies[0]
+  const seen = new Set()
+  for (const m of state.modules) {
+    seen.add(m.name)
+    let tr = rows.get(m.name)
+    if (!tr) {
+      tr = newRow(m.name)
+      rows.set(m.name, tr)
+    }
+    tbody.append(tr) // keeps the host's order
+    const s = stateOf(m)
+    const stats = state.stats[m.name]
+    cell(tr, 0).textContent = m.name
+    cell(tr, 1).textContent = m.version ?? '–'
+    const stateCell = cell(tr, 2)
+    stateCell.replaceChildren(span(s, `state ${s}`))
+    if (m.error) {
+      stateCell.append(document.createElement('br'), span(m.error.code, 'error'))
+      stateCell.title = m.error.message
+    } else stateCell.removeAttribute('title')
+    const gen = cell(tr, 3)
+    gen.textContent = m.generation ?? '–'
+    gen.dataset.generation = m.generation ?? ''
+    cell(tr, 4).textContent = m.prefix ?? '–'
+    cell(tr, 5).textContent = String(m.inflight ?? 0)
+    const rate = cell(tr, 6)
+    rate.replaceChildren(stats ? formatRate(stats.rps) : '–')
+    if (stats) rate.append(sparkline(stats.perSecond))
+    cell(tr, 7).textContent = stats?.p99Ms == null ? '–' : `${formatMs(stats.p99Ms)}`
+    cell(tr, 8).textContent = String(m.crashes ?? 0)
+    renderLastReload(cell(tr, 9), m)
+    const reg = tr.querySelector('button.registration')
+    reg.textContent = m.registered === false ? 'Register' : 'Unregister'
+    reg.classList.toggle('danger', m.registered !== false)
+  }
+  for (const [name, tr] of rows) {
+    if (!seen.has(name)) {
+      tr.remove()
+      rows.delete(name)
+    }
+  }
+}
+
+function renderLastReload(td, m) {
+  const last = m.lastReload
+  const err = m.lastError
+  const errorIsNewer = err && (!last || err.at > last.at)
+  if (errorIsNewer) {
+    td.replaceChildren(span(`${time(err.at)} refused: `, ''), span(err.code, 'error'))
+    td.title = err.message
+  } else if (last) {
+    td.replaceChildren(`${time(last.at)} · ${Math.round(last.ms)} ms · ok`)
+    td.removeAttribute('title')
+  } else {
+    td.replaceChildren('–')
+    td.removeAttribute('title')
+  }
+}
+
+function span(text, className) {
+  const s = document.createElement('span')
+  s.textContent = text
+  if (className) s.className = className
+  return s
+}
+
+function sparkline(values) {
+  const svg = document.createElementNS(svgNS, 'svg')
+  svg.setAttribute('class', 'spark')
+  svg.setAttribute('viewBox', '0 0 60 20')
+  svg.setAttribute('preserveAspectRatio', 'none')
+  svg.setAttribute('role', 'img')
+  svg.setAttribute('aria-label', 'requests per second over the last minute')
+  const max = Math.max(1, ...values)
+  const line = document.createElementNS(svgNS, 'polyline')
+  line.setAttribute('points', values.map((v, i) => `${i},${(19 - (v / max) * 18).toFixed(1)}`).join(' '))
+  svg.append(line)
+  return svg
+}
+
+const formatRate = (rps) => (rps >= 100 ? String(Math.round(rps)) : rps.toFixed(rps >= 10 ? 1 : 2))
+const formatMs = (ms) => (ms >= 100 ? `${Math.round(ms)} ms` : `${ms.toFixed(ms >= 10 ? 1 : 2)} ms`)
+const time = (iso) => new Date(iso).toLocaleTimeString()
+
+// ---------------------------------------------------------------------------------------------
+// The graph: layered (a module one layer right of the deepest module it depends on), drawn once
+// per change of the module set or a state, zoomed and panned through the SVG viewBox
+
+const nodeW = 160
+const nodeH = 30
+const gapX = 70
+const gapY = 14
+let graphKey = ''
+
+function layout(modules) {
+  const byName = new Map(modules.map((m) => [m.name, m]))
+  const depsOf = (m) => [...(m.dependsOn ?? []), ...(m.optionalDependsOn ?? [])].filter((d) => byName.has(d))
+  const layer = new Map()
+  const visiting = new Set()
+  const layerOf = (name) => {
+    if (layer.has(name)) return layer.get(name)
+    if (visiting.has(name)) return 0 // a cycle (the host refuses it): drawn, not recursed
+    visiting.add(name)
+    const deps = depsOf(byName.get(name))
+    const l = deps.length === 0 ? 0 : 1 + Math.max(...deps.map(layerOf))
+    visiting.delete(name)
+    layer.set(name, l)
+    return l
+  }
+  const columns = []
+  for (const m of modules) {
+    const l = layerOf(m.name)
+    columns[l] ??= []
+    columns[l].push(m)
+  }
+  const pos = new Map()
+  for (const [x, column] of columns.entries()) {
+    if (!column) continue
+    // near what they depend on: the mean row of their dependencies, then by name
+    const score = (m) => {
+      const ys = depsOf(m)
+        .map((d) => pos.get(d)?.row)
+        .filter((y) => y !== undefined)
+      return ys.length ? ys.reduce((a, b) => a + b, 0) / ys.length : 0
+    }
+    column.sort((a, b) => score(a) - score(b) || a.name.localeCompare(b.name))
+    column.forEach((m, row) => {
+      pos.set(m.name, {
+        x: x * (nodeW + gapX),
+        y: row * (nodeH + gapY + (m.state === 'failed' ? 12 : 0)),
+        row,
+      })
+    })
+  }
+  // rows of a column were spaced by their own heights: recompute y cumulatively
+  for (const column of columns) {
+    if (!column) continue
+    let y = 0
+    for (const m of column) {
+      pos.get(m.name).y = y
+      y += nodeH + gapY + (m.state === 'failed' ? 12 : 0)
+    }
+  }
+  return { pos, depsOf }
+}
+
+function renderGraph() {
+  const key = state.modules
+    .map((m) => `${m.name}:${stateOf(m)}:${m.generation}:${(m.dependsOn ?? []).join('+')}`)
+    .join('|')
+  if (key === graphKey) return
+  graphKey = key
+  const { pos, depsOf } = layout(state.modules)
+  const svg = document.createElementNS(svgNS, 'svg')
+  svg.setAttribute('role', 'img')
+  svg.setAttribute('aria-label', `module graph: ${state.modules.length} modules`)
+  const defs = document.createElementNS(svgNS, 'defs')
+  const marker = document.createElementNS(svgNS, 'marker')
+  for (const [k, v] of Object.entries({
+    id: 'arrow',
+    viewBox: '0 0 10 10',
+    refX: '10',
+    refY: '5',
+    markerWidth: '7',
+    markerHeight: '7',
+    orient: 'auto-start-reverse',
+  }))
+    marker.setAttribute(k, v)
+  const tip = document.createElementNS(svgNS, 'path')
+  tip.setAttribute('d', 'M0,0 L10,5 L0,10 z')
+  tip.setAttribute('fill', '#777')
+  marker.append(tip)
+  defs.append(marker)
+  svg.append(defs)
+  const edges = document.createElementNS(svgNS, 'g')
+  const nodes = document.createElementNS(svgNS, 'g')
+  let maxX = 0
+  let maxY = 0
+  for (const m of state.modules) {
+    const p = pos.get(m.name)
+    const s = stateOf(m)
+    const h = nodeH + (m.state === 'failed' ? 12 : 0)
+    maxX = Math.max(maxX, p.x + nodeW)
+    maxY = Math.max(maxY, p.y + h)
+    for (const dep of depsOf(m)) {
+      const q = pos.get(dep)
+      const path = document.createElementNS(svgNS, 'path')
+      const x1 = p.x
+      const y1 = p.y + nodeH / 2
+      const x2 = q.x + nodeW
+      const y2 = q.y + nodeH / 2
+      const mid = (x1 + x2) / 2
+      path.setAttribute('d', `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`)
+      path.setAttribute('class', 'edge')
+      path.setAttribute('marker-end', 'url(#arrow)')
+      path.dataset.from = m.name
+      path.dataset.to = dep
+      edges.append(path)
+    }
+    const g = document.createElementNS(svgNS, 'g')
+    g.setAttribute('class', `node ${s}`)
+    g.setAttribute('transform', `translate(${p.x},${p.y})`)
+    g.dataset.node = m.name
+    const rect = document.createElementNS(svgNS, 'rect')
+    rect.setAttribute('width', String(nodeW))
+    rect.setAttribute('height', String(h))
+    rect.setAttribute('rx', '4')
+    const label = document.createElementNS(svgNS, 'text')
+    label.setAttribute('x', '8')
+    label.setAttribute('y', '19')
+    label.textContent = `${clip(m.name, 16)}${m.generation ? ` · g${m.generation}` : ''}`
+    const title = document.createElementNS(svgNS, 'title')
+    title.textContent = `${m.name}: ${s}${m.error ? ` (${m.error.code}: ${m.error.message})` : ''}`
+    g.append(rect, label, title)
+    if (m.state === 'failed' && m.error) {
+      const code = document.createElementNS(svgNS, 'text')
+      code.setAttribute('x', '8')
+      code.setAttribute('y', '34')
+      code.setAttribute('class', 'code')
+      code.textContent = clip(m.error.code.replace('NYALA_ERR_', ''), 24)
+      g.append(code)
+    }
+    g.addEventListener('click', () => focusRow(m.name))
+    nodes.append(g)
+  }
+  svg.append(edges, nodes)
+  $('graph').replaceChildren(svg)
+  state.bounds = { x: -10, y: -10, w: maxX + 20, h: Math.max(maxY + 20, nodeH + 20) }
+  if (!state.view) fit()
+  else applyView()
+}
+
+const clip = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text)
+
+function fit() {
+  const b = state.bounds
+  if (!b) return
+  // never smaller than readable when there are few modules: at least 600 x 300 units of view
+  state.view = { x: b.x, y: b.y, w: Math.max(b.w, 600), h: Math.max(b.h, 300) }
+  applyView()
+}
+
+function applyView() {
+  const svg = $('graph').firstElementChild
+  const v = state.view
+  if (svg && v) svg.setAttribute('viewBox', `${v.x} ${v.y} ${v.w} ${v.h}`)
+}
+
+function zoom(factor, cx = 0.5, cy = 0.5) {
+  const v = state.view
+  if (!v) return
+  const w = Math.min(Math.max(v.w * factor, 100), 50_000)
+  const h = (v.h * w) / v.w
+  state.view = { x: v.x + (v.w - w) * cx, y: v.y + (v.h - h) * cy, w, h }
+  applyView()
+}
+
+function pan(dx, dy) {
+  const v = state.view
+  if (!v) return
+  state.view = { ...v, x: v.x + dx * v.w, y: v.y + dy * v.h }
+  applyView()
+}
+
+function wireGraph() {
+  const el = $('graph')
+  // keyboard-operable (role=application): + and - zoom, arrows pan, 0 fits
+  el.tabIndex = 0
+  $('zoom-in').addEventListener('click', () => zoom(0.8))
+  $('zoom-out').addEventListener('click', () => zoom(1.25))
+  $('zoom-fit').addEventListener('click', fit)
+  el.addEventListener(
+    'wheel',
+    (e) => {
+      e.preventDefault()
+      const r = el.getBoundingClientRect()
+      zoom(e.deltaY > 0 ? 1.15 : 0.87, (e.clientX - r.left) / r.width, (e.clientY - r.top) / r.height)
+    },
+    { passive: false },
+  )
+  let drag
+  el.addEventListener('pointerdown', (e) => {
+    drag = { x: e.clientX, y: e.clientY }
+    el.setPointerCapture(e.pointerId)
+  })
+  el.addEventListener('pointermove', (e) => {
+    if (!drag) return
+    const r = el.getBoundingClientRect()
+    pan(-(e.clientX - drag.x) / r.width, -(e.clientY - drag.y) / r.height)
+    drag = { x: e.clientX, y: e.clientY }
+  })
+  el.addEventListener('pointerup', () => {
+    drag = undefined
+  })
+  el.addEventListener('keydown', (e) => {
+    const keys = {
+      '+': () => zoom(0.8),
+      '=': () => zoom(0.8),
+      '-': () => zoom(1.25),
+      0: fit,
+      ArrowLeft: () => pan(-0.1, 0),
+      ArrowRight: () => pan(0.1, 0),
+      ArrowUp: () => pan(0, -0.1),
+      ArrowDown: () => pan(0, 0.1),
+    }
+    const fn = keys[e.key]
+    if (fn) {
+      e.preventDefault()
+      fn()
+    }
+  })
+}
+
+function focusRow(name) {
+  const tr = rows.get(name)
+  if (!tr) return
+  tr.scrollIntoView({ block: 'nearest' })
+  tr.querySelector('button')?.focus()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filter by name: the table hides, the graph dims
+
+function applyFilter() {
+  const f = state.filter
+  for (const [name, tr] of rows) tr.classList.toggle('hidden', f !== '' && !name.includes(f))
+  for (const g of $('graph').querySelectorAll('.node')) {
+    g.classList.toggle('dim', f !== '' && !g.dataset.node.includes(f))
+  }
+  for (const p of $('graph').querySelectorAll('.edge')) {
+    p.classList.toggle('dim', f !== '' && !p.dataset.from.includes(f) && !p.dataset.to.includes(f))
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live: the admin API's event stream, read with fetch (EventSource cannot send the token)
+
+function setLive(status) {
+  const el = $('live')
+  el.dataset.live = status
+  el.textContent = `events: ${status === 'open' ? 'live' : status}`
+}
+
+async function follow() {
+  for (;;) {
+    try {
+      const res = await api('/events')
+      if (res.status !== 200 || !res.body) throw new Error(`GET /events: ${res.status}`)
+      setLive('open')
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+      let buffer = ''
+      for (;;) {
+        const { value, done } = await reader.read()
+        if (done) break
+        buffer += value
+        let end = buffer.indexOf('\n\n')
+        while (end >= 0) {
+          const block = buffer.slice(0, end)
+          buffer = buffer.slice(end + 2)
+          const data = block
+            .split('\n')
+            .filter((l) => l.startsWith('data: '))
+            .map((l) => l.slice(6))
+            .join('\n')
+          if (data) onEvent(JSON.parse(data))
+          end = buffer.indexOf('\n\n')
+        }
+      }
+    } catch {
+      // the host restarting or upgrading: try again shortly
+    }
+    setLive('closed')
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+    await refresh().catch(() => {})
+  }
+}
+
+function onEvent(e) {
+  state.events.unshift(e)
+  state.events.length = Math.min(state.events.length, historySize)
+  renderEvents()
+  if (e.phase === 'start') for (const m of e.modules) state.reloading.add(m)
+  if (e.phase === 'swapped' || e.phase === 'failed' || e.phase === 'unchanged') {
+    for (const m of e.modules) state.reloading.delete(m)
+    if (e.module) state.reloading.delete(e.module)
+  }
+  for (const waiter of [...state.waiters]) waiter(e)
+  if (e.phase === 'start') render()
+  else refresh().catch(() => {})
+}
+
+function describeEvent(e) {
+  const what = e.module ?? e.modules.join(', ')
+  const gens = e.generations
+    ? ` → ${Object.entries(e.generations)
+        .map(([m, g]) => `${m} g${g}`)
+        .join(', ')}`
+    : ''
+  const ms = e.ms === undefined ? '' : ` (${Math.round(e.ms)} ms)`
+  const err = e.error ? `: ${e.error.code}: ${e.error.message}` : ''
+  const action = e.action ? ` (${e.action})` : ''
+  return `${time(e.at)} #${e.id} ${e.phase} ${what}${gens}${ms}${action}${err} [${e.trigger}]`
+}
+
+function renderEvents() {
+  const list = $('events')
+  const items = state.events.map((e) => {
+    const li = document.createElement('li')
+    li.className = e.phase
+    li.textContent = describeEvent(e)
+    return li
+  })
+  list.replaceChildren(...items)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions
+
+function notice(text, isError = false) {
+  const el = $('notice')
+  el.textContent = text
+  el.classList.toggle('error', isError)
+}
+
+function confirmAction(text) {
+  return new Promise((resolve) => {
+    const dialog = $('confirm-dialog')
+    $('confirm-text').textContent = text
+    const finish = (ok) => (event) => {
+      event?.preventDefault()
+      $('confirm-form').removeEventListener('submit', yes)
+      $('confirm-cancel').removeEventListener('click', no)
+      dialog.removeEventListener('cancel', no)
+      dialog.close()
+      resolve(ok)
+    }
+    const yes = finish(true)
+    const no = finish(false)
+    $('confirm-form').addEventListener('submit', yes)
+    $('confirm-cancel').addEventListener('click', no)
+    dialog.addEventListener('cancel', no)
+    dialog.showModal()
+    $('confirm-cancel').focus()
+  })
+}
+
+function reportReload(name, { status, body }) {
+  if (status === 200) {
+    const gens = Object.entries(body.generations ?? {})
+      .map(([m, g]) => `${m} g${g}`)
+      .join(', ')
+    notice(
+      body.result === 'unchanged' ? `${name}: unchanged` : `${name}: reloaded${gens ? ` (${gens})` : ''}`,
+    )
+  } else
+    notice(
+      `${name}: ${body.error?.code ?? body.code ?? status}: ${body.error?.message ?? body.message ?? ''}`,
+      true,
+    )
+}
+
+async function reloadModule(name) {
+  notice(`${name}: reloading…`)
+  reportReload(name, await json(`/modules/${encodeURIComponent(name)}/reload`, { method: 'POST' }))
+}
+
+async function forceReload(name) {
+  if (
+    !(await confirmAction(
+      `Force a reload of ${name} and its dependents, even if its bundle has not changed?`,
+    ))
+  )
+    return
+  notice(`${name}: forced reload…`)
+  reportReload(name, await json(`/modules/${encodeURIComponent(name)}/reload?force=true`, { method: 'POST' }))
+}
+
+async function toggleRegistered(name) {
+  const m = state.modules.find((x) => x.name === name)
+  const registering = m?.registered === false
+  if (
+    !registering &&
+    !(await confirmAction(
+      `Unregister ${name} from reloading? Changes to its bundle are then ignored until it is registered again.`,
+    ))
+  )
+    return
+  const { status, body } = await json(
+    `/modules/${encodeURIComponent(name)}/${registering ? 'register' : 'unregister'}`,
+    {
+      method: 'POST',
+    },
+  )
+  notice(
+    status === 200
+      ? `${name}: ${registering ? 'registered for' : 'unregistered from'} reloading`
+      : `${name}: ${body.code}: ${body.message}`,
+    status !== 200,
+  )
+  await refresh()
+}
+
+/** Waits for the event that decides a deploy of `module`: swapped, unchanged or failed. */
+function verdictOf(module, timeoutMs = 120_000) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      state.waiters.delete(waiter)
+      resolve(undefined)
+    }, timeoutMs)
+    const waiter = (e) => {
+      const mine = e.module === module || e.modules.includes(module)
+      if (!mine || !['swapped', 'unchanged', 'failed'].includes(e.phase)) return
+      clearTimeout(timer)
+      state.waiters.delete(waiter)
+      resolve(e)
+    }
+    state.waiters.add(waiter)
+  })
+}
+
+async function deploy(event) {
+  event.preventDefault()
+  const file = $('deploy-file').files[0]
+  if (!file) {
+    notice('choose a bundle file (.zip or .jar) first', true)
+    return
+  }
+  if (
+    !(await confirmAction(
+      `Deploy ${file.name} (${Math.round(file.size / 1024)} KiB)? It replaces the running code of its module.`,
+    ))
+  )
+    return
+  notice(`${file.name}: uploading…`)
+  const res = await api(`/deploy/${encodeURIComponent(file.name)}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/octet-stream' },
+    body: file,
+  })
+  const body = await res.json().catch(() => ({}))
+  if (res.status !== 202) {
+    notice(`${file.name}: ${body.code ?? res.status}: ${body.message ?? 'refused'}`, true)
+    return
+  }
+  notice(`${file.name}: placed in staging, waiting for ${body.module}…`)
+  const verdict = await verdictOf(body.module)
+  if (!verdict) notice(`${file.name}: no verdict yet (does the host watch its staging directory?)`, true)
+  else if (verdict.phase === 'failed')
+    notice(`${file.name}: refused: ${verdict.error?.code}: ${verdict.error?.message}`, true)
+  else if (verdict.phase === 'unchanged') notice(`${file.name}: ${body.module} unchanged (same content)`)
+  else notice(`${file.name}: ${body.module} now at generation ${verdict.generations?.[body.module] ?? '?'}`)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function start() {
+  wireGraph()
+  $('filter').addEventListener('input', (e) => {
+    state.filter = e.target.value.trim()
+    applyFilter()
+  })
+  $('deploy-form').addEventListener('submit', (e) => {
+    deploy(e).catch((err) => notice(String(err.message ?? err), true))
+  })
+  json('/events/recent')
+    .then(({ status, body }) => {
+      if (status !== 200) return
+      state.events = [...body.events].reverse()
+      renderEvents()
+    })
+    .catch(() => {})
+  refresh()
+    .catch((err) => notice(`cannot load modules: ${err.message}`, true))
+    .finally(() => {
+      follow()
+      poll()
+    })
+}
+
+start()

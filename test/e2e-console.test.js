@@ -1,0 +1,254 @@
+// The operator console (issue 17) in a real browser: playwright-core driving Debian's Chromium
+// against a real host. Every module and the graph drawn, a reload seen live without reloading
+// the page, a refusal with its code, the actions (forced reload, unregister, deploy of a file
+// chosen in the page), the token asked once, a phone-sized viewport, contrast and the CSP.
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { copyFile, cp, readdir, rename, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import test from 'node:test'
+import { chromium } from 'playwright-core'
+import {
+  deploy,
+  makeRoot,
+  moduleSource,
+  modulesOf,
+  packWithNyala,
+  projectRoot,
+  request,
+  startHost,
+} from './helpers.js'
+
+const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+
+async function browserFor(t) {
+  assert.ok(existsSync(executablePath), `Chromium not found at ${executablePath} (apt-get install chromium)`)
+  // --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start
+  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] })
+  t.after(() => browser.close())
+  return browser
+}
+
+/** A page that fails the test on a script error or a console error such as a CSP violation. */
+async function openPage(t, browser, url, viewport = { width: 1280, height: 800 }) {
+  const page = await browser.newPage({ viewport })
+  const errors = []
+  page.on('console', (m) => {
+    // network failures are logged too (each 401 of the token flow, the event stream cut when the
+    // host stops): the assertions check what the page shows; what is collected here is script
+    // errors and Content-Security-Policy violations ("Refused to ...")
+    if (m.type() === 'error' && !/^Failed to load resource/.test(m.text())) errors.push(m.text())
+  })
+  page.on('pageerror', (e) => errors.push(String(e)))
+  t.after(() => assert.deepEqual(errors, [], 'no console or page errors'))
+  await page.goto(url)
+  return page
+}
+
+const settings = [
+  'port=0',
+  'host=127.0.0.1',
+  'auto.reload.modules=true',
+  'auto.reload.monitoring.type=tmpfile, stagingDirectory',
+  'auto.reload.settle.ms=50',
+  '',
+].join('\n')
+
+/** The example modules (as `npm start` serves them), plus one that fails to register. */
+async function exampleRoot(t, extra = '') {
+  const root = await makeRoot(t, settings + extra)
+  const examples = path.join(projectRoot, 'examples')
+  const names = (await readdir(examples, { withFileTypes: true }))
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+  for (const n of names) await packWithNyala(path.join(examples, n), path.join(modulesOf(root), `${n}.zip`))
+  await cp(
+    path.join(projectRoot, 'config', 'billing.properties'),
+    path.join(root, 'config', 'billing.properties'),
+  )
+  await deploy(root, 'broken', {
+    files: { 'index.js': 'module.exports = { register () { throw new Error("no") } }\n' },
+  })
+  return { root, names: [...names, 'broken'] }
+}
+
+const genOf = (page, name) =>
+  page.locator(`tr[data-module="${name}"] [data-generation]`).getAttribute('data-generation')
+
+async function waitGeneration(page, name, generation) {
+  await page.waitForSelector(`tr[data-module="${name}"] [data-generation="${generation}"]`, {
+    timeout: 30_000,
+  })
+}
+
+/** Relative luminance contrast of two CSS colours (rgb()/rgba()). */
+function contrast(fg, bg) {
+  const lum = (c) => {
+    const [r, g, b] = c
+      .match(/[\d.]+/g)
+      .slice(0, 3)
+      .map(Number)
+    const lin = (v) => {
+      const s = v / 255
+      return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4
+    }
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+  }
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x)
+  return (a + 0.05) / (b + 0.05)
+}
+
+test('the console shows every module and the graph, follows reloads live, and acts', async (t) => {
+  const { root, names } = await exampleRoot(t)
+  const host = await startHost(t, root)
+  const browser = await browserFor(t)
+
+  // the page: strict CSP, compressed, cached by content hash
+  const head = await fetch(host.admin('/'), { headers: { 'accept-encoding': 'br' } })
+  const csp = head.headers.get('content-security-policy')
+  assert.match(csp, /script-src 'self'/)
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/)
+  assert.equal(head.headers.get('content-encoding'), 'br')
+  const html = await head.text()
+  const script = /src="(\/console\/app\.[0-9a-f]+\.js)"/.exec(html)?.[1]
+  assert.ok(script, 'the page loads its script by a hashed name')
+  const asset = await fetch(host.admin(script))
+  assert.match(asset.headers.get('cache-control'), /immutable/)
+  assert.doesNotMatch(html, /<script>|<script [^>]*>[^<]/, 'no inline script in the page')
+
+  const page = await openPage(t, browser, host.admin('/'))
+  // no request leaves the host: every URL the page asks for is on the admin listener
+  const origin = new URL(host.admin('/')).origin
+  const requested = []
+  page.on('request', (r) => requested.push(r.url()))
+  await page.reload()
+  await page.waitForSelector('html[data-rendered]')
+  for (const name of names) {
+    assert.equal(await page.locator(`tr[data-module="${name}"]`).count(), 1, `row of ${name}`)
+    assert.equal(await page.locator(`#graph .node[data-node="${name}"]`).count(), 1, `node of ${name}`)
+  }
+  const edges = (await request(host.admin('/modules'))).body.modules.reduce(
+    (n, m) => n + m.dependsOn.length + m.optionalDependsOn.filter((d) => names.includes(d)).length,
+    0,
+  )
+  assert.equal(await page.locator('#graph .edge').count(), edges, 'one arrow per dependency')
+  assert.equal(await genOf(page, 'hello'), '1')
+  // the failed module: its code in the row and on its node, drawn in the failed colour
+  assert.match(
+    await page.locator('tr[data-module="broken"]').textContent(),
+    /NYALA_ERR_MODULE_REGISTER_FAILED/,
+  )
+  assert.match(await page.locator('#graph .node[data-node="broken"]').getAttribute('class'), /failed/)
+  assert.match(await page.locator('#graph .node[data-node="broken"]').textContent(), /MODULE_REGISTER_FAILED/)
+
+  // readable contrast: every state label and node label against what is behind it
+  const pairs = await page.evaluate(() => {
+    const out = []
+    for (const el of document.querySelectorAll('.state, th, td, #graph .node text')) {
+      const fg = getComputedStyle(el).color
+      const fill = el.closest('.node')
+        ? getComputedStyle(el.closest('.node').querySelector('rect')).fill
+        : undefined
+      out.push({ fg: el.closest('.node') ? getComputedStyle(el).fill : fg, bg: fill ?? 'rgb(255, 255, 255)' })
+    }
+    return out
+  })
+  for (const { fg, bg } of pairs)
+    assert.ok(contrast(fg, bg) >= 4.5, `contrast ${fg} on ${bg}: ${contrast(fg, bg)}`)
+
+  // a .tmp dropped beside hello: the page shows generation 2 without being reloaded
+  const v2 = await moduleSource(root, 'hello-v2', { fields: { version: '2.0.0' } })
+  const bundle = await packWithNyala(v2, path.join(root, 'src', 'hello-v2.zip'))
+  await copyFile(bundle, path.join(modulesOf(root), 'hello.zip.part'))
+  await rename(path.join(modulesOf(root), 'hello.zip.part'), path.join(modulesOf(root), 'hello.zip.tmp'))
+  await waitGeneration(page, 'hello', 2)
+  await page.waitForSelector('#events li.swapped')
+
+  // a broken .tmp: refused with its code, the generation stays
+  await writeFile(path.join(modulesOf(root), 'hello.zip.part'), 'not a zip')
+  await rename(path.join(modulesOf(root), 'hello.zip.part'), path.join(modulesOf(root), 'hello.zip.tmp'))
+  await page.waitForSelector('#events li.failed')
+  assert.match(await page.locator('#events li.failed').first().textContent(), /NYALA_ERR_BUNDLE_NOT_ZIP/)
+  await page.waitForFunction(() =>
+    /NYALA_ERR_BUNDLE_NOT_ZIP/.test(document.querySelector('tr[data-module="hello"]').textContent),
+  )
+  assert.equal(await genOf(page, 'hello'), '2')
+
+  // a forced reload asks first; cancelled, nothing happens; confirmed, core and its dependents reload
+  const row = page.locator('tr[data-module="core"]')
+  await row.getByRole('button', { name: 'Force reload' }).click()
+  await page.locator('#confirm-dialog').getByRole('button', { name: 'Cancel' }).click()
+  assert.equal(await genOf(page, 'core'), '1')
+  await row.getByRole('button', { name: 'Force reload' }).click()
+  await page.locator('#confirm-dialog').getByRole('button', { name: 'Confirm' }).click()
+  await waitGeneration(page, 'core', 2)
+  await waitGeneration(page, 'billing', 2)
+
+  // unregister (asks), then register again (does not)
+  await row.getByRole('button', { name: 'Unregister' }).click()
+  await page.locator('#confirm-dialog').getByRole('button', { name: 'Confirm' }).click()
+  await row.getByRole('button', { name: 'Register' }).waitFor()
+  assert.equal((await request(host.admin('/modules/core'))).body.registered, false)
+  await row.getByRole('button', { name: 'Register' }).click()
+  await row.getByRole('button', { name: 'Unregister' }).waitFor()
+  assert.equal((await request(host.admin('/modules/core'))).body.registered, true)
+
+  // deploy a file chosen in the page: uploaded, staged, and the verdict shown
+  const v3 = await moduleSource(root, 'hello-v3', { fields: { version: '3.0.0' } })
+  const v3zip = await packWithNyala(v3, path.join(root, 'src', 'v3', 'hello.zip'))
+  await page.setInputFiles('#deploy-file', v3zip)
+  await page.getByRole('button', { name: 'Deploy' }).click()
+  await page.locator('#confirm-dialog').getByRole('button', { name: 'Confirm' }).click()
+  await page.waitForFunction(() =>
+    /hello now at generation 3/.test(document.getElementById('notice').textContent),
+  )
+  await waitGeneration(page, 'hello', 3)
+  await page.waitForFunction(() =>
+    /3\.0\.0/.test(document.querySelector('tr[data-module="hello"]').textContent),
+  )
+
+  // filter by name: other rows hide, other nodes dim
+  await page.fill('#filter', 'bill')
+  assert.equal(await page.locator('tbody tr:not(.hidden)').count(), 1)
+  assert.match(await page.locator('#graph .node[data-node="hello"]').getAttribute('class'), /dim/)
+  await page.fill('#filter', '')
+
+  assert.ok(requested.length > 3, 'the page made its requests')
+  const elsewhere = requested.filter((u) => new URL(u).origin !== origin)
+  assert.deepEqual(elsewhere, [], 'no request leaves the host')
+
+  // keyboard: Tab from the filter reaches the graph and the row buttons
+  await page.focus('#filter')
+  const reached = new Set()
+  for (let i = 0; i < 12; i++) {
+    await page.keyboard.press('Tab')
+    reached.add(await page.evaluate(() => document.activeElement?.id || document.activeElement?.textContent))
+  }
+  assert.ok(reached.has('graph'), `the graph is reachable by keyboard: ${[...reached]}`)
+  assert.ok(reached.has('Reload'), `row actions are reachable by keyboard: ${[...reached]}`)
+})
+
+test('with an admin token the page asks once and keeps it for the tab; a phone-sized viewport works', async (t) => {
+  const { root, names } = await exampleRoot(t, 'admin.token=s3cret\n')
+  const host = await startHost(t, root)
+  assert.equal((await request(host.admin('/modules'))).status, 401, 'the API needs the token')
+  const browser = await browserFor(t)
+  const page = await openPage(t, browser, host.admin('/'), { width: 390, height: 844 })
+  await page.locator('#token-dialog').waitFor()
+  await page.fill('#token-input', 'wrong')
+  await page.locator('#token-dialog').getByRole('button', { name: 'Use token' }).click()
+  await page.waitForFunction(() => /refused/.test(document.getElementById('token-error').textContent))
+  await page.fill('#token-input', 's3cret')
+  await page.locator('#token-dialog').getByRole('button', { name: 'Use token' }).click()
+  await page.waitForSelector('html[data-rendered]')
+  assert.equal(await page.locator('tbody tr').count(), names.length)
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('nyala.admin.token')), 's3cret')
+  await page.waitForFunction(() => document.getElementById('live').dataset.live === 'open')
+  // nothing wider than the phone's screen but the table's own scroll area
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+  assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px on a phone`)
+  // a reload in another tab of the same session keeps the token: no second prompt
+  await page.reload()
+  await page.waitForSelector('html[data-rendered]')
+  assert.equal(await page.locator('#token-dialog[open]').count(), 0)
+})

@@ -1,0 +1,347 @@
+// Bundle files on disk where code expects them: the content-addressed, read-only cache
+// directory (`cache.directory`, default run/cache) that __dirname points into, a static file
+// root served by @fastify/static, a package reading its own file, a Worker started from a file,
+// a native addon loaded once per content, the directory shared by a reload of the same content
+// and removed after its last generation stops, an addon for another machine refused while the
+// old generation keeps serving, and the start-up sweep.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { chmod, copyFile, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import http from 'node:http'
+import path from 'node:path'
+import test from 'node:test'
+import {
+  agentGet,
+  isAlive,
+  killAfter,
+  makeRoot,
+  moduleSource,
+  modulesOf,
+  packWithNyala,
+  projectRoot,
+  request,
+  runCli,
+  startDaemon,
+  startHost,
+  waitUntil,
+} from './helpers.js'
+
+const addonFile = path.join(projectRoot, 'native', 'build', 'Release', 'nyala_fdpass.node')
+const contentDir = /^[0-9a-f]{64}$/
+
+// module code: every way of reaching a file beside the code
+const indexJs = `
+// how many times any generation's code began to run (the host's global: code runs in its context)
+globalThis.filesTopLevelRuns = (globalThis.filesTopLevelRuns ?? 0) + 1
+const fs = require('node:fs')
+const path = require('node:path')
+const { Worker } = require('node:worker_threads')
+// an absolute path built from __dirname, without extension, as the bindings package does
+const addon = require(path.join(__dirname, 'build', 'Release', 'nyala_fdpass'))
+addon.loads = (addon.loads ?? 0) + 1
+const templ = require('templ')
+module.exports = {
+  async register (app, ctx) {
+    await app.register(require('@fastify/static'), { root: path.join(__dirname, 'public'), prefix: '/static/' })
+    app.get('/info', async () => ({
+      generation: ctx.generation,
+      dirname: __dirname,
+      filename: __filename,
+      text: fs.readFileSync(path.join(__dirname, 'public', 'x.txt'), 'utf8'),
+      templ: templ.render('nyala'),
+      loads: addon.loads,
+      topLevelRuns: globalThis.filesTopLevelRuns,
+      addonWorks: typeof addon.describe === 'function',
+      resolved: require.resolve('./public/x.txt'),
+    }))
+    app.get('/worker', () => new Promise((resolve, reject) => {
+      const worker = new Worker(path.join(__dirname, 'worker.js'))
+      worker.once('message', (text) => resolve({ text }))
+      worker.once('error', reject)
+    }))
+  },
+}
+`
+
+/** A bundle of module `files` whose public/x.txt says `text`; `addon` is the .node file's bytes. */
+async function filesBundle(root, tag, { text, addon }) {
+  const dir = await moduleSource(root, `files-${tag}`, {
+    fields: { prefix: '/files' },
+    files: {
+      'index.js': indexJs,
+      'public/x.txt': text,
+      'worker.js': `const { parentPort } = require('node:worker_threads')\nparentPort.postMessage(require('node:fs').readFileSync(require('node:path').join(__dirname, 'public', 'x.txt'), 'utf8'))\n`,
+      'node_modules/templ/package.json': '{ "name": "templ", "main": "lib/index.js" }\n',
+      'node_modules/templ/lib/index.js': `const fs = require('node:fs')\nconst path = require('node:path')\nconst template = fs.readFileSync(path.join(__dirname, '..', 'template.txt'), 'utf8')\nexports.render = (name) => template.replace('{name}', name)\n`,
+      'node_modules/templ/template.txt': 'hello {name}',
+      'build/Release/nyala_fdpass.node': addon,
+    },
+  })
+  return packWithNyala(dir, path.join(root, 'src', `files-${tag}.zip`))
+}
+
+const cacheOf = (root) => path.join(root, 'run', 'cache')
+const contentDirs = async (root) => (await readdir(cacheOf(root))).filter((n) => contentDir.test(n)).sort()
+
+/** Distinct files (by inode) of .node addons under the cache mapped into process `pid`. */
+async function mappedAddons(pid) {
+  const maps = await readFile(`/proc/${pid}/maps`, 'utf8')
+  const inodes = new Set()
+  for (const line of maps.split('\n')) {
+    const m = /^\S+ \S+ \S+ \S+ (\d+)\s+(\/.*)$/.exec(line)
+    if (m?.[2]?.includes('/run/cache/') && /\.node( \(deleted\))?$/.test(m[2])) inodes.add(m[1])
+  }
+  return inodes.size
+}
+
+/** The addon's bytes with its ELF machine set to one that is not this process's. */
+function forOtherMachine(bytes) {
+  const copy = Buffer.from(bytes)
+  copy.writeUInt16LE(process.arch === 'arm64' ? 62 : 183, 18)
+  return copy
+}
+
+const moduleOf = async (host, name) =>
+  (await request(host.admin('/modules'))).body.modules.find((m) => m.name === name)
+
+test('bundle files on disk: static root, files beside the code, a Worker and a native addon; reloads share or remove the cache directory', async (t) => {
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nauto.reload.modules=true\n')
+  const addon = await readFile(addonFile)
+  await copyFile(
+    await filesBundle(root, 'a', { text: 'first', addon }),
+    path.join(modulesOf(root), 'files.zip'),
+  )
+  const host = await startHost(t, root, ['--log-format', 'json'])
+
+  const info = (await request(host.url('/files/info'))).body
+  assert.equal(info.text, 'first')
+  assert.equal(info.templ, 'hello nyala')
+  assert.equal(info.loads, 1)
+  assert.equal(info.addonWorks, true)
+  const [dir] = await contentDirs(root)
+  assert.equal(info.dirname, path.join(cacheOf(root), dir))
+  assert.equal(info.filename, path.join(cacheOf(root), dir, 'index.js'))
+  assert.equal(info.resolved, path.join(cacheOf(root), dir, 'public', 'x.txt'))
+  assert.equal((await request(host.url('/files/static/x.txt'))).text, 'first')
+  assert.deepEqual((await request(host.url('/files/worker'))).body, { text: 'first' })
+  // read-only, the JavaScript included (a Worker or a package reading its own .js finds it)
+  assert.equal((await stat(info.dirname)).mode & 0o777, 0o555)
+  assert.equal((await stat(path.join(info.dirname, 'public'))).mode & 0o777, 0o555)
+  assert.equal((await stat(path.join(info.dirname, 'public', 'x.txt'))).mode & 0o777, 0o444)
+  assert.equal((await stat(path.join(info.dirname, 'index.js'))).mode & 0o777, 0o444)
+
+  // a forced reload of the same content: same directory, nothing written, the addon not loaded again
+  const before = (await stat(path.join(info.dirname, 'index.js'))).mtimeMs
+  const forced = await request(host.admin('/modules/files/reload?force=true'), { method: 'POST' })
+  assert.equal(forced.body.result, 'reloaded', JSON.stringify(forced.body))
+  const second = (await request(host.url('/files/info'))).body
+  assert.equal(second.generation, 2)
+  assert.equal(second.dirname, info.dirname)
+  assert.equal(second.loads, 2, "the second generation got the first one's addon exports")
+  assert.equal((await stat(path.join(info.dirname, 'index.js'))).mtimeMs, before)
+  // the old generation has stopped: its directory is the new one's, so it stays
+  const stopped = (n) => host.logs().some((r) => r.msg === `module files generation ${n} stopped`)
+  await waitUntil(() => stopped(1), 'generation 1 stopped', 15_000)
+  assert.deepEqual(await contentDirs(root), [dir])
+  assert.equal((await request(host.url('/files/static/x.txt'))).text, 'first')
+  assert.equal(await mappedAddons(host.child.pid), 1)
+
+  // new content: a new directory; the old one goes once its last generation stopped
+  const inode = async (dir, file) => (await stat(path.join(dir, file))).ino
+  const unchanged = {
+    index: await inode(info.dirname, 'index.js'),
+    addon: await inode(info.dirname, 'build/Release/nyala_fdpass.node'),
+  }
+  await copyFile(
+    await filesBundle(root, 'b', { text: 'second', addon }),
+    path.join(modulesOf(root), 'files.zip'),
+  )
+  await waitUntil(async () => (await request(host.url('/files/info'))).body.text === 'second', 'reload to b')
+  const third = (await request(host.url('/files/info'))).body
+  assert.notEqual(third.dirname, info.dirname)
+  // files whose bytes did not change are hard links to the previous directory's, not written again
+  assert.equal(await inode(third.dirname, 'index.js'), unchanged.index)
+  assert.equal(await inode(third.dirname, 'build/Release/nyala_fdpass.node'), unchanged.addon)
+  assert.equal(await readFile(path.join(third.dirname, 'public', 'x.txt'), 'utf8'), 'second')
+  assert.equal(third.loads, 3, 'an addon with the same bytes is loaded once, whatever bundle holds it')
+  await waitUntil(() => stopped(2), 'generation 2 stopped', 15_000)
+  await waitUntil(async () => !existsSync(info.dirname), 'the old directory removed', 15_000)
+  assert.deepEqual(await contentDirs(root), [path.basename(third.dirname)])
+  assert.equal(await mappedAddons(host.child.pid), 1)
+
+  // an addon built for another machine: refused while validating, the old generation serves on
+  await copyFile(
+    await filesBundle(root, 'c', { text: 'third', addon: forOtherMachine(addon) }),
+    path.join(modulesOf(root), 'files.zip'),
+  )
+  const failed = await waitUntil(async () => (await moduleOf(host, 'files')).lastError, 'the refusal')
+  assert.equal(failed.code, 'NYALA_ERR_ADDON_INCOMPATIBLE')
+  assert.match(
+    failed.message,
+    /files\.zip: native addon "build\/Release\/nyala_fdpass\.node" was built for ELF 64-bit LSB/,
+  )
+  const record = host.logs().find((r) => r.code === 'NYALA_ERR_ADDON_INCOMPATIBLE')
+  assert.equal(record.entry, 'build/Release/nyala_fdpass.node')
+  assert.match(record.expected, new RegExp(`${process.platform}-${process.arch}`))
+  const after = (await request(host.url('/files/info'))).body
+  assert.equal(after.text, 'second')
+  assert.equal(after.generation, third.generation)
+  assert.equal(after.topLevelRuns, third.topLevelRuns, 'refused before any of its code ran')
+  // nothing was written for the refused candidate
+  assert.deepEqual(await contentDirs(root), [path.basename(third.dirname)])
+
+  // a graceful stop keeps the directory for the next start and drops this process's lease
+  assert.equal((await host.stop('SIGTERM')).code, 0)
+  assert.deepEqual(await contentDirs(root), [path.basename(third.dirname)])
+  assert.deepEqual(await readdir(path.join(cacheOf(root), '.leases')), [])
+})
+
+/** A pid that is certainly gone: a process that ran and exited. */
+async function deadPid() {
+  const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' })
+  await new Promise((resolve) => child.once('exit', resolve))
+  return child.pid
+}
+
+/** Writes a read-only content directory as the cache does. */
+async function fakeContent(dir) {
+  await mkdir(path.join(dir, 'sub'), { recursive: true })
+  await writeFile(path.join(dir, 'sub', 'f.txt'), 'x', { mode: 0o444 })
+  await chmod(path.join(dir, 'sub'), 0o555)
+  await chmod(dir, 0o555)
+}
+
+test('start-up sweep: directories nobody uses and scratch directories of dead processes go, leased ones stay', async (t) => {
+  const root = await makeRoot(t)
+  const dir = await moduleSource(root, 'plain')
+  await packWithNyala(dir, path.join(modulesOf(root), 'plain.zip'))
+  const cache = cacheOf(root)
+  const stale = path.join(cache, 'a'.repeat(64))
+  const leased = path.join(cache, 'b'.repeat(64))
+  const dead = await deadPid()
+  const scratch = path.join(cache, `.tmp-${'c'.repeat(64)}-${dead}-1`)
+  for (const d of [stale, leased, scratch]) await fakeContent(d)
+  // a live process (this test) leases one: an upgrade's other instance still using it
+  await mkdir(path.join(cache, '.leases'))
+  await writeFile(path.join(cache, '.leases', String(process.pid)), `${'b'.repeat(64)}\n`)
+  await writeFile(path.join(cache, '.leases', String(dead)), `${'a'.repeat(64)}\n`)
+
+  const host = await startHost(t, root, ['--log-format', 'json'])
+  await waitUntil(() => host.logs().some((r) => /unused cache directories/.test(r.msg ?? '')), 'the sweep')
+  assert.equal(host.logs().find((r) => /unused cache directories/.test(r.msg)).removed, 1)
+  assert.equal(existsSync(stale), false)
+  assert.equal(existsSync(scratch), false)
+  assert.equal(existsSync(leased), true)
+  const dirs = await contentDirs(root)
+  assert.equal(dirs.length, 2, `the leased one and the one plain uses: ${dirs}`)
+  // the dead process's lease is gone, the live ones are there
+  assert.deepEqual(
+    (await readdir(path.join(cache, '.leases'))).sort(),
+    [String(host.child.pid), String(process.pid)].sort(),
+  )
+  await host.stop('SIGTERM')
+})
+
+test('30 reloads between two contents under keep-alive load: no failed request, one directory per content in use, the addon mapped once', {
+  timeout: 240_000,
+}, async (t) => {
+  const root = await makeRoot(t)
+  const addon = await readFile(addonFile)
+  const bundles = [
+    await filesBundle(root, 'a', { text: 'a', addon }),
+    await filesBundle(root, 'b', { text: 'b', addon }),
+  ]
+  await copyFile(bundles[0], path.join(modulesOf(root), 'files.zip'))
+  const host = await startHost(t, root, ['--log-format', 'json'])
+  const agents = [0, 1].map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
+  t.after(() => {
+    for (const agent of agents) agent.destroy()
+  })
+  const problems = []
+  let requests = 0
+  let stop = false
+  const deadline = Date.now() + 180_000
+  const loops = agents.map(async (agent, i) => {
+    while (!stop && Date.now() < deadline) {
+      // every other request through @fastify/static's root in the cache directory
+      const res = await agentGet(agent, host.url(i % 2 ? '/files/static/x.txt' : '/files/info'))
+      requests++
+      const ok = i % 2 ? /^[ab]$/.test(res.body) : /^[ab]$/.test(res.body?.text ?? '')
+      if ((res.error || res.status !== 200 || !ok) && problems.length < 20)
+        problems.push(res.error?.message ?? `${res.status} ${JSON.stringify(res.body)}`)
+    }
+  })
+  const reloads = 30
+  try {
+    for (let i = 1; i <= reloads; i++) {
+      const temp = path.join(modulesOf(root), '.files.zip.partial')
+      await copyFile(bundles[i % 2], temp)
+      await rename(temp, path.join(modulesOf(root), 'files.zip'))
+      const res = await request(host.admin('/modules/files/reload'), {
+        method: 'POST',
+        signal: AbortSignal.timeout(30_000),
+      })
+      assert.equal(res.body.result, 'reloaded', `reload ${i}: ${res.text}`)
+      assert.equal((await request(host.url('/files/info'))).body.text, i % 2 ? 'b' : 'a')
+    }
+  } finally {
+    stop = true
+    await Promise.all(loops)
+  }
+  assert.deepEqual(problems, [], 'no failed request while the cache directories came and went')
+  assert.ok(requests > reloads, `the load overlapped the reloads (${requests} requests)`)
+  const last = (await request(host.url('/files/info'))).body
+  assert.equal(last.generation, reloads + 1)
+  assert.equal(last.loads, reloads + 1, 'every generation got the one loaded addon')
+  await waitUntil(
+    async () => (await contentDirs(root)).length === 1,
+    'one cache directory left: the one in use',
+    30_000,
+  )
+  assert.deepEqual(await contentDirs(root), [path.basename(last.dirname)])
+  assert.equal(await mappedAddons(host.child.pid), 1)
+  assert.equal((await host.stop('SIGTERM')).code, 0)
+})
+
+test('a process upgrade shares the cache directory: the old instance exits without removing what the successor serves', async (t) => {
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nshutdown.grace.period=10\n')
+  const addon = await readFile(addonFile)
+  await copyFile(await filesBundle(root, 'a', { text: 'up', addon }), path.join(modulesOf(root), 'files.zip'))
+  const old = await startDaemon(t, root)
+  const before = (await request(old.url('/files/info'), { headers: { connection: 'close' } })).body
+  const leases = path.join(cacheOf(root), '.leases')
+  assert.deepEqual(await readdir(leases), [String(old.pid)])
+
+  const res = await runCli(['upgrade', '--root', root], { cwd: root, timeoutMs: 90_000 })
+  const successor = Number(/successor pid (\d+)/.exec(res.stdout)?.[1] ?? 0)
+  if (successor) killAfter(t, successor)
+  assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`)
+  await waitUntil(() => !isAlive(old.pid), `old pid ${old.pid} to exit after draining`, 30_000)
+
+  const after = (await request(old.url('/files/info'), { headers: { connection: 'close' } })).body
+  assert.equal(after.dirname, before.dirname, 'the successor uses the same directory')
+  assert.equal(after.text, 'up')
+  assert.equal(after.loads, 1, 'the successor is a new process: its own one load of the addon')
+  assert.deepEqual(await contentDirs(root), [path.basename(before.dirname)])
+  assert.deepEqual(await readdir(leases), [String(successor)])
+  process.kill(successor, 'SIGTERM')
+  await waitUntil(() => !isAlive(successor), 'the successor to exit', 30_000)
+  assert.deepEqual(await contentDirs(root), [path.basename(before.dirname)], 'kept for the next start')
+})
+
+test('a cache directory that cannot be written is a warning: modules that read no files beside themselves serve', async (t) => {
+  // a path under a regular file can never be made, whoever runs the test (root included)
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\ncache.directory=config/impala.properties/cache\n')
+  await packWithNyala(await moduleSource(root, 'plain'), path.join(modulesOf(root), 'plain.zip'))
+  const host = await startHost(t, root, ['--log-format', 'json'])
+  assert.equal((await request(host.url('/plain/'))).body.module, 'plain')
+  const warning = host.logs().find((r) => r.code === 'NYALA_ERR_CACHE_WRITE')
+  assert.equal(warning?.level, 40, 'logged as a warning')
+  assert.equal(warning.module, 'plain')
+  assert.match(
+    warning.message,
+    /plain\.zip: cannot write its files to the cache directory .*config\/impala\.properties\/cache/,
+  )
+  assert.equal((await host.stop('SIGTERM')).code, 0)
+})

@@ -1,0 +1,227 @@
+// Signed bundles, in process (issue 18): a bundle signed by `packDirectory`, then changed one
+// class of bytes at a time (an entry's content, its name, the signature, the signed list, the
+// zip's directory), each refused with its own code by the same openBundle the host uses.
+import assert from 'node:assert/strict'
+import { generateKeyPairSync } from 'node:crypto'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import test from 'node:test'
+import JSZip from 'jszip'
+import { openBundle } from '../dist/bundle/open-bundle.js'
+import { packDirectory } from '../dist/bundle/pack.js'
+import { keyIdOf, publicKeyFileText, rawPublicKey } from '../dist/bundle/signing-key.js'
+import { readTrustStore } from '../dist/bundle/trust-store.js'
+import { manifest, writeFiles } from './helpers.js'
+
+const sigEntry = 'META-INF/NYALA.SIG'
+
+function newKey(name) {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519')
+  const raw = rawPublicKey(publicKey)
+  return { name, key: privateKey, keyId: keyIdOf(raw), pub: publicKeyFileText(raw, name) }
+}
+
+const alpha = newKey('alpha')
+const beta = newKey('beta')
+const gamma = newKey('gamma')
+
+async function tempDir(t) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nyala-sig-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** A trust policy over .pub files written into a fresh directory (`extra` lines appended per key). */
+async function trustOf(dir, keys, { required = true, threshold = 1, extra = {} } = {}) {
+  const store = path.join(dir, 'trusted-keys')
+  await writeFiles(
+    store,
+    Object.fromEntries(keys.map((k) => [`${k.name}.pub`, `${k.pub}${extra[k.name] ?? ''}`])),
+  )
+  return { required, threshold, dir: store, keys: readTrustStore(store) }
+}
+
+/** Packs a two-file module `shop` signed by `keys` into <dir>/shop.zip. */
+async function signedBundle(dir, keys, sequence = 7) {
+  const src = path.join(dir, 'shop')
+  await writeFiles(src, {
+    'module.properties': manifest({ version: '2.1.0' }),
+    'index.js': 'module.exports = { register () {} }\n',
+    'lib/util.js': 'module.exports = 1\n',
+  })
+  return packDirectory(src, { out: path.join(dir, 'shop.zip'), sign: { keys, sequence } })
+}
+
+/** Rewrites a zip entry by entry through `edit(entries)` (a Map name -> Buffer) into a new file. */
+async function rewrite(file, out, edit) {
+  const zip = await JSZip.loadAsync(await readFile(file))
+  const entries = new Map()
+  for (const f of Object.values(zip.files)) if (!f.dir) entries.set(f.name, await f.async('nodebuffer'))
+  edit(entries)
+  const next = new JSZip()
+  for (const [name, content] of entries) next.file(name, content)
+  await mkdir(path.dirname(out), { recursive: true })
+  await writeFile(out, await next.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' }))
+  return out
+}
+
+/** Edits the signature document (parsed JSON) of a zip. */
+const editSignature = (file, out, fn) =>
+  rewrite(file, out, (entries) => {
+    const doc = JSON.parse(entries.get(sigEntry).toString('utf8'))
+    fn(doc)
+    entries.set(sigEntry, Buffer.from(JSON.stringify(doc)))
+  })
+
+async function refusal(file, trust) {
+  try {
+    await openBundle(file, { trust })
+  } catch (err) {
+    return err.code
+  }
+  return 'accepted'
+}
+
+test('a signed bundle verifies, names its key and sequence, and the loader never sees the signature entry', async (t) => {
+  const dir = await tempDir(t)
+  const file = await signedBundle(dir, [alpha])
+  const bundle = await openBundle(file, { trust: await trustOf(dir, [alpha]) })
+  assert.deepEqual(bundle.signature.keyIds, [alpha.keyId])
+  assert.equal(bundle.signature.sequence, 7)
+  assert.equal(bundle.files.has(sigEntry), false)
+  assert.deepEqual([...bundle.files.keys()].sort(), ['index.js', 'lib/util.js', 'module.properties'])
+})
+
+test('each class of changed bytes is refused with its own code', async (t) => {
+  const dir = await tempDir(t)
+  const file = await signedBundle(dir, [alpha])
+  const trust = await trustOf(dir, [alpha])
+  // each changed copy in a folder of its own: the file name is the module name, and must stay "shop"
+  const out = (n) => path.join(dir, n, 'shop.zip')
+
+  // an entry's content
+  const content = await rewrite(file, out('shop-content'), (e) =>
+    e.set('lib/util.js', Buffer.from('module.exports = 2\n')),
+  )
+  assert.equal(await refusal(content, trust), 'NYALA_ERR_BUNDLE_SIGNATURE_ENTRY_MISMATCH')
+  // an entry's name: the signed one is missing, and the renamed one is not covered
+  const renamed = await rewrite(file, out('shop-renamed'), (e) => {
+    e.set('lib/utiL.js', e.get('lib/util.js'))
+    e.delete('lib/util.js')
+  })
+  assert.equal(await refusal(renamed, trust), 'NYALA_ERR_BUNDLE_SIGNATURE_ENTRY_MISMATCH')
+  // an entry added after signing
+  const added = await rewrite(file, out('shop-added'), (e) => e.set('lib/extra.js', Buffer.from('1')))
+  assert.equal(await refusal(added, trust), 'NYALA_ERR_BUNDLE_SIGNATURE_UNCOVERED')
+  // the signature bytes
+  const flipped = await editSignature(file, out('shop-sig'), (doc) => {
+    const bytes = Buffer.from(doc.signatures[0].signature, 'base64')
+    bytes[10] ^= 0x01
+    doc.signatures[0].signature = bytes.toString('base64')
+  })
+  assert.equal(await refusal(flipped, trust), 'NYALA_ERR_BUNDLE_SIGNATURE_INVALID')
+  // the signed list, made to match changed content
+  const relisted = await rewrite(file, out('shop-list'), (e) => {
+    e.set('lib/util.js', Buffer.from('module.exports = 3\n'))
+    const doc = JSON.parse(e.get(sigEntry).toString('utf8'))
+    const entry = doc.entries.find(([p]) => p === 'lib/util.js')
+    entry[2] = '0'.repeat(64)
+    e.set(sigEntry, Buffer.from(JSON.stringify(doc)))
+  })
+  assert.equal(await refusal(relisted, trust), 'NYALA_ERR_BUNDLE_SIGNATURE_INVALID')
+  // the sequence (a replay dressed as a newer release)
+  const resequenced = await editSignature(file, out('shop-seq'), (doc) => {
+    doc.sequence = 99
+  })
+  assert.equal(await refusal(resequenced, trust), 'NYALA_ERR_BUNDLE_SIGNATURE_INVALID')
+  // the signature entry is not a document
+  const garbage = await rewrite(file, out('shop-garbage'), (e) => e.set(sigEntry, Buffer.from('{not json')))
+  assert.equal(await refusal(garbage, trust), 'NYALA_ERR_BUNDLE_SIGNATURE_MALFORMED')
+  // a bundle renamed to deploy as another module
+  const other = path.join(dir, 'billing.zip')
+  await writeFile(other, await readFile(file))
+  assert.equal(await refusal(other, trust), 'NYALA_ERR_BUNDLE_SIGNATURE_MODULE')
+  // the untouched bundle still passes: the refusals above came from the changes
+  assert.equal(await refusal(file, trust), 'accepted')
+})
+
+test('two central directory entries with one name are refused in a signed zip', async (t) => {
+  const dir = await tempDir(t)
+  const file = await signedBundle(dir, [alpha])
+  // "lib/util.js" and "lib/utiX.js" have one length: renaming the bytes of the second makes a duplicate
+  const withTwin = await rewrite(file, path.join(dir, 'twin', 'shop.zip'), (e) =>
+    e.set('lib/utiX.js', e.get('lib/util.js')),
+  )
+  const data = await readFile(withTwin)
+  const twin = Buffer.from(data.toString('latin1').replaceAll('lib/utiX.js', 'lib/util.js'), 'latin1')
+  const dup = path.join(dir, 'shop.dup.zip')
+  await writeFile(dup, twin)
+  const trust = await trustOf(dir, [alpha])
+  await assert.rejects(openBundle(dup, { name: 'shop', trust }), {
+    code: 'NYALA_ERR_BUNDLE_SIGNATURE_DUPLICATE_ENTRY',
+  })
+})
+
+test('keys: unknown, expired, revoked, rotation and threshold', async (t) => {
+  const dir = await tempDir(t)
+  const single = await signedBundle(dir, [alpha])
+  const sub = async (n, keys, opts) => trustOf(await mkdtemp(path.join(dir, `${n}-`)), keys, opts)
+
+  assert.equal(await refusal(single, await sub('unknown', [beta])), 'NYALA_ERR_BUNDLE_SIGNATURE_UNKNOWN_KEY')
+  assert.equal(
+    await refusal(single, await sub('expired', [alpha], { extra: { alpha: 'expires=2020-01-01\n' } })),
+    'NYALA_ERR_BUNDLE_SIGNATURE_KEY_EXPIRED',
+  )
+  assert.equal(
+    await refusal(single, await sub('future', [alpha], { extra: { alpha: 'expires=2999-01-01\n' } })),
+    'accepted',
+  )
+  assert.equal(
+    await refusal(single, await sub('revoked', [alpha], { extra: { alpha: 'revoked=true\n' } })),
+    'NYALA_ERR_BUNDLE_SIGNATURE_KEY_REVOKED',
+  )
+
+  // a rotation: signed by the old and the new key; a host trusting either accepts it
+  const rotDir = await mkdtemp(path.join(dir, 'rot-'))
+  const rotated = await signedBundle(rotDir, [alpha, beta])
+  assert.equal(await refusal(rotated, await sub('new-only', [beta])), 'accepted')
+  assert.equal(await refusal(rotated, await sub('old-only', [alpha])), 'accepted')
+  // the old key revoked after the rotation: the new key's signature is enough
+  assert.equal(
+    await refusal(rotated, await sub('old-revoked', [alpha, beta], { extra: { alpha: 'revoked=true\n' } })),
+    'accepted',
+  )
+
+  // a threshold of 2 counts distinct trusted keys only
+  const two = await sub('two', [alpha, beta, gamma], { threshold: 2 })
+  assert.equal(await refusal(rotated, two), 'accepted')
+  assert.equal(await refusal(single, two), 'NYALA_ERR_BUNDLE_SIGNATURE_THRESHOLD')
+  const twice = await editSignature(single, path.join(dir, 'twice', 'shop.zip'), (doc) => {
+    doc.signatures.push({ ...doc.signatures[0] })
+  })
+  await assert.rejects(openBundle(twice, { name: 'shop', trust: two }), {
+    code: 'NYALA_ERR_BUNDLE_SIGNATURE_THRESHOLD',
+  })
+  const withUnknown = await sub('with-unknown', [alpha, gamma], { threshold: 2 })
+  assert.equal(await refusal(rotated, withUnknown), 'NYALA_ERR_BUNDLE_SIGNATURE_THRESHOLD')
+})
+
+test('unsigned bundles: refused when required, accepted otherwise; the trust store refuses a bad key file', async (t) => {
+  const dir = await tempDir(t)
+  const src = path.join(dir, 'plain')
+  await writeFiles(src, { 'module.properties': manifest(), 'index.js': 'module.exports = () => {}\n' })
+  const plain = await packDirectory(src, { out: path.join(dir, 'plain.zip') })
+  assert.equal(await refusal(plain, await trustOf(dir, [alpha])), 'NYALA_ERR_BUNDLE_SIGNATURE_MISSING')
+  const open = await trustOf(await mkdtemp(path.join(dir, 'open-')), [alpha], { required: false })
+  assert.equal(await refusal(plain, open), 'accepted')
+
+  const bad = path.join(dir, 'bad-store')
+  await writeFiles(bad, { 'x.pub': alpha.pub.replace(/key-id=\w+/, 'key-id=0000000000000000') })
+  assert.throws(
+    () => readTrustStore(bad),
+    (err) => err.code === 'NYALA_ERR_TRUSTED_KEY_INVALID' && /key-id/.test(err.message),
+  )
+  await writeFiles(bad, { 'x.pub': `${alpha.pub}expires=someday\n` })
+  assert.throws(() => readTrustStore(bad), { code: 'NYALA_ERR_TRUSTED_KEY_INVALID' })
+})
