@@ -22,6 +22,7 @@ const benchmarks = {
   upgrade: () => import('./upgrade-under-load.js'),
   peers: () => import('./peers.js'),
   scale: () => import('./scale.js'),
+  transform: () => import('./transform.js'),
   signature: () => import('./signature.js'),
   console: () => import('./console.js'),
 }

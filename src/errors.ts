@@ -152,6 +152,12 @@ const definitions = {
     status: 422,
   },
 
+  // ES modules and TypeScript (issue 15, parts 1 and 2)
+  NYALA_ERR_MODULE_TOP_LEVEL_AWAIT: {
+    message:
+      '{bundle}: {location} uses top-level await, which module code cannot (it is run as CommonJS from memory): move it into register or an async function',
+    status: 422,
+  },
   // files on disk where code expects them (issue 15 part 3): the content-addressed cache and native addons
   NYALA_ERR_ADDON_INCOMPATIBLE: {
     message: '{bundle}: native addon "{entry}" was built for {found}, this process needs {expected}',

@@ -21,6 +21,7 @@ import { closeServer, httpUrlOf, listen } from './http/listener.js'
 import './http/tick-shape.js'
 import { bundleReader } from './loader/bundle-reader.js'
 import { FileCache } from './loader/file-cache.js'
+import { transformCounts } from './loader/transform.js'
 import type { Logger } from './logger.js'
 import { crashActions } from './reload/crash-actions.js'
 import { recoverLeftovers } from './reload/recover-leftovers.js'
@@ -370,6 +371,8 @@ export class NyalaHost {
         prefix: bundle.manifest.prefix,
         bundle: bundle.file,
         ms: Math.round(generation.startMs * 10) / 10,
+        // ES module and TypeScript transforms so far in this process: a reload of unchanged files adds none
+        transforms: transformCounts(),
       },
       `module ${bundle.name} ${bundle.manifest.version} started (generation ${number})`,
     )

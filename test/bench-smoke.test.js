@@ -255,6 +255,23 @@ test('bench/run.js reload-big-bundle --quick reloads a generated 3,000-file bund
   for (const v of [...s.hostMs.samples, ...s.triggerToNewMs.samples]) assert.equal(typeof v, 'number')
 })
 
+test('bench/run.js transform --quick measures cold, ahead, warm and CommonJS loads', {
+  timeout: timeoutMs + 30_000,
+}, async () => {
+  const { code, signal, stdout, stderr } = await runBench(['transform', '--quick'])
+  assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)
+  assert.match(stdout, /bench: running transform/)
+  assert.match(stdout, /warm: unchanged files \(cache\)/)
+  const transform = (await readReport()).benchmarks?.transform
+  assert.ok(transform, 'latest.json has a transform entry')
+  assert.equal(transform.error, undefined)
+  // the module's own TypeScript files are transformed on every cold load
+  assert.ok(transform.summary.files >= 6, `files ${transform.summary.files}`)
+  for (const key of ['coldMs', 'warmMs', 'aheadBlockMs', 'cjsMs']) {
+    assert.equal(typeof transform.summary[key], 'number', key)
+  }
+})
+
 test('bench/run.js signature console --quick runs both and records figures', {
   timeout: timeoutMs + 30_000,
 }, async () => {

@@ -346,13 +346,13 @@ test('SIGTERM does not wait out shutdown.grace.period for a keep-alive client wh
   assert.equal(outcome.code, 0)
 })
 
-test('the examples serve: core, customers, billing (with its config) and hello', async (t) => {
+test('the examples serve: core, customers, billing (with its config), hello and quotes (TypeScript)', async (t) => {
   const root = await makeRoot(t)
   const examples = path.join(projectRoot, 'examples')
   const names = (await readdir(examples, { withFileTypes: true }))
     .filter((d) => d.isDirectory())
     .map((d) => d.name)
-  assert.deepEqual([...names].sort(), ['billing', 'core', 'customers', 'hello'])
+  assert.deepEqual([...names].sort(), ['billing', 'core', 'customers', 'hello', 'quotes'])
   await Promise.all(
     names.map((n) => packWithNyala(path.join(examples, n), path.join(modulesOf(root), `${n}.zip`))),
   )
@@ -371,6 +371,12 @@ test('the examples serve: core, customers, billing (with its config) and hello',
   assert.deepEqual(await getJson(host, '/billing/invoices'), [])
   const hello = await getJson(host, '/hello?name=Nyala')
   assert.equal(hello.message, 'Hello, Nyala!')
+  assert.deepEqual(await getJson(host, '/quotes?n=1'), {
+    text: 'Make it work, make it right, make it fast.',
+    by: 'Kent Beck',
+    generation: 1,
+  })
+  assert.deepEqual(await getJson(host, '/quotes/count'), { count: 2 })
   const page = await request(host.url('/hello/page'))
   assert.equal(page.status, 200)
   assert.match(page.headers.get('content-type'), /text\/html/)

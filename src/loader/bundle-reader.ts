@@ -9,6 +9,7 @@ import type { Bundle } from '../bundle/open-bundle.js'
 import type { TrustPolicy } from '../bundle/trust-store.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { rememberSyntax } from './load-module.js'
+import { cachedKeys, remember, type Transformed, transformStats } from './transform.js'
 
 /** What the worker is asked: one bundle to read, open and (optionally) syntax-check, or a ping. */
 export interface ReadRequest {
@@ -22,6 +23,8 @@ export interface ReadRequest {
   readonly maxNameBytes?: number | undefined
   readonly name?: string | undefined
   readonly checkSyntax: boolean
+  /** Keys of the transforms the reading thread holds: the worker does not make them again. */
+  readonly knownTransforms?: readonly string[] | undefined
   readonly trust?: TrustPolicy | undefined
 }
 
@@ -34,6 +37,8 @@ export type ReadReply =
       readonly data: ArrayBuffer | undefined
       /** The syntax check's verdict: an error, or `undefined` when every script compiled. */
       readonly syntax: WireError | undefined
+      /** ES module and TypeScript files the check transformed, for the loading thread's cache. */
+      readonly transformed: readonly Transformed[]
     }
   | {
       readonly id: number
@@ -109,6 +114,7 @@ export class BundleReader {
       maxNameBytes: opts.maxNameBytes,
       name: opts.name,
       checkSyntax: opts.checkSyntax ?? true,
+      knownTransforms: (opts.checkSyntax ?? true) ? cachedKeys() : undefined,
       trust: opts.trust,
     }
     return new Promise((resolve) => {
@@ -169,6 +175,8 @@ export class BundleReader {
       return
     }
     const bundle = bundleFromTransfer(reply.bundle)
+    for (const t of reply.transformed) remember(t)
+    transformStats.transformedOffThread += reply.transformed.length
     rememberSyntax(
       bundle,
       reply.syntax === undefined ? undefined : (errorFromWire(reply.syntax) as NyalaError),

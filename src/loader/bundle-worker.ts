@@ -1,7 +1,8 @@
 /**
  * The bundle reader's worker thread (see bundle-reader.ts): reads a bundle
  * file, opens it with `openBundle` (the one implementation of inflating,
- * hashing and every safety rule) and syntax-checks its scripts, so none of that
+ * hashing and every safety rule) and syntax-checks its scripts (transforming
+ * its ES module and TypeScript files with esbuild), so none of that
  * runs on the thread that serves requests. Answers each request with the
  * bundle in transfer form, or with the error it was refused with.
  */
@@ -12,11 +13,14 @@ import { parentPort } from 'node:worker_threads'
 import { bundleToTransfer, errorToWire } from '../bundle/bundle-transfer.js'
 import { openBundle } from '../bundle/open-bundle.js'
 import type { ReadReply, ReadRequest } from './bundle-reader.js'
-import { checkSyntax } from './load-module.js'
+import { checkSyntaxOffThread } from './syntax-check.js'
+import { setTransformCacheLimit, type Transformed } from './transform.js'
 
 const port = parentPort
 if (!port) throw new Error('bundle-worker.js runs as a worker thread only')
 lowerPriority()
+// the loading thread keeps the transforms this thread makes
+setTransformCacheLimit(0)
 
 port.on('message', (req: ReadRequest) => {
   if (req.ping) {
@@ -51,12 +55,11 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
       trust: req.trust,
     })
     let syntax: ReturnType<typeof errorToWire> | undefined
+    let transformed: Transformed[] = []
     if (req.checkSyntax) {
-      try {
-        checkSyntax(bundle)
-      } catch (err) {
-        syntax = errorToWire(err)
-      }
+      const verdict = await checkSyntaxOffThread(bundle, new Set(req.knownTransforms))
+      if (verdict.error) syntax = errorToWire(verdict.error)
+      transformed = verdict.transformed
     }
     return {
       id: req.id,
@@ -64,6 +67,7 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
       bundle: bundleToTransfer(bundle),
       data: data ? ownBuffer(data) : undefined,
       syntax,
+      transformed,
     }
   } catch (err) {
     return { id: req.id, ok: false, error: errorToWire(err), bytesRead: data?.length }

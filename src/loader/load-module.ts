@@ -1,12 +1,18 @@
-import { createRequire, isBuiltin } from 'node:module'
+import { createRequire } from 'node:module'
 import path from 'node:path'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
-import vm from 'node:vm'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { stronglyConnected } from '../strongly-connected.js'
-import { codeName, entryAt, moduleLocation } from './module-location.js'
+import { type CompiledModule, compileModule, transformAhead, transformsOf } from './compile-module.js'
+import { namespaceOf } from './esm-interop.js'
+import { moduleKindOf } from './module-kind.js'
+import { codeName, entryAt, moduleLocation, urlOf } from './module-location.js'
 import { loadAddon } from './native-addon.js'
+import { type Resolved, ResolveFailure, type ResolveMode, resolveIndexOf, resolveRequest } from './resolve.js'
+import { ownScripts, parseJson } from './syntax-check.js'
+
+export type { CompiledModule } from './compile-module.js'
 
 /** The CommonJS `module` object module code sees. */
 interface CjsModule {
@@ -14,6 +20,8 @@ interface CjsModule {
   readonly id: string
   readonly filename: string
   loaded: boolean
+  /** Its exports may be an ES module namespace (see CompiledModule). */
+  namespace?: boolean
 }
 
 export interface ModuleCode {
@@ -26,23 +34,10 @@ export interface ModuleCode {
 }
 
 const hostRequire = createRequire(import.meta.url)
-const wrapperParams = ['exports', 'require', 'module', '__filename', '__dirname']
-const extensions = ['', '.js', '.cjs', '.json', '.node']
-const posix = path.posix
 
-export type CompiledModule = (...args: unknown[]) => unknown
+export { ownScripts } from './syntax-check.js'
 
-/** Compiles one CommonJS file; a syntax error names the bundle and `entry:line`. */
-function compileEntry(label: string, entry: string, source: string, filename: string): CompiledModule {
-  try {
-    return vm.compileFunction(source, wrapperParams, { filename }) as CompiledModule
-  } catch (err) {
-    // V8 puts `<filename>:<line>` as the first line of a SyntaxError's stack
-    const line = /:(\d+)\n/.exec((err as Error).stack ?? '')?.[1]
-    const location = line ? `${entry}:${line}` : entry
-    throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: reasonOf(err) }, err)
-  }
-}
+const isPackageFile = (entry: string) => entry.startsWith('node_modules/') || entry.includes('/node_modules/')
 
 /** Verdicts of syntax checks made elsewhere (the bundle reader's worker thread), by bundle. */
 const verdicts = new WeakMap<Bundle, { error: NyalaError | undefined }>()
@@ -65,24 +60,22 @@ export function checkSyntax(bundle: Bundle): void {
     if (known.error) throw known.error
     return
   }
-  for (const [entry, content] of bundle.files) {
-    if (entry.startsWith('node_modules/') || entry.includes('/node_modules/')) continue
-    if (entry.endsWith('.json')) {
-      if (entry !== 'package.json' && !entry.endsWith('/package.json')) continue
-    } else if (!entry.endsWith('.js') && !entry.endsWith('.cjs')) continue
-    const source = content.toString('utf8')
-    if (entry.endsWith('.json')) {
-      try {
-        JSON.parse(source)
-      } catch (err) {
-        throw nyalaError('NYALA_ERR_MODULE_SYNTAX', {
-          bundle: bundle.file,
-          location: entry,
-          reason: reasonOf(err),
-        })
-      }
-    } else compileEntry(bundle.file, entry, source, codeName(bundle, entry))
+  const index = resolveIndexOf(bundle.files)
+  for (const entry of ownScripts(bundle)) {
+    const source = index.readText(entry)
+    if (entry.endsWith('.json')) parseJson(bundle.file, entry, source)
+    else compileModule(bundle.file, index, entry, source, codeName(bundle, entry))
   }
+}
+
+/**
+ * Transforms ahead, off this thread, the bundle's own ES module and TypeScript
+ * files (and those of `entries`), so that `checkSyntax` and loading find them
+ * in the transform cache. Resolves with the results.
+ */
+export function transformBundleAhead(bundle: Bundle, entries: Iterable<string> = []) {
+  const index = resolveIndexOf(bundle.files)
+  return transformAhead(transformsOf(index, new Set([...ownScripts(bundle), ...entries])))
 }
 
 /**
@@ -99,12 +92,18 @@ export async function precompile(
   sliceMs = 4,
 ): Promise<ReadonlyMap<string, CompiledModule>> {
   const compiled = new Map<string, CompiledModule>()
+  const list = [...entries]
+  // ES modules and TypeScript: transformed in esbuild's process while this thread serves
+  await transformBundleAhead(bundle, list)
+  const index = resolveIndexOf(bundle.files)
   let sliceStart = performance.now()
-  for (const entry of entries) {
-    const content = bundle.files.get(entry)
-    if (!content || entry.endsWith('.json')) continue
+  for (const entry of list) {
+    if (!bundle.files.has(entry) || entry.endsWith('.json') || entry.endsWith('.node')) continue
     try {
-      compiled.set(entry, compileEntry(bundle.file, entry, content.toString('utf8'), codeName(bundle, entry)))
+      compiled.set(
+        entry,
+        compileModule(bundle.file, index, entry, index.readText(entry), codeName(bundle, entry)),
+      )
     } catch {
       continue
     }
@@ -117,19 +116,20 @@ export async function precompile(
 }
 
 /**
- * Runs a bundle's CommonJS code from memory, starting at its main file.
+ * Runs a bundle's code from memory, starting at its main file (ES modules
+ * and TypeScript transformed to CommonJS first: docs/modules.md).
  *
  * Each call builds a fresh module cache, so every generation gets its own
  * copies and drops them all when it is no longer referenced. Code is compiled
  * with `vm.compileFunction` rather than `import()`: ES modules are never
  * unloaded, which would grow the heap with every reload.
  *
- * `require` resolves, in order: relative paths and `.json` inside the bundle,
- * Node built-ins, the bundle's own `node_modules/`, then the host's packages.
- * `__dirname` and `__filename` name the file's copy in the bundle's cache
- * directory when a generation placed it there (file-cache.ts); a `.node`
- * file is loaded from there (native-addon.ts).
- * `compiled` holds entries compiled ahead (`precompile`).
+ * `require` and `import` resolve as Node does (resolve.ts): relative paths
+ * inside the bundle, Node built-ins, the bundle's own `node_modules/`, then the
+ * host's packages. `__dirname` and `__filename` name the file's copy in the
+ * bundle's cache directory when a generation placed it there (file-cache.ts);
+ * a `.node` file is loaded from there (native-addon.ts). `compiled` holds
+ * entries compiled ahead (`precompile`).
  */
 export function loadModuleCode(
   bundle: Bundle,
@@ -207,8 +207,6 @@ export function evaluationPlan(main: string, requires: ReadonlyMap<string, reado
   return plan
 }
 
-const isPackageFile = (entry: string) => entry.startsWith('node_modules/') || entry.includes('/node_modules/')
-
 /** Entries on a require cycle (a strongly connected component of more than one, or a self-require). */
 function cycleMembers(requires: ReadonlyMap<string, readonly string[]>): Set<string> {
   const edges = (entry: string) => requires.get(entry) ?? []
@@ -225,120 +223,136 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
   const loaded: string[] = []
   const requires = new Map<string, string[]>()
   const label = bundle.file
+  const index = resolveIndexOf(bundle.files)
 
-  const fileOf = (entry: string) => codeName(bundle, entry)
-
-  const tryFile = (base: string): string | undefined => {
-    for (const ext of extensions) {
-      if (bundle.files.has(base + ext)) return base + ext
-    }
-    const pkg = bundle.files.get(`${base}/package.json`)
-    if (pkg) {
-      const main = (JSON.parse(pkg.toString('utf8')) as { main?: string }).main
-      if (main) {
-        const found = tryFile(posix.join(base, main))
-        if (found) return found
-      }
-    }
-    for (const index of ['index.js', 'index.cjs', 'index.json']) {
-      if (bundle.files.has(`${base}/${index}`)) return `${base}/${index}`
-    }
-    return undefined
-  }
-
-  const resolveIn = (from: string, request: string): string | { host: unknown } => {
-    const fail = (reason: string) =>
-      nyalaError('NYALA_ERR_MODULE_REQUIRE', { bundle: label, from, request, reason })
-    if (request.startsWith('./') || request.startsWith('../') || request === '.' || request === '..') {
-      const target = posix.normalize(posix.join(posix.dirname(from), request))
-      if (target.startsWith('..')) throw fail('the path leaves the bundle')
-      const found = tryFile(target === '.' ? '' : target)
-      if (!found) throw fail('no such file in the bundle')
-      return found
-    }
-    if (path.isAbsolute(request) || /^[A-Za-z]:/.test(request)) {
-      // a path built from __dirname names the bundle's cache directory: the entry there
-      const entry = entryAt(bundle, request)
-      const found = entry === undefined ? undefined : tryFile(entry)
-      if (!found) throw fail("absolute paths are allowed only into the bundle's own cache directory")
-      return found
-    }
-    if (isBuiltin(request)) return { host: hostRequire(request) }
-    // the bundle's own node_modules, nearest first
-    let dir = posix.dirname(from)
-    for (;;) {
-      const base = dir === '.' ? `node_modules/${request}` : `${dir}/node_modules/${request}`
-      const found = tryFile(base)
-      if (found) return found
-      if (dir === '.') break
-      dir = posix.dirname(dir)
-    }
+  const resolveFrom = (from: string, request: string, mode: ResolveMode): Resolved => {
     try {
-      return { host: hostRequire(request) }
+      if (path.isAbsolute(request) || request.startsWith('file:')) {
+        // a path built from __dirname names the bundle's cache directory: the entry there
+        const entry = entryAt(bundle, request)
+        if (entry === undefined) {
+          throw new ResolveFailure("absolute paths are allowed only into the bundle's own cache directory")
+        }
+        return resolveRequest(index, '[root]', `./${entry.replace(/\[folder\]$/, '')}`, mode)
+      }
+      return resolveRequest(index, from, request, mode)
     } catch (err) {
-      throw fail(`not in the bundle and not a host package (${reasonOf(err)})`)
+      if (!(err instanceof ResolveFailure)) throw err
+      throw nyalaError('NYALA_ERR_MODULE_REQUIRE', { bundle: label, from, request, reason: err.message })
     }
   }
 
-  const load = (entry: string): unknown => {
+  const load = (entry: string): unknown => loadModule(entry).exports
+
+  const loadModule = (entry: string): CjsModule => {
     const cached = cache.get(entry)
-    if (cached) return cached.exports
-    const location = moduleLocation(bundle, entry)
+    if (cached) return cached
+    const { filename, dirname } = moduleLocation(bundle, entry)
     if (entry.endsWith('.node')) {
-      const exports = loadAddon(bundle, entry, location.filename)
-      cache.set(entry, { exports, id: entry, filename: location.filename, loaded: true })
-      return exports
+      const addon: CjsModule = {
+        exports: loadAddon(bundle, entry, filename),
+        id: entry,
+        filename,
+        loaded: true,
+      }
+      cache.set(entry, addon)
+      return addon
     }
-    const source = bundle.files.get(entry)!.toString('utf8')
-    const filename = fileOf(entry)
-    const mod: CjsModule = { exports: {}, id: entry, filename: location.filename, loaded: false }
+    const mod: CjsModule = { exports: {}, id: entry, filename, loaded: false }
     cache.set(entry, mod)
-    if (entry.endsWith('.json')) {
+    if (moduleKindOf(index, entry).format === 'json') {
       try {
-        mod.exports = JSON.parse(source)
+        mod.exports = parseJson(label, entry, index.readText(entry))
       } catch (err) {
         cache.delete(entry)
-        throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location: entry, reason: reasonOf(err) })
+        throw err
       }
       mod.loaded = true
-      return mod.exports
+      return mod
     }
-    let fn: CompiledModule
+    let code: CompiledModule
     try {
-      fn = compiled.get(entry) ?? compileEntry(label, entry, source, filename)
+      code =
+        compiled.get(entry) ??
+        compileModule(label, index, entry, index.readText(entry), codeName(bundle, entry))
     } catch (err) {
       cache.delete(entry)
       throw err
     }
-    const localRequire = Object.assign((request: string) => requireFrom(entry, request), {
-      resolve: (request: string) => {
-        const target = resolveIn(entry, request)
-        return typeof target === 'string' ? moduleLocation(bundle, target).filename : request
-      },
-    })
+    mod.namespace = code.namespace
+    const localRequire = requireOf(entry)
     loaded.push(entry)
     try {
-      fn.call(mod.exports, mod.exports, localRequire, mod, location.filename, location.dirname)
+      if (!code.transformed) code.fn.call(mod.exports, mod.exports, localRequire, mod, filename, dirname)
+      else {
+        // esbuild writes every import as `require(...)`: those resolve as imports, with namespaces
+        const importRequire = (request: string) => requireFrom(entry, request, 'import')
+        const location = { filename, dirname }
+        const importMeta = {
+          url: urlOf(location),
+          filename,
+          dirname,
+          resolve: (request: string) => {
+            const target = resolveFrom(entry, request, 'import')
+            if (target.kind === 'entry') return urlOf(moduleLocation(bundle, target.entry))
+            return target.kind === 'builtin' ? target.id : urlOf({ filename: target.file, dirname: '' })
+          },
+        }
+        const self = code.esm ? undefined : mod.exports
+        code.fn.call(self, mod.exports, importRequire, mod, filename, dirname, localRequire, importMeta)
+      }
     } catch (err) {
       cache.delete(entry)
       if (isNyalaError(err)) throw err
       throw nyalaError('NYALA_ERR_MODULE_EVAL', { bundle: label, entry, reason: reasonOf(err) }, err)
     }
     mod.loaded = true
-    return mod.exports
+    return mod
   }
 
-  const requireFrom = (from: string, request: string): unknown => {
-    const target = resolveIn(from, request)
-    if (typeof target !== 'string') return target.host
+  /** The CommonJS `require` of an entry. */
+  const requireOf = (entry: string) =>
+    Object.assign((request: string) => requireFrom(entry, request, 'require'), {
+      resolve: (request: string) => {
+        const target = resolveFrom(entry, request, 'require')
+        return target.kind === 'entry' ? moduleLocation(bundle, target.entry).filename : hostId(target)
+      },
+    })
+
+  // `createRequire(import.meta.url)` (ES modules that require) must give the bundle's require
+  let moduleShim: unknown
+  const moduleBuiltin = () => {
+    moduleShim ??= {
+      ...(hostRequire('node:module') as object),
+      createRequire: (at: string | URL) => {
+        const entry = entryAt(bundle, at)
+        return entry === undefined ? createRequire(at) : requireOf(entry)
+      },
+    }
+    return moduleShim
+  }
+
+  const requireFrom = (from: string, request: string, mode: ResolveMode): unknown => {
+    const target = resolveFrom(from, request, mode)
+    if (target.kind !== 'entry') {
+      const exports =
+        target.kind === 'builtin' && (target.id === 'module' || target.id === 'node:module')
+          ? moduleBuiltin()
+          : hostRequire(hostId(target))
+      return mode === 'import' ? namespaceOf(exports, false) : exports
+    }
     let edges = requires.get(from)
     if (!edges) {
       edges = []
       requires.set(from, edges)
     }
-    if (!edges.includes(target)) edges.push(target)
-    return load(target)
+    if (!edges.includes(target.entry)) edges.push(target.entry)
+    const mod = loadModule(target.entry)
+    return mode === 'import' ? namespaceOf(mod.exports, mod.namespace === true, mod.loaded) : mod.exports
   }
 
   return { load, loaded, requires }
 }
+
+const hostId = (target: Exclude<Resolved, { kind: 'entry' }>) =>
+  target.kind === 'builtin' ? target.id : target.file

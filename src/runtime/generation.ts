@@ -12,6 +12,7 @@ import {
   loadModuleCodeInSlices,
   type ModuleCode,
   precompile,
+  transformBundleAhead,
 } from '../loader/load-module.js'
 import { type ModuleEntry, moduleEntryOf } from '../loader/module-entry.js'
 import { type CodeOwner, liveOwners, ownerStopped } from './code-owner.js'
@@ -192,6 +193,8 @@ export class Generation {
           evaluationPlan(bundle.manifest.main, prev.requires),
         )
       } else {
+        // its own ES modules and TypeScript are transformed ahead, in esbuild's process
+        await transformBundleAhead(bundle)
         this.#files = await placing
         code = runAs(this.codeId, part.load, () => loadModuleCode(bundle))
       }

@@ -1,0 +1,192 @@
+import path from 'node:path'
+import vm from 'node:vm'
+import { nyalaError, reasonOf } from '../errors.js'
+import {
+  cjsWithImport,
+  detectedEsm,
+  isEsmSyntaxError,
+  type ModuleKind,
+  mayImportDynamically,
+  moduleKindOf,
+} from './module-kind.js'
+import type { ResolveIndex } from './resolve.js'
+import { registerSourceMap } from './source-maps.js'
+import {
+  type Transformed,
+  TransformFailure,
+  type TransformInput,
+  transformLater,
+  transformNow,
+} from './transform.js'
+
+/** One bundle entry compiled, ready to run with the loader's arguments. */
+export interface CompiledModule {
+  readonly fn: (...args: unknown[]) => unknown
+  /** Run as an ES module (strict, `this` undefined at the top level). */
+  readonly esm: boolean
+  /**
+   * ES module syntax made its exports (an ES module, or TypeScript written
+   * with `import`/`export`): when they carry `__esModule` they are its
+   * namespace, which an import gets as it is.
+   */
+  readonly namespace: boolean
+  /** Transformed first: `fn` takes `__nyalaRequire` and `__nyalaImportMeta` after CommonJS's five. */
+  readonly transformed: boolean
+}
+
+const scriptParams = ['exports', 'require', 'module', '__filename', '__dirname']
+const transformedParams = [...scriptParams, '__nyalaRequire', '__nyalaImportMeta']
+
+/** Compiles one CommonJS script; a syntax error names the bundle and `entry:line`. */
+export function compileScript(
+  label: string,
+  entry: string,
+  source: string,
+  filename: string,
+  params = scriptParams,
+): CompiledModule['fn'] {
+  try {
+    return vm.compileFunction(source, params, { filename }) as CompiledModule['fn']
+  } catch (err) {
+    // V8 puts `<filename>:<line>` as the first line of a SyntaxError's stack
+    const line = /:(\d+)\n/.exec((err as Error).stack ?? '')?.[1]
+    const location = line ? `${entry}:${line}` : entry
+    throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: reasonOf(err) }, err)
+  }
+}
+
+/**
+ * Compiles a bundle entry as Node would run it (see `moduleKindOf`): CommonJS
+ * as it is; ES modules, TypeScript, and CommonJS calling `import()` through
+ * the transform (cached; done now, on this thread, if not done ahead).
+ */
+export function compileModule(
+  label: string,
+  index: ResolveIndex,
+  entry: string,
+  source: string,
+  filename: string,
+): CompiledModule {
+  const script = scriptOrKind(label, index, entry, source, filename)
+  if ('fn' in script) return script
+  const input = transformInputOf(index, entry, source, script.kind)
+  let out: Transformed
+  try {
+    out = transformNow(input)
+  } catch (err) {
+    throw transformError(label, entry, err)
+  }
+  return compileTransformed(label, entry, out, filename, script.kind)
+}
+
+/**
+ * A CommonJS entry compiled as it is, or the kind to transform it as: an ES
+ * module or TypeScript by its name, a `.js` ES module found by its syntax (as
+ * Node detects it), or CommonJS that calls `import()`. A syntax error throws.
+ */
+export function scriptOrKind(
+  label: string,
+  index: ResolveIndex,
+  entry: string,
+  source: string,
+  filename: string,
+): CompiledModule | { kind: ModuleKind } {
+  const kind = moduleKindOf(index, entry)
+  if (kind.loader !== undefined) return { kind }
+  try {
+    const fn = compileScript(label, entry, source, filename)
+    return mayImportDynamically(source)
+      ? { kind: cjsWithImport }
+      : { fn, esm: false, namespace: false, transformed: false }
+  } catch (err) {
+    if (!entry.endsWith('.js') || !isEsmSyntaxError(reasonOf(err))) throw err
+    return { kind: detectedEsm }
+  }
+}
+
+function compileTransformed(
+  label: string,
+  entry: string,
+  out: Transformed,
+  filename: string,
+  kind: ModuleKind,
+): CompiledModule {
+  const fn = compileScript(label, entry, out.code, filename, transformedParams)
+  registerSourceMap(filename, out.code, out.map)
+  // TypeScript in a CommonJS scope is still written with import/export (Node's syntax detection runs
+  // such a file as an ES module); `export =` gives no __esModule, and stays CommonJS to importers
+  const namespace = kind.format === 'esm' || kind.loader === 'ts'
+  return { fn, esm: kind.format === 'esm', namespace, transformed: true }
+}
+
+export function transformError(label: string, entry: string, err: unknown) {
+  if (!(err instanceof TransformFailure)) {
+    return nyalaError(
+      'NYALA_ERR_MODULE_SYNTAX',
+      { bundle: label, location: entry, reason: reasonOf(err) },
+      err,
+    )
+  }
+  const location = err.line === undefined ? entry : `${entry}:${err.line}`
+  if (err.tla) return nyalaError('NYALA_ERR_MODULE_TOP_LEVEL_AWAIT', { bundle: label, location })
+  return nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: err.message }, err)
+}
+
+/** What the transform of `entry` is given: its kind and the tsconfig.json that applies. */
+export function transformInputOf(
+  index: ResolveIndex,
+  entry: string,
+  source: string,
+  kind: ModuleKind,
+): TransformInput {
+  return {
+    entry,
+    source,
+    loader: kind.loader ?? 'js',
+    esm: kind.format === 'esm',
+    tsconfig: kind.loader === 'ts' ? tsconfigOf(index, entry) : undefined,
+  }
+}
+
+/** The nearest tsconfig.json above a TypeScript file, inside its package (not past `node_modules`). */
+function tsconfigOf(index: ResolveIndex, entry: string): string | undefined {
+  for (let dir = path.posix.dirname(entry); ; dir = path.posix.dirname(dir)) {
+    if (dir === 'node_modules' || dir.endsWith('/node_modules')) return undefined
+    const file = dir === '.' ? 'tsconfig.json' : `${dir}/tsconfig.json`
+    if (index.files.has(file)) return index.readText(file)
+    if (dir === '.') return undefined
+  }
+}
+
+/**
+ * The transform inputs of the entries that need one, as far as can be told
+ * without compiling (a `.js` ES module in a CommonJS scope is only found by
+ * compiling it).
+ */
+export function transformsOf(index: ResolveIndex, entries: Iterable<string>): TransformInput[] {
+  const inputs: TransformInput[] = []
+  for (const entry of entries) {
+    if (!index.files.has(entry)) continue
+    let kind = moduleKindOf(index, entry)
+    if (kind.format === 'json' || kind.format === 'addon') continue
+    const source = index.readText(entry)
+    if (kind.loader === undefined) {
+      // a guess: the load compiles it first and decides
+      if (entry.endsWith('.js') && /^\s*(import|export)\b/m.test(source)) kind = detectedEsm
+      else if (mayImportDynamically(source)) kind = cjsWithImport
+      else continue
+    }
+    inputs.push(transformInputOf(index, entry, source, kind))
+  }
+  return inputs
+}
+
+/**
+ * Transforms ahead, without blocking this thread, what a load will need, so
+ * the load finds it cached. Failures are left for the load to report.
+ * Resolves with the results (new or cached), for another thread's cache.
+ */
+export async function transformAhead(inputs: readonly TransformInput[]): Promise<Transformed[]> {
+  const results = await Promise.all(inputs.map((input) => transformLater(input).catch(() => undefined)))
+  return results.filter((r): r is Transformed => r !== undefined)
+}
