@@ -225,3 +225,23 @@ test('unsigned bundles: refused when required, accepted otherwise; the trust sto
   await writeFiles(bad, { 'x.pub': `${alpha.pub}expires=someday\n` })
   assert.throws(() => readTrustStore(bad), { code: 'NYALA_ERR_TRUSTED_KEY_INVALID' })
 })
+
+test('a key trusted by two .pub files is revoked or expired when either file says so', async (t) => {
+  const dir = await tempDir(t)
+  const single = await signedBundle(dir, [alpha])
+  // two copies of one key (a renamed copy left behind); the one read first says nothing
+  const store = async (n, extra) => {
+    const d = path.join(await mkdtemp(path.join(dir, `${n}-`)), 'trusted-keys')
+    await writeFiles(d, { '0-alpha-copy.pub': alpha.pub, 'alpha.pub': `${alpha.pub}${extra}` })
+    return { required: true, threshold: 1, dir: d, keys: readTrustStore(d) }
+  }
+  assert.equal(
+    await refusal(single, await store('revoked', 'revoked=true\n')),
+    'NYALA_ERR_BUNDLE_SIGNATURE_KEY_REVOKED',
+  )
+  assert.equal(
+    await refusal(single, await store('expired', 'expires=2020-01-01\n')),
+    'NYALA_ERR_BUNDLE_SIGNATURE_KEY_EXPIRED',
+  )
+  assert.equal(await refusal(single, await store('plain', '')), 'accepted')
+})

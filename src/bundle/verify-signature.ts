@@ -136,7 +136,10 @@ function checkSignatures(bundle: string, doc: SignatureDocument, policy: TrustPo
   let expired: TrustedKey | undefined
   let unknown: string | undefined
   for (const { keyId, signature } of doc.signatures) {
-    const key = policy.keys.find((k) => k.keyId === keyId)
+    // every file trusting this key counts: a copy of the .pub under another name must not keep a
+    // key alive that the operator revoked or expired in the other
+    const copies = policy.keys.filter((k) => k.keyId === keyId)
+    const key = copies.find((k) => k.revoked) ?? earliestExpiry(copies)
     if (!key) {
       unknown ??= keyId
       continue
@@ -175,6 +178,15 @@ function checkSignatures(bundle: string, doc: SignatureDocument, policy: TrustPo
     keyIds: [...good.values()].join(', ') || 'none',
     threshold: policy.threshold,
   })
+}
+
+/** The copy of a key that expires first, or the first copy when none expires; `undefined` for none. */
+function earliestExpiry(copies: readonly TrustedKey[]): TrustedKey | undefined {
+  let first = copies[0]
+  for (const k of copies) {
+    if (k.expires !== undefined && (first?.expires === undefined || k.expires < first.expires)) first = k
+  }
+  return first
 }
 
 function checkEntries(bundle: string, covered: readonly CoveredEntry[], files: BundleFiles): void {
