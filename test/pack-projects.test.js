@@ -314,6 +314,25 @@ test('more than 65,535 entries get zip64 end records: the host and the system un
   assert.match(stdout.trim().split('\n').at(-1), /\s70002 files$/)
 })
 
+test('exactly 65,535 entries (0xffff, the zip64 marker) still read back in the host and unzip', async (t) => {
+  const { writeZip } = await import('../dist/bundle/zip-writer.js')
+  const { openBundle } = await import('../dist/bundle/open-bundle.js')
+  const dir = await tempDir(t)
+  const files = new Map([
+    ['index.js', Buffer.from('module.exports = { register () {} }\n')],
+    ['module.properties', Buffer.from(manifest())],
+  ])
+  for (let i = 0; files.size < 0xffff; i++)
+    files.set(`f/${String(i).padStart(5, '0')}.txt`, Buffer.from(`${i}\n`))
+  const zip = path.join(dir, 'edge.zip')
+  await writeFile(zip, writeZip(zip, files, 6))
+  // jszip reads a count of 0xffff as "see the zip64 record": without one the bundle was refused as corrupt
+  const bundle = await openBundle(zip)
+  assert.equal(bundle.files.size, 0xffff)
+  const { stdout } = await run('unzip', ['-l', zip], { maxBuffer: 64 << 20 })
+  assert.match(stdout.trim().split('\n').at(-1), /\s65535 files$/)
+})
+
 test("a package folder that is a symbolic link (npm link) is packed as its content, at the link's place", async (t) => {
   const dir = await tempDir(t)
   const linked = await writeFiles(path.join(dir, 'linked'), {
