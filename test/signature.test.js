@@ -245,3 +245,33 @@ test('a key trusted by two .pub files is revoked or expired when either file say
   )
   assert.equal(await refusal(single, await store('plain', '')), 'accepted')
 })
+
+test('a signed zip with zip64 end records (65,535 entries or more, as nyala pack writes them) verifies', async (t) => {
+  const { writeZip } = await import('../dist/bundle/zip-writer.js')
+  const { signatureFor } = await import('../dist/bundle/sign-bundle.js')
+  const dir = await tempDir(t)
+  const files = new Map([
+    ['index.js', Buffer.from('module.exports = { register () {} }\n')],
+    ['module.properties', Buffer.from(manifest({ version: '1.0.0' }))],
+  ])
+  for (let i = 0; files.size < 70_000; i++) files.set(`f/${i}.txt`, Buffer.from(`${i}\n`))
+  const many = path.join(dir, 'many.zip')
+  const signed = new Map([
+    ...files,
+    [sigEntry, signatureFor(files, 'many', '1.0.0', { keys: [alpha], sequence: 3 })],
+  ])
+  await writeFile(many, writeZip(many, signed, 1))
+  const bundle = await openBundle(many, { trust: await trustOf(dir, [alpha]) })
+  assert.equal(bundle.signature.sequence, 3)
+  assert.equal(bundle.files.size, 70_000)
+  // and a name given twice is still seen past the zip64 records: f/10.txt renamed f/11.txt in place
+  const data = await readFile(many)
+  for (let at = data.indexOf('f/10.txt'); at >= 0; at = data.indexOf('f/10.txt', at + 1))
+    data.write('f/11.txt', at)
+  const twice = path.join(dir, 'twice', 'many.zip')
+  await mkdir(path.dirname(twice))
+  await writeFile(twice, data)
+  await assert.rejects(openBundle(twice, { trust: await trustOf(dir, [alpha]) }), {
+    code: 'NYALA_ERR_BUNDLE_SIGNATURE_DUPLICATE_ENTRY',
+  })
+})

@@ -27,7 +27,7 @@ export interface SignedContent {
   readonly signature: Buffer | undefined
   /** Entry names as the zip's central directory lists them; `undefined` for a directory bundle. */
   readonly rawNames: readonly string[] | undefined
-  /** True when the zip's central directory could not be listed (zip64). */
+  /** True when the zip's central directory could not be listed (a broken end record). */
   readonly unlisted?: boolean
 }
 
@@ -55,7 +55,7 @@ export function verifySignature(
   const malformed = (reason: string) =>
     nyalaError('NYALA_ERR_BUNDLE_SIGNATURE_MALFORMED', { bundle, entry: signatureEntry, reason })
   if (content.unlisted)
-    throw malformed('the zip central directory cannot be listed (zip64 is not supported for signed bundles)')
+    throw malformed('the zip central directory cannot be listed (its end record or zip64 record is broken)')
   if (content.rawNames) refuseDuplicates(bundle, content.rawNames)
 
   const doc = parseDocument(content.signature, malformed)

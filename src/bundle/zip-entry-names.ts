@@ -4,7 +4,7 @@
  * second entry of the same name is invisible after reading: the classic way
  * to show a verifier one file and a loader another. Only signature checks need
  * this list; `undefined` for an archive this small parser does not follow
- * (zip64), which the caller treats as unverifiable.
+ * (a broken zip64 record), which the caller treats as unverifiable.
  */
 export function zipEntryNames(data: Buffer): string[] | undefined {
   const eocdSignature = 0x06054b50
@@ -19,9 +19,18 @@ export function zipEntryNames(data: Buffer): string[] | undefined {
     }
   }
   if (eocd < 0) return undefined
-  const count = data.readUInt16LE(eocd + 10)
-  const offset = data.readUInt32LE(eocd + 16)
-  if (count === 0xffff || offset === 0xffffffff) return undefined
+  let count = data.readUInt16LE(eocd + 10)
+  let offset = data.readUInt32LE(eocd + 16)
+  if (count === 0xffff || offset === 0xffffffff) {
+    // zip64 (what nyala pack writes from 65,535 entries on): the locator just before the end
+    // record gives the zip64 end record, which holds the real count and directory offset
+    const locator = eocd - 20
+    if (locator < 0 || data.readUInt32LE(locator) !== 0x07064b50) return undefined
+    const record = Number(data.readBigUInt64LE(locator + 8))
+    if (record + 56 > locator || data.readUInt32LE(record) !== 0x06064b50) return undefined
+    count = Number(data.readBigUInt64LE(record + 32))
+    offset = Number(data.readBigUInt64LE(record + 48))
+  }
   const names: string[] = []
   let at = offset
   for (let i = 0; i < count; i++) {
