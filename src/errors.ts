@@ -228,6 +228,12 @@ const definitions = {
     message: 'admin API: missing or wrong bearer token for {method} {path}',
     status: 401,
   },
+  // review of the console (issue 17): a token-less admin API refuses other sites' pages
+  NYALA_ERR_ADMIN_FOREIGN_ORIGIN: {
+    message:
+      'admin API without admin.token: {method} {path} refused, its {header} header is "{value}", expected {expected} (a page of another site in a browser on this machine); set admin.token to reach the API by another name',
+    status: 403,
+  },
   NYALA_ERR_ADMIN_UNREACHABLE: { message: 'cannot reach the admin API at {url}: {reason}', status: 503 },
   NYALA_ERR_ADMIN_RESPONSE: { message: 'admin API at {url} answered {status}: {reason}', status: 502 },
 
