@@ -275,3 +275,33 @@ test('a signed zip with zip64 end records (65,535 entries or more, as nyala pack
     code: 'NYALA_ERR_BUNDLE_SIGNATURE_DUPLICATE_ENTRY',
   })
 })
+
+test('a second entry of one name is seen however its name is encoded (no UTF-8 flag, as jszip reads it)', async (t) => {
+  const { writeZip } = await import('../dist/bundle/zip-writer.js')
+  const { signatureFor } = await import('../dist/bundle/sign-bundle.js')
+  const dir = await tempDir(t)
+  const files = new Map([
+    ['index.js', Buffer.from('module.exports = { register () {} }\n')],
+    ['module.properties', Buffer.from(manifest({ version: '1.0.0' }))],
+    ['é1.js', Buffer.from('module.exports = 1\n')],
+  ])
+  const sig = signatureFor(files, 'shop', '1.0.0', { keys: [alpha], sequence: 1 })
+  // an unsigned é0.js before the signed é1.js, then renamed é1.js without the UTF-8 flag (bit 11):
+  // jszip reads both names as UTF-8 and keeps the last; the listing read the unflagged one as latin1
+  const zipped = writeZip(
+    'shop.zip',
+    new Map([['é0.js', Buffer.from('evil()\n')], ...files, [sigEntry, sig]]),
+    6,
+  )
+  const name = Buffer.from('é0.js')
+  for (let at = zipped.indexOf(name); at >= 0; at = zipped.indexOf(name, at + 1)) {
+    const flags = zipped.readUInt32LE(at - 30) === 0x04034b50 ? at - 30 + 6 : at - 46 + 8
+    zipped.writeUInt16LE(zipped.readUInt16LE(flags) & ~0x800, flags)
+    zipped.write('é1.js', at)
+  }
+  const file = path.join(dir, 'shop.zip')
+  await writeFile(file, zipped)
+  await assert.rejects(openBundle(file, { trust: await trustOf(dir, [alpha]) }), {
+    code: 'NYALA_ERR_BUNDLE_SIGNATURE_DUPLICATE_ENTRY',
+  })
+})

@@ -1,3 +1,22 @@
+import { crc32 } from 'node:zlib'
+
+/**
+ * The name in an Info-ZIP Unicode Path extra field (0x7075), read as jszip reads it: the last
+ * such field counts, and only while its CRC matches the raw name.
+ */
+function unicodePath(data: Buffer, start: number, end: number, raw: Buffer): string | undefined {
+  let field: Buffer | undefined
+  const stop = Math.min(end, data.length)
+  for (let at = start; at + 4 < stop; ) {
+    const id = data.readUInt16LE(at)
+    const length = data.readUInt16LE(at + 2)
+    if (id === 0x7075) field = data.subarray(at + 4, at + 4 + length)
+    at += 4 + length
+  }
+  if (!field || field.length < 5 || field[0] !== 1 || field.readUInt32LE(1) !== crc32(raw)) return undefined
+  return field.subarray(5).toString('utf8')
+}
+
 /**
  * The entry names of a zip as its central directory lists them, duplicates
  * included. A zip reader keeps one entry per name (jszip keeps the last), so a
@@ -40,9 +59,11 @@ export function zipEntryNames(data: Buffer): string[] | undefined {
     const commentLength = data.readUInt16LE(at + 32)
     const end = at + 46 + nameLength
     if (end > data.length) return undefined
-    // bit 11: the name is UTF-8; otherwise CP437, which agrees with latin1 on the ASCII names zips carry
-    const utf8 = (data.readUInt16LE(at + 8) & 0x800) !== 0
-    names.push(data.toString(utf8 ? 'utf8' : 'latin1', at + 46, end))
+    // decoded as jszip decodes them, or a name it merges with another would not be seen twice:
+    // UTF-8 with or without bit 11 (its default), or the Info-ZIP Unicode Path field when present
+    const raw = data.subarray(at + 46, end)
+    const flagged = (data.readUInt16LE(at + 8) & 0x800) !== 0
+    names.push((flagged ? undefined : unicodePath(data, end, end + extraLength, raw)) ?? raw.toString('utf8'))
     at = end + extraLength + commentLength
   }
   return names
