@@ -10,11 +10,20 @@ import test from 'node:test'
 import JSZip from 'jszip'
 import { openBundle } from '../dist/bundle/open-bundle.js'
 import { packDirectory } from '../dist/bundle/pack.js'
+import { signatureFor } from '../dist/bundle/sign-bundle.js'
 import { keyIdOf, publicKeyFileText, rawPublicKey } from '../dist/bundle/signing-key.js'
 import { readTrustStore } from '../dist/bundle/trust-store.js'
+import { writeZip } from '../dist/bundle/zip-writer.js'
 import { manifest, writeFiles } from './helpers.js'
 
 const sigEntry = 'META-INF/NYALA.SIG'
+
+/** A module's two files (version 1.0.0), to be written with writeZip and signed with signatureFor. */
+const moduleFiles = () =>
+  new Map([
+    ['index.js', Buffer.from('module.exports = { register () {} }\n')],
+    ['module.properties', Buffer.from(manifest({ version: '1.0.0' }))],
+  ])
 
 function newKey(name) {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519')
@@ -247,13 +256,8 @@ test('a key trusted by two .pub files is revoked or expired when either file say
 })
 
 test('a signed zip with zip64 end records (65,535 entries or more, as nyala pack writes them) verifies', async (t) => {
-  const { writeZip } = await import('../dist/bundle/zip-writer.js')
-  const { signatureFor } = await import('../dist/bundle/sign-bundle.js')
   const dir = await tempDir(t)
-  const files = new Map([
-    ['index.js', Buffer.from('module.exports = { register () {} }\n')],
-    ['module.properties', Buffer.from(manifest({ version: '1.0.0' }))],
-  ])
+  const files = moduleFiles()
   for (let i = 0; files.size < 70_000; i++) files.set(`f/${i}.txt`, Buffer.from(`${i}\n`))
   const many = path.join(dir, 'many.zip')
   const signed = new Map([
@@ -277,14 +281,8 @@ test('a signed zip with zip64 end records (65,535 entries or more, as nyala pack
 })
 
 test('a second entry of one name is seen however its name is encoded (no UTF-8 flag, as jszip reads it)', async (t) => {
-  const { writeZip } = await import('../dist/bundle/zip-writer.js')
-  const { signatureFor } = await import('../dist/bundle/sign-bundle.js')
   const dir = await tempDir(t)
-  const files = new Map([
-    ['index.js', Buffer.from('module.exports = { register () {} }\n')],
-    ['module.properties', Buffer.from(manifest({ version: '1.0.0' }))],
-    ['é1.js', Buffer.from('module.exports = 1\n')],
-  ])
+  const files = moduleFiles().set('é1.js', Buffer.from('module.exports = 1\n'))
   const sig = signatureFor(files, 'shop', '1.0.0', { keys: [alpha], sequence: 1 })
   // an unsigned é0.js before the signed é1.js, then renamed é1.js without the UTF-8 flag (bit 11):
   // jszip reads both names as UTF-8 and keeps the last; the listing read the unflagged one as latin1
