@@ -272,6 +272,12 @@ const definitions = {
     status: 400,
   },
   NYALA_ERR_ADMIN_INTERNAL: { message: 'admin API: {method} {path} failed: {reason}', status: 500 },
+  // review of the console (issue 17): a token-less admin API refuses other sites' pages
+  NYALA_ERR_ADMIN_FOREIGN_ORIGIN: {
+    message:
+      'admin API without admin.token: {method} {path} refused, its {header} header is "{value}", expected {expected} (a page of another site in a browser on this machine); set admin.token to reach the API by another name',
+    status: 403,
+  },
   NYALA_ERR_ADMIN_UNREACHABLE: { message: 'cannot reach the admin API at {url}: {reason}', status: 503 },
   NYALA_ERR_ADMIN_RESPONSE: { message: 'admin API at {url} answered {status}: {reason}', status: 502 },
 

@@ -283,8 +283,11 @@ test('bench/run.js signature console --quick runs both and records figures', {
   assert.ok(sig.summary.plainMs > 0 && sig.summary.verifiedMs > 0)
   const page = report?.console
   assert.ok(page && page.error === undefined, `console entry: ${page?.error}`)
-  for (const n of page.summary.settings.sizes)
+  for (const n of page.summary.settings.sizes) {
     assert.ok(page.summary.results[n].renderMs > 0, `render at ${n}`)
+    assert.ok(page.summary.results[n].warmMs > 0, `cached render at ${n}`)
+  }
+})
 
 test('bench/run.js reload-fsync --quick reloads with and without fsync and records figures', {
   timeout: timeoutMs + 30_000,

@@ -6,6 +6,7 @@
 // asserts a timing.
 import assert from 'node:assert/strict'
 import { copyFile, rename } from 'node:fs/promises'
+import http from 'node:http'
 import net from 'node:net'
 import path from 'node:path'
 import test from 'node:test'
@@ -297,6 +298,51 @@ test('a non-loopback admin.host without admin.token refuses to start', async (t)
   assert.equal(res.code, 1, res.stdout)
   assert.match(res.stderr, /NYALA_ERR_CONFIG_VALUE/)
   assert.match(res.stderr, /admin\.token/)
+})
+
+/** A raw admin request with the Host and Origin a browser would send (fetch may not set Host). */
+function browserRequest(host, p, { method = 'GET', headers = {} } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(host.admin(p), { method, headers }, (res) => {
+      let text = ''
+      res.on('data', (d) => (text += d))
+      res.on('end', () => resolve({ status: res.statusCode, text }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+test('without admin.token, a page of another site (DNS rebinding, a cross-site form) is refused', async (t) => {
+  const root = await makeRoot(t, baseProps)
+  await deploy(root, 'solo')
+  const host = await startHost(t, root)
+  const own = `127.0.0.1:${host.adminPort}`
+  // a name that resolved to 127.0.0.1 for a page of that site: its requests carry the site's name
+  const rebound = await browserRequest(host, '/modules', {
+    headers: { host: `evil.example:${host.adminPort}` },
+  })
+  assert.equal(rebound.status, 403, rebound.text)
+  assert.match(rebound.text, /NYALA_ERR_ADMIN_FOREIGN_ORIGIN/)
+  // a form posted from another site reaches 127.0.0.1 with its Origin
+  const posted = await browserRequest(host, '/modules/solo/reload?force=true', {
+    method: 'POST',
+    headers: { host: own, origin: 'https://evil.example' },
+  })
+  assert.equal(posted.status, 403, posted.text)
+  assert.equal((await get(host, '/solo')).generation, 1, 'the refused reload did nothing')
+  // the console's own requests, the CLI (no Origin) and localhost still work
+  const same = await browserRequest(host, '/modules/solo/reload?force=true', {
+    method: 'POST',
+    headers: { host: own, origin: `http://${own}` },
+  })
+  assert.equal(same.status, 200, same.text)
+  assert.equal(
+    (await browserRequest(host, '/modules', { headers: { host: `localhost:${host.adminPort}` } })).status,
+    200,
+  )
+  assert.equal((await admin(host, '/modules')).status, 200)
+  await stopOk(host)
 })
 
 test('POST /modules/:name/reload: unchanged, forced, reloaded, failed (422) with lastError until the next success', async (t) => {

@@ -10,11 +10,20 @@ import test from 'node:test'
 import JSZip from 'jszip'
 import { openBundle } from '../dist/bundle/open-bundle.js'
 import { packDirectory } from '../dist/bundle/pack.js'
+import { signatureFor } from '../dist/bundle/sign-bundle.js'
 import { keyIdOf, publicKeyFileText, rawPublicKey } from '../dist/bundle/signing-key.js'
 import { readTrustStore } from '../dist/bundle/trust-store.js'
+import { writeZip } from '../dist/bundle/zip-writer.js'
 import { manifest, writeFiles } from './helpers.js'
 
 const sigEntry = 'META-INF/NYALA.SIG'
+
+/** A module's two files (version 1.0.0), to be written with writeZip and signed with signatureFor. */
+const moduleFiles = () =>
+  new Map([
+    ['index.js', Buffer.from('module.exports = { register () {} }\n')],
+    ['module.properties', Buffer.from(manifest({ version: '1.0.0' }))],
+  ])
 
 function newKey(name) {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519')
@@ -226,4 +235,73 @@ test('unsigned bundles: refused when required, accepted otherwise; the trust sto
   )
   await writeFiles(bad, { 'x.pub': `${alpha.pub}expires=someday\n` })
   assert.throws(() => readTrustStore(bad), { code: 'NYALA_ERR_TRUSTED_KEY_INVALID' })
+})
+
+test('a key trusted by two .pub files is revoked or expired when either file says so', async (t) => {
+  const dir = await tempDir(t)
+  const single = await signedBundle(dir, [alpha])
+  // two copies of one key (a renamed copy left behind); the one read first says nothing
+  const store = async (n, extra) => {
+    const d = path.join(await mkdtemp(path.join(dir, `${n}-`)), 'trusted-keys')
+    await writeFiles(d, { '0-alpha-copy.pub': alpha.pub, 'alpha.pub': `${alpha.pub}${extra}` })
+    return { required: true, threshold: 1, dir: d, keys: readTrustStore(d) }
+  }
+  assert.equal(
+    await refusal(single, await store('revoked', 'revoked=true\n')),
+    'NYALA_ERR_BUNDLE_SIGNATURE_KEY_REVOKED',
+  )
+  assert.equal(
+    await refusal(single, await store('expired', 'expires=2020-01-01\n')),
+    'NYALA_ERR_BUNDLE_SIGNATURE_KEY_EXPIRED',
+  )
+  assert.equal(await refusal(single, await store('plain', '')), 'accepted')
+})
+
+test('a signed zip with zip64 end records (65,535 entries or more, as nyala pack writes them) verifies', async (t) => {
+  const dir = await tempDir(t)
+  const files = moduleFiles()
+  for (let i = 0; files.size < 70_000; i++) files.set(`f/${i}.txt`, Buffer.from(`${i}\n`))
+  const many = path.join(dir, 'many.zip')
+  const signed = new Map([
+    ...files,
+    [sigEntry, signatureFor(files, 'many', '1.0.0', { keys: [alpha], sequence: 3 })],
+  ])
+  await writeFile(many, writeZip(many, signed, 1))
+  const bundle = await openBundle(many, { trust: await trustOf(dir, [alpha]) })
+  assert.equal(bundle.signature.sequence, 3)
+  assert.equal(bundle.files.size, 70_000)
+  // and a name given twice is still seen past the zip64 records: f/10.txt renamed f/11.txt in place
+  const data = await readFile(many)
+  for (let at = data.indexOf('f/10.txt'); at >= 0; at = data.indexOf('f/10.txt', at + 1))
+    data.write('f/11.txt', at)
+  const twice = path.join(dir, 'twice', 'many.zip')
+  await mkdir(path.dirname(twice))
+  await writeFile(twice, data)
+  await assert.rejects(openBundle(twice, { trust: await trustOf(dir, [alpha]) }), {
+    code: 'NYALA_ERR_BUNDLE_SIGNATURE_DUPLICATE_ENTRY',
+  })
+})
+
+test('a second entry of one name is seen however its name is encoded (no UTF-8 flag, as jszip reads it)', async (t) => {
+  const dir = await tempDir(t)
+  const files = moduleFiles().set('é1.js', Buffer.from('module.exports = 1\n'))
+  const sig = signatureFor(files, 'shop', '1.0.0', { keys: [alpha], sequence: 1 })
+  // an unsigned é0.js before the signed é1.js, then renamed é1.js without the UTF-8 flag (bit 11):
+  // jszip reads both names as UTF-8 and keeps the last; the listing read the unflagged one as latin1
+  const zipped = writeZip(
+    'shop.zip',
+    new Map([['é0.js', Buffer.from('evil()\n')], ...files, [sigEntry, sig]]),
+    6,
+  )
+  const name = Buffer.from('é0.js')
+  for (let at = zipped.indexOf(name); at >= 0; at = zipped.indexOf(name, at + 1)) {
+    const flags = zipped.readUInt32LE(at - 30) === 0x04034b50 ? at - 30 + 6 : at - 46 + 8
+    zipped.writeUInt16LE(zipped.readUInt16LE(flags) & ~0x800, flags)
+    zipped.write('é1.js', at)
+  }
+  const file = path.join(dir, 'shop.zip')
+  await writeFile(file, zipped)
+  await assert.rejects(openBundle(file, { trust: await trustOf(dir, [alpha]) }), {
+    code: 'NYALA_ERR_BUNDLE_SIGNATURE_DUPLICATE_ENTRY',
+  })
 })

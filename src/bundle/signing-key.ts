@@ -35,7 +35,7 @@ export function readPrivateKey(pem: string): { key: KeyObject; keyId: string } {
 export function publicKeyFileText(raw: Buffer, name: string): string {
   return [
     `# Nyala signing key "${name}": copy this file into a host's bundle.trusted.keys directory to trust it.`,
-    '# Optional lines: expires=<ISO date> (signatures are refused after it), revoked=true.',
+    '# Optional lines: expires=<ISO date> (signatures are refused from then on; a date alone is 00:00 UTC), revoked=true.',
     `key-id=${keyIdOf(raw)}`,
     'algorithm=ed25519',
     `public-key=${raw.toString('base64url')}`,

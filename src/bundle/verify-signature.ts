@@ -27,7 +27,7 @@ export interface SignedContent {
   readonly signature: Buffer | undefined
   /** Entry names as the zip's central directory lists them; `undefined` for a directory bundle. */
   readonly rawNames: readonly string[] | undefined
-  /** True when the zip's central directory could not be listed (zip64). */
+  /** True when the zip's central directory could not be listed (a broken end record). */
   readonly unlisted?: boolean
 }
 
@@ -55,7 +55,7 @@ export function verifySignature(
   const malformed = (reason: string) =>
     nyalaError('NYALA_ERR_BUNDLE_SIGNATURE_MALFORMED', { bundle, entry: signatureEntry, reason })
   if (content.unlisted)
-    throw malformed('the zip central directory cannot be listed (zip64 is not supported for signed bundles)')
+    throw malformed('the zip central directory cannot be listed (its end record or zip64 record is broken)')
   if (content.rawNames) refuseDuplicates(bundle, content.rawNames)
 
   const doc = parseDocument(content.signature, malformed)
@@ -136,7 +136,10 @@ function checkSignatures(bundle: string, doc: SignatureDocument, policy: TrustPo
   let expired: TrustedKey | undefined
   let unknown: string | undefined
   for (const { keyId, signature } of doc.signatures) {
-    const key = policy.keys.find((k) => k.keyId === keyId)
+    // every file trusting this key counts: a copy of the .pub under another name must not keep a
+    // key alive that the operator revoked or expired in the other
+    const copies = policy.keys.filter((k) => k.keyId === keyId)
+    const key = copies.find((k) => k.revoked) ?? earliestExpiry(copies)
     if (!key) {
       unknown ??= keyId
       continue
@@ -175,6 +178,15 @@ function checkSignatures(bundle: string, doc: SignatureDocument, policy: TrustPo
     keyIds: [...good.values()].join(', ') || 'none',
     threshold: policy.threshold,
   })
+}
+
+/** The copy of a key that expires first, or the first copy when none expires; `undefined` for none. */
+function earliestExpiry(copies: readonly TrustedKey[]): TrustedKey | undefined {
+  let first = copies[0]
+  for (const k of copies) {
+    if (k.expires !== undefined && (first?.expires === undefined || k.expires < first.expires)) first = k
+  }
+  return first
 }
 
 function checkEntries(bundle: string, covered: readonly CoveredEntry[], files: BundleFiles): void {

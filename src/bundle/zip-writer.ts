@@ -28,7 +28,7 @@ function record(fields: readonly Field[]): Buffer {
  * Writes a zip of `files` (entry -> content), in the given order, with Node's zlib: for 2,330
  * files of npm packages jszip's JavaScript deflater took 9.0 s, this 2.4 s (load 25); this
  * is a small writer for the one kind of zip a bundle is: no directories, no encryption, UTF-8
- * names, each entry deflated unless that does not make it smaller. More than 65,535 entries
+ * names, each entry deflated unless that does not make it smaller. 65,535 entries or more
  * (a big node_modules) get the zip64 end records; more than 4 GB is refused (a bundle is read
  * whole into memory, and `bundle.max.bytes` is far below that).
  */
@@ -74,7 +74,8 @@ export function writeZip(bundle: string, files: ReadonlyMap<string, Uint8Array>,
   const directory = Buffer.concat(central)
   const count = files.size
   const ends: Buffer[] = []
-  if (count > maxCount) {
+  // 0xffff itself means "see the zip64 record" to readers (jszip refuses the zip without one)
+  if (count >= maxCount) {
     const at = offset + directory.length
     // zip64 end of central directory record (size of what follows it: 44), then its locator
     ends.push(

@@ -8,6 +8,7 @@ import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.j
 import type { NyalaHost } from '../host.js'
 import type { ReloadResult } from '../reload/change.js'
 import type { Reloader } from '../reload/reloader.js'
+import { foreignOrigin } from './admin-origin.js'
 import { isConsoleAsset, registerConsole } from './console-routes.js'
 import { Metrics } from './metrics.js'
 
@@ -120,7 +121,16 @@ export async function createAdminApp(
 
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0] ?? req.url
-    if (!token || path === '/health' || path === '/ready' || isConsoleAsset(path)) return
+    if (path === '/health' || path === '/ready' || isConsoleAsset(path)) return
+    if (!token) {
+      const foreign = foreignOrigin(req.headers, host.options.admin.host)
+      if (foreign)
+        return sendError(
+          reply,
+          nyalaError('NYALA_ERR_ADMIN_FOREIGN_ORIGIN', { method: req.method, path: req.url, ...foreign }),
+        )
+      return
+    }
     const given = Buffer.from(req.headers.authorization ?? '')
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       return sendError(

@@ -5,11 +5,13 @@
  * Recording is a few arithmetic operations and two array writes, on the
  * request path: buckets are quarter powers of two of a millisecond (each ~19%
  * wide), so a p99 read from them is within one bucket of the true value, and
- * nothing is allocated per request. The memory is fixed: 60 x 96 counters.
+ * nothing is allocated per request. The memory is fixed: 60 x 121 counters.
  */
 const slots = 60
-const buckets = 96
-// bucket 0 holds everything under 2^(-40/4) ms (about 1 us); each next one is 2^(1/4) wider
+// up to 2^20 ms (17.5 minutes): a long poll or a slow upload must not show as the 16 s that 96
+// buckets ended at; anything longer still lands in the last one
+const buckets = 120
+// bucket 0 holds everything under 2^(-39/4) ms (about 1 us); each next one is 2^(1/4) wider
 const offset = 40
 const perSlot = buckets + 1 // the count, then the buckets
 

@@ -1,0 +1,39 @@
+// The per-module figures behind GET /stats and the console (issue 17): a ring of 60 one-second
+// slots of latency histograms, read as requests per second and a p99 bounded by its bucket.
+import assert from 'node:assert/strict'
+import test from 'node:test'
+import { RequestStats } from '../dist/runtime/request-stats.js'
+
+test('p99 is the upper bound of the bucket holding the 99th percentile', () => {
+  const stats = new RequestStats()
+  for (let i = 1; i <= 1000; i++) stats.record(i, 5_000)
+  const { p99Ms, requests } = stats.minute(5_500)
+  assert.equal(requests, 1000)
+  // the 990th of 1..1000 ms is 990 ms; its bucket is at most 2^(1/4) (19%) wider
+  assert.ok(p99Ms >= 990 && p99Ms <= 990 * 2 ** 0.25, String(p99Ms))
+  assert.equal(new RequestStats().minute(5_000).p99Ms, null)
+})
+
+test('requests of a minute or more show as long as they were, not as the top of a short histogram', () => {
+  const stats = new RequestStats()
+  for (let i = 0; i < 100; i++) stats.record(90_000, 200_000)
+  const { p99Ms } = stats.minute(200_500)
+  assert.ok(p99Ms >= 90_000 && p99Ms <= 90_000 * 2 ** 0.25, String(p99Ms))
+})
+
+test('a second leaves the window 60 seconds later, and a reused slot starts from zero', () => {
+  const stats = new RequestStats()
+  stats.record(1, 1_000)
+  stats.record(1, 1_999)
+  assert.deepEqual(stats.minute(60_999).perSecond.slice(0, 1), [2])
+  assert.equal(stats.minute(60_999).requests, 2)
+  assert.equal(stats.minute(61_000).requests, 0)
+  // second 61 takes second 1's slot: it holds only its own request
+  stats.record(1, 61_000)
+  const minute = stats.minute(61_000)
+  assert.equal(minute.requests, 1)
+  assert.equal(minute.perSecond.at(-1), 1)
+  // the current second is not counted in the rate: it is still filling
+  assert.equal(minute.rps, 0)
+  assert.equal(stats.minute(62_000).rps, 1 / 59)
+})
