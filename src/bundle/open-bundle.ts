@@ -31,7 +31,7 @@ export interface Bundle {
 export interface OpenBundleOptions {
   /** Inflated size limit. @default 268435456 */
   readonly maxBytes?: number
-  /** Entries in a zip's central directory. @default 65535 */
+  /** Entries in a zip's central directory. @default 200000 */
   readonly maxEntries?: number
   /** Bytes of one entry name in a zip. @default 4096 */
   readonly maxNameBytes?: number

@@ -73,11 +73,12 @@ export interface ZipLimits {
 }
 
 /**
- * The most entries a zip without zip64 can count (its end record holds a 16-bit
- * count): more is refused before the central directory is parsed, so a zip of
- * millions of empty entries cannot fill the heap with their records.
+ * Entries a bundle may hold: more is refused before the central directory is
+ * parsed, so a zip of millions of empty entries cannot fill the heap with their
+ * records. Above the 65,535 a zip without zip64 can count, because a real
+ * `node_modules` can hold that many files (`nyala pack` writes zip64 for them).
  */
-export const defaultMaxEntries = 65_535
+export const defaultMaxEntries = 200_000
 /** Linux's PATH_MAX: no file system could hold a longer entry path. */
 export const defaultMaxNameBytes = 4096
 

@@ -52,7 +52,7 @@ export interface ReadOptions {
   readonly directory?: boolean
   /** Inflated size limit (bundle.max.bytes). */
   readonly maxBytes: number
-  /** Entries in a zip's central directory. @default 65535 */
+  /** Entries in a zip's central directory. @default 200000 */
   readonly maxEntries?: number | undefined
   /** Bytes of one entry name in a zip. @default 4096 */
   readonly maxNameBytes?: number | undefined
