@@ -17,6 +17,7 @@ const benchmarks = {
   dispatch: () => import('./dispatch.js'),
   'reload-under-load': () => import('./reload-under-load.js'),
   'reload-memory': () => import('./reload-memory.js'),
+  'reload-kitchen-sink': () => import('./reload-kitchen-sink.js'),
   'reload-big-bundle': () => import('./reload-big-bundle.js'),
   'reload-fsync': () => import('./reload-fsync.js'),
   upgrade: () => import('./upgrade-under-load.js'),
