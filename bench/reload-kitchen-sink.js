@@ -206,6 +206,8 @@ export async function run(opts = {}) {
         rss: m.rss,
         uncollected: m.created - m.collected - 1,
         dirs: (await contentDirs(cacheDir, others)).length,
+        // scratch copies (.tmp-*) and directories being removed (.trash-*) left behind
+        scratch: (await readdir(cacheDir)).filter((n) => /^\.(tmp|trash)-/.test(n)).length,
         addons: await mappedAddons(pid, cacheDir),
       }
     }
@@ -311,7 +313,7 @@ function report(settings, quickRun, r) {
   const met = (ok) => (ok ? 'met' : 'NOT met')
   const flat = growth < flatHeapBytes
   const lossless = r.failed === 0 && r.sockets.failed === 0 && r.reloadFailures.length === 0
-  const dirsOk = r.maxDirs <= 2 && end.dirs === 1
+  const dirsOk = r.maxDirs <= 2 && end.dirs === 1 && end.scratch === 0
   const addonOk = r.points.every((p) => p.addons === 1)
   const notes = [
     `failed requests: ${r.failed} of ${r.requests} (target 0), failed reloads ${r.reloadFailures.length}, ` +
@@ -321,7 +323,8 @@ function report(settings, quickRun, r) {
       `grew ${mb(growth)} MB (target < ${mb(flatHeapBytes)} MB): ` +
       (quickRun ? 'quick run, too short to judge' : met(flat)),
     `content directories in the cache: at most ${r.maxDirs} after any reload, ${end.dirs} at the end ` +
-      `(target <= 2, the distinct contents; 1 once drained): ${met(dirsOk)}`,
+      `(target <= 2, the distinct contents; 1 once drained), ${end.scratch} scratch or trash ` +
+      `directories left (target 0): ${met(dirsOk)}`,
     `native addon files mapped: ${[...new Set(r.points.map((p) => p.addons))].join(', ')} at every checkpoint ` +
       `(target 1): ${met(addonOk)}`,
     `${settings.reloads} reloads alternating two contents under ${settings.rate} req/s over ` +
@@ -345,6 +348,7 @@ function report(settings, quickRun, r) {
       flat: quickRun ? undefined : flat,
       maxDirs: r.maxDirs,
       endDirs: end.dirs,
+      endScratch: end.scratch,
       addonMappings: r.points.map((p) => p.addons),
       uncollected: end.uncollected,
       targetsMet: { lossless, flat: quickRun ? undefined : flat, dirs: dirsOk, addon: addonOk },
