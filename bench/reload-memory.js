@@ -48,8 +48,9 @@ const ballastIndex = `module.exports = {
 }
 `
 
-// settles the heap before reporting: several full collections with turns of the event loop between
-const probeIndex = `const track = { created: 0, collected: 0 }
+// settles the heap before reporting: several full collections with turns of the event loop between;
+// counts the generations created and collected of any module that registers its `ctx` (reload-kitchen-sink too)
+export const probeIndex = `const track = { created: 0, collected: 0 }
 track.registry = new FinalizationRegistry(() => { track.collected++ })
 globalThis.__nyalaBenchGenerations = track
 module.exports = {

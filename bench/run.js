@@ -17,6 +17,7 @@ const benchmarks = {
   dispatch: () => import('./dispatch.js'),
   'reload-under-load': () => import('./reload-under-load.js'),
   'reload-memory': () => import('./reload-memory.js'),
+  'reload-kitchen-sink': () => import('./reload-kitchen-sink.js'),
   'reload-big-bundle': () => import('./reload-big-bundle.js'),
   'reload-fsync': () => import('./reload-fsync.js'),
   upgrade: () => import('./upgrade-under-load.js'),
@@ -44,6 +45,7 @@ Options:
                  reload-under-load: the whole load)
   --rounds N     rounds per comparison (default: the benchmark's own;
                  reload-memory: checkpoints of 100 reloads, 5 with --quick;
+                 reload-kitchen-sink: checkpoints of 50 reloads after reload 10;
                  reload-big-bundle: forced reloads, 12 or 3 with --quick)
   --quick        tiny settings for a smoke test (about a second of load per benchmark)
   -h, --help     show this help`

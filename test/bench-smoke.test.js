@@ -309,3 +309,28 @@ test('bench/run.js reload-fsync --quick reloads with and without fsync and recor
     }
   }
 })
+
+test('bench/run.js reload-kitchen-sink --quick reloads the all-features module under load and records figures', {
+  timeout: timeoutMs + 30_000,
+}, async () => {
+  const { code, signal, stdout, stderr } = await runBench(['reload-kitchen-sink', '--quick'])
+  assert.equal(code, 0, `exit ${code ?? signal}\n${stdout}\n${stderr}`)
+  assert.match(stdout, /failed requests: \d+ of \d+ \(target 0\)/)
+  assert.match(stdout, /heap after GC at reload 10 \S+ MB, at reload 10 \S+ MB/)
+
+  const sink = (await readReport()).benchmarks?.['reload-kitchen-sink']
+  assert.ok(sink, 'latest.json has a reload-kitchen-sink entry')
+  assert.equal(sink.error, undefined)
+  const s = sink.summary
+  // behaviour, not timing: nothing failed, each content has one directory, the addon is mapped once
+  assert.ok(s.requests > 0, 'the load ran')
+  assert.equal(s.failedRequests, 0)
+  assert.equal(s.failedReloads, 0)
+  assert.ok(s.sockets.opened > 0)
+  assert.equal(s.sockets.failed, 0)
+  assert.ok(s.maxDirs >= 1 && s.maxDirs <= 2, `at most 2 content directories, saw ${s.maxDirs}`)
+  assert.equal(s.endDirs, 1)
+  assert.equal(s.endScratch, 0)
+  assert.deepEqual(s.addonMappings, [1, 1])
+  for (const p of s.points) assert.ok(p.heapUsed > 0)
+})
