@@ -7,7 +7,16 @@ import { existsSync } from 'node:fs'
 import { appendFile, copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
-import { makeRoot, moduleSource, modulesOf, request, runCli, startHost, waitUntil } from './helpers.js'
+import {
+  makeRoot,
+  moduleSource,
+  modulesOf,
+  request,
+  rewriteZip,
+  runCli,
+  startHost,
+  waitUntil,
+} from './helpers.js'
 
 const settings = (extra = '') =>
   [
@@ -175,20 +184,6 @@ test('a threshold of 2 needs two distinct trusted keys, at start-up and on reloa
 // Every refusal, at start-up (one module per case) and as a reload of a running module
 // (alternating .tmp and staging), by bundles changed the way an attacker or a broken pipeline
 // would change them.
-
-/** Rewrites a zip through `edit(entries)` (a Map name -> Buffer). */
-async function rewriteZip(file, out, edit) {
-  const JSZip = (await import('jszip')).default
-  const zip = await JSZip.loadAsync(await readFile(file))
-  const entries = new Map()
-  for (const f of Object.values(zip.files)) if (!f.dir) entries.set(f.name, await f.async('nodebuffer'))
-  edit(entries)
-  const next = new JSZip()
-  for (const [name, content] of entries) next.file(name, content)
-  await mkdir(path.dirname(out), { recursive: true })
-  await writeFile(out, await next.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' }))
-  return out
-}
 
 const sig = 'META-INF/NYALA.SIG'
 

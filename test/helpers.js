@@ -373,3 +373,18 @@ export async function copyPackages(dir, names) {
   }
   return [...copied]
 }
+
+/** Rewrites a zip entry by entry through `edit(entries)` (a Map name -> Buffer) into `out` (jszip, deflated). */
+export async function rewriteZip(file, out, edit) {
+  const { default: JSZip } = await import('jszip')
+  const { mkdir: makeDir, readFile: read, writeFile: write } = await import('node:fs/promises')
+  const zip = await JSZip.loadAsync(await read(file))
+  const entries = new Map()
+  for (const f of Object.values(zip.files)) if (!f.dir) entries.set(f.name, await f.async('nodebuffer'))
+  edit(entries)
+  const next = new JSZip()
+  for (const [name, content] of entries) next.file(name, content)
+  await makeDir(path.dirname(out), { recursive: true })
+  await write(out, await next.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' }))
+  return out
+}

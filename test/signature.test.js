@@ -7,14 +7,13 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import test from 'node:test'
-import JSZip from 'jszip'
 import { openBundle } from '../dist/bundle/open-bundle.js'
 import { packDirectory } from '../dist/bundle/pack.js'
 import { signatureFor } from '../dist/bundle/sign-bundle.js'
 import { keyIdOf, publicKeyFileText, rawPublicKey } from '../dist/bundle/signing-key.js'
 import { readTrustStore } from '../dist/bundle/trust-store.js'
 import { writeZip } from '../dist/bundle/zip-writer.js'
-import { manifest, writeFiles } from './helpers.js'
+import { manifest, rewriteZip, writeFiles } from './helpers.js'
 
 const sigEntry = 'META-INF/NYALA.SIG'
 
@@ -62,18 +61,7 @@ async function signedBundle(dir, keys, sequence = 7) {
   return packDirectory(src, { out: path.join(dir, 'shop.zip'), sign: { keys, sequence } })
 }
 
-/** Rewrites a zip entry by entry through `edit(entries)` (a Map name -> Buffer) into a new file. */
-async function rewrite(file, out, edit) {
-  const zip = await JSZip.loadAsync(await readFile(file))
-  const entries = new Map()
-  for (const f of Object.values(zip.files)) if (!f.dir) entries.set(f.name, await f.async('nodebuffer'))
-  edit(entries)
-  const next = new JSZip()
-  for (const [name, content] of entries) next.file(name, content)
-  await mkdir(path.dirname(out), { recursive: true })
-  await writeFile(out, await next.generateAsync({ type: 'nodebuffer', compression: 'DEFLATE' }))
-  return out
-}
+const rewrite = rewriteZip
 
 /** Edits the signature document (parsed JSON) of a zip. */
 const editSignature = (file, out, fn) =>
