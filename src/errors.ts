@@ -372,6 +372,35 @@ const definitions = {
       'the host crashed again after {upgrades} replacement(s) within {window} s (host.crash.max.upgrades={max}): no further successor; exiting with code 1',
     status: 500,
   },
+  // worker processes (workers > 1, src/cluster/)
+  NYALA_ERR_WORKER_EXITED: {
+    message: 'worker {worker} (pid {pid}) exited ({reason}){during}',
+    status: 503,
+  },
+  NYALA_ERR_WORKER_START: {
+    message: 'worker {worker} (pid {pid}) did not load the modules within {timeout} ms: {reason}',
+    status: 503,
+  },
+  NYALA_ERR_WORKER_STALLED: {
+    message:
+      'worker {worker} (pid {pid}) has not answered for {ms} ms (watchdog.stall.ms={limit}): its event loop is stuck; starting a replacement, then killing it',
+    status: 503,
+  },
+  NYALA_ERR_WORKER_SLOT_FAILED: {
+    message:
+      'worker {worker} was replaced {restarts} time(s) within {window} s (workers.restart.max={max}): the slot is left failed, {serving} worker(s) serve',
+    status: 503,
+  },
+  NYALA_ERR_CLUSTER_PREPARE_TIMEOUT: {
+    message:
+      'worker {worker} (pid {pid}) did not answer PREPARE of reload {reload} within {timeout} ms (cluster.prepare.timeout): the reload is aborted in every worker',
+    status: 503,
+  },
+  NYALA_ERR_CLUSTER_NO_WORKERS: {
+    message: 'no worker process serves: {reason}',
+    status: 503,
+  },
+
   // nyala pack (module source directories with package.json) and nyala init
   NYALA_ERR_PACK_DEPENDENCY_MISSING: {
     message:

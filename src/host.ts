@@ -1,9 +1,10 @@
 import { existsSync, statSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import type { Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { Server as HttpServer, type Server } from 'node:http'
+import { type AddressInfo, Server as NetServer, type Socket } from 'node:net'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import { errorFromWire } from './bundle/bundle-transfer.js'
 import { findBundles } from './bundle/find-bundles.js'
 import { moduleNameOf } from './bundle/module-name.js'
 import { type Bundle, openBundle } from './bundle/open-bundle.js'
@@ -12,18 +13,20 @@ import type { HostOptions } from './config/host-options.js'
 import { readPropertiesFile } from './config/read-properties.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from './errors.js'
 import { DependentsIndex } from './graph/dependents-index.js'
-import { nodeOf, planGraph } from './graph/module-graph.js'
+import { type GraphPlan, nodeOf, planGraph } from './graph/module-graph.js'
 import { answerAdminClientError, createAdminApp } from './http/admin.js'
 import { adminUrlFileOf } from './http/admin-url.js'
 import { DispatchTable, prefixConflicts, type Route } from './http/dispatch-table.js'
 import { Dispatcher } from './http/dispatcher.js'
-import { closeServer, httpUrlOf, listen } from './http/listener.js'
+import { closeServer, httpUrlOf, listen, listenPaused } from './http/listener.js'
 import './http/tick-shape.js'
 import { bundleReader } from './loader/bundle-reader.js'
 import { FileCache } from './loader/file-cache.js'
 import { transformCounts } from './loader/transform.js'
 import type { Logger } from './logger.js'
 import { crashActions } from './reload/crash-actions.js'
+import { InProcessRuntime } from './reload/in-process-runtime.js'
+import type { ModuleRuntime } from './reload/module-runtime.js'
 import { recoverLeftovers } from './reload/recover-leftovers.js'
 import { Reloader } from './reload/reloader.js'
 import type { RequestGate } from './reload/request-gate.js'
@@ -34,6 +37,15 @@ import { Supervisor } from './supervise/supervisor.js'
 
 // enough to keep the disk busy without running into the open-file limit with 1000 bundles
 const openConcurrency = 16
+
+export type HostRole = 'single' | 'supervisor' | 'worker'
+
+export interface HostInit {
+  /** @default 'single' */
+  readonly role?: HostRole
+  /** Generation numbers to start modules at (a replacement worker). @default empty */
+  readonly startNumbers?: ReadonlyMap<string, number>
+}
 
 /**
  * The host: loads every bundle of the modules directory, orders the modules
@@ -60,10 +72,22 @@ export class NyalaHost {
   /** A successor loads its modules before it asks for the listeners, then starts. */
   #prepared = false
 
-  constructor(options: HostOptions, log: Logger) {
+  /**
+   * `single`: modules run here (workers=1). `supervisor`: modules run in worker
+   * processes (`runtime` is their pool); this process owns the listeners, the
+   * watcher and the admin API. `worker`: modules run here, driven by a supervisor.
+   */
+  readonly role: HostRole
+  /** A replacement worker starts each module at the generation its peers serve. */
+  readonly #startNumbers: ReadonlyMap<string, number>
+
+  constructor(options: HostOptions, log: Logger, init: HostInit = {}) {
     this.options = options
     this.log = log
+    this.role = init.role ?? 'single'
+    this.#startNumbers = init.startNumbers ?? new Map()
     this.files = new FileCache(options.cacheDir, log.child({ cache: options.cacheDir }))
+    this.runtime = new InProcessRuntime(this)
     this.reloader = new Reloader(this)
     this.supervisor = new Supervisor(crashActions(this, this.reloader), options.crash)
     // a reload someone asked for (a deploy, `nyala reload`) starts a fresh restart count
@@ -86,6 +110,19 @@ export class NyalaHost {
   }
 
   readonly reloader: Reloader
+  /** The supervisor's: hands an accepted connection to a worker process. */
+  #handToWorker: ((socket: Socket) => void) | undefined
+
+  /** Makes this host a supervisor's: modules run in `runtime`'s workers, connections go to `handTo`. */
+  useWorkers(runtime: ModuleRuntime, handTo: (socket: Socket) => void): void {
+    this.runtime = runtime
+    this.#handToWorker = handTo
+  }
+  /**
+   * Where module code runs for reloads: this process. A supervisor of worker
+   * processes replaces it (src/cluster/) before `start`.
+   */
+  runtime: ModuleRuntime
   /**
    * Gates of blocking-mode reloads under way, by module. Kept here, not passed
    * to `publish`, so a reload of unrelated modules that publishes meanwhile
@@ -105,13 +142,13 @@ export class NyalaHost {
     // acknowledgement both accept on the HTTP socket
     const admin = await this.#listenAdmin(inherited.get('admin'))
     const fd = inherited.get('http')
-    const { server, address } = await listen(this.dispatcher.handle, {
-      host: this.options.host,
-      port: this.options.port,
-      upgrade: this.dispatcher.upgrade,
-      ...(fd === undefined ? {} : { fd }),
-    })
-    this.servers.set('http', server)
+    const at = { host: this.options.host, port: this.options.port, ...(fd === undefined ? {} : { fd }) }
+    const { server, address } =
+      this.role === 'supervisor'
+        ? await listenPaused(this.#handToWorker!, at)
+        : await listen(this.dispatcher.handle, { ...at, upgrade: this.dispatcher.upgrade })
+    // the supervisor's listener is a plain TCP one: a process upgrade hands its descriptor over alike
+    this.servers.set('http', server as Server)
     const running = [...this.modules.values()].filter((m) => m.state === 'running').length
     this.log.info(
       {
@@ -164,6 +201,11 @@ export class NyalaHost {
     if (this.#prepared) return
     this.#prepared = true
     this.dispatcher.blockTimeoutMs = this.options.autoReload.blockTimeoutMs
+    if (this.role === 'worker') {
+      // the supervisor watches, reads bundles and writes the deploy paths: a worker only loads
+      await this.loadAll()
+      return
+    }
     // the bundle reader's thread starts beside the modules, not during the first reload under load
     const reader = bundleReader.warm()
     // before the watcher and the first read: what a killed predecessor left half done is settled
@@ -254,6 +296,17 @@ export class NyalaHost {
     for (const node of nodes) this.graph.set(node)
     const plan = planGraph(nodes)
     this.#order = [...plan.order]
+    if (this.role === 'supervisor') await this.#loadInWorkers(plan, bundles)
+    else await this.#startAll(plan, bundles)
+    this.publish()
+    const counts = this.#counts()
+    this.log.info(
+      { ...counts, ms: Math.round(performance.now() - t0) },
+      `modules loaded: ${counts.running} running, ${counts.failed} failed`,
+    )
+  }
+
+  async #startAll(plan: GraphPlan, bundles: ReadonlyMap<string, Bundle>): Promise<void> {
     for (const name of plan.order) {
       const record = this.modules.get(name)!
       const bundle = bundles.get(name)
@@ -270,12 +323,35 @@ export class NyalaHost {
       }
       await this.#startModule(record, bundle)
     }
-    this.publish()
-    const counts = this.#counts()
-    this.log.info(
-      { ...counts, ms: Math.round(performance.now() - t0) },
-      `modules loaded: ${counts.running} running, ${counts.failed} failed`,
-    )
+  }
+
+  /**
+   * The supervisor's records say what its workers run: each worker loads every
+   * module itself; the first one's outcome is taken (they load the same files).
+   * A module this process already refused (a bundle that does not open, a
+   * duplicate, a prefix conflict, a cycle) is failed here whatever they say.
+   */
+  async #loadInWorkers(plan: GraphPlan, bundles: ReadonlyMap<string, Bundle>): Promise<void> {
+    const views = await this.runtime.loadAll!()
+    for (const name of plan.order) {
+      const record = this.modules.get(name)!
+      if (!bundles.has(name)) continue
+      const planned = plan.failures.get(name)
+      if (planned) {
+        this.fail(record, planned)
+        continue
+      }
+      const view = views.get(name)
+      if (view?.state === 'running') {
+        record.state = 'running'
+        record.error = undefined
+      } else {
+        record.state = 'failed'
+        record.error = view?.error
+          ? (errorFromWire(view.error) as NyalaError)
+          : nyalaError('NYALA_ERR_MODULE_REGISTER_FAILED', { module: name, reason: 'no worker loaded it' })
+      }
+    }
   }
 
   async #open(file: string, trust: TrustPolicy): Promise<Bundle | NyalaError> {
@@ -309,6 +385,8 @@ export class NyalaHost {
   }
 
   async #startModule(record: ModuleRecord, bundle: Bundle): Promise<void> {
+    const number = this.#startNumbers.get(record.name)
+    if (number !== undefined && record.generations < number - 1) record.generations = number - 1
     const started = await this.startGeneration(record, bundle, undefined, (dep) => this.runningProvided(dep))
     if (!(started instanceof Generation)) {
       this.fail(record, started)
@@ -436,7 +514,19 @@ export class NyalaHost {
     const order = new Map(this.#order.map((n, i) => [n, i]))
     return [...this.modules.values()]
       .sort((a, b) => (order.get(a.name) ?? 1e9) - (order.get(b.name) ?? 1e9) || a.name.localeCompare(b.name))
-      .map(describeRecord)
+      .map((record) => {
+        const row = describeRecord(record)
+        const of = this.runtime.generationsOf
+        if (!of) return row
+        // a supervisor runs no module: the generation is its workers' (the same in all, or not)
+        const generations = of.call(this.runtime, record.name)
+        const running = generations.filter((g): g is number => g !== null)
+        return {
+          ...row,
+          generation: record.state === 'running' ? (running[0] ?? null) : null,
+          workers: { generations, same: new Set(generations).size <= 1 },
+        }
+      })
   }
 
   /**
@@ -457,9 +547,17 @@ export class NyalaHost {
     const endUpgraded = setTimeout(() => {
       for (const record of this.modules.values()) record.generation?.endUpgraded()
     }, graceMs)
-    await Promise.all([...this.servers.values()].map((server) => closeServer(server, graceMs)))
+    await Promise.all(
+      [...this.servers.values()].map((server) =>
+        // the supervisor's TCP listener only stops accepting: its workers drain the connections
+        server instanceof HttpServer
+          ? closeServer(server, graceMs)
+          : new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve())),
+      ),
+    )
     clearTimeout(endUpgraded)
     this.servers.clear()
+    await this.runtime.close?.(Math.max(0, deadline - Date.now()))
     for (const name of [...this.#order].reverse()) {
       const record = this.modules.get(name)
       const generation = record?.generation

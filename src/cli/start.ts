@@ -1,9 +1,13 @@
-import type { HostFlags, LogFormatSetting } from '../config/host-options.js'
+import { workerSlotOf } from '../cluster/protocol.js'
+import { WorkerPool } from '../cluster/worker-pool.js'
+import { runWorker } from '../cluster/worker-process.js'
+import type { WorkerCommand } from '../cluster/worker-slot.js'
+import type { HostFlags, HostOptions, LogFormatSetting } from '../config/host-options.js'
 import { loadHostOptions } from '../config/host-options.js'
 import { type ConfigKey, keySpecs } from '../config/keys.js'
 import { isNyalaError, reasonOf } from '../errors.js'
 import { NyalaHost } from '../host.js'
-import { createLogger, resolveLogFormat } from '../logger.js'
+import { createLogger, type Logger, resolveLogFormat } from '../logger.js'
 import { startWatchdog } from '../supervise/watchdog.js'
 import { daemonize } from '../upgrade/daemonize.js'
 import { addonFile } from '../upgrade/native.js'
@@ -28,6 +32,10 @@ Options:
   --log-level L    fatal|error|warn|info|debug|trace|silent (key: log.level)
   --log-format F   auto|json|pretty (key: log.format, default auto: pretty when
                    stdout is a terminal, JSON lines otherwise)
+  --workers N      worker processes: 1 serves from this process; more (or auto:
+                   one per core) makes this process a supervisor that owns the
+                   listeners, the watcher and the admin API, and forks N
+                   workers that each load every module (key: workers, default 1)
   --daemonize      run in the background: logs appended to log.file (default
                    nyala.log), returns once the instance serves
   --pidfile FILE   pidfile, written once serving (key: pid.file, default run/nyala.pid)
@@ -61,6 +69,7 @@ const flagKeys: Record<string, ConfigKey> = {
   'log-format': 'log.format',
   pidfile: 'pid.file',
   'upgrade-socket': 'upgrade.socket',
+  workers: 'workers',
 }
 
 export async function start(args: string[]): Promise<number> {
@@ -75,6 +84,7 @@ export async function start(args: string[]): Promise<number> {
     'log-format': { type: 'string' },
     pidfile: { type: 'string' },
     'upgrade-socket': { type: 'string' },
+    workers: { type: 'string' },
     daemonize: { type: 'boolean' },
     upgrade: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -127,15 +137,13 @@ export async function start(args: string[]): Promise<number> {
   const { options, warnings } = loaded
   // the daemon decides its format itself: under auto, JSON, since its stdout is log.file
   if (values.daemonize) return startDaemon(args, options.process.logFile)
-  const log = createLogger(options.logLevel, options.logFormat)
-  for (const w of warnings) log.warn(w.toJSON(), w.message)
-  if (!loaded.configFound) log.info({ file: options.configFile }, `no ${options.configFile}: using defaults`)
-
-  const host = new NyalaHost(options, log)
-  const onHangup = () => {
-    log.info({ signal: 'SIGHUP' }, 'SIGHUP: rescanning modules')
-    host.reloader.rescan('SIGHUP').catch((err: unknown) => reportFatal(log, err))
-  }
+  const worker = workerSlotOf(process.env)
+  const root = createLogger(options.logLevel, options.logFormat)
+  // a worker's records carry its slot; the supervisor already said what the configuration said
+  const log = worker === undefined ? root : root.child({ worker })
+  if (worker === undefined) for (const w of warnings) log.warn(w.toJSON(), w.message)
+  if (!loaded.configFound && worker === undefined)
+    log.info({ file: options.configFile }, `no ${options.configFile}: using defaults`)
   // a crashed host starts its successor as this process was started (host.crash.action=upgrade)
   const successor = {
     cli: process.argv[1]!,
@@ -151,10 +159,27 @@ export async function start(args: string[]): Promise<number> {
     log,
   )
   try {
+    if (worker !== undefined) return await runWorker(options, log, worker)
+    const host =
+      options.cluster.workers > 1
+        ? supervisorHost(options, log, { cli: successor.cli, args: ['start', ...successor.args] })
+        : new NyalaHost(options, log)
+    const onHangup = () => {
+      log.info({ signal: 'SIGHUP' }, 'SIGHUP: rescanning modules')
+      host.reloader.rescan('SIGHUP').catch((err: unknown) => reportFatal(log, err))
+    }
     return await runProcess(host, log, { upgrade: values.upgrade === true, onHangup, successor })
   } finally {
     await watchdog.stop()
   }
+}
+
+/** A host whose modules run in `options.cluster.workers` worker processes (src/cluster/). */
+function supervisorHost(options: HostOptions, log: Logger, command: WorkerCommand): NyalaHost {
+  const host = new NyalaHost(options, log, { role: 'supervisor' })
+  const pool = new WorkerPool(options, log, command)
+  host.useWorkers(pool, pool.dispatch)
+  return host
 }
 
 /** Without options (they failed to load): the flag's format if it is a valid one, else auto. */

@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import path from 'node:path'
 import { type NyalaError, nyalaError } from '../errors.js'
 import { closest } from './closest.js'
@@ -105,6 +106,26 @@ export interface HostOptions {
      * @default 'log'
      */
     action: WatchdogAction
+  }>
+  /** Worker processes (src/cluster/): how many, and how their supervisor treats them. */
+  readonly cluster: Readonly<{
+    /**
+     * `workers`: 1 serves from this process; more starts a supervisor that owns the
+     * listeners and forks this many worker processes, each loading every module;
+     * `auto` is one per core (`os.availableParallelism()`).
+     * @default 1
+     */
+    workers: number
+    /**
+     * `cluster.prepare.timeout`: how long every worker has to start the new generations of a
+     * reload (PREPARE) before the reload is aborted everywhere.
+     * @default 60000
+     */
+    prepareTimeoutMs: number
+    /** `workers.restart.max`: worker replacements allowed within the window; past it the slot is failed. @default 5 */
+    maxRestarts: number
+    /** `workers.restart.window`: the window of `maxRestarts`. @default 60000 */
+    restartWindowMs: number
   }>
   readonly autoReload: Readonly<{
     /** `auto.reload.modules`. @default false */
@@ -292,6 +313,12 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
       windowMs: v['host.crash.window'],
     },
     watchdog: { stallMs: v['watchdog.stall.ms'], action: v['watchdog.action'] },
+    cluster: {
+      workers: v.workers === 'auto' ? availableParallelism() : v.workers,
+      prepareTimeoutMs: v['cluster.prepare.timeout'],
+      maxRestarts: v['workers.restart.max'],
+      restartWindowMs: v['workers.restart.window'],
+    },
     autoReload: {
       enabled: v['auto.reload.modules'],
       monitoringTypes: v['auto.reload.monitoring.type'],

@@ -48,6 +48,12 @@ export const keySpecs = {
   'watchdog.stall.ms': { default: '2000', parse: t.parseStallMs },
   'watchdog.action': { default: 'log', parse: (r) => t.parseEnum(r, watchdogActions) },
 
+  // worker processes (src/cluster/): 1 serves from this process, as without the key
+  workers: { default: '1', parse: t.parseWorkers },
+  'cluster.prepare.timeout': { default: '60', parse: t.parseSeconds },
+  'workers.restart.max': { default: '5', parse: (r) => t.parseInteger(r, 0, 1_000_000) },
+  'workers.restart.window': { default: '60', parse: t.parseSeconds },
+
   // reloading (Impala's names)
   'auto.reload.modules': { default: 'false', parse: t.parseBoolean },
   'auto.reload.monitoring.type': {

@@ -44,6 +44,13 @@ export function parseStallMs(raw: string): Parsed<number> {
   return bad('0 (off) or a whole number of milliseconds from 100, such as 2000')
 }
 
+/** `workers`: a count from 1, or `auto` (one per core the process may use, resolved at start). */
+export function parseWorkers(raw: string): Parsed<number | 'auto'> {
+  if (raw.toLowerCase() === 'auto') return ok('auto')
+  const parsed = parseInteger(raw, 1, 256)
+  return parsed.ok ? parsed : bad('auto or a whole number of worker processes from 1 to 256')
+}
+
 const byteUnits: Record<string, number> = {
   '': 1,
   k: 1024,

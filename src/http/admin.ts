@@ -158,6 +158,18 @@ export async function createAdminApp(
       registered: !reloader.selection.isUnregistered(String(m.name)),
     })),
   }))
+  // one row per process serving modules: the workers, or this process when it serves alone
+  app.get('/workers', async () => {
+    if (host.runtime.workers) return { workers: await host.runtime.workers() }
+    const generations: Record<string, number> = {}
+    let inflight = 0
+    for (const r of host.modules.values()) {
+      if (r.state === 'running' && r.generation) generations[r.name] = r.generation.number
+      inflight += r.generation?.inflight ?? 0
+    }
+    const self = { worker: 0, pid: process.pid, state: 'serving', restarts: 0 }
+    return { workers: [{ ...self, rss: process.memoryUsage.rss(), inflight, generations }] }
+  })
   app.get<{ Params: { name: string } }>('/modules/:name', async (req) => {
     known(req.params.name)
     return { ...describe(req.params.name), registered: !reloader.selection.isUnregistered(req.params.name) }

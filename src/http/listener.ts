@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { type AddressInfo, Server as NetServer } from 'node:net'
+import { type AddressInfo, Server as NetServer, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { nyalaError, reasonOf } from '../errors.js'
 import { TrackedResponse } from './tracked-response.js'
@@ -27,16 +27,42 @@ export function httpUrlOf(address: AddressInfo): string {
   return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
 }
 
+/** An HTTP server for `handler` with the host's timeouts, not listening yet. */
+export function createHttpServer(
+  handler: (req: IncomingMessage, res: TrackedResponse) => void,
+  upgrade?: ListenOptions['upgrade'],
+): Server {
+  const server = createServer({ ServerResponse: TrackedResponse }, handler) as unknown as Server
+  // above Node's 5 s default, so a load balancer's idle connections are not cut first
+  server.keepAliveTimeout = 72_000
+  server.headersTimeout = 75_000
+  if (upgrade) server.on('upgrade', upgrade)
+  return server
+}
+
 /** Creates an HTTP server for `handler` and listens; errors name host and port. */
 export async function listen(
   handler: (req: IncomingMessage, res: TrackedResponse) => void,
   opts: ListenOptions,
 ): Promise<{ server: Server; address: AddressInfo }> {
-  const server = createServer({ ServerResponse: TrackedResponse }, handler) as unknown as Server
-  // above Node's 5 s default, so a load balancer's idle connections are not cut first
-  server.keepAliveTimeout = 72_000
-  server.headersTimeout = 75_000
-  if (opts.upgrade) server.on('upgrade', opts.upgrade)
+  const server = createHttpServer(handler, opts.upgrade)
+  return { server, address: await bind(server, opts) }
+}
+
+/**
+ * A plain TCP listener whose accepted connections are not read from
+ * (`pauseOnConnect`): a supervisor hands each one to a worker process, which
+ * reads the request.
+ */
+export async function listenPaused(
+  onConnection: (socket: Socket) => void,
+  opts: ListenOptions,
+): Promise<{ server: NetServer; address: AddressInfo }> {
+  const server = new NetServer({ pauseOnConnect: true }, onConnection)
+  return { server, address: await bind(server, opts) }
+}
+
+async function bind(server: NetServer, opts: ListenOptions): Promise<AddressInfo> {
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) =>
       reject(nyalaError('NYALA_ERR_LISTEN', { host: opts.host, port: opts.port, reason: reasonOf(err) }, err))
@@ -48,7 +74,7 @@ export async function listen(
     if (opts.fd !== undefined) server.listen({ fd: opts.fd }, opts.backlog ?? 511, listening)
     else server.listen({ host: opts.host, port: opts.port, backlog: opts.backlog ?? 511 }, listening)
   })
-  return { server, address: server.address() as AddressInfo }
+  return server.address() as AddressInfo
 }
 
 /**

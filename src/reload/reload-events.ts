@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import type { RuntimeTiming } from './module-runtime.js'
 
 /** One phase of one reload, as the admin API's `GET /events` streams it. */
 export interface ReloadEvent {
@@ -21,6 +22,10 @@ export interface ReloadEvent {
   readonly module?: string
   readonly action?: string
   readonly error?: { readonly code: string; readonly message: string; readonly at: string }
+  /** With worker processes (`swapped`): each worker's prepare time and swap instant. */
+  readonly workers?: readonly RuntimeTiming[]
+  /** With worker processes (`swapped`): ms between the first and the last worker's swap. */
+  readonly skewMs?: number | undefined
 }
 
 /** Reload phases for listeners (the SSE stream, metrics); never throws into the reload. */

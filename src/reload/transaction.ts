@@ -7,13 +7,13 @@ import { type GraphNode, nodeOf, orderAffected, planGraph } from '../graph/modul
 import type { NyalaHost } from '../host.js'
 import { checkSyntax } from '../loader/load-module.js'
 import { checkAddons } from '../loader/native-addon.js'
-import { Generation } from '../runtime/generation.js'
 import { type ModuleRecord, newRecord } from '../runtime/module-record.js'
+import { applyRecords } from './apply-records.js'
 import type { Change, ReloadResult } from './change.js'
 import { commitChange } from './commit-files.js'
 import type { ModuleLocks } from './module-locks.js'
+import type { PlanItem, RuntimeTiming } from './module-runtime.js'
 import type { ReloadEvents } from './reload-events.js'
-import { RequestGate } from './request-gate.js'
 
 interface Planned {
   readonly name: string
@@ -22,9 +22,7 @@ interface Planned {
   readonly change: Change | undefined
   /** The content the new generation runs: the change's, or the module's current one. */
   readonly bundle: Bundle | undefined
-  readonly old: Generation | undefined
   readonly wasRunning: boolean
-  next: Generation | undefined
   /** Why the module will not run after this reload (expected: a removed dependency, an old failure). */
   down: NyalaError | undefined
 }
@@ -228,9 +226,7 @@ export class ReloadTransactions {
         isNew: !existing,
         change,
         bundle: change?.bundle ?? existing?.bundle,
-        old: existing?.state === 'running' ? existing.generation : undefined,
         wasRunning: existing?.state === 'running',
-        next: undefined,
         down: plan.failures.get(name),
       }
       if (item.down && (change || item.wasRunning) && !this.#downByRemoval(item.down, byName)) {
@@ -262,68 +258,35 @@ export class ReloadTransactions {
       claimed.set(prefix, c.name)
     }
 
-    // blocking mode (Impala): new requests to the affected modules wait while the old drain
-    const gates = new Map<string, RequestGate>()
-    if (opts.autoReload.mode === 'blocking') {
-      for (const p of planned) if (p.old) gates.set(p.name, new RequestGate())
-      for (const [name, gate] of gates) host.gates.set(name, gate)
-      host.publish(gates.keys())
-      // HTTP requests only: an open WebSocket can last for hours, and requests must not wait for
-      // it; it stays on the old generation until it closes or the drain after the swap ends it
-      await Promise.all(planned.map((p) => p.old?.waitIdle(opts.autoReload.drainTimeoutMs, true)))
-      this.events.emit({ id, phase: 'blocked', trigger, modules: [...gates.keys()] })
+    // step 3: the runtime (this process, or every worker) builds and starts the new generations in
+    // dependency order, beside the old ones
+    const items: PlanItem[] = planned.map((p) => ({
+      name: p.name,
+      record: p.record,
+      bundle: p.bundle,
+      file: p.change?.target ?? p.change?.source,
+      changed: p.change !== undefined,
+      removed: removed.includes(p.name),
+      wasRunning: p.wasRunning,
+      down: p.down,
+    }))
+    const runtime = host.runtime
+    const prepared = await runtime.prepare({
+      id,
+      items,
+      blocking: opts.autoReload.mode === 'blocking',
+      onBlocked: (modules) => this.events.emit({ id, phase: 'blocked', trigger, modules: [...modules] }),
+    })
+    if (!prepared.ok) return this.#failed(id, trigger, changed, affected, t0, prepared.error, prepared.module)
+    for (const [name, err] of prepared.down) {
+      const p = planned.find((q) => q.name === name)
+      if (p) p.down = err
     }
-    // callers publish the table first: a released request must find the new state
-    const openGates = () => {
-      for (const [name, gate] of gates) {
-        if (host.gates.get(name) === gate) host.gates.delete(name)
-      }
-      if (gates.size === 0) return
-      host.publish(gates.keys())
-      for (const gate of gates.values()) gate.open()
-    }
-
-    // step 3: build and start the new generations in dependency order, beside the old ones
-    const staged = new Map<string, Generation>()
-    const lookup = lookupIn(staged, host)
-    const counts = new Map(planned.map((p) => [p, p.record.generations]))
-    // a failure before the swap: the records and the table never changed, so stopping what was
-    // started and opening the gates is all there is to undo
     const abandon = async (error: NyalaError, module: string) => {
-      for (const p of [...planned].reverse()) {
-        if (p.next) {
-          await p.next.stop()
-          p.next = undefined
-        }
-        // the stopped generations never served: their numbers are given out again
-        p.record.generations = counts.get(p) ?? p.record.generations
-      }
-      openGates()
+      await runtime.abort(id)
       return this.#failed(id, trigger, changed, affected, t0, error, module)
     }
-    for (const p of planned) {
-      if (removed.includes(p.name) || !p.bundle || p.down) continue
-      const down = p.bundle.manifest.dependsOn.find((d) => {
-        const inSet = planned.find((q) => q.name === d)
-        return inSet ? !staged.has(d) : host.modules.get(d)?.state !== 'running'
-      })
-      if (down !== undefined) {
-        p.down = nyalaError('NYALA_ERR_DEPENDENCY_FAILED', { module: p.name, dependency: down })
-        if (p.change || p.wasRunning) return abandon(p.down, p.name)
-        continue
-      }
-      const previous = await p.old?.handoff()
-      faultPoint('generation-start')
-      const started = await host.startGeneration(p.record, p.bundle, previous, lookup)
-      if (!(started instanceof Generation)) {
-        if (p.change || p.wasRunning) return abandon(started, p.name)
-        p.down = started
-        continue
-      }
-      p.next = started
-      staged.set(p.name, started)
-    }
-    this.events.emit({ id, phase: 'started', trigger, modules: [...staged.keys()] })
+    this.events.emit({ id, phase: 'started', trigger, modules: Object.keys(prepared.generations) })
     faultPoint('generation-started')
 
     // step 5: commit the files, one module at a time in dependency order (a kill between two leaves
@@ -347,50 +310,53 @@ export class ReloadTransactions {
     // step 6: one synchronous block: records, then the dispatch table, swapped at once
     const at = new Date().toISOString()
     const ms = performance.now() - t0
-    const generations: Record<string, number> = {}
-    const olds: Planned[] = []
-    for (const p of planned) {
-      const record = p.record
-      if (p.old) {
-        record.servedBefore += p.old.served
-        olds.push(p)
-      }
-      if (removed.includes(p.name)) {
-        host.modules.delete(p.name)
-        host.graph.delete(p.name)
-        continue
-      }
-      if (p.isNew) host.modules.set(p.name, record)
-      if (p.change?.bundle) {
-        record.bundle = p.change.bundle
-        record.file = p.change.target ?? p.change.source ?? record.file
-        host.graph.set(nodeOf(p.name, record.bundle.manifest))
-      }
-      record.generation = p.next
-      if (p.next) {
-        record.state = 'running'
-        record.error = undefined
-        record.reloadError = undefined
-        record.lastReload = { at, ms: Math.round(ms * 10) / 10 }
-        generations[p.name] = p.next.number
-      } else {
-        record.state = 'failed'
-        record.error = p.down
-        if (p.down)
-          log.error({ ...p.down.toJSON(), module: p.name, bundle: record.file, reload: id }, p.down.message)
-      }
-    }
-    // the affected set goes last: nothing outside it depends on it, so the order stays valid
-    const replanned = new Set([...plan.order, ...removed])
-    host.order = [...host.order.filter((n) => !replanned.has(n)), ...plan.order]
-    host.publish(order)
-    openGates()
-    staged.clear()
+    const generations = prepared.generations
+    applyRecords(
+      host,
+      planned.map((p) => ({
+        name: p.name,
+        record: p.record,
+        isNew: p.isNew,
+        removed: removed.includes(p.name),
+        bundle: p.change?.bundle,
+        file: p.change?.target ?? p.change?.source,
+        down: p.down,
+      })),
+      generations,
+      plan.order,
+      { at, ms: Math.round(ms * 10) / 10 },
+      id,
+    )
+    const committed = await runtime.commit({
+      id,
+      publish: order,
+      planOrder: plan.order,
+      generations,
+      at,
+      ms: Math.round(ms * 10) / 10,
+    })
     log.info(
-      { reload: id, trigger, changed, affected, generations, removed, ms: Math.round(ms * 10) / 10 },
+      {
+        reload: id,
+        trigger,
+        changed,
+        affected,
+        generations,
+        removed,
+        ms: Math.round(ms * 10) / 10,
+        ...(committed.timings ? { workers: committed.timings, skewMs: skewOf(committed.timings) } : {}),
+      },
       `reloaded ${changed.join(', ')} (${affected.length} modules) in ${Math.round(ms)} ms`,
     )
-    this.events.emit({ id, phase: 'swapped', trigger, modules: [...affected], generations, ms })
+    this.events.emit({
+      id,
+      phase: 'swapped',
+      trigger,
+      modules: [...affected],
+      generations,
+      ms,
+      ...(committed.timings ? { workers: committed.timings, skewMs: skewOf(committed.timings) } : {}),
+    })
 
     // the commits' renames reach the disk after the swap, which never waits for the device
     const flushed = this.#flush(id, flushes)
@@ -398,7 +364,17 @@ export class ReloadTransactions {
     void flushed.finally(() => this.pending.delete(flushed))
 
     // step 7: drain and stop the old generations, dependents first, without holding the reload up
-    const drain = this.#drain(id, trigger, olds.reverse())
+    const drainStart = performance.now()
+    const olds = planned.filter((p) => p.wasRunning).map((p) => p.name)
+    const drain = committed.drained.then(() =>
+      this.events.emit({
+        id,
+        phase: 'drained',
+        trigger,
+        modules: olds.reverse(),
+        ms: performance.now() - drainStart,
+      }),
+    )
     this.pending.add(drain)
     void drain.finally(() => this.pending.delete(drain))
     if (again.length > 0)
@@ -438,35 +414,6 @@ export class ReloadTransactions {
       }
     }
     faultPoint('commit-flushed')
-  }
-
-  async #drain(id: number, trigger: string, olds: readonly Planned[]): Promise<void> {
-    const t0 = performance.now()
-    const timeout = this.#options.autoReload.drainTimeoutMs
-    const idling = Promise.all(olds.map((p) => p.old?.waitIdle(timeout)))
-    faultPoint('drain')
-    const idle = await idling
-    for (const p of olds) {
-      if (!p.old) continue
-      await p.old.stop()
-      this.host.log.info(
-        { module: p.name, generation: p.old.number, reload: id },
-        `module ${p.name} generation ${p.old.number} stopped`,
-      )
-    }
-    const forced = olds.filter((_, i) => idle[i] === false).map((p) => p.name)
-    if (forced.length > 0)
-      this.host.log.warn(
-        { reload: id, modules: forced, timeout },
-        `old generations stopped with requests or WebSockets in flight after auto.reload.drain.timeout: ${forced.join(', ')}`,
-      )
-    this.events.emit({
-      id,
-      phase: 'drained',
-      trigger,
-      modules: olds.map((p) => p.name),
-      ms: performance.now() - t0,
-    })
   }
 
   #failed(
@@ -510,12 +457,9 @@ export class ReloadTransactions {
   }
 }
 
-/**
- * `ctx.use` for the generations a reload starts: the new generation of a
- * dependency in the same reload, else the running one. Made outside the
- * transaction's scope on purpose: a closure created there would share its
- * context, which holds the old generations, and pin every one of them.
- */
-function lookupIn(staged: ReadonlyMap<string, Generation>, host: NyalaHost): (dep: string) => unknown {
-  return (dep) => (staged.has(dep) ? staged.get(dep)?.provided : host.runningProvided(dep))
+/** Commit skew: the time between the first and the last runtime's swap. */
+function skewOf(timings: readonly RuntimeTiming[]): number | undefined {
+  const at = timings.map((t) => t.swappedAt).filter((t): t is number => t !== undefined)
+  if (at.length < 2) return undefined
+  return Math.round((Math.max(...at) - Math.min(...at)) * 1000) / 1000
 }

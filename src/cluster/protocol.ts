@@ -1,0 +1,82 @@
+import type { BundleTransfer, WireError } from '../bundle/bundle-transfer.js'
+import type { RuntimeModuleView } from '../reload/module-runtime.js'
+
+/**
+ * The messages between a supervisor and its worker processes, over the IPC
+ * channel of `child_process.fork` with `serialization: 'advanced'` (bundles
+ * carry their contents as one ArrayBuffer). Every request a reply answers has
+ * an `id`: a reload's id for prepare, commit and abort, a counter otherwise.
+ */
+export interface WirePlanItem {
+  readonly name: string
+  /** New content: the change's bundle. Absent: the worker's own current bundle (a dependent). */
+  readonly bundle?: BundleTransfer | undefined
+  readonly file?: string | undefined
+  readonly changed: boolean
+  readonly removed: boolean
+  readonly wasRunning: boolean
+  readonly down?: WireError | undefined
+}
+
+export type ToWorker =
+  | { readonly t: 'prepare'; readonly id: number; readonly blocking: boolean; readonly items: WirePlanItem[] }
+  | {
+      readonly t: 'commit'
+      readonly id: number
+      readonly publish: readonly string[]
+      readonly planOrder: readonly string[]
+      readonly at: string
+      readonly ms: number
+    }
+  | { readonly t: 'abort'; readonly id: number }
+  | { readonly t: 'conn' }
+  | { readonly t: 'ping'; readonly id: number }
+  | { readonly t: 'describe'; readonly id: number }
+  | { readonly t: 'stop'; readonly graceMs: number }
+
+export type WorkerModuleView = RuntimeModuleView
+
+export type FromWorker =
+  | { readonly t: 'loaded'; readonly modules: WorkerModuleView[] }
+  | {
+      readonly t: 'prepared'
+      readonly id: number
+      readonly ok: true
+      readonly generations: Record<string, number>
+      readonly down: Record<string, WireError>
+      readonly ms: number
+    }
+  | {
+      readonly t: 'prepared'
+      readonly id: number
+      readonly ok: false
+      readonly error: WireError
+      readonly module: string
+    }
+  /** `at`: the swap's instant, performance.timeOrigin + performance.now() (ms, wall clock, sub-ms). */
+  | { readonly t: 'committed'; readonly id: number; readonly at: number }
+  | { readonly t: 'drained'; readonly id: number }
+  | { readonly t: 'aborted'; readonly id: number }
+  | { readonly t: 'pong'; readonly id: number }
+  | {
+      readonly t: 'described'
+      readonly id: number
+      readonly rss: number
+      readonly inflight: number
+      readonly modules: WorkerModuleView[]
+    }
+
+/** The environment variables a worker process is started with. */
+export const workerEnv = {
+  /** The worker's slot, 1 to N: present only in a worker process. */
+  id: 'NYALA_WORKER_ID',
+  /** JSON `{ module: generation }`: the generations committed when a replacement starts. */
+  generations: 'NYALA_WORKER_GENERATIONS',
+} as const
+
+/** The worker slot this process serves in, or undefined in a supervisor or a single process. */
+export function workerSlotOf(env: NodeJS.ProcessEnv): number | undefined {
+  const raw = env[workerEnv.id]
+  if (raw === undefined || !/^\d+$/.test(raw)) return undefined
+  return Number(raw)
+}

@@ -1,0 +1,227 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { bundleFromTransfer, errorFromWire, errorToWire, type WireError } from '../bundle/bundle-transfer.js'
+import type { HostOptions } from '../config/host-options.js'
+import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { NyalaHost } from '../host.js'
+import { createHttpServer } from '../http/listener.js'
+import type { Logger } from '../logger.js'
+import { applyRecords, type RecordUpdate } from '../reload/apply-records.js'
+import type { PlanItem } from '../reload/module-runtime.js'
+import { newRecord } from '../runtime/module-record.js'
+import { installCrashHandlers } from '../supervise/process-handlers.js'
+import { type FromWorker, type ToWorker, type WorkerModuleView, workerEnv } from './protocol.js'
+
+/** What a worker keeps of a prepared reload until its COMMIT or ABORT. */
+interface PreparedHere {
+  readonly items: PlanItem[]
+  readonly updates: (Omit<RecordUpdate, 'down'> & { down: NyalaError | undefined })[]
+  readonly generations: Record<string, number>
+}
+
+/**
+ * A worker process (`workers` > 1): a host that loads every module and serves
+ * the connections its supervisor hands it, and runs the supervisor's reloads:
+ * PREPARE starts the new generations beside the old ones, COMMIT swaps to
+ * them, ABORT stops them. It watches nothing, writes no file into the deploy
+ * paths and has no admin API: those are the supervisor's. Resolves with the
+ * exit code once stopped.
+ */
+export async function runWorker(options: HostOptions, log: Logger, slot: number): Promise<number> {
+  const host = new NyalaHost(options, log, { role: 'worker', startNumbers: startNumbersFromEnv() })
+  const send = (message: FromWorker) => {
+    if (process.connected) process.send?.(message)
+  }
+  const server = createHttpServer(host.dispatcher.handle, host.dispatcher.upgrade)
+  const prepared = new Map<number, PreparedHere>()
+  let stopping: Promise<number> | undefined
+  let stopped: (code: number) => void = () => {}
+  const done = new Promise<number>((resolve) => {
+    stopped = resolve
+  })
+
+  const stop = (graceMs: number): Promise<number> => {
+    stopping ??= (async () => {
+      // requests still arriving on kept-alive connections are answered, then those connections close
+      server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+        res.shouldKeepAlive = false
+      })
+      const sweep = setInterval(() => server.closeIdleConnections(), 25)
+      try {
+        await host.close(graceMs)
+      } catch (err) {
+        log.error({ reason: reasonOf(err) }, 'worker stop failed')
+      }
+      clearInterval(sweep)
+      server.closeAllConnections()
+      log.info({ worker: slot }, `worker ${slot} stopped`)
+      stopped(0)
+      return 0
+    })()
+    return stopping
+  }
+
+  const removeCrashHandlers = installCrashHandlers(host.supervisor, (err, origin) => {
+    // the host's own error in a worker: the supervisor replaces the whole process
+    const error = nyalaError('NYALA_ERR_HOST_CRASHED', { origin, reason: reasonOf(err) })
+    log.fatal({ ...error.toJSON(), worker: slot, action: 'exit' }, error.message)
+    process.exit(1)
+  })
+  // Ctrl-C reaches the whole process group: the supervisor decides how its workers stop
+  process.on('SIGINT', () => {})
+  process.on('SIGTERM', () => void stop(options.process.shutdownGraceMs).then((code) => process.exit(code)))
+
+  const onMessage = (message: ToWorker, handle?: unknown) => {
+    switch (message.t) {
+      case 'conn':
+        if (handle && !stopping) server.emit('connection', handle as Socket)
+        else (handle as Socket | undefined)?.destroy()
+        return
+      case 'ping':
+        send({ t: 'pong', id: message.id })
+        return
+      case 'describe':
+        send({
+          t: 'described',
+          id: message.id,
+          rss: process.memoryUsage.rss(),
+          inflight: views(host).reduce((n, m) => n + m.inflight, 0),
+          modules: views(host),
+        })
+        return
+      case 'prepare':
+        void prepare(host, message, prepared).then(send)
+        return
+      case 'commit':
+        void commit(host, message, prepared, send)
+        return
+      case 'abort':
+        prepared.delete(message.id)
+        void host.runtime.abort(message.id).then(() => send({ t: 'aborted', id: message.id }))
+        return
+      case 'stop':
+        void stop(message.graceMs).then((code) => {
+          process.disconnect()
+          process.exitCode = code
+        })
+        return
+    }
+  }
+  process.on('message', onMessage)
+  // the supervisor is gone (killed): a worker never outlives it
+  process.on('disconnect', () => void stop(options.process.shutdownFastMs).then((code) => process.exit(code)))
+
+  try {
+    await host.prepare()
+  } catch (err) {
+    log.fatal({ reason: reasonOf(err), worker: slot }, `worker ${slot} failed to load: ${reasonOf(err)}`)
+    removeCrashHandlers()
+    return 1
+  }
+  send({ t: 'loaded', modules: views(host) })
+  const code = await done
+  removeCrashHandlers()
+  return code
+}
+
+async function prepare(
+  host: NyalaHost,
+  message: Extract<ToWorker, { t: 'prepare' }>,
+  prepared: Map<number, PreparedHere>,
+): Promise<FromWorker> {
+  const t0 = performance.now()
+  const items: PlanItem[] = []
+  const updates: PreparedHere['updates'] = []
+  for (const w of message.items) {
+    const existing = host.modules.get(w.name)
+    const record = existing ?? newRecord(w.name, w.file ?? w.name)
+    const bundle = w.bundle ? bundleFromTransfer(w.bundle) : undefined
+    const down = w.down ? (errorFromWire(w.down) as NyalaError) : undefined
+    items.push({
+      name: w.name,
+      record,
+      bundle: bundle ?? existing?.bundle,
+      changed: w.changed,
+      removed: w.removed,
+      wasRunning: existing?.state === 'running',
+      down,
+    })
+    updates.push({ name: w.name, record, isNew: !existing, removed: w.removed, bundle, file: w.file, down })
+  }
+  const result = await host.runtime.prepare({ id: message.id, items, blocking: message.blocking })
+  if (!result.ok)
+    return {
+      t: 'prepared',
+      id: message.id,
+      ok: false,
+      error: errorToWire(result.error),
+      module: result.module,
+    }
+  const down: Record<string, WireError> = {}
+  for (const [name, err] of result.down) {
+    down[name] = errorToWire(err)
+    const u = updates.find((x) => x.name === name)
+    if (u) u.down = err
+  }
+  prepared.set(message.id, { items, updates, generations: { ...result.generations } })
+  return {
+    t: 'prepared',
+    id: message.id,
+    ok: true,
+    generations: { ...result.generations },
+    down,
+    ms: performance.now() - t0,
+  }
+}
+
+async function commit(
+  host: NyalaHost,
+  message: Extract<ToWorker, { t: 'commit' }>,
+  prepared: Map<number, PreparedHere>,
+  send: (m: FromWorker) => void,
+): Promise<void> {
+  const here = prepared.get(message.id)
+  if (!here) return
+  prepared.delete(message.id)
+  applyRecords(
+    host,
+    here.updates,
+    here.generations,
+    message.planOrder,
+    { at: message.at, ms: message.ms },
+    message.id,
+  )
+  const { drained } = await host.runtime.commit({
+    id: message.id,
+    publish: message.publish,
+    planOrder: message.planOrder,
+    generations: here.generations,
+    at: message.at,
+    ms: message.ms,
+  })
+  send({ t: 'committed', id: message.id, at: performance.timeOrigin + performance.now() })
+  await drained
+  send({ t: 'drained', id: message.id })
+}
+
+function views(host: NyalaHost): WorkerModuleView[] {
+  return [...host.modules.values()].map((r) => ({
+    name: r.name,
+    state: r.state,
+    generation: r.state === 'running' ? (r.generation?.number ?? null) : null,
+    inflight: r.generation?.inflight ?? 0,
+    served: r.servedBefore + (r.generation?.served ?? 0),
+    error: r.error ? errorToWire(r.error) : null,
+  }))
+}
+
+function startNumbersFromEnv(): ReadonlyMap<string, number> {
+  const raw = process.env[workerEnv.generations]
+  if (!raw) return new Map()
+  try {
+    const parsed = JSON.parse(raw) as Record<string, unknown>
+    return new Map(Object.entries(parsed).filter((e): e is [string, number] => typeof e[1] === 'number'))
+  } catch {
+    return new Map()
+  }
+}

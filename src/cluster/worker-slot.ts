@@ -1,0 +1,144 @@
+import { type ChildProcess, fork } from 'node:child_process'
+import { type NyalaError, nyalaError } from '../errors.js'
+import type { Logger } from '../logger.js'
+import { IntensityWindow } from '../supervise/intensity.js'
+import { type FromWorker, type ToWorker, workerEnv } from './protocol.js'
+
+export type SlotState = 'starting' | 'serving' | 'stalled' | 'stopping' | 'failed' | 'exited'
+
+/** How to start a worker: this CLI with the supervisor's own arguments. */
+export interface WorkerCommand {
+  readonly cli: string
+  readonly args: readonly string[]
+}
+
+type Waiter = { resolve: (m: FromWorker) => void; reject: (e: NyalaError) => void; timer: NodeJS.Timeout }
+
+/**
+ * One worker slot: the process serving in it now, the replies it owes, and
+ * the count of its replacements (restart intensity). A replacement takes the
+ * same slot number, so logs and `GET /workers` keep naming it alike.
+ */
+export class WorkerSlot {
+  child: ChildProcess | undefined
+  state: SlotState = 'starting'
+  restarts = 0
+  /** When it last answered a ping (performance.now()). */
+  lastPong = 0
+  readonly intensity: IntensityWindow
+  /** The generation this worker serves of each running module, as it last reported. */
+  generations = new Map<string, number>()
+  readonly #waiters = new Map<string, Waiter>()
+  /** Called once per process the slot ran, when it has exited. */
+  onExit: (code: number | null, signal: NodeJS.Signals | null, child: ChildProcess) => void = () => {}
+
+  constructor(
+    readonly id: number,
+    private readonly command: WorkerCommand,
+    private readonly log: Logger,
+    maxRestarts: number,
+    windowMs: number,
+  ) {
+    this.intensity = new IntensityWindow(maxRestarts, windowMs)
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid
+  }
+
+  /** Forks the worker process; its stdout and stderr are the supervisor's, so its records join the log. */
+  spawn(generations: ReadonlyMap<string, number>): ChildProcess {
+    const child = fork(this.command.cli, [...this.command.args], {
+      env: {
+        ...process.env,
+        [workerEnv.id]: String(this.id),
+        [workerEnv.generations]: JSON.stringify(Object.fromEntries(generations)),
+      },
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    this.child = child
+    this.state = 'starting'
+    this.lastPong = performance.now()
+    child.on('message', (m: FromWorker) => {
+      if (child !== this.child) return
+      if (m.t === 'pong') this.lastPong = performance.now()
+      const key = m.t === 'loaded' ? 'loaded:0' : `${m.t}:${m.id}`
+      const waiter = this.#waiters.get(key)
+      if (!waiter) return
+      this.#waiters.delete(key)
+      clearTimeout(waiter.timer)
+      waiter.resolve(m)
+    })
+    child.on('error', (err) =>
+      this.log.warn({ worker: this.id, reason: err.message }, 'worker channel error'),
+    )
+    child.once('exit', (code, signal) => {
+      if (child === this.child) {
+        this.state = 'exited'
+        const reason = signal ?? `exit code ${code}`
+        for (const [key, waiter] of this.#waiters) {
+          clearTimeout(waiter.timer)
+          waiter.reject(
+            nyalaError('NYALA_ERR_WORKER_EXITED', {
+              worker: this.id,
+              pid: child.pid ?? 0,
+              reason,
+              during: '',
+            }),
+          )
+          this.#waiters.delete(key)
+        }
+      }
+      this.onExit(code, signal, child)
+    })
+    return child
+  }
+
+  /** Sends a message; false when the process cannot take it (gone, or its channel is closed). */
+  send(message: ToWorker, handle?: unknown, done?: (err: Error | null) => void): boolean {
+    const child = this.child
+    if (!child?.connected) return false
+    try {
+      return handle === undefined
+        ? child.send(message, done)
+        : child.send(message, handle as never, { keepOpen: false }, done)
+    } catch {
+      return false
+    }
+  }
+
+  /**
+   * Sends `message` and resolves with the reply of type `reply` (same id), or
+   * rejects with `onTimeout()` after `ms`, or with NYALA_ERR_WORKER_EXITED if
+   * the process exits first.
+   */
+  request(
+    message: ToWorker,
+    reply: FromWorker['t'],
+    id: number,
+    ms: number,
+    onTimeout: () => NyalaError,
+  ): Promise<FromWorker> {
+    return new Promise((resolve, reject) => {
+      const key = `${reply}:${id}`
+      const timer = setTimeout(() => {
+        this.#waiters.delete(key)
+        reject(onTimeout())
+      }, ms)
+      this.#waiters.set(key, { resolve, reject, timer })
+      if (reply !== 'loaded' && !this.send(message)) {
+        clearTimeout(timer)
+        this.#waiters.delete(key)
+        reject(
+          nyalaError('NYALA_ERR_WORKER_EXITED', {
+            worker: this.id,
+            pid: this.pid ?? 0,
+            reason: 'its channel is closed',
+            during: '',
+          }),
+        )
+      }
+    })
+  }
+}
