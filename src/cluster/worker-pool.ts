@@ -201,18 +201,25 @@ export class WorkerPool implements ModuleRuntime {
   #watch(): NodeJS.Timeout | undefined {
     const stallMs = this.options.watchdog.stallMs
     if (stallMs === 0) return undefined
-    const timer = setInterval(
-      () => {
-        const now = performance.now()
-        for (const slot of this.slots) {
-          if (slot.state !== 'serving') continue
-          const silent = now - slot.lastPong
-          if (silent > stallMs) this.#stalled(slot, Math.round(silent))
-          else slot.send({ t: 'ping', id: ++this.#pings })
-        }
-      },
-      Math.max(100, Math.floor(stallMs / 4)),
-    )
+    const every = Math.max(100, Math.floor(stallMs / 4))
+    let lastTick = performance.now()
+    const timer = setInterval(() => {
+      const now = performance.now()
+      const late = now - lastTick > 2 * every
+      lastTick = now
+      // this process's own loop was held up (a busy machine, a long synchronous step): the
+      // answers it has not read yet are no sign of a stuck worker, so every worker starts afresh
+      if (late) {
+        for (const slot of this.slots) if (slot.state === 'serving') slot.lastPong = now
+        return
+      }
+      for (const slot of this.slots) {
+        if (slot.state !== 'serving') continue
+        const silent = now - slot.lastPong
+        if (silent > stallMs) this.#stalled(slot, Math.round(silent))
+        else slot.send({ t: 'ping', id: ++this.#pings })
+      }
+    }, every)
     timer.unref()
     return timer
   }

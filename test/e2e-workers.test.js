@@ -1,0 +1,226 @@
+// Worker processes (issue 16): `nyala start --workers 2` makes the process a supervisor that
+// owns the listeners and hands each accepted connection to one of two worker processes, each
+// running every module. A reload is prepared in both workers and committed in both, or
+// aborted in both. A worker that dies or stalls is replaced at the committed generations.
+// Real CLI, real processes and signals, real sockets on 127.0.0.1.
+import assert from 'node:assert/strict'
+import { rm, writeFile } from 'node:fs/promises'
+import http from 'node:http'
+import path from 'node:path'
+import test from 'node:test'
+import { deploy, isAlive, keepAliveLoad, makeRoot, request, startHost, waitUntil } from './helpers.js'
+
+// answers with the worker's pid and slot and the generation; `register` throws in worker 2 while
+// the file `refuse-in-2` exists beside the root (a bundle that fails in one worker only)
+const pidIndex = `const fs = require('node:fs')
+module.exports = { async register (app, ctx) {
+  if (process.env.NYALA_WORKER_ID === '2' && fs.existsSync('refuse-in-2')) throw new Error('refused in worker 2')
+  app.get('/', async () => ({ pid: process.pid, worker: process.env.NYALA_WORKER_ID, generation: ctx.generation }))
+  app.get('/spin', async () => { for (;;) {} })
+} }
+`
+
+async function setUp(t, settings = '') {
+  const root = await makeRoot(t, `port=0\nhost=127.0.0.1\nshutdown.grace.period=3\n${settings}`)
+  await deploy(root, 'alpha', { files: { 'index.js': pidIndex } })
+  await deploy(root, 'beta', { fields: { 'depends-on': 'alpha' }, files: { 'index.js': pidIndex } })
+  const host = await startHost(t, root, ['--workers', '2', '--log-format', 'json'])
+  // every process this test started: the supervisor (startHost kills it) and its workers
+  const seen = new Set()
+  t.after(async () => {
+    for (const pid of seen) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
+  })
+  const workers = async () => {
+    const res = await request(host.admin('/workers'))
+    assert.equal(res.status, 200, res.text)
+    for (const w of res.body.workers) if (w.pid) seen.add(w.pid)
+    return res.body.workers
+  }
+  return { root, host, workers, seen }
+}
+
+/** One GET on a new connection (no keep-alive): { status, body } or { error }. */
+function freshGet(url) {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent: false, timeout: 15_000 }, (res) => {
+      let text = ''
+      res.on('data', (d) => (text += d))
+      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(text) }))
+      res.on('error', (error) => resolve({ error }))
+    })
+    req.on('timeout', () => req.destroy(new Error('timed out')))
+    req.on('error', (error) => resolve({ error }))
+  })
+}
+
+test('two workers serve every module; reloads under keep-alive load fail no request and end on the new generation in every worker; SIGTERM stops the workers', async (t) => {
+  const { host, workers, seen } = await setUp(t)
+  const before = await workers()
+  assert.equal(before.length, 2)
+  assert.deepEqual(
+    before.map((w) => [w.worker, w.state, w.generations]),
+    [
+      [1, 'serving', { alpha: 1, beta: 1 }],
+      [2, 'serving', { alpha: 1, beta: 1 }],
+    ],
+  )
+  const pids = before.map((w) => w.pid)
+  assert.notEqual(pids[0], pids[1])
+  assert.ok(!pids.includes(host.child.pid), 'the supervisor runs no module')
+
+  // new connections go to both workers in turn
+  const answers = []
+  for (let i = 0; i < 8; i++) answers.push(await freshGet(host.url('/alpha/')))
+  assert.ok(answers.every((a) => a.status === 200))
+  assert.deepEqual(new Set(answers.map((a) => a.body.pid)), new Set(pids), 'both workers answered')
+
+  const lanes = [[host.url('/alpha/')], [host.url('/beta/')], [host.url('/alpha/')], [host.url('/beta/')]]
+  // two requests per lane after the last reload answered: those run on the new code
+  const load = keepAliveLoad(t, lanes, { tail: 2 })
+  for (let i = 0; i < 5; i++) {
+    const res = await request(host.admin('/modules/alpha/reload?force=true'), { method: 'POST' })
+    assert.equal(res.status, 200, res.text)
+    assert.equal(res.body.result, 'reloaded')
+    assert.deepEqual(res.body.generations, { alpha: 2 + i, beta: 2 + i }, 'the dependent is rebuilt too')
+  }
+  const results = await load.stop()
+  const failed = results.filter((r) => r.error || r.status !== 200)
+  assert.equal(failed.length, 0, `failed requests: ${JSON.stringify(failed.slice(0, 3))}`)
+  assert.ok(results.length > 20)
+  const lastPerLane = [0, 1, 2, 3].map((lane) => results.filter((r) => r.lane === lane).at(-1))
+  for (const r of lastPerLane) assert.equal(r.body.generation, 6, 'every lane ends on the new code')
+
+  const after = await workers()
+  assert.deepEqual(
+    after.map((w) => [w.pid, w.generations]),
+    pids.map((pid) => [pid, { alpha: 6, beta: 6 }]),
+    'no worker restarted to change code, each runs generation 6',
+  )
+  const modules = (await request(host.admin('/modules'))).body.modules
+  const alpha = modules.find((m) => m.name === 'alpha')
+  assert.equal(alpha.generation, 6)
+  assert.deepEqual(alpha.workers, { generations: [6, 6], same: true })
+
+  // each reload is reported once, with each worker's timings and the commit skew
+  const reloads = host.logs().filter((r) => /^reloaded alpha/.test(r.msg ?? ''))
+  assert.equal(reloads.length, 5)
+  for (const r of reloads) {
+    assert.deepEqual(r.workers.map((w) => w.worker).sort(), [1, 2])
+    assert.equal(typeof r.skewMs, 'number')
+  }
+
+  const { code } = await host.stop('SIGTERM')
+  assert.equal(code, 0)
+  await waitUntil(
+    () => [...seen].every((pid) => !isAlive(pid)),
+    'the workers to exit with the supervisor',
+    15_000,
+  )
+})
+
+test('a bundle that fails to start in one worker only is aborted in every worker; the old generation serves everywhere', async (t) => {
+  const { root, host, workers } = await setUp(t)
+  const flag = path.join(root, 'refuse-in-2')
+  await writeFile(flag, 'x')
+  const res = await request(host.admin('/modules/alpha/reload?force=true'), { method: 'POST' })
+  assert.equal(res.body.result, 'failed', res.text)
+  assert.equal(res.body.error.code, 'NYALA_ERR_MODULE_REGISTER_FAILED')
+  assert.match(res.body.error.message, /refused in worker 2/)
+  const now = await workers()
+  assert.deepEqual(
+    now.map((w) => w.generations),
+    [
+      { alpha: 1, beta: 1 },
+      { alpha: 1, beta: 1 },
+    ],
+    'worker 1 stopped the generation it had started',
+  )
+  for (let i = 0; i < 4; i++) {
+    const a = await freshGet(host.url('/alpha/'))
+    assert.equal(a.status, 200)
+    assert.equal(a.body.generation, 1)
+  }
+  const aborted = host
+    .logs()
+    .filter((r) => /could not start alpha: aborting in every worker/.test(r.msg ?? ''))
+  assert.equal(aborted.length, 1)
+  assert.equal(aborted[0].worker, 2)
+
+  // the numbers of the aborted generations are given out again
+  await rm(flag)
+  const again = await request(host.admin('/modules/alpha/reload?force=true'), { method: 'POST' })
+  assert.equal(again.body.result, 'reloaded', again.text)
+  assert.deepEqual(again.body.generations, { alpha: 2, beta: 2 })
+  assert.deepEqual(
+    (await workers()).map((w) => w.generations),
+    [
+      { alpha: 2, beta: 2 },
+      { alpha: 2, beta: 2 },
+    ],
+  )
+})
+
+test('kill -9 of a worker under a load of new connections: no connection refused, a replacement serves at the committed generation', async (t) => {
+  const { host, workers } = await setUp(t)
+  const reload = await request(host.admin('/modules/alpha/reload?force=true'), { method: 'POST' })
+  assert.deepEqual(reload.body.generations, { alpha: 2, beta: 2 })
+  const [first] = await workers()
+
+  let stop = false
+  const results = []
+  const lanes = [0, 1].map(async () => {
+    while (!stop) results.push(await freshGet(host.url('/alpha/')))
+  })
+  await waitUntil(() => results.length >= 10, 'load before the kill')
+  process.kill(first.pid, 'SIGKILL')
+  await waitUntil(
+    async () => {
+      const w = (await workers())[0]
+      return w.state === 'serving' && w.pid !== first.pid
+    },
+    'a replacement worker',
+    30_000,
+  )
+  const count = results.length
+  await waitUntil(() => results.length >= count + 10, 'load after the replacement')
+  stop = true
+  await Promise.all(lanes)
+
+  const refused = results.filter((r) => r.error?.code === 'ECONNREFUSED')
+  assert.equal(refused.length, 0, 'the supervisor kept accepting')
+  // a request the killed worker was answering dies with it; nothing else fails
+  const failed = results.filter((r) => r.error || r.status !== 200)
+  assert.ok(failed.length <= 2, `failed: ${JSON.stringify(failed.map((f) => f.error?.code ?? f.status))}`)
+  const replaced = (await workers())[0]
+  assert.equal(replaced.restarts, 1)
+  assert.deepEqual(replaced.generations, { alpha: 2, beta: 2 }, 'started at the committed generations')
+  const tail = results.slice(-6)
+  assert.ok(
+    tail.some((r) => r.body?.pid === replaced.pid),
+    'the replacement answers',
+  )
+  assert.ok(
+    host.logs().some((r) => r.code === 'NYALA_ERR_WORKER_EXITED' && r.worker === 1 && /SIGKILL/.test(r.msg)),
+  )
+})
+
+test('a worker whose event loop is stuck is replaced: the new one first, then the stuck one is killed', async (t) => {
+  const { host, workers } = await setUp(t, 'watchdog.stall.ms=1500\n')
+  const before = await workers()
+  // new connections alternate between the workers: one of these two spins forever
+  const spins = [freshGet(host.url('/alpha/spin')), freshGet(host.url('/alpha/spin'))]
+  await waitUntil(
+    async () => {
+      const now = await workers()
+      return now.every((w) => w.state === 'serving') && now.every((w, i) => w.pid !== before[i].pid)
+    },
+    'both workers replaced',
+    60_000,
+  )
+  const stalls = host.logs().filter((r) => r.code === 'NYALA_ERR_WORKER_STALLED')
+  assert.equal(stalls.length, 2)
+  await waitUntil(() => before.every((w) => !isAlive(w.pid)), 'the stuck workers to be killed', 15_000)
+  for (const s of await Promise.all(spins)) assert.ok(s.error, 'the spinning request died with its worker')
+  const a = await freshGet(host.url('/alpha/'))
+  assert.equal(a.status, 200)
+})
