@@ -547,17 +547,18 @@ export class NyalaHost {
     const endUpgraded = setTimeout(() => {
       for (const record of this.modules.values()) record.generation?.endUpgraded()
     }, graceMs)
-    await Promise.all(
-      [...this.servers.values()].map((server) =>
+    await Promise.all([
+      ...[...this.servers.values()].map((server) =>
         // the supervisor's TCP listener only stops accepting: its workers drain the connections
         server instanceof HttpServer
           ? closeServer(server, graceMs)
           : new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve())),
       ),
-    )
+      // at once, beside the listeners: a worker's kept-alive connections close as they go idle
+      this.runtime.close?.(graceMs),
+    ])
     clearTimeout(endUpgraded)
     this.servers.clear()
-    await this.runtime.close?.(Math.max(0, deadline - Date.now()))
     for (const name of [...this.#order].reverse()) {
       const record = this.modules.get(name)
       const generation = record?.generation

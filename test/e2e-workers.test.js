@@ -4,11 +4,23 @@
 // aborted in both. A worker that dies or stalls is replaced at the committed generations.
 // Real CLI, real processes and signals, real sockets on 127.0.0.1.
 import assert from 'node:assert/strict'
-import { rm, writeFile } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
-import { deploy, isAlive, keepAliveLoad, makeRoot, request, startHost, waitUntil } from './helpers.js'
+import {
+  agentGet,
+  deploy,
+  isAlive,
+  keepAliveLoad,
+  killAfter,
+  makeRoot,
+  request,
+  runCli,
+  startDaemon,
+  startHost,
+  waitUntil,
+} from './helpers.js'
 
 // answers with the worker's pid and slot and the generation; `register` throws in worker 2 while
 // the file `refuse-in-2` exists beside the root (a bundle that fails in one worker only)
@@ -223,4 +235,63 @@ test('a worker whose event loop is stuck is replaced: the new one first, then th
   for (const s of await Promise.all(spins)) assert.ok(s.error, 'the spinning request died with its worker')
   const a = await freshGet(host.url('/alpha/'))
   assert.equal(a.status, 200)
+})
+
+test('nyala upgrade with workers under load: every request gets 200, the new supervisor and its workers take over, the old ones exit', async (t) => {
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nshutdown.grace.period=10\nworkers=2\n')
+  await deploy(root, 'alpha', { files: { 'index.js': pidIndex } })
+  const old = await startDaemon(t, root)
+  const admin = (await readFile(path.join(root, 'run', 'admin.url'), 'utf8')).trim()
+  const workerPids = async () => {
+    const res = await request(`${admin}/workers`, { headers: { connection: 'close' } })
+    const pids = res.body.workers.map((w) => w.pid)
+    for (const pid of pids) killAfter(t, pid)
+    return pids
+  }
+  const oldWorkers = await workerPids()
+  assert.equal(oldWorkers.length, 2)
+
+  let upgraded = false
+  const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.after(() => keepAlive.destroy())
+  const loop = async (agent) => {
+    const results = []
+    let after = 0
+    while (results.length < 3000 && after < 20) {
+      results.push(agent ? await agentGet(agent, old.url('/alpha/')) : await freshGet(old.url('/alpha/')))
+      if (upgraded) after++
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    return results
+  }
+  const loops = [loop(keepAlive), loop(undefined)]
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const res = await runCli(['upgrade', '--root', root], { cwd: root, timeoutMs: 120_000 })
+  const successor = Number(/successor pid (\d+)/.exec(res.stdout)?.[1] ?? 0)
+  if (successor) killAfter(t, successor)
+  upgraded = true
+  const results = await Promise.all(loops)
+  assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`)
+  const newWorkers = await workerPids()
+  assert.equal(newWorkers.length, 2)
+  for (const pid of newWorkers)
+    assert.ok(!oldWorkers.includes(pid), 'the new supervisor started its own workers')
+
+  for (const [name, list] of [
+    ['keep-alive', results[0]],
+    ['new connections', results[1]],
+  ]) {
+    const failures = list.filter((r) => r.error || r.status !== 200)
+    assert.deepEqual(failures, [], `${name}: every request gets 200`)
+    assert.ok(oldWorkers.includes(list[0].body.pid), `${name}: starts on the old workers`)
+    assert.ok(
+      newWorkers.includes(list.at(-1).body.pid),
+      `${name}: ends on the new workers (${list.slice(-5).map((r) => r.body.pid)})`,
+    )
+  }
+  await waitUntil(
+    () => ![old.pid, ...oldWorkers].some((pid) => isAlive(pid)),
+    'the old supervisor and its workers to exit',
+    30_000,
+  )
 })

@@ -1,10 +1,9 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { bundleFromTransfer, errorFromWire, errorToWire, type WireError } from '../bundle/bundle-transfer.js'
 import type { HostOptions } from '../config/host-options.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { NyalaHost } from '../host.js'
-import { createHttpServer } from '../http/listener.js'
+import { closeHandedConnections, createHttpServer } from '../http/listener.js'
 import type { Logger } from '../logger.js'
 import { applyRecords, type RecordUpdate } from '../reload/apply-records.js'
 import type { PlanItem } from '../reload/module-runtime.js'
@@ -34,6 +33,8 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
   }
   const server = createHttpServer(host.dispatcher.handle, host.dispatcher.upgrade)
   const prepared = new Map<number, PreparedHere>()
+  /** The connections handed to this worker and still open: a stop drains them first. */
+  const sockets = new Set<Socket>()
   let stopping: Promise<number> | undefined
   let stopped: (code: number) => void = () => {}
   const done = new Promise<number>((resolve) => {
@@ -42,17 +43,15 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
 
   const stop = (graceMs: number): Promise<number> => {
     stopping ??= (async () => {
-      // requests still arriving on kept-alive connections are answered, then those connections close
-      server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
-        res.shouldKeepAlive = false
-      })
-      const sweep = setInterval(() => server.closeIdleConnections(), 25)
+      const deadline = Date.now() + graceMs
+      // requests still arriving on kept-alive connections are answered, then those connections
+      // close; the modules stop after that, as a single process stops them after its listener
+      await closeHandedConnections(server, sockets, graceMs)
       try {
-        await host.close(graceMs)
+        await host.close(Math.max(0, deadline - Date.now()))
       } catch (err) {
         log.error({ reason: reasonOf(err) }, 'worker stop failed')
       }
-      clearInterval(sweep)
       server.closeAllConnections()
       log.info({ worker: slot }, `worker ${slot} stopped`)
       stopped(0)
@@ -73,10 +72,18 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
 
   const onMessage = (message: ToWorker, handle?: unknown) => {
     switch (message.t) {
-      case 'conn':
-        if (handle && !stopping) server.emit('connection', handle as Socket)
-        else (handle as Socket | undefined)?.destroy()
+      case 'conn': {
+        const socket = handle as Socket | undefined
+        if (!socket) return
+        if (stopping) {
+          socket.destroy()
+          return
+        }
+        sockets.add(socket)
+        socket.once('close', () => sockets.delete(socket))
+        server.emit('connection', socket)
         return
+      }
       case 'ping':
         send({ t: 'pong', id: message.id })
         return

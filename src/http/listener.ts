@@ -95,20 +95,58 @@ export async function closeServer(
   ms: number,
   idleGraceMs = Math.min(ms, 1000),
 ): Promise<void> {
+  // net's close stops accepting; http's own close would also drop idle connections at once
+  const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()))
+  await drainConnections(server, closed, ms, idleGraceMs)
+}
+
+/**
+ * The connections a worker process was handed (they never passed through a
+ * listener of its own, so the server's close cannot wait for them): resolves
+ * once every one has closed, or after `ms`, draining them as `closeServer` does.
+ */
+export async function closeHandedConnections(
+  server: Server,
+  sockets: ReadonlySet<Socket>,
+  ms: number,
+  idleGraceMs = Math.min(ms, 1000),
+): Promise<void> {
+  const until = Date.now() + ms
+  // upgraded connections (WebSockets) leave the HTTP server's hands: past `ms` they are the host's to end
+  const closed = new Promise<void>((resolve) => {
+    const check = setInterval(() => {
+      if (sockets.size > 0 && Date.now() < until) return
+      clearInterval(check)
+      resolve()
+    }, 10)
+  })
+  await drainConnections(server, closed, ms, idleGraceMs)
+}
+
+async function drainConnections(
+  server: Server,
+  closed: Promise<void>,
+  ms: number,
+  idleGraceMs: number,
+): Promise<void> {
   const lastCall = (_req: IncomingMessage, res: ServerResponse) => {
     res.shouldKeepAlive = false
   }
   server.on('request', lastCall)
-  // net's close stops accepting; http's own close would also drop idle connections at once
-  const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()))
   let sweep: NodeJS.Timeout | undefined
   const sweepStart = setTimeout(() => {
     server.closeIdleConnections()
     // a busy connection becomes idle after its response; Node gives no event for that
     sweep = setInterval(() => server.closeIdleConnections(), 25)
   }, idleGraceMs)
-  const deadline = setTimeout(() => server.closeAllConnections(), ms)
-  await closed
+  let deadline: NodeJS.Timeout | undefined
+  const late = new Promise<void>((resolve) => {
+    deadline = setTimeout(() => {
+      server.closeAllConnections()
+      resolve()
+    }, ms)
+  })
+  await Promise.race([closed, late.then(() => closed)])
   clearTimeout(sweepStart)
   clearInterval(sweep)
   clearTimeout(deadline)
