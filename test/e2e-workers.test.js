@@ -66,7 +66,7 @@ function freshGet(url) {
 }
 
 test('two workers serve every module; reloads under keep-alive load fail no request and end on the new generation in every worker; SIGTERM stops the workers', async (t) => {
-  const { host, workers, seen } = await setUp(t)
+  const { root, host, workers, seen } = await setUp(t)
   const before = await workers()
   assert.equal(before.length, 2)
   assert.deepEqual(
@@ -120,6 +120,12 @@ test('two workers serve every module; reloads under keep-alive load fail no requ
     assert.deepEqual(r.workers.map((w) => w.worker).sort(), [1, 2])
     assert.equal(typeof r.skewMs, 'number')
   }
+
+  const status = await runCli(['status', '--root', root])
+  assert.equal(status.code, 0, status.stderr)
+  assert.match(status.stdout, /^WORKER\s+PID\s+STATE\s+RESTARTS/m)
+  for (const pid of pids)
+    assert.match(status.stdout, new RegExp(`^\\d\\s+${pid}\\s+serving\\s+0\\s+.*alpha:6 beta:6$`, 'm'))
 
   const { code } = await host.stop('SIGTERM')
   assert.equal(code, 0)

@@ -6,7 +6,10 @@ const statusHelp = `Usage: nyala status [options]
 
 Prints the modules of a running host: state, version, generation, prefix,
 requests in flight, crashes of its code, the signing keys and sequence of a
-signed bundle, last reload and last reload error.
+signed bundle, last reload and last reload error. With worker processes
+(workers > 1), a second table: each worker's slot, pid, state, replacements,
+memory, requests in flight and the generations it serves; a module whose
+workers serve different generations shows them all in GEN (e.g. 3/2).
 
 Options:
 ${adminFlagsHelp}
@@ -26,8 +29,12 @@ export async function status(args: string[]): Promise<number> {
   const { status: code, body } = await callAdmin(target, 'GET', '/modules')
   if (code !== 200 || isNyalaError(body)) throw body
   const modules = (body.modules ?? []) as Record<string, unknown>[]
+  const answer = await callAdmin(target, 'GET', '/workers')
+  // a host from before worker processes has no such route: its modules are all there is
+  const workers = answer.status === 200 ? ((answer.body.workers ?? []) as WorkerRow[]) : []
+  const cluster = workers.some((w) => w.worker > 0)
   if (values.json) {
-    process.stdout.write(`${JSON.stringify(body, null, 2)}\n`)
+    process.stdout.write(`${JSON.stringify(cluster ? { ...body, workers } : body, null, 2)}\n`)
   } else {
     const rows = modules.map((m) => {
       const lastError = m.lastError as { code: string; message: string } | null
@@ -38,7 +45,7 @@ export async function status(args: string[]): Promise<number> {
         String(m.name),
         String(m.state),
         String(m.version ?? '-'),
-        String(m.generation ?? '-'),
+        generationCell(m),
         String(m.prefix ?? '-'),
         String(m.inflight ?? 0),
         String(m.crashes ?? 0),
@@ -61,13 +68,50 @@ export async function status(args: string[]): Promise<number> {
       'LAST RELOAD',
       'ERROR',
     ]
-    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
-    const line = (cells: string[]) =>
-      cells
-        .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
-        .join('  ')
-        .trimEnd()
-    process.stdout.write(`${[line(head), ...rows.map(line)].join('\n')}\n`)
+    const tables = [table(head, rows)]
+    if (cluster) {
+      const workerRows = workers.map((w) => [
+        String(w.worker),
+        String(w.pid ?? '-'),
+        w.state,
+        String(w.restarts),
+        w.rss === null ? '-' : `${Math.round(w.rss / 1048576)} MiB`,
+        String(w.inflight ?? '-'),
+        Object.entries(w.generations)
+          .map(([m, g]) => `${m}:${g}`)
+          .join(' ') || '-',
+      ])
+      tables.push(table(['WORKER', 'PID', 'STATE', 'RESTARTS', 'RSS', 'INFLIGHT', 'GENERATIONS'], workerRows))
+    }
+    process.stdout.write(`${tables.join('\n\n')}\n`)
   }
   return modules.every((m) => m.state === 'running') ? exitCodes.ok : exitCodes.failure
+}
+
+interface WorkerRow {
+  readonly worker: number
+  readonly pid: number | null
+  readonly state: string
+  readonly restarts: number
+  readonly rss: number | null
+  readonly inflight: number | null
+  readonly generations: Record<string, number>
+}
+
+/** The generation, or each worker's when they differ (a reload that reached some workers only). */
+function generationCell(m: Record<string, unknown>): string {
+  const workers = m.workers as { generations: (number | null)[]; same: boolean } | undefined
+  if (workers && !workers.same) return workers.generations.map((g) => g ?? '-').join('/')
+  return String(m.generation ?? '-')
+}
+
+/** Columns padded to their widest cell; the last column is left ragged. */
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd()
+  return [line(head), ...rows.map(line)].join('\n')
 }
