@@ -10,6 +10,7 @@ import type { ReloadResult } from '../reload/change.js'
 import type { Reloader } from '../reload/reloader.js'
 import { foreignOrigin } from './admin-origin.js'
 import { isConsoleAsset, registerConsole } from './console-routes.js'
+import type { ConsoleModule } from './console-view.js'
 import { Metrics } from './metrics.js'
 
 function sendError(reply: FastifyReply, err: NyalaError, status = err.statusCode) {
@@ -152,12 +153,12 @@ export async function createAdminApp(
     if (!host.modules.has(name)) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
   }
 
-  app.get('/modules', async () => ({
-    modules: host.describe().map((m) => ({
+  const listModules = () =>
+    host.describe().map((m) => ({
       ...m,
       registered: !reloader.selection.isUnregistered(String(m.name)),
-    })),
-  }))
+    }))
+  app.get('/modules', async () => ({ modules: listModules() }))
   app.get<{ Params: { name: string } }>('/modules/:name', async (req) => {
     known(req.params.name)
     return { ...describe(req.params.name), registered: !reloader.selection.isUnregistered(req.params.name) }
@@ -214,7 +215,12 @@ export async function createAdminApp(
     const file = path.join(host.options.autoReload.stagingDir, req.params.file)
     return { file, removed: await removeIfSame(file, req.query.sha256 ?? '') }
   })
-  registerConsole(app, () => host.modules.values())
+  registerConsole(app, {
+    records: () => host.modules.values(),
+    modules: () => listModules() as unknown as ConsoleModule[],
+    // the page's first view carries what GET /modules would answer this same request
+    mayShow: (req) => !token && !foreignOrigin(req.headers, host.options.admin.host),
+  })
   app.get('/health', async () => ({ status: 'ok', pid: process.pid, uptime: process.uptime() }))
   app.get('/ready', async (_req, reply) => {
     const modules = [...host.modules.values()]
