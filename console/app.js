@@ -233,9 +233,12 @@ function sparkline(values) {
   svg.setAttribute('preserveAspectRatio', 'none')
   svg.setAttribute('role', 'img')
   svg.setAttribute('aria-label', 'requests per second over the last minute')
+  // as src/http/console-view.ts draws it: 1 unit per pixel, a flat run's inner points left out
   const max = Math.max(1, ...values)
+  const ys = values.map((v) => Math.round(19 - (v / max) * 18))
+  const points = ys.map((y, i) => (y !== ys[i - 1] || y !== ys[i + 1] ? `${i},${y}` : '')).filter(Boolean)
   const line = document.createElementNS(svgNS, 'polyline')
-  line.setAttribute('points', values.map((v, i) => `${i},${(19 - (v / max) * 18).toFixed(1)}`).join(' '))
+  line.setAttribute('points', points.join(' '))
   svg.append(line)
   return svg
 }

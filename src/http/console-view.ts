@@ -37,11 +37,21 @@ export function summaryOf(modules: readonly ConsoleModule[]): string {
   return `${modules.length} modules: ${running} running, ${failed} failed`
 }
 
-function sparkline(values: readonly number[]): string {
+/**
+ * The last minute's requests per second as a line, 1 unit per pixel of its 20 px height; the
+ * inner points of a flat run are left out (an idle module's line is two points, not sixty).
+ */
+export function sparkPoints(values: readonly number[]): string {
   const max = Math.max(1, ...values)
-  const points = values.map((v, i) => `${i},${(19 - (v / max) * 18).toFixed(1)}`).join(' ')
-  return `<svg class="spark" viewBox="0 0 60 20" preserveAspectRatio="none" role="img" aria-label="requests per second over the last minute"><polyline points="${points}"/></svg>`
+  const ys = values.map((v) => Math.round(19 - (v / max) * 18))
+  return ys
+    .map((y, i) => (y !== ys[i - 1] || y !== ys[i + 1] ? `${i},${y}` : ''))
+    .filter(Boolean)
+    .join(' ')
 }
+
+const sparkline = (values: readonly number[]) =>
+  `<svg class="spark" viewBox="0 0 60 20" preserveAspectRatio="none" role="img" aria-label="requests per second over the last minute"><polyline points="${sparkPoints(values)}"/></svg>`
 
 function lastReloadCell(m: ConsoleModule): string {
   const last = m.lastReload
