@@ -114,7 +114,7 @@ export const graphKey = (modules: readonly ConsoleModule[]): string =>
  * the viewBox is the page's "Fit" (never smaller than 600 x 300 units, so four modules stay
  * readable).
  */
-export function graphSvg(modules: readonly ConsoleModule[]): string {
+export function graphSvg(modules: readonly ConsoleModule[], key = graphKey(modules)): string {
   const { pos, width, height } = layoutGraph(modules)
   const names = new Set(pos.keys())
   const edges: string[] = []
@@ -144,7 +144,7 @@ export function graphSvg(modules: readonly ConsoleModule[]): string {
   const b = { x: -10, y: -10, w: width + 20, h: Math.max(height + 20, nodeH + 20) }
   const fit = `${b.x} ${b.y} ${Math.max(b.w, 600)} ${Math.max(b.h, 300)}`
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="module graph: ${modules.length} modules" viewBox="${fit}" data-bounds="${b.x} ${b.y} ${b.w} ${b.h}" data-key="${esc(graphKey(modules))}">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="module graph: ${modules.length} modules" viewBox="${fit}" data-bounds="${b.x} ${b.y} ${b.w} ${b.h}" data-key="${esc(key)}">`,
     '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#777"/></marker></defs>',
     `<g>${edges.join('')}</g><g>${nodes.join('')}</g></svg>`,
   ].join('')
