@@ -11,7 +11,9 @@
 // Baseline in the same run and browser: the same page as it arrived (rows and graph drawn, same
 // stylesheet from the admin listener) without its script, served as a static file by a bare
 // node:http server in this process. The ratio says what the console costs over showing the same
-// bytes as a static page. Target (issue 17): first render under 100 ms with 200 modules.
+// bytes as a static page. A second baseline, the floor: a page of one row and nothing else from
+// the same server, what any page costs this browser on this machine. Target (issue 17): first
+// render under 100 ms with 200 modules.
 
 import { existsSync } from 'node:fs'
 import http from 'node:http'
@@ -64,7 +66,7 @@ export async function run(opts = {}) {
         const host = await startHost(session, root, { readyTimeoutMs: 120_000 })
         const origin = `http://127.0.0.1:${host.adminPort}`
         const baseline = await staticCopy(origin)
-        const samples = { cold: [], cached: [], static: [] }
+        const samples = { cold: [], cached: [], static: [], floor: [] }
         try {
           for (let i = 0; i < settings.rounds; i++) {
             if (opts.signal?.aborted) break
@@ -72,6 +74,7 @@ export async function run(opts = {}) {
             samples.cold.push(await firstRender(browser, `${origin}/`, n, false))
             samples.cached.push(await firstRender(browser, `${origin}/`, n, true))
             samples.static.push(await firstRender(browser, baseline.url, n, false))
+            samples.floor.push(await firstRender(browser, `${baseline.url}floor`, 1, false))
           }
         } finally {
           await baseline.close()
@@ -84,6 +87,7 @@ export async function run(opts = {}) {
           ['first render, cold (new context)', samples.cold],
           ['first render, files cached (second visit)', samples.cached],
           ['baseline: the same page as a static file, no script, cold', samples.static],
+          ['floor: a static page of one row, cold', samples.floor],
         ]) {
           const values = list.map((s) => s.render)
           table.push({
@@ -112,10 +116,20 @@ export async function run(opts = {}) {
             2,
           ),
         })
+        table.push({
+          section,
+          measure: 'ratio first render (cold) / floor',
+          samples: samples.cold.length,
+          'median ms': round(
+            medianOf(samples.cold.map((s) => s.render)) / medianOf(samples.floor.map((s) => s.render)),
+            2,
+          ),
+        })
         summary[n] = {
           coldMs: med(samples.cold, 'render'),
           cachedMs: med(samples.cached, 'render'),
           staticMs: med(samples.static, 'render'),
+          floorMs: med(samples.floor, 'render'),
           pageBytes: baseline.bytes,
         }
       }
@@ -220,12 +234,16 @@ async function staticCopy(origin) {
     .replace(/<script[^>]*><\/script>/g, '')
     .replaceAll('href="/console/', `href="${origin}/console/`)
   const body = Buffer.from(html)
-  const server = http.createServer((_req, reply) => {
+  const floor = Buffer.from(
+    '<!doctype html><meta charset="utf-8"><title>floor</title><table><tbody><tr data-module="m"><th>m</th></tr></tbody></table>',
+  )
+  const server = http.createServer((req, reply) => {
     reply.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' })
-    reply.end(body)
+    reply.end(req.url === '/floor' ? floor : body)
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
+    /** The copy at `/`, the floor at `/floor`. */
     url: `http://127.0.0.1:${server.address().port}/`,
     bytes: body.length,
     close: () => new Promise((resolve) => server.close(resolve)),

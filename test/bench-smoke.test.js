@@ -287,6 +287,7 @@ test('bench/run.js signature console --quick runs both and records figures', {
     assert.ok(page.summary.results[n].coldMs > 0, `render at ${n}`)
     assert.ok(page.summary.results[n].cachedMs > 0, `cached render at ${n}`)
     assert.ok(page.summary.results[n].staticMs > 0, `static baseline at ${n}`)
+    assert.ok(page.summary.results[n].floorMs > 0, `floor at ${n}`)
   }
 })
 
