@@ -153,12 +153,12 @@ export async function createAdminApp(
     if (!host.modules.has(name)) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
   }
 
-  const listModules = () =>
-    host.describe().map((m) => ({
+  app.get('/modules', async () => ({
+    modules: host.describe().map((m) => ({
       ...m,
       registered: !reloader.selection.isUnregistered(String(m.name)),
-    }))
-  app.get('/modules', async () => ({ modules: listModules() }))
+    })),
+  }))
   app.get<{ Params: { name: string } }>('/modules/:name', async (req) => {
     known(req.params.name)
     return { ...describe(req.params.name), registered: !reloader.selection.isUnregistered(req.params.name) }
@@ -217,7 +217,12 @@ export async function createAdminApp(
   })
   registerConsole(app, {
     records: () => host.modules.values(),
-    modules: () => listModules() as unknown as ConsoleModule[],
+    // the rows of GET /modules
+    modules: () =>
+      host.describe().map((m) => ({
+        ...m,
+        registered: !reloader.selection.isUnregistered(String(m.name)),
+      })) as unknown as ConsoleModule[],
     // the page's first view carries what GET /modules would answer this same request
     mayShow: (req) => !token && !foreignOrigin(req.headers, host.options.admin.host),
   })
