@@ -1,7 +1,9 @@
 // Nyala operator console: the admin API drawn. Plain browser JavaScript, no build step, no
 // library; served by the admin listener under a strict Content-Security-Policy, so nothing
 // here uses inline handlers, eval or innerHTML (module names and error texts come from bundles:
-// they only ever reach the page as text).
+// they only ever reach the page as text). The admin listener draws the first view into the page
+// (src/http/console-view.ts) and the graph for every change; this script takes the page over
+// and keeps it live.
 
 const $ = (id) => document.getElementById(id)
 const svgNS = 'http://www.w3.org/2000/svg'
@@ -18,6 +20,7 @@ const state = {
   rendered: false,
   view: undefined,
   bounds: undefined,
+  graphKey: '',
   waiters: new Set(),
 }
 
@@ -67,12 +70,36 @@ async function json(path, init) {
 // ---------------------------------------------------------------------------------------------
 // Loading and polling
 
-async function refresh() {
-  const [modules, stats] = await Promise.all([json('/modules'), json('/stats')])
-  if (modules.status !== 200) throw new Error(`GET /modules: ${modules.status}`)
-  state.modules = modules.body.modules ?? []
-  state.stats = stats.status === 200 ? (stats.body.modules ?? {}) : {}
+// One request per update (modules, figures and, when it changed, the graph). A burst of
+// events (a rescan of 200 modules) asks for many: at most one is in flight and one waits, which
+// every caller during the wait shares, so answers are applied in the order they were asked.
+let inFlight
+let queued
+
+function refresh() {
+  if (!inFlight) {
+    inFlight = load().finally(() => {
+      inFlight = undefined
+    })
+    return inFlight
+  }
+  queued ??= inFlight
+    .catch(() => {})
+    .then(() => {
+      queued = undefined
+      return refresh()
+    })
+  return queued
+}
+
+async function load() {
+  const { status, body } = await json(`/overview?graph=${encodeURIComponent(state.graphKey)}`)
+  if (status !== 200) throw new Error(`GET /overview: ${status}`)
+  state.modules = body.modules ?? []
+  state.stats = body.stats ?? {}
+  if (body.graph !== undefined) drawGraph(body.graph)
   render()
+  document.documentElement.dataset.ready = ''
 }
 
 async function poll() {
@@ -90,7 +117,7 @@ function render() {
   const failed = state.modules.filter((m) => m.state === 'failed').length
   $('summary').textContent = `${state.modules.length} modules: ${running} running, ${failed} failed`
   renderTable()
-  renderGraph()
+  markGraph()
   applyFilter()
   if (!state.rendered) {
     state.rendered = true
@@ -116,18 +143,18 @@ function newRow(name) {
   cell(tr, 9).className = 'reload-cell'
   const actions = document.createElement('div')
   actions.className = 'actions'
-  const button = (label, fn, cls) => {
+  const button = (label, action, cls) => {
     const b = document.createElement('button')
     b.type = 'button'
     b.textContent = label
+    b.dataset.action = action
     if (cls) b.className = cls
-    b.addEventListener('click', () => fn(name, b))
     actions.append(b)
-    return b
   }
-  button('Reload', reloadModule)
-  button('Force reload', forceReload, 'danger')
-  button('Unregister', toggleRegistered, 'registration')
+  // clicks are handled on the table (wireTable): rows drawn by the server work the same
+  button('Reload', 'reload')
+  button('Force reload', 'force', 'danger')
+  button('Unregister', 'registration', 'registration')
   cell(tr, 10).append(actions)
   return tr
 }
@@ -206,9 +233,12 @@ function sparkline(values) {
   svg.setAttribute('preserveAspectRatio', 'none')
   svg.setAttribute('role', 'img')
   svg.setAttribute('aria-label', 'requests per second over the last minute')
+  // as src/http/console-view.ts draws it: 1 unit per pixel, a flat run's inner points left out
   const max = Math.max(1, ...values)
+  const ys = values.map((v) => Math.round(19 - (v / max) * 18))
+  const points = ys.map((y, i) => (y !== ys[i - 1] || y !== ys[i + 1] ? `${i},${y}` : '')).filter(Boolean)
   const line = document.createElementNS(svgNS, 'polyline')
-  line.setAttribute('points', values.map((v, i) => `${i},${(19 - (v / max) * 18).toFixed(1)}`).join(' '))
+  line.setAttribute('points', points.join(' '))
   svg.append(line)
   return svg
 }
@@ -218,154 +248,35 @@ const formatMs = (ms) => (ms >= 100 ? `${Math.round(ms)} ms` : `${ms.toFixed(ms 
 const time = (iso) => new Date(iso).toLocaleTimeString()
 
 // ---------------------------------------------------------------------------------------------
-// The graph: layered (a module one layer right of the deepest module it depends on), drawn once
-// per change of the module set or a state, zoomed and panned through the SVG viewBox
+// The graph: laid out and drawn by the admin listener (in the page, and in GET /overview when it
+// changed), zoomed and panned here through the SVG viewBox; a reload in progress recolours nodes
 
-const nodeW = 160
-const nodeH = 30
-const gapX = 70
-const gapY = 14
-let graphKey = ''
-
-function layout(modules) {
-  const byName = new Map(modules.map((m) => [m.name, m]))
-  const depsOf = (m) => [...(m.dependsOn ?? []), ...(m.optionalDependsOn ?? [])].filter((d) => byName.has(d))
-  const layer = new Map()
-  const visiting = new Set()
-  const layerOf = (name) => {
-    if (layer.has(name)) return layer.get(name)
-    if (visiting.has(name)) return 0 // a cycle (the host refuses it): drawn, not recursed
-    visiting.add(name)
-    const deps = depsOf(byName.get(name))
-    const l = deps.length === 0 ? 0 : 1 + Math.max(...deps.map(layerOf))
-    visiting.delete(name)
-    layer.set(name, l)
-    return l
-  }
-  const columns = []
-  for (const m of modules) {
-    const l = layerOf(m.name)
-    columns[l] ??= []
-    columns[l].push(m)
-  }
-  const pos = new Map()
-  for (const [x, column] of columns.entries()) {
-    if (!column) continue
-    // near what they depend on: the mean row of their dependencies, then by name
-    const score = (m) => {
-      const ys = depsOf(m)
-        .map((d) => pos.get(d)?.row)
-        .filter((y) => y !== undefined)
-      return ys.length ? ys.reduce((a, b) => a + b, 0) / ys.length : 0
-    }
-    column.sort((a, b) => score(a) - score(b) || a.name.localeCompare(b.name))
-    column.forEach((m, row) => {
-      pos.set(m.name, {
-        x: x * (nodeW + gapX),
-        y: row * (nodeH + gapY + (m.state === 'failed' ? 12 : 0)),
-        row,
-      })
-    })
-  }
-  // rows of a column were spaced by their own heights: recompute y cumulatively
-  for (const column of columns) {
-    if (!column) continue
-    let y = 0
-    for (const m of column) {
-      pos.get(m.name).y = y
-      y += nodeH + gapY + (m.state === 'failed' ? 12 : 0)
-    }
-  }
-  return { pos, depsOf }
+function drawGraph(markup) {
+  // an SVG document parsed as XML: nothing in it runs (and the CSP forbids inline script anyway)
+  const parsed = new DOMParser().parseFromString(markup, 'image/svg+xml').documentElement
+  if (parsed.namespaceURI !== svgNS) return
+  $('graph').replaceChildren(document.importNode(parsed, true))
+  adoptGraph()
 }
 
-function renderGraph() {
-  const key = state.modules
-    .map((m) => `${m.name}:${stateOf(m)}:${m.generation}:${(m.dependsOn ?? []).join('+')}`)
-    .join('|')
-  if (key === graphKey) return
-  graphKey = key
-  const { pos, depsOf } = layout(state.modules)
-  const svg = document.createElementNS(svgNS, 'svg')
-  svg.setAttribute('role', 'img')
-  svg.setAttribute('aria-label', `module graph: ${state.modules.length} modules`)
-  const defs = document.createElementNS(svgNS, 'defs')
-  const marker = document.createElementNS(svgNS, 'marker')
-  for (const [k, v] of Object.entries({
-    id: 'arrow',
-    viewBox: '0 0 10 10',
-    refX: '10',
-    refY: '5',
-    markerWidth: '7',
-    markerHeight: '7',
-    orient: 'auto-start-reverse',
-  }))
-    marker.setAttribute(k, v)
-  const tip = document.createElementNS(svgNS, 'path')
-  tip.setAttribute('d', 'M0,0 L10,5 L0,10 z')
-  tip.setAttribute('fill', '#777')
-  marker.append(tip)
-  defs.append(marker)
-  svg.append(defs)
-  const edges = document.createElementNS(svgNS, 'g')
-  const nodes = document.createElementNS(svgNS, 'g')
-  let maxX = 0
-  let maxY = 0
-  for (const m of state.modules) {
-    const p = pos.get(m.name)
-    const s = stateOf(m)
-    const h = nodeH + (m.state === 'failed' ? 12 : 0)
-    maxX = Math.max(maxX, p.x + nodeW)
-    maxY = Math.max(maxY, p.y + h)
-    for (const dep of depsOf(m)) {
-      const q = pos.get(dep)
-      const path = document.createElementNS(svgNS, 'path')
-      const x1 = p.x
-      const y1 = p.y + nodeH / 2
-      const x2 = q.x + nodeW
-      const y2 = q.y + nodeH / 2
-      const mid = (x1 + x2) / 2
-      path.setAttribute('d', `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`)
-      path.setAttribute('class', 'edge')
-      path.setAttribute('marker-end', 'url(#arrow)')
-      path.dataset.from = m.name
-      path.dataset.to = dep
-      edges.append(path)
-    }
-    const g = document.createElementNS(svgNS, 'g')
-    g.setAttribute('class', `node ${s}`)
-    g.setAttribute('transform', `translate(${p.x},${p.y})`)
-    g.dataset.node = m.name
-    const rect = document.createElementNS(svgNS, 'rect')
-    rect.setAttribute('width', String(nodeW))
-    rect.setAttribute('height', String(h))
-    rect.setAttribute('rx', '4')
-    const label = document.createElementNS(svgNS, 'text')
-    label.setAttribute('x', '8')
-    label.setAttribute('y', '19')
-    label.textContent = `${clip(m.name, 16)}${m.generation ? ` · g${m.generation}` : ''}`
-    const title = document.createElementNS(svgNS, 'title')
-    title.textContent = `${m.name}: ${s}${m.error ? ` (${m.error.code}: ${m.error.message})` : ''}`
-    g.append(rect, label, title)
-    if (m.state === 'failed' && m.error) {
-      const code = document.createElementNS(svgNS, 'text')
-      code.setAttribute('x', '8')
-      code.setAttribute('y', '34')
-      code.setAttribute('class', 'code')
-      code.textContent = clip(m.error.code.replace('NYALA_ERR_', ''), 24)
-      g.append(code)
-    }
-    g.addEventListener('click', () => focusRow(m.name))
-    nodes.append(g)
-  }
-  svg.append(edges, nodes)
-  $('graph').replaceChildren(svg)
-  state.bounds = { x: -10, y: -10, w: maxX + 20, h: Math.max(maxY + 20, nodeH + 20) }
+/** Takes the drawn graph's key and extent; keeps the operator's zoom across redraws. */
+function adoptGraph() {
+  const svg = $('graph').firstElementChild
+  if (!svg) return
+  state.graphKey = svg.dataset.key ?? ''
+  const [x, y, w, h] = (svg.dataset.bounds ?? '').split(' ').map(Number)
+  state.bounds = { x, y, w, h }
   if (!state.view) fit()
   else applyView()
 }
 
-const clip = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text)
+function markGraph() {
+  const byName = new Map(state.modules.map((m) => [m.name, m]))
+  for (const g of $('graph').querySelectorAll('.node')) {
+    const m = byName.get(g.dataset.node)
+    if (m) g.setAttribute('class', `node ${stateOf(m)}`)
+  }
+}
 
 function fit() {
   const b = state.bounds
@@ -401,6 +312,10 @@ function wireGraph() {
   const el = $('graph')
   // keyboard-operable (role=application): + and - zoom, arrows pan, 0 fits
   el.tabIndex = 0
+  el.addEventListener('click', (e) => {
+    const node = e.target.closest?.('[data-node]')
+    if (node) focusRow(node.dataset.node)
+  })
   $('zoom-in').addEventListener('click', () => zoom(0.8))
   $('zoom-out').addEventListener('click', () => zoom(1.25))
   $('zoom-fit').addEventListener('click', fit)
@@ -635,22 +550,39 @@ async function toggleRegistered(name) {
   await refresh()
 }
 
-/** Waits for the event that decides a deploy of `module`: swapped, unchanged or failed. */
-function verdictOf(module, timeoutMs = 120_000) {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      state.waiters.delete(waiter)
-      resolve(undefined)
-    }, timeoutMs)
-    const waiter = (e) => {
-      const mine = e.module === module || e.modules.includes(module)
-      if (!mine || !['swapped', 'unchanged', 'failed'].includes(e.phase)) return
-      clearTimeout(timer)
-      state.waiters.delete(waiter)
-      resolve(e)
-    }
-    state.waiters.add(waiter)
-  })
+/**
+ * Listens for the event that decides a deploy: swapped, unchanged or failed. Started before
+ * the upload: the watcher can decide (and the event arrive) before the upload's answer names
+ * the module, so events are kept from the start and the verdict looked up among them.
+ */
+function listenForVerdict(timeoutMs = 120_000) {
+  const seen = []
+  let wanted
+  const decides = (e) =>
+    (e.module === wanted.module || e.modules.includes(wanted.module)) &&
+    ['swapped', 'unchanged', 'failed'].includes(e.phase)
+  const waiter = (e) => {
+    if (!wanted) seen.push(e)
+    else if (decides(e)) wanted.resolve(e)
+  }
+  state.waiters.add(waiter)
+  return {
+    stop: () => state.waiters.delete(waiter),
+    verdictOf: (module) =>
+      new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(undefined), timeoutMs)
+        wanted = {
+          module,
+          resolve: (e) => {
+            clearTimeout(timer)
+            state.waiters.delete(waiter)
+            resolve(e)
+          },
+        }
+        const early = seen.find(decides)
+        if (early) wanted.resolve(early)
+      }),
+  }
 }
 
 async function deploy(event) {
@@ -667,18 +599,23 @@ async function deploy(event) {
   )
     return
   notice(`${file.name}: uploading…`)
+  const listener = listenForVerdict()
   const res = await api(`/deploy/${encodeURIComponent(file.name)}`, {
     method: 'PUT',
     headers: { 'content-type': 'application/octet-stream' },
     body: file,
+  }).catch((err) => {
+    listener.stop()
+    throw err
   })
   const body = await res.json().catch(() => ({}))
   if (res.status !== 202) {
+    listener.stop()
     notice(`${file.name}: ${body.code ?? res.status}: ${body.message ?? 'refused'}`, true)
     return
   }
   notice(`${file.name}: placed in staging, waiting for ${body.module}…`)
-  const verdict = await verdictOf(body.module)
+  const verdict = await listener.verdictOf(body.module)
   if (!verdict) notice(`${file.name}: no verdict yet (does the host watch its staging directory?)`, true)
   else if (verdict.phase === 'failed')
     notice(`${file.name}: refused: ${verdict.error?.code}: ${verdict.error?.message}`, true)
@@ -688,8 +625,26 @@ async function deploy(event) {
 
 // ---------------------------------------------------------------------------------------------
 
+function wireTable() {
+  const tbody = $('modules').tBodies[0]
+  // the rows the server drew: kept, updated in place
+  for (const tr of tbody.rows) if (tr.dataset.module) rows.set(tr.dataset.module, tr)
+  const actions = { reload: reloadModule, force: forceReload, registration: toggleRegistered }
+  tbody.addEventListener('click', (e) => {
+    const button = e.target.closest('button[data-action]')
+    const name = button?.closest('tr')?.dataset.module
+    if (!name) return
+    actions[button.dataset.action](name).catch((err) => notice(`${name}: ${err.message ?? err}`, true))
+  })
+}
+
 function start() {
+  // drawn by the server: the page shows every module already (html[data-rendered], read by tests)
+  if (document.documentElement.dataset.view === 'server') document.documentElement.dataset.rendered = 'server'
+  state.rendered = document.documentElement.dataset.view === 'server'
+  wireTable()
   wireGraph()
+  adoptGraph()
   $('filter').addEventListener('input', (e) => {
     state.filter = e.target.value.trim()
     applyFilter()

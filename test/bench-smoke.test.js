@@ -284,8 +284,10 @@ test('bench/run.js signature console --quick runs both and records figures', {
   const page = report?.console
   assert.ok(page && page.error === undefined, `console entry: ${page?.error}`)
   for (const n of page.summary.settings.sizes) {
-    assert.ok(page.summary.results[n].renderMs > 0, `render at ${n}`)
-    assert.ok(page.summary.results[n].warmMs > 0, `cached render at ${n}`)
+    assert.ok(page.summary.results[n].coldMs > 0, `render at ${n}`)
+    assert.ok(page.summary.results[n].cachedMs > 0, `cached render at ${n}`)
+    assert.ok(page.summary.results[n].staticMs > 0, `static baseline at ${n}`)
+    assert.ok(page.summary.results[n].floorMs > 0, `floor at ${n}`)
   }
 })
 

@@ -331,6 +331,11 @@ test('without admin.token, a page of another site (DNS rebinding, a cross-site f
   })
   assert.equal(posted.status, 403, posted.text)
   assert.equal((await get(host, '/solo')).generation, 1, 'the refused reload did nothing')
+  // the console's page is served to it, but without the modules it draws for its own origin
+  const page = await browserRequest(host, '/', { headers: { host: `evil.example:${host.adminPort}` } })
+  assert.equal(page.status, 200)
+  assert.doesNotMatch(page.text, /data-module=/)
+  assert.match((await browserRequest(host, '/', { headers: { host: own } })).text, /data-module="solo"/)
   // the console's own requests, the CLI (no Origin) and localhost still work
   const same = await browserRequest(host, '/modules/solo/reload?force=true', {
     method: 'POST',

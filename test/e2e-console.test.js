@@ -252,3 +252,98 @@ test('with an admin token the page asks once and keeps it for the tab; a phone-s
   await page.waitForSelector('html[data-rendered]')
   assert.equal(await page.locator('#token-dialog[open]').count(), 0)
 })
+
+test('the first view is drawn by the admin listener: every module without script, never for a caller the API refuses', async (t) => {
+  const { root, names } = await exampleRoot(t)
+  const host = await startHost(t, root)
+  const browser = await browserFor(t)
+  const described = (await request(host.admin('/modules'))).body.modules
+
+  // with JavaScript off, the page as the listener sends it: rows, generations, graph, summary
+  const context = await browser.newContext({
+    javaScriptEnabled: false,
+    viewport: { width: 1280, height: 800 },
+  })
+  t.after(() => context.close())
+  const page = await context.newPage()
+  const res = await page.goto(host.admin('/'))
+  assert.equal(res.headers()['cache-control'], 'no-cache', 'the page changes with every reload')
+  assert.match(res.headers()['content-security-policy'], /script-src 'self'/)
+  for (const m of described) {
+    const row = page.locator(`tr[data-module="${m.name}"]`)
+    assert.equal(await row.count(), 1, `row of ${m.name}`)
+    assert.equal(await genOf(page, m.name), m.generation === null ? '' : String(m.generation), m.name)
+    assert.match(await row.textContent(), new RegExp(m.state))
+    assert.equal(await page.locator(`#graph .node[data-node="${m.name}"]`).count(), 1, `node of ${m.name}`)
+  }
+  assert.equal(await page.locator('tbody tr').count(), names.length)
+  assert.match(
+    await page.locator('tr[data-module="broken"]').textContent(),
+    /NYALA_ERR_MODULE_REGISTER_FAILED/,
+  )
+  assert.match(await page.locator('#summary').textContent(), new RegExp(`^${names.length} modules: `))
+  // the table is displayed as a grid (style.css): Chromium still exposes a table of rows
+  const cdp = await context.newCDPSession(page)
+  const { nodes } = await cdp.send('Accessibility.getFullAXTree')
+  const roles = nodes.map((n) => n.role?.value)
+  assert.ok(roles.includes('table'), 'a table in the accessibility tree')
+  assert.ok(roles.filter((r) => r === 'row').length >= names.length + 1, 'a row per module and the head')
+  assert.ok(roles.includes('rowheader') && roles.includes('cell'), 'row headers and cells')
+
+  // a page of another site (DNS rebinding, a form post) gets the page but not the modules, as the API refuses it
+  const foreign = await request(host.admin('/'), { headers: { origin: 'http://evil.example' } })
+  assert.equal(foreign.status, 200)
+  assert.doesNotMatch(foreign.text, /data-module=/)
+  assert.doesNotMatch(foreign.text, /data-rendered/)
+  assert.match(foreign.text, /data-view="empty"/)
+})
+
+test('with an admin token the page comes without modules', async (t) => {
+  const { root } = await exampleRoot(t, 'admin.token=s3cret\n')
+  const host = await startHost(t, root)
+  const page = await request(host.admin('/'))
+  assert.equal(page.status, 200)
+  assert.doesNotMatch(page.text, /data-module=|data-node=|hello/)
+  assert.match(page.text, /data-view="empty"/)
+})
+
+test('a burst of reload events makes at most one update request at a time, applied in order', async (t) => {
+  const { root } = await exampleRoot(t)
+  const host = await startHost(t, root)
+  const browser = await browserFor(t)
+  const page = await openPage(t, browser, host.admin('/'))
+  await page.waitForSelector('html[data-ready]')
+  // each update is held back 300 ms on its way, so that the reload's events arrive while one is out
+  let inFlight = 0
+  let most = 0
+  let asked = 0
+  await page.route('**/overview*', async (route) => {
+    asked++
+    inFlight++
+    most = Math.max(most, inFlight)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await route.continue()
+  })
+  page.on('requestfinished', (r) => {
+    if (new URL(r.url()).pathname === '/overview') inFlight--
+  })
+  const events = await page.locator('#events li').count()
+  // core and its dependents: several events (started, swapped, drained for each)
+  const reload = await request(host.admin('/modules/core/reload?force=true'), { method: 'POST' })
+  assert.equal(reload.status, 200)
+  await waitGeneration(page, 'core', 2)
+  await waitGeneration(page, 'billing', 2)
+  await page.waitForFunction(
+    (n) => [...document.querySelectorAll('#events li')].filter((li) => li.className !== 'start').length >= n,
+    events + 3,
+  )
+  const burst = (await page.locator('#events li').count()) - events
+  assert.ok(burst >= 4, `the forced reload sent ${burst} events`)
+  assert.equal(most, 1, 'never two update requests at once')
+  assert.ok(asked < burst, `${asked} update requests for ${burst} events`)
+  // the last answer applied is the newest: the page ends at what the host serves
+  const served = (await request(host.admin('/modules'))).body.modules
+  await page.waitForFunction(() => !document.querySelector('.node.reloading'))
+  for (const m of served)
+    assert.equal(await genOf(page, m.name), m.generation === null ? '' : String(m.generation), m.name)
+})

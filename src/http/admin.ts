@@ -10,6 +10,7 @@ import type { ReloadResult } from '../reload/change.js'
 import type { Reloader } from '../reload/reloader.js'
 import { foreignOrigin } from './admin-origin.js'
 import { isConsoleAsset, registerConsole } from './console-routes.js'
+import type { ConsoleModule } from './console-view.js'
 import { Metrics } from './metrics.js'
 
 function sendError(reply: FastifyReply, err: NyalaError, status = err.statusCode) {
@@ -228,7 +229,17 @@ export async function createAdminApp(
     const file = path.join(host.options.autoReload.stagingDir, req.params.file)
     return { file, removed: await removeIfSame(file, req.query.sha256 ?? '') }
   })
-  registerConsole(app, () => host.modules.values())
+  registerConsole(app, {
+    records: () => host.modules.values(),
+    // the rows of GET /modules
+    modules: () =>
+      host.describe().map((m) => ({
+        ...m,
+        registered: !reloader.selection.isUnregistered(String(m.name)),
+      })) as unknown as ConsoleModule[],
+    // the page's first view carries what GET /modules would answer this same request
+    mayShow: (req) => !token && !foreignOrigin(req.headers, host.options.admin.host),
+  })
   app.get('/health', async () => ({ status: 'ok', pid: process.pid, uptime: process.uptime() }))
   app.get('/ready', async (_req, reply) => {
     const modules = [...host.modules.values()]

@@ -4,12 +4,10 @@ import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 
 /** One file of the operator console, ready to send: compressed once, named by its content. */
 export interface ConsoleAsset {
-  /** URL path: `/` for the page, `/console/<name>.<hash>.<ext>` for the rest. */
+  /** URL path: `/console/<name>.<hash>.<ext>`. */
   readonly path: string
   readonly type: string
   readonly etag: string
-  /** Hashed names never change content: cached for a year. The page is revalidated. */
-  readonly immutable: boolean
   readonly identity: Buffer
   readonly gzip: Buffer
   readonly br: Buffer
@@ -20,16 +18,14 @@ const types: Record<string, string> = {
   js: 'text/javascript; charset=utf-8',
   css: 'text/css; charset=utf-8',
   svg: 'image/svg+xml',
-  html: 'text/html; charset=utf-8',
 }
 
-function asset(path: string, type: string, body: Buffer, immutable: boolean): ConsoleAsset {
+function asset(path: string, type: string, body: Buffer): ConsoleAsset {
   const hash = createHash('sha256').update(body).digest('hex').slice(0, 16)
   return Object.freeze({
     path,
     type,
     etag: `"${hash}"`,
-    immutable,
     identity: body,
     gzip: gzipSync(body, { level: 9 }),
     br: brotliCompressSync(body, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }),
@@ -40,9 +36,11 @@ function asset(path: string, type: string, body: Buffer, immutable: boolean): Co
  * Reads the console's files (the `console/` folder shipped with the package),
  * names each by the hash of its content and writes those names into the page,
  * so a browser caches them forever and still never runs a stale script after
- * an upgrade. Done once per admin listener: a few kilobytes.
+ * an upgrade. Done once per admin listener: a few kilobytes. The page itself
+ * is a template: the admin listener fills in the modules on every request
+ * (src/http/console-routes.ts).
  */
-export function loadConsoleAssets(): ReadonlyMap<string, ConsoleAsset> {
+export function loadConsoleAssets(): { assets: ReadonlyMap<string, ConsoleAsset>; page: string } {
   const out = new Map<string, ConsoleAsset>()
   let page = readFileSync(new URL('index.html', dir), 'utf8')
   for (const name of ['app.js', 'style.css', 'favicon.svg']) {
@@ -51,11 +49,10 @@ export function loadConsoleAssets(): ReadonlyMap<string, ConsoleAsset> {
     const ext = name.slice(dot + 1)
     const hash = createHash('sha256').update(body).digest('hex').slice(0, 12)
     const path = `/console/${name.slice(0, dot)}.${hash}.${ext}`
-    out.set(path, asset(path, types[ext] ?? 'application/octet-stream', body, true))
+    out.set(path, asset(path, types[ext] ?? 'application/octet-stream', body))
     page = page.replaceAll(`{{${name}}}`, path)
   }
-  out.set('/', asset('/', types.html!, Buffer.from(page), false))
-  return out
+  return { assets: out, page }
 }
 
 /**

@@ -1,30 +1,82 @@
+import { createHash } from 'node:crypto'
+import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { nyalaError } from '../errors.js'
 import type { ModuleRecord } from '../runtime/module-record.js'
+import type { MinuteStats } from '../runtime/request-stats.js'
 import { type ConsoleAsset, consolePolicy, loadConsoleAssets } from './console-assets.js'
+import { type ConsoleModule, esc, graphKey, graphSvg, summaryOf, tableRows } from './console-view.js'
 
-/** Paths the console serves without the admin token: static files, no data (the page asks for the token). */
+/** Paths the console serves without the admin token: the page (data only when no token is set) and its files. */
 export const isConsoleAsset = (path: string): boolean => path === '/' || path.startsWith('/console/')
 
-/** The operator console (the page at `/`, its files) and `GET /stats`, the figures it charts. */
-export function registerConsole(app: FastifyInstance, records: () => Iterable<ModuleRecord>): void {
-  const assets = loadConsoleAssets()
-  const send = (req: FastifyRequest, reply: FastifyReply, a: ConsoleAsset) => {
+/** What the console reads of the host. */
+export interface ConsoleSource {
+  readonly records: () => Iterable<ModuleRecord>
+  /** The rows of `GET /modules`. */
+  readonly modules: () => readonly ConsoleModule[]
+  /**
+   * Whether `GET /` may carry the modules: only when the admin API would answer this request
+   * without a token (no `admin.token`, not a page of another site). Otherwise the page comes
+   * empty and its script asks for the token, as for every other call.
+   */
+  readonly mayShow: (req: FastifyRequest) => boolean
+}
+
+const statsOf = (records: Iterable<ModuleRecord>): Map<string, MinuteStats> => {
+  const now = performance.now()
+  return new Map([...records].map((r) => [r.name, r.stats.minute(now)]))
+}
+
+/**
+ * The operator console: the page at `/` with its first view drawn by the admin listener (rows
+ * and graph in the HTML: the first paint needs no script and no API round trip), its files,
+ * `GET /overview` (modules, figures and, when it changed, the graph: one request per update of
+ * the page) and `GET /stats` (the figures alone).
+ */
+export function registerConsole(app: FastifyInstance, source: ConsoleSource): void {
+  const { assets, page } = loadConsoleAssets()
+  // the graph changes only with a reload: drawn once per change, not per page view or update
+  let drawn = { key: '', svg: '' }
+  const graphOf = (modules: readonly ConsoleModule[]) => {
+    const key = graphKey(modules)
+    if (key !== drawn.key) drawn = { key, svg: graphSvg(modules, key) }
+    return drawn
+  }
+  const common = (reply: FastifyReply, type: string, etag: string) =>
     reply
-      .header('content-type', a.type)
-      .header('etag', a.etag)
+      .header('content-type', type)
+      .header('etag', etag)
       .header('vary', 'accept-encoding')
       .header('x-content-type-options', 'nosniff')
-      .header('cache-control', a.immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
-    if (a.path === '/')
-      reply.header('content-security-policy', consolePolicy).header('referrer-policy', 'no-referrer')
+  const send = (req: FastifyRequest, reply: FastifyReply, a: ConsoleAsset) => {
+    common(reply, a.type, a.etag).header('cache-control', 'public, max-age=31536000, immutable')
     if (req.headers['if-none-match'] === a.etag) return reply.code(304).send()
     const accepted = String(req.headers['accept-encoding'] ?? '')
     if (/\bbr\b/.test(accepted)) return reply.header('content-encoding', 'br').send(a.br)
     if (/\bgzip\b/.test(accepted)) return reply.header('content-encoding', 'gzip').send(a.gzip)
     return reply.send(a.identity)
   }
-  app.get('/', (req, reply) => send(req, reply, assets.get('/')!))
+  app.get('/', (req, reply) => {
+    const html = Buffer.from(render(page, source, req, graphOf))
+    const etag = `"${createHash('sha256').update(html).digest('hex').slice(0, 16)}"`
+    // the page changes with every reload: revalidated each time, never cached as is
+    common(reply, 'text/html; charset=utf-8', etag)
+      .header('cache-control', 'no-cache')
+      .header('content-security-policy', consolePolicy)
+      .header('referrer-policy', 'no-referrer')
+    if (req.headers['if-none-match'] === etag) return reply.code(304).send()
+    // compressed per request, so for speed: brotli 4 and gzip 6 take a few milliseconds for
+    // 200 modules (about 1/25 of the size), where the best levels take tens
+    const accepted = String(req.headers['accept-encoding'] ?? '')
+    if (/\bbr\b/.test(accepted))
+      return reply
+        .header('content-encoding', 'br')
+        .send(brotliCompressSync(html, { params: { [constants.BROTLI_PARAM_QUALITY]: 4 } }))
+    if (/\bgzip\b/.test(accepted))
+      return reply.header('content-encoding', 'gzip').send(gzipSync(html, { level: 6 }))
+    return reply.send(html)
+  })
   app.get<{ Params: { file: string } }>('/console/:file', (req, reply) => {
     const a = assets.get(`/console/${req.params.file}`)
     if (!a)
@@ -34,10 +86,40 @@ export function registerConsole(app: FastifyInstance, records: () => Iterable<Mo
       })
     return send(req, reply, a)
   })
-  app.get('/stats', async () => {
-    const now = performance.now()
-    const modules: Record<string, unknown> = {}
-    for (const r of records()) modules[r.name] = r.stats.minute(now)
-    return { at: new Date().toISOString(), modules }
+  app.get('/stats', async () => ({
+    at: new Date().toISOString(),
+    modules: Object.fromEntries(statsOf(source.records())),
+  }))
+  // `graph`: the key of the drawing the page has; the drawing is sent only when it differs
+  app.get<{ Querystring: { graph?: string } }>('/overview', async (req) => {
+    const modules = source.modules()
+    const graph = graphOf(modules)
+    return {
+      at: new Date().toISOString(),
+      modules,
+      stats: Object.fromEntries(statsOf(source.records())),
+      graphKey: graph.key,
+      ...(req.query.graph === graph.key ? {} : { graph: graph.svg }),
+    }
+  })
+}
+
+/** The page, with the modules drawn in when this request may see them. */
+function render(
+  page: string,
+  source: ConsoleSource,
+  req: FastifyRequest,
+  graphOf: (modules: readonly ConsoleModule[]) => { svg: string },
+): string {
+  const fill = (view: { view: string; summary: string; graph: string; rows: string }) =>
+    page.replace(/\{\{(view|summary|graph|rows)\}\}/g, (_, slot: keyof typeof view) => view[slot])
+  if (!source.mayShow(req)) return fill({ view: 'empty', summary: 'Loading…', graph: '', rows: '' })
+  const modules = source.modules()
+  return fill({
+    // the page shows every module before its script runs (read by app.js and the tests)
+    view: 'server',
+    summary: esc(summaryOf(modules)),
+    graph: graphOf(modules).svg,
+    rows: tableRows(modules, statsOf(source.records())),
   })
 }
