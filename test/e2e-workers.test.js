@@ -29,6 +29,7 @@ module.exports = { async register (app, ctx) {
   if (process.env.NYALA_WORKER_ID === '2' && fs.existsSync('refuse-in-2')) throw new Error('refused in worker 2')
   app.get('/', async () => ({ pid: process.pid, worker: process.env.NYALA_WORKER_ID, generation: ctx.generation }))
   app.get('/spin', async () => { for (;;) {} })
+  app.get('/crash', async () => { setTimeout(() => { throw new Error('boom in a worker') }, 1); return { pid: process.pid } })
 } }
 `
 
@@ -300,4 +301,35 @@ test('nyala upgrade with workers under load: every request gets 200, the new sup
     'the old supervisor and its workers to exit',
     30_000,
   )
+})
+
+test('a module crash is restarted inside its worker only; the next reload gives every worker the same generation again', async (t) => {
+  const { host, workers } = await setUp(t)
+  const crashed = await freshGet(host.url('/alpha/crash'))
+  assert.equal(crashed.status, 200)
+  await waitUntil(async () => {
+    const alpha = (await request(host.admin('/modules/alpha'))).body
+    return alpha.workers.same === false
+  }, 'the crashed worker to restart alpha')
+  const byPid = Object.fromEntries((await workers()).map((w) => [w.pid, w.generations]))
+  assert.deepEqual(
+    byPid[crashed.body.pid],
+    { alpha: 2, beta: 2 },
+    'restarted with its dependent, in that worker',
+  )
+  const other = Object.keys(byPid).find((pid) => Number(pid) !== crashed.body.pid)
+  assert.deepEqual(byPid[other], { alpha: 1, beta: 1 }, 'the other worker never saw the crash')
+
+  const res = await request(host.admin('/modules/alpha/reload?force=true'), { method: 'POST' })
+  assert.equal(res.body.result, 'reloaded', res.text)
+  assert.deepEqual(res.body.generations, { alpha: 3, beta: 3 })
+  assert.deepEqual(
+    (await workers()).map((w) => w.generations),
+    [
+      { alpha: 3, beta: 3 },
+      { alpha: 3, beta: 3 },
+    ],
+  )
+  const alpha = (await request(host.admin('/modules/alpha'))).body
+  assert.deepEqual(alpha.workers, { generations: [3, 3], same: true })
 })

@@ -16,6 +16,8 @@ export interface WirePlanItem {
   readonly removed: boolean
   readonly wasRunning: boolean
   readonly down?: WireError | undefined
+  /** The generation number to start: one past the highest any worker has served. */
+  readonly number: number
 }
 
 export type ToWorker =
@@ -58,6 +60,8 @@ export type FromWorker =
   | { readonly t: 'drained'; readonly id: number }
   | { readonly t: 'aborted'; readonly id: number }
   | { readonly t: 'pong'; readonly id: number }
+  /** A worker's own reload (a crashed module restarted in it): the generations it serves now. */
+  | { readonly t: 'generations'; readonly generations: Record<string, number> }
   | {
       readonly t: 'described'
       readonly id: number

@@ -271,6 +271,7 @@ export class WorkerPool implements ModuleRuntime {
         removed: p.removed,
         wasRunning: p.wasRunning,
         down: p.down && errorToWire(p.down),
+        number: this.#highest(p.name, targets) + 1,
       }
     })
     const timeout = this.options.cluster.prepareTimeoutMs
@@ -411,6 +412,13 @@ export class WorkerPool implements ModuleRuntime {
     this.#settle()
   }
 
+  /** The highest generation of `module` any of `slots` serves, or that the workers committed. */
+  #highest(module: string, slots: readonly WorkerSlot[]): number {
+    let n = this.#committed.get(module) ?? 0
+    for (const slot of slots) n = Math.max(n, slot.generations.get(module) ?? 0)
+    return n
+  }
+
   generationsOf(module: string): readonly (number | null)[] {
     return this.slots.filter((s) => s.state === 'serving').map((s) => s.generations.get(module) ?? null)
   }
@@ -419,7 +427,8 @@ export class WorkerPool implements ModuleRuntime {
     return Promise.all(
       this.slots.map(async (slot) => {
         const base = { worker: slot.id, pid: slot.pid ?? null, state: slot.state, restarts: slot.restarts }
-        if (slot.state !== 'serving') return { ...base, rss: null, inflight: null, generations: {} }
+        if (slot.state !== 'serving')
+          return { ...base, rss: null, inflight: null, served: null, generations: {} }
         try {
           const m = (await slot.request(
             { t: 'describe', id: ++this.#pings },
@@ -430,9 +439,10 @@ export class WorkerPool implements ModuleRuntime {
           )) as Extract<FromWorker, { t: 'described' }>
           const generations: Record<string, number> = {}
           for (const v of m.modules) if (v.generation !== null) generations[v.name] = v.generation
-          return { ...base, rss: m.rss, inflight: m.inflight, generations }
+          const served = m.modules.reduce((n, v) => n + v.served, 0)
+          return { ...base, rss: m.rss, inflight: m.inflight, served, generations }
         } catch {
-          return { ...base, rss: null, inflight: null, generations: {} }
+          return { ...base, rss: null, inflight: null, served: null, generations: {} }
         }
       }),
     )

@@ -126,6 +126,11 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
     return 1
   }
   send({ t: 'loaded', modules: views(host) })
+  // a crashed module restarted here (not a reload the supervisor sent): it learns the new numbers
+  host.reloader.events.on((e) => {
+    if (e.phase === 'swapped' && e.trigger === 'crash' && e.generations)
+      send({ t: 'generations', generations: { ...e.generations } })
+  })
   const code = await done
   removeCrashHandlers()
   return code
@@ -142,6 +147,8 @@ async function prepare(
   for (const w of message.items) {
     const existing = host.modules.get(w.name)
     const record = existing ?? newRecord(w.name, w.file ?? w.name)
+    // every worker starts the same number, even one whose own crash restarts moved it ahead
+    record.generations = Math.max(record.generations, w.number - 1)
     const bundle = w.bundle ? bundleFromTransfer(w.bundle) : undefined
     const down = w.down ? (errorFromWire(w.down) as NyalaError) : undefined
     items.push({

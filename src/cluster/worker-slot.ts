@@ -63,6 +63,10 @@ export class WorkerSlot {
     child.on('message', (m: FromWorker) => {
       if (child !== this.child) return
       if (m.t === 'pong') this.lastPong = performance.now()
+      if (m.t === 'generations') {
+        for (const [name, n] of Object.entries(m.generations)) this.generations.set(name, n)
+        return
+      }
       const key = m.t === 'loaded' ? 'loaded:0' : `${m.t}:${m.id}`
       const waiter = this.#waiters.get(key)
       if (!waiter) return

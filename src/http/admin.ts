@@ -162,12 +162,14 @@ export async function createAdminApp(
     if (host.runtime.workers) return { workers: await host.runtime.workers() }
     const generations: Record<string, number> = {}
     let inflight = 0
+    let served = 0
     for (const r of host.modules.values()) {
       if (r.state === 'running' && r.generation) generations[r.name] = r.generation.number
       inflight += r.generation?.inflight ?? 0
+      served += r.servedBefore + (r.generation?.served ?? 0)
     }
     const self = { worker: 0, pid: process.pid, state: 'serving', restarts: 0 }
-    return { workers: [{ ...self, rss: process.memoryUsage.rss(), inflight, generations }] }
+    return { workers: [{ ...self, rss: process.memoryUsage.rss(), inflight, served, generations }] }
   })
   app.get<{ Params: { name: string } }>('/modules/:name', async (req) => {
     known(req.params.name)

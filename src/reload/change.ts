@@ -1,4 +1,5 @@
 import type { Bundle } from '../bundle/open-bundle.js'
+import type { RuntimeTiming } from './module-runtime.js'
 
 /**
  * One module's part of a reload: new content for a module that exists
@@ -33,6 +34,10 @@ export interface ReloadResult {
   readonly generations: Readonly<Record<string, number>>
   readonly ms: number
   readonly error?: { readonly code: string; readonly message: string; readonly module?: string } | undefined
+  /** With worker processes: ms between the first and the last worker's swap (the commit skew). */
+  readonly skewMs?: number | undefined
+  /** With worker processes: each worker's prepare time and swap instant. */
+  readonly workers?: readonly RuntimeTiming[] | undefined
   /** Sources that were replaced again while this reload ran: they are reloaded next. */
   readonly again?: readonly string[] | undefined
 }

@@ -114,6 +114,8 @@ export interface WorkerView {
   readonly restarts: number
   readonly rss: number | null
   readonly inflight: number | null
+  /** Requests it has answered since it started, every module. */
+  readonly served: number | null
   /** The generation it serves of each running module. */
   readonly generations: Readonly<Record<string, number>>
 }

@@ -335,6 +335,8 @@ export class ReloadTransactions {
       at,
       ms: Math.round(ms * 10) / 10,
     })
+    // with worker processes: each one's timings and the commit skew, reported once
+    const cluster = committed.timings ? { workers: committed.timings, skewMs: skewOf(committed.timings) } : {}
     log.info(
       {
         reload: id,
@@ -344,7 +346,7 @@ export class ReloadTransactions {
         generations,
         removed,
         ms: Math.round(ms * 10) / 10,
-        ...(committed.timings ? { workers: committed.timings, skewMs: skewOf(committed.timings) } : {}),
+        ...cluster,
       },
       `reloaded ${changed.join(', ')} (${affected.length} modules) in ${Math.round(ms)} ms`,
     )
@@ -355,7 +357,7 @@ export class ReloadTransactions {
       modules: [...affected],
       generations,
       ms,
-      ...(committed.timings ? { workers: committed.timings, skewMs: skewOf(committed.timings) } : {}),
+      ...cluster,
     })
 
     // the commits' renames reach the disk after the swap, which never waits for the device
@@ -388,6 +390,7 @@ export class ReloadTransactions {
       generations,
       ms,
       again: again.map((c) => c.source ?? c.name),
+      ...cluster,
     }
   }
 
