@@ -15,6 +15,7 @@ import { isNyalaError, type NyalaError, nyalaError, reasonOf } from './errors.js
 import { DependentsIndex } from './graph/dependents-index.js'
 import { type GraphPlan, nodeOf, planGraph } from './graph/module-graph.js'
 import { answerAdminClientError, createAdminApp } from './http/admin.js'
+import type { AdminHost } from './http/admin-host.js'
 import { adminUrlFileOf } from './http/admin-url.js'
 import { DispatchTable, prefixConflicts, type Route } from './http/dispatch-table.js'
 import { Dispatcher } from './http/dispatcher.js'
@@ -28,12 +29,14 @@ import { crashActions } from './reload/crash-actions.js'
 import { InProcessRuntime } from './reload/in-process-runtime.js'
 import type { ModuleRuntime } from './reload/module-runtime.js'
 import { recoverLeftovers } from './reload/recover-leftovers.js'
+import type { ReloadHost } from './reload/reload-host.js'
 import { Reloader } from './reload/reloader.js'
 import type { RequestGate } from './reload/request-gate.js'
 import { Generation } from './runtime/generation.js'
 import { mapLimit } from './runtime/map-limit.js'
 import { describeRecord, type ModuleRecord, newRecord } from './runtime/module-record.js'
 import { Supervisor } from './supervise/supervisor.js'
+import type { UpgradeHost } from './upgrade/upgrade-host.js'
 
 // enough to keep the disk busy without running into the open-file limit with 1000 bundles
 const openConcurrency = 16
@@ -51,9 +54,10 @@ export interface HostInit {
  * The host: loads every bundle of the modules directory, orders the modules
  * by their dependencies, starts them, and serves them from one listener.
  * Only a bad host configuration stops start-up; a bad module is `failed`
- * with its reason and every other module serves.
+ * with its reason and every other module serves. The parts below it see it
+ * through the narrow interfaces they own (docs/architecture.md).
  */
-export class NyalaHost {
+export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
   readonly options: HostOptions
   readonly log: Logger
   readonly dispatcher = new Dispatcher()

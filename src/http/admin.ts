@@ -5,9 +5,8 @@ import path from 'node:path'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { placeAtomically, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
-import type { NyalaHost } from '../host.js'
 import type { ReloadResult } from '../reload/change.js'
-import type { Reloader } from '../reload/reloader.js'
+import type { AdminHost, AdminReloader } from './admin-host.js'
 import { foreignOrigin } from './admin-origin.js'
 import { isConsoleAsset, registerConsole } from './console-routes.js'
 import type { ConsoleModule } from './console-view.js'
@@ -101,8 +100,8 @@ function replyReload(reply: FastifyReply, result: ReloadResult) {
  * needs `Authorization: Bearer <token>`.
  */
 export async function createAdminApp(
-  host: NyalaHost,
-  reloader: Reloader,
+  host: AdminHost,
+  reloader: AdminReloader,
 ): Promise<{ app: FastifyInstance; endStreams: () => void }> {
   const app = Fastify({
     logger: false,

@@ -1,8 +1,8 @@
 import type { Bundle } from '../bundle/open-bundle.js'
 import type { NyalaError } from '../errors.js'
 import { nodeOf } from '../graph/module-graph.js'
-import type { NyalaHost } from '../host.js'
 import type { ModuleRecord } from '../runtime/module-record.js'
+import type { RecordsHost } from './reload-host.js'
 
 /** One module of a committed reload, as its records must say afterwards. */
 export interface RecordUpdate {
@@ -23,7 +23,7 @@ export interface RecordUpdate {
  * records, and a worker process on its own.
  */
 export function applyRecords(
-  host: NyalaHost,
+  host: RecordsHost,
   updates: readonly RecordUpdate[],
   generations: Readonly<Record<string, number>>,
   planOrder: readonly string[],

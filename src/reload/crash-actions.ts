@@ -1,8 +1,8 @@
 import { type NyalaError, nyalaError } from '../errors.js'
-import type { NyalaHost } from '../host.js'
 import { type CodeOwner, liveOwners, stoppedOwners } from '../runtime/code-owner.js'
 import type { Generation } from '../runtime/generation.js'
 import type { SupervisedHost } from '../supervise/supervisor.js'
+import type { CrashHost } from './reload-host.js'
 import type { Reloader } from './reloader.js'
 
 /**
@@ -11,7 +11,7 @@ import type { Reloader } from './reloader.js'
  * staged file waiting beside it) through the reload transaction, so its
  * dependents are rebuilt and, in overlap mode, nothing waits.
  */
-export function crashActions(host: NyalaHost, reloader: Reloader): SupervisedHost {
+export function crashActions(host: CrashHost, reloader: Reloader): SupervisedHost {
   return {
     log: host.log,
     live: () => liveOwners,
@@ -59,7 +59,7 @@ export function crashActions(host: NyalaHost, reloader: Reloader): SupervisedHos
  * dependency keep serving with what they were given.
  */
 async function takeDown(
-  host: NyalaHost,
+  host: CrashHost,
   reloader: Reloader,
   module: string,
   error: NyalaError,

@@ -1,8 +1,8 @@
 import { type NyalaError, nyalaError } from '../errors.js'
 import { faultPoint } from '../fault-point.js'
-import type { NyalaHost } from '../host.js'
 import { Generation } from '../runtime/generation.js'
 import type { CommitRequest, ModuleRuntime, PlanItem, Prepared, PrepareRequest } from './module-runtime.js'
+import type { RuntimeHost } from './reload-host.js'
 import { RequestGate } from './request-gate.js'
 
 interface Staged {
@@ -23,7 +23,7 @@ interface Staged {
 export class InProcessRuntime implements ModuleRuntime {
   readonly #staged = new Map<number, Staged>()
 
-  constructor(private readonly host: NyalaHost) {}
+  constructor(private readonly host: RuntimeHost) {}
 
   async prepare(request: PrepareRequest): Promise<Prepared> {
     const host = this.host
@@ -159,6 +159,6 @@ export class InProcessRuntime implements ModuleRuntime {
  * prepare's scope on purpose: a closure created there would share its
  * context, which holds the old generations, and pin every one of them.
  */
-function lookupIn(staged: ReadonlyMap<string, Generation>, host: NyalaHost): (dep: string) => unknown {
+function lookupIn(staged: ReadonlyMap<string, Generation>, host: RuntimeHost): (dep: string) => unknown {
   return (dep) => (staged.has(dep) ? staged.get(dep)?.provided : host.runningProvided(dep))
 }

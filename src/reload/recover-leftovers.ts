@@ -6,7 +6,7 @@ import { partialName } from '../bundle/staged-file.js'
 import type { HostOptions } from '../config/host-options.js'
 import { nyalaError, reasonOf } from '../errors.js'
 import type { Logger } from '../logger.js'
-import { isAlive } from '../upgrade/pidfile.js'
+import { isAlive } from '../process-alive.js'
 import { holds, intentName, readIntent } from './commit-journal.js'
 
 /** What start-up recovery did. */

@@ -5,7 +5,6 @@ import { sha256Hex } from '../bundle/content-hash.js'
 import type { MonitoringType } from '../config/host-options.js'
 import type { NyalaError } from '../errors.js'
 import { nyalaError, reasonOf } from '../errors.js'
-import type { NyalaHost } from '../host.js'
 import { latestArrival, setAside } from './arrivals.js'
 import type { Change, ReloadResult } from './change.js'
 import { describeDeployPaths } from './deploy-paths.js'
@@ -13,6 +12,7 @@ import type { Watching } from './flat-watcher.js'
 import { ModuleLocks } from './module-locks.js'
 import { gone, readCandidate } from './read-candidate.js'
 import { ReloadEvents } from './reload-events.js'
+import type { ReloadHost } from './reload-host.js'
 import { ReloadSelection } from './selection.js'
 import { type Candidate, classify, removedModules, scanCandidates, scanModule } from './sources.js'
 import { ReloadTransactions } from './transaction.js'
@@ -64,7 +64,7 @@ export class Reloader {
   #touchTimer: NodeJS.Timeout | undefined
   readonly #verifiers = new Set<NodeJS.Timeout>()
 
-  constructor(private readonly host: NyalaHost) {
+  constructor(private readonly host: ReloadHost) {
     this.selection = new ReloadSelection(host.options.reload)
     this.transactions = new ReloadTransactions(host, this.locks, this.events)
   }

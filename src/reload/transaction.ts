@@ -4,7 +4,6 @@ import type { HostOptions } from '../config/host-options.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { faultPoint } from '../fault-point.js'
 import { type GraphNode, nodeOf, orderAffected, planGraph } from '../graph/module-graph.js'
-import type { NyalaHost } from '../host.js'
 import { checkSyntax } from '../loader/load-module.js'
 import { checkAddons } from '../loader/native-addon.js'
 import { type ModuleRecord, newRecord } from '../runtime/module-record.js'
@@ -14,6 +13,7 @@ import { commitChange } from './commit-files.js'
 import type { ModuleLocks } from './module-locks.js'
 import type { PlanItem, RuntimeTiming } from './module-runtime.js'
 import type { ReloadEvents } from './reload-events.js'
+import type { ReloadHost } from './reload-host.js'
 
 interface Planned {
   readonly name: string
@@ -46,7 +46,7 @@ export class ReloadTransactions {
   readonly pending = new Set<Promise<void>>()
 
   constructor(
-    private readonly host: NyalaHost,
+    private readonly host: ReloadHost,
     private readonly locks: ModuleLocks,
     private readonly events: ReloadEvents,
   ) {}

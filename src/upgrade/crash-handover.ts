@@ -1,9 +1,9 @@
 import { isNyalaError, reasonOf } from '../errors.js'
-import type { NyalaHost } from '../host.js'
 import type { Logger } from '../logger.js'
 import { daemonize, killGroup } from './daemonize.js'
 import { handOver } from './hand-over.js'
 import { isAlive } from './pidfile.js'
+import type { UpgradeHost } from './upgrade-host.js'
 
 /** How this process was started, so a successor can be started the same way. */
 export interface SuccessorCommand {
@@ -27,7 +27,7 @@ const successorStopMs = 5000
  * is stopped, so no second copy is left behind; the reason comes back.
  */
 export async function replaceProcess(
-  host: NyalaHost,
+  host: UpgradeHost,
   log: Logger,
   command: SuccessorCommand,
   opts: {

@@ -1,10 +1,10 @@
 import type { Server } from 'node:http'
 import { type AddressInfo, Server as NetServer } from 'node:net'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
-import type { NyalaHost } from '../host.js'
 import type { Logger } from '../logger.js'
 import { type Channel, expectFrame } from './channel.js'
 import { type ListenerInfo, ProtocolViolation } from './frame.js'
+import type { UpgradeHost } from './upgrade-host.js'
 import { connectToSuccessor } from './upgrade-socket.js'
 
 /** How long SIGQUIT keeps trying to reach a successor that is not listening yet. */
@@ -28,7 +28,7 @@ function serverFd(server: Server): number | undefined {
  * acknowledged that it accepts on all of them. Until then, and on any failure,
  * this process keeps accepting: a failed handover never causes an outage.
  */
-export async function handOver(host: NyalaHost, log: Logger): Promise<HandOverResult> {
+export async function handOver(host: UpgradeHost, log: Logger): Promise<HandOverResult> {
   const socket = host.options.process.upgradeSocket
   const fail = (error: NyalaError): HandOverResult => {
     log.error(error.toJSON(), error.message)

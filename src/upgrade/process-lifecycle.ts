@@ -1,8 +1,7 @@
-import { exitCodes, reportFatal } from '../cli/common.js'
 import { isNyalaError, nyalaError, reasonOf } from '../errors.js'
-import type { NyalaHost } from '../host.js'
 import { httpUrlOf } from '../http/listener.js'
 import type { Logger } from '../logger.js'
+import { exitCodes, reportFatal } from '../process-exit.js'
 import { installCrashHandlers } from '../supervise/process-handlers.js'
 import type { CrashOrigin } from '../supervise/supervisor.js'
 import { CrashChain } from './crash-chain.js'
@@ -13,6 +12,7 @@ import { decideHostCrash, type Phase } from './host-crash-policy.js'
 import { checkPidfileFree, readPid, releasePidfile, writePidfile } from './pidfile.js'
 import { Readiness } from './readiness.js'
 import { takeOver } from './take-over.js'
+import type { UpgradeHost } from './upgrade-host.js'
 
 export interface ProcessMode {
   /** Start as the successor of a running instance (`--upgrade`). */
@@ -41,7 +41,7 @@ type StopRequest = { signal: NodeJS.Signals; graceMs: number; fast: boolean }
  * the listeners to a successor, SIGTERM stops gracefully, SIGINT stops within
  * `shutdown.fast.timeout`, SIGHUP calls `mode.onHangup`. Resolves with the exit code.
  */
-export async function runProcess(host: NyalaHost, log: Logger, mode: ProcessMode): Promise<number> {
+export async function runProcess(host: UpgradeHost, log: Logger, mode: ProcessMode): Promise<number> {
   const { pidFile, upgradeSocket, shutdownGraceMs, shutdownFastMs } = host.options.process
   const readiness = new Readiness()
   const startup = new AbortController()

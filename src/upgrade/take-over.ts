@@ -1,9 +1,9 @@
 import { nyalaError, reasonOf } from '../errors.js'
-import type { NyalaHost } from '../host.js'
 import type { Logger } from '../logger.js'
 import { type Channel, expectFrame } from './channel.js'
 import { type ListenerInfo, ProtocolViolation } from './frame.js'
 import { closeQuietly, fdpass } from './native.js'
+import type { UpgradeHost } from './upgrade-host.js'
 import { UpgradeSocket } from './upgrade-socket.js'
 
 /** The old instance sends each message right after the previous answer. */
@@ -23,7 +23,7 @@ export interface TakeOverOptions {
  * refuses if a module serving there failed here, adopts every listening descriptor
  * through `host.start(inherited)`, and acknowledges. Resolves with the old pid.
  */
-export async function takeOver(host: NyalaHost, log: Logger, opts: TakeOverOptions = {}): Promise<number> {
+export async function takeOver(host: UpgradeHost, log: Logger, opts: TakeOverOptions = {}): Promise<number> {
   const { upgradeSocket, upgradeWaitTimeoutMs } = host.options.process
   const socket = UpgradeSocket.open(upgradeSocket)
   try {
@@ -60,7 +60,7 @@ export async function takeOver(host: NyalaHost, log: Logger, opts: TakeOverOptio
  * is final (throws).
  */
 async function exchange(
-  host: NyalaHost,
+  host: UpgradeHost,
   log: Logger,
   channel: Channel,
   socket: string,
@@ -152,7 +152,7 @@ async function exchange(
  * An inherited listener keeps its address: a new `port` in the successor's
  * configuration only applies to a fresh start, and saying so beats a silent surprise.
  */
-function warnIfMoved(host: NyalaHost, log: Logger, listeners: readonly ListenerInfo[]): void {
+function warnIfMoved(host: UpgradeHost, log: Logger, listeners: readonly ListenerInfo[]): void {
   const configured: Record<string, number> = { http: host.options.port, admin: host.options.admin.port }
   for (const l of listeners) {
     const port = configured[l.name]

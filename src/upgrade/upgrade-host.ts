@@ -1,0 +1,34 @@
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { HostOptions } from '../config/host-options.js'
+import type { Supervisor } from '../supervise/supervisor.js'
+
+/**
+ * What the process around a host (start, signals, handover, a host crash's
+ * successor) needs of it; src/host.ts implements it. Owned here, so upgrade/
+ * depends on this shape, not on the host's class (docs/architecture.md).
+ */
+export interface UpgradeHost {
+  readonly options: HostOptions
+  /** The modules by name: a successor refuses a handover while one the old process runs is down here. */
+  readonly modules: ReadonlyMap<string, UpgradeModule>
+  /** The listeners by name (`http`, `admin`): a handover passes every one to the successor. */
+  readonly servers: ReadonlyMap<string, Server>
+  readonly address: AddressInfo | undefined
+  /** Module code's crashes go to it (the process's crash handlers). */
+  readonly supervisor: Supervisor
+  /** A host crash stops reloading before a successor is started. */
+  readonly reloader: { close(): Promise<void> }
+  /** Loads the modules; a successor does it before it asks for the listeners. */
+  prepare(): Promise<void>
+  /** Loads (once) and listens; `inherited` maps a listener name to a handed-over descriptor. */
+  start(inherited?: ReadonlyMap<string, number>): Promise<AddressInfo>
+  close(graceMs?: number): Promise<void>
+}
+
+/** A module as a handover looks at it. */
+export interface UpgradeModule {
+  readonly name: string
+  readonly state: string
+  readonly error?: { readonly message: string } | undefined
+}
