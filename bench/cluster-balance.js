@@ -135,7 +135,10 @@ const judge = (ratio, isQuick) =>
 /** Stats snapshot: SIGUSR2 to the primary, which prints one { msg: 'stats' } line. */
 function snapshot(server) {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no stats from ${server.pid}\n${server.describe()}`)), 5000)
+    const timer = setTimeout(
+      () => reject(new Error(`no stats from ${server.pid}\n${server.describe()}`)),
+      5000,
+    )
     let done = false
     server.onRecord((record) => {
       if (done || record.msg !== 'stats') return
@@ -154,7 +157,13 @@ async function measure(session, server, c) {
   const t0 = performance.now()
   let clientFailures
   if (c.kind === 'keep-alive') {
-    const tracker = autocannon({ url, connections: c.connections, duration: c.seconds, timeout: 10, sampleInt: 100 })
+    const tracker = autocannon({
+      url,
+      connections: c.connections,
+      duration: c.seconds,
+      timeout: 10,
+      sampleInt: 100,
+    })
     session.clients.add(tracker)
     const watchdog = setTimeout(() => tracker.stop(), (c.seconds + 15) * 1000)
     try {
@@ -183,7 +192,9 @@ async function measure(session, server, c) {
   const requests = workers.reduce((n, w) => n + w.requests, 0)
   const ratioOf = (key) => {
     const values = workers.map((w) => w[key])
-    return Math.min(...values) > 0 ? round(Math.max(...values) / Math.min(...values), 2) : Number.POSITIVE_INFINITY
+    return Math.min(...values) > 0
+      ? round(Math.max(...values) / Math.min(...values), 2)
+      : Number.POSITIVE_INFINITY
   }
   const primaryMicros =
     after.primaryCpu.user + after.primaryCpu.system - before.primaryCpu.user - before.primaryCpu.system
@@ -195,7 +206,8 @@ async function measure(session, server, c) {
     rps: round(requests / seconds, 0),
     requestRatio: ratioOf('requests'),
     connectionRatio: ratioOf('connections'),
-    workerCpuPerRequest: requests > 0 ? round(workers.reduce((n, w) => n + w.cpuMicros, 0) / requests, 1) : undefined,
+    workerCpuPerRequest:
+      requests > 0 ? round(workers.reduce((n, w) => n + w.cpuMicros, 0) / requests, 1) : undefined,
     primaryCpuPerRequest: requests > 0 ? round(primaryMicros / requests, 1) : undefined,
     clientFailures,
   }

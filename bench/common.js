@@ -3,7 +3,7 @@
 // keeps a timestamp per request, fixtures (host roots, module bundles), /proc readings and small
 // statistics.
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import { createRequire } from 'node:module'
@@ -633,6 +633,46 @@ export function mainThreadCpuMs(pid) {
     return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6
   } catch {
     return undefined
+  }
+}
+
+/**
+ * The pids of every process below `pid` (children, their children...), from
+ * /proc/<pid>/task/<tid>/children (Linux); [] elsewhere or once it is gone.
+ */
+export function descendantPids(pid) {
+  const out = []
+  const walk = (parent) => {
+    let tasks
+    try {
+      tasks = readdirSync(`/proc/${parent}/task`)
+    } catch {
+      return
+    }
+    for (const tid of tasks) {
+      let children = ''
+      try {
+        children = readFileSync(`/proc/${parent}/task/${tid}/children`, 'utf8')
+      } catch {
+        continue
+      }
+      for (const child of children.split(' ').filter(Boolean).map(Number)) {
+        out.push(child)
+        walk(child)
+      }
+    }
+  }
+  walk(pid)
+  return out
+}
+
+/** True once `pid` is gone or a zombie (exited, waiting for a parent that is not us to reap it). */
+export function pidGone(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
+  } catch {
+    return true
   }
 }
 

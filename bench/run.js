@@ -26,11 +26,14 @@ const benchmarks = {
   transform: () => import('./transform.js'),
   signature: () => import('./signature.js'),
   console: () => import('./console.js'),
+  'cluster-balance': () => import('./cluster-balance.js'),
+  cluster: () => import('./cluster.js'),
 }
 
 /** Names that stand for several benchmarks: `npm run bench -- reload`. */
 const groups = {
   reload: ['reload-under-load', 'reload-memory'],
+  workers: ['cluster-balance', 'cluster'],
 }
 
 const usage = `Usage: node bench/run.js [benchmark...] [options]
