@@ -15,15 +15,15 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { startClusterLoad } from './cluster-load.js'
-import { round, startServer, withSession } from './common.js'
+import { round as roundTo, startServer, withSession } from './common.js'
 
 const appPath = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cluster-app.js')
 export const target = 1.2
 const policies = ['rr', 'shared']
 const policyName = { rr: 'round-robin (SCHED_RR)', shared: 'shared handle (SCHED_NONE)' }
 
-const full = { keepAliveSeconds: 60, newSeconds: 15, connections: [16, 64], newConcurrency: 16 }
-const quick = { keepAliveSeconds: 1, newSeconds: 0.5, connections: [16, 64], newConcurrency: 8 }
+const full = { rounds: 1, keepAliveSeconds: 60, newSeconds: 15, connections: [16, 64], newConcurrency: 16 }
+const quick = { rounds: 1, keepAliveSeconds: 1, newSeconds: 0.5, connections: [16, 64], newConcurrency: 8 }
 
 /**
  * @param {{ quick?: boolean, duration?: number, signal?: AbortSignal, progress?: (msg: string) => void }} opts
@@ -31,6 +31,7 @@ const quick = { keepAliveSeconds: 1, newSeconds: 0.5, connections: [16, 64], new
 export async function run(opts = {}) {
   const settings = { ...(opts.quick ? quick : full) }
   if (opts.duration) settings.keepAliveSeconds = opts.duration
+  if (opts.rounds) settings.rounds = opts.rounds
   const progress = opts.progress ?? (() => {})
   return withSession(opts.signal, async (session) => {
     const servers = {}
@@ -60,63 +61,83 @@ export async function run(opts = {}) {
       },
     ]
     const table = []
+    /** results[case][policy]: one entry per round */
     const results = {}
-    for (const [i, c] of cases.entries()) {
-      const order = i % 2 === 0 ? policies : [...policies].reverse()
-      for (const policy of order) {
-        opts.signal?.throwIfAborted()
-        progress(`${policyName[policy]}: ${c.name}, ${c.seconds} s`)
-        const r = await measure(session, servers[policy], c)
-        results[c.name] ??= {}
-        results[c.name][policy] = r
-        for (const [w, s] of r.workers.entries()) {
+    for (let round = 1; round <= settings.rounds; round++) {
+      for (const [i, c] of cases.entries()) {
+        const order = (i + round) % 2 === 1 ? policies : [...policies].reverse()
+        for (const policy of order) {
+          opts.signal?.throwIfAborted()
+          progress(`round ${round}/${settings.rounds}, ${policyName[policy]}: ${c.name}, ${c.seconds} s`)
+          const r = await measure(session, servers[policy], c)
+          results[c.name] ??= { rr: [], shared: [] }
+          results[c.name][policy].push(r)
+          for (const [w, s] of r.workers.entries()) {
+            table.push({
+              section: 'per worker',
+              load: c.name,
+              policy: policyName[policy],
+              round,
+              worker: w + 1,
+              connections: s.connections,
+              requests: s.requests,
+              'req/s': roundTo(s.requests / r.seconds, 0),
+              'cpu us/req': s.requests > 0 ? roundTo(s.cpuMicros / s.requests, 1) : undefined,
+            })
+          }
           table.push({
-            section: 'per worker',
+            section: 'balance',
             load: c.name,
             policy: policyName[policy],
-            worker: w + 1,
-            connections: s.connections,
-            requests: s.requests,
-            'req/s': round(s.requests / r.seconds, 0),
-            'cpu us/req': s.requests > 0 ? round(s.cpuMicros / s.requests, 1) : undefined,
+            round,
+            'busiest/least requests': r.requestRatio,
+            'busiest/least connections': r.connectionRatio,
+            'connections per worker': r.workers.map((w) => w.connections).join('/'),
+            'req/s': r.rps,
+            'worker cpu us/req': r.workerCpuPerRequest,
+            'primary cpu us/req': r.primaryCpuPerRequest,
+            'client failures': r.clientFailures,
+            'load avg': r.loadavg,
           })
         }
-        table.push({
-          section: 'balance',
-          load: c.name,
-          policy: policyName[policy],
-          'busiest/least requests': r.requestRatio,
-          'busiest/least connections': r.connectionRatio,
-          'req/s': r.rps,
-          'worker cpu us/req': r.workerCpuPerRequest,
-          'primary cpu us/req': r.primaryCpuPerRequest,
-          'client failures': r.clientFailures,
-          'load avg': r.loadavg,
-        })
       }
     }
-    const notes = verdicts(results, cases, settings, opts.quick)
+    const { notes, summary } = verdicts(results, cases, settings, opts.quick)
     await Promise.all(Object.values(servers).map((s) => s.stop()))
-    return { name: 'cluster-balance', table, notes, summary: { target, settings, results } }
+    return {
+      name: 'cluster-balance',
+      table,
+      notes,
+      summary: { target, settings, medianRatio: summary, results },
+    }
   })
 }
 
 function verdicts(results, cases, settings, isQuick) {
   const notes = []
+  const summary = {}
   for (const c of cases) {
     const r = results[c.name]
-    const better =
-      r.rr.requestRatio === r.shared.requestRatio
-        ? 'the same'
-        : r.rr.requestRatio < r.shared.requestRatio
-          ? 'round-robin'
-          : 'shared handle'
+    // a worker that served nothing gives an infinite ratio: it must count, so no medianOf (which drops it)
+    const median = (policy) => {
+      const sorted = r[policy].map((x) => x.requestRatio).sort((a, b) => a - b)
+      const mid = sorted.length >> 1
+      return sorted.length % 2 === 1 ? sorted[mid] : roundTo((sorted[mid - 1] + sorted[mid]) / 2, 2)
+    }
+    const rr = median('rr')
+    const shared = median('shared')
+    summary[c.name] = { rr, shared }
+    const better = rr === shared ? 'the same' : rr < shared ? 'round-robin' : 'shared handle'
+    const rounds = (policy) =>
+      r[policy]
+        .map((x) => `${x.requestRatio} (${x.workers.map((w) => w.connections).join('/')} conn)`)
+        .join(', ')
     notes.push(
-      `${c.name}: busiest/least busy worker by requests, round-robin ${r.rr.requestRatio} ` +
-        `(${r.rr.workers.map((w) => w.requests).join('/')}), shared handle ${r.shared.requestRatio} ` +
-        `(${r.shared.workers.map((w) => w.requests).join('/')}); balances better: ${better}` +
+      `${c.name}: busiest/least busy worker by requests, median of ${r.rr.length} round(s): ` +
+        `round-robin ${rr} [${rounds('rr')}], shared handle ${shared} [${rounds('shared')}]; ` +
+        `balances better: ${better}` +
         (c.kind === 'keep-alive'
-          ? `; target <= ${target}: round-robin ${judge(r.rr.requestRatio, isQuick)}, shared ${judge(r.shared.requestRatio, isQuick)}`
+          ? `; target <= ${target}: round-robin ${judge(rr, isQuick)}, shared ${judge(shared, isQuick)}`
           : ''),
     )
   }
@@ -124,9 +145,10 @@ function verdicts(results, cases, settings, isQuick) {
     `Keep-alive loads: autocannon, ${settings.keepAliveSeconds} s, connections opened at the start and kept. ` +
       `New connections: ${settings.newConcurrency} loops of one request each on a fresh connection, ` +
       `${settings.newSeconds} s. Counts are the workers' own; cpu from process.cpuUsage of each worker ` +
-      '(primary: the cluster primary, which accepts and passes every connection under round-robin).',
+      '(primary: the cluster primary, which accepts and passes every connection under round-robin). ' +
+      `${settings.rounds} round(s), each case alternating which policy goes first.`,
   )
-  return notes
+  return { notes, summary }
 }
 
 const judge = (ratio, isQuick) =>
@@ -152,7 +174,7 @@ function snapshot(server) {
 
 async function measure(session, server, c) {
   const url = `http://127.0.0.1:${server.port}/`
-  const loadavg = round(os.loadavg()[0], 2)
+  const loadavg = roundTo(os.loadavg()[0], 2)
   const before = await snapshot(server)
   const t0 = performance.now()
   let clientFailures
@@ -193,7 +215,7 @@ async function measure(session, server, c) {
   const ratioOf = (key) => {
     const values = workers.map((w) => w[key])
     return Math.min(...values) > 0
-      ? round(Math.max(...values) / Math.min(...values), 2)
+      ? roundTo(Math.max(...values) / Math.min(...values), 2)
       : Number.POSITIVE_INFINITY
   }
   const primaryMicros =
@@ -203,12 +225,12 @@ async function measure(session, server, c) {
     loadavg,
     workers,
     requests,
-    rps: round(requests / seconds, 0),
+    rps: roundTo(requests / seconds, 0),
     requestRatio: ratioOf('requests'),
     connectionRatio: ratioOf('connections'),
     workerCpuPerRequest:
-      requests > 0 ? round(workers.reduce((n, w) => n + w.cpuMicros, 0) / requests, 1) : undefined,
-    primaryCpuPerRequest: requests > 0 ? round(primaryMicros / requests, 1) : undefined,
+      requests > 0 ? roundTo(workers.reduce((n, w) => n + w.cpuMicros, 0) / requests, 1) : undefined,
+    primaryCpuPerRequest: requests > 0 ? roundTo(primaryMicros / requests, 1) : undefined,
     clientFailures,
   }
 }

@@ -346,7 +346,7 @@ test('bench/run.js cluster-balance --quick measures round-robin and the shared h
     assert.match(
       stdout,
       new RegExp(
-        `${c} keep-alive connections: busiest/least busy worker by requests, round-robin \\S+ .*shared handle \\S+`,
+        `${c} keep-alive connections: busiest/least busy worker by requests, median of \\d+ round\\(s\\): round-robin \\S+ .*shared handle \\S+`,
       ),
     )
   }
@@ -358,13 +358,18 @@ test('bench/run.js cluster-balance --quick measures round-robin and the shared h
   for (const [name, byPolicy] of Object.entries(results)) {
     const keepAlive = /^(\d+) keep-alive/.exec(name)
     for (const policy of ['rr', 'shared']) {
-      const r = byPolicy[policy]
+      assert.equal(byPolicy[policy].length, 1, `${name}, ${policy}: one round`)
+      const r = byPolicy[policy][0]
       assert.equal(r.workers.length, 2, `${name}, ${policy}: two workers`)
       assert.ok(r.requests > 0, `${name}, ${policy}: requests served`)
       const accepted = r.workers.reduce((n, w) => n + w.connections, 0)
       // every connection the client opened was accepted by one of the two workers
       if (keepAlive) assert.ok(accepted >= Number(keepAlive[1]), `${name}, ${policy}: ${accepted} accepted`)
       assert.equal(typeof r.workerCpuPerRequest, 'number')
+    }
+    for (const policy of ['rr', 'shared']) {
+      const ratio = balance.summary.medianRatio[name][policy]
+      assert.ok(ratio === null || ratio >= 1, `${name}, ${policy}: ratio ${ratio}`)
     }
   }
 })
