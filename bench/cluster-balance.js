@@ -1,15 +1,18 @@
-// How Node's cluster module spreads connections over 2 workers, to choose the distribution of
-// `nyala start --workers N` (issue 16): round-robin (SCHED_RR: the primary accepts every
-// connection and passes it to the workers in turn) against a shared listening handle (SCHED_NONE:
-// every worker accepts on the same socket, the kernel decides which one wakes). A bare node:http
-// server answering its pid (bench/cluster-app.js), three loads: 16 and 64 keep-alive connections
+// How to spread connections over 2 workers, to choose the distribution of `nyala start --workers
+// N` (issue 16). Node's cluster module offers two: round-robin (SCHED_RR: the primary accepts
+// every connection and hands it to a worker; Node hands it to the first worker that has
+// acknowledged its previous one, so "round-robin" only while the workers keep up) and a shared
+// listening handle (SCHED_NONE: every worker accepts on the same socket, the kernel decides which
+// one wakes). A third is what a supervisor that owns the listener can do itself: accept and hand
+// each connection to the worker with the fewest open connections. A bare node:http server
+// answering its pid (bench/cluster-app.js), three loads: 16 and 64 keep-alive connections
 // (autocannon, opened at the start and kept), and a new connection per request (16 loops,
 // bench/cluster-load.js). The workers count what they accepted and served and their own CPU
 // (process.cpuUsage), the primary its own: per worker, connections, requests, req/s and CPU per
 // request, and the busiest/least busy ratio (issue 16's target: <= 1.2 over a 60 s keep-alive load).
 //
-// Both clusters run side by side and the cases alternate which policy goes first, so a noisy
-// neighbour on these shared 2-core machines weighs on both alike.
+// The three clusters run side by side (idle while another is loaded) and the cases alternate
+// which policy goes first, so a noisy neighbour on these shared 2-core machines weighs on all.
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -19,8 +22,13 @@ import { round as roundTo, startServer, withSession } from './common.js'
 
 const appPath = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cluster-app.js')
 export const target = 1.2
-const policies = ['rr', 'shared']
-const policyName = { rr: 'round-robin (SCHED_RR)', shared: 'shared handle (SCHED_NONE)' }
+const policies = ['rr', 'shared', 'least']
+const policyName = {
+  rr: 'round-robin (SCHED_RR)',
+  shared: 'shared handle (SCHED_NONE)',
+  least: 'fewest open connections (handoff)',
+}
+const shortName = { rr: 'round-robin', shared: 'shared handle', least: 'fewest open connections' }
 
 const full = { rounds: 1, keepAliveSeconds: 60, newSeconds: 15, connections: [16, 64], newConcurrency: 16 }
 const quick = { rounds: 1, keepAliveSeconds: 1, newSeconds: 0.5, connections: [16, 64], newConcurrency: 8 }
@@ -70,7 +78,7 @@ export async function run(opts = {}) {
           opts.signal?.throwIfAborted()
           progress(`round ${round}/${settings.rounds}, ${policyName[policy]}: ${c.name}, ${c.seconds} s`)
           const r = await measure(session, servers[policy], c)
-          results[c.name] ??= { rr: [], shared: [] }
+          results[c.name] ??= Object.fromEntries(policies.map((p) => [p, []]))
           results[c.name][policy].push(r)
           for (const [w, s] of r.workers.entries()) {
             table.push({
@@ -124,20 +132,25 @@ function verdicts(results, cases, settings, isQuick) {
       const mid = sorted.length >> 1
       return sorted.length % 2 === 1 ? sorted[mid] : roundTo((sorted[mid - 1] + sorted[mid]) / 2, 2)
     }
-    const rr = median('rr')
-    const shared = median('shared')
-    summary[c.name] = { rr, shared }
-    const better = rr === shared ? 'the same' : rr < shared ? 'round-robin' : 'shared handle'
+    const medians = Object.fromEntries(policies.map((p) => [p, median(p)]))
+    summary[c.name] = medians
     const rounds = (policy) =>
       r[policy]
         .map((x) => `${x.requestRatio} (${x.workers.map((w) => w.connections).join('/')} conn)`)
         .join(', ')
+    const best = policies.reduce((a, b) => (medians[b] < medians[a] ? b : a))
+    const nodeBetter =
+      medians.rr === medians.shared
+        ? 'the same'
+        : medians.rr < medians.shared
+          ? 'round-robin'
+          : 'shared handle'
     notes.push(
       `${c.name}: busiest/least busy worker by requests, median of ${r.rr.length} round(s): ` +
-        `round-robin ${rr} [${rounds('rr')}], shared handle ${shared} [${rounds('shared')}]; ` +
-        `balances better: ${better}` +
+        policies.map((p) => `${shortName[p]} ${medians[p]} [${rounds(p)}]`).join(', ') +
+        `; of Node's two, balances better: ${nodeBetter}; best: ${shortName[best]}` +
         (c.kind === 'keep-alive'
-          ? `; target <= ${target}: round-robin ${judge(rr, isQuick)}, shared ${judge(shared, isQuick)}`
+          ? `; target <= ${target}: ${policies.map((p) => `${shortName[p]} ${judge(medians[p], isQuick)}`).join(', ')}`
           : ''),
     )
   }
@@ -145,7 +158,8 @@ function verdicts(results, cases, settings, isQuick) {
     `Keep-alive loads: autocannon, ${settings.keepAliveSeconds} s, connections opened at the start and kept. ` +
       `New connections: ${settings.newConcurrency} loops of one request each on a fresh connection, ` +
       `${settings.newSeconds} s. Counts are the workers' own; cpu from process.cpuUsage of each worker ` +
-      '(primary: the cluster primary, which accepts and passes every connection under round-robin). ' +
+      '(primary: the cluster primary, which accepts and passes every connection under round-robin and ' +
+      'under the handoff to the worker with the fewest open connections). ' +
       `${settings.rounds} round(s), each case alternating which policy goes first.`,
   )
   return { notes, summary }

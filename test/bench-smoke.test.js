@@ -346,7 +346,7 @@ test('bench/run.js cluster-balance --quick measures round-robin and the shared h
     assert.match(
       stdout,
       new RegExp(
-        `${c} keep-alive connections: busiest/least busy worker by requests, median of \\d+ round\\(s\\): round-robin \\S+ .*shared handle \\S+`,
+        `${c} keep-alive connections: busiest/least busy worker by requests, median of \\d+ round\\(s\\): round-robin \\S+ .*shared handle \\S+ .*fewest open connections \\S+`,
       ),
     )
   }
@@ -357,7 +357,7 @@ test('bench/run.js cluster-balance --quick measures round-robin and the shared h
   const { results } = balance.summary
   for (const [name, byPolicy] of Object.entries(results)) {
     const keepAlive = /^(\d+) keep-alive/.exec(name)
-    for (const policy of ['rr', 'shared']) {
+    for (const policy of ['rr', 'shared', 'least']) {
       assert.equal(byPolicy[policy].length, 1, `${name}, ${policy}: one round`)
       const r = byPolicy[policy][0]
       assert.equal(r.workers.length, 2, `${name}, ${policy}: two workers`)
@@ -367,7 +367,7 @@ test('bench/run.js cluster-balance --quick measures round-robin and the shared h
       if (keepAlive) assert.ok(accepted >= Number(keepAlive[1]), `${name}, ${policy}: ${accepted} accepted`)
       assert.equal(typeof r.workerCpuPerRequest, 'number')
     }
-    for (const policy of ['rr', 'shared']) {
+    for (const policy of ['rr', 'shared', 'least']) {
       const ratio = balance.summary.medianRatio[name][policy]
       assert.ok(ratio === null || ratio >= 1, `${name}, ${policy}: ratio ${ratio}`)
     }
