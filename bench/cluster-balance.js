@@ -16,8 +16,7 @@
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import autocannon from 'autocannon'
-import { startClusterLoad } from './cluster-load.js'
+import { runAutocannon, startClusterLoad } from './cluster-load.js'
 import { round as roundTo, startServer, withSession } from './common.js'
 
 const appPath = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cluster-app.js')
@@ -193,26 +192,13 @@ async function measure(session, server, c) {
   const t0 = performance.now()
   let clientFailures
   if (c.kind === 'keep-alive') {
-    const tracker = autocannon({
-      url,
-      connections: c.connections,
-      duration: c.seconds,
-      timeout: 10,
-      sampleInt: 100,
-    })
-    session.clients.add(tracker)
-    const watchdog = setTimeout(() => tracker.stop(), (c.seconds + 15) * 1000)
-    try {
-      const result = await tracker
-      clientFailures = result.errors + result.timeouts + result.non2xx
-    } finally {
-      clearTimeout(watchdog)
-      session.clients.delete(tracker)
-    }
+    const result = await runAutocannon(session, { url, connections: c.connections, seconds: c.seconds })
+    clientFailures = result.errors + result.timeouts + result.non2xx
   } else {
     const load = startClusterLoad(session, { url, concurrency: c.connections, keepAlive: false })
     await new Promise((resolve) => setTimeout(resolve, c.seconds * 1000))
-    clientFailures = (await load.finish()).failed
+    await load.finish()
+    clientFailures = load.failed
   }
   const seconds = (performance.now() - t0) / 1000
   const after = await snapshot(server)

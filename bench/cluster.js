@@ -15,8 +15,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import autocannon from 'autocannon'
-import { startClusterLoad } from './cluster-load.js'
+import { runAutocannon, startClusterLoad } from './cluster-load.js'
 import {
   assertBuilt,
   cliPath,
@@ -345,23 +344,12 @@ async function loadOnce(session, c, settings) {
   const before = ticks()
   const clientBefore = process.cpuUsage()
   const loadavg = os.loadavg()[0]
-  const tracker = autocannon({
+  const result = await runAutocannon(session, {
     url: c.url,
     connections: settings.connections,
     pipelining: settings.pipelining,
-    duration: settings.roundSeconds,
-    timeout: 10,
-    sampleInt: 100,
+    seconds: settings.roundSeconds,
   })
-  session.clients.add(tracker)
-  const watchdog = setTimeout(() => tracker.stop(), (settings.roundSeconds + 15) * 1000)
-  let result
-  try {
-    result = await tracker
-  } finally {
-    clearTimeout(watchdog)
-    session.clients.delete(tracker)
-  }
   const client = process.cpuUsage(clientBefore)
   const after = ticks()
   const requests = result.requests.total

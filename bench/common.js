@@ -339,11 +339,23 @@ export async function waitFor(url, accept, ms = 10_000) {
  * time and pacing itself to `rate / connections` requests a second (a slow answer delays that
  * loop's next request, no catch-up burst). Every request is kept as (start, latency, outcome, v),
  * times in ms on `performance.now()`, so a caller can cut the run into windows afterwards and find
- * the first answer from new code (`v` is the number in the body's `"v":N`). After a failed request
- * a loop waits `retryMs` before the next one, as a client with a short retry delay would.
+ * the first answer from new code (`v` is the number in the body's `"v":N`, or what `parseV` makes of
+ * the body). After a failed request a loop waits `retryMs` before the next one, as a client with a
+ * short retry delay would. `keepAlive: false`: a new connection for every request.
  */
-export function startLoad(session, { url, connections = 10, rate = 1000, retryMs = 10, timeoutMs = 5000 }) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
+export function startLoad(
+  session,
+  {
+    url,
+    connections = 10,
+    rate = 1000,
+    retryMs = 10,
+    timeoutMs = 5000,
+    keepAlive = true,
+    parseV = versionOf,
+  },
+) {
+  const agent = keepAlive ? new http.Agent({ keepAlive: true, maxSockets: connections }) : false
   const target = new URL(url)
   const intervalMs = (connections / rate) * 1000
   const log = { start: [], latency: [], outcome: [], v: [] }
@@ -388,8 +400,7 @@ export function startLoad(session, { url, connections = 10, rate = 1000, retryMs
               return
             }
             counts.ok++
-            const m = /"v":(\d+)/.exec(text)
-            done('ok', m ? Number(m[1]) : undefined)
+            done('ok', parseV(text))
           })
           res.on('error', () => {
             counts.reset++
@@ -461,12 +472,18 @@ export function startLoad(session, { url, connections = 10, rate = 1000, retryMs
     async finish() {
       running = false
       await Promise.all(loops)
-      agent.destroy()
+      if (agent) agent.destroy()
       session.clients.delete(client)
     },
   }
   session.clients.add(client)
   return client
+}
+
+/** The number in a body's `"v":N`, or undefined. */
+function versionOf(text) {
+  const m = /"v":(\d+)/.exec(text)
+  return m ? Number(m[1]) : undefined
 }
 
 /** A free port on 127.0.0.1, for servers that must come back on the same port after a restart. */
