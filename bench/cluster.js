@@ -303,6 +303,8 @@ async function measureThroughput(session, contenders, settings, progress, check)
       rps: round(med('rps'), 0),
       ratio: round(medianOf(ratios), 2),
       rounds: rs.map((r) => round(r.rps, 0)),
+      // CPU per request moves with the rate a round got (fewer requests per wake-up when starved)
+      roundsServerCpuPerReq: rs.map((r) => round(r.serverCpuPerReq, 1)),
       primaryCpuPerReq: round(med('primaryCpuPerReq'), 1),
       workersCpuPerReq: round(med('workersCpuPerReq'), 1),
       serverCpuPerReq: round(med('serverCpuPerReq'), 1),
@@ -555,14 +557,21 @@ function coresNotes(s) {
       '.',
   )
   const total = two.serverCpuPerReq + two.clientCpuPerReq
+  // the share of the machine this run got: CPU seconds per second of servers and client together
+  const cores = (two.rps * total) / 1e6
+  const primary =
+    two.primaryCpuPerReq > 0.5
+      ? `${two.primaryCpuPerReq} us per request on keep-alive, one process: a cap of ${perCore(two.primaryCpuPerReq)} req/s`
+      : 'next to nothing per request on keep-alive'
   notes.push(
-    `More cores: 1 -> 2 workers gave x${round(two.rps / one.rps, 2)} (${one.rps} -> ${two.rps} req/s) because ` +
-      `the client and the servers share 2 cores: at ${round(total, 1)} us of CPU per request (servers + client) ` +
-      `2 cores allow at most ${perCore(total / 2)} req/s. With the client on other cores and a core per worker, ` +
-      `each worker would serve up to about ${perCore(two.workersCpuPerReq)} req/s (1e6 / its ${two.workersCpuPerReq} us), ` +
-      `so N workers about N times that, until the round-robin primary (${two.primaryCpuPerReq} us per request ` +
-      `on keep-alive, one process, a cap of ${two.primaryCpuPerReq > 0 ? perCore(two.primaryCpuPerReq) : 'many'} req/s) ` +
-      'or the network card is the limit; new connections cost the primary more (cluster-balance).',
+    `More cores: 1 -> 2 workers gave x${round(two.rps / one.rps, 2)} (${one.rps} -> ${two.rps} req/s). ` +
+      `At ${round(total, 1)} us of CPU per request (servers ${two.serverCpuPerReq} + client ${two.clientCpuPerReq}) ` +
+      `2 whole cores would allow ${perCore(total / 2)} req/s; the load used ${round(cores, 2)} cores ` +
+      `(load average ${two.loadavg}: the rest went to other processes), so here the cores, shared with the ` +
+      "client and the machine's other users, set the pace, not the number of workers. With the client on other " +
+      `machines and a core per worker, each worker would serve up to about ${perCore(two.workersCpuPerReq)} req/s ` +
+      `(1e6 / ${two.workersCpuPerReq} us), N workers about N times that, until the primary (${primary}; ` +
+      'it accepts and passes every new connection: see cluster-balance) or the network is the limit.',
   )
   return notes
 }
