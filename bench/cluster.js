@@ -219,7 +219,8 @@ async function startContenders(session, work, pm2) {
     try {
       server = await startServer(session, label, args, { cwd: root, readyTimeoutMs: 60_000, stopMs: 10_000 })
     } catch (err) {
-      if (workers > 1 && /--workers/.test(err.message)) {
+      // only the CLI's refusal of the option means "not in this build"; any other failure is one
+      if (workers > 1 && /Unknown option '--workers'/.test(err.message)) {
         contenders.push({ key: `nyala-${workers}`, label, workers, unavailable: notAvailable })
         continue
       }
@@ -264,9 +265,15 @@ async function nyalaWorkerPids(nyala) {
   if (res.status !== 200 || !Array.isArray(res.body?.workers)) {
     throw new Error(`GET /workers answered ${res.status} ${res.text.slice(0, 200)}`)
   }
-  return res.body.workers
-    .filter((w) => w.state === undefined || /serv|run|ready/.test(w.state))
-    .map((w) => w.pid)
+  return (
+    res.body.workers
+      // a worker still starting or already stopping does not count as serving
+      .filter(
+        (w) =>
+          Number.isInteger(w.pid) && !/start|stop|drain|dead|fail|exit|crash/i.test(String(w.state ?? '')),
+      )
+      .map((w) => w.pid)
+  )
 }
 
 // ---------------------------------------------------------------------------------------------
