@@ -26,6 +26,7 @@ import {
   medianOf,
   packModule,
   percentileOf,
+  pidsNaming,
   request,
   round,
   startServer,
@@ -156,9 +157,12 @@ export async function run(opts = {}) {
           kills,
           pm2Home: pm2.home,
           pm2Left: left.length,
+          workDir: work,
         },
       }
     } finally {
+      // on any way out: a Nyala host or successor that left our process groups names `work`
+      await stopStrays(session, work)
       await pm2.close()
     }
   })
@@ -237,10 +241,36 @@ async function startContenders(session, work, pm2) {
       url,
       adminUrl,
       pids: () => [server.pid, ...descendantPids(server.pid)],
-      stop: () => server.stop(),
+      stop: async () => {
+        await server.stop()
+        // a successor the host started (`start --upgrade`) leaves our process group: anything
+        // still naming this root is ours to stop
+        await stopStrays(session, root)
+      },
     })
   }
   return contenders
+}
+
+/** SIGTERM, then SIGKILL after 5 s, to every process whose command line names `root`. */
+async function stopStrays(session, root) {
+  const strays = pidsNaming(root)
+  for (const pid of strays) session.adopt(pid)
+  const signal = (sig) => {
+    for (const pid of pidsNaming(root)) {
+      try {
+        process.kill(pid, sig)
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  signal('SIGTERM')
+  const deadline = performance.now() + 5000
+  while (performance.now() < deadline && pidsNaming(root).length > 0) await delay(100)
+  signal('SIGKILL')
+  for (const pid of strays) session.pids.delete(pid)
+  return strays.length
 }
 
 /** The admin URL a host wrote beside its pidfile (src/http/admin-url.ts). */

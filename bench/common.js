@@ -683,6 +683,31 @@ export function descendantPids(pid) {
   return out
 }
 
+/**
+ * The pids of live processes (not zombies) whose command line contains `text`, e.g. a temp dir
+ * of this run: finds a process that left our process groups (a detached successor).
+ */
+export function pidsNaming(text) {
+  const out = []
+  let entries
+  try {
+    entries = readdirSync('/proc')
+  } catch {
+    return out
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8')
+      if (cmdline.split('\0').some((arg) => arg.includes(text)) && !pidGone(Number(entry)))
+        out.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out
+}
+
 /** True once `pid` is gone or a zombie (exited, waiting for a parent that is not us to reap it). */
 export function pidGone(pid) {
   try {

@@ -374,6 +374,23 @@ test('bench/run.js cluster-balance --quick measures round-robin and the shared h
   }
 })
 
+/** Processes (not zombies) whose command line names `text`. */
+async function processesNaming(text) {
+  const found = []
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8')
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8')
+      if (cmdline.includes(text) && !/^Z/.test(stat.slice(stat.lastIndexOf(')') + 2)))
+        found.push(Number(entry))
+    } catch {
+      // gone
+    }
+  }
+  return found
+}
+
 /** Processes (not zombies) whose environment names `home` as PM2_HOME: a pm2 left behind. */
 async function pm2ProcessesOf(home) {
   const found = []
@@ -443,4 +460,5 @@ test('bench/run.js cluster --quick measures Node cluster, pm2 and Nyala and leav
 
   assert.equal(s.pm2Left, 0, 'pm2 kill stopped the daemon and its workers')
   assert.deepEqual(await pm2ProcessesOf(s.pm2Home), [], 'no process of the bench pm2 is left')
+  assert.deepEqual(await processesNaming(s.workDir), [], 'no Nyala host (or successor) of the bench is left')
 })
