@@ -157,6 +157,7 @@ export async function run(opts = {}) {
           kills,
           pm2Home: pm2.home,
           pm2Left: left.length,
+          pm2Pids: [...pm2.seen],
           workDir: work,
         },
       }

@@ -2,6 +2,7 @@
 // meets a pm2 daemon of the user's. `pm2 start` daemonizes a "God" process outside our process
 // groups: every pid it reports is adopted into the Session (an abort SIGKILLs them), and close()
 // runs `pm2 kill` with that PM2_HOME, then waits until the daemon and every worker are gone.
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -14,14 +15,27 @@ const pm2Bin = path.join(
   'pm2',
 )
 
+/** Whether `pid` runs pm2's daemon or the bench app (the pm2 workers' command line names it). */
+function isPm2Process(pid) {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    return cmdline.startsWith('PM2 ') || cmdline.includes('cluster-app.js')
+  } catch {
+    return false
+  }
+}
+
 /** A pm2 whose home is a new temp dir of `session`. */
 export async function startPm2(session) {
   const home = await session.tempDir('nyala-bench-pm2-')
   const known = new Set()
+  /** Every pid pm2 reported in this run (the daemon, every worker, replaced ones too). */
+  const seen = new Set()
   let closed
   const adopt = (pid) => {
     if (Number.isInteger(pid) && pid > 0 && !known.has(pid)) {
       known.add(pid)
+      seen.add(pid)
       session.adopt(pid)
     }
   }
@@ -73,6 +87,7 @@ export async function startPm2(session) {
 
   return {
     home,
+    seen,
     /** `pm2 start <script> -i <instances> --name <name>` with `env` for the app. */
     start: async (script, { name, instances, env }) =>
       check(await pm2(['start', script, '-i', String(instances), '--name', name], { env }), `start ${name}`),
@@ -93,17 +108,21 @@ export async function startPm2(session) {
       if (closed) return closed
       closed = []
       // a pid pm2 replaced is gone: forget it before the number can be given to another process
-      for (const pid of known) {
-        if (pidGone(pid)) {
-          known.delete(pid)
-          session.pids.delete(pid)
+      const forgetFinished = () => {
+        for (const pid of known) {
+          if (pidGone(pid) || !isPm2Process(pid)) {
+            known.delete(pid)
+            session.pids.delete(pid)
+          }
         }
       }
+      forgetFinished()
       await jlist().catch(() => {})
       await pm2(['kill'], { timeoutMs: 30_000 })
       const deadline = performance.now() + 10_000
       while (performance.now() < deadline && [...known].some((pid) => !pidGone(pid))) await delay(50)
-      const left = [...known].filter((pid) => !pidGone(pid))
+      // pids wrap (pid_max may be 32768): only a process that is still pm2's or the app's is ours
+      const left = [...known].filter((pid) => !pidGone(pid) && isPm2Process(pid))
       for (const pid of left) {
         try {
           process.kill(pid, 'SIGKILL')
@@ -111,6 +130,8 @@ export async function startPm2(session) {
           // gone meanwhile
         }
       }
+      // what is gone now must not be signalled again by the session: its number may be reused
+      forgetFinished()
       closed = left
       return left
     },

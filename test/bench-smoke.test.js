@@ -374,7 +374,7 @@ test('bench/run.js cluster-balance --quick measures round-robin and the shared h
   }
 })
 
-/** Processes (not zombies) whose command line names `text`. */
+/** Live processes (not zombies) whose command line names `text`: something left behind. */
 async function processesNaming(text) {
   const found = []
   for (const entry of await readdir('/proc')) {
@@ -391,25 +391,16 @@ async function processesNaming(text) {
   return found
 }
 
-/** Processes (not zombies) whose environment names `home` as PM2_HOME: a pm2 left behind. */
-async function pm2ProcessesOf(home) {
-  const found = []
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const environ = await readFile(`/proc/${entry}/environ`, 'utf8')
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8')
-      if (
-        environ.split('\0').includes(`PM2_HOME=${home}`) &&
-        !/^Z/.test(stat.slice(stat.lastIndexOf(')') + 2))
-      ) {
-        found.push(Number(entry))
-      }
-    } catch {
-      // gone, or not ours to read
-    }
+/** Whether `pid` no longer runs pm2 or the bench app: gone, a zombie, or (pids wrap) another program. */
+async function gone(pid) {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8')
+    const ours = cmdline.startsWith('PM2 ') || cmdline.includes('cluster-app.js')
+    return !ours || /^Z/.test(stat.slice(stat.lastIndexOf(')') + 2))
+  } catch {
+    return true
   }
-  return found
 }
 
 test('bench/run.js cluster --quick measures Node cluster, pm2 and Nyala and leaves no pm2 behind', {
@@ -459,6 +450,9 @@ test('bench/run.js cluster --quick measures Node cluster, pm2 and Nyala and leav
   if (!nyalaKill.unavailable) assert.equal(nyalaKill.notReplaced, 0, 'Nyala replaced the killed worker')
 
   assert.equal(s.pm2Left, 0, 'pm2 kill stopped the daemon and its workers')
-  assert.deepEqual(await pm2ProcessesOf(s.pm2Home), [], 'no process of the bench pm2 is left')
+  // the daemon names its PM2_HOME in its title; every pid pm2 reported must be gone
+  assert.deepEqual(await processesNaming(s.pm2Home), [], 'no pm2 daemon of the bench is left')
+  assert.ok(s.pm2Pids.length >= 4, `pm2 reported its daemon and workers: ${s.pm2Pids}`)
+  for (const pid of s.pm2Pids) assert.ok(await gone(pid), `pm2 process ${pid} is gone`)
   assert.deepEqual(await processesNaming(s.workDir), [], 'no Nyala host (or successor) of the bench is left')
 })
