@@ -3,7 +3,7 @@
 // keeps a timestamp per request, fixtures (host roots, module bundles), /proc readings and small
 // statistics.
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import { createRequire } from 'node:module'
@@ -339,11 +339,23 @@ export async function waitFor(url, accept, ms = 10_000) {
  * time and pacing itself to `rate / connections` requests a second (a slow answer delays that
  * loop's next request, no catch-up burst). Every request is kept as (start, latency, outcome, v),
  * times in ms on `performance.now()`, so a caller can cut the run into windows afterwards and find
- * the first answer from new code (`v` is the number in the body's `"v":N`). After a failed request
- * a loop waits `retryMs` before the next one, as a client with a short retry delay would.
+ * the first answer from new code (`v` is the number in the body's `"v":N`, or what `parseV` makes of
+ * the body). After a failed request a loop waits `retryMs` before the next one, as a client with a
+ * short retry delay would. `keepAlive: false`: a new connection for every request.
  */
-export function startLoad(session, { url, connections = 10, rate = 1000, retryMs = 10, timeoutMs = 5000 }) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
+export function startLoad(
+  session,
+  {
+    url,
+    connections = 10,
+    rate = 1000,
+    retryMs = 10,
+    timeoutMs = 5000,
+    keepAlive = true,
+    parseV = versionOf,
+  },
+) {
+  const agent = keepAlive ? new http.Agent({ keepAlive: true, maxSockets: connections }) : false
   const target = new URL(url)
   const intervalMs = (connections / rate) * 1000
   const log = { start: [], latency: [], outcome: [], v: [] }
@@ -388,8 +400,7 @@ export function startLoad(session, { url, connections = 10, rate = 1000, retryMs
               return
             }
             counts.ok++
-            const m = /"v":(\d+)/.exec(text)
-            done('ok', m ? Number(m[1]) : undefined)
+            done('ok', parseV(text))
           })
           res.on('error', () => {
             counts.reset++
@@ -461,12 +472,18 @@ export function startLoad(session, { url, connections = 10, rate = 1000, retryMs
     async finish() {
       running = false
       await Promise.all(loops)
-      agent.destroy()
+      if (agent) agent.destroy()
       session.clients.delete(client)
     },
   }
   session.clients.add(client)
   return client
+}
+
+/** The number in a body's `"v":N`, or undefined. */
+function versionOf(text) {
+  const m = /"v":(\d+)/.exec(text)
+  return m ? Number(m[1]) : undefined
 }
 
 /** A free port on 127.0.0.1, for servers that must come back on the same port after a restart. */
@@ -633,6 +650,71 @@ export function mainThreadCpuMs(pid) {
     return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6
   } catch {
     return undefined
+  }
+}
+
+/**
+ * The pids of every process below `pid` (children, their children...), from
+ * /proc/<pid>/task/<tid>/children (Linux); [] elsewhere or once it is gone.
+ */
+export function descendantPids(pid) {
+  const out = []
+  const walk = (parent) => {
+    let tasks
+    try {
+      tasks = readdirSync(`/proc/${parent}/task`)
+    } catch {
+      return
+    }
+    for (const tid of tasks) {
+      let children = ''
+      try {
+        children = readFileSync(`/proc/${parent}/task/${tid}/children`, 'utf8')
+      } catch {
+        continue
+      }
+      for (const child of children.split(' ').filter(Boolean).map(Number)) {
+        out.push(child)
+        walk(child)
+      }
+    }
+  }
+  walk(pid)
+  return out
+}
+
+/**
+ * The pids of live processes (not zombies) whose command line contains `text`, e.g. a temp dir
+ * of this run: finds a process that left our process groups (a detached successor).
+ */
+export function pidsNaming(text) {
+  const out = []
+  let entries
+  try {
+    entries = readdirSync('/proc')
+  } catch {
+    return out
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8')
+      if (cmdline.split('\0').some((arg) => arg.includes(text)) && !pidGone(Number(entry)))
+        out.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out
+}
+
+/** True once `pid` is gone or a zombie (exited, waiting for a parent that is not us to reap it). */
+export function pidGone(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
+  } catch {
+    return true
   }
 }
 

@@ -26,11 +26,14 @@ const benchmarks = {
   transform: () => import('./transform.js'),
   signature: () => import('./signature.js'),
   console: () => import('./console.js'),
+  'cluster-balance': () => import('./cluster-balance.js'),
+  cluster: () => import('./cluster.js'),
 }
 
 /** Names that stand for several benchmarks: `npm run bench -- reload`. */
 const groups = {
   reload: ['reload-under-load', 'reload-memory'],
+  workers: ['cluster-balance', 'cluster'],
 }
 
 const usage = `Usage: node bench/run.js [benchmark...] [options]
@@ -42,11 +45,12 @@ Groups: ${Object.entries(groups)
 
 Options:
   --duration S   seconds of load per round (default: the benchmark's own;
-                 reload-under-load: the whole load)
+                 reload-under-load: the whole load; cluster-balance: each keep-alive case)
   --rounds N     rounds per comparison (default: the benchmark's own;
                  reload-memory: checkpoints of 100 reloads, 5 with --quick;
                  reload-kitchen-sink: checkpoints of 50 reloads after reload 10;
-                 reload-big-bundle: forced reloads, 12 or 3 with --quick)
+                 reload-big-bundle: forced reloads, 12 or 3 with --quick;
+                 cluster-balance: rounds of every case, 1 by default)
   --quick        tiny settings for a smoke test (about a second of load per benchmark)
   -h, --help     show this help`
 
