@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net'
+import { Socket } from 'node:net'
 import { bundleFromTransfer, errorFromWire, errorToWire, type WireError } from '../bundle/bundle-transfer.js'
 import type { HostOptions } from '../config/host-options.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
@@ -9,6 +9,7 @@ import { applyRecords, type RecordUpdate } from '../reload/apply-records.js'
 import type { PlanItem } from '../reload/module-runtime.js'
 import { newRecord } from '../runtime/module-record.js'
 import { installCrashHandlers } from '../supervise/process-handlers.js'
+import { ControlPipe } from './control-pipe.js'
 import { type FromWorker, type ToWorker, type WorkerModuleView, workerEnv } from './protocol.js'
 
 /** What a worker keeps of a prepared reload until its COMMIT or ABORT. */
@@ -28,8 +29,14 @@ interface PreparedHere {
  */
 export async function runWorker(options: HostOptions, log: Logger, slot: number): Promise<number> {
   const host = new NyalaHost(options, log, { role: 'worker', startNumbers: startNumbersFromEnv() })
+  // COMMIT, pings and their answers travel on the control pipe (fd 4), never behind a connection
+  const control = new ControlPipe<ToWorker, FromWorker>(
+    new Socket({ fd: 4, readable: true, writable: true }),
+    (message) => onMessage(message),
+  )
   const send = (message: FromWorker) => {
-    if (process.connected) process.send?.(message)
+    if (message.t === 'pong' || message.t === 'committed') control.send(message)
+    else if (process.connected) process.send?.(message)
   }
   const server = createHttpServer(host.dispatcher.handle, host.dispatcher.upgrade)
   const prepared = new Map<number, PreparedHere>()
@@ -53,6 +60,7 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
         log.error({ reason: reasonOf(err) }, 'worker stop failed')
       }
       server.closeAllConnections()
+      control.close()
       log.info({ worker: slot }, `worker ${slot} stopped`)
       stopped(0)
       return 0

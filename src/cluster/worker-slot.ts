@@ -1,7 +1,9 @@
 import { type ChildProcess, fork } from 'node:child_process'
+import type { Duplex } from 'node:stream'
 import { type NyalaError, nyalaError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { IntensityWindow } from '../supervise/intensity.js'
+import { ControlPipe } from './control-pipe.js'
 import { type FromWorker, type ToWorker, workerEnv } from './protocol.js'
 
 export type SlotState = 'starting' | 'serving' | 'stalled' | 'stopping' | 'failed' | 'exited'
@@ -29,6 +31,7 @@ export class WorkerSlot {
   /** The generation this worker serves of each running module, as it last reported. */
   generations = new Map<string, number>()
   readonly #waiters = new Map<string, Waiter>()
+  #control: ControlPipe<FromWorker, ToWorker> | undefined
   /** Called once per process the slot ran, when it has exited. */
   onExit: (code: number | null, signal: NodeJS.Signals | null, child: ChildProcess) => void = () => {}
 
@@ -55,24 +58,18 @@ export class WorkerSlot {
         [workerEnv.generations]: JSON.stringify(Object.fromEntries(generations)),
       },
       serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // fd 4: the control pipe (control-pipe.ts)
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', 'pipe'],
     })
     this.child = child
+    const onMessage = (m: FromWorker) => this.#received(child, m)
+    this.#control = new ControlPipe<FromWorker, ToWorker>(child.stdio[4] as Duplex, onMessage)
     this.state = 'starting'
     this.lastPong = performance.now()
-    child.on('message', (m: FromWorker) => {
-      if (child !== this.child) return
-      if (m.t === 'pong') this.lastPong = performance.now()
-      if (m.t === 'generations') {
-        for (const [name, n] of Object.entries(m.generations)) this.generations.set(name, n)
-        return
-      }
-      const key = m.t === 'loaded' ? 'loaded:0' : `${m.t}:${m.id}`
-      const waiter = this.#waiters.get(key)
-      if (!waiter) return
-      this.#waiters.delete(key)
-      clearTimeout(waiter.timer)
-      waiter.resolve(m)
+    child.on('message', onMessage)
+    // its channel closed (it was killed, it exited): out of the rotation before its exit is reported
+    child.once('disconnect', () => {
+      if (child === this.child && this.state === 'serving') this.state = 'exited'
     })
     child.on('error', (err) =>
       this.log.warn({ worker: this.id, reason: err.message }, 'worker channel error'),
@@ -99,14 +96,37 @@ export class WorkerSlot {
     return child
   }
 
-  /** Sends a message; false when the process cannot take it (gone, or its channel is closed). */
+  #received(child: ChildProcess, m: FromWorker): void {
+    if (child !== this.child) return
+    if (m.t === 'pong') this.lastPong = performance.now()
+    if (m.t === 'generations') {
+      for (const [name, n] of Object.entries(m.generations)) this.generations.set(name, n)
+      return
+    }
+    const key = m.t === 'loaded' ? 'loaded:0' : `${m.t}:${m.id}`
+    const waiter = this.#waiters.get(key)
+    if (!waiter) return
+    this.#waiters.delete(key)
+    clearTimeout(waiter.timer)
+    waiter.resolve(m)
+  }
+
+  /**
+   * Sends a message (on the control pipe for COMMIT and pings, see
+   * control-pipe.ts); false only when the process cannot take it (its channel
+   * is closed). Node's own `false` means a backlog, not a lost message: the
+   * message is queued and goes out.
+   */
   send(message: ToWorker, handle?: unknown, done?: (err: Error | null) => void): boolean {
     const child = this.child
     if (!child?.connected) return false
+    if (handle === undefined && (message.t === 'commit' || message.t === 'ping')) {
+      return this.#control?.send(message) ?? false
+    }
     try {
-      return handle === undefined
-        ? child.send(message, done)
-        : child.send(message, handle as never, { keepOpen: false }, done)
+      if (handle === undefined) child.send(message, done)
+      else child.send(message, handle as never, { keepOpen: false }, done)
+      return true
     } catch {
       return false
     }
