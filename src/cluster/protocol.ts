@@ -60,6 +60,11 @@ export type FromWorker =
   | { readonly t: 'drained'; readonly id: number }
   | { readonly t: 'aborted'; readonly id: number }
   | { readonly t: 'pong'; readonly id: number }
+  /**
+   * Connections: how many it was handed in all, and how many of them are still open (sent on
+   * the control pipe when they change, at most every 25 ms).
+   */
+  | { readonly t: 'conns'; readonly received: number; readonly open: number }
   /** A worker's own reload (a crashed module restarted in it): the generations it serves now. */
   | { readonly t: 'generations'; readonly generations: Record<string, number> }
   | {

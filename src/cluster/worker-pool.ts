@@ -36,8 +36,8 @@ const replyTimeoutMs = 10_000
  * reload transactions drive: PREPARE goes to every serving worker, and only
  * when all of them answer READY does the coordinator commit the files and send
  * COMMIT; any error, exit or timeout sends ABORT to all. Accepted connections
- * are handed to the serving workers in turn (round-robin: see README "All
- * cores" for the measurement behind the choice). A worker that exits, or stops
+ * are handed to the serving worker with the fewest open connections (see
+ * `dispatch`). A worker that exits, or stops
  * answering pings for `watchdog.stall.ms`, is replaced in its slot, bounded by
  * `workers.restart.max` within `workers.restart.window`.
  */
@@ -78,14 +78,27 @@ export class WorkerPool implements ModuleRuntime {
     return this.slots.filter((s) => s.state === 'serving')
   }
 
-  /** Hands an accepted connection to the next serving worker; one that cannot take it passes it on. */
+  /**
+   * Hands an accepted connection to the serving worker with the fewest open
+   * connections (ties in turn); one that cannot take it passes it on. Measured
+   * against Node cluster's round-robin and a shared listening socket
+   * (bench/cluster-balance.js, docs/workers-bench.md): under keep-alive load
+   * both left one worker with most connections in some runs, since a
+   * connection never moves; fewest-open kept every run within 1.1.
+   */
   readonly dispatch = (socket: Socket, tried = 0): void => {
     const serving = this.serving
     if (serving.length === 0 || tried >= serving.length) {
       socket.destroy()
       return
     }
-    const slot = serving[this.#next++ % serving.length]!
+    const start = this.#next++
+    let slot = serving[start % serving.length]!
+    for (let i = 1; i < serving.length; i++) {
+      const other = serving[(start + i) % serving.length]!
+      if (other.openConnections < slot.openConnections) slot = other
+    }
+    slot.handed++
     const sent = slot.send({ t: 'conn' }, socket, (err) => {
       if (err && !socket.destroyed) this.dispatch(socket, tried + 1)
     })

@@ -35,13 +35,23 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
     (message) => onMessage(message),
   )
   const send = (message: FromWorker) => {
-    if (message.t === 'pong' || message.t === 'committed') control.send(message)
+    if (message.t === 'pong' || message.t === 'committed' || message.t === 'conns') control.send(message)
     else if (process.connected) process.send?.(message)
   }
   const server = createHttpServer(host.dispatcher.handle, host.dispatcher.upgrade)
   const prepared = new Map<number, PreparedHere>()
   /** The connections handed to this worker and still open: a stop drains them first. */
   const sockets = new Set<Socket>()
+  // the supervisor hands new connections to the worker with the fewest open: it learns the
+  // counts from here, batched, so a connection costs no message of its own
+  let received = 0
+  let reporting: NodeJS.Timeout | undefined
+  const report = () => {
+    reporting ??= setTimeout(() => {
+      reporting = undefined
+      send({ t: 'conns', received, open: sockets.size })
+    }, 25)
+  }
   let stopping: Promise<number> | undefined
   let stopped: (code: number) => void = () => {}
   const done = new Promise<number>((resolve) => {
@@ -60,6 +70,7 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
         log.error({ reason: reasonOf(err) }, 'worker stop failed')
       }
       server.closeAllConnections()
+      clearTimeout(reporting)
       control.close()
       log.info({ worker: slot }, `worker ${slot} stopped`)
       stopped(0)
@@ -88,7 +99,12 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
           return
         }
         sockets.add(socket)
-        socket.once('close', () => sockets.delete(socket))
+        received++
+        report()
+        socket.once('close', () => {
+          sockets.delete(socket)
+          report()
+        })
         server.emit('connection', socket)
         return
       }

@@ -25,6 +25,10 @@ export class WorkerSlot {
   child: ChildProcess | undefined
   state: SlotState = 'starting'
   restarts = 0
+  /** Connections handed to this process, and its last report of them (see `openConnections`). */
+  handed = 0
+  #receivedCount = 0
+  #open = 0
   /** When it last answered a ping (performance.now()). */
   lastPong = 0
   readonly intensity: IntensityWindow
@@ -62,6 +66,9 @@ export class WorkerSlot {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', 'pipe'],
     })
     this.child = child
+    this.handed = 0
+    this.#receivedCount = 0
+    this.#open = 0
     const onMessage = (m: FromWorker) => this.#received(child, m)
     this.#control = new ControlPipe<FromWorker, ToWorker>(child.stdio[4] as Duplex, onMessage)
     this.state = 'starting'
@@ -99,6 +106,11 @@ export class WorkerSlot {
   #received(child: ChildProcess, m: FromWorker): void {
     if (child !== this.child) return
     if (m.t === 'pong') this.lastPong = performance.now()
+    if (m.t === 'conns') {
+      this.#receivedCount = m.received
+      this.#open = m.open
+      return
+    }
     if (m.t === 'generations') {
       for (const [name, n] of Object.entries(m.generations)) this.generations.set(name, n)
       return
@@ -109,6 +121,14 @@ export class WorkerSlot {
     this.#waiters.delete(key)
     clearTimeout(waiter.timer)
     waiter.resolve(m)
+  }
+
+  /**
+   * Its open connections as last reported, plus those handed since that it had not
+   * received then: exact but for closes since its last report (at most 25 ms old).
+   */
+  get openConnections(): number {
+    return this.#open + this.handed - this.#receivedCount
   }
 
   /**
