@@ -557,7 +557,16 @@ test('GET /metrics counts reloads by result, their durations, and requests by ge
 test("GET /metrics counts each module's requests by status class with a latency histogram, and Node's own metrics", async (t) => {
   const root = await makeRoot(t, baseProps)
   await deploy(root, 'alpha')
-  await deploy(root, 'beta')
+  // beta also fails (500) and never answers one route (the client gives up: aborted)
+  await deploy(root, 'beta', {
+    files: {
+      'index.js': `module.exports = { async register (app, ctx) {
+  app.get('/', async () => ({ module: ctx.name, generation: ctx.generation }))
+  app.get('/boom', async () => { throw new Error('boom') })
+  app.get('/hang', () => new Promise(() => {}))
+} }\n`,
+    },
+  })
   const host = await startHost(t, root)
   const scrape = async () => {
     const res = await admin(host, '/metrics')
@@ -577,6 +586,19 @@ test("GET /metrics counts each module's requests by status class with a latency 
   for (let i = 0; i < 5; i++) assert.equal((await get(host, '/alpha')).module, 'alpha')
   for (let i = 0; i < 3; i++) assert.equal((await get(host, '/beta')).module, 'beta')
   assert.equal((await request(host.url('/beta/none'))).status, 404, 'answered by the module: 4xx')
+  assert.equal((await request(host.url('/beta/boom'))).status, 500)
+  // a request the module never answers, given up by its client once the module has it
+  const hanging = http.get(host.url('/beta/hang'))
+  hanging.on('error', () => {})
+  await until(
+    async () => (await scrape())('nyala_inflight_requests{module="beta",generation="1"}') === 1,
+    'beta in flight',
+  )
+  hanging.destroy()
+  await until(
+    async () => (await scrape())('nyala_requests_total{module="beta",status_class="aborted"}') === 1,
+    'the aborted request counted',
+  )
   assert.equal(
     (await admin(host, '/modules/alpha/reload?force=true', { method: 'POST' })).body.result,
     'reloaded',
@@ -590,11 +612,13 @@ test("GET /metrics counts each module's requests by status class with a latency 
   assert.equal(after('nyala_requests_total{module="alpha",status_class="2xx"}'), 6)
   assert.equal(after('nyala_requests_total{module="beta",status_class="2xx"}'), 3)
   assert.equal(after('nyala_requests_total{module="beta",status_class="4xx"}'), 1)
-  assert.equal(after('nyala_requests_total{module="beta",status_class="5xx"}'), 0)
+  assert.equal(after('nyala_requests_total{module="beta",status_class="5xx"}'), 1)
+  assert.equal(after('nyala_requests_total{module="beta",status_class="aborted"}'), 1)
   assert.equal(after('nyala_requests_total{module="alpha",status_class="aborted"}'), 0)
+  assert.equal(after('nyala_requests_total{module="alpha",status_class="5xx"}'), 0)
   assert.equal(after('nyala_request_duration_seconds_count{module="alpha"}'), 6)
-  assert.equal(after('nyala_request_duration_seconds_count{module="beta"}'), 4)
-  assert.equal(after('nyala_request_duration_seconds_bucket{le="+Inf",module="beta"}'), 4)
+  assert.equal(after('nyala_request_duration_seconds_count{module="beta"}'), 6)
+  assert.equal(after('nyala_request_duration_seconds_bucket{le="+Inf",module="beta"}'), 6)
   assert.ok(after('nyala_request_duration_seconds_sum{module="alpha"}') > 0)
   const buckets = [
     ...res.text.matchAll(/^nyala_request_duration_seconds_bucket\{le="([^"]+)",module="alpha"\} (\d+)$/gm),
