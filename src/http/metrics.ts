@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { ReloadEvents } from '../reload/reload-events.js'
+import type { Generation } from '../runtime/generation.js'
 import type { ModuleRecord } from '../runtime/module-record.js'
 import { registerRequestMetrics } from './metrics-requests.js'
 
@@ -58,26 +59,23 @@ export class Metrics {
         for (const [labels, gen] of serving()) this.inc(labels, gen.served)
       },
     })
-    new Gauge({
-      name: 'nyala_inflight_requests',
-      help: 'Requests in flight.',
-      labelNames: ['module', 'generation'],
-      registers,
-      collect(this: Gauge) {
-        this.reset()
-        for (const [labels, gen] of serving()) this.set(labels, gen.inflight)
-      },
-    })
-    new Gauge({
-      name: 'nyala_upgraded_connections',
-      help: 'Open upgraded connections (WebSockets), also counted in nyala_inflight_requests.',
-      labelNames: ['module', 'generation'],
-      registers,
-      collect(this: Gauge) {
-        this.reset()
-        for (const [labels, gen] of serving()) this.set(labels, gen.upgraded)
-      },
-    })
+    const generationGauge = (name: string, help: string, read: (gen: Generation) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['module', 'generation'],
+        registers,
+        collect(this: Gauge) {
+          this.reset()
+          for (const [labels, gen] of serving()) this.set(labels, read(gen))
+        },
+      })
+    generationGauge('nyala_inflight_requests', 'Requests in flight.', (gen) => gen.inflight)
+    generationGauge(
+      'nyala_upgraded_connections',
+      'Open upgraded connections (WebSockets), also counted in nyala_inflight_requests.',
+      (gen) => gen.upgraded,
+    )
     new Gauge({
       name: 'nyala_module_up',
       help: '1 when the module is running.',
