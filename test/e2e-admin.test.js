@@ -547,9 +547,99 @@ test('GET /metrics counts reloads by result, their durations, and requests by ge
   )
   assert.ok(buckets.length > 2)
   for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i] >= buckets[i - 1], 'cumulative buckets')
-  assert.equal(sample('nyala_requests_total{module="solo",generation="2"}'), 3)
-  assert.doesNotMatch(text, /nyala_requests_total\{module="solo",generation="1"\}/, 'generation 1 is gone')
+  assert.equal(sample('nyala_generation_requests_total{module="solo",generation="2"}'), 3)
+  assert.doesNotMatch(
+    text,
+    /nyala_generation_requests_total\{module="solo",generation="1"\}/,
+    'generation 1 is gone',
+  )
+  // the module's own count spans its generations: one request before the reload, three after
+  assert.equal(sample('nyala_requests_total{module="solo",status_class="2xx"}'), 4)
   assert.equal(sample('nyala_module_up{module="solo"}'), 1)
+  await stopOk(host)
+})
+
+test("GET /metrics counts each module's requests by status class with a latency histogram, and Node's own metrics", async (t) => {
+  const root = await makeRoot(t, baseProps)
+  await deploy(root, 'alpha')
+  // beta also fails (500) and never answers one route (the client gives up: aborted)
+  await deploy(root, 'beta', {
+    files: {
+      'index.js': `module.exports = { async register (app, ctx) {
+  app.get('/', async () => ({ module: ctx.name, generation: ctx.generation }))
+  app.get('/boom', async () => { throw new Error('boom') })
+  app.get('/hang', () => new Promise(() => {}))
+} }\n`,
+    },
+  })
+  const host = await startHost(t, root)
+  const scrape = async () => {
+    const res = await admin(host, '/metrics')
+    assert.equal(res.status, 200)
+    const text = res.text
+    return (name) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `))
+      assert.ok(line, `${name} in\n${text}`)
+      return Number(line.slice(name.length + 1))
+    }
+  }
+  const before = await scrape()
+  assert.equal(before('nyala_requests_total{module="alpha",status_class="2xx"}'), 0)
+  assert.equal(before('nyala_request_duration_seconds_count{module="alpha"}'), 0)
+  assert.equal(before('nyala_reloads_total{result="reloaded"}'), 0)
+
+  for (let i = 0; i < 5; i++) assert.equal((await get(host, '/alpha')).module, 'alpha')
+  for (let i = 0; i < 3; i++) assert.equal((await get(host, '/beta')).module, 'beta')
+  assert.equal((await request(host.url('/beta/none'))).status, 404, 'answered by the module: 4xx')
+  assert.equal((await request(host.url('/beta/boom'))).status, 500)
+  // a request the module never answers, given up by its client once the module has it
+  const hanging = http.get(host.url('/beta/hang'))
+  hanging.on('error', () => {})
+  await until(
+    async () => (await scrape())('nyala_inflight_requests{module="beta",generation="1"}') === 1,
+    'beta in flight',
+  )
+  hanging.destroy()
+  await until(
+    async () => (await scrape())('nyala_requests_total{module="beta",status_class="aborted"}') === 1,
+    'the aborted request counted',
+  )
+  assert.equal(
+    (await admin(host, '/modules/alpha/reload?force=true', { method: 'POST' })).body.result,
+    'reloaded',
+  )
+  assert.equal((await get(host, '/alpha')).generation, 2)
+
+  const after = await scrape()
+  const res = await admin(host, '/metrics')
+  assert.match(res.text, /^# TYPE nyala_requests_total counter$/m)
+  assert.match(res.text, /^# TYPE nyala_request_duration_seconds histogram$/m)
+  assert.equal(after('nyala_requests_total{module="alpha",status_class="2xx"}'), 6)
+  assert.equal(after('nyala_requests_total{module="beta",status_class="2xx"}'), 3)
+  assert.equal(after('nyala_requests_total{module="beta",status_class="4xx"}'), 1)
+  assert.equal(after('nyala_requests_total{module="beta",status_class="5xx"}'), 1)
+  assert.equal(after('nyala_requests_total{module="beta",status_class="aborted"}'), 1)
+  assert.equal(after('nyala_requests_total{module="alpha",status_class="aborted"}'), 0)
+  assert.equal(after('nyala_requests_total{module="alpha",status_class="5xx"}'), 0)
+  assert.equal(after('nyala_request_duration_seconds_count{module="alpha"}'), 6)
+  assert.equal(after('nyala_request_duration_seconds_count{module="beta"}'), 6)
+  assert.equal(after('nyala_request_duration_seconds_bucket{le="+Inf",module="beta"}'), 6)
+  assert.ok(after('nyala_request_duration_seconds_sum{module="alpha"}') > 0)
+  const buckets = [
+    ...res.text.matchAll(/^nyala_request_duration_seconds_bucket\{le="([^"]+)",module="alpha"\} (\d+)$/gm),
+  ]
+  assert.equal(buckets.length, 20)
+  for (let i = 1; i < buckets.length; i++)
+    assert.ok(Number(buckets[i][2]) >= Number(buckets[i - 1][2]), 'cumulative')
+  assert.equal(after('nyala_reloads_total{result="reloaded"}'), 1)
+  assert.equal(after('nyala_reload_duration_seconds_count'), 1)
+
+  // Node's default metrics, prefixed
+  assert.ok(after('nyala_process_cpu_user_seconds_total') > 0)
+  assert.ok(after('nyala_nodejs_eventloop_lag_seconds') >= 0)
+  assert.ok(after('nyala_nodejs_eventloop_lag_p99_seconds') >= 0)
+  assert.match(res.text, /^# TYPE nyala_nodejs_gc_duration_seconds histogram$/m)
+  assert.ok(after('nyala_process_resident_memory_bytes') > 0)
   await stopOk(host)
 })
 

@@ -37,3 +37,44 @@ test('a second leaves the window 60 seconds later, and a reused slot starts from
   assert.equal(minute.rps, 0)
   assert.equal(stats.minute(62_000).rps, 1 / 59)
 })
+
+test('totals count every request by status class and in cumulative-ready duration buckets', async () => {
+  const { durationBoundsMs, statusClasses } = await import('../dist/runtime/request-stats.js')
+  const stats = new RequestStats()
+  // seconds apart, so the ring's reuse of slots does not touch the totals
+  stats.record(0.1, 1_000, 200)
+  stats.record(3, 2_000, 204)
+  stats.record(3, 70_000, 404)
+  stats.record(100_000, 140_000, 503)
+  stats.record(0.3, 200_000, 0)
+  const { byStatus, byDuration, sumMs } = stats.totals()
+  assert.deepEqual(Object.fromEntries(statusClasses.map((c, i) => [c, byStatus[i]])), {
+    aborted: 1,
+    '1xx': 0,
+    '2xx': 2,
+    '3xx': 0,
+    '4xx': 1,
+    '5xx': 1,
+  })
+  assert.equal(byDuration.length, durationBoundsMs.length + 1)
+  const at = (ms) => byDuration[durationBoundsMs.indexOf(ms)]
+  assert.equal(at(0.25), 1, '0.1 ms: the first bound')
+  assert.equal(at(0.5), 1, '0.3 ms')
+  assert.equal(at(4), 2, '3 ms, twice')
+  assert.equal(byDuration.at(-1), 1, '100 s: past the last bound, 65.5 s')
+  assert.equal(
+    byDuration.reduce((a, b) => a + b),
+    5,
+  )
+  assert.ok(Math.abs(sumMs - 100_006.4) < 1e-6)
+  // every fine bucket maps to the bound at or above its upper edge: no request under a bound
+  // lands past it
+  for (const ms of [0.2499, 0.2501, 0.9, 1.01, 1000, 65_000, 65_600]) {
+    const one = new RequestStats()
+    one.record(ms, 1_000, 200)
+    const i = one.totals().byDuration.indexOf(1)
+    const bound = durationBoundsMs[i] ?? Number.POSITIVE_INFINITY
+    assert.ok(ms <= bound, `${ms} ms under ${bound}`)
+    assert.ok(i === 0 || ms > durationBoundsMs[i - 1], `${ms} ms over ${durationBoundsMs[i - 1]}`)
+  }
+})

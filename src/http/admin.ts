@@ -109,7 +109,7 @@ export async function createAdminApp(
     frameworkErrors: (err, req, reply) => sendAnyError(req, reply, err),
   })
   const streams = new Set<() => void>()
-  const metrics = new Metrics(reloader.events)
+  const metrics = new Metrics(reloader.events, () => host.modules.values())
   // the console's history: the last 100 events, so a page opened after a reload still shows it
   const recent: unknown[] = []
   reloader.events.on((e) => {
@@ -246,9 +246,7 @@ export async function createAdminApp(
     const ready = host.address !== undefined
     return reply.code(ready ? 200 : 503).send({ ready, modules: modules.length, running })
   })
-  app.get('/metrics', async (_req, reply) =>
-    reply.type('text/plain; version=0.0.4').send(metrics.render(host.modules.values())),
-  )
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()))
   app.get('/events/recent', async () => ({ events: recent }))
   app.get('/events', (req, reply) => {
     // HEAD: the stream's head and nothing else (Node holds a HEAD answer's headers until it

@@ -1,97 +1,110 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { ReloadEvents } from '../reload/reload-events.js'
+import type { Generation } from '../runtime/generation.js'
 import type { ModuleRecord } from '../runtime/module-record.js'
+import { registerRequestMetrics } from './metrics-requests.js'
 
 // seconds; a reload is tens of milliseconds, a drain up to auto.reload.drain.timeout
 const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
-/** Prometheus text exposition of reloads and requests, counted from reload events and the records. */
+/**
+ * The host's Prometheus metrics (GET /metrics), in a prom-client registry of its own, not
+ * prom-client's global one: several hosts in one process (the tests) must not share counters.
+ * Node's default metrics (CPU, memory, event-loop lag, GC) carry the `nyala_` prefix. Reloads
+ * are counted from reload events; everything about modules is read from the module records when
+ * scraped, so serving a request never calls into prom-client (docs/metrics.md).
+ */
 export class Metrics {
-  readonly #reloads = new Map<string, number>([
-    ['reloaded', 0],
-    ['failed', 0],
-    ['unchanged', 0],
-  ])
-  readonly #bucketCounts = buckets.map(() => 0)
-  #sum = 0
-  #count = 0
+  readonly registry = new Registry()
 
-  constructor(events: ReloadEvents) {
+  constructor(events: ReloadEvents, modules: () => Iterable<ModuleRecord>) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry, prefix: 'nyala_' })
+
+    const reloads = new Counter({
+      name: 'nyala_reloads_total',
+      help: 'Reload transactions by result.',
+      labelNames: ['result'],
+      registers,
+    })
+    // every result from the start: a series that appears only at its first reload hides that one
+    // from rate() and increase()
+    for (const result of ['reloaded', 'failed', 'unchanged']) reloads.inc({ result }, 0)
+    const reloadSeconds = new Histogram({
+      name: 'nyala_reload_duration_seconds',
+      help: 'Time from trigger to swap of successful reloads.',
+      buckets,
+      registers,
+    })
     events.on((e) => {
       if (e.phase === 'swapped') {
-        this.#reloads.set('reloaded', (this.#reloads.get('reloaded') ?? 0) + 1)
-        const s = (e.ms ?? 0) / 1000
-        this.#sum += s
-        this.#count++
-        buckets.forEach((b, i) => {
-          if (s <= b) this.#bucketCounts[i]!++
-        })
-      } else if (e.phase === 'failed' || e.phase === 'unchanged') {
-        const key = e.phase
-        this.#reloads.set(key, (this.#reloads.get(key) ?? 0) + 1)
-      }
+        reloads.inc({ result: 'reloaded' })
+        reloadSeconds.observe((e.ms ?? 0) / 1000)
+      } else if (e.phase === 'failed' || e.phase === 'unchanged') reloads.inc({ result: e.phase })
+    })
+
+    registerRequestMetrics(this.registry, modules)
+    // the serving generation of each module, for the figures set when scraped
+    function* serving() {
+      for (const r of modules())
+        if (r.generation) yield [{ module: r.name, generation: r.generation.number }, r.generation] as const
+    }
+    new Counter({
+      name: 'nyala_generation_requests_total',
+      help: 'Requests dispatched to the serving generation of a module (HTTP requests and upgrades).',
+      labelNames: ['module', 'generation'],
+      registers,
+      collect(this: Counter) {
+        this.reset()
+        for (const [labels, gen] of serving()) this.inc(labels, gen.served)
+      },
+    })
+    const generationGauge = (name: string, help: string, read: (gen: Generation) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['module', 'generation'],
+        registers,
+        collect(this: Gauge) {
+          this.reset()
+          for (const [labels, gen] of serving()) this.set(labels, read(gen))
+        },
+      })
+    generationGauge('nyala_inflight_requests', 'Requests in flight.', (gen) => gen.inflight)
+    generationGauge(
+      'nyala_upgraded_connections',
+      'Open upgraded connections (WebSockets), also counted in nyala_inflight_requests.',
+      (gen) => gen.upgraded,
+    )
+    new Gauge({
+      name: 'nyala_module_up',
+      help: '1 when the module is running.',
+      labelNames: ['module'],
+      registers,
+      collect(this: Gauge) {
+        this.reset()
+        for (const r of modules()) this.set({ module: r.name }, r.state === 'running' ? 1 : 0)
+      },
+    })
+    new Counter({
+      name: 'nyala_module_crashes_total',
+      help: 'Uncaught exceptions and unhandled rejections of module code.',
+      labelNames: ['module'],
+      registers,
+      collect(this: Counter) {
+        this.reset()
+        for (const r of modules()) this.inc({ module: r.name }, r.crashes)
+      },
     })
   }
 
-  render(records: Iterable<ModuleRecord>): string {
-    const lines: string[] = []
-    lines.push(
-      '# HELP nyala_reloads_total Reload transactions by result.',
-      '# TYPE nyala_reloads_total counter',
-    )
-    for (const [result, n] of this.#reloads) lines.push(`nyala_reloads_total{result="${result}"} ${n}`)
-    lines.push(
-      '# HELP nyala_reload_duration_seconds Time from trigger to swap of successful reloads.',
-      '# TYPE nyala_reload_duration_seconds histogram',
-    )
-    for (const [i, b] of buckets.entries())
-      lines.push(`nyala_reload_duration_seconds_bucket{le="${b}"} ${this.#bucketCounts[i]}`)
-    lines.push(`nyala_reload_duration_seconds_bucket{le="+Inf"} ${this.#count}`)
-    lines.push(
-      `nyala_reload_duration_seconds_sum ${this.#sum}`,
-      `nyala_reload_duration_seconds_count ${this.#count}`,
-    )
-    lines.push(
-      '# HELP nyala_requests_total Requests dispatched, by module and serving generation.',
-      '# TYPE nyala_requests_total counter',
-    )
-    const inflight: string[] = []
-    const upgraded: string[] = []
-    const state: string[] = []
-    const crashes: string[] = []
-    for (const r of records) {
-      const gen = r.generation
-      if (gen) {
-        lines.push(`nyala_requests_total{module="${r.name}",generation="${gen.number}"} ${gen.served}`)
-        inflight.push(
-          `nyala_inflight_requests{module="${r.name}",generation="${gen.number}"} ${gen.inflight}`,
-        )
-        upgraded.push(
-          `nyala_upgraded_connections{module="${r.name}",generation="${gen.number}"} ${gen.upgraded}`,
-        )
-      }
-      state.push(`nyala_module_up{module="${r.name}"} ${r.state === 'running' ? 1 : 0}`)
-      crashes.push(`nyala_module_crashes_total{module="${r.name}"} ${r.crashes}`)
-    }
-    lines.push(
-      '# HELP nyala_inflight_requests Requests in flight.',
-      '# TYPE nyala_inflight_requests gauge',
-      ...inflight,
-    )
-    lines.push(
-      '# HELP nyala_upgraded_connections Open upgraded connections (WebSockets), also counted in nyala_inflight_requests.',
-      '# TYPE nyala_upgraded_connections gauge',
-      ...upgraded,
-    )
-    lines.push(
-      '# HELP nyala_module_up 1 when the module is running.',
-      '# TYPE nyala_module_up gauge',
-      ...state,
-    )
-    lines.push(
-      '# HELP nyala_module_crashes_total Uncaught exceptions and unhandled rejections of module code.',
-      '# TYPE nyala_module_crashes_total counter',
-      ...crashes,
-    )
-    return `${lines.join('\n')}\n`
+  /** The Prometheus text exposition. */
+  render(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  /** The content type of `render`'s text. */
+  get contentType(): string {
+    return this.registry.contentType
   }
 }

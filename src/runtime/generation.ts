@@ -105,11 +105,16 @@ export class Generation {
    * Counts one request in; the returned function counts it out. Bound once so
    * the request path allocates nothing but the listener registration.
    */
-  readonly release = (res?: { readonly startedAt: number }): void => {
+  readonly release = (res?: {
+    readonly startedAt: number
+    readonly statusCode: number
+    readonly writableEnded: boolean
+  }): void => {
     this.inflight--
     if (res !== undefined && this.#stats !== undefined) {
       const now = performance.now()
-      this.#stats.record(now - res.startedAt, now)
+      // a response closed before it ended counts as aborted (0), whatever status it had set
+      this.#stats.record(now - res.startedAt, now, res.writableEnded ? res.statusCode : 0)
     }
     if (this.#requestsIdle.length > 0 && this.inflight === this.#upgraded.size)
       for (const fn of this.#requestsIdle.splice(0)) fn()

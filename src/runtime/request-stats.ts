@@ -1,11 +1,16 @@
 /**
- * Requests of one module over the last minute, for the operator console:
- * a count and a latency histogram per second, in a ring of 60 slots.
+ * Requests of one module: over the last minute, for the operator console, a
+ * count and a latency histogram per second in a ring of 60 slots; and since
+ * the module was first loaded, for GET /metrics, counts by status class and a
+ * cumulative latency histogram that Prometheus takes rates of.
  *
- * Recording is a few arithmetic operations and two array writes, on the
+ * Recording is a few arithmetic operations and five array writes, on the
  * request path: buckets are quarter powers of two of a millisecond (each ~19%
  * wide), so a p99 read from them is within one bucket of the true value, and
- * nothing is allocated per request. The memory is fixed: 60 x 121 counters.
+ * nothing is allocated per request. The memory is fixed: 60 x 121 counters
+ * and 27 totals. prom-client reads the totals when scraped
+ * (src/http/metrics-requests.ts): calling its `inc`/`observe` per request
+ * would cost a label lookup (a string hash) each time on the dispatch path.
  */
 const slots = 60
 // up to 2^20 ms (17.5 minutes): a long poll or a slow upload must not show as the 16 s that 96
@@ -14,6 +19,36 @@ const buckets = 120
 // bucket 0 holds everything under 2^(-39/4) ms (about 1 us); each next one is 2^(1/4) wider
 const offset = 40
 const perSlot = buckets + 1 // the count, then the buckets
+
+/**
+ * Upper bounds of the cumulative histogram (`nyala_request_duration_seconds`), ms: powers of two
+ * from 1/4 ms to 65.5 s. Each is the upper edge of a fine bucket above, so a request's fine bucket
+ * names its cumulative one through a table, without a second search; nineteen bounds (Prometheus
+ * stores one series per bound and module) at a factor of two, where the fine buckets serve the
+ * console's exact p99.
+ */
+export const durationBoundsMs: readonly number[] = Array.from({ length: 19 }, (_, i) => 2 ** (i - 2))
+/** The cumulative bucket of each fine bucket: the first bound at or above its upper edge, or +Inf. */
+const boundOf = Uint8Array.from({ length: buckets }, (_, b) =>
+  Math.min(Math.max(Math.ceil((b + 1 - offset) / 4) + 2, 0), durationBoundsMs.length),
+)
+
+/**
+ * Status classes counted in `RequestTotals.byStatus`: index 0 is a response whose connection
+ * closed before it ended (the client gave up, or the module never answered), 1 to 5 the classes
+ * 1xx to 5xx (Node refuses a status outside 100 to 999; 600 to 999 count as 5xx).
+ */
+export const statusClasses: readonly string[] = ['aborted', '1xx', '2xx', '3xx', '4xx', '5xx']
+
+/** What a module served since it was first loaded (every generation), for GET /metrics. */
+export interface RequestTotals {
+  /** Requests by status class, indexed as `statusClasses`. */
+  readonly byStatus: Float64Array
+  /** Requests by duration: one count per bound of `durationBoundsMs`, then the rest (+Inf); not cumulative. */
+  readonly byDuration: Float64Array
+  /** The durations added up, ms. */
+  readonly sumMs: number
+}
 
 export interface MinuteStats {
   /** Requests finished in each of the last 60 seconds, oldest first (the current second last). */
@@ -30,9 +65,16 @@ export class RequestStats {
   readonly #counts = new Uint32Array(slots * perSlot)
   /** The second each slot holds; a slot of an older second is cleared before reuse. */
   readonly #second = new Float64Array(slots).fill(-1)
+  // doubles: a 32-bit count wraps after 4.3 billion requests, a day at 50k per second
+  readonly #byStatus = new Float64Array(statusClasses.length)
+  readonly #byDuration = new Float64Array(durationBoundsMs.length + 1)
+  #sumMs = 0
 
-  /** Counts one finished request that took `ms`. */
-  record(ms: number, nowMs: number = performance.now()): void {
+  /**
+   * Counts one request that took `ms` and closed with `status` (0: its connection closed
+   * before the response ended).
+   */
+  record(ms: number, nowMs: number = performance.now(), status = 200): void {
     const second = Math.floor(nowMs / 1000)
     const slot = second % slots
     const base = slot * perSlot
@@ -45,6 +87,15 @@ export class RequestStats {
     else if (bucket >= buckets) bucket = buckets - 1
     this.#counts[base]!++
     this.#counts[base + 1 + bucket]!++
+    this.#byDuration[boundOf[bucket]!]!++
+    this.#sumMs += ms
+    const statusClass = (status / 100) | 0
+    this.#byStatus[statusClass < 6 ? statusClass : 5]!++
+  }
+
+  /** Totals since the module was first loaded; live arrays, read them before the next request. */
+  totals(): RequestTotals {
+    return { byStatus: this.#byStatus, byDuration: this.#byDuration, sumMs: this.#sumMs }
   }
 
   /** The last minute as of `nowMs`. */
