@@ -122,6 +122,20 @@ test('two workers serve every module; reloads under keep-alive load fail no requ
     assert.equal(typeof r.skewMs, 'number')
   }
 
+  // metrics: each worker's series labelled with its slot, the reloads and their skew once
+  const text = (await request(host.admin('/metrics'))).text
+  const served = (worker) =>
+    Number(
+      new RegExp(
+        `^nyala_requests_total\\{module="alpha",status_class="2xx",worker="${worker}"\\} (\\d+)$`,
+        'm',
+      ).exec(text)?.[1] ?? -1,
+    )
+  assert.ok(served(1) > 0 && served(2) > 0, 'both workers counted requests to alpha')
+  assert.match(text, /^nyala_reloads_total\{result="reloaded"\} 5$/m)
+  assert.match(text, /^nyala_reload_commit_skew_seconds_count 5$/m)
+  assert.match(text, /^nyala_process_resident_memory_bytes\{worker="2"\} \d+/m)
+
   const status = await runCli(['status', '--root', root])
   assert.equal(status.code, 0, status.stderr)
   assert.match(status.stdout, /^WORKER\s+PID\s+STATE\s+RESTARTS/m)

@@ -34,6 +34,7 @@ export type ToWorker =
   | { readonly t: 'conn' }
   | { readonly t: 'ping'; readonly id: number }
   | { readonly t: 'describe'; readonly id: number }
+  | { readonly t: 'metrics'; readonly id: number }
   | { readonly t: 'stop'; readonly graceMs: number }
 
 export type WorkerModuleView = RuntimeModuleView
@@ -60,6 +61,8 @@ export type FromWorker =
   | { readonly t: 'drained'; readonly id: number }
   | { readonly t: 'aborted'; readonly id: number }
   | { readonly t: 'pong'; readonly id: number }
+  /** prom-client's `getMetricsAsJSON()` of the worker's registry. */
+  | { readonly t: 'metrics'; readonly id: number; readonly metrics: unknown }
   /**
    * Connections: how many it was handed in all, and how many of them are still open (sent on
    * the control pipe when they change, at most every 25 ms).

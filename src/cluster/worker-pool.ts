@@ -436,6 +436,27 @@ export class WorkerPool implements ModuleRuntime {
     return this.slots.filter((s) => s.state === 'serving').map((s) => s.generations.get(module) ?? null)
   }
 
+  async metrics(): Promise<{ worker: number; metrics: unknown }[]> {
+    const answers = await Promise.all(
+      this.serving.map(async (slot) => {
+        try {
+          const m = (await slot.request(
+            { t: 'metrics', id: ++this.#pings },
+            'metrics',
+            this.#pings,
+            2000,
+            () => nyalaError('NYALA_ERR_CLUSTER_NO_WORKERS', { reason: 'no answer' }),
+          )) as Extract<FromWorker, { t: 'metrics' }>
+          return { worker: slot.id, metrics: m.metrics }
+        } catch {
+          // a worker that does not answer within 2 s is left out of this scrape
+          return undefined
+        }
+      }),
+    )
+    return answers.filter((a) => a !== undefined)
+  }
+
   async workers(): Promise<WorkerView[]> {
     return Promise.all(
       this.slots.map(async (slot) => {

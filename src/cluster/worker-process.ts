@@ -4,6 +4,7 @@ import type { HostOptions } from '../config/host-options.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { NyalaHost } from '../host.js'
 import { closeHandedConnections, createHttpServer } from '../http/listener.js'
+import { Metrics } from '../http/metrics.js'
 import type { Logger } from '../logger.js'
 import { applyRecords, type RecordUpdate } from '../reload/apply-records.js'
 import type { PlanItem } from '../reload/module-runtime.js'
@@ -39,6 +40,8 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
     else if (process.connected) process.send?.(message)
   }
   const server = createHttpServer(host.dispatcher.handle, host.dispatcher.upgrade)
+  // its figures reach GET /metrics through the supervisor, each series labelled with this slot
+  const metrics = new Metrics(host.reloader.events, () => host.modules.values())
   const prepared = new Map<number, PreparedHere>()
   /** The connections handed to this worker and still open: a stop drains them first. */
   const sockets = new Set<Socket>()
@@ -119,6 +122,11 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
           inflight: views(host).reduce((n, m) => n + m.inflight, 0),
           modules: views(host),
         })
+        return
+      case 'metrics':
+        void metrics.registry
+          .getMetricsAsJSON()
+          .then((json) => send({ t: 'metrics', id: message.id, metrics: json }))
         return
       case 'prepare':
         void prepare(host, message, prepared).then(send)

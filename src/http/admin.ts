@@ -11,6 +11,7 @@ import { foreignOrigin } from './admin-origin.js'
 import { isConsoleAsset, registerConsole } from './console-routes.js'
 import type { ConsoleModule } from './console-view.js'
 import { Metrics } from './metrics.js'
+import { type MetricsJson, mergeWorkerMetrics } from './metrics-merge.js'
 
 function sendError(reply: FastifyReply, err: NyalaError, status = err.statusCode) {
   return reply.code(status).send({ statusCode: status, ...err.toJSON() })
@@ -109,7 +110,8 @@ export async function createAdminApp(
     frameworkErrors: (err, req, reply) => sendAnyError(req, reply, err),
   })
   const streams = new Set<() => void>()
-  const metrics = new Metrics(reloader.events, () => host.modules.values())
+  // a supervisor's records serve nothing: the request figures are its workers'
+  const metrics = new Metrics(reloader.events, host.runtime.metrics ? () => [] : () => host.modules.values())
   // the console's history: the last 100 events, so a page opened after a reload still shows it
   const recent: unknown[] = []
   reloader.events.on((e) => {
@@ -246,7 +248,13 @@ export async function createAdminApp(
     const ready = host.address !== undefined
     return reply.code(ready ? 200 : 503).send({ ready, modules: modules.length, running })
   })
-  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()))
+  app.get('/metrics', async (_req, reply) => {
+    const fromWorkers = await host.runtime.metrics?.()
+    if (!fromWorkers) return reply.type(metrics.contentType).send(await metrics.render())
+    const own = { worker: undefined, metrics: await metrics.registry.getMetricsAsJSON() }
+    const parts = fromWorkers.map((w) => ({ worker: String(w.worker), metrics: w.metrics as MetricsJson }))
+    return reply.type(metrics.contentType).send(await mergeWorkerMetrics([own, ...parts]))
+  })
   app.get('/events/recent', async () => ({ events: recent }))
   app.get('/events', (req, reply) => {
     // HEAD: the stream's head and nothing else (Node holds a HEAD answer's headers until it

@@ -36,10 +36,17 @@ export class Metrics {
       buckets,
       registers,
     })
+    const skewSeconds = new Histogram({
+      name: 'nyala_reload_commit_skew_seconds',
+      help: 'With worker processes: time between the first and the last worker swapping to a reload.',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers,
+    })
     events.on((e) => {
       if (e.phase === 'swapped') {
         reloads.inc({ result: 'reloaded' })
         reloadSeconds.observe((e.ms ?? 0) / 1000)
+        if (e.skewMs !== undefined) skewSeconds.observe(e.skewMs / 1000)
       } else if (e.phase === 'failed' || e.phase === 'unchanged') reloads.inc({ result: e.phase })
     })
 

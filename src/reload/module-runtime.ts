@@ -91,6 +91,8 @@ export interface ModuleRuntime {
   workers?(): Promise<WorkerView[]>
   /** Worker processes only: the generation every worker serves of a module (`GET /modules`). */
   generationsOf?(module: string): readonly (number | null)[]
+  /** Worker processes only: each serving worker's prom-client `getMetricsAsJSON()`, by slot. */
+  metrics?(): Promise<{ readonly worker: number; readonly metrics: unknown }[]>
   /** Stops what runs (worker processes: each one drains, then exits). */
   close?(graceMs: number): Promise<void>
 }
