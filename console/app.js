@@ -181,8 +181,11 @@ function renderTable() {
       stateCell.title = m.error.message
     } else stateCell.removeAttribute('title')
     const gen = cell(tr, 3)
-    gen.textContent = m.generation ?? '–'
+    // with worker processes that serve different generations: each worker's after it
+    const perWorker = m.workers?.generations.map((g) => g ?? '–')
+    gen.textContent = `${m.generation ?? '–'}${m.workers && !m.workers.same ? ` · ${perWorker.join('/')}` : ''}`
     gen.dataset.generation = m.generation ?? ''
+    if (perWorker) gen.title = `per worker: ${perWorker.join(', ')}`
     cell(tr, 4).textContent = m.prefix ?? '–'
     cell(tr, 5).textContent = String(m.inflight ?? 0)
     const rate = cell(tr, 6)

@@ -122,6 +122,12 @@ test('two workers serve every module; reloads under keep-alive load fail no requ
     assert.equal(typeof r.skewMs, 'number')
   }
 
+  // the console's figures: every worker's requests added up (the supervisor serves none itself)
+  const stats = (await request(host.admin('/stats'))).body.modules
+  const alphaServed = results.filter((r) => r.url.endsWith('/alpha/')).length + answers.length
+  assert.ok(stats.alpha.requests >= alphaServed / 2, `alpha: ${stats.alpha.requests} of ${alphaServed}`)
+  assert.ok(stats.alpha.requests <= alphaServed)
+
   // metrics: each worker's series labelled with its slot, the reloads and their skew once
   const text = (await request(host.admin('/metrics'))).text
   const served = (worker) =>
@@ -325,6 +331,9 @@ test('a module crash is restarted inside its worker only; the next reload gives 
     const alpha = (await request(host.admin('/modules/alpha'))).body
     return alpha.workers.same === false
   }, 'the crashed worker to restart alpha')
+  // the console's page says so too: the first worker's number, then each worker's
+  const page = (await request(host.admin('/'))).text
+  assert.match(page, /data-generation="[12]" title="per worker: [12], [12]">[12] · [12]\/[12]</)
   const byPid = Object.fromEntries((await workers()).map((w) => [w.pid, w.generations]))
   assert.deepEqual(
     byPid[crashed.body.pid],

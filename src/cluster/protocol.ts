@@ -1,5 +1,6 @@
 import type { BundleTransfer, WireError } from '../bundle/bundle-transfer.js'
 import type { RuntimeModuleView } from '../reload/module-runtime.js'
+import type { MinuteParts } from '../runtime/request-stats.js'
 
 /**
  * The messages between a supervisor and its worker processes, over the IPC
@@ -35,6 +36,7 @@ export type ToWorker =
   | { readonly t: 'ping'; readonly id: number }
   | { readonly t: 'describe'; readonly id: number }
   | { readonly t: 'metrics'; readonly id: number }
+  | { readonly t: 'stats'; readonly id: number }
   | { readonly t: 'stop'; readonly graceMs: number }
 
 export type WorkerModuleView = RuntimeModuleView
@@ -61,6 +63,8 @@ export type FromWorker =
   | { readonly t: 'drained'; readonly id: number }
   | { readonly t: 'aborted'; readonly id: number }
   | { readonly t: 'pong'; readonly id: number }
+  /** Each module's last minute of requests in this worker. */
+  | { readonly t: 'stats'; readonly id: number; readonly modules: Record<string, MinuteParts> }
   /** prom-client's `getMetricsAsJSON()` of the worker's registry. */
   | { readonly t: 'metrics'; readonly id: number; readonly metrics: unknown }
   /**

@@ -18,6 +18,7 @@ import type {
   RuntimeTiming,
   WorkerView,
 } from '../reload/module-runtime.js'
+import { type MinuteParts, type MinuteStats, minuteOf } from '../runtime/request-stats.js'
 import type { FromWorker, WirePlanItem } from './protocol.js'
 import { type WorkerCommand, WorkerSlot } from './worker-slot.js'
 
@@ -434,6 +435,23 @@ export class WorkerPool implements ModuleRuntime {
 
   generationsOf(module: string): readonly (number | null)[] {
     return this.slots.filter((s) => s.state === 'serving').map((s) => s.generations.get(module) ?? null)
+  }
+
+  async stats(): Promise<ReadonlyMap<string, MinuteStats>> {
+    const parts = new Map<string, MinuteParts[]>()
+    await Promise.all(
+      this.serving.map(async (slot) => {
+        try {
+          const m = (await slot.request({ t: 'stats', id: ++this.#pings }, 'stats', this.#pings, 2000, () =>
+            nyalaError('NYALA_ERR_CLUSTER_NO_WORKERS', { reason: 'no answer' }),
+          )) as Extract<FromWorker, { t: 'stats' }>
+          for (const [name, p] of Object.entries(m.modules)) parts.set(name, [...(parts.get(name) ?? []), p])
+        } catch {
+          // a worker that does not answer within 2 s is left out of these figures
+        }
+      }),
+    )
+    return new Map([...parts].map(([name, p]) => [name, minuteOf(p)]))
   }
 
   async metrics(): Promise<{ worker: number; metrics: unknown }[]> {

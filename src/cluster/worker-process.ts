@@ -123,6 +123,14 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
           modules: views(host),
         })
         return
+      case 'stats': {
+        const now = performance.now()
+        const modules = Object.fromEntries(
+          [...host.modules.values()].map((r) => [r.name, r.stats.minuteParts(now)]),
+        )
+        send({ t: 'stats', id: message.id, modules })
+        return
+      }
       case 'metrics':
         void metrics.registry
           .getMetricsAsJSON()

@@ -16,7 +16,7 @@ export interface AdminHost {
   readonly log: Logger
   readonly modules: ReadonlyMap<string, ModuleRecord>
   /** Worker processes answer `GET /workers` themselves; a single process has none. */
-  readonly runtime: Pick<ModuleRuntime, 'workers' | 'metrics'>
+  readonly runtime: Pick<ModuleRuntime, 'workers' | 'metrics' | 'stats'>
   /** The HTTP listener's address once it listens (`GET /ready`). */
   readonly address: AddressInfo | undefined
   /** The modules as plain objects, in start order. */

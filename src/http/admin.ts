@@ -232,6 +232,7 @@ export async function createAdminApp(
   })
   registerConsole(app, {
     records: () => host.modules.values(),
+    stats: host.runtime.stats && (() => host.runtime.stats!()),
     // the rows of GET /modules
     modules: () =>
       host.describe().map((m) => ({

@@ -21,11 +21,14 @@ export interface ConsoleSource {
    * empty and its script asks for the token, as for every other call.
    */
   readonly mayShow: (req: FastifyRequest) => boolean
+  /** With worker processes: the figures of every worker added up (the records here serve nothing). */
+  readonly stats?: (() => Promise<ReadonlyMap<string, MinuteStats>>) | undefined
 }
 
-const statsOf = (records: Iterable<ModuleRecord>): Map<string, MinuteStats> => {
+async function statsOf(source: ConsoleSource): Promise<ReadonlyMap<string, MinuteStats>> {
+  if (source.stats) return source.stats()
   const now = performance.now()
-  return new Map([...records].map((r) => [r.name, r.stats.minute(now)]))
+  return new Map([...source.records()].map((r) => [r.name, r.stats.minute(now)]))
 }
 
 /**
@@ -57,8 +60,8 @@ export function registerConsole(app: FastifyInstance, source: ConsoleSource): vo
     if (/\bgzip\b/.test(accepted)) return reply.header('content-encoding', 'gzip').send(a.gzip)
     return reply.send(a.identity)
   }
-  app.get('/', (req, reply) => {
-    const html = Buffer.from(render(page, source, req, graphOf))
+  app.get('/', async (req, reply) => {
+    const html = Buffer.from(await render(page, source, req, graphOf))
     const etag = `"${createHash('sha256').update(html).digest('hex').slice(0, 16)}"`
     // the page changes with every reload: revalidated each time, never cached as is
     common(reply, 'text/html; charset=utf-8', etag)
@@ -88,7 +91,7 @@ export function registerConsole(app: FastifyInstance, source: ConsoleSource): vo
   })
   app.get('/stats', async () => ({
     at: new Date().toISOString(),
-    modules: Object.fromEntries(statsOf(source.records())),
+    modules: Object.fromEntries(await statsOf(source)),
   }))
   // `graph`: the key of the drawing the page has; the drawing is sent only when it differs
   app.get<{ Querystring: { graph?: string } }>('/overview', async (req) => {
@@ -97,7 +100,7 @@ export function registerConsole(app: FastifyInstance, source: ConsoleSource): vo
     return {
       at: new Date().toISOString(),
       modules,
-      stats: Object.fromEntries(statsOf(source.records())),
+      stats: Object.fromEntries(await statsOf(source)),
       graphKey: graph.key,
       ...(req.query.graph === graph.key ? {} : { graph: graph.svg }),
     }
@@ -105,12 +108,12 @@ export function registerConsole(app: FastifyInstance, source: ConsoleSource): vo
 }
 
 /** The page, with the modules drawn in when this request may see them. */
-function render(
+async function render(
   page: string,
   source: ConsoleSource,
   req: FastifyRequest,
   graphOf: (modules: readonly ConsoleModule[]) => { svg: string },
-): string {
+): Promise<string> {
   const fill = (view: { view: string; summary: string; graph: string; rows: string }) =>
     page.replace(/\{\{(view|summary|graph|rows)\}\}/g, (_, slot: keyof typeof view) => view[slot])
   if (!source.mayShow(req)) return fill({ view: 'empty', summary: 'Loading…', graph: '', rows: '' })
@@ -120,6 +123,6 @@ function render(
     view: 'server',
     summary: esc(summaryOf(modules)),
     graph: graphOf(modules).svg,
-    rows: tableRows(modules, statsOf(source.records())),
+    rows: tableRows(modules, await statsOf(source)),
   })
 }

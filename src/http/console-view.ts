@@ -13,6 +13,15 @@ export interface ConsoleModule extends GraphModule {
   readonly error: { readonly code: string; readonly message: string } | null
   readonly lastReload: { readonly at: string; readonly ms: number } | null
   readonly lastError: { readonly code: string; readonly message: string; readonly at: string } | null
+  /** With worker processes: the generation each worker serves, and whether they are the same. */
+  readonly workers?: { readonly generations: readonly (number | null)[]; readonly same: boolean }
+}
+
+/** The generation cell's text: with workers that differ, each worker's after it (e.g. `3 · 3/2`). */
+export function generationText(m: ConsoleModule): string {
+  const base = m.generation === null ? '–' : String(m.generation)
+  if (!m.workers || m.workers.same) return base
+  return `${base} · ${m.workers.generations.map((g) => g ?? '–').join('/')}`
 }
 
 const entities: Record<string, string> = {
@@ -75,7 +84,7 @@ function row(m: ConsoleModule, stats: MinuteStats | undefined): string {
     `<tr data-module="${esc(m.name)}"><th scope="row">${esc(m.name)}</th>`,
     `<td>${dash(m.version)}</td>`,
     stateCell,
-    `<td data-generation="${m.generation ?? ''}">${dash(m.generation)}</td>`,
+    `<td data-generation="${m.generation ?? ''}"${m.workers ? ` title="per worker: ${m.workers.generations.map((g) => g ?? '–').join(', ')}"` : ''}>${esc(generationText(m))}</td>`,
     `<td>${dash(m.prefix)}</td>`,
     `<td>${m.inflight}</td>`,
     `<td>${stats ? `${formatRate(stats.rps)}${sparkline(stats.perSecond)}` : '–'}</td>`,

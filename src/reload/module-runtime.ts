@@ -2,6 +2,7 @@ import type { WireError } from '../bundle/bundle-transfer.js'
 import type { Bundle } from '../bundle/open-bundle.js'
 import type { NyalaError } from '../errors.js'
 import type { ModuleRecord } from '../runtime/module-record.js'
+import type { MinuteStats } from '../runtime/request-stats.js'
 
 /**
  * One module of a reload's affected set, in dependency order, as the
@@ -91,6 +92,8 @@ export interface ModuleRuntime {
   workers?(): Promise<WorkerView[]>
   /** Worker processes only: the generation every worker serves of a module (`GET /modules`). */
   generationsOf?(module: string): readonly (number | null)[]
+  /** Worker processes only: each module's last minute of requests, every serving worker's added up. */
+  stats?(): Promise<ReadonlyMap<string, MinuteStats>>
   /** Worker processes only: each serving worker's prom-client `getMetricsAsJSON()`, by slot. */
   metrics?(): Promise<{ readonly worker: number; readonly metrics: unknown }[]>
   /** Stops what runs (worker processes: each one drains, then exits). */

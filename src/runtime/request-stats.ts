@@ -100,10 +100,14 @@ export class RequestStats {
 
   /** The last minute as of `nowMs`. */
   minute(nowMs: number = performance.now()): MinuteStats {
+    return minuteOf([this.minuteParts(nowMs)])
+  }
+
+  /** The last minute's counts as they are, to be added to other processes' (worker processes). */
+  minuteParts(nowMs: number = performance.now()): MinuteParts {
     const now = Math.floor(nowMs / 1000)
     const perSecond: number[] = []
-    const merged = new Float64Array(buckets)
-    let requests = 0
+    const histogram = new Array<number>(buckets).fill(0)
     for (let second = now - slots + 1; second <= now; second++) {
       const slot = ((second % slots) + slots) % slots
       if (this.#second[slot] !== second) {
@@ -111,15 +115,34 @@ export class RequestStats {
         continue
       }
       const base = slot * perSlot
-      const count = this.#counts[base]!
-      perSecond.push(count)
-      requests += count
-      for (let b = 0; b < buckets; b++) merged[b]! += this.#counts[base + 1 + b]!
+      perSecond.push(this.#counts[base]!)
+      for (let b = 0; b < buckets; b++) histogram[b]! += this.#counts[base + 1 + b]!
     }
-    // the current second is still filling: the rate is over the 59 full ones
-    const full = requests - (perSecond[perSecond.length - 1] ?? 0)
-    return { perSecond, requests, rps: full / (slots - 1), p99Ms: percentile(merged, requests, 0.99) }
+    return { perSecond, histogram }
   }
+}
+
+/** One process's minute of a module: requests per second (oldest first) and the latency histogram. */
+export interface MinuteParts {
+  readonly perSecond: readonly number[]
+  readonly histogram: readonly number[]
+}
+
+/**
+ * The minute of several processes together (each read at about the same moment, so their
+ * seconds line up to within one): counts and histograms added, the p99 read from the sum.
+ */
+export function minuteOf(parts: readonly MinuteParts[]): MinuteStats {
+  const perSecond = new Array<number>(slots).fill(0)
+  const merged = new Float64Array(buckets)
+  for (const part of parts) {
+    for (let i = 0; i < slots; i++) perSecond[i]! += part.perSecond[i] ?? 0
+    for (let b = 0; b < buckets; b++) merged[b]! += part.histogram[b] ?? 0
+  }
+  const requests = perSecond.reduce((n, c) => n + c, 0)
+  // the current second is still filling: the rate is over the 59 full ones
+  const full = requests - (perSecond[slots - 1] ?? 0)
+  return { perSecond, requests, rps: full / (slots - 1), p99Ms: percentile(merged, requests, 0.99) }
 }
 
 function percentile(histogram: Float64Array, total: number, q: number): number | null {
