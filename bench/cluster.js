@@ -46,6 +46,8 @@ const full = {
   pipelining: 10,
   reloads: 50,
   kills: 5,
+  // issue 16: over a 60 s keep-alive load the busiest worker serves <= 1.2x the least busy one
+  balance: { connections: 64, seconds: 60 },
   // paced loads for the reload and kill phases: every failure counts, not the speed
   keepAlive: { concurrency: 8, rate: 400 },
   fresh: { concurrency: 4, rate: 100 },
@@ -59,6 +61,7 @@ const quick = {
   warmupSeconds: 0.2,
   reloads: 1,
   kills: 1,
+  balance: { connections: 16, seconds: 1 },
   keepAlive: { concurrency: 4, rate: 200 },
   fresh: { concurrency: 2, rate: 50 },
   killLoad: { concurrency: 4, rate: 150 },
@@ -85,6 +88,12 @@ export async function run(opts = {}) {
       const table = []
       const throughput = await measureThroughput(session, contenders, settings, progress, check)
       table.push(...throughput.rows)
+
+      const nyalaTwo = contenders.find((c) => c.key === 'nyala-2')
+      const balance = nyalaTwo.unavailable
+        ? undefined
+        : await nyalaBalance(session, nyalaTwo, settings, progress)
+      if (balance) table.push(balance.row)
 
       progress(`reloads under load: pm2 reload x ${settings.reloads}`)
       const pm2Bare = contenders.find((c) => c.key === 'pm2-2')
@@ -135,7 +144,12 @@ export async function run(opts = {}) {
       }
       for (const k of kills) table.push(killRow(k))
 
-      const notes = [...throughput.notes, ...reloadNotes(reloads), ...killNotes(kills)]
+      const notes = [
+        ...throughput.notes,
+        ...(balance ? [balance.note] : []),
+        ...reloadNotes(reloads),
+        ...killNotes(kills),
+      ]
       notes.push(...coresNotes(throughput.summary))
       notes.push(
         `Load average (1 min) at the start ${round(os.loadavg()[0], 2)} is in each table's "load avg" column; ` +
@@ -153,6 +167,7 @@ export async function run(opts = {}) {
         summary: {
           settings,
           throughput: throughput.summary,
+          balance: balance?.summary,
           reloads,
           kills,
           pm2Home: pm2.home,
@@ -408,6 +423,53 @@ async function loadOnce(session, c, settings) {
     serverCpuPerReq: per(all),
     clientCpuPerReq: per(client.user + client.system),
     loadavg,
+  }
+}
+
+/** Requests each Nyala worker has served, by slot (GET /workers `served`). */
+async function servedByWorker(nyala) {
+  const res = await request(`${nyala.adminUrl}/workers`, { timeoutMs: 5000 })
+  return new Map(res.body.workers.map((w) => [w.worker, { pid: w.pid, served: w.served ?? 0 }]))
+}
+
+/**
+ * Nyala's own spread (issue 16, part 1): a keep-alive load opened at once and kept for
+ * `settings.balance.seconds`; the requests each worker served in it, from the supervisor's
+ * GET /workers before and after.
+ */
+async function nyalaBalance(session, nyala, settings, progress) {
+  const { connections, seconds } = settings.balance
+  progress(`balance: ${nyala.label}, ${connections} keep-alive connections for ${seconds} s`)
+  const before = await servedByWorker(nyala)
+  const loadavg = round(os.loadavg()[0], 2)
+  const result = await runAutocannon(session, { url: nyala.url, connections, seconds })
+  const after = await servedByWorker(nyala)
+  const served = [...after].map(([slot, a]) => ({
+    worker: slot,
+    pid: a.pid,
+    requests: a.served - (before.get(slot)?.pid === a.pid ? before.get(slot).served : 0),
+  }))
+  const counts = served.map((w) => w.requests)
+  const ratio =
+    Math.min(...counts) > 0 ? round(Math.max(...counts) / Math.min(...counts), 2) : Number.POSITIVE_INFINITY
+  const failed = result.errors + result.timeouts + result.non2xx
+  // a second of load says nothing about a spread that a burst of connections at the start decides
+  const verdict = seconds < 10 ? 'too short to judge' : ratio <= 1.2 ? 'met' : 'NOT met'
+  return {
+    row: {
+      section: 'balance',
+      server: nyala.label,
+      workers: served.length,
+      'requests per worker': counts.join(' / '),
+      'busiest / least busy': ratio,
+      errors: failed,
+      'load avg': loadavg,
+    },
+    note:
+      `Balance (Nyala, fewest open connections): ${connections} keep-alive connections for ${seconds} s; ` +
+      `requests per worker ${counts.join(' / ')}, busiest/least busy ${ratio} (target <= 1.2: ${verdict}); ` +
+      `${failed} failed.`,
+    summary: { connections, seconds, served, ratio, failed, loadavg, verdict },
   }
 }
 
