@@ -1,4 +1,5 @@
 import { isNyalaError } from '../errors.js'
+import type { WorkerView } from '../reload/module-runtime.js'
 import { adminFlags, adminFlagsHelp, callAdmin, findAdmin } from './admin-client.js'
 import { exitCodes, parse, UsageError } from './common.js'
 
@@ -31,7 +32,7 @@ export async function status(args: string[]): Promise<number> {
   const modules = (body.modules ?? []) as Record<string, unknown>[]
   const answer = await callAdmin(target, 'GET', '/workers')
   // a host from before worker processes has no such route: its modules are all there is
-  const workers = answer.status === 200 ? ((answer.body.workers ?? []) as WorkerRow[]) : []
+  const workers = answer.status === 200 ? ((answer.body.workers ?? []) as WorkerView[]) : []
   const cluster = workers.some((w) => w.worker > 0)
   if (values.json) {
     process.stdout.write(`${JSON.stringify(cluster ? { ...body, workers } : body, null, 2)}\n`)
@@ -86,16 +87,6 @@ export async function status(args: string[]): Promise<number> {
     process.stdout.write(`${tables.join('\n\n')}\n`)
   }
   return modules.every((m) => m.state === 'running') ? exitCodes.ok : exitCodes.failure
-}
-
-interface WorkerRow {
-  readonly worker: number
-  readonly pid: number | null
-  readonly state: string
-  readonly restarts: number
-  readonly rss: number | null
-  readonly inflight: number | null
-  readonly generations: Record<string, number>
 }
 
 /** The generation, or each worker's when they differ (a reload that reached some workers only). */

@@ -19,7 +19,7 @@ import type {
   WorkerView,
 } from '../reload/module-runtime.js'
 import { type MinuteParts, type MinuteStats, minuteOf } from '../runtime/request-stats.js'
-import type { FromWorker, WirePlanItem } from './protocol.js'
+import type { FromWorker, ToWorker, WirePlanItem } from './protocol.js'
 import { type WorkerCommand, WorkerSlot } from './worker-slot.js'
 
 interface Started {
@@ -437,65 +437,50 @@ export class WorkerPool implements ModuleRuntime {
     return this.slots.filter((s) => s.state === 'serving').map((s) => s.generations.get(module) ?? null)
   }
 
+  /**
+   * Asks a worker something it answers at once (figures, a description); undefined when it does
+   * not answer within 2 s: a stuck worker is left out of what is shown, not waited for.
+   */
+  async #ask<T extends 'stats' | 'metrics' | 'described'>(
+    slot: WorkerSlot,
+    reply: T,
+  ): Promise<Extract<FromWorker, { t: T }> | undefined> {
+    const id = ++this.#pings
+    const t = reply === 'described' ? 'describe' : reply
+    try {
+      return (await slot.request({ t, id } as ToWorker, reply, id, 2000, () =>
+        nyalaError('NYALA_ERR_CLUSTER_NO_WORKERS', { reason: 'no answer' }),
+      )) as Extract<FromWorker, { t: T }>
+    } catch {
+      return undefined
+    }
+  }
+
   async stats(): Promise<ReadonlyMap<string, MinuteStats>> {
     const parts = new Map<string, MinuteParts[]>()
-    await Promise.all(
-      this.serving.map(async (slot) => {
-        try {
-          const m = (await slot.request({ t: 'stats', id: ++this.#pings }, 'stats', this.#pings, 2000, () =>
-            nyalaError('NYALA_ERR_CLUSTER_NO_WORKERS', { reason: 'no answer' }),
-          )) as Extract<FromWorker, { t: 'stats' }>
-          for (const [name, p] of Object.entries(m.modules)) parts.set(name, [...(parts.get(name) ?? []), p])
-        } catch {
-          // a worker that does not answer within 2 s is left out of these figures
-        }
-      }),
-    )
+    for (const m of await Promise.all(this.serving.map((slot) => this.#ask(slot, 'stats')))) {
+      for (const [name, p] of Object.entries(m?.modules ?? {}))
+        parts.set(name, [...(parts.get(name) ?? []), p])
+    }
     return new Map([...parts].map(([name, p]) => [name, minuteOf(p)]))
   }
 
   async metrics(): Promise<{ worker: number; metrics: unknown }[]> {
-    const answers = await Promise.all(
-      this.serving.map(async (slot) => {
-        try {
-          const m = (await slot.request(
-            { t: 'metrics', id: ++this.#pings },
-            'metrics',
-            this.#pings,
-            2000,
-            () => nyalaError('NYALA_ERR_CLUSTER_NO_WORKERS', { reason: 'no answer' }),
-          )) as Extract<FromWorker, { t: 'metrics' }>
-          return { worker: slot.id, metrics: m.metrics }
-        } catch {
-          // a worker that does not answer within 2 s is left out of this scrape
-          return undefined
-        }
-      }),
-    )
-    return answers.filter((a) => a !== undefined)
+    const serving = this.serving
+    const answers = await Promise.all(serving.map((slot) => this.#ask(slot, 'metrics')))
+    return answers.flatMap((m, i) => (m ? [{ worker: serving[i]!.id, metrics: m.metrics }] : []))
   }
 
   async workers(): Promise<WorkerView[]> {
     return Promise.all(
       this.slots.map(async (slot) => {
         const base = { worker: slot.id, pid: slot.pid ?? null, state: slot.state, restarts: slot.restarts }
-        if (slot.state !== 'serving')
-          return { ...base, rss: null, inflight: null, served: null, generations: {} }
-        try {
-          const m = (await slot.request(
-            { t: 'describe', id: ++this.#pings },
-            'described',
-            this.#pings,
-            2000,
-            () => nyalaError('NYALA_ERR_CLUSTER_NO_WORKERS', { reason: 'no answer' }),
-          )) as Extract<FromWorker, { t: 'described' }>
-          const generations: Record<string, number> = {}
-          for (const v of m.modules) if (v.generation !== null) generations[v.name] = v.generation
-          const served = m.modules.reduce((n, v) => n + v.served, 0)
-          return { ...base, rss: m.rss, inflight: m.inflight, served, generations }
-        } catch {
-          return { ...base, rss: null, inflight: null, served: null, generations: {} }
-        }
+        const m = slot.state === 'serving' ? await this.#ask(slot, 'described') : undefined
+        if (!m) return { ...base, rss: null, inflight: null, served: null, generations: {} }
+        const generations: Record<string, number> = {}
+        for (const v of m.modules) if (v.generation !== null) generations[v.name] = v.generation
+        const served = m.modules.reduce((n, v) => n + v.served, 0)
+        return { ...base, rss: m.rss, inflight: m.inflight, served, generations }
       }),
     )
   }
