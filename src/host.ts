@@ -20,6 +20,7 @@ import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, httpUrlOf, listen } from './http/listener.js'
 import './http/tick-shape.js'
 import { bundleReader } from './loader/bundle-reader.js'
+import { codeCacheCounts } from './loader/code-cache.js'
 import { FileCache } from './loader/file-cache.js'
 import { transformCounts } from './loader/transform.js'
 import type { Logger } from './logger.js'
@@ -373,6 +374,8 @@ export class NyalaHost {
         ms: Math.round(generation.startMs * 10) / 10,
         // ES module and TypeScript transforms so far in this process: a reload of unchanged files adds none
         transforms: transformCounts(),
+        // code caches (src/loader/code-cache.ts) so far: a reload of unchanged scripts uses them
+        codeCache: codeCacheCounts(),
       },
       `module ${bundle.name} ${bundle.manifest.version} started (generation ${number})`,
     )

@@ -8,6 +8,7 @@ import {
 import type { Bundle } from '../bundle/open-bundle.js'
 import type { TrustPolicy } from '../bundle/trust-store.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { rememberDigests } from './code-cache.js'
 import { rememberSyntax } from './load-module.js'
 import { cachedKeys, remember, type Transformed, transformStats } from './transform.js'
 
@@ -39,6 +40,8 @@ export type ReadReply =
       readonly syntax: WireError | undefined
       /** ES module and TypeScript files the check transformed, for the loading thread's cache. */
       readonly transformed: readonly Transformed[]
+      /** Digests of the bundle's CommonJS scripts, its code caches' keys (code-cache.ts). */
+      readonly digests: { readonly entries: readonly string[]; readonly values: readonly string[] }
     }
   | {
       readonly id: number
@@ -78,8 +81,9 @@ const workerUrl = new URL('./bundle-worker.js', import.meta.url)
 
 /**
  * Reads bundles on one long-lived worker thread: reading the file, inflating
- * every entry, hashing and syntax-checking a 3,000-file bundle takes hundreds
- * of milliseconds of CPU that would otherwise stall every module's requests.
+ * every entry, hashing (the bundle, and each script for its code cache) and
+ * syntax-checking a 3,000-file bundle takes hundreds of milliseconds of CPU
+ * that would otherwise stall every module's requests.
  *
  * The worker starts on the first read (a host that never reloads never starts
  * it), holds the process open only while a read is pending (it is unref'd when
@@ -175,6 +179,7 @@ export class BundleReader {
       return
     }
     const bundle = bundleFromTransfer(reply.bundle)
+    rememberDigests(bundle, reply.digests.entries, reply.digests.values)
     for (const t of reply.transformed) remember(t)
     transformStats.transformedOffThread += reply.transformed.length
     rememberSyntax(

@@ -13,6 +13,7 @@ import { parentPort } from 'node:worker_threads'
 import { bundleToTransfer, errorToWire } from '../bundle/bundle-transfer.js'
 import { openBundle } from '../bundle/open-bundle.js'
 import type { ReadReply, ReadRequest } from './bundle-reader.js'
+import { digestsOf } from './code-cache.js'
 import { checkSyntaxOffThread } from './syntax-check.js'
 import { setTransformCacheLimit, type Transformed } from './transform.js'
 
@@ -68,6 +69,7 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
       data: data ? ownBuffer(data) : undefined,
       syntax,
       transformed,
+      digests: digestsOf(bundle),
     }
   } catch (err) {
     return { id: req.id, ok: false, error: errorToWire(err), bytesRead: data?.length }

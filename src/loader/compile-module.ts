@@ -1,6 +1,7 @@
 import path from 'node:path'
 import vm from 'node:vm'
 import { nyalaError, reasonOf } from '../errors.js'
+import { codeCacheFor, codeCacheStats, dropCodeCache } from './code-cache.js'
 import {
   cjsWithImport,
   detectedEsm,
@@ -32,6 +33,10 @@ export interface CompiledModule {
   readonly namespace: boolean
   /** Transformed first: `fn` takes `__nyalaRequire` and `__nyalaImportMeta` after CommonJS's five. */
   readonly transformed: boolean
+  /** Compiled from a V8 code cache (code-cache.ts). */
+  readonly fromCache?: boolean
+  /** A CommonJS script compiled from its source for a load that asked for a cache: one can be made of it once it has run. */
+  readonly script?: vm.Script | undefined
 }
 
 const scriptParams = ['exports', 'require', 'module', '__filename', '__dirname']
@@ -48,11 +53,62 @@ export function compileScript(
   try {
     return vm.compileFunction(source, params, { filename }) as CompiledModule['fn']
   } catch (err) {
-    // V8 puts `<filename>:<line>` as the first line of a SyntaxError's stack
-    const line = /:(\d+)\n/.exec((err as Error).stack ?? '')?.[1]
-    const location = line ? `${entry}:${line}` : entry
-    throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: reasonOf(err) }, err)
+    throw syntaxError(label, entry, err)
   }
+}
+
+/** A load's ask for a code cache (code-cache.ts): the file's cache key, when its digest is known. */
+export interface CacheRequest {
+  readonly key: string | undefined
+}
+
+// the function's own line 0 (lineOffset -1): the file's lines and columns are as compileFunction gives
+const wrapperHead = `(function (${scriptParams.join(', ')}) {\n`
+const wrapperTail = '\n})'
+
+/**
+ * A CommonJS script compiled as `compileScript` compiles it, but through a
+ * `vm.Script` that wraps it in the same function: unlike `compileFunction`, a
+ * script can make a code cache after it has run, one that holds the functions
+ * V8 compiled lazily as it ran (code-cache.ts). Compiled from the cache held
+ * for `key` when there is one and V8 takes it; a cache V8 refuses (other V8
+ * flags) is dropped, and the script compiles from its source.
+ */
+function compileWrapped(
+  label: string,
+  entry: string,
+  source: string,
+  filename: string,
+  key: string | undefined,
+): { fn: CompiledModule['fn']; fromCache: boolean; script: vm.Script | undefined } {
+  const cachedData = key === undefined ? undefined : codeCacheFor(key)
+  let script: vm.Script
+  try {
+    script = new vm.Script(`${wrapperHead}${source}${wrapperTail}`, {
+      filename,
+      lineOffset: -1,
+      ...(cachedData === undefined ? {} : { cachedData }),
+    })
+  } catch (err) {
+    throw syntaxError(label, entry, err)
+  }
+  const fn = script.runInThisContext() as CompiledModule['fn']
+  if (cachedData !== undefined) {
+    if (script.cachedDataRejected !== true) {
+      codeCacheStats.used++
+      return { fn, fromCache: true, script: undefined }
+    }
+    codeCacheStats.rejected++
+    dropCodeCache(key!)
+  }
+  return { fn, fromCache: false, script }
+}
+
+function syntaxError(label: string, entry: string, err: unknown) {
+  // V8 puts `<filename>:<line>` as the first line of a SyntaxError's stack
+  const line = /:(\d+)\n/.exec((err as Error).stack ?? '')?.[1]
+  const location = line ? `${entry}:${line}` : entry
+  return nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: reasonOf(err) }, err)
 }
 
 /**
@@ -66,8 +122,9 @@ export function compileModule(
   entry: string,
   source: string,
   filename: string,
+  cache?: CacheRequest,
 ): CompiledModule {
-  const script = scriptOrKind(label, index, entry, source, filename)
+  const script = scriptOrKind(label, index, entry, source, filename, cache)
   if ('fn' in script) return script
   const input = transformInputOf(index, entry, source, script.kind)
   let out: Transformed
@@ -90,14 +147,21 @@ export function scriptOrKind(
   entry: string,
   source: string,
   filename: string,
+  cache?: CacheRequest,
 ): CompiledModule | { kind: ModuleKind } {
   const kind = moduleKindOf(index, entry)
   if (kind.loader !== undefined) return { kind }
   try {
-    const fn = compileScript(label, entry, source, filename)
+    // a hashbang line cannot open a function body: compileFunction's own handling, and no cache
+    const { fn, fromCache, script } =
+      cache === undefined || source.startsWith('#!')
+        ? { fn: compileScript(label, entry, source, filename), fromCache: false, script: undefined }
+        : compileWrapped(label, entry, source, filename, cache.key)
+    // a cache is only ever made of a script that calls no import(): no need to look again
+    if (fromCache) return { fn, esm: false, namespace: false, transformed: false, fromCache }
     return mayImportDynamically(source)
       ? { kind: cjsWithImport }
-      : { fn, esm: false, namespace: false, transformed: false }
+      : { fn, esm: false, namespace: false, transformed: false, fromCache, script }
   } catch (err) {
     if (!entry.endsWith('.js') || !isEsmSyntaxError(reasonOf(err))) throw err
     return { kind: detectedEsm }
@@ -161,12 +225,16 @@ function tsconfigOf(index: ResolveIndex, entry: string): string | undefined {
 /**
  * The transform inputs of the entries that need one, as far as can be told
  * without compiling (a `.js` ES module in a CommonJS scope is only found by
- * compiling it).
+ * compiling it). `knownPlain` entries are known to be CommonJS needing none.
  */
-export function transformsOf(index: ResolveIndex, entries: Iterable<string>): TransformInput[] {
+export function transformsOf(
+  index: ResolveIndex,
+  entries: Iterable<string>,
+  knownPlain: (entry: string) => boolean = () => false,
+): TransformInput[] {
   const inputs: TransformInput[] = []
   for (const entry of entries) {
-    if (!index.files.has(entry)) continue
+    if (!index.files.has(entry) || knownPlain(entry)) continue
     let kind = moduleKindOf(index, entry)
     if (kind.format === 'json' || kind.format === 'addon') continue
     const source = index.readText(entry)

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { makeCodeCaches } from '../loader/code-cache.js'
 import type { FileCache, FileLease } from '../loader/file-cache.js'
 import {
   evaluationPlan,
@@ -176,6 +177,7 @@ export class Generation {
     // A cache that cannot be written (a read-only file system) is a warning, as an unwritable
     // pidfile is: the module runs from memory as before, and only code reading files beside
     // itself or loading an addon fails, with the reason already logged.
+    let uncached: ModuleCode['uncached'] = new Map()
     const placing = init.files?.acquire(bundle).catch((err: NyalaError) => {
       this.log.warn({ ...err.toJSON(), module: this.name }, err.message)
       return undefined
@@ -200,6 +202,7 @@ export class Generation {
       }
       this.code = { loaded: code.loaded, requires: code.requires }
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
+      uncached = code.uncached
     } catch (err) {
       this.state = 'failed'
       if (!this.#files) void placing?.then((lease) => lease?.release())
@@ -250,6 +253,9 @@ export class Generation {
     liveOwners.add(this.owner)
     this.startedAt = Date.now()
     this.startMs = performance.now() - t0
+    // code caches of what compiled from source, for the next load of the same files: after the
+    // code has run (so the functions it compiled as it ran are in them), a few ms at a time
+    if (uncached.size > 0) void makeCodeCaches(bundle, uncached).catch(() => {})
   }
 
   /**

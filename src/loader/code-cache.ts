@@ -1,0 +1,162 @@
+import { createHash } from 'node:crypto'
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
+import type { Script } from 'node:vm'
+import type { Bundle } from '../bundle/open-bundle.js'
+import { codeName } from './module-location.js'
+
+/**
+ * V8 code caches of CommonJS scripts, so that a reload compiles the files it
+ * has seen before nearly for free (deserializing a code cache costs a fraction
+ * of parsing and compiling the source): docs/code-cache.md.
+ *
+ * - Keyed by the SHA-256 of the file's bytes AND the name it is compiled
+ *   under: V8 checks only a cache's source length, so the content must be the
+ *   key; and a function deserialized from a cache keeps the script name it was
+ *   compiled under (seen in Node 20), which stack traces and crash attribution
+ *   read, so the name must be the key too.
+ * - The digests are made on the bundle reader's thread as it reads a bundle
+ *   (`rememberDigests`); a bundle opened on this thread (start-up) has none and
+ *   never reads the cache.
+ * - The caches are made on this thread, after a generation has started, of
+ *   the scripts it compiled from their source (`makeCodeCaches`, in slices):
+ *   a cache made after the code ran also holds the functions V8 compiled
+ *   lazily as it ran (half of a big module's own top-level time can be that),
+ *   which a cache made at compile time (`produceCachedData`, possible on
+ *   another thread) does not. Scripts compile through `vm.Script` for this
+ *   (compile-module.ts).
+ * - Held in memory only, never on disk: V8 does not verify a cache's checksum
+ *   in release builds, and a corrupt cache aborts the process. A cache V8
+ *   refuses (other V8 flags: they are process-wide) is dropped and the file
+ *   compiled from source.
+ * - Bounded by bytes (least recently used dropped first): the key is the
+ *   content, so reloads of the same content add nothing.
+ */
+
+/**
+ * Counters (for the module start log line, benches and tests): scripts
+ * compiled from a cache, caches V8 refused, caches stored.
+ */
+export const codeCacheStats = { used: 0, rejected: 0, stored: 0 }
+
+/** The counters for a log line. */
+export const codeCacheCounts = () => ({ ...codeCacheStats, entries: cache.size, bytes: cachedBytes })
+
+/** Bytes of code caches held before the least recently used are dropped. @default 32 MiB */
+export const codeCacheLimitBytes = 32 * 1024 * 1024
+let limit = codeCacheLimitBytes
+const cache = new Map<string, Buffer>()
+let cachedBytes = 0
+
+/** Sets the bound (tests; 0 turns the cache off). Drops what no longer fits. */
+export function setCodeCacheLimit(bytes: number): void {
+  limit = bytes
+  trim()
+}
+
+/** The cache key of a file compiled under `filename` whose bytes have `digest`. */
+export const codeCacheKey = (digest: string, filename: string): string => `${digest}\0${filename}`
+
+/** The code cache for `key`, if one is held (and marks it recently used). */
+export function codeCacheFor(key: string): Buffer | undefined {
+  const hit = cache.get(key)
+  if (!hit) return undefined
+  cache.delete(key)
+  cache.set(key, hit)
+  return hit
+}
+
+/** Whether a cache for `key` is held (without marking it used). */
+export const hasCodeCache = (key: string): boolean => cache.has(key)
+
+/** Keeps a code cache (a copy of its own, so the bytes counted are the bytes kept). */
+export function storeCodeCache(key: string, data: Uint8Array): void {
+  if (data.length === 0 || data.length > limit) return
+  dropCodeCache(key)
+  cache.set(key, Buffer.from(data))
+  cachedBytes += data.length
+  codeCacheStats.stored++
+  trim()
+}
+
+/** Forgets a cache V8 refused. */
+export function dropCodeCache(key: string): void {
+  const old = cache.get(key)
+  if (!old) return
+  cache.delete(key)
+  cachedBytes -= old.length
+}
+
+function trim(): void {
+  for (const [key, data] of cache) {
+    if (cachedBytes <= limit) return
+    cache.delete(key)
+    cachedBytes -= data.length
+  }
+}
+
+/** Per-file digests of bundles the reader thread read, by bundle. */
+const digests = new WeakMap<Bundle, ReadonlyMap<string, string>>()
+
+/** Records the digests the reader thread made of `bundle`'s scripts. */
+export function rememberDigests(bundle: Bundle, entries: readonly string[], values: readonly string[]): void {
+  const map = new Map<string, string>()
+  for (const [i, entry] of entries.entries()) map.set(entry, values[i]!)
+  digests.set(bundle, map)
+}
+
+/** The cache key of one entry of `bundle` compiled under `filename`; `undefined` when its digest is unknown. */
+export function codeCacheKeyOf(bundle: Bundle, entry: string, filename: string): string | undefined {
+  const digest = digests.get(bundle)?.get(entry)
+  return digest === undefined ? undefined : codeCacheKey(digest, filename)
+}
+
+/** Which entries get a digest (and so may get a code cache): CommonJS scripts by their name. */
+export const isCacheableScript = (entry: string): boolean => entry.endsWith('.js') || entry.endsWith('.cjs')
+
+/** The digest of a file's bytes that code caches are keyed by. */
+export const fileDigest = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('base64')
+
+/** Digests of `bundle`'s cacheable scripts (the reader thread makes them as it reads a bundle). */
+export function digestsOf(bundle: Bundle): { entries: string[]; values: string[] } {
+  const entries: string[] = []
+  const values: string[] = []
+  for (const [entry, bytes] of bundle.files) {
+    if (!isCacheableScript(entry)) continue
+    entries.push(entry)
+    values.push(fileDigest(bytes))
+  }
+  return { entries, values }
+}
+
+/**
+ * Makes and keeps the code caches of `scripts` (entries of `bundle` a
+ * generation compiled from their source, once its code has run, so the
+ * functions it compiled as it ran are in them), at most about `sliceMs` at a
+ * time with the event loop let through in between: a cache costs about a tenth
+ * of the compile. Resolves with the number kept.
+ */
+export async function makeCodeCaches(
+  bundle: Bundle,
+  scripts: ReadonlyMap<string, Script>,
+  sliceMs = 4,
+): Promise<number> {
+  let kept = 0
+  let sliceStart = performance.now()
+  for (const [entry, script] of scripts) {
+    if (limit === 0) return kept
+    const bytes = bundle.files.get(entry)
+    if (bytes === undefined) continue
+    const filename = codeName(bundle, entry)
+    // a bundle opened on this thread (start-up) has no digests from the reader thread
+    const key = codeCacheKeyOf(bundle, entry, filename) ?? codeCacheKey(fileDigest(bytes), filename)
+    if (!cache.has(key)) {
+      storeCodeCache(key, script.createCachedData())
+      kept++
+    }
+    if (performance.now() - sliceStart >= sliceMs) {
+      await yieldToLoop()
+      sliceStart = performance.now()
+    }
+  }
+  return kept
+}
