@@ -54,6 +54,14 @@ async function read(zip) {
 }
 
 const counts = () => ({ ...codeCacheStats })
+/** Reads `zip` anew and loads it: how many scripts compiled from a cache. */
+async function cachesUsedByNextLoad(zip) {
+  const bundle = await read(zip)
+  const before = codeCacheStats.used
+  loadModuleCode(bundle)
+  return codeCacheStats.used - before
+}
+const isCached = (bundle, entry) => hasCodeCache(codeCacheKeyOf(bundle, entry, codeName(bundle, entry)))
 
 test('a script compiled from source leaves a cache; the next load of the same bytes compiles from it', async (t) => {
   const zip = await packed(t)
@@ -63,7 +71,7 @@ test('a script compiled from source leaves a cache; the next load of the same by
   assert.equal(codeCacheStats.used, before.used, 'nothing cached yet')
   assert.deepEqual([...one.uncached.keys()].sort(), [...scripts].sort())
   assert.equal(await makeCodeCaches(first, one.uncached), 2)
-  for (const entry of scripts) assert.ok(hasCodeCache(codeCacheKeyOf(first, entry, codeName(first, entry))))
+  for (const entry of scripts) assert.ok(isCached(first, entry))
 
   // a new read of the same file: new buffers, the same digests
   const second = await read(zip)
@@ -116,9 +124,7 @@ test('a bundle opened on this thread (start-up) gets caches made; the reader thr
   const opened = await openBundle(zip)
   const code = loadModuleCode(opened)
   assert.equal(await makeCodeCaches(opened, code.uncached), 2)
-  const before = counts()
-  loadModuleCode(await read(zip))
-  assert.equal(codeCacheStats.used - before.used, 2)
+  assert.equal(await cachesUsedByNextLoad(zip), 2)
 })
 
 test('a cache V8 refuses (made under other V8 flags) is dropped and the script compiles from source', async (t) => {
@@ -133,19 +139,16 @@ test('a cache V8 refuses (made under other V8 flags) is dropped and the script c
   assert.equal(made.length, 2)
   for (const { key, data } of made) storeCodeCache(key, Buffer.from(data, 'base64'))
   const bundle = await read(zip)
-  for (const entry of scripts) assert.ok(hasCodeCache(codeCacheKeyOf(bundle, entry, codeName(bundle, entry))))
+  for (const entry of scripts) assert.ok(isCached(bundle, entry))
   const before = counts()
   const code = loadModuleCode(bundle)
   assert.equal(codeCacheStats.rejected - before.rejected, 2)
   assert.equal(codeCacheStats.used, before.used)
   assert.equal(code.exports.value, 6)
-  for (const entry of scripts)
-    assert.ok(!hasCodeCache(codeCacheKeyOf(bundle, entry, codeName(bundle, entry))))
+  for (const entry of scripts) assert.ok(!isCached(bundle, entry), `${entry}: the refused cache is dropped`)
   // and the scripts it compiled from source give caches of this process's own
   assert.equal(await makeCodeCaches(bundle, code.uncached), 2)
-  const again = counts()
-  loadModuleCode(await read(zip))
-  assert.equal(codeCacheStats.used - again.used, 2)
+  assert.equal(await cachesUsedByNextLoad(zip), 2)
 })
 
 test('hundreds of reloads of the same content hold the same caches; the bytes held stay under the limit', async (t) => {
