@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type { Script } from 'node:vm'
 import type { Bundle } from '../bundle/open-bundle.js'
@@ -113,8 +113,8 @@ export function codeCacheKeyOf(bundle: Bundle, entry: string, filename: string):
 /** Which entries get a digest (and so may get a code cache): CommonJS scripts by their name. */
 export const isCacheableScript = (entry: string): boolean => entry.endsWith('.js') || entry.endsWith('.cjs')
 
-/** The digest of a file's bytes that code caches are keyed by. */
-export const fileDigest = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('base64')
+/** The digest of a file's bytes that code caches are keyed by (one-shot `hash`: half the cost of a Hash object for small files). */
+export const fileDigest = (bytes: Uint8Array): string => hash('sha256', bytes, 'base64')
 
 /** Digests of `bundle`'s cacheable scripts (the reader thread makes them as it reads a bundle). */
 export function digestsOf(bundle: Bundle): { entries: string[]; values: string[] } {
