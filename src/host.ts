@@ -355,6 +355,7 @@ export class NyalaHost {
         previousCode: record.generation?.code,
         stats: record.stats,
         files: this.files,
+        makeCodeCaches: (b, entries) => void bundleReader.makeCodeCaches(b, entries),
       })
       await generation.start()
     } catch (err) {

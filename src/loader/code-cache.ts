@@ -1,8 +1,5 @@
 import { hash } from 'node:crypto'
-import { setImmediate as yieldToLoop } from 'node:timers/promises'
-import type { Script } from 'node:vm'
 import type { Bundle } from '../bundle/open-bundle.js'
-import { codeName } from './module-location.js'
 
 /**
  * V8 code caches of CommonJS scripts, so that a reload compiles the files it
@@ -15,15 +12,17 @@ import { codeName } from './module-location.js'
  *   compiled under (seen in Node 20), which stack traces and crash attribution
  *   read, so the name must be the key too.
  * - The digests are made on the bundle reader's thread as it reads a bundle
- *   (`rememberDigests`); a bundle opened on this thread (start-up) has none and
- *   never reads the cache.
- * - The caches are made on this thread, after a generation has started, of
- *   the scripts it compiled from their source (`makeCodeCaches`, in slices):
- *   a cache made after the code ran also holds the functions V8 compiled
- *   lazily as it ran (half of a big module's own top-level time can be that),
- *   which a cache made at compile time (`produceCachedData`, possible on
- *   another thread) does not. Scripts compile through `vm.Script` for this
- *   (compile-module.ts).
+ *   (`rememberDigests`): no hashing on this thread for a reload. A bundle
+ *   opened on this thread (start-up) has none and never reads the cache.
+ * - The caches are made on the bundle reader's thread too, after a generation
+ *   has started, of the scripts it compiled from their source
+ *   (`BundleReader.makeCodeCaches`): making one costs about as much as the
+ *   compile itself. A cache made at compile time holds the top-level code and
+ *   the functions V8 compiles eagerly, not those it compiles lazily when first
+ *   called. Scripts compile with `vm.compileFunction` (not `vm.Script`, whose
+ *   caches can be made after a run): V8 keeps every `vm.Script`'s source and
+ *   code in its compilation cache, so each reload of new content would leak
+ *   (docs/code-cache.md).
  * - Held in memory only, never on disk: V8 does not verify a cache's checksum
  *   in release builds, and a corrupt cache aborts the process. A cache V8
  *   refuses (other V8 flags: they are process-wide) is dropped and the file
@@ -126,37 +125,4 @@ export function digestsOf(bundle: Bundle): { entries: string[]; values: string[]
     values.push(fileDigest(bytes))
   }
   return { entries, values }
-}
-
-/**
- * Makes and keeps the code caches of `scripts` (entries of `bundle` a
- * generation compiled from their source, once its code has run, so the
- * functions it compiled as it ran are in them), at most about `sliceMs` at a
- * time with the event loop let through in between: a cache costs about a tenth
- * of the compile. Resolves with the number kept.
- */
-export async function makeCodeCaches(
-  bundle: Bundle,
-  scripts: ReadonlyMap<string, Script>,
-  sliceMs = 4,
-): Promise<number> {
-  let kept = 0
-  let sliceStart = performance.now()
-  for (const [entry, script] of scripts) {
-    if (limit === 0) return kept
-    const bytes = bundle.files.get(entry)
-    if (bytes === undefined) continue
-    const filename = codeName(bundle, entry)
-    // a bundle opened on this thread (start-up) has no digests from the reader thread
-    const key = codeCacheKeyOf(bundle, entry, filename) ?? codeCacheKey(fileDigest(bytes), filename)
-    if (!cache.has(key)) {
-      storeCodeCache(key, script.createCachedData())
-      kept++
-    }
-    if (performance.now() - sliceStart >= sliceMs) {
-      await yieldToLoop()
-      sliceStart = performance.now()
-    }
-  }
-  return kept
 }

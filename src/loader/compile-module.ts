@@ -33,10 +33,12 @@ export interface CompiledModule {
   readonly namespace: boolean
   /** Transformed first: `fn` takes `__nyalaRequire` and `__nyalaImportMeta` after CommonJS's five. */
   readonly transformed: boolean
-  /** Compiled from a V8 code cache (code-cache.ts). */
-  readonly fromCache?: boolean
-  /** A CommonJS script compiled from its source for a load that asked for a cache: one can be made of it once it has run. */
-  readonly script?: vm.Script | undefined
+  /**
+   * For a load that asked for a code cache (code-cache.ts): true when compiled
+   * from one, false for a CommonJS script compiled from its source (one can be
+   * made of it).
+   */
+  readonly fromCache?: boolean | undefined
 }
 
 const scriptParams = ['exports', 'require', 'module', '__filename', '__dirname']
@@ -62,46 +64,47 @@ export interface CacheRequest {
   readonly key: string | undefined
 }
 
-// the function's own line 0 (lineOffset -1): the file's lines and columns are as compileFunction gives
-const wrapperHead = `(function (${scriptParams.join(', ')}) {\n`
-const wrapperTail = '\n})'
+/**
+ * A V8 code cache of a CommonJS script as `compileScript` compiles it
+ * (code-cache.ts), made on the bundle reader's thread; `undefined` when it does
+ * not compile.
+ */
+export function produceCodeCache(source: string, filename: string): Buffer | undefined {
+  try {
+    const fn = vm.compileFunction(source, scriptParams, { filename, produceCachedData: true })
+    return (fn as { cachedData?: Buffer }).cachedData
+  } catch {
+    return undefined
+  }
+}
 
 /**
- * A CommonJS script compiled as `compileScript` compiles it, but through a
- * `vm.Script` that wraps it in the same function: unlike `compileFunction`, a
- * script can make a code cache after it has run, one that holds the functions
- * V8 compiled lazily as it ran (code-cache.ts). Compiled from the cache held
- * for `key` when there is one and V8 takes it; a cache V8 refuses (other V8
- * flags) is dropped, and the script compiles from its source.
+ * A CommonJS script compiled with the code cache held for `key`
+ * (code-cache.ts); `undefined` when none is held. When V8 refuses the cache it
+ * compiles from the source: the function is as good, and the cache is dropped.
  */
-function compileWrapped(
+function compileFromCache(
   label: string,
   entry: string,
   source: string,
   filename: string,
-  key: string | undefined,
-): { fn: CompiledModule['fn']; fromCache: boolean; script: vm.Script | undefined } {
-  const cachedData = key === undefined ? undefined : codeCacheFor(key)
-  let script: vm.Script
+  key: string,
+): { fn: CompiledModule['fn']; fromCache: boolean } | undefined {
+  const cachedData = codeCacheFor(key)
+  if (cachedData === undefined) return undefined
+  let fn: CompiledModule['fn'] & { cachedDataRejected?: boolean }
   try {
-    script = new vm.Script(`${wrapperHead}${source}${wrapperTail}`, {
-      filename,
-      lineOffset: -1,
-      ...(cachedData === undefined ? {} : { cachedData }),
-    })
+    fn = vm.compileFunction(source, scriptParams, { filename, cachedData }) as typeof fn
   } catch (err) {
     throw syntaxError(label, entry, err)
   }
-  const fn = script.runInThisContext() as CompiledModule['fn']
-  if (cachedData !== undefined) {
-    if (script.cachedDataRejected !== true) {
-      codeCacheStats.used++
-      return { fn, fromCache: true, script: undefined }
-    }
+  if (fn.cachedDataRejected === true) {
     codeCacheStats.rejected++
-    dropCodeCache(key!)
+    dropCodeCache(key)
+    return { fn, fromCache: false }
   }
-  return { fn, fromCache: false, script }
+  codeCacheStats.used++
+  return { fn, fromCache: true }
 }
 
 function syntaxError(label: string, entry: string, err: unknown) {
@@ -152,16 +155,21 @@ export function scriptOrKind(
   const kind = moduleKindOf(index, entry)
   if (kind.loader !== undefined) return { kind }
   try {
-    // a hashbang line cannot open a function body: compileFunction's own handling, and no cache
-    const { fn, fromCache, script } =
-      cache === undefined || source.startsWith('#!')
-        ? { fn: compileScript(label, entry, source, filename), fromCache: false, script: undefined }
-        : compileWrapped(label, entry, source, filename, cache.key)
+    const cached =
+      cache?.key === undefined ? undefined : compileFromCache(label, entry, source, filename, cache.key)
     // a cache is only ever made of a script that calls no import(): no need to look again
-    if (fromCache) return { fn, esm: false, namespace: false, transformed: false, fromCache }
+    if (cached?.fromCache)
+      return { fn: cached.fn, esm: false, namespace: false, transformed: false, fromCache: true }
+    const fn = cached?.fn ?? compileScript(label, entry, source, filename)
     return mayImportDynamically(source)
       ? { kind: cjsWithImport }
-      : { fn, esm: false, namespace: false, transformed: false, fromCache, script }
+      : {
+          fn,
+          esm: false,
+          namespace: false,
+          transformed: false,
+          fromCache: cache === undefined ? undefined : false,
+        }
   } catch (err) {
     if (!entry.endsWith('.js') || !isEsmSyntaxError(reasonOf(err))) throw err
     return { kind: detectedEsm }

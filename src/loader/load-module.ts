@@ -1,7 +1,6 @@
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
-import type { Script } from 'node:vm'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { stronglyConnected } from '../strongly-connected.js'
@@ -39,8 +38,8 @@ export interface ModuleCode {
   readonly loaded: readonly string[]
   /** Which bundle entries each entry required, in the order it first required them. */
   readonly requires: ReadonlyMap<string, readonly string[]>
-  /** CommonJS scripts compiled from their source, by entry: what code caches can be made of (`makeCodeCaches`). */
-  readonly uncached: ReadonlyMap<string, Script>
+  /** CommonJS scripts compiled from their source: what code caches can be made of (`BundleReader.makeCodeCaches`). */
+  readonly uncached: readonly string[]
 }
 
 /** The code cache key of one entry (code-cache.ts), when the reader thread gave its digest. */
@@ -247,7 +246,7 @@ function cycleMembers(requires: ReadonlyMap<string, readonly string[]>): Set<str
 function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModule>) {
   const cache = new Map<string, CjsModule>()
   const loaded: string[] = []
-  const uncached = new Map<string, Script>()
+  const uncached: string[] = []
   const requires = new Map<string, string[]>()
   const label = bundle.file
   const index = resolveIndexOf(bundle.files)
@@ -316,7 +315,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     mod.namespace = code.namespace
     const localRequire = requireOf(entry)
     loaded.push(entry)
-    if (code.script) uncached.set(entry, code.script)
+    if (code.fromCache === false) uncached.push(entry)
     try {
       if (!code.transformed) code.fn.call(mod.exports, mod.exports, localRequire, mod, filename, dirname)
       else {

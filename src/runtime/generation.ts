@@ -5,7 +5,6 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
-import { makeCodeCaches } from '../loader/code-cache.js'
 import type { FileCache, FileLease } from '../loader/file-cache.js'
 import {
   evaluationPlan,
@@ -43,6 +42,12 @@ export interface GenerationInit extends ContextInit {
    * `__dirname` names a real directory; without it they stay in memory only.
    */
   readonly files?: FileCache | undefined
+  /**
+   * Makes code caches, off this thread, of the scripts the code compiled from
+   * their source, so the next load of the same files compiles them from the
+   * cache (src/loader/code-cache.ts); without it none are made.
+   */
+  readonly makeCodeCaches?: ((bundle: Bundle, entries: readonly string[]) => void) | undefined
 }
 
 /**
@@ -177,7 +182,7 @@ export class Generation {
     // A cache that cannot be written (a read-only file system) is a warning, as an unwritable
     // pidfile is: the module runs from memory as before, and only code reading files beside
     // itself or loading an addon fails, with the reason already logged.
-    let uncached: ModuleCode['uncached'] = new Map()
+    let uncached: readonly string[] = []
     const placing = init.files?.acquire(bundle).catch((err: NyalaError) => {
       this.log.warn({ ...err.toJSON(), module: this.name }, err.message)
       return undefined
@@ -253,9 +258,8 @@ export class Generation {
     liveOwners.add(this.owner)
     this.startedAt = Date.now()
     this.startMs = performance.now() - t0
-    // code caches of what compiled from source, for the next load of the same files: after the
-    // code has run (so the functions it compiled as it ran are in them), a few ms at a time
-    if (uncached.size > 0) void makeCodeCaches(bundle, uncached).catch(() => {})
+    // code caches of what compiled from source, made on another thread, for the next load of the same files
+    if (uncached.length > 0) init.makeCodeCaches?.(bundle, uncached)
   }
 
   /**
