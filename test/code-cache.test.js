@@ -118,12 +118,17 @@ test('a changed file is compiled from its source; its unchanged neighbours still
   assert.deepEqual([...code.uncached], ['index.js'])
 })
 
-test('a bundle opened on this thread (start-up) gets caches made on the reader thread; the next read of it uses them', async (t) => {
+test('a bundle opened on this thread (start-up) gets caches made on the reader thread; the next load of it uses them, read or opened', async (t) => {
   const zip = await packed(t)
   const opened = await openBundle(zip)
   const code = loadModuleCode(opened)
   assert.equal(await bundleReader.makeCodeCaches(opened, code.uncached), 2)
   assert.equal(await cachesUsedByNextLoad(zip), 2)
+  // and a bundle the reader thread did not read (opened here, or handed over by another process)
+  // finds them by digests made on this thread
+  const before = codeCacheStats.used
+  loadModuleCode(await openBundle(zip))
+  assert.equal(codeCacheStats.used - before, 2)
 })
 
 test('a cache V8 refuses (made under other V8 flags) is dropped and the script compiles from source', async (t) => {

@@ -12,8 +12,9 @@ import type { Bundle } from '../bundle/open-bundle.js'
  *   compiled under (seen in Node 20), which stack traces and crash attribution
  *   read, so the name must be the key too.
  * - The digests are made on the bundle reader's thread as it reads a bundle
- *   (`rememberDigests`): no hashing on this thread for a reload. A bundle
- *   opened on this thread (start-up) has none and never reads the cache.
+ *   (`rememberDigests`): no hashing on this thread for a reload it read. A
+ *   bundle opened on this thread (start-up) or handed over by another process
+ *   has its scripts hashed here, when they are compiled and some cache is held.
  * - The caches are made on the bundle reader's thread too, after a generation
  *   has started, of the scripts it compiled from their source
  *   (`BundleReader.makeCodeCaches`): making one costs about as much as the
@@ -103,11 +104,31 @@ export function rememberDigests(bundle: Bundle, entries: readonly string[], valu
   digests.set(bundle, map)
 }
 
-/** The cache key of one entry of `bundle` compiled under `filename`; `undefined` when its digest is unknown. */
+/**
+ * The cache key of one entry of `bundle` compiled under `filename`: by the
+ * digest the reader thread made, else (a bundle opened on this thread, or
+ * handed over by another process) by one made here, once per bundle and entry,
+ * about 2 ms per MB; `undefined` while no cache is held at all (nothing to
+ * find: a start-up does not hash).
+ */
 export function codeCacheKeyOf(bundle: Bundle, entry: string, filename: string): string | undefined {
-  const digest = digests.get(bundle)?.get(entry)
-  return digest === undefined ? undefined : codeCacheKey(digest, filename)
+  let digest = digests.get(bundle)?.get(entry)
+  if (digest === undefined) {
+    const bytes = bundle.files.get(entry)
+    if (cache.size === 0 || bytes === undefined || !isCacheableScript(entry)) return undefined
+    let own = madeHere.get(bundle)
+    if (!own) {
+      own = new Map()
+      madeHere.set(bundle, own)
+    }
+    digest = own.get(entry) ?? fileDigest(bytes)
+    own.set(entry, digest)
+  }
+  return codeCacheKey(digest, filename)
 }
+
+/** Digests made on this thread, for bundles the reader thread did not read. */
+const madeHere = new WeakMap<Bundle, Map<string, string>>()
 
 /** Which entries get a digest (and so may get a code cache): CommonJS scripts by their name. */
 export const isCacheableScript = (entry: string): boolean => entry.endsWith('.js') || entry.endsWith('.cjs')
