@@ -126,15 +126,14 @@ export async function run(opts = {}) {
       await load.finish()
     }
     await host.stop()
-    const windows = { quiet: [quiet1, quiet2], change }
     return report(
       settings,
       Boolean(opts.quick),
       files,
       load,
-      windows,
+      { quiet: [quiet1, quiet2], change },
       reloads,
-      reloadCpuMs(cpu, windows, reloads),
+      cpu,
     )
   })
 }
@@ -213,15 +212,16 @@ function syntheticFile(p, f) {
 
 /**
  * The host's main-thread CPU ms per forced reload: the CPU time of the reload window less what
- * serving the unrelated module took at the first quiet window's rate (the load runs throughout);
- * undefined where /proc is not there.
+ * serving its requests took at the first quiet window's cost per request (the load runs
+ * throughout, at a rate that drops while reloads take the thread); undefined where /proc is not
+ * there. `served(range)`: requests answered that started in the range.
  */
-function reloadCpuMs(cpu, windows, reloads) {
+function reloadCpuMs(cpu, windows, reloads, served) {
   if (Object.values(cpu).some((v) => v === undefined) || reloads.length === 0) return undefined
-  const [q0, q1] = windows.quiet[0]
-  const [c0, c1] = windows.change
-  const servingPerMs = (cpu.quiet1 - cpu.quiet0) / (q1 - q0)
-  return (cpu.change1 - cpu.change0 - servingPerMs * (c1 - c0)) / reloads.length
+  const quietRequests = served(windows.quiet[0])
+  if (quietRequests === 0) return undefined
+  const perRequest = (cpu.quiet1 - cpu.quiet0) / quietRequests
+  return (cpu.change1 - cpu.change0 - perRequest * served(windows.change)) / reloads.length
 }
 
 async function countFiles(dir) {
@@ -229,7 +229,7 @@ async function countFiles(dir) {
   return entries.filter((e) => e.isFile()).length
 }
 
-function report(settings, quickRun, files, load, windows, reloads, cpuPerReloadMs) {
+function report(settings, quickRun, files, load, windows, reloads, cpu) {
   const { start, latency, outcome } = load.log
   const pick = (ranges) => {
     const latencies = []
@@ -244,6 +244,7 @@ function report(settings, quickRun, files, load, windows, reloads, cpuPerReloadM
   }
   const quiet = pick(windows.quiet)
   const change = pick([windows.change])
+  const cpuPerReloadMs = reloadCpuMs(cpu, windows, reloads, (range) => pick([range]).latencies.length)
   const section = 'unrelated module (GET /small), requests counted in the window they started in'
   const row = (name, s) => ({ ...latencyRow(section, name, s), seconds: round(s.seconds, 1) })
   const table = [row('quiet', quiet), row('reloading big', change)]
