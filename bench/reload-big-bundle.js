@@ -4,7 +4,8 @@
 // everyone else? Prints the small module's p99 and max latency and its throughput in quiet windows
 // against the window of a dozen forced reloads (admin `POST /modules/big/reload?force=true`), the
 // time from the trigger to the first answer of the new code, the host's own reload time and the
-// bundle's file count.
+// bundle's file count, and the host's main-thread CPU time per reload (Linux: it does not grow when
+// other processes take the cores, as wall time does).
 //
 // The packages are installed at bench time (`npm install` into a temp dir; the npm registry must be
 // reachable). With --quick (the smoke test, which must not need the network) the bundle is made of
@@ -17,6 +18,7 @@ import {
   assertBuilt,
   cliPath,
   latencyRow,
+  mainThreadCpuMs,
   makeRoot,
   medianOf,
   packBundle,
@@ -87,13 +89,17 @@ export async function run(opts = {}) {
     let quiet1
     let change
     let quiet2
+    const cpu = {}
     try {
       await delay(settings.warmupSeconds * 1000)
       progress(`quiet ${settings.quietSeconds} s, ${settings.reloads} forced reloads, quiet again`)
       quiet1 = [performance.now()]
+      cpu.quiet0 = mainThreadCpuMs(host.pid)
       await delay(settings.quietSeconds * 1000)
+      cpu.quiet1 = mainThreadCpuMs(host.pid)
       quiet1.push(performance.now())
       change = [performance.now()]
+      cpu.change0 = mainThreadCpuMs(host.pid)
       let generation = 1
       for (let i = 0; i < settings.reloads; i++) {
         opts.signal?.throwIfAborted()
@@ -111,6 +117,7 @@ export async function run(opts = {}) {
         reloads.push({ triggerToNewMs: t1 - t0, hostMs: res.body.ms })
         await delay(settings.pauseMs)
       }
+      cpu.change1 = mainThreadCpuMs(host.pid)
       change.push(performance.now())
       quiet2 = [performance.now()]
       await delay(settings.quietSeconds * 1000)
@@ -119,7 +126,15 @@ export async function run(opts = {}) {
       await load.finish()
     }
     await host.stop()
-    return report(settings, Boolean(opts.quick), files, load, { quiet: [quiet1, quiet2], change }, reloads)
+    return report(
+      settings,
+      Boolean(opts.quick),
+      files,
+      load,
+      { quiet: [quiet1, quiet2], change },
+      reloads,
+      cpu,
+    )
   })
 }
 
@@ -195,12 +210,26 @@ function syntheticFile(p, f) {
   return `'use strict'\n${fns.join('\n')}\nmodule.exports = { ${fns.map((_, i) => `fn${i}`).join(', ')} }\n`
 }
 
+/**
+ * The host's main-thread CPU ms per forced reload: the CPU time of the reload window less what
+ * serving its requests took at the first quiet window's cost per request (the load runs
+ * throughout, at a rate that drops while reloads take the thread); undefined where /proc is not
+ * there. `served(range)`: requests answered that started in the range.
+ */
+function reloadCpuMs(cpu, windows, reloads, served) {
+  if (Object.values(cpu).some((v) => v === undefined) || reloads.length === 0) return undefined
+  const quietRequests = served(windows.quiet[0])
+  if (quietRequests === 0) return undefined
+  const perRequest = (cpu.quiet1 - cpu.quiet0) / quietRequests
+  return (cpu.change1 - cpu.change0 - perRequest * served(windows.change)) / reloads.length
+}
+
 async function countFiles(dir) {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true })
   return entries.filter((e) => e.isFile()).length
 }
 
-function report(settings, quickRun, files, load, windows, reloads) {
+function report(settings, quickRun, files, load, windows, reloads, cpu) {
   const { start, latency, outcome } = load.log
   const pick = (ranges) => {
     const latencies = []
@@ -215,6 +244,7 @@ function report(settings, quickRun, files, load, windows, reloads) {
   }
   const quiet = pick(windows.quiet)
   const change = pick([windows.change])
+  const cpuPerReloadMs = reloadCpuMs(cpu, windows, reloads, (range) => pick([range]).latencies.length)
   const section = 'unrelated module (GET /small), requests counted in the window they started in'
   const row = (name, s) => ({ ...latencyRow(section, name, s), seconds: round(s.seconds, 1) })
   const table = [row('quiet', quiet), row('reloading big', change)]
@@ -243,6 +273,14 @@ function report(settings, quickRun, files, load, windows, reloads) {
   })
   table.push(stat('trigger (admin POST) -> first answer of the new code', triggerToNew))
   table.push(stat('host-side reload time (the reload result ms)', hostMs))
+  if (cpuPerReloadMs !== undefined) {
+    table.push({
+      section: `forced reloads of big (${files} files)`,
+      measure: 'host main-thread CPU per reload (serving the load subtracted)',
+      samples: reloads.length,
+      'median ms': round(cpuPerReloadMs, 1),
+    })
+  }
 
   const maxDuring = percentileOf(change.latencies, 100)
   const reloadMedian = medianOf(hostMs)
@@ -253,7 +291,8 @@ function report(settings, quickRun, files, load, windows, reloads) {
       `target <= ${targets.maxMs} ms: ${judge(maxDuring <= targets.maxMs)}; p99 ${round(percentileOf(change.latencies, 99), 2)} ms ` +
       `(quiet ${round(percentileOf(quiet.latencies, 99), 2)} ms); throughput reloading/quiet ${throughputRatio}`,
     `reload of big: host-side median ${round(reloadMedian, 1)} ms (target <= ${targets.reloadMs} ms): ` +
-      `${judge(reloadMedian <= targets.reloadMs)}; trigger -> new code median ${round(medianOf(triggerToNew), 1)} ms`,
+      `${judge(reloadMedian <= targets.reloadMs)}; trigger -> new code median ${round(medianOf(triggerToNew), 1)} ms; ` +
+      `host main-thread CPU per reload ${cpuPerReloadMs === undefined ? 'not measured (no /proc)' : `${round(cpuPerReloadMs, 1)} ms`}`,
     `failed requests: ${quiet.failed + change.failed}; ${settings.connections} keep-alive connections paced at ` +
       `${settings.rate} req/s in total, ${settings.reloads} forced reloads ${settings.pauseMs} ms apart between two ` +
       `quiet windows of ${settings.quietSeconds} s; client and host share the machine's cores.`,
@@ -280,6 +319,7 @@ function report(settings, quickRun, files, load, windows, reloads) {
       throughputRatio,
       reloads: reloads.length,
       hostMs: { median: round(reloadMedian, 2), samples: hostMs.map((v) => round(v, 2)) },
+      mainThreadCpuMsPerReload: cpuPerReloadMs === undefined ? null : round(cpuPerReloadMs, 2),
       triggerToNewMs: {
         median: round(medianOf(triggerToNew), 2),
         samples: triggerToNew.map((v) => round(v, 2)),

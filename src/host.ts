@@ -22,6 +22,7 @@ import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, httpUrlOf, listen, listenPaused } from './http/listener.js'
 import './http/tick-shape.js'
 import { bundleReader } from './loader/bundle-reader.js'
+import { codeCacheCounts } from './loader/code-cache.js'
 import { FileCache } from './loader/file-cache.js'
 import { transformCounts } from './loader/transform.js'
 import type { Logger } from './logger.js'
@@ -436,6 +437,7 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
         previousCode: record.generation?.code,
         stats: record.stats,
         files: this.files,
+        makeCodeCaches: (b, entries) => void bundleReader.makeCodeCaches(b, entries),
       })
       await generation.start()
     } catch (err) {
@@ -455,6 +457,8 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
         ms: Math.round(generation.startMs * 10) / 10,
         // ES module and TypeScript transforms so far in this process: a reload of unchanged files adds none
         transforms: transformCounts(),
+        // code caches (src/loader/code-cache.ts) so far: a reload of unchanged scripts uses them
+        codeCache: codeCacheCounts(),
       },
       `module ${bundle.name} ${bundle.manifest.version} started (generation ${number})`,
     )

@@ -253,6 +253,7 @@ test('bench/run.js reload-big-bundle --quick reloads a generated 3,000-file bund
   assert.equal(s.reloads, 3)
   assert.ok(s.quiet.requests > 0 && s.reloading.requests > 0, 'the unrelated module answered in both windows')
   for (const v of [...s.hostMs.samples, ...s.triggerToNewMs.samples]) assert.equal(typeof v, 'number')
+  if (process.platform === 'linux') assert.equal(typeof s.mainThreadCpuMsPerReload, 'number')
 })
 
 test('bench/run.js transform --quick measures cold, ahead, warm and CommonJS loads', {

@@ -8,7 +8,9 @@ import {
 import type { Bundle } from '../bundle/open-bundle.js'
 import type { TrustPolicy } from '../bundle/trust-store.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { isCacheableScript, rememberDigests, storeCodeCache } from './code-cache.js'
 import { rememberSyntax } from './load-module.js'
+import { codeName } from './module-location.js'
 import { cachedKeys, remember, type Transformed, transformStats } from './transform.js'
 
 /** What the worker is asked: one bundle to read, open and (optionally) syntax-check, or a ping. */
@@ -39,6 +41,8 @@ export type ReadReply =
       readonly syntax: WireError | undefined
       /** ES module and TypeScript files the check transformed, for the loading thread's cache. */
       readonly transformed: readonly Transformed[]
+      /** Digests of the bundle's CommonJS scripts, its code caches' keys (code-cache.ts). */
+      readonly digests: { readonly entries: readonly string[]; readonly values: readonly string[] }
     }
   | {
       readonly id: number
@@ -46,6 +50,26 @@ export type ReadReply =
       readonly error: WireError
       readonly bytesRead: number | undefined
     }
+
+/** Scripts to make code caches of (code-cache.ts): their code names and bytes laid end to end. */
+export interface CodeCacheRequest {
+  readonly id: number
+  readonly codeCache: {
+    readonly filenames: readonly string[]
+    readonly lengths: readonly number[]
+    readonly contents: ArrayBuffer
+  }
+}
+
+/** The caches made, by cache key, laid end to end in one transferred buffer. */
+export interface CodeCacheReply {
+  readonly id: number
+  readonly codeCache: {
+    readonly keys: readonly string[]
+    readonly lengths: readonly number[]
+    readonly contents: ArrayBuffer
+  }
+}
 
 export interface ReadOptions {
   /** A directory bundle (read entry by entry) rather than a zip file. @default false */
@@ -78,8 +102,9 @@ const workerUrl = new URL('./bundle-worker.js', import.meta.url)
 
 /**
  * Reads bundles on one long-lived worker thread: reading the file, inflating
- * every entry, hashing and syntax-checking a 3,000-file bundle takes hundreds
- * of milliseconds of CPU that would otherwise stall every module's requests.
+ * every entry, hashing (the bundle, and each script for its code cache) and
+ * syntax-checking a 3,000-file bundle takes hundreds of milliseconds of CPU
+ * that would otherwise stall every module's requests.
  *
  * The worker starts on the first read (a host that never reloads never starts
  * it), holds the process open only while a read is pending (it is unref'd when
@@ -90,6 +115,7 @@ export class BundleReader {
   #worker: Worker | undefined
   #ids = 0
   readonly #pending = new Map<number, { file: string; resolve: (r: ReadResult) => void }>()
+  readonly #caching = new Map<number, (stored: number) => void>()
 
   /** Reads, opens and checks one bundle off the calling thread. Never rejects. */
   read(file: string, opts: ReadOptions): Promise<ReadResult> {
@@ -118,10 +144,53 @@ export class BundleReader {
       trust: opts.trust,
     }
     return new Promise((resolve) => {
-      if (this.#pending.size === 0) worker.ref()
+      if (this.#busy === 0) worker.ref()
       this.#pending.set(id, { file, resolve })
       worker.postMessage(req)
     })
+  }
+
+  /**
+   * Makes code caches of `entries` of `bundle` (CommonJS scripts a generation
+   * compiled from their source) on the reader's thread, and keeps them for the
+   * next compile of the same bytes under the same name (code-cache.ts). This
+   * thread only copies the scripts' bytes into one buffer. Resolves with the
+   * number stored; never rejects (a cache is an optimisation: none is made if
+   * the thread cannot start).
+   */
+  makeCodeCaches(bundle: Bundle, entries: readonly string[]): Promise<number> {
+    // only these get a digest when a bundle is read, so only these can find their cache
+    const wanted = entries.filter((e) => isCacheableScript(e) && bundle.files.has(e))
+    if (wanted.length === 0) return Promise.resolve(0)
+    let worker: Worker
+    try {
+      worker = this.#ensure()
+    } catch {
+      return Promise.resolve(0)
+    }
+    const lengths = wanted.map((e) => bundle.files.get(e)!.length)
+    // one buffer of its own, transferred: views of the bundle's buffer would each clone all of it
+    const contents = Buffer.allocUnsafeSlow(lengths.reduce((n, l) => n + l, 0))
+    let at = 0
+    for (const entry of wanted) at += bundle.files.get(entry)!.copy(contents, at)
+    const id = ++this.#ids
+    const req: CodeCacheRequest = {
+      id,
+      codeCache: {
+        filenames: wanted.map((e) => codeName(bundle, e)),
+        lengths,
+        contents: contents.buffer as ArrayBuffer,
+      },
+    }
+    return new Promise((resolve) => {
+      if (this.#busy === 0) worker.ref()
+      this.#caching.set(id, resolve)
+      worker.postMessage(req, [req.codeCache.contents])
+    })
+  }
+
+  get #busy(): number {
+    return this.#pending.size + this.#caching.size
   }
 
   /**
@@ -138,7 +207,7 @@ export class BundleReader {
     }
     const id = ++this.#ids
     await new Promise<void>((resolve) => {
-      if (this.#pending.size === 0) worker.ref()
+      if (this.#busy === 0) worker.ref()
       this.#pending.set(id, { file: '', resolve: () => resolve() })
       worker.postMessage({ id, ping: true, file: '', directory: false, maxBytes: 0, checkSyntax: false })
     })
@@ -158,23 +227,41 @@ export class BundleReader {
     // say) are refused by workers
     const worker = new Worker(workerUrl, { execArgv: [] })
     worker.unref()
-    worker.on('message', (reply: ReadReply) => this.#settle(worker, reply))
+    worker.on('message', (reply: ReadReply | CodeCacheReply) =>
+      'codeCache' in reply ? this.#stored(worker, reply) : this.#settle(worker, reply),
+    )
     worker.on('error', (err: Error) => this.#died(worker, `the bundle reader thread failed: ${err.message}`))
     worker.on('exit', (code: number) => this.#died(worker, `the bundle reader thread exited (code ${code})`))
     this.#worker = worker
     return worker
   }
 
+  #stored(worker: Worker, reply: CodeCacheReply): void {
+    const resolve = this.#caching.get(reply.id)
+    if (!resolve) return
+    this.#caching.delete(reply.id)
+    if (this.#busy === 0) worker.unref()
+    const { keys, lengths, contents } = reply.codeCache
+    let at = 0
+    for (const [i, key] of keys.entries()) {
+      const length = lengths[i] ?? 0
+      storeCodeCache(key, new Uint8Array(contents, at, length))
+      at += length
+    }
+    resolve(keys.length)
+  }
+
   #settle(worker: Worker, reply: ReadReply): void {
     const waiting = this.#pending.get(reply.id)
     if (!waiting) return
     this.#pending.delete(reply.id)
-    if (this.#pending.size === 0) worker.unref()
+    if (this.#busy === 0) worker.unref()
     if (!reply.ok) {
       waiting.resolve({ ok: false, error: errorFromWire(reply.error), bytesRead: reply.bytesRead })
       return
     }
     const bundle = bundleFromTransfer(reply.bundle)
+    rememberDigests(bundle, reply.digests.entries, reply.digests.values)
     for (const t of reply.transformed) remember(t)
     transformStats.transformedOffThread += reply.transformed.length
     rememberSyntax(
@@ -191,6 +278,10 @@ export class BundleReader {
   }
 
   #failAll(reason: string): void {
+    for (const [id, resolve] of this.#caching) {
+      this.#caching.delete(id)
+      resolve(0)
+    }
     for (const [id, { file, resolve }] of this.#pending) {
       this.#pending.delete(id)
       resolve({

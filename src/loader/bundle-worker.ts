@@ -9,10 +9,13 @@
 import { readlinkSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { getPriority, setPriority } from 'node:os'
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { parentPort } from 'node:worker_threads'
 import { bundleToTransfer, errorToWire } from '../bundle/bundle-transfer.js'
 import { openBundle } from '../bundle/open-bundle.js'
-import type { ReadReply, ReadRequest } from './bundle-reader.js'
+import type { CodeCacheReply, CodeCacheRequest, ReadReply, ReadRequest } from './bundle-reader.js'
+import { codeCacheKey, digestsOf, fileDigest } from './code-cache.js'
+import { produceCodeCache } from './compile-module.js'
 import { checkSyntaxOffThread } from './syntax-check.js'
 import { setTransformCacheLimit, type Transformed } from './transform.js'
 
@@ -22,7 +25,11 @@ lowerPriority()
 // the loading thread keeps the transforms this thread makes
 setTransformCacheLimit(0)
 
-port.on('message', (req: ReadRequest) => {
+port.on('message', (req: ReadRequest | CodeCacheRequest) => {
+  if ('codeCache' in req) {
+    void makeCodeCaches(req).then((reply) => port.postMessage(reply, [reply.codeCache.contents]))
+    return
+  }
   if (req.ping) {
     port.postMessage({
       id: req.id,
@@ -68,9 +75,44 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
       data: data ? ownBuffer(data) : undefined,
       syntax,
       transformed,
+      digests: digestsOf(bundle),
     }
   } catch (err) {
     return { id: req.id, ok: false, error: errorToWire(err), bytesRead: data?.length }
+  }
+}
+
+/**
+ * Code caches of the scripts a generation compiled from their source
+ * (code-cache.ts), compiled again here under the name the loading thread
+ * compiles them under, about 10 ms at a time so that reads asked for meanwhile
+ * are not held up behind them.
+ */
+async function makeCodeCaches(req: CodeCacheRequest): Promise<CodeCacheReply> {
+  const { filenames, lengths, contents } = req.codeCache
+  const keys: string[] = []
+  const caches: Buffer[] = []
+  let at = 0
+  let sliceStart = performance.now()
+  for (const [i, filename] of filenames.entries()) {
+    const bytes = Buffer.from(contents, at, lengths[i] ?? 0)
+    at += bytes.length
+    const cache = produceCodeCache(bytes.toString('utf8'), filename)
+    if (cache) {
+      keys.push(codeCacheKey(fileDigest(bytes), filename))
+      caches.push(cache)
+    }
+    if (performance.now() - sliceStart >= 10) {
+      await yieldToLoop()
+      sliceStart = performance.now()
+    }
+  }
+  const out = Buffer.allocUnsafeSlow(caches.reduce((n, c) => n + c.length, 0))
+  let to = 0
+  for (const cache of caches) to += cache.copy(out, to)
+  return {
+    id: req.id,
+    codeCache: { keys, lengths: caches.map((c) => c.length), contents: out.buffer as ArrayBuffer },
   }
 }
 

@@ -1,6 +1,7 @@
 import path from 'node:path'
 import vm from 'node:vm'
 import { nyalaError, reasonOf } from '../errors.js'
+import { codeCacheFor, codeCacheStats, dropCodeCache } from './code-cache.js'
 import {
   cjsWithImport,
   detectedEsm,
@@ -32,6 +33,12 @@ export interface CompiledModule {
   readonly namespace: boolean
   /** Transformed first: `fn` takes `__nyalaRequire` and `__nyalaImportMeta` after CommonJS's five. */
   readonly transformed: boolean
+  /**
+   * For a load that asked for a code cache (code-cache.ts): true when compiled
+   * from one, false for a CommonJS script compiled from its source (one can be
+   * made of it).
+   */
+  readonly fromCache?: boolean | undefined
 }
 
 const scriptParams = ['exports', 'require', 'module', '__filename', '__dirname']
@@ -48,11 +55,63 @@ export function compileScript(
   try {
     return vm.compileFunction(source, params, { filename }) as CompiledModule['fn']
   } catch (err) {
-    // V8 puts `<filename>:<line>` as the first line of a SyntaxError's stack
-    const line = /:(\d+)\n/.exec((err as Error).stack ?? '')?.[1]
-    const location = line ? `${entry}:${line}` : entry
-    throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: reasonOf(err) }, err)
+    throw syntaxError(label, entry, err)
   }
+}
+
+/** A load's ask for a code cache (code-cache.ts): the file's cache key, when its digest is known. */
+export interface CacheRequest {
+  readonly key: string | undefined
+}
+
+/**
+ * A V8 code cache of a CommonJS script as `compileScript` compiles it
+ * (code-cache.ts), made on the bundle reader's thread; `undefined` when it does
+ * not compile.
+ */
+export function produceCodeCache(source: string, filename: string): Buffer | undefined {
+  try {
+    const fn = vm.compileFunction(source, scriptParams, { filename, produceCachedData: true })
+    return (fn as { cachedData?: Buffer }).cachedData
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A CommonJS script compiled with the code cache held for `key`
+ * (code-cache.ts); `undefined` when none is held. When V8 refuses the cache it
+ * compiles from the source: the function is as good, and the cache is dropped.
+ */
+function compileFromCache(
+  label: string,
+  entry: string,
+  source: string,
+  filename: string,
+  key: string,
+): { fn: CompiledModule['fn']; fromCache: boolean } | undefined {
+  const cachedData = codeCacheFor(key)
+  if (cachedData === undefined) return undefined
+  let fn: CompiledModule['fn'] & { cachedDataRejected?: boolean }
+  try {
+    fn = vm.compileFunction(source, scriptParams, { filename, cachedData }) as typeof fn
+  } catch (err) {
+    throw syntaxError(label, entry, err)
+  }
+  if (fn.cachedDataRejected === true) {
+    codeCacheStats.rejected++
+    dropCodeCache(key)
+    return { fn, fromCache: false }
+  }
+  codeCacheStats.used++
+  return { fn, fromCache: true }
+}
+
+function syntaxError(label: string, entry: string, err: unknown) {
+  // V8 puts `<filename>:<line>` as the first line of a SyntaxError's stack
+  const line = /:(\d+)\n/.exec((err as Error).stack ?? '')?.[1]
+  const location = line ? `${entry}:${line}` : entry
+  return nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: reasonOf(err) }, err)
 }
 
 /**
@@ -66,8 +125,9 @@ export function compileModule(
   entry: string,
   source: string,
   filename: string,
+  cache?: CacheRequest,
 ): CompiledModule {
-  const script = scriptOrKind(label, index, entry, source, filename)
+  const script = scriptOrKind(label, index, entry, source, filename, cache)
   if ('fn' in script) return script
   const input = transformInputOf(index, entry, source, script.kind)
   let out: Transformed
@@ -90,14 +150,26 @@ export function scriptOrKind(
   entry: string,
   source: string,
   filename: string,
+  cache?: CacheRequest,
 ): CompiledModule | { kind: ModuleKind } {
   const kind = moduleKindOf(index, entry)
   if (kind.loader !== undefined) return { kind }
   try {
-    const fn = compileScript(label, entry, source, filename)
+    const cached =
+      cache?.key === undefined ? undefined : compileFromCache(label, entry, source, filename, cache.key)
+    // a cache is only ever made of a script that calls no import(): no need to look again
+    if (cached?.fromCache)
+      return { fn: cached.fn, esm: false, namespace: false, transformed: false, fromCache: true }
+    const fn = cached?.fn ?? compileScript(label, entry, source, filename)
     return mayImportDynamically(source)
       ? { kind: cjsWithImport }
-      : { fn, esm: false, namespace: false, transformed: false }
+      : {
+          fn,
+          esm: false,
+          namespace: false,
+          transformed: false,
+          fromCache: cache === undefined ? undefined : false,
+        }
   } catch (err) {
     if (!entry.endsWith('.js') || !isEsmSyntaxError(reasonOf(err))) throw err
     return { kind: detectedEsm }
@@ -161,12 +233,16 @@ function tsconfigOf(index: ResolveIndex, entry: string): string | undefined {
 /**
  * The transform inputs of the entries that need one, as far as can be told
  * without compiling (a `.js` ES module in a CommonJS scope is only found by
- * compiling it).
+ * compiling it). `knownPlain` entries are known to be CommonJS needing none.
  */
-export function transformsOf(index: ResolveIndex, entries: Iterable<string>): TransformInput[] {
+export function transformsOf(
+  index: ResolveIndex,
+  entries: Iterable<string>,
+  knownPlain: (entry: string) => boolean = () => false,
+): TransformInput[] {
   const inputs: TransformInput[] = []
   for (const entry of entries) {
-    if (!index.files.has(entry)) continue
+    if (!index.files.has(entry) || knownPlain(entry)) continue
     let kind = moduleKindOf(index, entry)
     if (kind.format === 'json' || kind.format === 'addon') continue
     const source = index.readText(entry)

@@ -4,7 +4,14 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { stronglyConnected } from '../strongly-connected.js'
-import { type CompiledModule, compileModule, transformAhead, transformsOf } from './compile-module.js'
+import { codeCacheKeyOf, hasCodeCache } from './code-cache.js'
+import {
+  type CacheRequest,
+  type CompiledModule,
+  compileModule,
+  transformAhead,
+  transformsOf,
+} from './compile-module.js'
 import { namespaceOf } from './esm-interop.js'
 import { moduleKindOf } from './module-kind.js'
 import { codeName, entryAt, moduleLocation, urlOf } from './module-location.js'
@@ -31,7 +38,13 @@ export interface ModuleCode {
   readonly loaded: readonly string[]
   /** Which bundle entries each entry required, in the order it first required them. */
   readonly requires: ReadonlyMap<string, readonly string[]>
+  /** CommonJS scripts compiled from their source: what code caches can be made of (`BundleReader.makeCodeCaches`). */
+  readonly uncached: readonly string[]
 }
+
+/** The code cache key of one entry (code-cache.ts), when the reader thread gave its digest. */
+const cacheKeyOf = (bundle: Bundle, entry: string) => codeCacheKeyOf(bundle, entry, codeName(bundle, entry))
+const cacheOf = (bundle: Bundle, entry: string): CacheRequest => ({ key: cacheKeyOf(bundle, entry) })
 
 const hostRequire = createRequire(import.meta.url)
 
@@ -75,7 +88,12 @@ export function checkSyntax(bundle: Bundle): void {
  */
 export function transformBundleAhead(bundle: Bundle, entries: Iterable<string> = []) {
   const index = resolveIndexOf(bundle.files)
-  return transformAhead(transformsOf(index, new Set([...ownScripts(bundle), ...entries])))
+  // a file with a code cache is plain CommonJS (only those get one): not decoded and scanned again
+  const plain = (entry: string) => {
+    const key = cacheKeyOf(bundle, entry)
+    return key !== undefined && hasCodeCache(key)
+  }
+  return transformAhead(transformsOf(index, new Set([...ownScripts(bundle), ...entries]), plain))
 }
 
 /**
@@ -102,7 +120,14 @@ export async function precompile(
     try {
       compiled.set(
         entry,
-        compileModule(bundle.file, index, entry, index.readText(entry), codeName(bundle, entry)),
+        compileModule(
+          bundle.file,
+          index,
+          entry,
+          index.readText(entry),
+          codeName(bundle, entry),
+          cacheOf(bundle, entry),
+        ),
       )
     } catch {
       continue
@@ -137,7 +162,7 @@ export function loadModuleCode(
 ): ModuleCode {
   const loader = createLoader(bundle, compiled)
   const exports = loader.load(bundle.manifest.main)
-  return { exports, loaded: loader.loaded, requires: loader.requires }
+  return { exports, loaded: loader.loaded, requires: loader.requires, uncached: loader.uncached }
 }
 
 /**
@@ -170,7 +195,7 @@ export async function loadModuleCodeInSlices(
     }
   }
   const exports = loader.load(bundle.manifest.main)
-  return { exports, loaded: loader.loaded, requires: loader.requires }
+  return { exports, loaded: loader.loaded, requires: loader.requires, uncached: loader.uncached }
 }
 
 /**
@@ -221,6 +246,7 @@ function cycleMembers(requires: ReadonlyMap<string, readonly string[]>): Set<str
 function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModule>) {
   const cache = new Map<string, CjsModule>()
   const loaded: string[] = []
+  const uncached: string[] = []
   const requires = new Map<string, string[]>()
   const label = bundle.file
   const index = resolveIndexOf(bundle.files)
@@ -274,7 +300,14 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     try {
       code =
         compiled.get(entry) ??
-        compileModule(label, index, entry, index.readText(entry), codeName(bundle, entry))
+        compileModule(
+          label,
+          index,
+          entry,
+          index.readText(entry),
+          codeName(bundle, entry),
+          cacheOf(bundle, entry),
+        )
     } catch (err) {
       cache.delete(entry)
       throw err
@@ -282,6 +315,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     mod.namespace = code.namespace
     const localRequire = requireOf(entry)
     loaded.push(entry)
+    if (code.fromCache === false) uncached.push(entry)
     try {
       if (!code.transformed) code.fn.call(mod.exports, mod.exports, localRequire, mod, filename, dirname)
       else {
@@ -351,7 +385,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     return mode === 'import' ? namespaceOf(mod.exports, mod.namespace === true, mod.loaded) : mod.exports
   }
 
-  return { load, loaded, requires }
+  return { load, loaded, requires, uncached }
 }
 
 const hostId = (target: Exclude<Resolved, { kind: 'entry' }>) =>

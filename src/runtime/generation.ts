@@ -42,6 +42,12 @@ export interface GenerationInit extends ContextInit {
    * `__dirname` names a real directory; without it they stay in memory only.
    */
   readonly files?: FileCache | undefined
+  /**
+   * Makes code caches, off this thread, of the scripts the code compiled from
+   * their source, so the next load of the same files compiles them from the
+   * cache (src/loader/code-cache.ts); without it none are made.
+   */
+  readonly makeCodeCaches?: ((bundle: Bundle, entries: readonly string[]) => void) | undefined
 }
 
 /**
@@ -181,6 +187,7 @@ export class Generation {
     // A cache that cannot be written (a read-only file system) is a warning, as an unwritable
     // pidfile is: the module runs from memory as before, and only code reading files beside
     // itself or loading an addon fails, with the reason already logged.
+    let uncached: readonly string[] = []
     const placing = init.files?.acquire(bundle).catch((err: NyalaError) => {
       this.log.warn({ ...err.toJSON(), module: this.name }, err.message)
       return undefined
@@ -205,6 +212,7 @@ export class Generation {
       }
       this.code = { loaded: code.loaded, requires: code.requires }
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
+      uncached = code.uncached
     } catch (err) {
       this.state = 'failed'
       if (!this.#files) void placing?.then((lease) => lease?.release())
@@ -255,6 +263,8 @@ export class Generation {
     liveOwners.add(this.owner)
     this.startedAt = Date.now()
     this.startMs = performance.now() - t0
+    // code caches of what compiled from source, made on another thread, for the next load of the same files
+    if (uncached.length > 0) init.makeCodeCaches?.(bundle, uncached)
   }
 
   /**
