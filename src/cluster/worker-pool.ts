@@ -125,7 +125,7 @@ export class WorkerPool implements ModuleRuntime {
   async #start(slot: WorkerSlot): Promise<Map<string, RuntimeModuleView> | undefined> {
     const child = slot.spawn(this.#committed)
     const t0 = performance.now()
-    const loading = slot.request({ t: 'ping', id: 0 }, 'loaded', 0, this.#loadTimeoutMs, () =>
+    const loading = slot.waitFor('loaded', 0, this.#loadTimeoutMs, () =>
       nyalaError('NYALA_ERR_WORKER_START', {
         worker: slot.id,
         pid: child.pid ?? 0,
@@ -362,12 +362,15 @@ export class WorkerPool implements ModuleRuntime {
       ms: request.ms,
     }
     // every worker is told before any answer is awaited: the skew is one message's delivery, not a round trip each
-    const drains = targets.map((slot) => {
-      const drained = slot.request(message, 'drained', request.id, 24 * 3600_000, () =>
-        nyalaError('NYALA_ERR_CLUSTER_NO_WORKERS', { reason: 'drain' }),
-      )
-      return drained
-    })
+    // the drains' answers come after the swaps (the COMMIT below is their only message); settled
+    // at once, so a worker that exits meanwhile is no unhandled rejection
+    const drained = Promise.allSettled(
+      targets.map((slot) =>
+        slot.waitFor('drained', request.id, 24 * 3600_000, () =>
+          nyalaError('NYALA_ERR_CLUSTER_NO_WORKERS', { reason: 'drain' }),
+        ),
+      ),
+    ).then(() => {})
     const swaps = targets.map((slot) =>
       slot.request(message, 'committed', request.id, replyTimeoutMs, () =>
         nyalaError('NYALA_ERR_WORKER_EXITED', {
@@ -378,7 +381,6 @@ export class WorkerPool implements ModuleRuntime {
         }),
       ),
     )
-    void drains
     const answers = await Promise.allSettled(swaps)
     this.#settle()
     const timings: RuntimeTiming[] = []
@@ -403,7 +405,7 @@ export class WorkerPool implements ModuleRuntime {
       if (n === undefined) this.#committed.delete(name)
       else this.#committed.set(name, n)
     }
-    return { timings, drained: Promise.allSettled(drains).then(() => {}) }
+    return { timings, drained }
   }
 
   async abort(id: number): Promise<void> {

@@ -153,17 +153,10 @@ export class WorkerSlot {
   }
 
   /**
-   * Sends `message` and resolves with the reply of type `reply` (same id), or
-   * rejects with `onTimeout()` after `ms`, or with NYALA_ERR_WORKER_EXITED if
-   * the process exits first.
+   * Resolves with the reply of type `reply` (same id) once the worker sends it, or rejects
+   * with `onTimeout()` after `ms`, or with NYALA_ERR_WORKER_EXITED if the process exits first.
    */
-  request(
-    message: ToWorker,
-    reply: FromWorker['t'],
-    id: number,
-    ms: number,
-    onTimeout: () => NyalaError,
-  ): Promise<FromWorker> {
+  waitFor(reply: FromWorker['t'], id: number, ms: number, onTimeout: () => NyalaError): Promise<FromWorker> {
     return new Promise((resolve, reject) => {
       const key = `${reply}:${id}`
       const timer = setTimeout(() => {
@@ -171,18 +164,32 @@ export class WorkerSlot {
         reject(onTimeout())
       }, ms)
       this.#waiters.set(key, { resolve, reject, timer })
-      if (reply !== 'loaded' && !this.send(message)) {
-        clearTimeout(timer)
-        this.#waiters.delete(key)
-        reject(
-          nyalaError('NYALA_ERR_WORKER_EXITED', {
-            worker: this.id,
-            pid: this.pid ?? 0,
-            reason: 'its channel is closed',
-            during: '',
-          }),
-        )
-      }
     })
+  }
+
+  /** Sends `message` and waits for its reply (see `waitFor`). */
+  request(
+    message: ToWorker,
+    reply: FromWorker['t'],
+    id: number,
+    ms: number,
+    onTimeout: () => NyalaError,
+  ): Promise<FromWorker> {
+    const answer = this.waitFor(reply, id, ms, onTimeout)
+    if (!this.send(message)) {
+      const key = `${reply}:${id}`
+      const waiter = this.#waiters.get(key)
+      this.#waiters.delete(key)
+      if (waiter) clearTimeout(waiter.timer)
+      return Promise.reject(
+        nyalaError('NYALA_ERR_WORKER_EXITED', {
+          worker: this.id,
+          pid: this.pid ?? 0,
+          reason: 'its channel is closed',
+          during: '',
+        }),
+      )
+    }
+    return answer
   }
 }
