@@ -29,6 +29,7 @@ module.exports = { async register (app, ctx) {
   if (process.env.NYALA_WORKER_ID === '2' && fs.existsSync('refuse-in-2')) throw new Error('refused in worker 2')
   app.get('/', async () => ({ pid: process.pid, worker: process.env.NYALA_WORKER_ID, generation: ctx.generation }))
   app.get('/spin', async () => { for (;;) {} })
+  app.get('/gc', async () => ({ gc: typeof globalThis.gc }))
   app.get('/crash', async () => { setTimeout(() => { throw new Error('boom in a worker') }, 1); return { pid: process.pid } })
 } }
 `
@@ -155,6 +156,39 @@ test('two workers serve every module; reloads under keep-alive load fail no requ
     'the workers to exit with the supervisor',
     15_000,
   )
+})
+
+test('cluster.commit.lead: every worker swaps at the instant the supervisor chose, and no module sees a gc function', async (t) => {
+  // a lead far above any COMMIT's delivery time: both workers have it before the instant, so
+  // both swap exactly then (Dispatcher.swapAt) and the reload reports a skew of 0
+  const { host, workers } = await setUp(t, 'cluster.commit.lead=1500\n')
+  for (let i = 0; i < 3; i++) {
+    const res = await request(host.admin('/modules/alpha/reload?force=true'), { method: 'POST' })
+    assert.equal(res.status, 200, res.text)
+    assert.deepEqual(res.body.generations, { alpha: 2 + i, beta: 2 + i })
+    // the answer comes after the swap: new connections find the new code in either worker
+    for (let j = 0; j < 4; j++) {
+      const a = await freshGet(host.url('/alpha/'))
+      assert.equal(a.status, 200)
+      assert.equal(a.body.generation, 2 + i)
+    }
+  }
+  const reloads = host.logs().filter((r) => /^reloaded alpha/.test(r.msg ?? ''))
+  assert.equal(reloads.length, 3)
+  for (const r of reloads) {
+    assert.equal(r.workers.length, 2)
+    assert.equal(r.skewMs, 0, JSON.stringify(r.workers))
+  }
+  assert.deepEqual(
+    (await workers()).map((w) => w.generations),
+    [
+      { alpha: 4, beta: 4 },
+      { alpha: 4, beta: 4 },
+    ],
+  )
+  // the heap is settled before READY with a gc function exposed to Nyala only (settle-heap.ts)
+  const gc = await freshGet(host.url('/alpha/gc'))
+  assert.deepEqual(gc.body, { gc: 'undefined' })
 })
 
 test('a bundle that fails to start in one worker only is aborted in every worker; the old generation serves everywhere', async (t) => {

@@ -31,6 +31,7 @@ const levels = {
   'fault-point': 0,
   'pretty-log': 0,
   'process-alive': 0,
+  'monotonic-clock': 0,
   'strongly-connected': 0,
 }
 
@@ -44,7 +45,7 @@ const allowed = {
   cli: ['bundle', 'cluster', 'config', 'errors', 'host', 'http', 'loader', 'logger', 'process-exit', 'reload', 'supervise', 'upgrade'],
   index: ['runtime'],
   // a worker process runs a whole host (worker-process.ts); the pool is the supervisor's ModuleRuntime
-  cluster: ['bundle', 'config', 'errors', 'host', 'http', 'logger', 'reload', 'runtime', 'supervise'],
+  cluster: ['bundle', 'config', 'errors', 'host', 'http', 'logger', 'monotonic-clock', 'reload', 'runtime', 'supervise'],
   // host -> upgrade is type-only: `implements UpgradeHost`
   host: ['bundle', 'config', 'errors', 'graph', 'http', 'loader', 'logger', 'reload', 'runtime', 'supervise', 'upgrade'],
   // sideways: reload -> loader, a reload validates in memory with the loader's checks (syntax,
@@ -55,7 +56,7 @@ const allowed = {
   // sideways: upgrade -> http, the "listening on" line uses http/listener.ts's URL format
   upgrade: ['config', 'errors', 'http', 'logger', 'process-alive', 'process-exit', 'supervise'],
   // http -> reload goes up, type-only (typeOnly below)
-  http: ['bundle', 'config', 'errors', 'logger', 'reload', 'runtime'],
+  http: ['bundle', 'config', 'errors', 'logger', 'monotonic-clock', 'reload', 'runtime'],
   supervise: ['config', 'errors', 'logger', 'pretty-log', 'runtime'],
   // sideways: runtime -> loader, a generation loads its module's code through the loader
   runtime: ['bundle', 'errors', 'loader'],
@@ -69,6 +70,7 @@ const allowed = {
   'fault-point': [],
   'pretty-log': [],
   'process-alive': [],
+  'monotonic-clock': [],
   'strongly-connected': [],
 }
 

@@ -30,6 +30,12 @@ export type ToWorker =
       readonly planOrder: readonly string[]
       readonly at: string
       readonly ms: number
+      /**
+       * The instant to swap at, monotonic clock (src/monotonic-clock.ts): sent
+       * `cluster.commit.lead` ahead, so every worker swaps at the same instant
+       * whatever its loop was doing when the message came.
+       */
+      readonly swapAt: number
     }
   | { readonly t: 'abort'; readonly id: number }
   | { readonly t: 'conn' }
@@ -58,8 +64,12 @@ export type FromWorker =
       readonly error: WireError
       readonly module: string
     }
-  /** `at`: the swap's instant, performance.timeOrigin + performance.now() (ms, wall clock, sub-ms). */
-  | { readonly t: 'committed'; readonly id: number; readonly at: number }
+  /**
+   * `at`: the instant from which this worker routed to the new generations
+   * (monotonic clock): the COMMIT's `swapAt`, or when the COMMIT arrived if
+   * that was later. `arrivedAt`: when it arrived.
+   */
+  | { readonly t: 'committed'; readonly id: number; readonly at: number; readonly arrivedAt: number }
   | { readonly t: 'drained'; readonly id: number }
   | { readonly t: 'aborted'; readonly id: number }
   | { readonly t: 'pong'; readonly id: number }

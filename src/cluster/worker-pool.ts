@@ -9,6 +9,7 @@ import {
 import type { HostOptions } from '../config/host-options.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import type { Logger } from '../logger.js'
+import { monotonicMs } from '../monotonic-clock.js'
 import type {
   CommitRequest,
   ModuleRuntime,
@@ -360,8 +361,10 @@ export class WorkerPool implements ModuleRuntime {
       planOrder: request.planOrder,
       at: request.at,
       ms: request.ms,
+      // every worker swaps at this instant (Dispatcher.swapAt), so the skew is how late the
+      // COMMIT reached the latest one past the lead, not each one's delivery and loop delay
+      swapAt: monotonicMs() + this.options.cluster.commitLeadMs,
     }
-    // every worker is told before any answer is awaited: the skew is one message's delivery, not a round trip each
     // the drains' answers come after the swaps (the COMMIT below is their only message); settled
     // at once, so a worker that exits meanwhile is no unhandled rejection
     const drained = Promise.allSettled(

@@ -6,12 +6,14 @@ import { NyalaHost } from '../host.js'
 import { closeHandedConnections, createHttpServer } from '../http/listener.js'
 import { Metrics } from '../http/metrics.js'
 import type { Logger } from '../logger.js'
+import { monotonicMs } from '../monotonic-clock.js'
 import { applyRecords, type RecordUpdate } from '../reload/apply-records.js'
 import type { PlanItem } from '../reload/module-runtime.js'
 import { newRecord } from '../runtime/module-record.js'
 import { installCrashHandlers } from '../supervise/process-handlers.js'
 import { ControlPipe } from './control-pipe.js'
 import { type FromWorker, type ToWorker, type WorkerModuleView, workerEnv } from './protocol.js'
+import { settleHeap } from './settle-heap.js'
 
 /** What a worker keeps of a prepared reload until its COMMIT or ABORT. */
 interface PreparedHere {
@@ -140,7 +142,7 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
         void prepare(host, message, prepared).then(send)
         return
       case 'commit':
-        void commit(host, message, prepared, send)
+        commit(host, message, prepared, send)
         return
       case 'abort':
         prepared.delete(message.id)
@@ -218,6 +220,7 @@ async function prepare(
     if (u) u.down = err
   }
   prepared.set(message.id, { items, updates, generations: { ...result.generations } })
+  settleHeap()
   return {
     t: 'prepared',
     id: message.id,
@@ -228,34 +231,50 @@ async function prepare(
   }
 }
 
-async function commit(
+/**
+ * Swaps at the COMMIT's `swapAt` (Dispatcher.swapAt): the records and the
+ * table change together, at that instant for routing, so a request routed
+ * here after it finds the new generations in every worker.
+ */
+function commit(
   host: NyalaHost,
   message: Extract<ToWorker, { t: 'commit' }>,
   prepared: Map<number, PreparedHere>,
   send: (m: FromWorker) => void,
-): Promise<void> {
+): void {
   const here = prepared.get(message.id)
   if (!here) return
   prepared.delete(message.id)
-  applyRecords(
-    host,
-    here.updates,
-    here.generations,
-    message.planOrder,
-    { at: message.at, ms: message.ms },
-    message.id,
-  )
-  const { drained } = await host.runtime.commit({
-    id: message.id,
-    publish: message.publish,
-    planOrder: message.planOrder,
-    generations: here.generations,
-    at: message.at,
-    ms: message.ms,
+  const arrivedAt = monotonicMs()
+  const at = Math.max(message.swapAt, arrivedAt)
+  host.dispatcher.swapAt(at, () => {
+    applyRecords(
+      host,
+      here.updates,
+      here.generations,
+      message.planOrder,
+      { at: message.at, ms: message.ms },
+      message.id,
+    )
+    // the swap itself runs now, synchronously; only the drain is awaited
+    const committing = host.runtime.commit({
+      id: message.id,
+      publish: message.publish,
+      planOrder: message.planOrder,
+      generations: here.generations,
+      at: message.at,
+      ms: message.ms,
+    })
+    void committing
+      .then(({ drained }) => {
+        send({ t: 'committed', id: message.id, at, arrivedAt })
+        return drained
+      })
+      .then(
+        () => send({ t: 'drained', id: message.id }),
+        (err: unknown) => host.log.error({ reload: message.id, reason: reasonOf(err) }, reasonOf(err)),
+      )
   })
-  send({ t: 'committed', id: message.id, at: performance.timeOrigin + performance.now() })
-  await drained
-  send({ t: 'drained', id: message.id })
 }
 
 function views(host: NyalaHost): WorkerModuleView[] {

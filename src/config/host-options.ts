@@ -122,6 +122,13 @@ export interface HostOptions {
      * @default 60000
      */
     prepareTimeoutMs: number
+    /**
+     * `cluster.commit.lead` (ms): how far ahead of the swap instant the supervisor sends COMMIT.
+     * Every worker swaps at that instant; one whose COMMIT arrives later swaps on arrival, and
+     * the commit skew is that lateness. 0 swaps each worker on arrival.
+     * @default 10
+     */
+    commitLeadMs: number
     /** `workers.restart.max`: worker replacements allowed within the window; past it the slot is failed. @default 5 */
     maxRestarts: number
     /** `workers.restart.window`: the window of `maxRestarts`. @default 60000 */
@@ -316,6 +323,7 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
     cluster: {
       workers: v.workers === 'auto' ? availableParallelism() : v.workers,
       prepareTimeoutMs: v['cluster.prepare.timeout'],
+      commitLeadMs: v['cluster.commit.lead'],
       maxRestarts: v['workers.restart.max'],
       restartWindowMs: v['workers.restart.window'],
     },

@@ -51,6 +51,7 @@ export const keySpecs = {
   // worker processes (src/cluster/): 1 serves from this process, as without the key
   workers: { default: '1', parse: t.parseWorkers },
   'cluster.prepare.timeout': { default: '60', parse: t.parseSeconds },
+  'cluster.commit.lead': { default: '10', parse: (r) => t.parseInteger(r, 0, 10_000) },
   'workers.restart.max': { default: '5', parse: (r) => t.parseInteger(r, 0, 1_000_000) },
   'workers.restart.window': { default: '60', parse: t.parseSeconds },
 

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { nyalaError } from '../errors.js'
+import { monotonicMs } from '../monotonic-clock.js'
 import type { RequestGate } from '../reload/request-gate.js'
 import { runningSlots, slot } from '../runtime/running-code.js'
 import { DispatchTable } from './dispatch-table.js'
@@ -22,6 +23,47 @@ export class Dispatcher {
     return this.#table
   }
 
+  /** Swaps scheduled by `swapAt`, in the order they were scheduled. */
+  #due: { at: number; run: () => void }[] = []
+  #dueTimer: NodeJS.Timeout | undefined
+
+  /**
+   * Runs `run` (a swap of the table) at the instant `at` of the monotonic
+   * clock: before this dispatcher routes any request or upgrade at or after
+   * `at`, or from a timer when no request comes. A request is routed by the
+   * old table before `at` and by the new one from `at` on, however late this
+   * process's loop gets to the timer: worker processes of one supervisor swap
+   * together this way (src/cluster/, `cluster.commit.lead`). An `at` already
+   * past runs at once.
+   */
+  swapAt(at: number, run: () => void): void {
+    this.#due.push({ at, run })
+    this.#runDue()
+  }
+
+  #runDue(): void {
+    const now = monotonicMs()
+    let ran = false
+    while (this.#due.length > 0 && this.#due[0]!.at <= now) {
+      this.#due.shift()!.run()
+      ran = true
+    }
+    if (ran || this.#due.length === 0) {
+      clearTimeout(this.#dueTimer)
+      this.#dueTimer = undefined
+    }
+    const next = this.#due[0]
+    // a timer can fire a little early by this clock (libuv caches its loop time): checked again then
+    if (next && this.#dueTimer === undefined)
+      this.#dueTimer = setTimeout(
+        () => {
+          this.#dueTimer = undefined
+          this.#runDue()
+        },
+        Math.max(1, Math.ceil(next.at - now)),
+      )
+  }
+
   /** Replaces the whole table in one step. */
   swap(table: DispatchTable): DispatchTable {
     const old = this.#table
@@ -30,6 +72,7 @@ export class Dispatcher {
   }
 
   readonly handle = (req: IncomingMessage, res: TrackedResponse): void => {
+    if (this.#due.length > 0) this.#runDue()
     const url = req.url ?? '/'
     const route = this.#table.lookup(url)
     if (!route) {
@@ -69,6 +112,7 @@ export class Dispatcher {
 
   /** The listener's `upgrade` event (WebSockets), dispatched the same way (upgrade-dispatch.ts). */
   readonly upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (this.#due.length > 0) this.#runDue()
     dispatchUpgrade(this, req, socket, head)
   }
 

@@ -50,7 +50,7 @@ export interface RuntimeTiming {
   readonly worker: number
   readonly pid: number
   readonly prepareMs: number
-  /** When this runtime swapped, ms since its process's time origin mapped to wall clock (commit skew). */
+  /** The instant from which this runtime routed to the new generations, monotonic clock ms (commit skew). */
   swappedAt?: number
 }
 
