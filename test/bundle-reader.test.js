@@ -235,3 +235,77 @@ test('an idle bundle reader does not keep the process alive', { timeout: 30_000 
   assert.equal(code, 0, out)
   assert.match(out, /read m/)
 })
+
+test('a second read of a module inflates only the entries stored differently; damage is still found', async (t) => {
+  const { ZipReuse } = await import('../dist/bundle/zip-reuse.js')
+  const dir = await tempDir(t)
+  const base = {
+    'module.properties': manifest(),
+    'index.js': 'module.exports = { register () {} }\n',
+    'node_modules/dep/index.js': `module.exports = ${JSON.stringify('x'.repeat(4000))}\n`,
+    'node_modules/dep/same-size.js': 'exports.v = 1\n',
+  }
+  const v1 = await zipOf(base, path.join(dir, 'v1.zip'))
+  // v2: the main file changed, and a dependency file changed to content of the same length
+  const v2 = await zipOf(
+    {
+      ...base,
+      'index.js': 'module.exports = { register () { return 2 } }\n',
+      'node_modules/dep/same-size.js': 'exports.v = 2\n',
+    },
+    path.join(dir, 'v2.zip'),
+  )
+  const reuse = new ZipReuse()
+  const read = async (file) => {
+    const record = new Map()
+    const bundle = await openBundle(file, { name: 'm', reuse: { previous: reuse.get('m'), record } })
+    reuse.set('m', record)
+    return bundle
+  }
+  const first = await read(v1)
+  const second = await read(v2)
+  assert.equal(second.files.get('index.js').toString(), 'module.exports = { register () { return 2 } }\n')
+  assert.equal(second.files.get('node_modules/dep/same-size.js').toString(), 'exports.v = 2\n')
+  // the unchanged entry is the same Buffer, not inflated again; the changed ones are new
+  assert.equal(second.files.get('node_modules/dep/index.js'), first.files.get('node_modules/dep/index.js'))
+  assert.notEqual(second.files.get('index.js'), first.files.get('index.js'))
+  assert.deepEqual(
+    plain(second),
+    plain(await openBundle(v2, { name: 'm' })),
+    'the same bundle as a read from scratch',
+  )
+  assert.ok(reuse.bytes > 4000)
+
+  // a byte flipped in the stored data of the unchanged entry: it no longer matches, is inflated, and
+  // its CRC-32 refuses the bundle as it would without the last read
+  const bytes = await readFile(v2)
+  const at = bytes.indexOf(Buffer.from('node_modules/dep/index.js')) + 'node_modules/dep/index.js'.length + 10
+  bytes[at] ^= 0xff
+  const damaged = path.join(dir, 'damaged.zip')
+  await writeFile(damaged, bytes)
+  const refused = await refusalHere(damaged, {
+    name: 'm',
+    reuse: { previous: reuse.get('m'), record: new Map() },
+  })
+  assert.equal(refused?.code, 'NYALA_ERR_BUNDLE_CORRUPT', String(refused))
+  assert.equal(refused.details.entry, 'node_modules/dep/index.js')
+
+  // the bound: a module whose content is over it is not kept; the least recently read goes first
+  const small = new ZipReuse(6000)
+  small.set(
+    'a',
+    new Map([['x', { compressed: new Uint8Array(1), method: '', crc: 0, content: Buffer.alloc(4000) }]]),
+  )
+  small.set(
+    'b',
+    new Map([['x', { compressed: new Uint8Array(1), method: '', crc: 0, content: Buffer.alloc(4000) }]]),
+  )
+  assert.equal(small.get('a'), undefined)
+  assert.ok(small.get('b'))
+  small.set(
+    'c',
+    new Map([['x', { compressed: new Uint8Array(1), method: '', crc: 0, content: Buffer.alloc(7000) }]]),
+  )
+  assert.equal(small.get('c'), undefined)
+  assert.equal(small.bytes, 4000)
+})

@@ -5,7 +5,13 @@ import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { type Manifest, parseManifest } from './manifest.js'
 import { moduleNameOf } from './module-name.js'
 import { readDirectory } from './read-directory.js'
-import { type BundleFiles, defaultMaxEntries, defaultMaxNameBytes, readZip } from './read-zip.js'
+import {
+  type BundleFiles,
+  defaultMaxEntries,
+  defaultMaxNameBytes,
+  readZip,
+  type ZipReuseOptions,
+} from './read-zip.js'
 import { type SignatureInfo, signatureEntry } from './signature-format.js'
 import type { TrustPolicy } from './trust-store.js'
 import { verifySignature } from './verify-signature.js'
@@ -45,6 +51,11 @@ export interface OpenBundleOptions {
    * passes one.
    */
   readonly trust?: TrustPolicy | undefined
+  /**
+   * The module's last read entries, taken over where stored the same, and
+   * where this read records its own (zip-reuse.ts; a zip only).
+   */
+  readonly reuse?: ZipReuseOptions | undefined
 }
 
 const manifestEntry = 'module.properties'
@@ -78,11 +89,16 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}): Pr
       throw nyalaError('NYALA_ERR_BUNDLE_READ', { bundle, reason: reasonOf(err) }, err)
     }
     hash.update(data)
-    files = readZip(bundle, data, {
-      maxBytes,
-      maxEntries: opts.maxEntries ?? defaultMaxEntries,
-      maxNameBytes: opts.maxNameBytes ?? defaultMaxNameBytes,
-    })
+    files = readZip(
+      bundle,
+      data,
+      {
+        maxBytes,
+        maxEntries: opts.maxEntries ?? defaultMaxEntries,
+        maxNameBytes: opts.maxNameBytes ?? defaultMaxNameBytes,
+      },
+      opts.reuse,
+    )
     if (opts.trust && files.has(signatureEntry)) rawNames = zipEntryNames(data)
   }
   const signatureBytes = files.get(signatureEntry)

@@ -12,7 +12,10 @@ import { getPriority, setPriority } from 'node:os'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { parentPort } from 'node:worker_threads'
 import { bundleToTransfer, errorToWire } from '../bundle/bundle-transfer.js'
+import { moduleNameOf } from '../bundle/module-name.js'
 import { openBundle } from '../bundle/open-bundle.js'
+import type { InflatedEntry } from '../bundle/zip-reuse.js'
+import { ZipReuse } from '../bundle/zip-reuse.js'
 import type { CodeCacheReply, CodeCacheRequest, ReadReply, ReadRequest } from './bundle-reader.js'
 import { codeCacheKey, digestsOf, fileDigest } from './code-cache.js'
 import { produceCodeCache } from './compile-module.js'
@@ -24,6 +27,8 @@ if (!port) throw new Error('bundle-worker.js runs as a worker thread only')
 lowerPriority()
 // the loading thread keeps the transforms this thread makes
 setTransformCacheLimit(0)
+/** Each module's last read entries: a reload inflates only the entries that changed. */
+const lastReads = new ZipReuse()
 
 port.on('message', (req: ReadRequest | CodeCacheRequest) => {
   if ('codeCache' in req) {
@@ -53,7 +58,10 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
   let data: Buffer | undefined
   try {
     if (!req.directory) data = await readFile(req.file)
+    const module = req.name ?? moduleNameOf(req.file, Boolean(req.directory))
+    const record = new Map<string, InflatedEntry>()
     const bundle = await openBundle(req.file, {
+      reuse: { previous: module ? lastReads.get(module) : undefined, record },
       maxBytes: req.maxBytes,
       ...(req.maxEntries === undefined ? {} : { maxEntries: req.maxEntries }),
       ...(req.maxNameBytes === undefined ? {} : { maxNameBytes: req.maxNameBytes }),
@@ -61,6 +69,7 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
       ...(data ? { data } : {}),
       trust: req.trust,
     })
+    if (module && record.size > 0) lastReads.set(module, record)
     let syntax: ReturnType<typeof errorToWire> | undefined
     let transformed: Transformed[] = []
     if (req.checkSyntax) {

@@ -143,7 +143,19 @@ export function digestsOf(bundle: Bundle): { entries: string[]; values: string[]
   for (const [entry, bytes] of bundle.files) {
     if (!isCacheableScript(entry)) continue
     entries.push(entry)
-    values.push(fileDigest(bytes))
+    let digest = digestOfBuffer.get(bytes)
+    if (digest === undefined) {
+      digest = fileDigest(bytes)
+      digestOfBuffer.set(bytes, digest)
+    }
+    values.push(digest)
   }
   return { entries, values }
 }
+
+/**
+ * Digests by the Buffer they were taken of: the reader takes a file's content
+ * over from the module's last read when it is stored the same (zip-reuse.ts),
+ * and its digest with it. Buffers are never written after a bundle is read.
+ */
+const digestOfBuffer = new WeakMap<Buffer, string>()

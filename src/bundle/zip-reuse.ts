@@ -1,0 +1,87 @@
+/**
+ * An entry as a zip read inflated it: what the next read of the same module
+ * compares its entry to.
+ */
+export interface InflatedEntry {
+  /** The entry's data as stored in the zip (a view into that zip's bytes). */
+  readonly compressed: Uint8Array
+  /** The compression method's two bytes, as jszip gives them. */
+  readonly method: string
+  readonly crc: number
+  readonly content: Buffer
+}
+
+export type InflatedEntries = ReadonlyMap<string, InflatedEntry>
+
+/**
+ * The entries of the last zip read of each module, kept so the next read
+ * inflates only what changed. A deploy usually changes a module's own files
+ * and leaves its `node_modules/` as it was: with a 3,244-file bundle,
+ * inflating every entry (a zlib stream per entry, the CRC-32, the garbage)
+ * was most of the read. An entry is taken over only when its stored bytes,
+ * method and CRC-32 are the same as before, byte for byte: the same input
+ * inflates to the same output, so nothing weaker than equality is trusted.
+ *
+ * Bounded by `maxBytes` of inflated content (least recently read module
+ * dropped first), since it is a second copy of those files beside the one the
+ * serving thread holds; the zips' bytes the views point into are held too.
+ */
+export class ZipReuse {
+  readonly #byModule = new Map<string, { entries: InflatedEntries; bytes: number }>()
+  #bytes = 0
+
+  /** @param maxBytes inflated bytes kept in all (the zips' own bytes come on top). @default 134217728 */
+  constructor(readonly maxBytes = 128 * 1024 * 1024) {}
+
+  /** The entries of `module`'s last read, if kept. */
+  get(module: string): InflatedEntries | undefined {
+    const held = this.#byModule.get(module)
+    if (!held) return undefined
+    // most recently used last: eviction takes the first
+    this.#byModule.delete(module)
+    this.#byModule.set(module, held)
+    return held.entries
+  }
+
+  /** Keeps `entries` as `module`'s last read (a module larger than the bound is not kept). */
+  set(module: string, entries: InflatedEntries): void {
+    this.delete(module)
+    let bytes = 0
+    for (const e of entries.values()) bytes += e.content.length
+    if (bytes > this.maxBytes) return
+    this.#byModule.set(module, { entries, bytes })
+    this.#bytes += bytes
+    for (const [name, held] of this.#byModule) {
+      if (this.#bytes <= this.maxBytes) break
+      this.#byModule.delete(name)
+      this.#bytes -= held.bytes
+    }
+  }
+
+  delete(module: string): void {
+    const held = this.#byModule.get(module)
+    if (!held) return
+    this.#byModule.delete(module)
+    this.#bytes -= held.bytes
+  }
+
+  /** Inflated bytes kept. */
+  get bytes(): number {
+    return this.#bytes
+  }
+}
+
+/** Whether `before` holds the inflated content of an entry stored as `compressed`, `method`, `crc`. */
+export function sameStored(
+  before: InflatedEntry,
+  compressed: Uint8Array,
+  method: string,
+  crc: number,
+): boolean {
+  return (
+    before.crc === crc &&
+    before.method === method &&
+    before.compressed.length === compressed.length &&
+    Buffer.compare(before.compressed, compressed) === 0
+  )
+}
