@@ -307,5 +307,37 @@ test('a second read of a module inflates only the entries stored differently; da
     new Map([['x', { compressed: new Uint8Array(1), method: '', crc: 0, content: Buffer.alloc(7000) }]]),
   )
   assert.equal(small.get('c'), undefined)
-  assert.equal(small.bytes, 4000)
+  assert.equal(small.bytes, 4001, 'inflated and stored bytes')
+})
+
+test('the reader thread takes unchanged entries over from its last read of the module', async (t) => {
+  const dir = await tempDir(t)
+  const files = {
+    'module.properties': manifest(),
+    'index.js': 'module.exports = { register () {} }\n',
+    'node_modules/dep/index.js': `module.exports = ${JSON.stringify('y'.repeat(3000))}\n`,
+  }
+  const v1 = await zipOf(files, path.join(dir, 'reuse-1.0.0.zip'))
+  const v2 = await zipOf(
+    { ...files, 'index.js': 'module.exports = { register () { return 2 } }\n' },
+    path.join(dir, 'v2.zip'),
+  )
+  const reader = new BundleReader()
+  t.after(() => reader.close())
+  const first = await reader.read(v1, { maxBytes, name: 'reuse' })
+  assert.equal(first.ok && first.reused, 0, 'nothing to take over on a first read')
+  // the same file again: every entry; the zip's bytes still come back whole for the commit
+  const again = await reader.read(v1, { maxBytes, name: 'reuse' })
+  assert.equal(again.ok && again.reused, 3)
+  assert.deepEqual(again.data, await readFile(v1))
+  assert.deepEqual(plain(again.bundle), plain(first.bundle))
+  const changed = await reader.read(v2, { maxBytes, name: 'reuse' })
+  assert.equal(changed.ok && changed.reused, 2, 'all but the changed main file')
+  assert.equal(
+    changed.bundle.files.get('index.js').toString(),
+    files['index.js'].replace('{}', '{ return 2 }'),
+  )
+  // another module's read takes nothing over from this one
+  const other = await reader.read(v2, { maxBytes, name: 'other' })
+  assert.equal(other.ok && other.reused, 0)
 })

@@ -22,15 +22,15 @@ export type InflatedEntries = ReadonlyMap<string, InflatedEntry>
  * method and CRC-32 are the same as before, byte for byte: the same input
  * inflates to the same output, so nothing weaker than equality is trusted.
  *
- * Bounded by `maxBytes` of inflated content (least recently read module
- * dropped first), since it is a second copy of those files beside the one the
- * serving thread holds; the zips' bytes the views point into are held too.
+ * Bounded by `maxBytes` of inflated and stored bytes (least recently read
+ * module dropped first), since it is a second copy of those files beside the
+ * one the serving thread holds.
  */
 export class ZipReuse {
   readonly #byModule = new Map<string, { entries: InflatedEntries; bytes: number }>()
   #bytes = 0
 
-  /** @param maxBytes inflated bytes kept in all (the zips' own bytes come on top). @default 134217728 */
+  /** @param maxBytes bytes kept in all, inflated and stored. @default 134217728 */
   constructor(readonly maxBytes = 128 * 1024 * 1024) {}
 
   /** The entries of `module`'s last read, if kept. */
@@ -47,7 +47,8 @@ export class ZipReuse {
   set(module: string, entries: InflatedEntries): void {
     this.delete(module)
     let bytes = 0
-    for (const e of entries.values()) bytes += e.content.length
+    // the stored bytes count too: their views hold the zip they came from
+    for (const e of entries.values()) bytes += e.content.length + e.compressed.length
     if (bytes > this.maxBytes) return
     this.#byModule.set(module, { entries, bytes })
     this.#bytes += bytes
@@ -65,7 +66,7 @@ export class ZipReuse {
     this.#bytes -= held.bytes
   }
 
-  /** Inflated bytes kept. */
+  /** Bytes kept, inflated and stored. */
   get bytes(): number {
     return this.#bytes
   }

@@ -43,6 +43,8 @@ export type ReadReply =
       readonly transformed: readonly Transformed[]
       /** Digests of the bundle's CommonJS scripts, its code caches' keys (code-cache.ts). */
       readonly digests: { readonly entries: readonly string[]; readonly values: readonly string[] }
+      /** Entries taken over from the module's last read, not inflated again (zip-reuse.ts). */
+      readonly reused: number
     }
   | {
       readonly id: number
@@ -89,7 +91,13 @@ export interface ReadOptions {
 }
 
 export type ReadResult =
-  | { readonly ok: true; readonly bundle: Bundle; readonly data: Buffer | undefined }
+  | {
+      readonly ok: true
+      readonly bundle: Bundle
+      readonly data: Buffer | undefined
+      /** Entries taken over from the module's last read, stored the same (zip-reuse.ts). */
+      readonly reused: number
+    }
   | {
       readonly ok: false
       /** A NyalaError, or a file system error with its errno `code` (ENOENT: the file vanished). */
@@ -268,7 +276,12 @@ export class BundleReader {
       bundle,
       reply.syntax === undefined ? undefined : (errorFromWire(reply.syntax) as NyalaError),
     )
-    waiting.resolve({ ok: true, bundle, data: reply.data ? Buffer.from(reply.data) : undefined })
+    waiting.resolve({
+      ok: true,
+      bundle,
+      data: reply.data ? Buffer.from(reply.data) : undefined,
+      reused: reply.reused,
+    })
   }
 
   #died(worker: Worker, reason: string): void {

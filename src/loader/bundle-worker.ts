@@ -59,9 +59,10 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
   try {
     if (!req.directory) data = await readFile(req.file)
     const module = req.name ?? moduleNameOf(req.file, Boolean(req.directory))
+    const previous = module ? lastReads.get(module) : undefined
     const record = new Map<string, InflatedEntry>()
     const bundle = await openBundle(req.file, {
-      reuse: { previous: module ? lastReads.get(module) : undefined, record },
+      reuse: { previous, record },
       maxBytes: req.maxBytes,
       ...(req.maxEntries === undefined ? {} : { maxEntries: req.maxEntries }),
       ...(req.maxNameBytes === undefined ? {} : { maxNameBytes: req.maxNameBytes }),
@@ -77,11 +78,16 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
       if (verdict.error) syntax = errorToWire(verdict.error)
       transformed = verdict.transformed
     }
+    let reused = 0
+    for (const [entry, e] of record) if (previous?.get(entry)?.content === e.content) reused++
     return {
       id: req.id,
       ok: true,
       bundle: bundleToTransfer(bundle),
-      data: data ? ownBuffer(data) : undefined,
+      // a copy goes: the entries kept for the next read are views into these bytes, and a
+      // transferred buffer is emptied on this side
+      data: data ? copyOf(data) : undefined,
+      reused,
       syntax,
       transformed,
       digests: digestsOf(bundle),
@@ -125,9 +131,8 @@ async function makeCodeCaches(req: CodeCacheRequest): Promise<CodeCacheReply> {
   }
 }
 
-/** The bytes as an ArrayBuffer of their own (readFile's usually is; a pooled slice is copied). */
-function ownBuffer(data: Buffer): ArrayBuffer {
-  if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) return data.buffer as ArrayBuffer
+/** The bytes in an ArrayBuffer of their own, to transfer. */
+function copyOf(data: Buffer): ArrayBuffer {
   const copy = Buffer.allocUnsafeSlow(data.length)
   data.copy(copy)
   return copy.buffer as ArrayBuffer
