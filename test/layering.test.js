@@ -45,7 +45,7 @@ const allowed = {
   cli: ['bundle', 'cluster', 'config', 'errors', 'host', 'http', 'loader', 'logger', 'process-exit', 'reload', 'supervise', 'upgrade'],
   index: ['runtime'],
   // a worker process runs a whole host (worker-process.ts); the pool is the supervisor's ModuleRuntime
-  cluster: ['bundle', 'config', 'errors', 'host', 'http', 'logger', 'monotonic-clock', 'reload', 'runtime', 'supervise'],
+  cluster: ['bundle', 'config', 'errors', 'host', 'http', 'loader', 'logger', 'monotonic-clock', 'reload', 'runtime', 'supervise'],
   // host -> upgrade is type-only: `implements UpgradeHost`
   host: ['bundle', 'config', 'errors', 'graph', 'http', 'loader', 'logger', 'reload', 'runtime', 'supervise', 'upgrade'],
   // sideways: reload -> loader, a reload validates in memory with the loader's checks (syntax,

@@ -12,6 +12,12 @@ export interface WirePlanItem {
   readonly name: string
   /** New content: the change's bundle. Absent: the worker's own current bundle (a dependent). */
   readonly bundle?: BundleTransfer | undefined
+  /**
+   * The digests the supervisor's reader thread made of the bundle's scripts
+   * (code-cache.ts): a worker keys its code caches by them instead of hashing
+   * the scripts on the thread that serves.
+   */
+  readonly digests?: { readonly entries: readonly string[]; readonly values: readonly string[] } | undefined
   readonly file?: string | undefined
   readonly changed: boolean
   readonly removed: boolean

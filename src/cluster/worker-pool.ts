@@ -8,6 +8,7 @@ import {
 } from '../bundle/bundle-transfer.js'
 import type { HostOptions } from '../config/host-options.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
+import { knownDigests } from '../loader/code-cache.js'
 import type { Logger } from '../logger.js'
 import { monotonicMs } from '../monotonic-clock.js'
 import type {
@@ -281,6 +282,7 @@ export class WorkerPool implements ModuleRuntime {
       return {
         name: p.name,
         bundle,
+        digests: bundle && p.bundle ? knownDigests(p.bundle) : undefined,
         file: p.file,
         changed: p.changed,
         removed: p.removed,

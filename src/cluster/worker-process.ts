@@ -5,6 +5,7 @@ import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { NyalaHost } from '../host.js'
 import { closeHandedConnections, createHttpServer } from '../http/listener.js'
 import { Metrics } from '../http/metrics.js'
+import { rememberDigests } from '../loader/code-cache.js'
 import type { Logger } from '../logger.js'
 import { monotonicMs } from '../monotonic-clock.js'
 import { applyRecords, type RecordUpdate } from '../reload/apply-records.js'
@@ -192,6 +193,7 @@ async function prepare(
     // every worker starts the same number, even one whose own crash restarts moved it ahead
     record.generations = Math.max(record.generations, w.number - 1)
     const bundle = w.bundle ? bundleFromTransfer(w.bundle) : undefined
+    if (bundle && w.digests) rememberDigests(bundle, w.digests.entries, w.digests.values)
     const down = w.down ? (errorFromWire(w.down) as NyalaError) : undefined
     items.push({
       name: w.name,

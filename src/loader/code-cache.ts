@@ -104,6 +104,12 @@ export function rememberDigests(bundle: Bundle, entries: readonly string[], valu
   digests.set(bundle, map)
 }
 
+/** The digests the reader thread made of `bundle`'s scripts, to hand on with it (worker processes). */
+export function knownDigests(bundle: Bundle): { entries: string[]; values: string[] } | undefined {
+  const known = digests.get(bundle)
+  return known ? { entries: [...known.keys()], values: [...known.values()] } : undefined
+}
+
 /**
  * The cache key of one entry of `bundle` compiled under `filename`: by the
  * digest the reader thread made, else (a bundle opened on this thread, or
