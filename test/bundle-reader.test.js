@@ -258,8 +258,9 @@ test('a second read of a module inflates only the entries stored differently; da
   const reuse = new ZipReuse()
   const read = async (file) => {
     const record = new Map()
-    const bundle = await openBundle(file, { name: 'm', reuse: { previous: reuse.get('m'), record } })
-    reuse.set('m', record)
+    const data = await readFile(file)
+    const bundle = await openBundle(file, { name: 'm', data, reuse: { previous: reuse.get('m'), record } })
+    reuse.set('m', { data, entries: record })
     return bundle
   }
   const first = await read(v1)
@@ -290,24 +291,26 @@ test('a second read of a module inflates only the entries stored differently; da
   assert.equal(refused?.code, 'NYALA_ERR_BUNDLE_CORRUPT', String(refused))
   assert.equal(refused.details.entry, 'node_modules/dep/index.js')
 
+  // the last read's own buffer (bytes found equal by the caller): every entry taken over unparsed
+  const last = reuse.get('m')
+  const whole = await openBundle(v2, {
+    name: 'm',
+    data: last.data,
+    reuse: { previous: last, record: new Map() },
+  })
+  for (const [entry, content] of whole.files) assert.equal(content, second.files.get(entry), entry)
+
   // the bound: a module whose content is over it is not kept; the least recently read goes first
   const small = new ZipReuse(6000)
-  small.set(
-    'a',
-    new Map([['x', { compressed: new Uint8Array(1), method: '', crc: 0, content: Buffer.alloc(4000) }]]),
-  )
-  small.set(
-    'b',
-    new Map([['x', { compressed: new Uint8Array(1), method: '', crc: 0, content: Buffer.alloc(4000) }]]),
-  )
+  const entries = (n) =>
+    new Map([['x', { compressed: new Uint8Array(1), method: '', crc: 0, content: Buffer.alloc(n) }]])
+  small.set('a', { data: Buffer.alloc(1), entries: entries(4000) })
+  small.set('b', { data: Buffer.alloc(1), entries: entries(4000) })
   assert.equal(small.get('a'), undefined)
   assert.ok(small.get('b'))
-  small.set(
-    'c',
-    new Map([['x', { compressed: new Uint8Array(1), method: '', crc: 0, content: Buffer.alloc(7000) }]]),
-  )
+  small.set('c', { data: Buffer.alloc(1), entries: entries(7000) })
   assert.equal(small.get('c'), undefined)
-  assert.equal(small.bytes, 4001, 'inflated and stored bytes')
+  assert.equal(small.bytes, 4001, "inflated bytes and the zip's")
 })
 
 test('the reader thread takes unchanged entries over from its last read of the module', async (t) => {

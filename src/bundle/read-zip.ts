@@ -4,7 +4,7 @@ import { crc32, inflateRawSync } from 'node:zlib'
 import { isNyalaError, nyalaError, reasonOf } from '../errors.js'
 import { safeEntryPath } from './entry-path.js'
 import { signatureEntry } from './signature-format.js'
-import { type InflatedEntries, type InflatedEntry, sameStored } from './zip-reuse.js'
+import { type InflatedEntry, sameStored, type ZipRead } from './zip-reuse.js'
 
 /**
  * jszip's zip parser (lib/zipEntries.js), used without JSZip.loadAsync: loadAsync keys
@@ -88,8 +88,12 @@ export interface ZipLimits {
 
 /** What a read may take over from the module's last read, and where it records its own entries. */
 export interface ZipReuseOptions {
-  /** The last read's entries: one stored byte for byte the same is not inflated again. */
-  readonly previous?: InflatedEntries | undefined
+  /**
+   * The last read: an entry stored byte for byte the same is not inflated
+   * again, and when `data` is that read's own buffer (the caller found the
+   * bytes equal), every entry is taken over without parsing.
+   */
+  readonly previous?: ZipRead | undefined
   /** Filled with this read's entries, for the next read. */
   readonly record?: Map<string, InflatedEntry> | undefined
 }
@@ -215,6 +219,16 @@ export function readZip(
   limits: ZipLimits,
   reuse: ZipReuseOptions = {},
 ): Map<string, Buffer> {
+  const { previous, record } = reuse
+  if (previous !== undefined && previous.data === data) {
+    // the same bytes: the same entries, checked and inflated when they were read
+    const files = new Map<string, Buffer>()
+    for (const [entry, e] of previous.entries) {
+      files.set(entry, e.content)
+      record?.set(entry, e)
+    }
+    return files
+  }
   const zip = new ZipEntriesClass({ decodeFileName: utf8decode })
   let centralNames: Uint8Array[]
   try {
@@ -272,11 +286,10 @@ export function readZip(
 
   const files = new Map<string, Buffer>()
   let total = 0
-  const { previous, record } = reuse
   for (const { entry, file } of entries) {
     const { compressedContent: compressed, compression } = file.decompressed
     const crc = file.crc32 >>> 0
-    const before = previous?.get(entry)
+    const before = previous?.entries.get(entry)
     let content: Buffer
     if (before && sameStored(before, compressed, compression.magic, crc)) {
       // the same stored bytes inflate to the same content, which passed its CRC-32 then

@@ -13,6 +13,12 @@ export interface InflatedEntry {
 
 export type InflatedEntries = ReadonlyMap<string, InflatedEntry>
 
+/** A module's last read: the zip's bytes and its entries (views into those bytes). */
+export interface ZipRead {
+  readonly data: Buffer
+  readonly entries: InflatedEntries
+}
+
 /**
  * The entries of the last zip read of each module, kept so the next read
  * inflates only what changed. A deploy usually changes a module's own files
@@ -21,36 +27,37 @@ export type InflatedEntries = ReadonlyMap<string, InflatedEntry>
  * was most of the read. An entry is taken over only when its stored bytes,
  * method and CRC-32 are the same as before, byte for byte: the same input
  * inflates to the same output, so nothing weaker than equality is trusted.
+ * A zip whose bytes are all the same as last time (a forced reload, a module
+ * deployed again unchanged) takes every entry over without being parsed.
  *
  * Bounded by `maxBytes` of inflated and stored bytes (least recently read
  * module dropped first), since it is a second copy of those files beside the
  * one the serving thread holds.
  */
 export class ZipReuse {
-  readonly #byModule = new Map<string, { entries: InflatedEntries; bytes: number }>()
+  readonly #byModule = new Map<string, { read: ZipRead; bytes: number }>()
   #bytes = 0
 
   /** @param maxBytes bytes kept in all, inflated and stored. @default 134217728 */
   constructor(readonly maxBytes = 128 * 1024 * 1024) {}
 
-  /** The entries of `module`'s last read, if kept. */
-  get(module: string): InflatedEntries | undefined {
+  /** `module`'s last read, if kept. */
+  get(module: string): ZipRead | undefined {
     const held = this.#byModule.get(module)
     if (!held) return undefined
     // most recently used last: eviction takes the first
     this.#byModule.delete(module)
     this.#byModule.set(module, held)
-    return held.entries
+    return held.read
   }
 
-  /** Keeps `entries` as `module`'s last read (a module larger than the bound is not kept). */
-  set(module: string, entries: InflatedEntries): void {
+  /** Keeps `read` as `module`'s last read (a module larger than the bound is not kept). */
+  set(module: string, read: ZipRead): void {
     this.delete(module)
-    let bytes = 0
-    // the stored bytes count too: their views hold the zip they came from
-    for (const e of entries.values()) bytes += e.content.length + e.compressed.length
+    let bytes = read.data.length
+    for (const e of read.entries.values()) bytes += e.content.length
     if (bytes > this.maxBytes) return
-    this.#byModule.set(module, { entries, bytes })
+    this.#byModule.set(module, { read, bytes })
     this.#bytes += bytes
     for (const [name, held] of this.#byModule) {
       if (this.#bytes <= this.maxBytes) break
