@@ -196,3 +196,82 @@ test('loading hundreds of versions of a changed file keeps none of them (no comp
 })
 
 test.after(() => bundleReader.close())
+
+test("a running generation's compiled wrappers are called again by the next load of the same files; each load is its own instance; released, they are gone", async (t) => {
+  const { holdFunctions, heldFunctionCount, heldFunctionStats } = await import(
+    '../dist/loader/held-functions.js'
+  )
+  // a module with state of its own at the top level, and a sloppy-mode file that shows its wrapper
+  const zip = await packed(t, {
+    'node_modules/lib/counter.js': 'let n = 0\nexports.next = () => ++n\n',
+    'node_modules/lib/wrapper.js': 'module.exports = arguments.callee\n',
+    'index.js': `${files['index.js']}\nmodule.exports.counter = require('lib/counter.js')\nmodule.exports.wrapper = require('lib/wrapper.js')`,
+  })
+  const first = await read(zip)
+  // caches first, so that the next reads have keys (digests): what a host's second generation has
+  await bundleReader.makeCodeCaches(first, loadModuleCode(first).uncached)
+  const heldBefore = heldFunctionCount()
+  const one = loadModuleCode(await read(zip))
+  assert.equal(one.functions.size, 4, 'every CommonJS script loaded, by its key')
+  const release = holdFunctions(one.functions)
+  assert.equal(heldFunctionCount(), heldBefore + 4)
+
+  const reusedBefore = heldFunctionStats.reused
+  const usedBefore = codeCacheStats.used
+  const two = loadModuleCode(await read(zip))
+  assert.equal(heldFunctionStats.reused - reusedBefore, 4, 'no script compiled again')
+  assert.equal(codeCacheStats.used, usedBefore, 'nor deserialized from its cache')
+  assert.equal(two.exports.wrapper, one.exports.wrapper, 'the same wrapper function')
+  // ...called anew: its own module instance and top-level state
+  assert.notEqual(two.exports.counter, one.exports.counter)
+  assert.equal(one.exports.counter.next(), 1)
+  assert.equal(one.exports.counter.next(), 2)
+  assert.equal(two.exports.counter.next(), 1)
+  assert.equal(two.exports.value, 6)
+
+  // changed content in another bundle file (another name): nothing of the held wrappers applies
+  const changedZip = await packed(t, {
+    'node_modules/lib/counter.js': 'let n = 10\nexports.next = () => ++n\n',
+    'node_modules/lib/wrapper.js': 'module.exports = arguments.callee\n',
+    'index.js': `${files['index.js']}\nmodule.exports.counter = require('lib/counter.js')\nmodule.exports.wrapper = require('lib/wrapper.js')`,
+  })
+  const elsewhere = loadModuleCode(await read(changedZip))
+  assert.notEqual(elsewhere.exports.wrapper, one.exports.wrapper)
+  assert.equal(elsewhere.exports.counter.next(), 11)
+
+  release()
+  release()
+  assert.equal(heldFunctionCount(), heldBefore, 'released once, whatever the calls')
+  const three = loadModuleCode(await read(zip))
+  assert.notEqual(three.exports.wrapper, one.exports.wrapper, 'compiled (from its cache) again')
+})
+
+test("a host reloading unchanged content calls the running generation's wrappers again; every generation has its own state", async (t) => {
+  const { startHost, request } = await import('./helpers.js')
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\n')
+  const dir = await moduleSource(root, 'm', {
+    files: {
+      ...files,
+      'index.js': `const lib = require('lib')
+let hits = 0
+module.exports = { register (app, ctx) { app.get('/', async () => ({ generation: ctx.generation, hits: ++hits, sum: lib.sum([1, 2]) })) } }`,
+    },
+  })
+  await packWithNyala(dir, path.join(root, 'modules', 'm.zip'))
+  const host = await startHost(t, root, ['--log-format', 'json'])
+  for (let i = 0; i < 3; i++) {
+    const res = await request(host.admin('/modules/m/reload?force=true'), { method: 'POST' })
+    assert.equal(res.status, 200, res.text)
+    assert.equal(res.body.result, 'reloaded')
+  }
+  const started = host.logs().filter((r) => /^module m \S+ started \(generation \d+\)$/.test(r.msg ?? ''))
+  assert.deepEqual(
+    started.map((r) => r.generation),
+    [1, 2, 3, 4],
+  )
+  // generation 4 started while 3 ran, from the same bytes: its scripts were not compiled at all
+  const reused = started.map((r) => r.codeCache.reused)
+  assert.equal(reused[3] - reused[2], 2, JSON.stringify(reused))
+  const answer = await request(host.url('/m/'))
+  assert.deepEqual(answer.body, { generation: 4, hits: 1, sum: 3 }, 'a fresh module instance')
+})

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto'
 import type { Bundle } from '../bundle/open-bundle.js'
+import { heldFunctionStats } from './held-functions.js'
 
 /**
  * V8 code caches of CommonJS scripts, so that a reload compiles the files it
@@ -39,7 +40,13 @@ import type { Bundle } from '../bundle/open-bundle.js'
 export const codeCacheStats = { used: 0, rejected: 0, stored: 0 }
 
 /** The counters for a log line. */
-export const codeCacheCounts = () => ({ ...codeCacheStats, entries: cache.size, bytes: cachedBytes })
+export const codeCacheCounts = () => ({
+  ...codeCacheStats,
+  entries: cache.size,
+  bytes: cachedBytes,
+  // scripts not compiled at all: a running generation's wrapper called again (held-functions.ts)
+  reused: heldFunctionStats.reused,
+})
 
 /** Bytes of code caches held before the least recently used are dropped. @default 32 MiB */
 export const codeCacheLimitBytes = 32 * 1024 * 1024

@@ -2,6 +2,7 @@ import path from 'node:path'
 import vm from 'node:vm'
 import { nyalaError, reasonOf } from '../errors.js'
 import { codeCacheFor, codeCacheStats, dropCodeCache } from './code-cache.js'
+import { heldFunction } from './held-functions.js'
 import {
   cjsWithImport,
   detectedEsm,
@@ -39,6 +40,8 @@ export interface CompiledModule {
    * made of it).
    */
   readonly fromCache?: boolean | undefined
+  /** The code cache key it was compiled for, when the load asked for one: what a generation holds it by. */
+  readonly key?: string | undefined
 }
 
 const scriptParams = ['exports', 'require', 'module', '__filename', '__dirname']
@@ -154,12 +157,15 @@ export function scriptOrKind(
 ): CompiledModule | { kind: ModuleKind } {
   const kind = moduleKindOf(index, entry)
   if (kind.loader !== undefined) return { kind }
+  const key = cache?.key
+  // a running generation compiled this file under this name: its wrapper again (held-functions.ts)
+  const reused = key === undefined ? undefined : heldFunction(key)
+  if (reused) return { fn: reused, esm: false, namespace: false, transformed: false, fromCache: true, key }
   try {
-    const cached =
-      cache?.key === undefined ? undefined : compileFromCache(label, entry, source, filename, cache.key)
+    const cached = key === undefined ? undefined : compileFromCache(label, entry, source, filename, key)
     // a cache is only ever made of a script that calls no import(): no need to look again
     if (cached?.fromCache)
-      return { fn: cached.fn, esm: false, namespace: false, transformed: false, fromCache: true }
+      return { fn: cached.fn, esm: false, namespace: false, transformed: false, fromCache: true, key }
     const fn = cached?.fn ?? compileScript(label, entry, source, filename)
     return mayImportDynamically(source)
       ? { kind: cjsWithImport }
@@ -169,6 +175,7 @@ export function scriptOrKind(
           namespace: false,
           transformed: false,
           fromCache: cache === undefined ? undefined : false,
+          key,
         }
   } catch (err) {
     if (!entry.endsWith('.js') || !isEsmSyntaxError(reasonOf(err))) throw err

@@ -40,6 +40,8 @@ export interface ModuleCode {
   readonly requires: ReadonlyMap<string, readonly string[]>
   /** CommonJS scripts compiled from their source: what code caches can be made of (`BundleReader.makeCodeCaches`). */
   readonly uncached: readonly string[]
+  /** The wrappers of the CommonJS scripts loaded, by code cache key: what the generation holds (held-functions.ts). */
+  readonly functions: ReadonlyMap<string, CompiledModule['fn']>
 }
 
 /** The code cache key of one entry (code-cache.ts), when the reader thread gave its digest. */
@@ -162,7 +164,7 @@ export function loadModuleCode(
 ): ModuleCode {
   const loader = createLoader(bundle, compiled)
   const exports = loader.load(bundle.manifest.main)
-  return { exports, loaded: loader.loaded, requires: loader.requires, uncached: loader.uncached }
+  return codeOf(loader, exports)
 }
 
 /**
@@ -195,7 +197,7 @@ export async function loadModuleCodeInSlices(
     }
   }
   const exports = loader.load(bundle.manifest.main)
-  return { exports, loaded: loader.loaded, requires: loader.requires, uncached: loader.uncached }
+  return codeOf(loader, exports)
 }
 
 /**
@@ -247,6 +249,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
   const cache = new Map<string, CjsModule>()
   const loaded: string[] = []
   const uncached: string[] = []
+  const functions = new Map<string, CompiledModule['fn']>()
   const requires = new Map<string, string[]>()
   const label = bundle.file
   const index = resolveIndexOf(bundle.files)
@@ -316,6 +319,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     const localRequire = requireOf(entry)
     loaded.push(entry)
     if (code.fromCache === false) uncached.push(entry)
+    if (code.key !== undefined) functions.set(code.key, code.fn)
     try {
       if (!code.transformed) code.fn.call(mod.exports, mod.exports, localRequire, mod, filename, dirname)
       else {
@@ -385,7 +389,13 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     return mode === 'import' ? namespaceOf(mod.exports, mod.namespace === true, mod.loaded) : mod.exports
   }
 
-  return { load, loaded, requires, uncached }
+  return { load, loaded, requires, uncached, functions }
+}
+
+/** What a load made, for the generation (`exports`: its main file's). */
+function codeOf(loader: ReturnType<typeof createLoader>, exports: unknown): ModuleCode {
+  const { loaded, requires, uncached, functions } = loader
+  return { exports, loaded, requires, uncached, functions }
 }
 
 const hostId = (target: Exclude<Resolved, { kind: 'entry' }>) =>

@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import type { FileCache, FileLease } from '../loader/file-cache.js'
+import { holdFunctions } from '../loader/held-functions.js'
 import {
   evaluationPlan,
   loadModuleCode,
@@ -85,6 +86,8 @@ export class Generation {
   #requestsIdle: (() => void)[] = []
   readonly #upgraded = new UpgradedSockets()
   #files: FileLease | undefined
+  /** Lets go of the compiled wrappers this generation holds for the next one (held-functions.ts). */
+  #releaseFunctions: () => void = () => {}
 
   constructor(init: GenerationInit) {
     this.#init = init
@@ -211,6 +214,8 @@ export class Generation {
         code = runAs(this.codeId, part.load, () => loadModuleCode(bundle))
       }
       this.code = { loaded: code.loaded, requires: code.requires }
+      // the next reload of the same files calls these wrappers again, compiled code and all
+      this.#releaseFunctions = holdFunctions(code.functions)
       this.#entry = moduleEntryOf(code.exports, bundle.file, bundle.manifest.main)
       uncached = code.uncached
     } catch (err) {
@@ -338,6 +343,7 @@ export class Generation {
     this.app = undefined
     this.#entry = undefined
     this.#releaseFiles()
+    this.#releaseFunctions()
   }
 
   /** The generation no longer needs its cache directory (removed once no generation does). */
