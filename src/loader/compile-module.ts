@@ -118,6 +118,22 @@ function syntaxError(label: string, entry: string, err: unknown) {
 }
 
 /**
+ * The wrapper a running generation compiled for `key` (held-functions.ts),
+ * when the entry is still a plain CommonJS script in this bundle (its bytes
+ * are the key's, but a new package.json `type` can make the same bytes an ES
+ * module). Checked before the source is even decoded.
+ */
+export function heldModule(
+  index: ResolveIndex,
+  entry: string,
+  key: string | undefined,
+): CompiledModule | undefined {
+  if (key === undefined || moduleKindOf(index, entry).loader !== undefined) return undefined
+  const fn = heldFunction(key)
+  return fn && { fn, esm: false, namespace: false, transformed: false, fromCache: true, key }
+}
+
+/**
  * Compiles a bundle entry as Node would run it (see `moduleKindOf`): CommonJS
  * as it is; ES modules, TypeScript, and CommonJS calling `import()` through
  * the transform (cached; done now, on this thread, if not done ahead).
@@ -158,9 +174,6 @@ export function scriptOrKind(
   const kind = moduleKindOf(index, entry)
   if (kind.loader !== undefined) return { kind }
   const key = cache?.key
-  // a running generation compiled this file under this name: its wrapper again (held-functions.ts)
-  const reused = key === undefined ? undefined : heldFunction(key)
-  if (reused) return { fn: reused, esm: false, namespace: false, transformed: false, fromCache: true, key }
   try {
     const cached = key === undefined ? undefined : compileFromCache(label, entry, source, filename, key)
     // a cache is only ever made of a script that calls no import(): no need to look again

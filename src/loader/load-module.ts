@@ -9,6 +9,7 @@ import {
   type CacheRequest,
   type CompiledModule,
   compileModule,
+  heldModule,
   transformAhead,
   transformsOf,
 } from './compile-module.js'
@@ -16,7 +17,14 @@ import { namespaceOf } from './esm-interop.js'
 import { moduleKindOf } from './module-kind.js'
 import { codeName, entryAt, moduleLocation, urlOf } from './module-location.js'
 import { loadAddon } from './native-addon.js'
-import { type Resolved, ResolveFailure, type ResolveMode, resolveIndexOf, resolveRequest } from './resolve.js'
+import {
+  type Resolved,
+  ResolveFailure,
+  type ResolveIndex,
+  type ResolveMode,
+  resolveIndexOf,
+  resolveRequest,
+} from './resolve.js'
 import { ownScripts, parseJson } from './syntax-check.js'
 
 export type { CompiledModule } from './compile-module.js'
@@ -47,6 +55,15 @@ export interface ModuleCode {
 /** The code cache key of one entry (code-cache.ts), when the reader thread gave its digest. */
 const cacheKeyOf = (bundle: Bundle, entry: string) => codeCacheKeyOf(bundle, entry, codeName(bundle, entry))
 const cacheOf = (bundle: Bundle, entry: string): CacheRequest => ({ key: cacheKeyOf(bundle, entry) })
+
+/** One entry compiled for a load: a running generation's wrapper if it has one (not even decoded), else compiled. */
+function compileEntry(bundle: Bundle, index: ResolveIndex, entry: string): CompiledModule {
+  const cache = cacheOf(bundle, entry)
+  return (
+    heldModule(index, entry, cache.key) ??
+    compileModule(bundle.file, index, entry, index.readText(entry), codeName(bundle, entry), cache)
+  )
+}
 
 const hostRequire = createRequire(import.meta.url)
 
@@ -120,17 +137,7 @@ export async function precompile(
   for (const entry of list) {
     if (!bundle.files.has(entry) || entry.endsWith('.json') || entry.endsWith('.node')) continue
     try {
-      compiled.set(
-        entry,
-        compileModule(
-          bundle.file,
-          index,
-          entry,
-          index.readText(entry),
-          codeName(bundle, entry),
-          cacheOf(bundle, entry),
-        ),
-      )
+      compiled.set(entry, compileEntry(bundle, index, entry))
     } catch {
       continue
     }
@@ -301,16 +308,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     }
     let code: CompiledModule
     try {
-      code =
-        compiled.get(entry) ??
-        compileModule(
-          label,
-          index,
-          entry,
-          index.readText(entry),
-          codeName(bundle, entry),
-          cacheOf(bundle, entry),
-        )
+      code = compiled.get(entry) ?? compileEntry(bundle, index, entry)
     } catch (err) {
       cache.delete(entry)
       throw err
