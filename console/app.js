@@ -676,6 +676,8 @@ function start() {
     deploy(e).catch((err) => notice(String(err.message ?? err), true))
   })
   afterFirstPaint(() => {
+    // rows far below the first screen were held back from layout until now (style.css)
+    document.documentElement.dataset.painted = ''
     // the graph as the server drew it (in a <noscript>: text, until drawn here)
     const drawn = $('graph').querySelector('noscript')
     if (drawn) drawGraph(drawn.textContent)

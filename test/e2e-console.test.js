@@ -335,6 +335,21 @@ test('with more modules than a screenful, the rows after the first ones come wit
     assert.equal(await row.locator('button[data-action]').count(), 3, `buttons of ${name}`)
     assert.equal(await row.locator('svg.spark').count(), 1, `chart of ${name}`)
   }
+  // rows held back from layout until the first paint (style.css) are like the others after it
+  const visibility = (p, name) =>
+    p.locator(`tr[data-module="${name}"]`).evaluate((tr) => getComputedStyle(tr).contentVisibility)
+  assert.equal(await visibility(page, served.at(-1)), 'auto')
+  // and without scripts, where nothing marks the first paint, from the start
+  const noScript = await browser.newContext({
+    javaScriptEnabled: false,
+    viewport: { width: 1280, height: 800 },
+  })
+  t.after(() => noScript.close())
+  const plain = await noScript.newPage()
+  await plain.goto(host.admin('/'))
+  assert.equal(await visibility(plain, served.at(-1)), 'auto')
+  assert.equal(await plain.locator('#graph .node').count(), count, 'the graph shown from its <noscript>')
+
   // a completed row acts like the others
   const last = page.locator(`tr[data-module="${served.at(-1)}"]`)
   await last.getByRole('button', { name: 'Reload', exact: true }).click()

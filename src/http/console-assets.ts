@@ -60,19 +60,23 @@ export function loadConsoleAssets(): {
   }
   const style = readFileSync(new URL('style.css', dir), 'utf8')
   page = page.replace(/\/\* \{\{style\.css\}\}[^*]*\*\//, () => style)
-  return { assets: out, page, policy: consolePolicy(createHash('sha256').update(style).digest('base64')) }
+  // every <style> of the page (the stylesheet, the one for pages without scripts), by its hash
+  const hashes = [...page.matchAll(/<style>([\s\S]*?)<\/style>/g)].map((m) =>
+    createHash('sha256').update(m[1]!).digest('base64'),
+  )
+  return { assets: out, page, policy: consolePolicy(hashes) }
 }
 
 /**
  * The console's Content-Security-Policy: everything from the admin listener
  * itself, no inline script, no eval, no frames, no form posts elsewhere; the
- * one inline stylesheet, the page's own, by its hash (no other inline style).
+ * page's own inline stylesheets by their hashes (no other inline style).
  */
-export const consolePolicy = (styleHash: string): string =>
+export const consolePolicy = (styleHashes: readonly string[]): string =>
   [
     "default-src 'none'",
     "script-src 'self'",
-    `style-src 'self' 'sha256-${styleHash}'`,
+    `style-src 'self' ${styleHashes.map((h) => `'sha256-${h}'`).join(' ')}`,
     "img-src 'self'",
     "connect-src 'self'",
     "base-uri 'none'",
