@@ -10,8 +10,9 @@
 //
 // What that frame paints changed on 2026-11-29 (the measurement did not): until then it painted
 // the graph and the complete rows in view (rows off screen were already skipped, content-
-// visibility); now the graph is drawn by the page's script right after it, and the rows after the
-// first 30 arrive without chart and buttons (off screen), completed by the script. Hence two more
+// visibility); now the graph is drawn by the page's script right after it, the rows after the
+// first 30 arrive without chart and buttons (off screen), completed by the script, and rows well
+// below the first screen are not laid out ahead until after it (docs/console-render.md). Two more
 // figures: the graph painted (Element Timing of its first node's label) and the page's data
 // applied by its script (html[data-ready], every row complete).
 //
