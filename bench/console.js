@@ -18,8 +18,8 @@
 //
 // Baselines in the same run and browser, served as static files by a bare node:http server in
 // this process: the same page as it arrived without its script (no graph: it is in a
-// <noscript>); the same with the graph's drawing in the HTML (the page as it was painted before,
-// graph and rows in one frame); and the floor, a page of one row and nothing else, what any page
+// <noscript>); the same with the graph's drawing in the HTML (the page as it was before this
+// change); and the floor, a page of one row and nothing else, what any page
 // costs this browser on this machine. Target (issue 17): first render under 100 ms with 200
 // modules.
 
