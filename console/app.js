@@ -3,7 +3,9 @@
 // here uses inline handlers, eval or innerHTML (module names and error texts come from bundles:
 // they only ever reach the page as text). The admin listener draws the first view into the page
 // (src/http/console-view.ts) and the graph for every change; this script takes the page over
-// and keeps it live.
+// and keeps it live. Its work waits for the page's first paint: the graph (sent as text in a
+// <noscript>) is drawn right after it, and the rows the listener sent without chart and buttons
+// (those after the first screenful) are completed with the first GET /overview.
 
 const $ = (id) => document.getElementById(id)
 const svgNS = 'http://www.w3.org/2000/svg'
@@ -141,6 +143,12 @@ function newRow(name) {
   for (let i = 0; i < 11; i++) tr.append(document.createElement(i === 0 ? 'th' : 'td'))
   tr.children[0].scope = 'row'
   cell(tr, 9).className = 'reload-cell'
+  addActions(cell(tr, 10))
+  return tr
+}
+
+/** A row's buttons: for a new row, and for the rows the server sends without them (after the first screenful). */
+function addActions(td) {
   const actions = document.createElement('div')
   actions.className = 'actions'
   const button = (label, action, cls) => {
@@ -155,8 +163,7 @@ function newRow(name) {
   button('Reload', 'reload')
   button('Force reload', 'force', 'danger')
   button('Unregister', 'registration', 'registration')
-  cell(tr, 10).append(actions)
-  return tr
+  td.append(actions)
 }
 
 function renderTable() {
@@ -194,6 +201,7 @@ function renderTable() {
     cell(tr, 7).textContent = stats?.p99Ms == null ? '–' : `${formatMs(stats.p99Ms)}`
     cell(tr, 8).textContent = String(m.crashes ?? 0)
     renderLastReload(cell(tr, 9), m)
+    if (!cell(tr, 10).firstElementChild) addActions(cell(tr, 10))
     const reg = tr.querySelector('button.registration')
     reg.textContent = m.registered === false ? 'Register' : 'Unregister'
     reg.classList.toggle('danger', m.registered !== false)
@@ -255,6 +263,10 @@ const time = (iso) => new Date(iso).toLocaleTimeString()
 // changed), zoomed and panned here through the SVG viewBox; a reload in progress recolours nodes
 
 function drawGraph(markup) {
+  if (markup.trim() === '') {
+    $('graph').replaceChildren()
+    return
+  }
   // an SVG document parsed as XML: nothing in it runs (and the CSP forbids inline script anyway)
   const parsed = new DOMParser().parseFromString(markup, 'image/svg+xml').documentElement
   if (parsed.namespaceURI !== svgNS) return
@@ -264,7 +276,7 @@ function drawGraph(markup) {
 
 /** Takes the drawn graph's key and extent; keeps the operator's zoom across redraws. */
 function adoptGraph() {
-  const svg = $('graph').firstElementChild
+  const svg = $('graph').querySelector(':scope > svg')
   if (!svg) return
   state.graphKey = svg.dataset.key ?? ''
   const [x, y, w, h] = (svg.dataset.bounds ?? '').split(' ').map(Number)
@@ -290,7 +302,7 @@ function fit() {
 }
 
 function applyView() {
-  const svg = $('graph').firstElementChild
+  const svg = $('graph').querySelector(':scope > svg')
   const v = state.view
   if (svg && v) svg.setAttribute('viewBox', `${v.x} ${v.y} ${v.w} ${v.h}`)
 }
@@ -641,13 +653,21 @@ function wireTable() {
   })
 }
 
+/**
+ * Runs `fn` once the page's first frame is painted (a task after the first animation frame), so
+ * that what the script draws and asks for never holds that paint back; at once in a hidden tab,
+ * which paints no frames.
+ */
+function afterFirstPaint(fn) {
+  if (document.visibilityState === 'hidden') fn()
+  else requestAnimationFrame(() => setTimeout(fn, 0))
+}
+
 function start() {
-  // drawn by the server: the page shows every module already (html[data-rendered], read by tests)
-  if (document.documentElement.dataset.view === 'server') document.documentElement.dataset.rendered = 'server'
-  state.rendered = document.documentElement.dataset.view === 'server'
+  const server = document.documentElement.dataset.view === 'server'
+  state.rendered = server
   wireTable()
   wireGraph()
-  adoptGraph()
   $('filter').addEventListener('input', (e) => {
     state.filter = e.target.value.trim()
     applyFilter()
@@ -655,19 +675,28 @@ function start() {
   $('deploy-form').addEventListener('submit', (e) => {
     deploy(e).catch((err) => notice(String(err.message ?? err), true))
   })
-  json('/events/recent')
-    .then(({ status, body }) => {
-      if (status !== 200) return
-      state.events = [...body.events].reverse()
-      renderEvents()
-    })
-    .catch(() => {})
-  refresh()
-    .catch((err) => notice(`cannot load modules: ${err.message}`, true))
-    .finally(() => {
-      follow()
-      poll()
-    })
+  afterFirstPaint(() => {
+    // rows far below the first screen were held back from layout until now (style.css)
+    document.documentElement.dataset.painted = ''
+    // the graph as the server drew it (in a <noscript>: text, until drawn here)
+    const drawn = $('graph').querySelector('noscript')
+    if (drawn) drawGraph(drawn.textContent)
+    // drawn by the server: the page shows every module and the graph (html[data-rendered], read by tests)
+    if (server) document.documentElement.dataset.rendered = 'server'
+    json('/events/recent')
+      .then(({ status, body }) => {
+        if (status !== 200) return
+        state.events = [...body.events].reverse()
+        renderEvents()
+      })
+      .catch(() => {})
+    refresh()
+      .catch((err) => notice(`cannot load modules: ${err.message}`, true))
+      .finally(() => {
+        follow()
+        poll()
+      })
+  })
 }
 
 start()

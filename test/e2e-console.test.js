@@ -8,12 +8,14 @@ import { copyFile, cp, readdir, rename, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import { chromium } from 'playwright-core'
+import { completeRows } from '../dist/http/console-view.js'
 import {
   deploy,
   makeRoot,
   moduleSource,
   modulesOf,
   packWithNyala,
+  packWithZip,
   projectRoot,
   request,
   startHost,
@@ -296,6 +298,62 @@ test('the first view is drawn by the admin listener: every module without script
   assert.doesNotMatch(foreign.text, /data-module=/)
   assert.doesNotMatch(foreign.text, /data-rendered/)
   assert.match(foreign.text, /data-view="empty"/)
+})
+
+test('with more modules than a screenful, the rows after the first ones come without chart and buttons and the script completes them', async (t) => {
+  const root = await makeRoot(t, settings)
+  const count = completeRows + 3
+  const names = Array.from({ length: count }, (_, i) => `m${String(i).padStart(2, '0')}`)
+  await Promise.all(
+    names.map(async (name) =>
+      packWithZip(await moduleSource(root, name), path.join(modulesOf(root), `${name}.zip`)),
+    ),
+  )
+  const host = await startHost(t, root)
+  const served = (await request(host.admin('/modules'))).body.modules.map((m) => m.name)
+  assert.equal(served.length, count)
+
+  // as sent: every row with its data, the first `completeRows` with chart and buttons, the rest without
+  const sent = (await request(host.admin('/'))).text
+  const rows = sent.match(/<tr data-module="[^"]+">.*<\/tr>/g)
+  assert.equal(rows.length, count)
+  for (const [i, row] of rows.entries()) {
+    assert.match(row, /data-generation="1"/)
+    assert.equal(/data-action="reload"/.test(row), i < completeRows, `buttons in row ${i}`)
+    assert.equal(/class="spark"/.test(row), i < completeRows, `chart in row ${i}`)
+  }
+  // the graph comes as text in a <noscript>, drawn by the script after the first paint
+  assert.match(sent, /<noscript><svg xmlns=/)
+
+  const browser = await browserFor(t)
+  const page = await openPage(t, browser, host.admin('/'))
+  await page.waitForSelector('html[data-ready]')
+  assert.equal(await page.locator('#graph > svg .node').count(), count, 'the graph drawn')
+  assert.equal(await page.locator('#graph noscript').count(), 0)
+  for (const name of served) {
+    const row = page.locator(`tr[data-module="${name}"]`)
+    assert.equal(await row.locator('button[data-action]').count(), 3, `buttons of ${name}`)
+    assert.equal(await row.locator('svg.spark').count(), 1, `chart of ${name}`)
+  }
+  // rows held back from layout until the first paint (style.css) are like the others after it
+  const visibility = (p, name) =>
+    p.locator(`tr[data-module="${name}"]`).evaluate((tr) => getComputedStyle(tr).contentVisibility)
+  assert.equal(await visibility(page, served.at(-1)), 'auto')
+  // and without scripts, where nothing marks the first paint, from the start
+  const noScript = await browser.newContext({
+    javaScriptEnabled: false,
+    viewport: { width: 1280, height: 800 },
+  })
+  t.after(() => noScript.close())
+  const plain = await noScript.newPage()
+  await plain.goto(host.admin('/'))
+  assert.equal(await visibility(plain, served.at(-1)), 'auto')
+  assert.equal(await plain.locator('#graph .node').count(), count, 'the graph shown from its <noscript>')
+
+  // a completed row acts like the others
+  const last = page.locator(`tr[data-module="${served.at(-1)}"]`)
+  await last.getByRole('button', { name: 'Reload', exact: true }).click()
+  await page.locator('#notice', { hasText: `${served.at(-1)}: unchanged` }).waitFor()
 })
 
 test('with an admin token the page comes without modules', async (t) => {

@@ -16,7 +16,6 @@ export interface ConsoleAsset {
 const dir = new URL('../../console/', import.meta.url)
 const types: Record<string, string> = {
   js: 'text/javascript; charset=utf-8',
-  css: 'text/css; charset=utf-8',
   svg: 'image/svg+xml',
 }
 
@@ -36,14 +35,21 @@ function asset(path: string, type: string, body: Buffer): ConsoleAsset {
  * Reads the console's files (the `console/` folder shipped with the package),
  * names each by the hash of its content and writes those names into the page,
  * so a browser caches them forever and still never runs a stale script after
- * an upgrade. Done once per admin listener: a few kilobytes. The page itself
- * is a template: the admin listener fills in the modules on every request
- * (src/http/console-routes.ts).
+ * an upgrade. The stylesheet is written into the page itself: a stylesheet
+ * fetched apart holds the first paint for one more request (and Chromium lays
+ * the page out once without it when parsing ends first); the Content-Security-
+ * Policy allows that one stylesheet by its hash. Done once per admin listener:
+ * a few kilobytes. The page itself is a template: the admin listener fills in
+ * the modules on every request (src/http/console-routes.ts).
  */
-export function loadConsoleAssets(): { assets: ReadonlyMap<string, ConsoleAsset>; page: string } {
+export function loadConsoleAssets(): {
+  assets: ReadonlyMap<string, ConsoleAsset>
+  page: string
+  policy: string
+} {
   const out = new Map<string, ConsoleAsset>()
   let page = readFileSync(new URL('index.html', dir), 'utf8')
-  for (const name of ['app.js', 'style.css', 'favicon.svg']) {
+  for (const name of ['app.js', 'favicon.svg']) {
     const body = readFileSync(new URL(name, dir))
     const dot = name.lastIndexOf('.')
     const ext = name.slice(dot + 1)
@@ -52,21 +58,28 @@ export function loadConsoleAssets(): { assets: ReadonlyMap<string, ConsoleAsset>
     out.set(path, asset(path, types[ext] ?? 'application/octet-stream', body))
     page = page.replaceAll(`{{${name}}}`, path)
   }
-  return { assets: out, page }
+  const style = readFileSync(new URL('style.css', dir), 'utf8')
+  page = page.replace(/\/\* \{\{style\.css\}\}[^*]*\*\//, () => style)
+  // every <style> of the page (the stylesheet, the one for pages without scripts), by its hash
+  const hashes = [...page.matchAll(/<style>([\s\S]*?)<\/style>/g)].map((m) =>
+    createHash('sha256').update(m[1]!).digest('base64'),
+  )
+  return { assets: out, page, policy: consolePolicy(hashes) }
 }
 
 /**
  * The console's Content-Security-Policy: everything from the admin listener
- * itself, no inline script or style, no eval, no frames, no form posts
- * elsewhere.
+ * itself, no inline script, no eval, no frames, no form posts elsewhere; the
+ * page's own inline stylesheets by their hashes (no other inline style).
  */
-export const consolePolicy = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self'",
-  "connect-src 'self'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ')
+export const consolePolicy = (styleHashes: readonly string[]): string =>
+  [
+    "default-src 'none'",
+    "script-src 'self'",
+    `style-src 'self' ${styleHashes.map((h) => `'sha256-${h}'`).join(' ')}`,
+    "img-src 'self'",
+    "connect-src 'self'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ')

@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { nyalaError } from '../errors.js'
 import type { ModuleRecord } from '../runtime/module-record.js'
 import type { MinuteStats } from '../runtime/request-stats.js'
-import { type ConsoleAsset, consolePolicy, loadConsoleAssets } from './console-assets.js'
+import { type ConsoleAsset, loadConsoleAssets } from './console-assets.js'
 import { type ConsoleModule, esc, graphKey, graphSvg, summaryOf, tableRows } from './console-view.js'
 
 /** Paths the console serves without the admin token: the page (data only when no token is set) and its files. */
@@ -38,7 +38,7 @@ async function statsOf(source: ConsoleSource): Promise<ReadonlyMap<string, Minut
  * the page) and `GET /stats` (the figures alone).
  */
 export function registerConsole(app: FastifyInstance, source: ConsoleSource): void {
-  const { assets, page } = loadConsoleAssets()
+  const { assets, page, policy } = loadConsoleAssets()
   // the graph changes only with a reload: drawn once per change, not per page view or update
   let drawn = { key: '', svg: '' }
   const graphOf = (modules: readonly ConsoleModule[]) => {
@@ -66,7 +66,7 @@ export function registerConsole(app: FastifyInstance, source: ConsoleSource): vo
     // the page changes with every reload: revalidated each time, never cached as is
     common(reply, 'text/html; charset=utf-8', etag)
       .header('cache-control', 'no-cache')
-      .header('content-security-policy', consolePolicy)
+      .header('content-security-policy', policy)
       .header('referrer-policy', 'no-referrer')
     if (req.headers['if-none-match'] === etag) return reply.code(304).send()
     // compressed per request, so for speed: brotli 4 and gzip 6 take a few milliseconds for
