@@ -260,7 +260,7 @@ test('a second read of a module inflates only the entries stored differently; da
     const record = new Map()
     const data = await readFile(file)
     const bundle = await openBundle(file, { name: 'm', data, reuse: { previous: reuse.get('m'), record } })
-    reuse.set('m', { data, entries: record })
+    reuse.set('m', { data, hash: bundle.hash, entries: record })
     return bundle
   }
   const first = await read(v1)
@@ -299,16 +299,17 @@ test('a second read of a module inflates only the entries stored differently; da
     reuse: { previous: last, record: new Map() },
   })
   for (const [entry, content] of whole.files) assert.equal(content, second.files.get(entry), entry)
+  assert.equal(whole.hash, second.hash)
 
   // the bound: a module whose content is over it is not kept; the least recently read goes first
   const small = new ZipReuse(6000)
   const entries = (n) =>
     new Map([['x', { compressed: new Uint8Array(1), method: '', crc: 0, content: Buffer.alloc(n) }]])
-  small.set('a', { data: Buffer.alloc(1), entries: entries(4000) })
-  small.set('b', { data: Buffer.alloc(1), entries: entries(4000) })
+  small.set('a', { data: Buffer.alloc(1), hash: '', entries: entries(4000) })
+  small.set('b', { data: Buffer.alloc(1), hash: '', entries: entries(4000) })
   assert.equal(small.get('a'), undefined)
   assert.ok(small.get('b'))
-  small.set('c', { data: Buffer.alloc(1), entries: entries(7000) })
+  small.set('c', { data: Buffer.alloc(1), hash: '', entries: entries(7000) })
   assert.equal(small.get('c'), undefined)
   assert.equal(small.bytes, 4001, "inflated bytes and the zip's")
 })

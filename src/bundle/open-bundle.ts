@@ -78,6 +78,7 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}): Pr
   let files: Map<string, Buffer>
   let rawNames: string[] | undefined
   const hash = createHash('sha256')
+  let digest: string | undefined
   if (isDirectory) {
     files = await readDirectory(bundle, bundle, maxBytes)
     for (const [entry, content] of files) hash.update(entry).update('\0').update(content).update('\0')
@@ -88,7 +89,10 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}): Pr
     } catch (err) {
       throw nyalaError('NYALA_ERR_BUNDLE_READ', { bundle, reason: reasonOf(err) }, err)
     }
-    hash.update(data)
+    // the module's last read, of these very bytes (zip-reuse.ts): its digest is theirs
+    const last = opts.reuse?.previous
+    if (last !== undefined && last.data === data) digest = last.hash
+    else hash.update(data)
     files = readZip(
       bundle,
       data,
@@ -130,7 +134,7 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}): Pr
     kind: isDirectory ? 'directory' : 'zip',
     manifest,
     files,
-    hash: hash.digest('hex'),
+    hash: digest ?? hash.digest('hex'),
     warnings: Object.freeze(warnings),
     signature,
   })

@@ -13,9 +13,10 @@ export interface InflatedEntry {
 
 export type InflatedEntries = ReadonlyMap<string, InflatedEntry>
 
-/** A module's last read: the zip's bytes and its entries (views into those bytes). */
+/** A module's last read: the zip's bytes, their SHA-256 (hex) and its entries (views into those bytes). */
 export interface ZipRead {
   readonly data: Buffer
+  readonly hash: string
   readonly entries: InflatedEntries
 }
 

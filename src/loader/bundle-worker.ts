@@ -73,7 +73,7 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
       ...(data ? { data } : {}),
       trust: req.trust,
     })
-    if (module && data && record.size > 0) lastReads.set(module, { data, entries: record })
+    if (module && data && record.size > 0) lastReads.set(module, { data, hash: bundle.hash, entries: record })
     let syntax: ReturnType<typeof errorToWire> | undefined
     let transformed: Transformed[] = []
     if (req.checkSyntax) {
