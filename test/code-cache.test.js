@@ -205,21 +205,23 @@ test("a running generation's compiled wrappers are called again by the next load
   const zip = await packed(t, {
     'node_modules/lib/counter.js': 'let n = 0\nexports.next = () => ++n\n',
     'node_modules/lib/wrapper.js': 'module.exports = arguments.callee\n',
-    'index.js': `${files['index.js']}\nmodule.exports.counter = require('lib/counter.js')\nmodule.exports.wrapper = require('lib/wrapper.js')`,
+    // CommonJS that calls import(): run through the transform, held as the transform made it
+    'node_modules/lib/lazy.js': "exports.path = () => import('node:path')\n",
+    'index.js': `${files['index.js']}\nmodule.exports.counter = require('lib/counter.js')\nmodule.exports.wrapper = require('lib/wrapper.js')\nmodule.exports.lazy = require('lib/lazy.js')`,
   })
   const first = await read(zip)
   // caches first, so that the next reads have keys (digests): what a host's second generation has
   await bundleReader.makeCodeCaches(first, loadModuleCode(first).uncached)
   const heldBefore = heldFunctionCount()
   const one = loadModuleCode(await read(zip))
-  assert.equal(one.functions.size, 4, 'every CommonJS script loaded, by its key')
+  assert.equal(one.functions.size, 5, 'every script loaded, by its key')
   const release = holdFunctions(one.functions)
-  assert.equal(heldFunctionCount(), heldBefore + 4)
+  assert.equal(heldFunctionCount(), heldBefore + 5)
 
   const reusedBefore = heldFunctionStats.reused
   const usedBefore = codeCacheStats.used
   const two = loadModuleCode(await read(zip))
-  assert.equal(heldFunctionStats.reused - reusedBefore, 4, 'no script compiled again')
+  assert.equal(heldFunctionStats.reused - reusedBefore, 5, 'no script compiled or transformed again')
   assert.equal(codeCacheStats.used, usedBefore, 'nor deserialized from its cache')
   assert.equal(two.exports.wrapper, one.exports.wrapper, 'the same wrapper function')
   // ...called anew: its own module instance and top-level state
@@ -228,6 +230,8 @@ test("a running generation's compiled wrappers are called again by the next load
   assert.equal(one.exports.counter.next(), 2)
   assert.equal(two.exports.counter.next(), 1)
   assert.equal(two.exports.value, 6)
+  assert.notEqual(two.exports.lazy, one.exports.lazy)
+  assert.equal(typeof (await two.exports.lazy.path()).join, 'function')
 
   // changed content in another bundle file (another name): nothing of the held wrappers applies
   const changedZip = await packed(t, {

@@ -2,7 +2,7 @@ import path from 'node:path'
 import vm from 'node:vm'
 import { nyalaError, reasonOf } from '../errors.js'
 import { codeCacheFor, codeCacheStats, dropCodeCache } from './code-cache.js'
-import { heldFunction } from './held-functions.js'
+import { heldCode } from './held-functions.js'
 import {
   cjsWithImport,
   detectedEsm,
@@ -40,7 +40,7 @@ export interface CompiledModule {
    * made of it).
    */
   readonly fromCache?: boolean | undefined
-  /** The code cache key it was compiled for, when the load asked for one: what a generation holds it by. */
+  /** What a generation holds it by, when the load asked for a code cache (held-functions.ts). */
   readonly key?: string | undefined
 }
 
@@ -117,20 +117,26 @@ function syntaxError(label: string, entry: string, err: unknown) {
   return nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location, reason: reasonOf(err) }, err)
 }
 
+/** The key a compiled entry is held by (held-functions.ts): its code cache key and the kind it runs as. */
+function heldKeyOf(index: ResolveIndex, entry: string, key: string): string {
+  const kind = moduleKindOf(index, entry)
+  return `${key}\0${kind.format}:${kind.loader ?? ''}`
+}
+
 /**
- * The wrapper a running generation compiled for `key` (held-functions.ts),
- * when the entry is still a plain CommonJS script in this bundle (its bytes
- * are the key's, but a new package.json `type` can make the same bytes an ES
- * module). Checked before the source is even decoded.
+ * What a running generation compiled for this entry (held-functions.ts),
+ * when its bytes and name are the key's and it runs as the same kind here.
+ * Checked before the source is even decoded.
  */
 export function heldModule(
   index: ResolveIndex,
   entry: string,
   key: string | undefined,
 ): CompiledModule | undefined {
-  if (key === undefined || moduleKindOf(index, entry).loader !== undefined) return undefined
-  const fn = heldFunction(key)
-  return fn && { fn, esm: false, namespace: false, transformed: false, fromCache: true, key }
+  if (key === undefined) return undefined
+  const heldKey = heldKeyOf(index, entry, key)
+  const code = heldCode(heldKey)
+  return code && { ...code, fromCache: true, key: heldKey }
 }
 
 /**
@@ -139,6 +145,18 @@ export function heldModule(
  * the transform (cached; done now, on this thread, if not done ahead).
  */
 export function compileModule(
+  label: string,
+  index: ResolveIndex,
+  entry: string,
+  source: string,
+  filename: string,
+  cache?: CacheRequest,
+): CompiledModule {
+  const compiled = compileAnew(label, index, entry, source, filename, cache)
+  return cache?.key === undefined ? compiled : { ...compiled, key: heldKeyOf(index, entry, cache.key) }
+}
+
+function compileAnew(
   label: string,
   index: ResolveIndex,
   entry: string,
@@ -178,7 +196,7 @@ export function scriptOrKind(
     const cached = key === undefined ? undefined : compileFromCache(label, entry, source, filename, key)
     // a cache is only ever made of a script that calls no import(): no need to look again
     if (cached?.fromCache)
-      return { fn: cached.fn, esm: false, namespace: false, transformed: false, fromCache: true, key }
+      return { fn: cached.fn, esm: false, namespace: false, transformed: false, fromCache: true }
     const fn = cached?.fn ?? compileScript(label, entry, source, filename)
     return mayImportDynamically(source)
       ? { kind: cjsWithImport }
@@ -188,7 +206,6 @@ export function scriptOrKind(
           namespace: false,
           transformed: false,
           fromCache: cache === undefined ? undefined : false,
-          key,
         }
   } catch (err) {
     if (!entry.endsWith('.js') || !isEsmSyntaxError(reasonOf(err))) throw err

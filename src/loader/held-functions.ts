@@ -1,8 +1,13 @@
 /**
- * The compiled wrappers of the CommonJS scripts that running generations
- * loaded, by code cache key (the file's digest and the name it is compiled
- * under: code-cache.ts), so a reload that loads the same file under the same
- * name calls the same wrapper again instead of compiling it.
+ * The compiled wrappers of the scripts that running generations loaded, by
+ * code cache key (the file's digest and the name it is compiled under:
+ * code-cache.ts) and the kind the entry was run as (a package.json `type` can
+ * make the same bytes an ES module), so a reload that loads the same file
+ * under the same name calls the same wrapper again instead of compiling it:
+ * CommonJS as it is, and what the transform made of an ES module or of
+ * CommonJS calling `import()` (the same input transforms to the same output).
+ * A transformed file's source map stays registered by its code's hash
+ * (source-maps.ts) unless 4,096 newer maps pushed it out.
  *
  * Why this is safe: a CommonJS file is one function called with `exports`,
  * `require`, `module`, `__filename` and `__dirname`; each call makes its own
@@ -21,27 +26,33 @@
  * closures keep alive anyway. The wrapper closes over nothing of a
  * generation: it is compiled in the host's context with no extensions.
  */
-type Wrapper = (...args: unknown[]) => unknown
+/** A compiled entry as the loader runs it (CompiledModule's fields, without what a load adds). */
+export interface HeldCode {
+  readonly fn: (...args: unknown[]) => unknown
+  readonly esm: boolean
+  readonly namespace: boolean
+  readonly transformed: boolean
+}
 
-const held = new Map<string, { fn: Wrapper; holders: number }>()
+const held = new Map<string, { code: HeldCode; holders: number }>()
 
 /** Reuses counted (for the module start log line and tests). */
 export const heldFunctionStats = { reused: 0 }
 
-/** The wrapper a running generation compiled for `key`, if any. */
-export function heldFunction(key: string): Wrapper | undefined {
+/** What a running generation compiled for `key`, if any. */
+export function heldCode(key: string): HeldCode | undefined {
   const hit = held.get(key)
   if (hit) heldFunctionStats.reused++
-  return hit?.fn
+  return hit?.code
 }
 
 /** Holds `functions` for a generation that runs them; the returned release is idempotent. */
-export function holdFunctions(functions: ReadonlyMap<string, Wrapper>): () => void {
-  for (const [key, fn] of functions) {
+export function holdFunctions(functions: ReadonlyMap<string, HeldCode>): () => void {
+  for (const [key, code] of functions) {
     const entry = held.get(key)
     // a second compile of one key (two loads racing) keeps the first: both are the same code
     if (entry) entry.holders++
-    else held.set(key, { fn, holders: 1 })
+    else held.set(key, { code, holders: 1 })
   }
   let released = false
   return () => {

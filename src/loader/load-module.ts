@@ -49,7 +49,7 @@ export interface ModuleCode {
   /** CommonJS scripts compiled from their source: what code caches can be made of (`BundleReader.makeCodeCaches`). */
   readonly uncached: readonly string[]
   /** The wrappers of the CommonJS scripts loaded, by code cache key: what the generation holds (held-functions.ts). */
-  readonly functions: ReadonlyMap<string, CompiledModule['fn']>
+  readonly functions: ReadonlyMap<string, CompiledModule>
 }
 
 /** The code cache key of one entry (code-cache.ts), when the reader thread gave its digest. */
@@ -256,7 +256,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
   const cache = new Map<string, CjsModule>()
   const loaded: string[] = []
   const uncached: string[] = []
-  const functions = new Map<string, CompiledModule['fn']>()
+  const functions = new Map<string, CompiledModule>()
   const requires = new Map<string, string[]>()
   const label = bundle.file
   const index = resolveIndexOf(bundle.files)
@@ -317,7 +317,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     const localRequire = requireOf(entry)
     loaded.push(entry)
     if (code.fromCache === false) uncached.push(entry)
-    if (code.key !== undefined) functions.set(code.key, code.fn)
+    if (code.key !== undefined) functions.set(code.key, code)
     try {
       if (!code.transformed) code.fn.call(mod.exports, mod.exports, localRequire, mod, filename, dirname)
       else {
