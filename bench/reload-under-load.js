@@ -229,7 +229,7 @@ function report(settings, quickRun, load, triggers, events, cpu) {
       `max ${round(percentileOf(newMs, 100), 1)} ms, ${withinTarget}/${newMs.length} within ${targets.triggerToNewMs} ms ` +
       `(target <= ${targets.triggerToNewMs} ms): ${judge(medianNew <= targets.triggerToNewMs)}`,
     `host main-thread CPU per reload: ${cpuPerReloadMs === undefined ? 'not measured (no /proc)' : `${round(cpuPerReloadMs, 1)} ms`} ` +
-      '(the reloading windows\' CPU time less their requests at the quiet windows\' cost per request, over the reloads)',
+      "(the reloading windows' CPU time less their requests at the quiet windows' cost per request, over the reloads)",
     `reloads: ${triggers.length} triggers, ${events.count('swapped')} swapped, ${events.count('failed')} failed, ` +
       `${clean.length - newMs.length} trigger(s) without a new generation seen, ` +
       `${triggers.length - clean.length} dropped before the previous reload was done (left out)`,
