@@ -119,8 +119,11 @@ function stampOf(stats: BigIntStats | undefined): string {
   return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`
 }
 
+/**
+ * Written within `racyMs` of the read (by its modification time: a write moves it; one that sets
+ * it back, `touch -d`, moves the change time, which the stamp holds).
+ */
 function isRacy(stats: BigIntStats | undefined, readAt: number): boolean {
   if (!stats) return false
-  const changedMs = Math.max(Number(stats.mtimeNs / 1_000_000n), Number(stats.ctimeNs / 1_000_000n))
-  return changedMs >= readAt - racyMs
+  return Number(stats.mtimeNs / 1_000_000n) >= readAt - racyMs
 }
