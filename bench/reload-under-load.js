@@ -1,7 +1,9 @@
 // A steady keep-alive load on one module while it is reloaded every 500 ms by dropping a new
 // `solo.zip.tmp` beside its bundle (auto.reload.monitoring.type=tmpfile, OS file events): failed
-// requests, p50/p99 latency during reloads against the same load without reloads, and the time
-// from the trigger (the .tmp appearing) to the first response served by the new generation.
+// requests, p50/p99 latency during reloads against the same load without reloads, the time
+// from the trigger (the .tmp appearing) to the first response served by the new generation, and
+// the host's main-thread CPU per reload (what requests to the module wait behind; unlike the
+// latencies, it does not count the time other processes take the cores).
 //
 // Sequential runs are not comparable on these machines (/work/shared/NOTES.md, "Measuring on these
 // machines"): one continuous load is split into alternating quiet and change windows, and each
