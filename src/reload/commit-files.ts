@@ -76,7 +76,10 @@ export async function commitChange(
   faultPoint('commit-previous', change.name)
 
   const dir = path.dirname(target)
-  const hash = data === undefined ? undefined : sha256Hex(data)
+  // a zip bundle's hash is the sha256 of the bytes it was opened from (open-bundle.ts): these bytes
+  // are not hashed a second time on the serving thread
+  const hash =
+    data === undefined ? undefined : change.bundle?.kind === 'zip' ? change.bundle.hash : sha256Hex(data)
   const unchanged = hash !== undefined && (await holds(source, hash))
   const changed = new Set([dir, path.dirname(source)])
   const flush = async () => {
