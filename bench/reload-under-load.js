@@ -1,7 +1,9 @@
 // A steady keep-alive load on one module while it is reloaded every 500 ms by dropping a new
 // `solo.zip.tmp` beside its bundle (auto.reload.monitoring.type=tmpfile, OS file events): failed
-// requests, p50/p99 latency during reloads against the same load without reloads, and the time
-// from the trigger (the .tmp appearing) to the first response served by the new generation.
+// requests, p50/p99 latency during reloads against the same load without reloads, the time
+// from the trigger (the .tmp appearing) to the first response served by the new generation, and
+// the host's main-thread CPU per reload (what requests to the module wait behind; unlike the
+// latencies, it does not count the time other processes take the cores).
 //
 // Sequential runs are not comparable on these machines (/work/shared/NOTES.md, "Measuring on these
 // machines"): one continuous load is split into alternating quiet and change windows, and each
@@ -15,6 +17,7 @@ import {
   assertBuilt,
   cliPath,
   latencyRow,
+  mainThreadCpuMs,
   makeRoot,
   packModule,
   percentileOf,
@@ -39,7 +42,10 @@ const quick = {
 }
 
 /**
- * @param {{ quick?: boolean, duration?: number, signal?: AbortSignal, progress?: (msg: string) => void }} opts
+ * `hostNodeArgs`: extra node arguments for the host (e.g. `--cpu-prof --cpu-prof-dir=DIR` to see
+ * what a reload costs the serving thread).
+ *
+ * @param {{ quick?: boolean, duration?: number, signal?: AbortSignal, progress?: (msg: string) => void, hostNodeArgs?: string[] }} opts
  */
 export async function run(opts = {}) {
   const settings = { ...(opts.quick ? quick : full) }
@@ -64,7 +70,7 @@ export async function run(opts = {}) {
     const bytes = await Promise.all(variants.map((v) => readFile(v)))
 
     progress(`starting the host (tmpfile monitoring) in ${root}`)
-    const host = await startHost(session, root)
+    const host = await startHost(session, root, { nodeArgs: opts.hostNodeArgs ?? [] })
     const events = await openEvents(session, `http://127.0.0.1:${host.adminPort}/events`)
     const url = `http://127.0.0.1:${host.port}/solo`
     const first = await request(url, { timeoutMs: 15_000 })
@@ -75,6 +81,10 @@ export async function run(opts = {}) {
     const load = new PacedLoad(url, settings.connections, settings.rate)
     session.clients.add(load)
     const triggers = []
+    // the host's main-thread CPU time at each window's edges: what the reloads cost the serving
+    // thread, load-independent unlike latency (the serving cost measured in the quiet windows is
+    // subtracted per request)
+    const cpu = []
     try {
       progress(`warm-up ${settings.warmupSeconds} s`)
       load.start()
@@ -91,6 +101,8 @@ export async function run(opts = {}) {
       for (let w = 0; w < windows; w++) {
         const windowStart = t0 + w * windowMs
         const windowEnd = windowStart + windowMs
+        await sleepUntil(windowStart)
+        const cpuStart = mainThreadCpuMs(host.pid)
         if (w % 2 === 1) {
           for (let at = windowStart; at < windowEnd - 1; at += settings.intervalMs) {
             opts.signal?.throwIfAborted()
@@ -109,6 +121,7 @@ export async function run(opts = {}) {
           }
         }
         await sleepUntil(windowEnd)
+        cpu.push({ w, start: cpuStart, end: mainThreadCpuMs(host.pid) })
       }
       load.measureUntil(t0 + windows * windowMs)
     } finally {
@@ -123,7 +136,7 @@ export async function run(opts = {}) {
     events.close()
     await host.stop()
 
-    return report(settings, Boolean(opts.quick), load, triggers, events)
+    return report(settings, Boolean(opts.quick), load, triggers, events, cpu)
   })
 }
 
@@ -166,7 +179,7 @@ async function trigger(modulesDir, data, events, load) {
   return entry
 }
 
-function report(settings, quickRun, load, triggers, events) {
+function report(settings, quickRun, load, triggers, events, cpu) {
   const quiet = load.windowed((w) => w % 2 === 0)
   const change = load.windowed((w) => w % 2 === 1)
   const row = (name, s) => latencyRow('latency (requests counted in the window they started in)', name, s)
@@ -198,6 +211,15 @@ function report(settings, quickRun, load, triggers, events) {
   table.push(stat('trigger -> swap (admin event)', swappedMs))
   table.push(stat('  of which trigger -> transaction start (file event, read, open)', startMs))
   const medianNew = percentileOf(newMs, 50)
+  const cpuPerReloadMs = reloadCpuMs(cpu, load, triggers.length)
+  if (cpuPerReloadMs !== undefined) {
+    table.push({
+      section: 'reloads',
+      measure: 'host main-thread CPU per reload (serving the load subtracted)',
+      samples: triggers.length,
+      'p50 ms': round(cpuPerReloadMs, 1),
+    })
+  }
   const withinTarget = newMs.filter((v) => v <= targets.triggerToNewMs).length
   const judge = (ok) =>
     quickRun || settings.seconds < 10 ? 'quick run, too short to judge' : ok ? 'met' : 'NOT met'
@@ -208,6 +230,8 @@ function report(settings, quickRun, load, triggers, events) {
     `trigger -> first response from the new generation: median ${round(medianNew, 1)} ms, ` +
       `max ${round(percentileOf(newMs, 100), 1)} ms, ${withinTarget}/${newMs.length} within ${targets.triggerToNewMs} ms ` +
       `(target <= ${targets.triggerToNewMs} ms): ${judge(medianNew <= targets.triggerToNewMs)}`,
+    `host main-thread CPU per reload: ${cpuPerReloadMs === undefined ? 'not measured (no /proc)' : `${round(cpuPerReloadMs, 1)} ms`} ` +
+      "(the reloading windows' CPU time less their requests at the quiet windows' cost per request, over the reloads)",
     `reloads: ${triggers.length} triggers, ${events.count('swapped')} swapped, ${events.count('failed')} failed, ` +
       `${clean.length - newMs.length} trigger(s) without a new generation seen, ` +
       `${triggers.length - clean.length} dropped before the previous reload was done (left out)`,
@@ -234,6 +258,7 @@ function report(settings, quickRun, load, triggers, events) {
       },
       p99Ratio,
       triggers: triggers.length,
+      mainThreadCpuMsPerReload: cpuPerReloadMs === undefined ? null : round(cpuPerReloadMs, 2),
       reloads: { swapped: events.count('swapped'), failed: events.count('failed') },
       triggerToNewMs: {
         median: round(medianNew, 2),
@@ -242,6 +267,26 @@ function report(settings, quickRun, load, triggers, events) {
       },
     },
   }
+}
+
+/**
+ * The host's main-thread CPU per reload: the reloading windows' CPU time, less their requests at
+ * the quiet windows' cost per request, divided by the reloads. `undefined` without /proc.
+ */
+function reloadCpuMs(cpu, load, reloads) {
+  if (reloads === 0 || cpu.some((c) => c.start === undefined || c.end === undefined)) return undefined
+  const requestsIn = (w) => {
+    const s = load.windowed((x) => x === w)
+    return s.latencies.length + s.failed
+  }
+  const sum = { quiet: { ms: 0, requests: 0 }, change: { ms: 0, requests: 0 } }
+  for (const c of cpu) {
+    const into = c.w % 2 === 0 ? sum.quiet : sum.change
+    into.ms += c.end - c.start
+    into.requests += requestsIn(c.w)
+  }
+  if (sum.quiet.requests === 0) return undefined
+  return (sum.change.ms - (sum.change.requests * sum.quiet.ms) / sum.quiet.requests) / reloads
 }
 
 // ---------------------------------------------------------------------------------------------

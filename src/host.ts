@@ -10,7 +10,7 @@ import { moduleNameOf } from './bundle/module-name.js'
 import { type Bundle, openBundle } from './bundle/open-bundle.js'
 import { currentTrustPolicy, type TrustPolicy } from './bundle/trust-store.js'
 import type { HostOptions } from './config/host-options.js'
-import { readPropertiesFile } from './config/read-properties.js'
+import { readPropertiesFileAsync } from './config/read-properties.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from './errors.js'
 import { DependentsIndex } from './graph/dependents-index.js'
 import { type GraphPlan, nodeOf, planGraph } from './graph/module-graph.js'
@@ -384,8 +384,8 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
   }
 
   /** The module's own settings, `config/<name>.properties`, as raw strings. */
-  #moduleConfig(name: string): Readonly<Record<string, string>> {
-    const values = readPropertiesFile(path.join(this.options.configDir, `${name}.properties`))
+  async #moduleConfig(name: string): Promise<Readonly<Record<string, string>>> {
+    const values = await readPropertiesFileAsync(path.join(this.options.configDir, `${name}.properties`))
     return Object.freeze(Object.fromEntries(values ?? []))
   }
 
@@ -427,7 +427,7 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
       generation = new Generation({
         bundle,
         generation: number,
-        config: this.#moduleConfig(bundle.name),
+        config: await this.#moduleConfig(bundle.name),
         log: this.log.child({ module: bundle.name, generation: number }),
         previous,
         lookup,

@@ -106,6 +106,8 @@ test('bench/run.js reload --quick runs both reload benchmarks and records figure
   assert.equal(typeof s.p99Ratio, 'number')
   assert.ok(s.triggerToNewMs.samples.length > 0)
   for (const v of s.triggerToNewMs.samples) assert.equal(typeof v, 'number')
+  if (process.platform === 'linux') assert.equal(typeof s.mainThreadCpuMsPerReload, 'number')
+  assert.match(stdout, /host main-thread CPU per reload: /)
 
   const memory = report.benchmarks['reload-memory']
   assert.ok(memory, 'latest.json has a reload-memory entry')

@@ -3,7 +3,7 @@
 // zip's directory), each refused with its own code by the same openBundle the host uses.
 import assert from 'node:assert/strict'
 import { generateKeyPairSync } from 'node:crypto'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import test from 'node:test'
@@ -293,4 +293,55 @@ test('a second entry of one name is seen however its name is encoded (no UTF-8 f
   await assert.rejects(openBundle(file, { trust: await trustOf(dir, [alpha]) }), {
     code: 'NYALA_ERR_BUNDLE_DUPLICATE_ENTRY',
   })
+})
+
+test('the trust store as a reload sees it: kept while nothing changed, read again when a key file is added, edited or removed', async (t) => {
+  const { trustPolicyNow } = await import('../dist/bundle/trust-store-cache.js')
+  const dir = await tempDir(t)
+  const store = path.join(dir, 'trusted-keys')
+  const settings = { required: true, threshold: 1, trustedKeysDir: store }
+  // stamps older than the 2 s in which a change is not told apart by its stamps
+  const age = async (...files) => {
+    const past = new Date(Date.now() - 60_000)
+    for (const f of files) await utimes(f, past, past)
+  }
+  const ids = (policy) => policy.keys.map((k) => `${k.keyId}${k.revoked ? ' revoked' : ''}`)
+
+  assert.deepEqual((await trustPolicyNow(settings)).keys, [], 'a missing directory is an empty store')
+  await mkdir(store)
+  await writeFile(path.join(store, 'alpha.pub'), alpha.pub)
+  await age(path.join(store, 'alpha.pub'), store)
+  const first = await trustPolicyNow(settings)
+  assert.deepEqual(ids(first), [alpha.keyId])
+  // nothing changed: the same keys, not read again
+  assert.equal((await trustPolicyNow(settings)).keys, first.keys)
+
+  // a key added: the directory changed
+  await writeFile(path.join(store, 'beta.pub'), beta.pub)
+  await age(path.join(store, 'beta.pub'), store)
+  assert.deepEqual(ids(await trustPolicyNow(settings)), [alpha.keyId, beta.keyId])
+
+  // revoked by editing its file in place (the directory does not change)
+  await writeFile(path.join(store, 'alpha.pub'), `${alpha.pub}revoked=true\n`)
+  await age(path.join(store, 'alpha.pub'))
+  assert.deepEqual(ids(await trustPolicyNow(settings)), [`${alpha.keyId} revoked`, beta.keyId])
+
+  // removed
+  await rm(path.join(store, 'beta.pub'))
+  await age(store)
+  assert.deepEqual(ids(await trustPolicyNow(settings)), [`${alpha.keyId} revoked`])
+
+  // a key file that cannot be used is refused on every read, never kept
+  await writeFile(path.join(store, 'bad.pub'), 'algorithm=rsa\n')
+  await age(path.join(store, 'bad.pub'), store)
+  await assert.rejects(trustPolicyNow(settings), { code: 'NYALA_ERR_TRUSTED_KEY_INVALID' })
+  await assert.rejects(trustPolicyNow(settings), { code: 'NYALA_ERR_TRUSTED_KEY_INVALID' })
+  await rm(path.join(store, 'bad.pub'))
+  assert.deepEqual(ids(await trustPolicyNow(settings)), [`${alpha.keyId} revoked`])
+
+  // a change within 2 s of the read is read again next time, whatever the stamps say
+  await writeFile(path.join(store, 'alpha.pub'), alpha.pub)
+  const fresh = await trustPolicyNow(settings)
+  assert.deepEqual(ids(fresh), [alpha.keyId])
+  assert.notEqual((await trustPolicyNow(settings)).keys, fresh.keys)
 })

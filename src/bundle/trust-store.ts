@@ -52,7 +52,8 @@ export function readTrustStore(dir: string): TrustedKey[] {
     .map((n) => readKeyFile(path.join(dir, n)))
 }
 
-function readKeyFile(file: string): TrustedKey {
+/** Reads and checks one `.pub` file (a key file that cannot be used is an error naming it). */
+export function readKeyFile(file: string): TrustedKey {
   const values = readPropertiesFile(file) ?? new Map<string, string>()
   const bad = (key: string, value: string, expected: string) =>
     nyalaError('NYALA_ERR_TRUSTED_KEY_INVALID', { file, key, value, expected })
@@ -90,8 +91,9 @@ function readKeyFile(file: string): TrustedKey {
 /**
  * The trust policy as it is now: the store is read on each call, so a key
  * added, expired or revoked by editing `bundle.trusted.keys` applies to the
- * next reload without a restart (a handful of small files: no cost worth
- * caching against).
+ * next reload without a restart. Start-up and the CLI read it this way; a
+ * reload asks `trustPolicyNow` (trust-store-cache.ts), which reads only what
+ * changed since the last reload.
  */
 export function currentTrustPolicy(settings: {
   readonly required: boolean

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { propertiesReader } from 'properties-reader'
 import { nyalaError, reasonOf } from '../errors.js'
 
@@ -64,8 +65,27 @@ export function readPropertiesFile(file: string): Map<string, string> | undefine
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw nyalaError('NYALA_ERR_CONFIG_READ', { file, reason: reasonOf(err) }, err)
+    return missingOrThrow(file, err)
   }
   return parseProperties(text)
+}
+
+/**
+ * `readPropertiesFile` off the calling thread (for a reload's path: a slow disk never holds
+ * requests up).
+ */
+export async function readPropertiesFileAsync(file: string): Promise<Map<string, string> | undefined> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    return missingOrThrow(file, err)
+  }
+  return parseProperties(text)
+}
+
+/** A missing file is `undefined`; any other failure to read it is NYALA_ERR_CONFIG_READ. */
+function missingOrThrow(file: string, err: unknown): undefined {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+  throw nyalaError('NYALA_ERR_CONFIG_READ', { file, reason: reasonOf(err) }, err)
 }

@@ -5,7 +5,7 @@ import { nyalaError, reasonOf } from '../errors.js'
 import { isAlive } from '../process-alive.js'
 import { CacheLeases } from './cache-leases.js'
 import { placeBundle } from './module-location.js'
-import { removeTree, type TreeSource, writeReadOnlyTree } from './write-tree.js'
+import { removeTree, removeWrittenTree, type TreeSource, writeReadOnlyTree } from './write-tree.js'
 
 /** A generation's hold on its bundle's cache directory; `release` when it stops (idempotent). */
 export interface FileLease {
@@ -52,8 +52,12 @@ export class FileCache {
   readonly #queues = new Map<string, Promise<unknown>>()
   /** The last content of each module given out: what its next content links unchanged files to. */
   readonly #lastOf = new Map<string, WeakRef<Bundle>>()
+  /** The files of each directory this process acquired: what removing it unlinks, without listing it. */
+  readonly #entries = new Map<string, readonly string[]>()
   #scratch = 0
   #keep = false
+  /** The cache's package.json was written (or found) by this process. */
+  #typed = false
 
   constructor(dir: string, log?: CacheLog) {
     this.dir = dir
@@ -91,6 +95,7 @@ export class FileCache {
     }
     placeBundle(bundle, target)
     this.#lastOf.set(bundle.name, new WeakRef(bundle))
+    if (!this.#entries.has(name)) this.#entries.set(name, [...bundle.files.keys()])
     return { dir: target, release }
   }
 
@@ -170,7 +175,10 @@ export class FileCache {
     void this.#serial(name, async () => {
       if (this.#refs.has(name)) return false // acquired again meanwhile
       this.#leased.delete(name)
-      await this.#leases.write(this.#leased)
+      // the lease written without it later (or by the next acquire, the next reload's, which
+      // writes the whole set anyway): until then it only keeps other processes from removing a
+      // directory this one is removing itself
+      this.#leases.writeSoon(() => this.#leased)
       return this.#remove(name)
     }).catch((err: unknown) =>
       this.#log?.warn(
@@ -200,7 +208,9 @@ export class FileCache {
       )
       if (back) return false
     }
-    await removeTree(trash)
+    const entries = this.#entries.get(name)
+    this.#entries.delete(name)
+    await (entries ? removeWrittenTree(trash, entries) : removeTree(trash))
     this.#log?.debug({ dir: target }, 'cache directory removed: no generation uses it')
     return true
   }
@@ -208,13 +218,17 @@ export class FileCache {
   async #place(bundle: Bundle, target: string): Promise<void> {
     const t0 = performance.now()
     const tmp = path.join(this.dir, `.tmp-${bundle.hash}-${process.pid}-${++this.#scratch}`)
-    await mkdir(this.dir, { recursive: true })
+    const made = await mkdir(this.dir, { recursive: true })
     // Node's own loader (a Worker, a child process) must read a bundle's `.js` files as the
     // loader does, CommonJS unless the bundle's package.json says otherwise, not by the
-    // `type` of a package.json above the cache (the host's project may be an ES module one)
-    await writeFile(path.join(this.dir, 'package.json'), '{ "type": "commonjs" }\n', { flag: 'wx' }).catch(
-      () => {},
-    )
+    // `type` of a package.json above the cache (the host's project may be an ES module one).
+    // Written once per process, and again whenever the cache directory had to be made anew.
+    if (made !== undefined || !this.#typed) {
+      await writeFile(path.join(this.dir, 'package.json'), '{ "type": "commonjs" }\n', { flag: 'wx' }).catch(
+        () => {},
+      )
+      this.#typed = true
+    }
     try {
       await writeReadOnlyTree(tmp, bundle.files, this.#reusable(bundle))
       await rename(tmp, target)

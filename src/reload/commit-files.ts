@@ -1,4 +1,4 @@
-import { copyFile, link, readFile, rename, rm } from 'node:fs/promises'
+import { copyFile, link, readFile, rename, rm, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { sha256Hex } from '../bundle/content-hash.js'
 import { syncDirectory, syncFile } from '../bundle/durable.js'
@@ -62,7 +62,10 @@ export async function commitChange(
   const old = current && current !== target ? current : target
   const previous = `${old}.previous`
   try {
-    await rm(previous, { force: true })
+    // one unlink (rm looks at the file twice first); anything but a file falls to rm, which says why
+    await unlink(previous).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') await rm(previous, { force: true })
+    })
     await link(old, previous).catch(async (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return
       await copyFile(old, previous)
@@ -73,7 +76,10 @@ export async function commitChange(
   faultPoint('commit-previous', change.name)
 
   const dir = path.dirname(target)
-  const hash = data === undefined ? undefined : sha256Hex(data)
+  // a zip bundle's hash is the sha256 of the bytes it was opened from (open-bundle.ts): these bytes
+  // are not hashed a second time on the serving thread
+  const hash =
+    data === undefined ? undefined : change.bundle?.kind === 'zip' ? change.bundle.hash : sha256Hex(data)
   const unchanged = hash !== undefined && (await holds(source, hash))
   const changed = new Set([dir, path.dirname(source)])
   const flush = async () => {

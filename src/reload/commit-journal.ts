@@ -1,6 +1,6 @@
 import { readFile, rm } from 'node:fs/promises'
 import path from 'node:path'
-import { sha256Hex } from '../bundle/content-hash.js'
+import { sha256HexOffThread } from '../bundle/content-hash.js'
 import { syncDirectory } from '../bundle/durable.js'
 import { placeAtomically } from '../bundle/staged-file.js'
 
@@ -62,7 +62,7 @@ export async function readIntent(dir: string, file: string): Promise<CommitInten
 /** True when `file` is a regular file holding bytes with this sha256. */
 export async function holds(file: string, hash: string): Promise<boolean> {
   try {
-    return sha256Hex(await readFile(file)) === hash
+    return (await sha256HexOffThread(await readFile(file))) === hash
   } catch {
     return false
   }

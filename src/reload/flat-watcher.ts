@@ -1,8 +1,15 @@
 import { type FSWatcher, readdirSync, watch } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import path from 'node:path'
+import { stampOf } from './file-stamp.js'
 
 export type PathEvent = 'add' | 'change' | 'unlink'
+
+/**
+ * Told of each changed path; `stamp` (file-stamp.ts) is what the watcher saw
+ * of a file that is there, when it looked (the reloader then need not look again).
+ */
+export type OnPath = (event: PathEvent, file: string, stamp?: string) => void
 
 /** A running watch; `close` stops it. */
 export interface Watching {
@@ -25,7 +32,7 @@ export interface Watching {
 export function watchFlat(
   dir: string,
   accept: (file: string) => boolean,
-  onPath: (event: PathEvent, file: string) => void,
+  onPath: OnPath,
   onError: (err: Error) => void,
 ): Watching {
   // what exists now, so a later event can tell an added entry from a changed one
@@ -45,16 +52,15 @@ export function watchFlat(
     try {
       while (mine.again && !closed) {
         mine.again = false
-        let exists: boolean
+        let stamp: string | undefined
         try {
-          await stat(file)
-          exists = true
+          stamp = stampOf(await stat(file, { bigint: true }))
         } catch {
-          exists = false
+          stamp = undefined
         }
         if (closed) return
-        if (exists) {
-          onPath(known.has(name) ? 'change' : 'add', file)
+        if (stamp !== undefined) {
+          onPath(known.has(name) ? 'change' : 'add', file, stamp)
           known.add(name)
         } else if (known.delete(name)) {
           onPath('unlink', file)

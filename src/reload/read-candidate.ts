@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { currentTrustPolicy, type TrustPolicy } from '../bundle/trust-store.js'
+import type { TrustPolicy } from '../bundle/trust-store.js'
+import { trustPolicyNow } from '../bundle/trust-store-cache.js'
 import type { HostOptions } from '../config/host-options.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { bundleReader } from '../loader/bundle-reader.js'
@@ -27,8 +28,9 @@ export async function readCandidate(
   const kind = exists ? 'update' : 'add'
   let trust: TrustPolicy
   try {
-    // read anew for each candidate: a key added or revoked applies to the next reload
-    trust = currentTrustPolicy(options.signature)
+    // looked at anew for each candidate (read again only when it changed): a key added or revoked
+    // applies to the next reload
+    trust = await trustPolicyNow(options.signature)
   } catch (err) {
     return err as NyalaError
   }

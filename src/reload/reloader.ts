@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { readFile, stat } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { sha256Hex } from '../bundle/content-hash.js'
 import type { MonitoringType } from '../config/host-options.js'
@@ -8,6 +8,7 @@ import { nyalaError, reasonOf } from '../errors.js'
 import { latestArrival, setAside } from './arrivals.js'
 import type { Change, ReloadResult } from './change.js'
 import { describeDeployPaths } from './deploy-paths.js'
+import { fileStamp as signatureOf } from './file-stamp.js'
 import type { Watching } from './flat-watcher.js'
 import { ModuleLocks } from './module-locks.js'
 import { gone, readCandidate } from './read-candidate.js'
@@ -20,16 +21,6 @@ import { startWatcher } from './watcher.js'
 
 const touchQuietMs = 30
 const verifyDelaysMs = [100, 1000]
-
-/** What identifies a file's content without reading it: a rename or rewrite changes it. */
-async function signatureOf(file: string): Promise<string> {
-  try {
-    const st = await stat(file, { bigint: true })
-    return `${st.ino}:${st.size}:${st.ctimeNs}:${st.mtimeNs}`
-  } catch {
-    return 'gone'
-  }
-}
 
 /**
  * Turns triggers (the deploy paths being watched, the touch file, the admin
@@ -55,6 +46,11 @@ export class Reloader {
    * write like any other, and it is neither a deploy nor worth reading again.
    */
   readonly #committed = new Map<string, string>()
+  /**
+   * What the watcher saw of each reported file (file-stamp.ts), until its check takes it: the
+   * check's "identity when checked" without looking at the file again.
+   */
+  readonly #stamps = new Map<string, string>()
   /** Files already warned about (an inactive deploy path), so each is said once. */
   readonly #warned = new Set<string>()
   readonly #running = new Set<Promise<unknown>>()
@@ -137,7 +133,7 @@ export class Reloader {
     }
     this.#watcher = await startWatcher(
       this.host.options,
-      (event, file) => this.#onPath(event, file),
+      (event, file, stamp) => this.#onPath(event, file, stamp),
       (err) => this.host.log.warn({ reason: reasonOf(err) }, `watching the deploy paths: ${reasonOf(err)}`),
     )
     this.host.log.info(
@@ -182,7 +178,7 @@ export class Reloader {
     }, touchQuietMs)
   }
 
-  #onPath(event: string, file: string): void {
+  #onPath(event: string, file: string, stamp?: string): void {
     if (this.#closed) return
     if (this.#held) {
       this.#held.push([event, file])
@@ -203,7 +199,7 @@ export class Reloader {
     if (!candidate) return
     if (!this.#active.includes(candidate.type)) {
       if (event === 'unlink') this.#warned.delete(file)
-      else void this.#track(this.#warnInactive(candidate))
+      else void this.#track(this.#warnInactive(candidate, stamp))
       return
     }
     // a vanished .tmp or staged file was renamed in (its target's event follows) or taken back
@@ -211,6 +207,8 @@ export class Reloader {
       this.#pending.get(candidate.name)?.delete(file)
       return
     }
+    if (stamp === undefined) this.#stamps.delete(file)
+    else this.#stamps.set(file, stamp)
     this.#enqueue(candidate, 'watch')
   }
 
@@ -219,7 +217,7 @@ export class Reloader {
    * set. A bundle in `modules/` that holds what already runs is the host's own
    * commit of a `.tmp` or staged file, not a deploy: nothing to say.
    */
-  async #warnInactive(c: Candidate): Promise<void> {
+  async #warnInactive(c: Candidate, stamp?: string): Promise<void> {
     if (this.#warned.has(c.source)) return
     if (c.type === 'default') {
       if (c.directory)
@@ -227,7 +225,10 @@ export class Reloader {
         // (step 6), both under the module's lock: once the lock is free, the record holds what
         // was committed, so the host's own write compares equal below
       ;(await this.locks.acquire([c.name]))()
-      if (await this.#ownCommit(c.source)) return
+      // and once the check that ran it is done, the commit's stamp is noted (#run): compared with
+      // what the watcher saw, the host's own write is known without reading and hashing it
+      await this.#checks.get(c.name)?.done.catch(() => {})
+      if (await this.#ownCommit(c.source, stamp)) return
       const running = this.host.modules.get(c.name)?.bundle?.hash
       try {
         const hash = sha256Hex(await readFile(c.source))
@@ -282,7 +283,9 @@ export class Reloader {
           const candidate = await this.#choose(name, waiting, trigger)
           if (!candidate) continue
           const watched = trigger !== 'admin' && !candidate.directory
-          const seen = watched ? await signatureOf(candidate.source) : ''
+          const noted = this.#stamps.get(candidate.source)
+          this.#stamps.delete(candidate.source)
+          const seen = watched ? (noted ?? (await signatureOf(candidate.source))) : ''
           const result = await this.#checkOnce(candidate, trigger)
           if (result?.again?.length) this.#enqueue(candidate, trigger)
           if (watched) this.#verifyLater(candidate, seen)
@@ -346,10 +349,10 @@ export class Reloader {
     return result
   }
 
-  /** True when `file` is still exactly what the host's own commit wrote. */
-  async #ownCommit(file: string): Promise<boolean> {
+  /** True when `file` (seen as `stamp`, else looked at now) is still exactly what the host's own commit wrote. */
+  async #ownCommit(file: string, stamp?: string): Promise<boolean> {
     const mine = this.#committed.get(file)
-    return mine !== undefined && mine === (await signatureOf(file))
+    return mine !== undefined && mine === (stamp ?? (await signatureOf(file)))
   }
 
   async #checkOnce(candidate: Candidate, trigger: string): Promise<ReloadResult | undefined> {
@@ -383,6 +386,7 @@ export class Reloader {
           { module: candidate.name, file: candidate.source },
           'changed without an event: checking again',
         )
+        this.#stamps.set(candidate.source, now)
         this.#enqueue(candidate, 'watch')
       }, ms)
       timer.unref()
@@ -490,6 +494,7 @@ export class Reloader {
     for (const [name, candidates] of byModule) {
       // a file found here is handled here: a watcher event for it is not checked again
       this.#pending.delete(name)
+      for (const c of candidates) this.#stamps.delete(c.source)
       const c = await this.#choose(name, candidates, trigger)
       if (!c) continue
       const change = await this.#read(c, trigger)

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync } from 'node:fs'
 import path from 'node:path'
 import { watch } from 'chokidar'
 import type { HostOptions } from '../config/host-options.js'
-import { type PathEvent, type Watching, watchFlat } from './flat-watcher.js'
+import { type OnPath, type Watching, watchFlat } from './flat-watcher.js'
 
 /**
  * Watches the deploy paths and reports changed paths. The modules directory is
@@ -21,7 +21,7 @@ import { type PathEvent, type Watching, watchFlat } from './flat-watcher.js'
  */
 export async function startWatcher(
   options: HostOptions,
-  onPath: (event: PathEvent, file: string) => void,
+  onPath: OnPath,
   onError: (err: Error) => void = () => {},
 ): Promise<Watching> {
   const { autoReload, modulesDir } = options
@@ -90,7 +90,7 @@ async function chokidarWatch(
   depth: number,
   options: HostOptions,
   ignored: (file: string) => boolean,
-  onPath: (event: PathEvent, file: string) => void,
+  onPath: OnPath,
   onError: (err: Error) => void,
 ): Promise<Watching> {
   const { autoReload } = options

@@ -25,6 +25,9 @@ import { codeId, forgetCode, part, runAs } from './running-code.js'
 import { UpgradedSockets } from './upgraded-sockets.js'
 import { timedOut, withTimeout } from './with-timeout.js'
 
+/** Fastify's name for a plugin (`fastify.display-name`), shown in `printPlugins` and its errors. */
+const pluginDisplayName = Symbol.for('fastify.display-name')
+
 export type GenerationState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed'
 
 export interface GenerationInit extends ContextInit {
@@ -236,12 +239,13 @@ export class Generation {
     const entry = this.#entry
     const ctx = this.#handle.ctx
     const prefix = bundle.manifest.prefix === '/' ? '' : bundle.manifest.prefix
-    app.register(
-      async (scoped) => {
-        await runAs(this.codeId, part.register, () => entry.register(scoped, ctx))
-      },
-      { prefix },
-    )
+    const plugin = async (scoped: FastifyInstance) => {
+      await runAs(this.codeId, part.register, () => entry.register(scoped, ctx))
+    }
+    // a plugin without a name makes Fastify look for it among the exports of every file in
+    // require.cache, twice per register (about 0.3 ms of the serving thread per reload)
+    Object.defineProperty(plugin, pluginDisplayName, { value: `module ${this.name}` })
+    app.register(plugin, { prefix })
     const result = await withTimeout(
       Promise.resolve(app.ready()).then(
         () => undefined,
