@@ -121,14 +121,16 @@ export function knownDigests(bundle: Bundle): { entries: string[]; values: strin
  * The cache key of one entry of `bundle` compiled under `filename`: by the
  * digest the reader thread made, else (a bundle opened on this thread, or
  * handed over by another process) by one made here, once per bundle and entry,
- * about 2 ms per MB; `undefined` while no cache is held at all (nothing to
- * find: a start-up does not hash).
+ * about 2 ms per MB. A start-up hashes too, although no cache is held yet: the
+ * key is also what the first generation's compiled wrappers are held by
+ * (held-functions.ts), so the first reload after a start calls them again
+ * rather than compiling every file on the thread that serves.
  */
 export function codeCacheKeyOf(bundle: Bundle, entry: string, filename: string): string | undefined {
   let digest = digests.get(bundle)?.get(entry)
   if (digest === undefined) {
     const bytes = bundle.files.get(entry)
-    if (cache.size === 0 || bytes === undefined || !isCacheableScript(entry)) return undefined
+    if (bytes === undefined || !isCacheableScript(entry)) return undefined
     let own = madeHere.get(bundle)
     if (!own) {
       own = new Map()
