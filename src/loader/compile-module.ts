@@ -152,20 +152,11 @@ export function compileModule(
   filename: string,
   cache?: CacheRequest,
 ): CompiledModule {
-  const compiled = compileAnew(label, index, entry, source, filename, cache)
-  return cache?.key === undefined ? compiled : { ...compiled, key: heldKeyOf(index, entry, cache.key) }
-}
-
-function compileAnew(
-  label: string,
-  index: ResolveIndex,
-  entry: string,
-  source: string,
-  filename: string,
-  cache?: CacheRequest,
-): CompiledModule {
+  // what a generation holds it by, when the load asked for a code cache (held-functions.ts)
+  const held = (compiled: CompiledModule): CompiledModule =>
+    cache?.key === undefined ? compiled : { ...compiled, key: heldKeyOf(index, entry, cache.key) }
   const script = scriptOrKind(label, index, entry, source, filename, cache)
-  if ('fn' in script) return script
+  if ('fn' in script) return held(script)
   const input = transformInputOf(index, entry, source, script.kind)
   let out: Transformed
   try {
@@ -173,7 +164,7 @@ function compileAnew(
   } catch (err) {
     throw transformError(label, entry, err)
   }
-  return compileTransformed(label, entry, out, filename, script.kind)
+  return held(compileTransformed(label, entry, out, filename, script.kind))
 }
 
 /**
