@@ -1,3 +1,4 @@
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { type NyalaError, nyalaError } from '../errors.js'
 import { faultPoint } from '../fault-point.js'
 import { Generation } from '../runtime/generation.js'
@@ -138,6 +139,9 @@ export class InProcessRuntime implements ModuleRuntime {
     faultPoint('drain')
     const idle = await idling
     for (const [p, old] of olds) {
+      // idle already (the usual case under keep-alive load): without a turn of the event loop the
+      // stop would run in the swap's own block of the serving thread
+      await yieldToLoop()
       await old.stop()
       host.log.info(
         { module: p.name, generation: old.number, reload: id },
