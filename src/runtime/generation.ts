@@ -199,6 +199,9 @@ export class Generation {
       return undefined
     })
     try {
+      // the transaction's planning and this generation's set-up ran in this block so far: let the
+      // requests that arrived meanwhile through before the code is compiled and run
+      await yieldToLoop()
       // compiling and running the packages are sliced; the module's own code is one block
       const prev = init.previousCode
       let code: ModuleCode
