@@ -24,6 +24,7 @@ import './http/tick-shape.js'
 import { bundleReader } from './loader/bundle-reader.js'
 import { codeCacheCounts } from './loader/code-cache.js'
 import { FileCache } from './loader/file-cache.js'
+import { primeReader } from './loader/prime-reader.js'
 import { transformCounts } from './loader/transform.js'
 import type { Logger } from './logger.js'
 import { crashActions } from './reload/crash-actions.js'
@@ -228,10 +229,28 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
     )
     await reader
     this.reloader.resume()
+    if (this.options.bundleReaderPrime) void this.#primeReader()
     // built here, not when listening: a successor builds it before the handover, not during it
     const { app, endStreams } = await createAdminApp(this, this.reloader)
     this.#adminApp = app
     this.#endAdminStreams = endStreams
+  }
+
+  /** `bundle.reader.prime`, in the background once the modules run: one log line when done. */
+  async #primeReader(): Promise<void> {
+    const bundles: Bundle[] = []
+    for (const record of this.modules.values()) if (record.bundle) bundles.push(record.bundle)
+    const done = await primeReader(
+      bundleReader,
+      bundles,
+      { maxBytes: this.options.bundleMaxBytes },
+      () => this.closing,
+    )
+    if (done.kept > 0)
+      this.log.info(
+        { kept: done.kept, heldBytes: done.held, ms: Math.round(done.ms) },
+        `bundle reader: ${done.kept} bundles read ahead for their first reload (${(done.held / 1048576).toFixed(1)} MiB kept) in ${Math.round(done.ms)} ms`,
+      )
   }
 
   /** Opens every bundle, plans the graph, starts the modules in dependency order. */

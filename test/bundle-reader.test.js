@@ -345,3 +345,42 @@ test('the reader thread takes unchanged entries over from its last read of the m
   const other = await reader.read(v2, { maxBytes, name: 'other' })
   assert.equal(other.ok && other.reused, 0)
 })
+
+test('a bundle read ahead (prime) is the last read its first reload takes entries over from', async (t) => {
+  const dir = await tempDir(t)
+  const files = {
+    'module.properties': manifest(),
+    'index.js': 'module.exports = { register () {} }\n',
+    'node_modules/dep/index.js': `module.exports = ${JSON.stringify('z'.repeat(3000))}\n`,
+  }
+  const file = await zipOf(files, path.join(dir, 'primed-1.0.0.zip'))
+  const reader = new BundleReader()
+  t.after(() => reader.close())
+  const primed = await reader.prime(file, { maxBytes })
+  assert.equal(primed.kept, true)
+  assert.ok(primed.held > 3000, `held ${primed.held}`)
+  // a second read ahead of the same module keeps what it has
+  const twice = await reader.prime(file, { maxBytes })
+  assert.equal(twice.kept, false)
+  assert.equal(twice.reason, 'already read')
+  const first = await reader.read(file, { maxBytes })
+  assert.equal(first.ok && first.reused, 3, 'every entry taken over on the first read')
+  // a file that is not a bundle is not kept, and says why
+  await writeFile(path.join(dir, 'broken.zip'), 'not a zip')
+  const broken = await reader.prime(path.join(dir, 'broken.zip'), { maxBytes })
+  assert.equal(broken.kept, false)
+  assert.match(broken.reason, /broken|zip|corrupt/i)
+})
+
+test('ZipReuse.setIfRoom keeps a read only beside what is kept, dropping nothing', async () => {
+  const { ZipReuse } = await import('../dist/bundle/zip-reuse.js')
+  const reuse = new ZipReuse(6000)
+  const entries = (n) =>
+    new Map([['x', { compressed: new Uint8Array(1), method: '', crc: 0, content: Buffer.alloc(n) }]])
+  assert.equal(reuse.setIfRoom('a', { data: Buffer.alloc(1), hash: '', entries: entries(4000) }), true)
+  assert.equal(reuse.setIfRoom('b', { data: Buffer.alloc(1), hash: '', entries: entries(4000) }), false)
+  assert.ok(reuse.has('a'), 'the module kept first stays')
+  assert.equal(reuse.has('b'), false)
+  assert.equal(reuse.setIfRoom('a', { data: Buffer.alloc(1), hash: '', entries: entries(10) }), false)
+  assert.equal(reuse.bytes, 4001)
+})

@@ -542,3 +542,32 @@ test('back-to-back renames over a bundle are all seen, even when one lands while
   }
   assert.equal((await modules(host)).app.lastError, null)
 })
+
+test('bundle.reader.prime: zip bundles are read ahead after start-up, directories are not; false turns it off', async (t) => {
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nadmin.host=127.0.0.1\n')
+  await deploy(root, 'one')
+  await deploy(root, 'two')
+  // an exploded directory bundle is read entry by entry on every reload: nothing to read ahead
+  await mkdir(path.join(modulesOf(root), 'three'))
+  await writeFile(path.join(modulesOf(root), 'three', 'module.properties'), 'version=1.0.0\n')
+  await writeFile(
+    path.join(modulesOf(root), 'three', 'index.js'),
+    "module.exports = { async register (app) { app.get('/', async () => ({ ok: true })) } }\n",
+  )
+  const host = await startHost(t, root)
+  const line = () => host.logs().find((r) => /read ahead/.test(r.msg ?? ''))
+  await until(async () => line() !== undefined, 'the read-ahead log line')
+  assert.equal(line().kept, 2, 'the two zip bundles, not the directory')
+  assert.ok(line().heldBytes > 0)
+  await host.stop()
+
+  await writeFile(
+    path.join(root, 'config', 'impala.properties'),
+    'admin.port=0\nport=0\nhost=127.0.0.1\nadmin.host=127.0.0.1\nbundle.reader.prime=false\n',
+  )
+  const off = await startHost(t, root)
+  // a reload's read goes through the reader after start-up: by its answer a read ahead would have logged
+  const res = await fetch(off.admin('/modules/one/reload?force=true'), { method: 'POST' })
+  assert.equal(res.status, 200, await res.text())
+  assert.equal(off.logs().find((r) => /read ahead/.test(r.msg ?? '')), undefined)
+})

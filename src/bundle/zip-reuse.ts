@@ -55,8 +55,7 @@ export class ZipReuse {
   /** Keeps `read` as `module`'s last read (a module larger than the bound is not kept). */
   set(module: string, read: ZipRead): void {
     this.delete(module)
-    let bytes = read.data.length
-    for (const e of read.entries.values()) bytes += e.content.length
+    const bytes = bytesOf(read)
     if (bytes > this.maxBytes) return
     this.#byModule.set(module, { read, bytes })
     this.#bytes += bytes
@@ -65,6 +64,25 @@ export class ZipReuse {
       this.#byModule.delete(name)
       this.#bytes -= held.bytes
     }
+  }
+
+  /** Whether `module` has a last read kept (without making it the most recently used). */
+  has(module: string): boolean {
+    return this.#byModule.has(module)
+  }
+
+  /**
+   * Keeps `read` only if it fits beside what is kept, dropping nothing: for
+   * reads made ahead (start-up priming), which must not push out the reads of
+   * modules that were reloaded. True when kept.
+   */
+  setIfRoom(module: string, read: ZipRead): boolean {
+    if (this.#byModule.has(module)) return false
+    const bytes = bytesOf(read)
+    if (this.#bytes + bytes > this.maxBytes) return false
+    this.#byModule.set(module, { read, bytes })
+    this.#bytes += bytes
+    return true
   }
 
   delete(module: string): void {
@@ -78,6 +96,13 @@ export class ZipReuse {
   get bytes(): number {
     return this.#bytes
   }
+}
+
+/** What a kept read weighs: the zip's bytes and every inflated entry. */
+function bytesOf(read: ZipRead): number {
+  let bytes = read.data.length
+  for (const e of read.entries.values()) bytes += e.content.length
+  return bytes
 }
 
 /** Whether `before` holds the inflated content of an entry stored as `compressed`, `method`, `crc`. */

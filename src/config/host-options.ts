@@ -33,6 +33,13 @@ export interface HostOptions {
   readonly modulesDir: string
   /** `bundle.max.bytes`: inflated size a bundle may reach. @default 268435456 (256 MiB) */
   readonly bundleMaxBytes: number
+  /**
+   * `bundle.reader.prime`: after start-up, the bundle reader's thread reads
+   * every zip bundle ahead and keeps it (at most 128 MiB in all), so the first
+   * reload of a module inflates only what changed, as later ones do.
+   * @default true
+   */
+  readonly bundleReaderPrime: boolean
   /** Which bundles may run: signatures checked on the load path (docs/signing.md). */
   readonly signature: Readonly<{
     /** `bundle.signature.required`: refuse unsigned bundles. A signature present is checked either way. @default false */
@@ -297,6 +304,7 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
     port: v.port,
     modulesDir,
     bundleMaxBytes: v['bundle.max.bytes'],
+    bundleReaderPrime: v['bundle.reader.prime'],
     signature: {
       required: v['bundle.signature.required'],
       threshold: v['bundle.signature.threshold'],

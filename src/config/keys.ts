@@ -23,6 +23,7 @@ export const keySpecs = {
   port: { default: '8080', parse: t.parsePort },
   'modules.directory': { default: 'modules', parse: t.parseNonEmpty },
   'bundle.max.bytes': { default: '256M', parse: t.parseBytes },
+  'bundle.reader.prime': { default: 'true', parse: t.parseBoolean },
   // signed bundles
   'bundle.signature.required': { default: 'false', parse: t.parseBoolean },
   'bundle.signature.threshold': { default: '1', parse: (r) => t.parseInteger(r, 1, 100) },

@@ -53,6 +53,39 @@ export type ReadReply =
       readonly bytesRead: number | undefined
     }
 
+/**
+ * A bundle to read ahead (start-up): the worker reads and inflates it only to
+ * keep it as the module's last read (zip-reuse.ts), so the module's first
+ * reload takes its unchanged entries over as later reloads do. Nothing is
+ * sent back but whether it was kept.
+ */
+export interface PrimeRequest {
+  readonly id: number
+  readonly prime: {
+    readonly file: string
+    readonly maxBytes: number
+    readonly maxEntries?: number | undefined
+    readonly maxNameBytes?: number | undefined
+  }
+}
+
+export interface PrimeReply {
+  readonly id: number
+  readonly primed: PrimeResult
+}
+
+/** What a read ahead left. */
+export interface PrimeResult {
+  /** The read is kept as the module's last read. */
+  readonly kept: boolean
+  /** Bytes the reader keeps in all after it (zip bytes and inflated entries). */
+  readonly held: number
+  /** It did not fit beside what is kept: reading more ahead is wasted. */
+  readonly full?: boolean | undefined
+  /** Why it was not kept: the bound is reached, the module was read meanwhile, or the error. */
+  readonly reason?: string | undefined
+}
+
 /** Scripts to make code caches of (code-cache.ts): their code names and bytes laid end to end. */
 export interface CodeCacheRequest {
   readonly id: number
@@ -124,6 +157,7 @@ export class BundleReader {
   #ids = 0
   readonly #pending = new Map<number, { file: string; resolve: (r: ReadResult) => void }>()
   readonly #caching = new Map<number, (stored: number) => void>()
+  readonly #priming = new Map<number, (result: PrimeResult) => void>()
 
   /** Reads, opens and checks one bundle off the calling thread. Never rejects. */
   read(file: string, opts: ReadOptions): Promise<ReadResult> {
@@ -197,8 +231,36 @@ export class BundleReader {
     })
   }
 
+  /**
+   * Reads `file` ahead on the reader's thread and keeps it as its module's last
+   * read, if it fits beside what is kept without dropping anything. For a
+   * host's start-up: it opened its bundles on its own thread, so without this
+   * the first reload of each module inflated every entry again. Never rejects.
+   */
+  prime(
+    file: string,
+    opts: Pick<ReadOptions, 'maxBytes' | 'maxEntries' | 'maxNameBytes'>,
+  ): Promise<PrimeResult> {
+    let worker: Worker
+    try {
+      worker = this.#ensure()
+    } catch (err) {
+      return Promise.resolve({ kept: false, held: 0, reason: reasonOf(err) })
+    }
+    const id = ++this.#ids
+    const req: PrimeRequest = {
+      id,
+      prime: { file, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries, maxNameBytes: opts.maxNameBytes },
+    }
+    return new Promise((resolve) => {
+      if (this.#busy === 0) worker.ref()
+      this.#priming.set(id, resolve)
+      worker.postMessage(req)
+    })
+  }
+
   get #busy(): number {
-    return this.#pending.size + this.#caching.size
+    return this.#pending.size + this.#caching.size + this.#priming.size
   }
 
   /**
@@ -235,9 +297,11 @@ export class BundleReader {
     // say) are refused by workers
     const worker = new Worker(workerUrl, { execArgv: [] })
     worker.unref()
-    worker.on('message', (reply: ReadReply | CodeCacheReply) =>
-      'codeCache' in reply ? this.#stored(worker, reply) : this.#settle(worker, reply),
-    )
+    worker.on('message', (reply: ReadReply | CodeCacheReply | PrimeReply) => {
+      if ('codeCache' in reply) this.#stored(worker, reply)
+      else if ('primed' in reply) this.#primed(worker, reply)
+      else this.#settle(worker, reply)
+    })
     worker.on('error', (err: Error) => this.#died(worker, `the bundle reader thread failed: ${err.message}`))
     worker.on('exit', (code: number) => this.#died(worker, `the bundle reader thread exited (code ${code})`))
     this.#worker = worker
@@ -257,6 +321,14 @@ export class BundleReader {
       at += length
     }
     resolve(keys.length)
+  }
+
+  #primed(worker: Worker, reply: PrimeReply): void {
+    const resolve = this.#priming.get(reply.id)
+    if (!resolve) return
+    this.#priming.delete(reply.id)
+    if (this.#busy === 0) worker.unref()
+    resolve(reply.primed)
   }
 
   #settle(worker: Worker, reply: ReadReply): void {
@@ -294,6 +366,10 @@ export class BundleReader {
     for (const [id, resolve] of this.#caching) {
       this.#caching.delete(id)
       resolve(0)
+    }
+    for (const [id, resolve] of this.#priming) {
+      this.#priming.delete(id)
+      resolve({ kept: false, held: 0, reason })
     }
     for (const [id, { file, resolve }] of this.#pending) {
       this.#pending.delete(id)

@@ -16,7 +16,14 @@ import { moduleNameOf } from '../bundle/module-name.js'
 import { openBundle } from '../bundle/open-bundle.js'
 import type { InflatedEntry } from '../bundle/zip-reuse.js'
 import { ZipReuse } from '../bundle/zip-reuse.js'
-import type { CodeCacheReply, CodeCacheRequest, ReadReply, ReadRequest } from './bundle-reader.js'
+import type {
+  CodeCacheReply,
+  CodeCacheRequest,
+  PrimeReply,
+  PrimeRequest,
+  ReadReply,
+  ReadRequest,
+} from './bundle-reader.js'
 import { codeCacheKey, digestsOf, fileDigest } from './code-cache.js'
 import { produceCodeCache } from './compile-module.js'
 import { checkSyntaxOffThread } from './syntax-check.js'
@@ -30,9 +37,13 @@ setTransformCacheLimit(0)
 /** Each module's last read entries: a reload inflates only the entries that changed. */
 const lastReads = new ZipReuse()
 
-port.on('message', (req: ReadRequest | CodeCacheRequest) => {
+port.on('message', (req: ReadRequest | CodeCacheRequest | PrimeRequest) => {
   if ('codeCache' in req) {
     void makeCodeCaches(req).then((reply) => port.postMessage(reply, [reply.codeCache.contents]))
+    return
+  }
+  if ('prime' in req) {
+    void prime(req).then((reply) => port.postMessage(reply))
     return
   }
   if (req.ping) {
@@ -97,6 +108,39 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
     }
   } catch (err) {
     return { id: req.id, ok: false, error: errorToWire(err), bytesRead: data?.length }
+  }
+}
+
+/**
+ * Reads a bundle ahead only to keep it as its module's last read (see
+ * `BundleReader.prime`): no syntax check, nothing sent back. A read of the
+ * module asked for meanwhile is newer and is kept instead, and a read ahead
+ * never pushes out another module's.
+ */
+async function prime(req: PrimeRequest): Promise<PrimeReply> {
+  const { file, maxBytes, maxEntries, maxNameBytes } = req.prime
+  const module = moduleNameOf(file, false)
+  const done = (kept: boolean, reason?: string, full?: boolean): PrimeReply => ({
+    id: req.id,
+    primed: { kept, held: lastReads.bytes, reason, full },
+  })
+  if (!module) return done(false, 'not a bundle name')
+  if (lastReads.has(module)) return done(false, 'already read')
+  try {
+    const data = await readFile(file)
+    const record = new Map<string, InflatedEntry>()
+    const bundle = await openBundle(file, {
+      reuse: { previous: undefined, record },
+      maxBytes,
+      ...(maxEntries === undefined ? {} : { maxEntries }),
+      ...(maxNameBytes === undefined ? {} : { maxNameBytes }),
+      data,
+    })
+    if (lastReads.has(module)) return done(false, 'read meanwhile')
+    const kept = lastReads.setIfRoom(module, { data, hash: bundle.hash, entries: record })
+    return kept ? done(true) : done(false, 'the reader keeps as much as it may', true)
+  } catch (err) {
+    return done(false, err instanceof Error ? err.message : String(err))
   }
 }
 
