@@ -569,5 +569,8 @@ test('bundle.reader.prime: zip bundles are read ahead after start-up, directorie
   // a reload's read goes through the reader after start-up: by its answer a read ahead would have logged
   const res = await fetch(off.admin('/modules/one/reload?force=true'), { method: 'POST' })
   assert.equal(res.status, 200, await res.text())
-  assert.equal(off.logs().find((r) => /read ahead/.test(r.msg ?? '')), undefined)
+  assert.equal(
+    off.logs().find((r) => /read ahead/.test(r.msg ?? '')),
+    undefined,
+  )
 })
