@@ -192,6 +192,17 @@ function report(settings, quickRun, load, triggers, events, cpu) {
     'p50 ms': p50Ratio,
     'p99 ms': p99Ratio,
   })
+  // what the instrument shows with no reload at all: the quiet windows split in two interleaved
+  // halves (0, 4, 8, ... against 2, 6, 10, ...), compared as the two kinds of window are
+  const quietA = load.windowed((w) => w % 4 === 0)
+  const quietB = load.windowed((w) => w % 4 === 2)
+  const noiseRatio = round(percentileOf(quietA.latencies, 99) / percentileOf(quietB.latencies, 99), 3)
+  table.push({
+    section: table[0].section,
+    window: 'noise: quiet/quiet (halves)',
+    'p50 ms': round(percentileOf(quietA.latencies, 50) / percentileOf(quietB.latencies, 50), 3),
+    'p99 ms': noiseRatio,
+  })
 
   // a trigger dropped while the previous reload still ran would borrow that reload's figure
   const clean = triggers.filter((t) => !t.overlapped)
@@ -227,6 +238,8 @@ function report(settings, quickRun, load, triggers, events, cpu) {
     `failed requests: ${failedRequests} of ${load.total} (target ${targets.failed}): ${failedRequests === 0 ? 'met' : 'NOT met'}` +
       (load.failures.length > 0 ? ` - first: ${load.failures.slice(0, 3).join('; ')}` : ''),
     `p99 reloading/quiet: ${p99Ratio} (target <= ${targets.p99Ratio}): ${judge(p99Ratio <= targets.p99Ratio)}; p50 ratio ${p50Ratio}`,
+    `noise floor: p99 of one half of the quiet windows over the other half: ${noiseRatio} ` +
+      '(no reload in either: how far apart two sets of windows land on this machine by chance)',
     `trigger -> first response from the new generation: median ${round(medianNew, 1)} ms, ` +
       `max ${round(percentileOf(newMs, 100), 1)} ms, ${withinTarget}/${newMs.length} within ${targets.triggerToNewMs} ms ` +
       `(target <= ${targets.triggerToNewMs} ms): ${judge(medianNew <= targets.triggerToNewMs)}`,
@@ -257,6 +270,7 @@ function report(settings, quickRun, load, triggers, events, cpu) {
         reloading: round(percentileOf(change.latencies, 99), 3),
       },
       p99Ratio,
+      noiseRatio,
       triggers: triggers.length,
       mainThreadCpuMsPerReload: cpuPerReloadMs === undefined ? null : round(cpuPerReloadMs, 2),
       reloads: { swapped: events.count('swapped'), failed: events.count('failed') },

@@ -104,6 +104,8 @@ test('bench/run.js reload --quick runs both reload benchmarks and records figure
     assert.equal(typeof s.p99Ms[key], 'number', `p99 ${key}`)
   }
   assert.equal(typeof s.p99Ratio, 'number')
+  assert.equal(typeof s.noiseRatio, 'number')
+  assert.match(stdout, /noise floor: p99 of one half of the quiet windows over the other half: \S+/)
   assert.ok(s.triggerToNewMs.samples.length > 0)
   for (const v of s.triggerToNewMs.samples) assert.equal(typeof v, 'number')
   if (process.platform === 'linux') assert.equal(typeof s.mainThreadCpuMsPerReload, 'number')
