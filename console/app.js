@@ -663,11 +663,12 @@ function afterFirstPaint(fn) {
   else requestAnimationFrame(() => setTimeout(fn, 0))
 }
 
-function start() {
-  const server = document.documentElement.dataset.view === 'server'
-  state.rendered = server
-  wireTable()
-  wireGraph()
+/**
+ * The filter, the deploy form and the dialogs: in <template>s of the page until now, put in
+ * where they stand (console/index.html says why).
+ */
+function addControls() {
+  for (const id of ['tools', 'dialogs']) $(id)?.replaceWith($(id).content)
   $('filter').addEventListener('input', (e) => {
     state.filter = e.target.value.trim()
     applyFilter()
@@ -675,9 +676,17 @@ function start() {
   $('deploy-form').addEventListener('submit', (e) => {
     deploy(e).catch((err) => notice(String(err.message ?? err), true))
   })
+}
+
+function start() {
+  const server = document.documentElement.dataset.view === 'server'
+  state.rendered = server
+  wireTable()
+  wireGraph()
   afterFirstPaint(() => {
     // rows far below the first screen were held back from layout until now (style.css)
     document.documentElement.dataset.painted = ''
+    addControls()
     // the graph as the server drew it (in a <noscript>: text, until drawn here)
     const drawn = $('graph').querySelector('noscript')
     if (drawn) drawGraph(drawn.textContent)

@@ -383,6 +383,11 @@ test('with more modules than a screenful, the page comes in two parts, the rows 
   assert.equal(await visibility(plain, served.at(-1)), 'auto')
   assert.equal(await plain.locator('#graph .node').count(), count, 'the graph shown from its <noscript>')
   assert.equal(await plain.locator('tbody tr[data-module]').count(), count)
+  // no control that needs the script (they come with it, after the first paint), and their room
+  // kept: the page below them sits where it will with them
+  assert.equal(await plain.locator('input, dialog').count(), 0, 'no input or dialog without scripts')
+  const graphTop = (p) => p.locator('#graph').evaluate((el) => el.getBoundingClientRect().top)
+  assert.equal(await graphTop(plain), await graphTop(page), 'the graph where it is with the controls')
   for (const name of served) assert.equal(await genOf(plain, name), '1', `generation of ${name}, no script`)
 
   // a completed row acts like the others
