@@ -3,9 +3,11 @@
 // here uses inline handlers, eval or innerHTML (module names and error texts come from bundles:
 // they only ever reach the page as text). The admin listener draws the first view into the page
 // (src/http/console-view.ts) and the graph for every change; this script takes the page over
-// and keeps it live. Its work waits for the page's first paint: the graph (sent as text in a
-// <noscript>) is drawn right after it, and the rows the listener sent without chart and buttons
-// (those after the first screenful) are completed with the first GET /overview.
+// and keeps it live. Its work waits for the page's first paint: the controls that need it (the
+// filter, the deploy form, the dialogs: in <template>s until then) are put in and the graph
+// (sent as text in a <noscript>) is drawn right after it, and the rows the listener sent
+// without chart and buttons (those after the first screenful) are completed with the first
+// GET /overview.
 
 const $ = (id) => document.getElementById(id)
 const svgNS = 'http://www.w3.org/2000/svg'
