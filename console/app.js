@@ -3,9 +3,11 @@
 // here uses inline handlers, eval or innerHTML (module names and error texts come from bundles:
 // they only ever reach the page as text). The admin listener draws the first view into the page
 // (src/http/console-view.ts) and the graph for every change; this script takes the page over
-// and keeps it live. Its work waits for the page's first paint: the graph (sent as text in a
-// <noscript>) is drawn right after it, and the rows the listener sent without chart and buttons
-// (those after the first screenful) are completed with the first GET /overview.
+// and keeps it live. Its work waits for the page's first paint: the controls that need it (the
+// filter, the deploy form, the dialogs: in <template>s until then) are put in and the graph
+// (sent as text in a <noscript>) is drawn right after it, and the rows the listener sent
+// without chart and buttons (those after the first screenful) are completed with the first
+// GET /overview.
 
 const $ = (id) => document.getElementById(id)
 const svgNS = 'http://www.w3.org/2000/svg'
@@ -663,11 +665,12 @@ function afterFirstPaint(fn) {
   else requestAnimationFrame(() => setTimeout(fn, 0))
 }
 
-function start() {
-  const server = document.documentElement.dataset.view === 'server'
-  state.rendered = server
-  wireTable()
-  wireGraph()
+/**
+ * The filter, the deploy form and the dialogs: in <template>s of the page until now, put in
+ * where they stand (console/index.html says why).
+ */
+function addControls() {
+  for (const id of ['tools', 'dialogs']) $(id)?.replaceWith($(id).content)
   $('filter').addEventListener('input', (e) => {
     state.filter = e.target.value.trim()
     applyFilter()
@@ -675,9 +678,17 @@ function start() {
   $('deploy-form').addEventListener('submit', (e) => {
     deploy(e).catch((err) => notice(String(err.message ?? err), true))
   })
+}
+
+function start() {
+  const server = document.documentElement.dataset.view === 'server'
+  state.rendered = server
+  wireTable()
+  wireGraph()
   afterFirstPaint(() => {
     // rows far below the first screen were held back from layout until now (style.css)
     document.documentElement.dataset.painted = ''
+    addControls()
     // the graph as the server drew it (in a <noscript>: text, until drawn here)
     const drawn = $('graph').querySelector('noscript')
     if (drawn) drawGraph(drawn.textContent)

@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { copyFile, cp, readdir, rename, writeFile } from 'node:fs/promises'
+import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
 import { chromium } from 'playwright-core'
-import { completeRows } from '../dist/http/console-view.js'
+import { completeRows, firstScreenEnd } from '../dist/http/console-view.js'
 import {
   deploy,
   makeRoot,
@@ -300,7 +301,22 @@ test('the first view is drawn by the admin listener: every module without script
   assert.match(foreign.text, /data-view="empty"/)
 })
 
-test('with more modules than a screenful, the rows after the first ones come without chart and buttons and the script completes them', async (t) => {
+/** The body of a GET as the pieces it came in (the chunks of a chunked response, uncompressed). */
+function bodyParts(url) {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        const parts = []
+        res.setEncoding('utf8')
+        res.on('data', (part) => parts.push(part))
+        res.on('end', () => resolve({ headers: res.headers, parts }))
+        res.on('error', reject)
+      })
+      .on('error', reject)
+  })
+}
+
+test('with more modules than a screenful, the page comes in two parts, the rows after the first screen without chart and buttons, and the script completes them', async (t) => {
   const root = await makeRoot(t, settings)
   const count = completeRows + 3
   const names = Array.from({ length: count }, (_, i) => `m${String(i).padStart(2, '0')}`)
@@ -315,13 +331,29 @@ test('with more modules than a screenful, the rows after the first ones come wit
 
   // as sent: every row with its data, the first `completeRows` with chart and buttons, the rest without
   const sent = (await request(host.admin('/'))).text
-  const rows = sent.match(/<tr data-module="[^"]+">.*<\/tr>/g)
+  const rows = sent.match(/<tr data-module="[^"]+"[^>]*>.*<\/tr>/g)
   assert.equal(rows.length, count)
   for (const [i, row] of rows.entries()) {
     assert.match(row, /data-generation="1"/)
     assert.equal(/data-action="reload"/.test(row), i < completeRows, `buttons in row ${i}`)
     assert.equal(/class="spark"/.test(row), i < completeRows, `chart in row ${i}`)
+    // the first paint waits for the first screen's last row, marked by its id
+    assert.equal(row.includes(`id="${firstScreenEnd}"`), i === completeRows - 1, `id of row ${i}`)
   }
+  assert.match(sent, new RegExp(`<link rel="expect" href="#${firstScreenEnd}" blocking="render">`))
+  // in two parts: the first ends with the first screen's rows, the other rows come after it
+  const { headers, parts } = await bodyParts(host.admin('/'))
+  assert.equal(headers['transfer-encoding'], 'chunked')
+  assert.ok(parts.length >= 2, `the page in ${parts.length} part(s)`)
+  assert.equal(parts.join(''), sent)
+  assert.equal(parts[0].match(/<tr data-module=/g).length, completeRows, 'the first screen in the first part')
+  assert.match(parts[0], new RegExp(`id="${firstScreenEnd}"[^\n]*</tr>\\n$`))
+  for (const gzip of ['br', 'gzip']) {
+    const res = await fetch(host.admin('/'), { headers: { 'accept-encoding': gzip } })
+    assert.equal(res.headers.get('content-encoding'), gzip)
+    assert.equal(await res.text(), sent, `the page, ${gzip}`)
+  }
+
   // the graph comes as text in a <noscript>, drawn by the script after the first paint
   assert.match(sent, /<noscript><svg xmlns=/)
 
@@ -332,6 +364,7 @@ test('with more modules than a screenful, the rows after the first ones come wit
   assert.equal(await page.locator('#graph noscript').count(), 0)
   for (const name of served) {
     const row = page.locator(`tr[data-module="${name}"]`)
+    assert.equal(await genOf(page, name), '1', `generation of ${name}`)
     assert.equal(await row.locator('button[data-action]').count(), 3, `buttons of ${name}`)
     assert.equal(await row.locator('svg.spark').count(), 1, `chart of ${name}`)
   }
@@ -349,6 +382,13 @@ test('with more modules than a screenful, the rows after the first ones come wit
   await plain.goto(host.admin('/'))
   assert.equal(await visibility(plain, served.at(-1)), 'auto')
   assert.equal(await plain.locator('#graph .node').count(), count, 'the graph shown from its <noscript>')
+  assert.equal(await plain.locator('tbody tr[data-module]').count(), count)
+  // no control that needs the script (they come with it, after the first paint), and their room
+  // kept: the page below them sits where it will with them
+  assert.equal(await plain.locator('input, dialog').count(), 0, 'no input or dialog without scripts')
+  const graphTop = (p) => p.locator('#graph').evaluate((el) => el.getBoundingClientRect().top)
+  assert.equal(await graphTop(plain), await graphTop(page), 'the graph where it is with the controls')
+  for (const name of served) assert.equal(await genOf(plain, name), '1', `generation of ${name}, no script`)
 
   // a completed row acts like the others
   const last = page.locator(`tr[data-module="${served.at(-1)}"]`)

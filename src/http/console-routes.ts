@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto'
-import { brotliCompressSync, constants, gzipSync } from 'node:zlib'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { nyalaError } from '../errors.js'
 import type { ModuleRecord } from '../runtime/module-record.js'
 import type { MinuteStats } from '../runtime/request-stats.js'
 import { type ConsoleAsset, loadConsoleAssets } from './console-assets.js'
+import { type PageEncoding, pageInParts } from './console-parts.js'
 import { type ConsoleModule, esc, graphKey, graphSvg, summaryOf, tableRows } from './console-view.js'
 
 /** Paths the console serves without the admin token: the page (data only when no token is set) and its files. */
@@ -61,24 +61,25 @@ export function registerConsole(app: FastifyInstance, source: ConsoleSource): vo
     return reply.send(a.identity)
   }
   app.get('/', async (req, reply) => {
-    const html = Buffer.from(await render(page, source, req, graphOf))
-    const etag = `"${createHash('sha256').update(html).digest('hex').slice(0, 16)}"`
+    const parts = (await render(page, source, req, graphOf)).map((part) => Buffer.from(part))
+    const hash = createHash('sha256')
+    for (const part of parts) hash.update(part)
+    const etag = `"${hash.digest('hex').slice(0, 16)}"`
     // the page changes with every reload: revalidated each time, never cached as is
     common(reply, 'text/html; charset=utf-8', etag)
       .header('cache-control', 'no-cache')
       .header('content-security-policy', policy)
       .header('referrer-policy', 'no-referrer')
     if (req.headers['if-none-match'] === etag) return reply.code(304).send()
-    // compressed per request, so for speed: brotli 4 and gzip 6 take a few milliseconds for
-    // 200 modules (about 1/25 of the size), where the best levels take tens
     const accepted = String(req.headers['accept-encoding'] ?? '')
-    if (/\bbr\b/.test(accepted))
-      return reply
-        .header('content-encoding', 'br')
-        .send(brotliCompressSync(html, { params: { [constants.BROTLI_PARAM_QUALITY]: 4 } }))
-    if (/\bgzip\b/.test(accepted))
-      return reply.header('content-encoding', 'gzip').send(gzipSync(html, { level: 6 }))
-    return reply.send(html)
+    const encoding: PageEncoding = /\bbr\b/.test(accepted)
+      ? 'br'
+      : /\bgzip\b/.test(accepted)
+        ? 'gzip'
+        : undefined
+    if (encoding) reply.header('content-encoding', encoding)
+    // in two parts, the first screen first (src/http/console-parts.ts)
+    return reply.send(pageInParts(parts, encoding))
   })
   app.get<{ Params: { file: string } }>('/console/:file', (req, reply) => {
     const a = assets.get(`/console/${req.params.file}`)
@@ -107,22 +108,34 @@ export function registerConsole(app: FastifyInstance, source: ConsoleSource): vo
   })
 }
 
-/** The page, with the modules drawn in when this request may see them. */
+/**
+ * The page, with the modules drawn in when this request may see them, in two parts: up to the
+ * first screen's rows, and the other rows with the rest of the page.
+ */
 async function render(
   page: string,
   source: ConsoleSource,
   req: FastifyRequest,
   graphOf: (modules: readonly ConsoleModule[]) => { svg: string },
-): Promise<string> {
-  const fill = (view: { view: string; summary: string; graph: string; rows: string }) =>
-    page.replace(/\{\{(view|summary|graph|rows)\}\}/g, (_, slot: keyof typeof view) => view[slot])
-  if (!source.mayShow(req)) return fill({ view: 'empty', summary: 'Loading…', graph: '', rows: '' })
+): Promise<[string, string]> {
+  // the template is cut before the values go in: nothing from a bundle can move the cut
+  const [head = '', tail = ''] = page.split('{{rest}}')
+  const fill = (view: { view: string; summary: string; graph: string; rows: string }, rest: string) => {
+    const slots = (html: string) =>
+      html.replace(/\{\{(view|summary|graph|rows)\}\}/g, (_, slot: keyof typeof view) => view[slot])
+    return [slots(head), rest + slots(tail)] as [string, string]
+  }
+  if (!source.mayShow(req)) return fill({ view: 'empty', summary: 'Loading…', graph: '', rows: '' }, '')
   const modules = source.modules()
-  return fill({
-    // the page shows every module before its script runs (read by app.js and the tests)
-    view: 'server',
-    summary: esc(summaryOf(modules)),
-    graph: graphOf(modules).svg,
-    rows: tableRows(modules, await statsOf(source)),
-  })
+  const rows = tableRows(modules, await statsOf(source))
+  return fill(
+    {
+      // the page shows every module before its script runs (read by app.js and the tests)
+      view: 'server',
+      summary: esc(summaryOf(modules)),
+      graph: graphOf(modules).svg,
+      rows: rows.first,
+    },
+    rows.rest,
+  )
 }

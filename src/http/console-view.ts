@@ -72,16 +72,23 @@ function lastReloadCell(m: ConsoleModule): string {
 }
 
 /**
- * Rows the page sends complete (small chart, action buttons): more than a screen shows (about
- * 5 rows at 1280x800 under the graph, 25 on a 1440p screen). The rows after them come without
- * chart and buttons, which the page's script adds right after the first paint: they are off
- * screen, so the first paint does not wait for their parsing (about a third of a row's bytes
- * and elements). Every row carries its data (name, state, generation, ...) either way.
+ * Rows the page sends complete (small chart, action buttons), and the page's first part: more
+ * than a first screen shows (about 5 rows at 1280x800 under the graph, 6 on a 390x844 phone, 25
+ * on a 1440p screen). The response is sent in two parts (src/http/console-routes.ts): the head
+ * and these rows first, flushed, then the other rows; the page's first paint waits for the last of
+ * these rows (`<link rel="expect" href="#first-screen-end" blocking="render">`), not for the
+ * table's end, so it need not wait for the rows after them. Those come without chart and buttons,
+ * which the page's script adds right after the first paint: they are off screen (about a third
+ * of a row's bytes and elements). Every row carries its data (name, state, generation, ...)
+ * either way.
  */
 export const completeRows = 30
 
+/** The id of the first part's last row, which the page's first paint waits for (console/index.html). */
+export const firstScreenEnd = 'first-screen-end'
+
 /** One row of the module table, as app.js draws it (the page's script keeps it up to date). */
-function row(m: ConsoleModule, stats: MinuteStats | undefined, complete: boolean): string {
+function row(m: ConsoleModule, stats: MinuteStats | undefined, complete: boolean, last: boolean): string {
   const dash = (v: unknown) => (v == null ? '–' : esc(v))
   const stateCell = m.error
     ? `<td title="${esc(m.error.message)}"><span class="state ${esc(m.state)}">${esc(m.state)}</span><br><span class="error">${esc(m.error.code)}</span></td>`
@@ -91,7 +98,7 @@ function row(m: ConsoleModule, stats: MinuteStats | undefined, complete: boolean
     : '<button type="button" class="registration" data-action="registration">Register</button>'
   const rate = stats ? `${formatRate(stats.rps)}${complete ? sparkline(stats.perSecond) : ''}` : '–'
   return [
-    `<tr data-module="${esc(m.name)}"><th scope="row">${esc(m.name)}</th>`,
+    `<tr data-module="${esc(m.name)}"${last ? ` id="${firstScreenEnd}"` : ''}><th scope="row">${esc(m.name)}</th>`,
     `<td>${dash(m.version)}</td>`,
     stateCell,
     `<td data-generation="${m.generation ?? ''}"${m.workers ? ` title="per worker: ${m.workers.generations.map((g) => g ?? '–').join(', ')}"` : ''}>${esc(generationText(m))}</td>`,
@@ -108,11 +115,19 @@ function row(m: ConsoleModule, stats: MinuteStats | undefined, complete: boolean
   ].join('')
 }
 
+/** The module table's rows: those of the response's first part (the first screen) and the rest. */
 export function tableRows(
   modules: readonly ConsoleModule[],
   stats: ReadonlyMap<string, MinuteStats> | undefined,
-): string {
-  return modules.map((m, i) => row(m, stats?.get(m.name), i < completeRows)).join('\n')
+): { readonly first: string; readonly rest: string } {
+  const drawn = (list: readonly ConsoleModule[], offset: number) =>
+    list
+      .map((m, i) => row(m, stats?.get(m.name), offset + i < completeRows, offset + i === completeRows - 1))
+      .join('\n')
+  return {
+    first: drawn(modules.slice(0, completeRows), 0),
+    rest: drawn(modules.slice(completeRows), completeRows),
+  }
 }
 
 /** Changes whenever the drawing would (a hash, sent back by the page): a new graph is sent only then. */
