@@ -177,12 +177,15 @@ export class ModuleThread {
 
   #ping(stallMs: number): void {
     if (this.state === 'exited' || this.state === 'stalled') return
-    if (performance.now() - this.#lastPong > stallMs) {
+    // loading the host's code into a new thread takes a while on a busy machine: until it is
+    // ready, only module.start.timeout bounds it
+    const limit = this.state === 'starting' ? Math.max(stallMs, this.#options.moduleStartTimeoutMs) : stallMs
+    if (performance.now() - this.#lastPong > limit) {
       this.state = 'stalled'
       const error = nyalaError('NYALA_ERR_MODULE_THREAD_STALLED', {
         module: this.module,
         generation: this.newest ?? 0,
-        limit: stallMs,
+        limit,
       })
       this.#exitError = error
       this.#log.error({ ...error.toJSON(), thread: this.threadId }, error.message)
