@@ -452,7 +452,7 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
         makeCodeCaches: (b, entries) => void bundleReader.makeCodeCaches(b, entries),
       }
       generation = this.isolation.isolated(bundle.name, bundle.manifest)
-        ? new IsolatedGeneration(init, this.#threadOf(bundle.name))
+        ? new IsolatedGeneration(init, this.#threadOf(bundle.name), record.file)
         : new Generation(init)
       await generation.start()
     } catch (err) {
@@ -470,6 +470,9 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
         prefix: bundle.manifest.prefix,
         bundle: bundle.file,
         ms: Math.round(generation.startMs * 10) / 10,
+        ...(generation instanceof IsolatedGeneration
+          ? { isolation: 'thread', thread: generation.thread.threadId, inThread: generation.threadTimes }
+          : {}),
         // ES module and TypeScript transforms so far in this process: a reload of unchanged files adds none
         transforms: transformCounts(),
         // code caches (src/loader/code-cache.ts) so far: a reload of unchanged scripts uses them

@@ -19,12 +19,18 @@ import { proxyRouting } from './thread-proxy.js'
  */
 export class IsolatedGeneration extends Generation {
   readonly thread: ModuleThread
+  /** In the thread: how long reading the bundle, and starting the generation from it, took (ms). */
+  threadTimes = { readMs: 0, startMs: 0 }
   readonly #config: Readonly<Record<string, string>>
 
-  constructor(init: GenerationInit, thread: ModuleThread) {
+  /** Where else the bundle may be by the time the thread reads it (the module's file in `modules/`). */
+  readonly #elsewhere: string
+
+  constructor(init: GenerationInit, thread: ModuleThread, elsewhere: string) {
     super(init)
     this.thread = thread
     this.#config = init.config
+    this.#elsewhere = elsewhere
   }
 
   override async start(): Promise<void> {
@@ -32,7 +38,13 @@ export class IsolatedGeneration extends Generation {
     this.state = 'starting'
     const { bundle } = this
     try {
-      await this.thread.startGeneration(this.number, bundle.file, bundle.kind, bundle.hash, this.#config)
+      this.threadTimes = await this.thread.startGeneration(
+        this.number,
+        [bundle.file, this.#elsewhere],
+        bundle.kind,
+        bundle.hash,
+        this.#config,
+      )
     } catch (err) {
       this.state = 'failed'
       forgetCode(this.codeId)

@@ -104,16 +104,16 @@ export class ModuleThread {
     return n
   }
 
-  /** Starts generation `generation` from `file` in the thread; rejects with the reason it did not. */
+  /** Starts generation `generation` from the first of `files` there in the thread; rejects with why it did not. */
   async startGeneration(
     generation: number,
-    file: string,
+    files: readonly string[],
     kind: 'zip' | 'directory',
     hash: string,
     config: Readonly<Record<string, string>>,
-  ): Promise<number> {
+  ): Promise<{ readMs: number; startMs: number }> {
     await this.#ready
-    const reply = await this.#ask({ t: 'start', id: 0, generation, file, kind, hash, config })
+    const reply = await this.#ask({ t: 'start', id: 0, generation, files, kind, hash, config })
     if (reply.t === 'failed') {
       const err = errorFromWire(reply.error)
       throw isNyalaError(err)
@@ -121,7 +121,9 @@ export class ModuleThread {
         : nyalaError('NYALA_ERR_MODULE_REGISTER_FAILED', { module: this.module, reason: err.message }, err)
     }
     this.#live.add(generation)
-    return reply.t === 'started' ? reply.startMs : 0
+    return reply.t === 'started'
+      ? { readMs: reply.readMs, startMs: reply.startMs }
+      : { readMs: 0, startMs: 0 }
   }
 
   /** Stops a generation in the thread; the last one to stop ends the thread. */

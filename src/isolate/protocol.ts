@@ -19,8 +19,11 @@ export type ToThread =
       readonly t: 'start'
       readonly id: number
       readonly generation: number
-      /** The bundle file (or directory) the thread opens and reads itself. */
-      readonly file: string
+      /**
+       * The bundle file (or directory) the thread reads itself, then the next of these when it is
+       * gone: a `.tmp` or staged file is renamed into `modules/` once a reload commits.
+       */
+      readonly files: readonly string[]
       readonly kind: 'zip' | 'directory'
       /** The content the host validated: the thread refuses another. */
       readonly hash: string
@@ -32,7 +35,13 @@ export type ToThread =
 /** The thread to the host. */
 export type FromThread =
   | { readonly t: 'ready'; readonly tid: number | null; readonly nice: number | null }
-  | { readonly t: 'started'; readonly id: number; readonly startMs: number }
+  | {
+      readonly t: 'started'
+      readonly id: number
+      /** How long the thread took to read the bundle, and to start the generation from it. */
+      readonly readMs: number
+      readonly startMs: number
+    }
   | { readonly t: 'failed'; readonly id: number; readonly error: WireError }
   | { readonly t: 'stopped'; readonly id: number }
   | { readonly t: 'pong' }

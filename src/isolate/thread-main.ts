@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import os from 'node:os'
 import { parentPort, threadId, workerData } from 'node:worker_threads'
 import { errorToWire } from '../bundle/bundle-transfer.js'
+import type { Bundle } from '../bundle/open-bundle.js'
 import { nyalaError, reasonOf } from '../errors.js'
 import { bundleReader } from '../loader/bundle-reader.js'
 import { FileCache } from '../loader/file-cache.js'
@@ -91,22 +92,45 @@ function serve(req: IncomingMessage, res: ServerResponse): void {
   app.routing(req, res)
 }
 
+/**
+ * The bundle a live generation runs, when it is the same content under the same file name (a
+ * forced reload, a restart after a crash): nothing to read. The name matters as much as the
+ * content: code is compiled under `<file>/<entry>`, which crash attribution reads.
+ */
+function known(files: readonly string[], hash: string): Bundle | undefined {
+  for (const g of generations.values())
+    if (g.bundle.hash === hash && files.includes(g.bundle.file)) return g.bundle
+  return undefined
+}
+
+/** Reads on the reader thread as the host does: script digests, for code caches and held wrappers. */
+async function read(files: readonly string[], kind: 'zip' | 'directory'): Promise<Bundle> {
+  let error: unknown
+  for (const file of new Set(files)) {
+    const result = await bundleReader.read(file, {
+      directory: kind === 'directory',
+      maxBytes: options.bundleMaxBytes,
+      name: module,
+      checkSyntax: false,
+    })
+    if (result.ok) return result.bundle
+    error ??= result.error
+    // only a file that is gone sends it to the next place
+    if ((result.error as NodeJS.ErrnoException).code !== 'ENOENT') break
+  }
+  throw error
+}
+
 async function start(msg: Extract<ToThread, { t: 'start' }>): Promise<void> {
-  // read on the reader thread as the host reads: script digests for code caches and held wrappers
-  const read = await bundleReader.read(msg.file, {
-    directory: msg.kind === 'directory',
-    maxBytes: options.bundleMaxBytes,
-    name: module,
-    checkSyntax: false,
-  })
-  if (!read.ok) throw read.error
-  const bundle = read.bundle
+  const t0 = performance.now()
+  const bundle = known(msg.files, msg.hash) ?? (await read(msg.files, msg.kind))
   if (bundle.hash !== msg.hash)
     throw nyalaError('NYALA_ERR_ISOLATED_BUNDLE_CHANGED', {
-      bundle: msg.file,
+      bundle: bundle.file,
       expected: msg.hash,
       found: bundle.hash,
     })
+  const t1 = performance.now()
   // state handed across a reload stays in this thread: the generation it replaces hands it over
   const old = newest()
   const previous = await old?.handoff()
@@ -127,7 +151,7 @@ async function start(msg: Extract<ToThread, { t: 'start' }>): Promise<void> {
   })
   await generation.start()
   generations.set(generation.number, generation)
-  post({ t: 'started', id: msg.id, startMs: generation.startMs })
+  post({ t: 'started', id: msg.id, readMs: t1 - t0, startMs: generation.startMs })
 }
 
 async function stop(msg: Extract<ToThread, { t: 'stop' }>): Promise<void> {
