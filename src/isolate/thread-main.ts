@@ -80,6 +80,8 @@ function serve(req: IncomingMessage, res: ServerResponse): void {
   const remote = headers[remoteHeader]
   delete headers[generationHeader]
   delete headers[remoteHeader]
+  // the proxy puts both first
+  if (req.rawHeaders[0] === generationHeader) req.rawHeaders.splice(0, 4)
   const app = generations.get(number)?.app
   if (!app) {
     res.writeHead(503, { 'content-type': 'application/json; charset=utf-8' })

@@ -1,4 +1,4 @@
-import { type IncomingHttpHeaders, type IncomingMessage, request, type ServerResponse } from 'node:http'
+import { type IncomingMessage, request, type ServerResponse } from 'node:http'
 import { nyalaError, reasonOf } from '../errors.js'
 import { replyError } from '../http/json-reply.js'
 import type { ModuleThread } from './module-thread.js'
@@ -16,13 +16,17 @@ const hopByHop = new Set([
   'expect',
 ])
 
-function endToEnd(headers: IncomingHttpHeaders): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  for (const key in headers) {
-    const value = headers[key]
-    if (value !== undefined && !hopByHop.has(key)) out[key] = value
+/**
+ * The end-to-end headers of a raw header list, in their order and case, as a flat
+ * list: Node's client and `writeHead` take that as it is, without a header object
+ * and a validation of each header.
+ */
+function endToEnd(raw: readonly string[], into: string[] = []): string[] {
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i] as string
+    if (!hopByHop.has(key.toLowerCase())) into.push(key, raw[i + 1] as string)
   }
-  return out
+  return into
 }
 
 /**
@@ -41,9 +45,12 @@ export function proxyRouting(
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const number = String(generation)
   return (req, res) => {
-    const headers = endToEnd(req.headers)
-    headers[generationHeader] = number
-    headers[remoteHeader] = req.socket.remoteAddress ?? ''
+    const headers = endToEnd(req.rawHeaders, [
+      generationHeader,
+      number,
+      remoteHeader,
+      req.socket.remoteAddress ?? '',
+    ])
     const upstream = request({
       socketPath: thread.socketPath,
       agent: thread.agent,
@@ -69,16 +76,25 @@ export function proxyRouting(
     }
     upstream.on('error', fail)
     upstream.on('response', (answer) => {
-      res.writeHead(answer.statusCode ?? 502, endToEnd(answer.headers))
+      res.writeHead(answer.statusCode ?? 502, endToEnd(answer.rawHeaders))
       // a stream (server-sent events) may send nothing for a while: its client gets the headers now
       if (answer.headers['content-length'] === undefined) res.flushHeaders()
+      // piped by hand (fewer listeners than pipe): a client that does not read pauses the thread's answer
+      answer.on('data', (chunk: Buffer) => {
+        if (!res.write(chunk)) answer.pause()
+      })
+      res.on('drain', () => answer.resume())
+      answer.on('end', () => res.end())
       answer.on('error', () => res.destroy())
       answer.on('aborted', () => res.destroy())
-      answer.pipe(res)
     })
     res.on('close', () => {
       if (!res.writableFinished) upstream.destroy()
     })
-    req.pipe(upstream)
+    // most requests have no body: no pipe to set up for them
+    const headersIn = req.headers
+    if (headersIn['content-length'] === undefined && headersIn['transfer-encoding'] === undefined)
+      upstream.end()
+    else req.pipe(upstream)
   }
 }
