@@ -46,6 +46,10 @@ module.exports = {
       }, 30)
     })
     app.get('/spin', async () => { while (true) {} })
+    app.get('/slow', async () => {
+      await new Promise((resolve) => setTimeout(resolve, 700))
+      return { tag: ${JSON.stringify(tag)}, generation: ctx.generation }
+    })
     app.get('/boom', async () => {
       ctx.setTimeout(() => { throw new Error('boom in a timer') }, 1)
       return { ok: true }
@@ -129,8 +133,14 @@ test('an isolated module serves from its own thread; reloads, refusals, crashes 
   const load = keepAliveLoad(t, [[host.url('/iso/')], [host.url('/iso/')], [host.url('/plain/')]])
   await waitUntil(() => load.results.length >= 20, 'the load', 10_000)
   await placeByRename(await isoBundle(root, 'two'), path.join(modulesOf(root), 'iso.zip'))
+  // a request in flight on generation 1 finishes on it: the drain waits for it
+  const slow = request(host.url('/iso/slow'))
+  await new Promise((resolve) => setTimeout(resolve, 100))
   const reloaded = await request(host.admin('/modules/iso/reload'), { method: 'POST' })
   assert.equal(reloaded.status, 200, reloaded.text)
+  const drained = await slow
+  assert.equal(drained.status, 200)
+  assert.deepEqual(drained.body, { tag: 'one', generation: 1 })
   await waitUntil(
     () => load.results.filter((r) => r.body?.tag === 'two').length >= 5,
     'answers from the new generation',
@@ -232,12 +242,14 @@ test('an isolated module serves from its own thread; reloads, refusals, crashes 
 })
 
 test('isolation: the operator key, the dependency restriction and a bad manifest value', async (t) => {
-  const root = await makeRoot(t, `${props}isolation.thread.modules=other*\n`)
+  const root = await makeRoot(t, `${props}isolation.thread.modules=other*\nisolation.thread.heap.mb=48\n`)
   // isolated by the operator's key, not by its manifest
   await deploy(root, 'others', {
     files: {
       'index.js':
-        "const { isMainThread } = require('node:worker_threads')\nmodule.exports = { async register (app) { app.get('/', async () => ({ isMainThread })) } }\n",
+        "const { isMainThread } = require('node:worker_threads')\nmodule.exports = { async register (app, ctx) {\n" +
+        "  app.get('/', async () => ({ isMainThread, generation: ctx.generation }))\n" +
+        "  app.get('/hog', async () => { const all = []; for (;;) all.push(new Array(1e6).fill(7)) })\n} }\n",
     },
   })
   await deploy(root, 'base')
@@ -284,6 +296,20 @@ test('isolation: the operator key, the dependency restriction and a bad manifest
   assert.notEqual(refused.status, 200)
   assert.match(refused.text, /NYALA_ERR_ISOLATED_DEPENDENCY/)
   assert.equal((await request(host.url('/base/'))).status, 200, 'the old generation serves on')
+
+  // past isolation.thread.heap.mb only the module's thread dies; it is restarted
+  const hog = await request(host.url('/others/hog'))
+  assert.equal(hog.status, 502)
+  await waitUntil(
+    async () => (await request(host.url('/others/'))).body.generation === 2,
+    'the restart after running out of memory',
+    15_000,
+  )
+  const ended = host
+    .logs()
+    .find((r) => /NYALA_ERR_MODULE_THREAD_(EXITED|STALLED)/.test(r.code ?? '') && r.module === 'others')
+  assert.ok(ended, 'the end of the thread is logged')
+  assert.equal((await request(host.url('/base/'))).status, 200, 'the other modules serve on')
 
   // a bad value of an isolation key stops start-up with the key named
   const badRoot = await makeRoot(t, 'port=0\nisolation.thread.heap.mb=lots\n')
