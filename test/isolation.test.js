@@ -2,7 +2,7 @@
 // isolation.thread.modules, runs in a worker thread of its own behind a proxy in the serving
 // thread. The real CLI on port 0, real zip bundles.
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
@@ -63,6 +63,23 @@ module.exports = {
 async function isoBundle(root, tag, fields = { isolation: 'thread' }) {
   const dir = await moduleSource(root, `iso-${tag}`, { fields, files: isoFiles(tag) })
   return packWithNyala(dir, path.join(root, 'src', `iso-${tag}.zip`))
+}
+
+/** The operator-isolated module: says whether it runs on the main thread; `/hog` eats its heap. */
+function othersIndex(tag) {
+  return `const { isMainThread } = require('node:worker_threads')
+module.exports = { async register (app, ctx) {
+  app.get('/', async () => ({ isMainThread, generation: ctx.generation, tag: ${JSON.stringify(tag)} }))
+  app.get('/hog', async () => { const all = []; for (;;) all.push(new Array(1e6).fill(7)) })
+} }
+`
+}
+
+/** Packs the module source `dir`, puts it in place of modules/<name>.zip, and asks for its reload. */
+async function reloadFrom(root, host, name, dir) {
+  const bundle = await packWithNyala(dir, path.join(root, 'src', `${path.basename(dir)}.zip`))
+  await placeByRename(bundle, path.join(modulesOf(root), `${name}.zip`))
+  return request(host.admin(`/modules/${name}/reload`), { method: 'POST' })
 }
 
 /** Reads a streamed response chunk by chunk: the chunks and whether the first came before the end. */
@@ -161,11 +178,7 @@ test('an isolated module serves from its own thread; reloads, refusals, crashes 
       'index.js': 'module.exports = { async register () { throw new Error("broken on purpose") } }\n',
     },
   })
-  await placeByRename(
-    await packWithNyala(brokenDir, path.join(root, 'src', 'iso-broken.zip')),
-    path.join(modulesOf(root), 'iso.zip'),
-  )
-  const refused = await request(host.admin('/modules/iso/reload'), { method: 'POST' })
+  const refused = await reloadFrom(root, host, 'iso', brokenDir)
   assert.notEqual(refused.status, 200)
   assert.match(refused.text, /NYALA_ERR_MODULE_REGISTER_FAILED/)
   assert.match(refused.text, /broken on purpose/)
@@ -242,16 +255,14 @@ test('an isolated module serves from its own thread; reloads, refusals, crashes 
 })
 
 test('isolation: the operator key, the dependency restriction and a bad manifest value', async (t) => {
-  const root = await makeRoot(t, `${props}isolation.thread.modules=other*\nisolation.thread.heap.mb=48\n`)
+  const root = await makeRoot(
+    t,
+    `${props}isolation.thread.modules=other*\nisolation.thread.heap.mb=48\n` +
+      'auto.reload.modules=true\nauto.reload.monitoring.type=stagingDirectory\n',
+  )
+  await mkdir(path.join(root, 'staging'))
   // isolated by the operator's key, not by its manifest
-  await deploy(root, 'others', {
-    files: {
-      'index.js':
-        "const { isMainThread } = require('node:worker_threads')\nmodule.exports = { async register (app, ctx) {\n" +
-        "  app.get('/', async () => ({ isMainThread, generation: ctx.generation }))\n" +
-        "  app.get('/hog', async () => { const all = []; for (;;) all.push(new Array(1e6).fill(7)) })\n} }\n",
-    },
-  })
+  await deploy(root, 'others', { files: { 'index.js': othersIndex('first') } })
   await deploy(root, 'base')
   // an isolated module that depends on another one
   await deploy(root, 'needy', { fields: { isolation: 'thread', 'depends-on': 'base' } })
@@ -288,11 +299,7 @@ test('isolation: the operator key, the dependency restriction and a bad manifest
 
   // at reload too: a running module may not come to depend on an isolated one
   const dir = await moduleSource(root, 'base-next', { fields: { 'depends-on': 'others' } })
-  await placeByRename(
-    await packWithNyala(dir, path.join(root, 'src', 'base-next.zip')),
-    path.join(modulesOf(root), 'base.zip'),
-  )
-  const refused = await request(host.admin('/modules/base/reload'), { method: 'POST' })
+  const refused = await reloadFrom(root, host, 'base', dir)
   assert.notEqual(refused.status, 200)
   assert.match(refused.text, /NYALA_ERR_ISOLATED_DEPENDENCY/)
   assert.equal((await request(host.url('/base/'))).status, 200, 'the old generation serves on')
@@ -310,6 +317,27 @@ test('isolation: the operator key, the dependency restriction and a bad manifest
     .find((r) => /NYALA_ERR_MODULE_THREAD_(EXITED|STALLED)/.test(r.code ?? '') && r.module === 'others')
   assert.ok(ended, 'the end of the thread is logged')
   assert.equal((await request(host.url('/base/'))).status, 200, 'the other modules serve on')
+
+  // deployed through staging, then its thread dies: the new thread reads the bundle where the
+  // reload committed it, the staged file being gone
+  const next = await packWithNyala(
+    await moduleSource(root, 'others-next', { files: { 'index.js': othersIndex('next') } }),
+    path.join(root, 'src', 'others-next.zip'),
+  )
+  await placeByRename(next, path.join(root, 'staging', 'others.zip'))
+  await waitUntil(
+    async () => (await request(host.url('/others/'))).body.tag === 'next',
+    'the staged deploy',
+    15_000,
+  )
+  const deployed = (await request(host.url('/others/'))).body.generation
+  assert.equal((await request(host.url('/others/hog'))).status, 502)
+  await waitUntil(
+    async () => (await request(host.url('/others/'))).body.generation > deployed,
+    'the restart from the committed bundle',
+    15_000,
+  )
+  assert.equal((await request(host.url('/others/'))).body.tag, 'next')
 
   // a bad value of an isolation key stops start-up with the key named
   const badRoot = await makeRoot(t, 'port=0\nisolation.thread.heap.mb=lots\n')
