@@ -104,7 +104,10 @@ test('an isolated module serves from its own thread; reloads, refusals, crashes 
   const host = await startHost(t, root)
 
   // GET with ctx.config, ctx.resource and the client's address, from another thread
-  const first = await request(host.url('/iso/'))
+  // (a client cannot choose the address or generation the proxy passes on)
+  const first = await request(host.url('/iso/'), {
+    headers: { 'x-nyala-remote-address': '6.6.6.6', 'x-nyala-generation': '7' },
+  })
   assert.equal(first.status, 200)
   assert.equal(first.body.tag, 'one')
   assert.equal(first.body.generation, 1)

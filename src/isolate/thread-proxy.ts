@@ -14,6 +14,9 @@ const hopByHop = new Set([
   'trailer',
   'upgrade',
   'expect',
+  // the proxy's own, never a client's: a client must not choose the generation or its address
+  generationHeader,
+  remoteHeader,
 ])
 
 /**
