@@ -45,6 +45,22 @@ module.exports = {
         if (++n === 3) { clearInterval(timer); reply.raw.end() }
       }, 30)
     })
+    app.get('/big', (req, reply) => {
+      // 16 MB, written as fast as the stream takes it: backpressure all the way to the client
+      const chunk = Buffer.alloc(64 * 1024, 97)
+      let left = 256
+      reply.raw.writeHead(200, { 'content-type': 'application/octet-stream' })
+      const more = () => {
+        while (left > 0) {
+          left--
+          if (left === 0) return reply.raw.end(chunk)
+          if (!reply.raw.write(chunk)) return reply.raw.once('drain', more)
+        }
+      }
+      more()
+    })
+    app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: 64 * 1024 * 1024 }, (req, body, done) => done(null, body))
+    app.post('/count', async (req) => ({ bytes: req.body.length, sum: req.body.reduce((s, b) => (s + b) % 65521, 0) }))
     app.get('/spin', async () => { while (true) {} })
     app.get('/slow', async () => {
       await new Promise((resolve) => setTimeout(resolve, 700))
@@ -131,6 +147,28 @@ test('an isolated module serves from its own thread; reloads, refusals, crashes 
   assert.equal(stream.type, 'text/event-stream')
   assert.equal(stream.chunks.join(''), 'data: 0\n\ndata: 1\n\ndata: 2\n\n')
   assert.ok(stream.chunks.length >= 2, `streamed, not buffered: ${stream.chunks.length} chunk(s)`)
+
+  // 16 MB down, read slowly at first, and 8 MB up: both arrive whole
+  const down = await new Promise((resolve, reject) => {
+    http
+      .get(host.url('/iso/big'), (res) => {
+        let bytes = 0
+        res.pause()
+        setTimeout(() => res.resume(), 300)
+        res.on('data', (d) => (bytes += d.length))
+        res.on('end', () => resolve(bytes))
+      })
+      .on('error', reject)
+  })
+  assert.equal(down, 16 * 1024 * 1024)
+  const upload = Buffer.alloc(8 * 1024 * 1024, 7)
+  const counted = await request(host.url('/iso/count'), {
+    method: 'POST',
+    headers: { 'content-type': 'application/octet-stream' },
+    body: upload,
+  })
+  assert.equal(counted.status, 200, counted.text)
+  assert.equal(counted.body.bytes, upload.length)
 
   // ctx.log from the thread reaches the host's output as one JSON line
   await waitUntil(

@@ -7,7 +7,6 @@ import { liveOwners, ownerStopped } from '../runtime/code-owner.js'
 import { Generation, type GenerationInit } from '../runtime/generation.js'
 import { forgetCode } from '../runtime/running-code.js'
 import type { ModuleThread } from './module-thread.js'
-import { proxyRouting } from './thread-proxy.js'
 
 /**
  * A generation of a module that runs in its own thread (isolation=thread),
@@ -51,7 +50,7 @@ export class IsolatedGeneration extends Generation {
       throw err
     }
     // the dispatcher only calls `routing`
-    this.app = { routing: proxyRouting(this.thread, this.number) } as unknown as FastifyInstance
+    this.app = { routing: this.thread.proxy.routing(this.number) } as unknown as FastifyInstance
     this.state = 'running'
     liveOwners.add(this.owner)
     this.startedAt = Date.now()

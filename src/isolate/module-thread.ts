@@ -1,6 +1,4 @@
 import { rm } from 'node:fs/promises'
-import { Agent } from 'node:http'
-import os from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { errorFromWire } from '../bundle/bundle-transfer.js'
@@ -8,6 +6,8 @@ import type { HostOptions } from '../config/host-options.js'
 import { isNyalaError, type NyalaError, nyalaError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { FromThread, ThreadData, ToThread } from './protocol.js'
+import type { ResponseMessage } from './protocol-requests.js'
+import { ProxiedRequests } from './thread-proxy.js'
 
 const threadUrl = new URL('./thread-main.js', import.meta.url)
 
@@ -30,8 +30,6 @@ export interface ThreadEvents {
   ended(thread: ModuleThread): void
 }
 
-let sockets = 0
-
 /**
  * The serving thread's handle on one module's worker thread: starts it,
  * asks it to start and stop generations, pings it (a thread that does not
@@ -40,9 +38,8 @@ let sockets = 0
  */
 export class ModuleThread {
   readonly module: string
-  readonly socketPath: string
-  /** The proxy's connections to the thread's server, kept alive between requests. */
-  readonly agent = new Agent({ keepAlive: true, scheduling: 'lifo' })
+  /** The requests to the module, handed to the thread and answered from it. */
+  readonly proxy: ProxiedRequests
   state: ThreadState = 'starting'
   /** The Linux thread id and its nice value, once it runs. */
   tid: number | null = null
@@ -68,22 +65,23 @@ export class ModuleThread {
     this.#options = options
     this.#log = log
     this.#events = events
-    const id = `nyala-${process.pid}-${++sockets}-${module}`
-    // Linux: an abstract socket, nothing on disk to clean up or collide with
-    this.socketPath = process.platform === 'linux' ? `\0${id}` : path.join(os.tmpdir(), `${id}.sock`)
     const heap = options.isolation.heapMb
-    const data: ThreadData = { module, options, socketPath: this.socketPath }
+    const data: ThreadData = { module, options }
     this.#worker = new Worker(threadUrl, {
       workerData: data,
       execArgv: [],
       ...(heap > 0 ? { resourceLimits: { maxOldGenerationSizeMb: heap } } : {}),
     })
     this.threadId = this.#worker.threadId
+    const worker = this.#worker
+    this.proxy = new ProxiedRequests(module, (message, transfer) =>
+      worker.postMessage(message, transfer ?? []),
+    )
     this.#ready = new Promise((resolve, reject) => {
       this.#pending.set(0, { resolve: () => resolve(), reject })
     })
     this.#ready.catch(() => {})
-    this.#worker.on('message', (m: FromThread) => this.#message(m))
+    this.#worker.on('message', (m: FromThread | ResponseMessage) => this.#message(m))
     this.#worker.on('error', (err: Error) => {
       this.#exitError ??= nyalaError('NYALA_ERR_MODULE_THREAD_EXITED', {
         module,
@@ -138,7 +136,6 @@ export class ModuleThread {
     if (this.state === 'exited') return
     this.#closing = true
     clearInterval(this.#pinger)
-    this.agent.destroy()
     await this.#worker.terminate()
   }
 
@@ -152,9 +149,13 @@ export class ModuleThread {
     })
   }
 
-  #message(m: FromThread): void {
+  #message(m: FromThread | ResponseMessage): void {
     this.#lastPong = performance.now()
     if (m.t === 'pong') return
+    if (m.t === 'sh' || m.t === 'sb' || m.t === 'sx' || m.t === 'bp' || m.t === 'br') {
+      this.proxy.handle(m)
+      return
+    }
     if (m.t === 'ready') {
       this.state = 'running'
       this.tid = m.tid
@@ -209,11 +210,11 @@ export class ModuleThread {
     const threadId = this.threadId
     this.state = 'exited'
     clearInterval(this.#pinger)
-    this.agent.destroy()
     const error = this.#exitError ?? this.#ended(`exit code ${code}`)
     this.#exitError = error
     for (const waiter of this.#pending.values()) waiter.reject(error)
     this.#pending.clear()
+    this.proxy.failAll(error.message)
     // its lease named what only its generations used
     void rm(path.join(this.#options.cacheDir, '.leases', `${process.pid}-${threadId}`), { force: true })
     if (!this.#closing) {

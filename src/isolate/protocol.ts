@@ -5,13 +5,7 @@ import type { HostOptions } from '../config/host-options.js'
 export interface ThreadData {
   readonly module: string
   readonly options: HostOptions
-  /** Where its HTTP server listens: an abstract Unix socket on Linux, a file elsewhere. */
-  readonly socketPath: string
 }
-
-/** The request headers the host's proxy adds; the thread takes them off before the module sees the request. */
-export const generationHeader = 'x-nyala-generation'
-export const remoteHeader = 'x-nyala-remote-address'
 
 /** The host to the thread. */
 export type ToThread =

@@ -1,5 +1,4 @@
 import { readlinkSync } from 'node:fs'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import os from 'node:os'
 import { parentPort, threadId, workerData } from 'node:worker_threads'
 import { errorToWire } from '../bundle/bundle-transfer.js'
@@ -12,13 +11,9 @@ import { liveOwners, stoppedOwners } from '../runtime/code-owner.js'
 import { Generation } from '../runtime/generation.js'
 import { RequestStats } from '../runtime/request-stats.js'
 import { attribute } from '../supervise/attribution.js'
-import {
-  type FromThread,
-  generationHeader,
-  remoteHeader,
-  type ThreadData,
-  type ToThread,
-} from './protocol.js'
+import type { FromThread, ThreadData, ToThread } from './protocol.js'
+import type { RequestMessage } from './protocol-requests.js'
+import { ThreadRequests } from './thread-requests.js'
 
 // A module thread (src/isolate/module-thread.ts starts it): one module, every generation of it,
 // built and served here with the host's own loader and Generation, so its loading, its reloads
@@ -72,27 +67,6 @@ function crashed(err: unknown, origin: 'uncaughtException' | 'unhandledRejection
 }
 process.on('uncaughtException', (err) => crashed(err, 'uncaughtException'))
 process.on('unhandledRejection', (reason) => crashed(reason, 'unhandledRejection'))
-
-/** A request the host's proxy handed over: to the generation it names, as the client's. */
-function serve(req: IncomingMessage, res: ServerResponse): void {
-  const headers = req.headers
-  const number = Number(headers[generationHeader])
-  const remote = headers[remoteHeader]
-  delete headers[generationHeader]
-  delete headers[remoteHeader]
-  // the proxy puts both first
-  if (req.rawHeaders[0] === generationHeader) req.rawHeaders.splice(0, 4)
-  const app = generations.get(number)?.app
-  if (!app) {
-    res.writeHead(503, { 'content-type': 'application/json; charset=utf-8' })
-    res.end(JSON.stringify({ code: 'NYALA_ERR_MODULE_UNAVAILABLE', module, generation: number }))
-    return
-  }
-  // one request at a time per proxy connection: the client's address for `request.ip`
-  if (typeof remote === 'string')
-    Object.defineProperty(req.socket, 'remoteAddress', { value: remote, configurable: true })
-  app.routing(req, res)
-}
 
 /**
  * The bundle a live generation runs, when it is the same content under the same file name (a
@@ -163,15 +137,17 @@ async function stop(msg: Extract<ToThread, { t: 'stop' }>): Promise<void> {
   post({ t: 'stopped', id: msg.id })
 }
 
-port.on('message', (msg: ToThread) => {
+const requests = new ThreadRequests(
+  (message, transfer) => port.postMessage(message, transfer ?? []),
+  (number) => generations.get(number)?.app,
+)
+
+port.on('message', (msg: ToThread | RequestMessage) => {
   if (msg.t === 'ping') post({ t: 'pong' })
   else if (msg.t === 'start')
     start(msg).catch((err: unknown) => post({ t: 'failed', id: msg.id, error: errorToWire(err) }))
   else if (msg.t === 'stop') stop(msg).catch(() => post({ t: 'stopped', id: msg.id }))
+  else requests.handle(msg)
 })
 
-const server = createServer(serve)
-// the host's proxy keeps its connections: none is closed under it while idle
-server.keepAliveTimeout = 0
-server.requestTimeout = 0
-server.listen(data.socketPath, () => post({ t: 'ready', ...lowerPriority(options.isolation.nice) }))
+post({ t: 'ready', ...lowerPriority(options.isolation.nice) })
