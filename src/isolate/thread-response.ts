@@ -35,6 +35,7 @@ export class ThreadResponse extends Writable {
   #headFixed = false
   #noBody: boolean
   #paused = false
+  #finSent = false
   #held: (() => void)[] = []
 
   constructor(req: IncomingMessage, sink: ResponseSink) {
@@ -134,7 +135,32 @@ export class ThreadResponse extends Writable {
     this.#sendHead(undefined, false)
   }
 
+  /**
+   * The usual whole answer (`res.end(body)` before anything was written) goes
+   * as one message: head, body and end together.
+   */
+  override end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
+    if (
+      !this.#headSent &&
+      !this.writableEnded &&
+      this.writableLength === 0 &&
+      (typeof chunk === 'string' || chunk instanceof Uint8Array)
+    ) {
+      const bytes =
+        typeof chunk === 'string'
+          ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+          : chunk
+      this.#sendHead(bytes, true)
+      const done = typeof encoding === 'function' ? encoding : callback
+      return typeof done === 'function' ? super.end(done as () => void) : super.end()
+    }
+    return super.end(chunk as never, encoding as never, callback as never)
+  }
+
   #sendHead(chunk: Uint8Array | undefined, end: boolean): void {
+    // the end went with the head already (end above)
+    if (this.#finSent) return
+    if (end) this.#finSent = true
     if (this.#headSent) {
       if (chunk !== undefined || end) this.#sink.body(this.#noBody ? undefined : chunk, end)
       return
