@@ -305,6 +305,10 @@ test('isolation: the operator key, the dependency restriction and a bad manifest
   // isolated by the operator's key, not by its manifest
   await deploy(root, 'others', { files: { 'index.js': othersIndex('first') } })
   await deploy(root, 'base')
+  // isolated too (other*), and its register throws: its thread is not kept idle
+  await deploy(root, 'otherbroken', {
+    files: { 'index.js': 'module.exports = { async register () { throw new Error("no start") } }\n' },
+  })
   // an isolated module that depends on another one
   await deploy(root, 'needy', { fields: { isolation: 'thread', 'depends-on': 'base' } })
   // a module that depends on an isolated one
@@ -324,6 +328,10 @@ test('isolation: the operator key, the dependency restriction and a bad manifest
     (await request(host.admin('/modules'))).body.modules.map((m) => [m.name, m]),
   )
   assert.equal(modules.others.isolation, 'thread')
+  assert.equal(modules.otherbroken.state, 'failed')
+  assert.equal(modules.otherbroken.error.code, 'NYALA_ERR_MODULE_REGISTER_FAILED')
+  assert.equal(modules.otherbroken.isolation, 'thread')
+  assert.equal(modules.otherbroken.thread, null, 'no thread left behind by a start that failed')
   assert.equal(modules.base.state, 'running')
   assert.equal(modules.needy.state, 'failed')
   assert.equal(modules.needy.error.code, 'NYALA_ERR_ISOLATED_DEPENDENCY')

@@ -47,6 +47,8 @@ export class IsolatedGeneration extends Generation {
     } catch (err) {
       this.state = 'failed'
       forgetCode(this.codeId)
+      // a thread started for this generation alone is not kept idle
+      await this.thread.closeIfIdle()
       throw err
     }
     // the dispatcher only calls `routing`

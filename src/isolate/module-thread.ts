@@ -131,6 +131,11 @@ export class ModuleThread {
     if (this.#live.size === 0) await this.close()
   }
 
+  /** Ends the thread when no generation runs in it (a first start that failed leaves none). */
+  async closeIfIdle(): Promise<void> {
+    if (this.#live.size === 0) await this.close()
+  }
+
   /** Ends the thread (its generations are stopped first by the caller, or lost with it). */
   async close(): Promise<void> {
     if (this.state === 'exited') return
