@@ -260,6 +260,36 @@ const definitions = {
     status: 409,
   },
 
+  // thread isolation: a module in a worker thread of its own (issue 13 part 7, src/isolate/)
+  NYALA_ERR_ISOLATED_DEPENDENCY: {
+    message:
+      'module "{module}" cannot {relation} module "{other}": "{isolated}" runs in a thread of its own (isolation=thread, or isolation.thread.modules), and an isolated module neither uses nor is used by another module',
+    status: 409,
+  },
+  NYALA_ERR_MODULE_THREAD_EXITED: {
+    message: 'the thread of module "{module}" (generation {generation}) ended: {reason}',
+    status: 503,
+  },
+  NYALA_ERR_MODULE_THREAD_STALLED: {
+    message:
+      'the thread of module "{module}" (generation {generation}) did not answer for {limit} ms (isolation.thread.stall.ms): terminated',
+    status: 503,
+  },
+  NYALA_ERR_MODULE_THREAD_PROXY: {
+    message: 'module "{module}" (in its thread) could not answer {method} {path}: {reason}',
+    status: 502,
+  },
+  NYALA_ERR_ISOLATED_UPGRADE: {
+    message:
+      'module "{module}" runs in a thread of its own: HTTP upgrades (WebSockets) to it are refused; expected a module without isolation=thread',
+    status: 501,
+  },
+  NYALA_ERR_ISOLATED_BUNDLE_CHANGED: {
+    message:
+      "{bundle}: its content changed between the host's read (sha256 {expected}) and its module thread's (sha256 {found})",
+    status: 409,
+  },
+
   // admin API and the commands that talk to it
   NYALA_ERR_ADMIN_UNAUTHORIZED: {
     message: 'admin API: missing or wrong bearer token for {method} {path}',

@@ -6,6 +6,7 @@ import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { errorFromWire } from './bundle/bundle-transfer.js'
 import { findBundles } from './bundle/find-bundles.js'
+import type { Manifest } from './bundle/manifest.js'
 import { moduleNameOf } from './bundle/module-name.js'
 import { type Bundle, openBundle } from './bundle/open-bundle.js'
 import { currentTrustPolicy, type TrustPolicy } from './bundle/trust-store.js'
@@ -21,6 +22,9 @@ import { DispatchTable, prefixConflicts, type Route } from './http/dispatch-tabl
 import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, httpUrlOf, listen, listenPaused } from './http/listener.js'
 import './http/tick-shape.js'
+import { IsolatedGeneration } from './isolate/isolated-generation.js'
+import { IsolationChoice } from './isolate/isolation.js'
+import { ModuleThread } from './isolate/module-thread.js'
 import { bundleReader } from './loader/bundle-reader.js'
 import { codeCacheCounts } from './loader/code-cache.js'
 import { FileCache } from './loader/file-cache.js'
@@ -34,10 +38,11 @@ import { recoverLeftovers } from './reload/recover-leftovers.js'
 import type { ReloadHost } from './reload/reload-host.js'
 import { Reloader } from './reload/reloader.js'
 import type { RequestGate } from './reload/request-gate.js'
-import { Generation } from './runtime/generation.js'
+import { liveOwners, tagThrown } from './runtime/code-owner.js'
+import { Generation, type GenerationInit } from './runtime/generation.js'
 import { mapLimit } from './runtime/map-limit.js'
 import { describeRecord, type ModuleRecord, newRecord } from './runtime/module-record.js'
-import { Supervisor } from './supervise/supervisor.js'
+import { type CrashOrigin, Supervisor } from './supervise/supervisor.js'
 import type { UpgradeHost } from './upgrade/upgrade-host.js'
 
 // enough to keep the disk busy without running into the open-file limit with 1000 bundles
@@ -77,6 +82,10 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
   closing = false
   /** A successor loads its modules before it asks for the listeners, then starts. */
   #prepared = false
+  /** Which modules run in a thread of their own (src/isolate/). */
+  readonly isolation: IsolationChoice
+  /** The thread of each isolated module that has one, kept across its generations. */
+  readonly threads = new Map<string, ModuleThread>()
 
   /**
    * `single`: modules run here (workers=1). `supervisor`: modules run in worker
@@ -93,6 +102,7 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
     this.role = init.role ?? 'single'
     this.#startNumbers = init.startNumbers ?? new Map()
     this.files = new FileCache(options.cacheDir, log.child({ cache: options.cacheDir }))
+    this.isolation = new IsolationChoice(options.isolation)
     this.runtime = new InProcessRuntime(this)
     this.reloader = new Reloader(this)
     this.supervisor = new Supervisor(crashActions(this, this.reloader), options.crash)
@@ -439,11 +449,13 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
     previous: unknown,
     lookup: (dep: string) => unknown,
   ): Promise<Generation | NyalaError> {
+    const problem = this.isolation.dependencyProblem(bundle.name, bundle.manifest, this.#runningManifests())
+    if (problem) return problem
     const number = record.generations + 1
     record.generations = number
     let generation: Generation
     try {
-      generation = new Generation({
+      const init: GenerationInit = {
         bundle,
         generation: number,
         config: await this.#moduleConfig(bundle.name),
@@ -457,7 +469,10 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
         stats: record.stats,
         files: this.files,
         makeCodeCaches: (b, entries) => void bundleReader.makeCodeCaches(b, entries),
-      })
+      }
+      generation = this.isolation.isolated(bundle.name, bundle.manifest)
+        ? new IsolatedGeneration(init, this.#threadOf(bundle.name), record.file)
+        : new Generation(init)
       await generation.start()
     } catch (err) {
       // numbers count generations that served: the next attempt reuses this one
@@ -474,6 +489,9 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
         prefix: bundle.manifest.prefix,
         bundle: bundle.file,
         ms: Math.round(generation.startMs * 10) / 10,
+        ...(generation instanceof IsolatedGeneration
+          ? { isolation: 'thread', thread: generation.thread.threadId, inThread: generation.threadTimes }
+          : {}),
         // ES module and TypeScript transforms so far in this process: a reload of unchanged files adds none
         transforms: transformCounts(),
         // code caches (src/loader/code-cache.ts) so far: a reload of unchanged scripts uses them
@@ -482,6 +500,44 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
       `module ${bundle.name} ${bundle.manifest.version} started (generation ${number})`,
     )
     return generation
+  }
+
+  /** The manifests of the running modules, for the isolation's dependency check. */
+  *#runningManifests(): Iterable<{ name: string; manifest: Manifest | undefined }> {
+    for (const record of this.modules.values())
+      if (record.state === 'running') yield { name: record.name, manifest: record.bundle?.manifest }
+  }
+
+  /**
+   * The thread of an isolated module: its running one, or a new one (its
+   * first generation, or after the last one ended, crashed or stalled).
+   */
+  #threadOf(module: string): ModuleThread {
+    const running = this.threads.get(module)
+    if (running && running.state !== 'exited' && running.state !== 'stalled') return running
+    const thread = new ModuleThread(module, this.options, this.log, {
+      crashed: (t, err, origin, generation) => this.#threadCrashed(t, err, origin, generation),
+      ended: (t) => {
+        if (this.threads.get(module) === t) this.threads.delete(module)
+      },
+    })
+    this.threads.set(module, thread)
+    return thread
+  }
+
+  /**
+   * A crash in a module's thread (module code's, or the thread's own end or
+   * stall) goes to the supervisor as a crash of that generation, so
+   * `module.crash.policy` applies as for a module in this thread.
+   */
+  #threadCrashed(thread: ModuleThread, err: Error, origin: CrashOrigin, number: number | null): void {
+    for (const owner of liveOwners)
+      if (owner.module === thread.module && owner.generation === number) tagThrown(err, owner)
+    if (!this.supervisor.handle(err, origin))
+      this.log.error(
+        { module: thread.module, generation: number, reason: err.message, stack: err.stack },
+        `module ${thread.module}: a crash in its thread, of no generation still live: ${err.message}`,
+      )
   }
 
   /** Start order of the modules (dependencies first); a reload updates it. */
@@ -542,7 +598,7 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
     return [...this.modules.values()]
       .sort((a, b) => (order.get(a.name) ?? 1e9) - (order.get(b.name) ?? 1e9) || a.name.localeCompare(b.name))
       .map((record) => {
-        const row = describeRecord(record)
+        const row = { ...describeRecord(record), ...this.#isolationView(record) }
         const of = this.runtime.generationsOf
         if (!of) return row
         // a supervisor runs no module: the generation is its workers' (the same in all, or not)
@@ -554,6 +610,18 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
           workers: { generations, same: new Set(generations).size <= 1 },
         }
       })
+  }
+
+  /** `isolation` (`none` or `thread`) and, for an isolated module, its thread as it is now. */
+  #isolationView(record: ModuleRecord): Record<string, unknown> {
+    if (!this.isolation.isolated(record.name, record.bundle?.manifest)) return { isolation: 'none' }
+    const thread = this.threads.get(record.name)
+    return {
+      isolation: 'thread',
+      thread: thread
+        ? { state: thread.state, threadId: thread.threadId, tid: thread.tid, nice: thread.nice }
+        : null,
+    }
   }
 
   /**
@@ -597,6 +665,8 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
       this.log.info({ module: name, generation: generation.number }, `module ${name} stopped`)
     }
     this.dispatcher.swap(new DispatchTable([]))
+    // a thread whose last generation stopped has ended; one that never got one ends here
+    await Promise.all([...this.threads.values()].map((t) => t.close()))
     await this.files.close()
   }
 }

@@ -247,6 +247,9 @@ test('bench/run.js reload-big-bundle --quick reloads a generated 3,000-file bund
   assert.match(stdout, /bench: reload-big-bundle: generating a synthetic bundle/)
   assert.match(stdout, /unrelated module during reloads: max \S+ ms/)
   assert.match(stdout, /reload of big: host-side median \S+ ms/)
+  // the second configuration: the big module with isolation=thread
+  assert.match(stdout, /\[isolation=thread\] unrelated module during reloads: max \S+ ms/)
+  assert.match(stdout, /\[isolation=thread\] reload of big: host-side median \S+ ms/)
 
   const big = (await readReport()).benchmarks?.['reload-big-bundle']
   assert.ok(big, 'latest.json has a reload-big-bundle entry')
@@ -258,6 +261,13 @@ test('bench/run.js reload-big-bundle --quick reloads a generated 3,000-file bund
   assert.ok(s.quiet.requests > 0 && s.reloading.requests > 0, 'the unrelated module answered in both windows')
   for (const v of [...s.hostMs.samples, ...s.triggerToNewMs.samples]) assert.equal(typeof v, 'number')
   if (process.platform === 'linux') assert.equal(typeof s.mainThreadCpuMsPerReload, 'number')
+  const isolated = s.thread
+  assert.ok(isolated, 'the isolation=thread configuration has figures')
+  assert.equal(isolated.failedRequests, 0)
+  assert.equal(isolated.reloads, 3)
+  assert.ok(isolated.quiet.requests > 0 && isolated.reloading.requests > 0)
+  for (const v of [...isolated.hostMs.samples, ...isolated.triggerToNewMs.samples])
+    assert.equal(typeof v, 'number')
 })
 
 test('bench/run.js transform --quick measures cold, ahead, warm and CommonJS loads', {

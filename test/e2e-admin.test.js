@@ -504,7 +504,7 @@ test('reloadable=false: an explicit reload is 409, forced or not; a changed bund
   assert.match(cli.stderr, /NYALA_ERR_NOT_RELOADABLE/)
   const status = await runCli(['status', '--root', root])
   assert.equal(status.code, 0, status.stderr)
-  assert.match(status.stdout, /^fixed\s+running\s+1\.0\.0\s+1\s+\/fixed\s+0\s+0\s+-\s+never\s/m)
+  assert.match(status.stdout, /^fixed\s+running\s+1\.0\.0\s+1\s+\/fixed\s+none\s+0\s+0\s+-\s+never\s/m)
   const body = await get(host, '/fixed')
   assert.equal(body.generation, 1)
   assert.equal(body.tag, undefined)
@@ -690,9 +690,9 @@ test('nyala status and nyala reload: table, --json, exit codes, errors, unreacha
   const lines = status.stdout.trimEnd().split('\n')
   assert.match(
     lines[0],
-    /^MODULE\s+STATE\s+VERSION\s+GEN\s+PREFIX\s+INFLIGHT\s+CRASHES\s+SIGNED BY\s+RELOAD\s+LAST RELOAD\s+ERROR$/,
+    /^MODULE\s+STATE\s+VERSION\s+GEN\s+PREFIX\s+ISOLATION\s+INFLIGHT\s+CRASHES\s+SIGNED BY\s+RELOAD\s+LAST RELOAD\s+ERROR$/,
   )
-  assert.match(lines[1], /^solo\s+running\s+1\.0\.0\s+1\s+\/solo\s+0\s+0\s+-\s+yes\s+-\s+-$/)
+  assert.match(lines[1], /^solo\s+running\s+1\.0\.0\s+1\s+\/solo\s+none\s+0\s+0\s+-\s+yes\s+-\s+-$/)
   assert.equal(lines.length, 2)
 
   const json = await runCli(['status', '--root', root, '--json'])

@@ -17,6 +17,7 @@ const levels = {
   cluster: 10,
   host: 9,
   reload: 8,
+  isolate: 8,
   upgrade: 8,
   http: 7,
   supervise: 6,
@@ -47,7 +48,10 @@ const allowed = {
   // a worker process runs a whole host (worker-process.ts); the pool is the supervisor's ModuleRuntime
   cluster: ['bundle', 'config', 'errors', 'host', 'http', 'loader', 'logger', 'monotonic-clock', 'reload', 'runtime', 'supervise'],
   // host -> upgrade is type-only: `implements UpgradeHost`
-  host: ['bundle', 'config', 'errors', 'graph', 'http', 'loader', 'logger', 'reload', 'runtime', 'supervise', 'upgrade'],
+  host: ['bundle', 'config', 'errors', 'graph', 'http', 'isolate', 'loader', 'logger', 'reload', 'runtime', 'supervise', 'upgrade'],
+  // a module in a thread of its own: the thread runs the loader and Generation; the serving thread's
+  // proxy answers with http's error replies
+  isolate: ['bundle', 'config', 'errors', 'http', 'loader', 'logger', 'runtime', 'supervise'],
   // sideways: reload -> loader, a reload validates in memory with the loader's checks (syntax,
   // addons) before it locks, and reads a changed bundle through the loader's reader thread;
   // reload -> supervise, crash actions implement the supervisor's SupervisedHost (a restart is a

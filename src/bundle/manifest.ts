@@ -16,6 +16,8 @@ export interface Manifest {
   readonly reloadable: boolean
   /** Whether `reloadable` is written in the file: with `reload.all=false` an explicit `true` selects the module. */
   readonly reloadableDeclared: boolean
+  /** `thread`: the module runs in a worker thread of its own (src/isolate/). @default 'none' */
+  readonly isolation: 'none' | 'thread'
 }
 
 export const manifestKeys = Object.freeze([
@@ -25,6 +27,7 @@ export const manifestKeys = Object.freeze([
   'optional-depends-on',
   'prefix',
   'reloadable',
+  'isolation',
 ])
 
 const versionPattern = /^[0-9A-Za-z][0-9A-Za-z.+_-]*$/
@@ -80,6 +83,9 @@ export function parseManifest(
     throw invalid('reloadable', reloadableRaw, 'true or false')
   }
 
+  const isolation = (props.get('isolation') || 'none').toLowerCase()
+  if (isolation !== 'none' && isolation !== 'thread') throw invalid('isolation', isolation, 'none or thread')
+
   for (const key of props.keys()) {
     if (!manifestKeys.includes(key)) {
       warnings.push(
@@ -99,6 +105,7 @@ export function parseManifest(
     prefix,
     reloadable: reloadableRaw === 'true',
     reloadableDeclared: props.has('reloadable'),
+    isolation,
   })
   return { manifest, warnings }
 }

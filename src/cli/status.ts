@@ -6,7 +6,7 @@ import { exitCodes, parse, UsageError } from './common.js'
 const statusHelp = `Usage: nyala status [options]
 
 Prints the modules of a running host: state, version, generation, prefix,
-requests in flight, crashes of its code, the signing keys and sequence of a
+isolation (none, or thread and the state of the module's thread), requests in flight, crashes of its code, the signing keys and sequence of a
 signed bundle, last reload and last reload error. With worker processes
 (workers > 1), a second table: each worker's slot, pid, state, replacements,
 memory, requests in flight and the generations it serves; a module whose
@@ -48,6 +48,7 @@ export async function status(args: string[]): Promise<number> {
         String(m.version ?? '-'),
         generationCell(m),
         String(m.prefix ?? '-'),
+        isolationCell(m),
         String(m.inflight ?? 0),
         String(m.crashes ?? 0),
         signature ? `${signature.keyIds.join(',')} #${signature.sequence}` : '-',
@@ -62,6 +63,7 @@ export async function status(args: string[]): Promise<number> {
       'VERSION',
       'GEN',
       'PREFIX',
+      'ISOLATION',
       'INFLIGHT',
       'CRASHES',
       'SIGNED BY',
@@ -105,4 +107,11 @@ function table(head: string[], rows: string[][]): string {
       .join('  ')
       .trimEnd()
   return [line(head), ...rows.map(line)].join('\n')
+}
+
+/** `none`, or `thread` with the state of the module's thread (`thread (running)`). */
+function isolationCell(m: Record<string, unknown>): string {
+  if (m.isolation !== 'thread') return String(m.isolation ?? 'none')
+  const thread = m.thread as { state: string } | null | undefined
+  return thread ? `thread (${thread.state})` : 'thread (none)'
 }

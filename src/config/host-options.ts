@@ -194,6 +194,26 @@ export interface HostOptions {
     /** `reload.debug`. @default false */
     debug: boolean
   }>
+  /** Modules that run in a worker thread of their own (src/isolate/, docs/modules.md). */
+  readonly isolation: Readonly<{
+    /**
+     * `isolation.thread.modules`: names with `*` wildcards (as `reload.modules`) of modules run in
+     * a thread of their own, whatever their `module.properties` says. @default []
+     */
+    modules: readonly string[]
+    /** `isolation.thread.heap.mb`: the old-generation heap limit of each module thread; 0 is Node's default. @default 0 */
+    heapMb: number
+    /**
+     * `isolation.thread.stall.ms`: a module thread that has not answered a ping for this long is
+     * terminated and handled as a crash of its module (`module.crash.policy`). @default 5000
+     */
+    stallMs: number
+    /**
+     * `isolation.thread.nice`: how much lower than the serving thread a module thread's CPU
+     * priority is (Linux; 0 keeps the same priority). @default 5
+     */
+    nice: number
+  }>
   readonly admin: Readonly<{
     /** `admin.host`. @default '127.0.0.1' */
     host: string
@@ -357,6 +377,12 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
       modules: v['reload.modules'],
       directories: v['reload.directories'].map((d) => path.resolve(root, d)),
       debug: v['reload.debug'],
+    },
+    isolation: {
+      modules: v['isolation.thread.modules'],
+      heapMb: v['isolation.thread.heap.mb'],
+      stallMs: v['isolation.thread.stall.ms'],
+      nice: v['isolation.thread.nice'],
     },
     admin: { host: v['admin.host'], port: v['admin.port'], token: v['admin.token'] },
     process: {

@@ -56,6 +56,12 @@ export const keySpecs = {
   'workers.restart.max': { default: '5', parse: (r) => t.parseInteger(r, 0, 1_000_000) },
   'workers.restart.window': { default: '60', parse: t.parseSeconds },
 
+  // thread isolation (src/isolate/): these modules run in a worker thread of their own
+  'isolation.thread.modules': { default: '', parse: t.parseList },
+  'isolation.thread.heap.mb': { default: '0', parse: (r) => t.parseInteger(r, 0, 1_000_000) },
+  'isolation.thread.stall.ms': { default: '5000', parse: (r) => t.parseInteger(r, 100, 3_600_000) },
+  'isolation.thread.nice': { default: '5', parse: (r) => t.parseInteger(r, 0, 19) },
+
   // reloading (Impala's names)
   'auto.reload.modules': { default: 'false', parse: t.parseBoolean },
   'auto.reload.monitoring.type': {

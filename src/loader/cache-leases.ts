@@ -22,9 +22,13 @@ export class CacheLeases {
   /** A write asked for by `writeSoon`, not made yet. */
   #soon: NodeJS.Timeout | undefined
 
-  constructor(cacheDir: string) {
+  /**
+   * `owner` names this lease file: the process id, or `<pid>-<thread id>` for a module thread
+   * (src/isolate/), which keeps a file cache of its own beside the process's.
+   */
+  constructor(cacheDir: string, owner = String(process.pid)) {
     this.#dir = path.join(cacheDir, '.leases')
-    this.#file = path.join(this.#dir, String(process.pid))
+    this.#file = path.join(this.#dir, owner)
   }
 
   /**
@@ -90,9 +94,12 @@ export class CacheLeases {
     } catch {
       return names
     }
+    const own = path.basename(this.#file)
     for (const file of files) {
-      const pid = Number(file.replace(/\.tmp$/, ''))
-      if (!Number.isInteger(pid) || pid === process.pid) continue
+      // `<pid>` or `<pid>-<thread id>`: a module thread's lease counts as another's, even in this process
+      const owner = file.replace(/\.tmp$/, '')
+      const pid = Number(owner.replace(/-\d+$/, ''))
+      if (!Number.isInteger(pid) || owner === own) continue
       if (!isAlive(pid)) {
         await rm(path.join(this.#dir, file), { force: true })
         continue

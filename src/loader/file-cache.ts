@@ -59,10 +59,11 @@ export class FileCache {
   /** The cache's package.json was written (or found) by this process. */
   #typed = false
 
-  constructor(dir: string, log?: CacheLog) {
+  /** `leaseOwner`: see CacheLeases (a module thread's cache names its own lease file). */
+  constructor(dir: string, log?: CacheLog, leaseOwner?: string) {
     this.dir = dir
     this.#log = log
-    this.#leases = new CacheLeases(dir)
+    this.#leases = new CacheLeases(dir, leaseOwner)
   }
 
   /** Makes `bundle`'s files available in its directory (writing them if no one has) for one generation. */

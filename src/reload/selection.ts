@@ -1,17 +1,12 @@
 import path from 'node:path'
 import type { Manifest } from '../bundle/manifest.js'
 import type { HostOptions } from '../config/host-options.js'
+import { namePattern } from '../config/name-pattern.js'
 
 export interface Decision {
   readonly reload: boolean
   /** Why, for `reload.debug` and the admin API. */
   readonly reason: string
-}
-
-/** `billing core.*` with `*` as the only wildcard, whole names only. */
-function toPattern(glob: string): RegExp {
-  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')
-  return new RegExp(`^${escaped}$`)
 }
 
 /**
@@ -32,7 +27,7 @@ export class ReloadSelection {
 
   constructor(options: HostOptions['reload']) {
     this.#all = options.all
-    this.#patterns = options.modules.map(toPattern)
+    this.#patterns = options.modules.map(namePattern)
     this.#directories = options.directories.map((d) => (d.endsWith(path.sep) ? d : d + path.sep))
   }
 

@@ -66,3 +66,11 @@ export function callAs(owner: CodeOwner, fn: (...args: unknown[]) => void, args:
 export function ownerOfThrown(err: unknown): CodeOwner | undefined {
   return typeof err === 'object' && err !== null ? thrownBy.get(err) : undefined
 }
+
+/**
+ * Tags `err` as thrown by `owner`'s code, as `callAs` does: a crash reported
+ * by a module's own thread (src/isolate/) is known to be its module's.
+ */
+export function tagThrown(err: object, owner: CodeOwner): void {
+  thrownBy.set(err, owner)
+}

@@ -52,6 +52,7 @@ export function createTestContext(opts: TestContextOptions = {}): TestContext {
       prefix: `/${name}`,
       reloadable: true,
       reloadableDeclared: false,
+      isolation: 'none',
     },
     files,
     hash: '',
