@@ -384,3 +384,44 @@ test('ZipReuse.setIfRoom keeps a read only beside what is kept, dropping nothing
   assert.equal(reuse.setIfRoom('a', { data: Buffer.alloc(1), hash: '', entries: entries(10) }), false)
   assert.equal(reuse.bytes, 4001)
 })
+
+test("leaveIsolated: an isolated module's files stay with the reader; without it they come back", async (t) => {
+  const dir = await tempDir(t)
+  const index = 'module.exports = { register () {} }\n'
+  const own = await zipOf(
+    { 'module.properties': manifest({ isolation: 'thread' }), 'index.js': index },
+    path.join(dir, 'own.zip'),
+  )
+  const plainFile = await zipOf(
+    { 'module.properties': manifest(), 'index.js': index },
+    path.join(dir, 'plain.zip'),
+  )
+  const reader = new BundleReader()
+  t.after(() => reader.close())
+  // the manifest says isolation=thread: checked, hashed, without its files
+  const left = await reader.read(own, { maxBytes, leaveIsolated: true })
+  assert.equal(left.ok, true)
+  assert.equal(left.bundle.contentsOmitted, true)
+  assert.equal(left.bundle.files.size, 0)
+  assert.equal(left.bundle.manifest.isolation, 'thread')
+  assert.match(left.bundle.hash, /^[0-9a-f]{64}$/)
+  assert.ok(left.data.length > 0, "the zip's bytes still come back for the commit")
+  // the module's own thread reads it without the option: every file
+  const whole = await reader.read(own, { maxBytes })
+  assert.equal(whole.bundle.contentsOmitted, undefined)
+  assert.equal(whole.bundle.files.get('index.js').toString(), index)
+  assert.equal(whole.bundle.hash, left.bundle.hash)
+  // the operator isolates a module whose manifest does not say so
+  const byOperator = await reader.read(plainFile, { maxBytes, leaveIsolated: true, isolated: true })
+  assert.equal(byOperator.bundle.contentsOmitted, true)
+  const notIsolated = await reader.read(plainFile, { maxBytes, leaveIsolated: true })
+  assert.equal(notIsolated.bundle.files.size, 2)
+  // a syntax error is still found where the files stay
+  const broken = await zipOf(
+    { 'module.properties': manifest({ isolation: 'thread' }), 'index.js': 'module.exports = {' },
+    path.join(dir, 'broken.zip'),
+  )
+  const refused = await reader.read(broken, { maxBytes, leaveIsolated: true })
+  assert.equal(refused.bundle.files.size, 0)
+  assert.throws(() => checkSyntax(refused.bundle), { code: 'NYALA_ERR_MODULE_SYNTAX' })
+})

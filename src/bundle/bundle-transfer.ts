@@ -23,6 +23,8 @@ export interface BundleTransfer {
   /** Byte length of each entry's content in `contents`, laid end to end. */
   readonly lengths: readonly number[]
   readonly contents: ArrayBuffer
+  /** The files stayed where the bundle was read (see `Bundle.contentsOmitted`). */
+  readonly contentsOmitted?: true | undefined
 }
 
 /** An error as it crosses a thread boundary: a NyalaError by code and details, else its message and errno code. */
@@ -34,12 +36,16 @@ export type WireError =
     }
   | { readonly nyala: false; readonly message: string; readonly code?: string | undefined }
 
-/** The transfer form of a bundle; `contents` goes in the postMessage transfer list. */
-export function bundleToTransfer(bundle: Bundle): BundleTransfer {
+/**
+ * The transfer form of a bundle; `contents` goes in the postMessage transfer list.
+ * `withContents: false` leaves the files out (an isolated module's: its own
+ * thread reads them), and the bundle that arrives says so.
+ */
+export function bundleToTransfer(bundle: Bundle, withContents = !bundle.contentsOmitted): BundleTransfer {
   const entries: string[] = []
   const lengths: number[] = []
   let total = 0
-  for (const [entry, content] of bundle.files) {
+  for (const [entry, content] of withContents ? bundle.files : []) {
     entries.push(entry)
     lengths.push(content.length)
     total += content.length
@@ -47,7 +53,7 @@ export function bundleToTransfer(bundle: Bundle): BundleTransfer {
   // allocUnsafeSlow: a buffer of its own, never a slice of the shared pool, so it can be transferred
   const contents = Buffer.allocUnsafeSlow(total)
   let at = 0
-  for (const content of bundle.files.values()) {
+  for (const content of withContents ? bundle.files.values() : []) {
     content.copy(contents, at)
     at += content.length
   }
@@ -62,6 +68,7 @@ export function bundleToTransfer(bundle: Bundle): BundleTransfer {
     entries,
     lengths,
     contents: contents.buffer as ArrayBuffer,
+    ...(withContents ? {} : { contentsOmitted: true as const }),
   }
 }
 
@@ -89,6 +96,7 @@ export function bundleFromTransfer(t: BundleTransfer): Bundle {
     warnings: Object.freeze(t.warnings.map((w) => errorFromWire(w) as NyalaError)),
     signature:
       t.signature && Object.freeze({ ...t.signature, keyIds: Object.freeze([...t.signature.keyIds]) }),
+    ...(t.contentsOmitted ? { contentsOmitted: true as const } : {}),
   })
 }
 

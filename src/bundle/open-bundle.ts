@@ -32,6 +32,12 @@ export interface Bundle {
   readonly warnings: readonly NyalaError[]
   /** The verified signature; `undefined` for an unsigned bundle, or one opened without a trust policy. */
   readonly signature: SignatureInfo | undefined
+  /**
+   * The files were read, checked and left on the reader's thread: an isolated
+   * module's bundle, whose own thread reads them (src/isolate/), so the serving
+   * thread never holds (and collects) a big bundle's contents. `files` is empty.
+   */
+  readonly contentsOmitted?: true | undefined
 }
 
 export interface OpenBundleOptions {

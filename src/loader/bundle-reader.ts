@@ -24,6 +24,10 @@ export interface ReadRequest {
   readonly maxEntries?: number | undefined
   readonly maxNameBytes?: number | undefined
   readonly name?: string | undefined
+  /** Leave the files out of the answer when the module runs in a thread of its own. */
+  readonly leaveIsolated?: boolean | undefined
+  /** The operator's `isolation.thread.modules` names the module. */
+  readonly isolated?: boolean | undefined
   readonly checkSyntax: boolean
   /** Keys of the transforms the reading thread holds: the worker does not make them again. */
   readonly knownTransforms?: readonly string[] | undefined
@@ -117,6 +121,15 @@ export interface ReadOptions {
   readonly maxNameBytes?: number | undefined
   /** Module name to use instead of the one from the file name (a `.tmp` or staged copy). */
   readonly name?: string | undefined
+  /**
+   * For the serving thread's reload path: when the module runs in a thread of
+   * its own (`isolated`, or its manifest says `isolation=thread`), its files
+   * stay on the reader's thread, checked, and the bundle comes back without
+   * them (`contentsOmitted`): that thread reads them itself. @default false
+   */
+  readonly leaveIsolated?: boolean | undefined
+  /** The operator's `isolation.thread.modules` names the module. @default false */
+  readonly isolated?: boolean | undefined
   /** Also compile the bundle's own scripts; the verdict is what `checkSyntax` then reports. @default true */
   readonly checkSyntax?: boolean
   /** Signatures to require and keys to trust, checked before the syntax check compiles anything. */
@@ -181,6 +194,8 @@ export class BundleReader {
       maxEntries: opts.maxEntries,
       maxNameBytes: opts.maxNameBytes,
       name: opts.name,
+      leaveIsolated: opts.leaveIsolated,
+      isolated: opts.isolated,
       checkSyntax: opts.checkSyntax ?? true,
       knownTransforms: (opts.checkSyntax ?? true) ? cachedKeys() : undefined,
       trust: opts.trust,

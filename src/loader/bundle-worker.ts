@@ -94,17 +94,20 @@ async function handle(req: ReadRequest): Promise<ReadReply> {
     }
     let reused = 0
     for (const [entry, e] of record) if (previous?.entries.get(entry)?.content === e.content) reused++
+    // an isolated module's thread reads its files itself: the serving thread gets none of them,
+    // nor their digests and transforms (the thread makes its own)
+    const contents = !(req.leaveIsolated && (req.isolated || bundle.manifest.isolation === 'thread'))
     return {
       id: req.id,
       ok: true,
-      bundle: bundleToTransfer(bundle),
+      bundle: bundleToTransfer(bundle, contents),
       // a copy goes: the entries kept for the next read are views into these bytes, and a
       // transferred buffer is emptied on this side
       data: data ? copyOf(data) : undefined,
       reused,
       syntax,
-      transformed,
-      digests: digestsOf(bundle),
+      transformed: contents ? transformed : [],
+      digests: contents ? digestsOf(bundle) : { entries: [], values: [] },
     }
   } catch (err) {
     return { id: req.id, ok: false, error: errorToWire(err), bytesRead: data?.length }

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { TrustPolicy } from '../bundle/trust-store.js'
 import { trustPolicyNow } from '../bundle/trust-store-cache.js'
 import type { HostOptions } from '../config/host-options.js'
+import { namePattern } from '../config/name-pattern.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { bundleReader } from '../loader/bundle-reader.js'
 import type { Change } from './change.js'
@@ -26,6 +27,8 @@ export async function readCandidate(
   const { settleMs, settleTimeoutMs } = options.autoReload
   const deadline = Date.now() + settleTimeoutMs
   const kind = exists ? 'update' : 'add'
+  // a module the operator isolates runs in its own thread, which reads its files itself
+  const isolatedByOperator = options.isolation.modules.some((glob) => namePattern(glob).test(c.name))
   let trust: TrustPolicy
   try {
     // looked at anew for each candidate (read again only when it changed): a key added or revoked
@@ -41,6 +44,8 @@ export async function readCandidate(
       directory: c.directory,
       maxBytes: options.bundleMaxBytes,
       name: c.name,
+      leaveIsolated: true,
+      isolated: isolatedByOperator,
       trust,
     })
     if (read.ok)

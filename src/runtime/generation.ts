@@ -199,6 +199,8 @@ export class Generation {
       return undefined
     })
     try {
+      // an isolated module's files stay with the reader (src/isolate/ starts it in its own thread)
+      if (bundle.contentsOmitted) throw new Error(`the bundle ${bundle.file} was read for a module thread`)
       // the transaction's planning and this generation's set-up ran in this block so far: let the
       // requests that arrived meanwhile through before the code is compiled and run
       await yieldToLoop()
