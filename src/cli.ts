@@ -86,13 +86,25 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// The event loop emptied while the command still awaited something nothing will settle
+// (an unref'd handle's promise, say): Node would end the process with code 0 and no word,
+// and a caller (nyala upgrade, a process manager) would read success. Say so and fail.
+const unfinished = () => {
+  process.stderr.write(
+    'nyala: internal error: the command stopped before it finished (nothing left to wait on)\n',
+  )
+  process.exit(exitCodes.failure)
+}
+process.once('beforeExit', unfinished)
 main(process.argv.slice(2)).then(
   (code) => {
+    process.off('beforeExit', unfinished)
     // module code may leave handles open (sockets, timers outside ctx): do not hang on exit
     process.exitCode = code
     setImmediate(() => process.exit(code))
   },
   (err: unknown) => {
+    process.off('beforeExit', unfinished)
     process.stderr.write(`nyala: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`)
     process.exit(exitCodes.failure)
   },

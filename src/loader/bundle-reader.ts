@@ -302,6 +302,11 @@ export class BundleReader {
   async close(): Promise<void> {
     const worker = this.#worker
     this.#worker = undefined
+    // an idle worker is unref'd, and an unref'd worker's terminate() does not hold the event
+    // loop: a process with nothing else left (a successor refusing a handover) would end
+    // with code 0 inside this await, before it could log why and exit 1. #release leaves a
+    // worker being terminated ref'd, though a late answer (a read-ahead) still arrives.
+    worker?.ref()
     if (worker) await worker.terminate()
     this.#failAll('the bundle reader was closed')
   }
@@ -327,7 +332,7 @@ export class BundleReader {
     const resolve = this.#caching.get(reply.id)
     if (!resolve) return
     this.#caching.delete(reply.id)
-    if (this.#busy === 0) worker.unref()
+    this.#release(worker)
     const { keys, lengths, contents } = reply.codeCache
     let at = 0
     for (const [i, key] of keys.entries()) {
@@ -342,7 +347,7 @@ export class BundleReader {
     const resolve = this.#priming.get(reply.id)
     if (!resolve) return
     this.#priming.delete(reply.id)
-    if (this.#busy === 0) worker.unref()
+    this.#release(worker)
     resolve(reply.primed)
   }
 
@@ -350,7 +355,7 @@ export class BundleReader {
     const waiting = this.#pending.get(reply.id)
     if (!waiting) return
     this.#pending.delete(reply.id)
-    if (this.#busy === 0) worker.unref()
+    this.#release(worker)
     if (!reply.ok) {
       waiting.resolve({ ok: false, error: errorFromWire(reply.error), bytesRead: reply.bytesRead })
       return
@@ -369,6 +374,11 @@ export class BundleReader {
       data: reply.data ? Buffer.from(reply.data) : undefined,
       reused: reply.reused,
     })
+  }
+
+  /** Lets the process exit while nothing is asked of the current worker. */
+  #release(worker: Worker): void {
+    if (this.#busy === 0 && worker === this.#worker) worker.unref()
   }
 
   #died(worker: Worker, reason: string): void {
