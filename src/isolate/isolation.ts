@@ -1,6 +1,6 @@
 import type { Manifest } from '../bundle/manifest.js'
 import type { HostOptions } from '../config/host-options.js'
-import { namePattern } from '../config/name-pattern.js'
+import { matchesAnyName } from '../config/name-pattern.js'
 import { type NyalaError, nyalaError } from '../errors.js'
 
 /**
@@ -9,15 +9,15 @@ import { type NyalaError, nyalaError } from '../errors.js'
  * (so a module someone else packed is isolated without repacking it).
  */
 export class IsolationChoice {
-  readonly #patterns: readonly RegExp[]
+  readonly #modules: readonly string[]
 
   constructor(options: HostOptions['isolation']) {
-    this.#patterns = options.modules.map(namePattern)
+    this.#modules = options.modules
   }
 
   isolated(name: string, manifest: Manifest | undefined): boolean {
     if (manifest?.isolation === 'thread') return true
-    return this.#patterns.some((p) => p.test(name))
+    return matchesAnyName(this.#modules, name)
   }
 
   /**

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { TrustPolicy } from '../bundle/trust-store.js'
 import { trustPolicyNow } from '../bundle/trust-store-cache.js'
 import type { HostOptions } from '../config/host-options.js'
-import { namePattern } from '../config/name-pattern.js'
+import { matchesAnyName } from '../config/name-pattern.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { bundleReader } from '../loader/bundle-reader.js'
 import type { Change } from './change.js'
@@ -28,7 +28,7 @@ export async function readCandidate(
   const deadline = Date.now() + settleTimeoutMs
   const kind = exists ? 'update' : 'add'
   // a module the operator isolates runs in its own thread, which reads its files itself
-  const isolatedByOperator = options.isolation.modules.some((glob) => namePattern(glob).test(c.name))
+  const isolatedByOperator = matchesAnyName(options.isolation.modules, c.name)
   let trust: TrustPolicy
   try {
     // looked at anew for each candidate (read again only when it changed): a key added or revoked

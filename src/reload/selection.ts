@@ -1,7 +1,7 @@
 import path from 'node:path'
 import type { Manifest } from '../bundle/manifest.js'
 import type { HostOptions } from '../config/host-options.js'
-import { namePattern } from '../config/name-pattern.js'
+import { matchesAnyName } from '../config/name-pattern.js'
 
 export interface Decision {
   readonly reload: boolean
@@ -20,14 +20,14 @@ export interface Decision {
  */
 export class ReloadSelection {
   readonly #all: boolean
-  readonly #patterns: readonly RegExp[]
+  readonly #modules: readonly string[]
   readonly #directories: readonly string[]
   readonly #unregistered = new Set<string>()
   readonly #registered = new Set<string>()
 
   constructor(options: HostOptions['reload']) {
     this.#all = options.all
-    this.#patterns = options.modules.map(namePattern)
+    this.#modules = options.modules
     this.#directories = options.directories.map((d) => (d.endsWith(path.sep) ? d : d + path.sep))
   }
 
@@ -62,7 +62,7 @@ export class ReloadSelection {
     }
     if (this.#all) return { reload: true, reason: 'reload.all=true' }
     if (this.#registered.has(name)) return { reload: true, reason: 'registered for reloading (admin API)' }
-    if (this.#patterns.some((p) => p.test(name))) return { reload: true, reason: 'matches reload.modules' }
+    if (matchesAnyName(this.#modules, name)) return { reload: true, reason: 'matches reload.modules' }
     if (manifest?.reloadableDeclared)
       return { reload: true, reason: 'reloadable=true in its module.properties' }
     return { reload: false, reason: 'reload.all=false and not matched by reload.modules' }
