@@ -46,12 +46,16 @@ export class Session {
     return dir
   }
 
-  /** Spawns `node <args>` as the leader of a new process group and tracks that group. */
-  spawnNode(args, { cwd = projectRoot, env } = {}) {
+  /**
+   * Spawns `node <args>` as the leader of a new process group and tracks that group. `ipc`: with
+   * an IPC channel (`child.send`, structured clone, so NaN and typed arrays cross it).
+   */
+  spawnNode(args, { cwd = projectRoot, env, ipc = false } = {}) {
     const child = spawn(process.execPath, args, {
       cwd,
       env: env ? { ...process.env, ...env } : process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+      serialization: ipc ? 'advanced' : 'json',
       detached: true,
     })
     const group = { child, pid: child.pid, exited: false }

@@ -7,12 +7,14 @@
 //
 // Sequential runs are not comparable on these machines (/work/shared/NOTES.md, "Measuring on these
 // machines"): one continuous load is split into alternating quiet and change windows, and each
-// request counts in the window it started in.
+// request counts in the window it started in. The load runs in a process of its own
+// (bench/paced-load-child.js): the bench's work around each reload (the .tmp, the event stream,
+// polling for the swap) would otherwise share the event loop of the client it measures.
 import { existsSync } from 'node:fs'
 import { readFile, rename, writeFile } from 'node:fs/promises'
-import http from 'node:http'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 import {
   assertBuilt,
   cliPath,
@@ -22,7 +24,6 @@ import {
   packModule,
   percentileOf,
   request,
-  requestSettled,
   round,
   startHost,
   withSession,
@@ -78,7 +79,7 @@ export async function run(opts = {}) {
       throw new Error(`GET /solo answered ${first.status} ${JSON.stringify(first.body)}`)
     }
 
-    const load = new PacedLoad(url, settings.connections, settings.rate)
+    const load = new ChildLoad(session, url, settings.connections, settings.rate)
     session.clients.add(load)
     const triggers = []
     // the host's main-thread CPU time at each window's edges: what the reloads cost the serving
@@ -87,10 +88,10 @@ export async function run(opts = {}) {
     const cpu = []
     try {
       progress(`warm-up ${settings.warmupSeconds} s`)
-      load.start()
+      await load.start()
       await delay(settings.warmupSeconds * 1000)
       const windowMs = settings.windowSeconds * 1000
-      const t0 = performance.now()
+      const t0 = now()
       load.measure(t0, windowMs)
       const windows = Math.max(2, Math.round(settings.seconds / settings.windowSeconds))
       progress(
@@ -155,7 +156,7 @@ async function trigger(modulesDir, data, events, load) {
   const before = events.generation
   const hidden = path.join(modulesDir, '.solo.zip.tmp.partial')
   await writeFile(hidden, data)
-  const t = performance.now()
+  const t = now()
   await rename(hidden, path.join(modulesDir, 'solo.zip.tmp'))
   const entry = { t, before, newMs: undefined, swappedMs: undefined, startMs: undefined }
   load.onGeneration((gen, at) => {
@@ -307,19 +308,14 @@ function reloadCpuMs(cpu, load, reloads) {
 // Load
 
 /**
- * `connections` keep-alive sockets (one agent with one socket each), each sending its share of
- * `rate` requests per second on a fixed schedule; a late request goes at once, without catching up
- * in a burst. Records the start, latency and generation of every measured request.
+ * `connections` keep-alive sockets, each sending its share of `rate` requests per second on a
+ * fixed schedule (a late request goes at once, without catching up in a burst), run by
+ * bench/paced-load-child.js in a process of its own. Its samples arrive when it stops.
  */
-class PacedLoad {
-  constructor(url, connections, rate) {
-    this.url = url
-    this.connections = connections
-    this.intervalMs = (1000 * connections) / rate
-    this.agents = Array.from(
-      { length: connections },
-      () => new http.Agent({ keepAlive: true, maxSockets: 1 }),
-    )
+class ChildLoad {
+  constructor(session, url, connections, rate) {
+    this.session = session
+    this.options = { url, connections, rate }
     this.samples = []
     this.failures = []
     this.failedTotal = 0
@@ -328,58 +324,66 @@ class PacedLoad {
     this.until = Number.POSITIVE_INFINITY
     this.windowMs = 1000
     this.watchers = []
-    this.running = false
-    this.loops = []
+    this.group = undefined
+    this.done = undefined
+  }
+
+  /** Starts the client process and its loops; resolves once it runs. */
+  async start() {
+    this.group = this.session.spawnNode([fileURLToPath(new URL('./paced-load-child.js', import.meta.url))], {
+      ipc: true,
+    })
+    const child = this.group.child
+    child.stderr.on('data', (chunk) => process.stderr.write(chunk))
+    this.done = new Promise((resolve, reject) => {
+      child.on('message', (msg) => {
+        if (msg.done) resolve(msg.done)
+        else if (typeof msg.generation === 'number')
+          this.watchers = this.watchers.filter((fn) => !fn(msg.generation, msg.at))
+      })
+      child.once('exit', (code, signal) =>
+        reject(new Error(`the load client exited (${code ?? signal}) before it reported`)),
+      )
+    })
+    this.done.catch(() => {})
+    child.send({ start: this.options })
   }
 
   /** Counts requests that start from `t0` on, in windows of `windowMs`. */
   measure(t0, windowMs) {
     this.from = t0
     this.windowMs = windowMs
+    this.group.child.send({ measure: { from: this.from, until: this.until } })
   }
 
   measureUntil(t1) {
     this.until = t1
+    this.group.child.send({ measure: { from: this.from, until: this.until } })
   }
 
-  /** `fn(generation, at)` is called for each response until it returns true. */
+  /** `fn(generation, at)` is called for each higher generation served until it returns true. */
   onGeneration(fn) {
     this.watchers.push(fn)
   }
 
-  start() {
-    this.running = true
-    this.loops = this.agents.map((agent, i) => this.#loop(agent, i))
-  }
-
   async stop() {
-    this.running = false
-    await Promise.all(this.loops)
-    for (const agent of this.agents) agent.destroy()
-  }
-
-  async #loop(agent, i) {
-    // spread the connections over one interval
-    let next = performance.now() + (i * this.intervalMs) / this.connections
-    while (this.running) {
-      const now = performance.now()
-      if (next > now) await delay(next - now)
-      if (!this.running) break
-      const start = performance.now()
-      next = Math.max(start, next) + this.intervalMs
-      const res = await requestSettled(this.url, { agent, timeoutMs: 15_000 })
-      const end = performance.now()
-      if (this.watchers.length > 0 && res.status === 200) {
-        const gen = res.body?.generation
-        this.watchers = this.watchers.filter((fn) => !fn(gen, end))
-      }
-      if (start < this.from || start >= this.until) continue
-      this.total++
-      if (res.error || res.status !== 200) {
-        this.failedTotal++
-        if (this.failures.length < 10) this.failures.push(res.error?.message ?? `HTTP ${res.status}`)
-        this.samples.push({ start, ms: Number.NaN })
-      } else this.samples.push({ start, ms: end - start })
+    const group = this.group
+    if (!group) return
+    this.group = undefined
+    if (!group.exited) group.child.send({ stop: true })
+    try {
+      const done = await Promise.race([
+        this.done,
+        delay(20_000, undefined, { ref: false }).then(() => {
+          throw new Error('the load client did not report within 20 s')
+        }),
+      ])
+      this.failures = done.failures
+      this.failedTotal = done.failedTotal
+      this.total = done.starts.length
+      this.samples = done.starts.map((start, i) => ({ start, ms: done.latencies[i] }))
+    } finally {
+      await this.session.stopGroup(group, 2000)
     }
   }
 
@@ -431,7 +435,7 @@ async function openEvents(session, url) {
       for (;;) {
         const { value, done } = await reader.read()
         if (done) return
-        const at = performance.now()
+        const at = now()
         buffer += decoder.decode(value, { stream: true })
         for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
           const block = buffer.slice(0, end)
@@ -460,13 +464,19 @@ async function openEvents(session, url) {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
+/**
+ * Milliseconds since the epoch with sub-millisecond precision: the load client's clock too, so
+ * times taken in the two processes compare.
+ */
+const now = () => performance.timeOrigin + performance.now()
+
 async function sleepUntil(t) {
-  const ms = t - performance.now()
+  const ms = t - now()
   if (ms > 0) await delay(ms)
 }
 
 /** Polls `fn` every 10 ms until true or `ms` passed. */
 async function waitUntil(fn, ms) {
-  const deadline = performance.now() + ms
-  while (!fn() && performance.now() < deadline) await delay(10)
+  const deadline = now() + ms
+  while (!fn() && now() < deadline) await delay(10)
 }
