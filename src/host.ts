@@ -615,6 +615,8 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
   /** `isolation` (`none` or `thread`) and, for an isolated module, its thread as it is now. */
   #isolationView(record: ModuleRecord): Record<string, unknown> {
     if (!this.isolation.isolated(record.name, record.bundle?.manifest)) return { isolation: 'none' }
+    // a supervisor runs no module: each worker process has the module's thread
+    if (this.role === 'supervisor') return { isolation: 'thread', thread: null, threadIn: 'workers' }
     const thread = this.threads.get(record.name)
     return {
       isolation: 'thread',

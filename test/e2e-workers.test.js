@@ -395,3 +395,65 @@ test('a module crash is restarted inside its worker only; the next reload gives 
   const alpha = (await request(host.admin('/modules/alpha'))).body
   assert.deepEqual(alpha.workers, { generations: [3, 3], same: true })
 })
+
+test('an isolated module runs in a thread of each worker process; a reload moves every worker to the new generation', async (t) => {
+  const root = await makeRoot(
+    t,
+    'port=0\nhost=127.0.0.1\nshutdown.grace.period=3\nisolation.thread.modules=iso\n',
+  )
+  const isoIndex = (tag) => `const { isMainThread, threadId } = require('node:worker_threads')
+module.exports = { async register (app, ctx) {
+  app.get('/', async () => ({ pid: process.pid, isMainThread, threadId, generation: ctx.generation, tag: ${JSON.stringify(tag)} }))
+} }
+`
+  await deploy(root, 'iso', { files: { 'index.js': isoIndex('one') } })
+  await deploy(root, 'plain', { files: { 'index.js': pidIndex } })
+  const host = await startHost(t, root, ['--workers', '2', '--log-format', 'json'])
+  const seen = new Set()
+  t.after(async () => {
+    for (const pid of seen) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
+  })
+  const pids = (await request(host.admin('/workers'))).body.workers.map((w) => w.pid)
+  for (const pid of pids) seen.add(pid)
+  assert.equal(pids.length, 2)
+
+  const answers = []
+  for (let i = 0; i < 8; i++) answers.push(await freshGet(host.url('/iso/')))
+  assert.ok(
+    answers.every((a) => a.status === 200),
+    JSON.stringify(answers.slice(0, 2)),
+  )
+  assert.deepEqual(new Set(answers.map((a) => a.body.pid)), new Set(pids), 'both workers answered')
+  for (const a of answers) {
+    assert.equal(
+      a.body.isMainThread,
+      false,
+      'served from a worker thread, not the worker process main thread',
+    )
+    assert.equal(a.body.tag, 'one')
+  }
+
+  const listed = (await request(host.admin('/modules'))).body.modules
+  const iso = listed.find((m) => m.name === 'iso')
+  assert.equal(iso.isolation, 'thread')
+  assert.equal(iso.threadIn, 'workers')
+  assert.equal(listed.find((m) => m.name === 'plain').isolation, 'none')
+  const status = await runCli(['status', '--root', root])
+  assert.match(status.stdout, /^iso\s+running\s+.*thread \(in each worker\)/m)
+
+  await deploy(root, 'iso', { files: { 'index.js': isoIndex('two') } })
+  const res = await request(host.admin('/modules/iso/reload'), { method: 'POST' })
+  assert.equal(res.status, 200, res.text)
+  assert.deepEqual(res.body.generations, { iso: 2 })
+  const after = []
+  for (let i = 0; i < 8; i++) after.push(await freshGet(host.url('/iso/')))
+  assert.deepEqual(new Set(after.map((a) => a.body.pid)), new Set(pids))
+  for (const a of after) {
+    assert.equal(a.status, 200)
+    assert.equal(a.body.tag, 'two')
+    assert.equal(a.body.generation, 2)
+    assert.equal(a.body.isMainThread, false)
+  }
+  const plain = await freshGet(host.url('/plain/'))
+  assert.equal(plain.status, 200)
+})

@@ -112,6 +112,7 @@ function table(head: string[], rows: string[][]): string {
 /** `none`, or `thread` with the state of the module's thread (`thread (running)`). */
 function isolationCell(m: Record<string, unknown>): string {
   if (m.isolation !== 'thread') return String(m.isolation ?? 'none')
+  if (m.threadIn === 'workers') return 'thread (in each worker)'
   const thread = m.thread as { state: string } | null | undefined
   return thread ? `thread (${thread.state})` : 'thread (none)'
 }
