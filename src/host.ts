@@ -8,7 +8,7 @@ import { errorFromWire } from './bundle/bundle-transfer.js'
 import { findBundles } from './bundle/find-bundles.js'
 import type { Manifest } from './bundle/manifest.js'
 import { moduleNameOf } from './bundle/module-name.js'
-import { type Bundle, openBundle } from './bundle/open-bundle.js'
+import { type Bundle, openBundle, withoutContents } from './bundle/open-bundle.js'
 import { currentTrustPolicy, type TrustPolicy } from './bundle/trust-store.js'
 import type { HostOptions } from './config/host-options.js'
 import { readPropertiesFileAsync } from './config/read-properties.js'
@@ -390,7 +390,10 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
 
   async #open(file: string, trust: TrustPolicy): Promise<Bundle | NyalaError> {
     try {
-      return await openBundle(file, { maxBytes: this.options.bundleMaxBytes, trust })
+      const bundle = await openBundle(file, { maxBytes: this.options.bundleMaxBytes, trust })
+      // an isolated module's thread reads its bundle itself: opened here only to be checked, its
+      // files would stay in the serving thread's heap for nothing (a reload's read leaves them too)
+      return this.isolation.isolated(bundle.name, bundle.manifest) ? withoutContents(bundle) : bundle
     } catch (err) {
       if (isNyalaError(err)) return err
       return nyalaError('NYALA_ERR_BUNDLE_READ', { bundle: file, reason: reasonOf(err) }, err)
