@@ -33,10 +33,15 @@ async function loop(url, agent, intervalMs, offsetMs) {
     if (wait > 0) await delay(wait)
     if (!running) break
     const start = now()
-    // a late request goes at once, without catching up in a burst
-    next = Math.max(start, next) + intervalMs
     const res = await requestSettled(url, { agent, timeoutMs: 15_000 })
     const end = now()
+    // The next slot of this connection's own grid; slots missed while waiting for a slow answer
+    // are skipped, not sent in a burst. The grid never moves: restarting it from a late request
+    // (as a first version did) made every connection that waited through one stall fire together
+    // from then on, so the load became bursts of `connections` requests and one stall delayed
+    // them all.
+    next += intervalMs
+    while (next < end) next += intervalMs
     const gen = res.status === 200 ? res.body?.generation : undefined
     if (typeof gen === 'number' && gen > highest) {
       highest = gen

@@ -309,7 +309,7 @@ function reloadCpuMs(cpu, load, reloads) {
 
 /**
  * `connections` keep-alive sockets, each sending its share of `rate` requests per second on a
- * fixed schedule (a late request goes at once, without catching up in a burst), run by
+ * fixed grid of its own, the connections spread over one interval (slots missed behind a slow answer are skipped, never sent in a burst), run by
  * bench/paced-load-child.js in a process of its own. Its samples arrive when it stops.
  */
 class ChildLoad {
