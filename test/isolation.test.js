@@ -2,6 +2,7 @@
 // isolation.thread.modules, runs in a worker thread of its own behind a proxy in the serving
 // thread. The real CLI on port 0, real zip bundles.
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
@@ -60,7 +61,9 @@ module.exports = {
       more()
     })
     app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: 64 * 1024 * 1024 }, (req, body, done) => done(null, body))
-    app.post('/count', async (req) => ({ bytes: req.body.length, sum: req.body.reduce((s, b) => (s + b) % 65521, 0) }))
+    // a native hash: a JavaScript loop over 8 MB in a thread at nice +5 on a busy machine could
+    // outlast isolation.thread.stall.ms and be taken for a stall
+    app.post('/count', async (req) => ({ bytes: req.body.length, sha256: require('node:crypto').createHash('sha256').update(req.body).digest('hex') }))
     app.get('/spin', async () => { while (true) {} })
     app.get('/slow', async () => {
       await new Promise((resolve) => setTimeout(resolve, 700))
@@ -169,6 +172,11 @@ test('an isolated module serves from its own thread; reloads, refusals, crashes 
   })
   assert.equal(counted.status, 200, counted.text)
   assert.equal(counted.body.bytes, upload.length)
+  assert.equal(
+    counted.body.sha256,
+    createHash('sha256').update(upload).digest('hex'),
+    'the upload arrived intact',
+  )
 
   // ctx.log from the thread reaches the host's output as one JSON line
   await waitUntil(
