@@ -119,14 +119,10 @@ export async function run(opts = {}) {
           ['baseline: that static file with the graph in its HTML, cold', samples.staticGraph],
           ['floor: a static page of one row, cold', samples.floor],
         ]) {
-          const values = list.map((s) => s.render)
           table.push({
             section,
             measure,
-            samples: values.length,
-            'median ms': round(medianOf(values), 1),
-            'p90 ms': round(percentileOf(values, 90), 1),
-            'max ms': round(percentileOf(values, 100), 1),
+            ...spread(list.map((s) => s.render)),
             // how much of the page that first screen is: rows and data cells on screen
             'rows shown': med(list, 'rowsShown'),
             'cells shown': med(list, 'cellsShown'),
@@ -152,14 +148,7 @@ export async function run(opts = {}) {
         // (this machine is shared), the difference is what the page itself costs over any page
         const paired = (a, b, measure) => {
           const values = a.slice(0, Math.min(a.length, b.length)).map((s, i) => s.render - b[i].render)
-          table.push({
-            section,
-            measure,
-            samples: values.length,
-            'median ms': round(medianOf(values), 1),
-            'p90 ms': round(percentileOf(values, 90), 1),
-            'max ms': round(percentileOf(values, 100), 1),
-          })
+          table.push({ section, measure, ...spread(values) })
           return round(medianOf(values), 1)
         }
         const coldOverFloor = paired(
@@ -235,6 +224,14 @@ export async function run(opts = {}) {
     }
   })
 }
+
+/** A measure's columns: how many samples, their median, p90 and max. */
+const spread = (values) => ({
+  samples: values.length,
+  'median ms': round(medianOf(values), 1),
+  'p90 ms': round(percentileOf(values, 90), 1),
+  'max ms': round(percentileOf(values, 100), 1),
+})
 
 /** Rows the probe marks for Element Timing: more than any viewport measured shows. */
 const markedRows = 60
