@@ -5,9 +5,9 @@
 // (src/http/console-view.ts) and the graph for every change; this script takes the page over
 // and keeps it live. Its work waits for the page's first paint: the controls that need it (the
 // filter, the deploy form, the dialogs: in <template>s until then) are put in and the graph
-// (sent as text in a <noscript>) is drawn right after it, and the rows the listener sent
-// without chart and buttons (those after the first screenful) are completed with the first
-// GET /overview.
+// (sent as text in a <noscript>) is drawn right after it, the rows after the first screenful
+// (sent as text in a <noscript> too, without chart and buttons) are put in the table right after
+// it and completed with the first GET /overview.
 
 const $ = (id) => document.getElementById(id)
 const svgNS = 'http://www.w3.org/2000/svg'
@@ -656,6 +656,26 @@ function wireTable() {
 }
 
 /**
+ * The rows after the first screen's, sent as text in a <noscript> after the table (read as one
+ * text node, so that the first paint neither builds nor styles them; src/http/console-view.ts,
+ * moreRows): parsed and put in the table right after the first paint. An HTML document made by
+ * DOMParser runs nothing; every value in it was escaped by the admin listener.
+ */
+function addMoreRows() {
+  const more = $('more-rows')
+  if (!more) return
+  const parsed = new DOMParser().parseFromString(more.textContent, 'text/html')
+  const tbody = $('modules').tBodies[0]
+  for (const tr of parsed.querySelectorAll('tbody > tr[data-module]')) {
+    if (rows.has(tr.dataset.module)) continue
+    const row = document.importNode(tr, true)
+    tbody.append(row)
+    rows.set(row.dataset.module, row)
+  }
+  more.remove()
+}
+
+/**
  * Runs `fn` once the page's first frame is painted (a task after the first animation frame), so
  * that what the script draws and asks for never holds that paint back; at once in a hidden tab,
  * which paints no frames.
@@ -688,6 +708,7 @@ function start() {
   afterFirstPaint(() => {
     // rows far below the first screen were held back from layout until now (style.css)
     document.documentElement.dataset.painted = ''
+    addMoreRows()
     addControls()
     // the graph as the server drew it (in a <noscript>: text, until drawn here)
     const drawn = $('graph').querySelector('noscript')

@@ -303,6 +303,9 @@ test('bench/run.js signature console --quick runs both and records figures', {
     assert.ok(page.summary.results[n].cachedMs > 0, `cached render at ${n}`)
     assert.ok(page.summary.results[n].staticMs > 0, `static baseline at ${n}`)
     assert.ok(page.summary.results[n].floorMs > 0, `floor at ${n}`)
+    // the page minus the floor's visit of the same round (may be negative in a noisy round)
+    assert.equal(typeof page.summary.results[n].coldOverFloorMs, 'number', `cold over floor at ${n}`)
+    assert.equal(typeof page.summary.results[n].phoneOverFloorMs, 'number', `phone over floor at ${n}`)
     // the first screen (checked in the bench: every row on screen painted), on a phone too, and
     // the first paint with every row in the document beside it
     assert.ok(page.summary.results[n].phoneMs > 0, `phone render at ${n}`)

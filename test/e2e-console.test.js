@@ -9,7 +9,7 @@ import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
 import { chromium } from 'playwright-core'
-import { completeRows, firstScreenEnd } from '../dist/http/console-view.js'
+import { completeRows, firstScreenEnd, moreRowsId } from '../dist/http/console-view.js'
 import {
   deploy,
   makeRoot,
@@ -347,7 +347,18 @@ test('with more modules than a screenful, the page comes in two parts, the rows 
   assert.ok(parts.length >= 2, `the page in ${parts.length} part(s)`)
   assert.equal(parts.join(''), sent)
   assert.equal(parts[0].match(/<tr data-module=/g).length, completeRows, 'the first screen in the first part')
-  assert.match(parts[0], new RegExp(`id="${firstScreenEnd}"[^\n]*</tr>\\n$`))
+  // the first part ends with the table (its last row the first screen's last); the other rows
+  // come after it as text in a <noscript>, put in the table by the script after the first paint
+  assert.match(parts[0], new RegExp(`id="${firstScreenEnd}"[^\n]*</tr>\\n\\s*</tbody>\\s*</table>\\n$`))
+  assert.match(
+    parts[1],
+    new RegExp(`^<noscript id="${moreRowsId}"><table class="more"><tbody>\\n<tr data-module=`),
+  )
+  assert.equal(
+    parts[1].match(/<tr data-module=/g).length,
+    count - completeRows,
+    'the other rows in the second part',
+  )
   for (const gzip of ['br', 'gzip']) {
     const res = await fetch(host.admin('/'), { headers: { 'accept-encoding': gzip } })
     assert.equal(res.headers.get('content-encoding'), gzip)
@@ -362,6 +373,14 @@ test('with more modules than a screenful, the page comes in two parts, the rows 
   await page.waitForSelector('html[data-ready]')
   assert.equal(await page.locator('#graph > svg .node').count(), count, 'the graph drawn')
   assert.equal(await page.locator('#graph noscript').count(), 0)
+  // the rows after the first screen: in the table, in the host's order, their <noscript> gone
+  assert.equal(await page.locator(`#${moreRowsId}`).count(), 0)
+  assert.deepEqual(
+    await page
+      .locator('#modules tbody tr[data-module]')
+      .evaluateAll((trs) => trs.map((tr) => tr.dataset.module)),
+    served,
+  )
   for (const name of served) {
     const row = page.locator(`tr[data-module="${name}"]`)
     assert.equal(await genOf(page, name), '1', `generation of ${name}`)
@@ -383,6 +402,18 @@ test('with more modules than a screenful, the page comes in two parts, the rows 
   assert.equal(await visibility(plain, served.at(-1)), 'auto')
   assert.equal(await plain.locator('#graph .node').count(), count, 'the graph shown from its <noscript>')
   assert.equal(await plain.locator('tbody tr[data-module]').count(), count)
+  // without scripts the rows after the first screen are a table of their own, its columns where
+  // the first table's are
+  const left = (p, name, i) =>
+    p
+      .locator(`tr[data-module="${name}"] > :nth-child(${i})`)
+      .evaluate((el) => el.getBoundingClientRect().left)
+  for (const i of [2, 4, 10])
+    assert.equal(
+      await left(plain, served.at(-1), i),
+      await left(plain, served[0], i),
+      `column ${i}, no script`,
+    )
   // no control that needs the script (they come with it, after the first paint), and their room
   // kept: the page below them sits where it will with them
   assert.equal(await plain.locator('input, dialog').count(), 0, 'no input or dialog without scripts')

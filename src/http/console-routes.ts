@@ -5,7 +5,15 @@ import type { ModuleRecord } from '../runtime/module-record.js'
 import type { MinuteStats } from '../runtime/request-stats.js'
 import { type ConsoleAsset, loadConsoleAssets } from './console-assets.js'
 import { type PageEncoding, pageInParts } from './console-parts.js'
-import { type ConsoleModule, esc, graphKey, graphSvg, summaryOf, tableRows } from './console-view.js'
+import {
+  type ConsoleModule,
+  esc,
+  graphKey,
+  graphSvg,
+  moreRows,
+  summaryOf,
+  tableRows,
+} from './console-view.js'
 
 /** Paths the console serves without the admin token: the page (data only when no token is set) and its files. */
 export const isConsoleAsset = (path: string): boolean => path === '/' || path.startsWith('/console/')
@@ -110,7 +118,8 @@ export function registerConsole(app: FastifyInstance, source: ConsoleSource): vo
 
 /**
  * The page, with the modules drawn in when this request may see them, in two parts: up to the
- * first screen's rows, and the other rows with the rest of the page.
+ * first screen's rows and the table's end, and the other rows (as text in a `<noscript>`, see
+ * `moreRows`) with the rest of the page.
  */
 async function render(
   page: string,
@@ -136,6 +145,6 @@ async function render(
       graph: graphOf(modules).svg,
       rows: rows.first,
     },
-    rows.rest,
+    moreRows(rows.rest),
   )
 }

@@ -75,9 +75,9 @@ function lastReloadCell(m: ConsoleModule): string {
  * Rows the page sends complete (small chart, action buttons), and the page's first part: more
  * than a first screen shows (about 5 rows at 1280x800 under the graph, 6 on a 390x844 phone, 25
  * on a 1440p screen). The response is sent in two parts (src/http/console-routes.ts): the head
- * and these rows first, flushed, then the other rows; the page's first paint waits for the last of
- * these rows (`<link rel="expect" href="#first-screen-end" blocking="render">`), not for the
- * table's end, so it need not wait for the rows after them. Those come without chart and buttons,
+ * and these rows first, flushed, then the other rows (as text until the script puts them in,
+ * `moreRows`); the page's first paint waits for the last of these rows (`<link rel="expect"
+ * href="#first-screen-end" blocking="render">`), not for the others. Those come without chart and buttons,
  * which the page's script adds right after the first paint: they are off screen (about a third
  * of a row's bytes and elements). Every row carries its data (name, state, generation, ...)
  * either way.
@@ -114,6 +114,23 @@ function row(m: ConsoleModule, stats: MinuteStats | undefined, complete: boolean
       : '<td></td></tr>',
   ].join('')
 }
+
+/** The id of the `<noscript>` holding the rows after the first part (console/app.js reads it). */
+export const moreRowsId = 'more-rows'
+
+/**
+ * The rows after the response's first part, inside a `<noscript>` after the table. With scripts
+ * on, the parser reads it as one text node: those rows are not built, styled or laid out before
+ * the first paint (parsing and styling the rows below the first screen was about half of the
+ * renderer's main-thread work before it at 200 modules); the page's script parses them and puts
+ * them in the table right after that paint, before it asks for anything. Without scripts they
+ * are a table of their own right under the first (the same column tracks, style.css), with every
+ * row's data. Every value in them is escaped, so nothing in a row can end the `<noscript>` early.
+ */
+export const moreRows = (rest: string): string =>
+  rest === ''
+    ? ''
+    : `<noscript id="${moreRowsId}"><table class="more"><tbody>\n${rest}\n</tbody></table></noscript>`
 
 /** The module table's rows: those of the response's first part (the first screen) and the rest. */
 export function tableRows(
