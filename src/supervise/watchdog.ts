@@ -103,6 +103,9 @@ export function startWatchdog(settings: WatchdogSettings, log: Logger): Watchdog
       stopped = true
       clearInterval(timer)
       readNames(undefined)
+      // an unref'd worker's terminate() does not hold the event loop: with nothing else left the
+      // process would end inside this await, before the command returns its exit code
+      worker.ref()
       await worker.terminate()
     },
   }
