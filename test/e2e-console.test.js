@@ -5,13 +5,13 @@
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { copyFile, cp, readdir, rename, writeFile } from 'node:fs/promises'
-import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
 import { chromium } from 'playwright-core'
 import { completeRows, firstScreenEnd, moreRowsId } from '../dist/http/console-view.js'
 import {
   deploy,
+  getChunks,
   makeRoot,
   moduleSource,
   modulesOf,
@@ -301,21 +301,6 @@ test('the first view is drawn by the admin listener: every module without script
   assert.match(foreign.text, /data-view="empty"/)
 })
 
-/** The body of a GET as the pieces it came in (the chunks of a chunked response, uncompressed). */
-function bodyParts(url) {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, (res) => {
-        const parts = []
-        res.setEncoding('utf8')
-        res.on('data', (part) => parts.push(part))
-        res.on('end', () => resolve({ headers: res.headers, parts }))
-        res.on('error', reject)
-      })
-      .on('error', reject)
-  })
-}
-
 test('with more modules than a screenful, the page comes in two parts, the rows after the first screen without chart and buttons, and the script completes them', async (t) => {
   const root = await makeRoot(t, settings)
   const count = completeRows + 3
@@ -342,7 +327,7 @@ test('with more modules than a screenful, the page comes in two parts, the rows 
   }
   assert.match(sent, new RegExp(`<link rel="expect" href="#${firstScreenEnd}" blocking="render">`))
   // in two parts: the first ends with the first screen's rows, the other rows come after it
-  const { headers, parts } = await bodyParts(host.admin('/'))
+  const { headers, chunks: parts } = await getChunks(host.admin('/'))
   assert.equal(headers['transfer-encoding'], 'chunked')
   assert.ok(parts.length >= 2, `the page in ${parts.length} part(s)`)
   assert.equal(parts.join(''), sent)

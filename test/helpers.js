@@ -264,6 +264,24 @@ export function keepAliveLoad(t, lanes, { max = 600, tail = 0 } = {}) {
   }
 }
 
+/**
+ * GETs `url` and keeps its body as the pieces it came in (the chunks of a chunked or streamed
+ * response, as text): { status, headers, chunks }.
+ */
+export function getChunks(url) {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        const chunks = []
+        res.setEncoding('utf8')
+        res.on('data', (chunk) => chunks.push(chunk))
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, chunks }))
+        res.on('error', reject)
+      })
+      .on('error', reject)
+  })
+}
+
 /** GET or other request; resolves { status, headers, body (parsed JSON when JSON), text }. */
 export async function request(url, init) {
   const res = await fetch(url, init)

@@ -10,6 +10,7 @@ import test from 'node:test'
 import {
   agentGet,
   deploy,
+  getChunks,
   keepAliveLoad,
   makeRoot,
   moduleSource,
@@ -101,20 +102,6 @@ async function reloadFrom(root, host, name, dir) {
   return request(host.admin(`/modules/${name}/reload`), { method: 'POST' })
 }
 
-/** Reads a streamed response chunk by chunk: the chunks and whether the first came before the end. */
-function readChunks(url) {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, (res) => {
-        const chunks = []
-        res.setEncoding('utf8')
-        res.on('data', (d) => chunks.push(d))
-        res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'], chunks }))
-      })
-      .on('error', reject)
-  })
-}
-
 test('an isolated module serves from its own thread; reloads, refusals, crashes and stalls stay in it', async (t) => {
   const root = await makeRoot(t, props)
   await writeFile(path.join(root, 'config', 'iso.properties'), 'greeting=hi\n')
@@ -145,9 +132,9 @@ test('an isolated module serves from its own thread; reloads, refusals, crashes 
   assert.deepEqual(posted.body.got, { a: [1, 2, 3], b: 'x'.repeat(100_000) })
 
   // a streamed response comes through chunk by chunk
-  const stream = await readChunks(host.url('/iso/stream'))
+  const stream = await getChunks(host.url('/iso/stream'))
   assert.equal(stream.status, 200)
-  assert.equal(stream.type, 'text/event-stream')
+  assert.equal(stream.headers['content-type'], 'text/event-stream')
   assert.equal(stream.chunks.join(''), 'data: 0\n\ndata: 1\n\ndata: 2\n\n')
   assert.ok(stream.chunks.length >= 2, `streamed, not buffered: ${stream.chunks.length} chunk(s)`)
 
