@@ -23,7 +23,7 @@ import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, httpUrlOf, listen, listenPaused } from './http/listener.js'
 import './http/tick-shape.js'
 import { IsolatedGeneration } from './isolate/isolated-generation.js'
-import { IsolationChoice } from './isolate/isolation.js'
+import { IsolationChoice, type RunningModules } from './isolate/isolation.js'
 import { ModuleThread } from './isolate/module-thread.js'
 import { bundleReader } from './loader/bundle-reader.js'
 import { codeCacheCounts } from './loader/code-cache.js'
@@ -452,7 +452,7 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
     previous: unknown,
     lookup: (dep: string) => unknown,
   ): Promise<Generation | NyalaError> {
-    const problem = this.isolation.dependencyProblem(bundle.name, bundle.manifest, this.#runningManifests())
+    const problem = this.isolation.dependencyProblem(bundle.name, bundle.manifest, this.#running)
     if (problem) return problem
     const number = record.generations + 1
     record.generations = number
@@ -505,7 +505,15 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
     return generation
   }
 
-  /** The manifests of the running modules, for the isolation's dependency check. */
+  /** The running modules and their manifests, for the isolation's dependency check. */
+  readonly #running: RunningModules = {
+    get: (name) => {
+      const record = this.modules.get(name)
+      return record?.state === 'running' ? { manifest: record.bundle?.manifest } : undefined
+    },
+    all: () => this.#runningManifests(),
+  };
+
   *#runningManifests(): Iterable<{ name: string; manifest: Manifest | undefined }> {
     for (const record of this.modules.values())
       if (record.state === 'running') yield { name: record.name, manifest: record.bundle?.manifest }

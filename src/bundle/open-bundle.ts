@@ -66,7 +66,6 @@ export interface OpenBundleOptions {
 
 const manifestEntry = 'module.properties'
 
-/** Opens, reads and validates a bundle. Every refusal is a NyalaError naming the bundle. */
 /**
  * The bundle without its files (`contentsOmitted`): for an isolated module, whose
  * own thread reads them, so the serving thread does not keep them alive.
@@ -75,6 +74,7 @@ export function withoutContents(bundle: Bundle): Bundle {
   return Object.freeze({ ...bundle, files: new Map<string, Buffer>(), contentsOmitted: true as const })
 }
 
+/** Opens, reads and validates a bundle. Every refusal is a NyalaError naming the bundle. */
 export async function openBundle(file: string, opts: OpenBundleOptions = {}): Promise<Bundle> {
   const maxBytes = opts.maxBytes ?? 256 * 1024 * 1024
   const bundle = path.resolve(file)

@@ -3,6 +3,12 @@ import type { HostOptions } from '../config/host-options.js'
 import { matchesAnyName } from '../config/name-pattern.js'
 import { type NyalaError, nyalaError } from '../errors.js'
 
+/** The running modules, as the dependency check looks at them. */
+export interface RunningModules {
+  get(name: string): { readonly manifest: Manifest | undefined } | undefined
+  all(): Iterable<{ readonly name: string; readonly manifest: Manifest | undefined }>
+}
+
 /**
  * Which modules run in a thread of their own: `isolation=thread` in their
  * `module.properties`, or matched by the operator's `isolation.thread.modules`
@@ -23,13 +29,9 @@ export class IsolationChoice {
   /**
    * Why a module cannot start as declared: objects cannot cross threads, so
    * an isolated module neither uses nor is used by another module.
-   * `modules` are the other modules' current manifests.
+   * `running` are the running modules with their current manifests.
    */
-  dependencyProblem(
-    name: string,
-    manifest: Manifest,
-    modules: Iterable<{ readonly name: string; readonly manifest: Manifest | undefined }>,
-  ): NyalaError | undefined {
+  dependencyProblem(name: string, manifest: Manifest, running: RunningModules): NyalaError | undefined {
     const declared = [...manifest.dependsOn, ...manifest.optionalDependsOn]
     if (this.isolated(name, manifest)) {
       const dep = declared[0]
@@ -40,7 +42,7 @@ export class IsolationChoice {
           other: dep,
           isolated: name,
         })
-      for (const m of modules) {
+      for (const m of running.all()) {
         if (m.name === name || !m.manifest) continue
         if (m.manifest.dependsOn.includes(name) || m.manifest.optionalDependsOn.includes(name))
           return nyalaError('NYALA_ERR_ISOLATED_DEPENDENCY', {
@@ -52,10 +54,10 @@ export class IsolationChoice {
       }
       return undefined
     }
-    const byName = new Map<string, Manifest | undefined>()
-    for (const m of modules) byName.set(m.name, m.manifest)
+    // a lookup per declared dependency: a module's start costs what it declares, not what is installed
     for (const dep of declared) {
-      if (byName.has(dep) && this.isolated(dep, byName.get(dep)))
+      const other = running.get(dep)
+      if (other && this.isolated(dep, other.manifest))
         return nyalaError('NYALA_ERR_ISOLATED_DEPENDENCY', {
           module: name,
           relation: 'depend on',
