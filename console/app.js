@@ -568,16 +568,22 @@ async function toggleRegistered(name) {
 }
 
 /**
- * Listens for the event that decides a deploy: swapped, unchanged or failed. Started before
- * the upload: the watcher can decide (and the event arrive) before the upload's answer names
- * the module, so events are kept from the start and the verdict looked up among them.
+ * Listens for the event that decides a deploy: the end (swapped, unchanged or failed) of the
+ * reload whose start names the placed file, or that file set aside for a newer one (superseded).
+ * Started before the upload: the watcher can decide (and the events arrive) before the upload's
+ * answer names the file, so events are kept from the start and looked through once it does.
+ * Another reload of the module ending meanwhile (an older .tmp checked again) is not the answer.
  */
 function listenForVerdict(timeoutMs = 120_000) {
   const seen = []
   let wanted
-  const decides = (e) =>
-    (e.module === wanted.module || e.modules.includes(wanted.module)) &&
-    ['swapped', 'unchanged', 'failed'].includes(e.phase)
+  const ours = new Set()
+  const decides = (e) => {
+    const file = e.files?.[wanted.module]
+    if (e.phase === 'start' && file === wanted.file) ours.add(e.id)
+    if (e.phase === 'superseded') return file === wanted.file
+    return ours.has(e.id) && ['swapped', 'unchanged', 'failed'].includes(e.phase)
+  }
   const waiter = (e) => {
     if (!wanted) seen.push(e)
     else if (decides(e)) wanted.resolve(e)
@@ -585,11 +591,12 @@ function listenForVerdict(timeoutMs = 120_000) {
   state.waiters.add(waiter)
   return {
     stop: () => state.waiters.delete(waiter),
-    verdictOf: (module) =>
+    verdictOf: (module, file) =>
       new Promise((resolve) => {
         const timer = setTimeout(() => resolve(undefined), timeoutMs)
         wanted = {
           module,
+          file,
           resolve: (e) => {
             clearTimeout(timer)
             state.waiters.delete(waiter)
@@ -632,9 +639,9 @@ async function deploy(event) {
     return
   }
   notice(`${file.name}: placed in staging, waiting for ${body.module}…`)
-  const verdict = await listener.verdictOf(body.module)
+  const verdict = await listener.verdictOf(body.module, body.file)
   if (!verdict) notice(`${file.name}: no verdict yet (does the host watch its staging directory?)`, true)
-  else if (verdict.phase === 'failed')
+  else if (verdict.phase === 'failed' || verdict.phase === 'superseded')
     notice(`${file.name}: refused: ${verdict.error?.code}: ${verdict.error?.message}`, true)
   else if (verdict.phase === 'unchanged') notice(`${file.name}: ${body.module} unchanged (same content)`)
   else notice(`${file.name}: ${body.module} now at generation ${verdict.generations?.[body.module] ?? '?'}`)

@@ -202,9 +202,20 @@ test('the console shows every module and the graph, follows reloads live, and ac
   await page.setInputFiles('#deploy-file', v3zip)
   await page.getByRole('button', { name: 'Deploy' }).click()
   await page.locator('#confirm-dialog').getByRole('button', { name: 'Confirm' }).click()
-  await page.waitForFunction(() =>
-    /hello now at generation 3/.test(document.getElementById('notice').textContent),
-  )
+  await page
+    .waitForFunction(() => /hello now at generation 3/.test(document.getElementById('notice').textContent))
+    .catch(async (err) => {
+      // what the page said and what the host did, so that a failure in CI can be read
+      const notice = await page.locator('#notice').textContent()
+      const events = await page.locator('#events').textContent()
+      const logs = host
+        .stdout()
+        .split('\n')
+        .filter((l) => /deploy|hello|staging/.test(l))
+      throw new Error(
+        `${err.message}\nnotice: ${notice}\nevents: ${events}\nhost: ${logs.slice(-30).join('\n')}`,
+      )
+    })
   await waitGeneration(page, 'hello', 3)
   await page.waitForFunction(() =>
     /3\.0\.0/.test(document.querySelector('tr[data-module="hello"]').textContent),

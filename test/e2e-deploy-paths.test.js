@@ -149,6 +149,26 @@ test('one module on two deploy paths at once: the file that arrived last is depl
   assert.equal(await tagOf(host, '/hello'), 'staged-b', 'a .superseded file is never deployed')
 })
 
+test('a .tmp dropped again at once is checked once: the look-again after the first check is not a second check', async (t) => {
+  // after a watched check the host looks at the file again (100 ms and 1 s later) in case an event
+  // was lost; a new file checked since at the same path is not "changed without an event"
+  const root = await shippedRoot(t)
+  await deploy(root, 'hello')
+  const host = await startHost(t, root)
+  const tmp = path.join(modulesOf(root), 'hello.zip.tmp')
+  await place(await variant(root, 'hello', 'next'), tmp)
+  await waitUntil(async () => (await tagOf(host, '/hello')) === 'next', 'the .tmp deployed')
+  const broken = path.join(root, 'src', 'broken.zip')
+  await writeFile(broken, 'not a zip')
+  await place(broken, tmp)
+  const refusals = () => host.logs().filter((r) => r.code === 'NYALA_ERR_BUNDLE_NOT_ZIP')
+  await waitUntil(() => refusals().length > 0, 'the broken .tmp refused')
+  await sleep(1500)
+  assert.equal(refusals().length, 1, 'the broken .tmp is checked once')
+  assert.equal(await tagOf(host, '/hello'), 'next')
+  assert.ok(existsSync(tmp), 'the refused .tmp stays')
+})
+
 test('.tmp and staged files left while the host was down are picked up once the modules have loaded', async (t) => {
   const root = await shippedRoot(t)
   await deploy(root, 'hello')

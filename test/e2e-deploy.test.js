@@ -4,7 +4,7 @@
 // that does not watch staging (timeout), and an upload through the admin API (--admin URL).
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import {
@@ -251,4 +251,49 @@ test('--admin URL uploads the bundle (PUT /deploy/:file) under the admin token r
   }
   assert.deepEqual(await staged(root), [])
   assert.deepEqual((await readdir(modulesOf(root))).sort(), ['hello.zip', 'hello.zip.previous'])
+})
+
+test('the verdict is the reload of the placed file: another reload of the module ending meanwhile is not it', async (t) => {
+  // hello's running bundle takes 3 s to register again: a forced reload of it is still running
+  // when deploy subscribes, and its end (hello@2, the old version) comes before the deploy's own
+  const slow = `module.exports = { async register (app, ctx) {
+    if (ctx.generation > 1) await new Promise((resolve) => setTimeout(resolve, 3000))
+    app.get('/', async () => ({ generation: ctx.generation, version: ctx.version }))
+  } }\n`
+  const root = await deployRoot(t)
+  await writeFile(
+    path.join(modulesOf(root), 'hello.zip'),
+    await readFile(await bundle(root, '1.0.0', { index: slow })),
+  )
+  const host = await startHost(t, root)
+  const forced = request(host.admin('/modules/hello/reload?force=true'), { method: 'POST' })
+  const next = await bundle(root, '1.1.0')
+  const res = await deployCli([next, '--root', root, '--json'], root)
+  assert.equal(res.code, 0, res.stderr)
+  const verdict = JSON.parse(res.stdout)
+  assert.equal((await forced).body.generations.hello, 2, 'the forced reload made generation 2')
+  assert.deepEqual(
+    verdict.generations,
+    { hello: 3 },
+    'the verdict is the deployed file, not the forced reload',
+  )
+  assert.deepEqual(await hello(host), { generation: 3, version: '1.1.0' })
+})
+
+test('a deploy set aside for a newer file of its module says so (NYALA_ERR_DEPLOY_SUPERSEDED), exit 1', async (t) => {
+  // with use.touch.file=true both files wait for the touch, then the later one (the .tmp) wins
+  const { root, host } = await serving(t, { 'use.touch.file': 'true' })
+  const older = await bundle(root, '1.1.0')
+  const deploying = deployCli([older, '--timeout', '60'], root)
+  await waitUntil(async () => (await staged(root)).includes('hello.zip'), 'the staged file', 30_000)
+  const newer = await bundle(root, '1.2.0', { file: 'hello-newer.zip' })
+  await writeFile(path.join(modulesOf(root), '.hello.part'), await readFile(newer))
+  await rename(path.join(modulesOf(root), '.hello.part'), path.join(modulesOf(root), 'hello.zip.tmp'))
+  await writeFile(path.join(modulesOf(root), 'touch.txt'), '')
+  const res = await deploying
+  assert.equal(res.code, 1)
+  assert.match(res.stderr, /^nyala: NYALA_ERR_DEPLOY_SUPERSEDED: /m)
+  assert.match(res.stderr, /hello 1\.1\.0 was not deployed: a newer file of hello arrived meanwhile/)
+  await waitUntil(async () => (await hello(host)).version === '1.2.0', 'the newer file to serve', 30_000)
+  assert.deepEqual(await staged(root), ['hello.zip.superseded'], 'set aside, not deleted')
 })

@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { type Bundle, openBundle } from '../bundle/open-bundle.js'
@@ -34,7 +35,8 @@ Options:
   -h, --help       show this help
 
 Exit codes: 0 deployed, unchanged, validated (--dry-run) or placed (--no-wait);
-1 refused (locally or by the host; the error code is printed), no verdict
+1 refused (locally or by the host; the error code is printed), set aside by the
+host for a newer file of the module (NYALA_ERR_DEPLOY_SUPERSEDED), no verdict
 within --timeout, or no host running (the bundle stays placed and is loaded when
 the host starts); 2 usage error.`
 
@@ -109,11 +111,39 @@ async function validate(
   return { bundle, data }
 }
 
-/** The event that decides a deploy of `module`: its swap, an unchanged content, or its failure. */
-const verdictFor = (module: string) => (e: ReloadEvent) => {
-  if (e.phase === 'swapped' || e.phase === 'unchanged') return e.modules.includes(module)
-  if (e.phase === 'failed') return e.module === module || e.modules.includes(module)
-  return false
+/**
+ * The event that decides a deploy of `module` from the placed file: the end (swapped, unchanged
+ * or failed) of the reload whose `start` named that file, or that file set aside for a newer one
+ * (`superseded`). Another reload of the module ending meanwhile (an older `.tmp` checked again, a
+ * forced reload) is not this deploy's answer. Events come in order, so the start is seen first.
+ */
+function verdictFor(module: string, isPlaced: (file: string) => boolean): (e: ReloadEvent) => boolean {
+  const ours = new Set<number>()
+  return (e) => {
+    const file = e.files?.[module]
+    if (e.phase === 'start' && file !== undefined && isPlaced(file)) ours.add(e.id)
+    if (e.phase === 'superseded') return file !== undefined && isPlaced(file)
+    return ours.has(e.id) && (e.phase === 'swapped' || e.phase === 'unchanged' || e.phase === 'failed')
+  }
+}
+
+/**
+ * Whether the host's name for a file is `placed`. Through the admin API the host named the
+ * placed file itself; on a local root the host may reach the staging directory by another
+ * spelling (a relative root, a symbolic link), so directories are compared by their real paths.
+ */
+function placedMatcher(placed: string, local: boolean): (file: string) => boolean {
+  if (!local) return (file) => file === placed
+  const realDir = (file: string) => {
+    try {
+      return realpathSync(path.dirname(file))
+    } catch {
+      return path.resolve(path.dirname(file))
+    }
+  }
+  const dir = realDir(placed)
+  const base = path.basename(placed)
+  return (file) => path.basename(file) === base && realDir(file) === dir
 }
 
 /** Where the file went, for the user: relative to the working directory when inside it. */
@@ -249,7 +279,10 @@ async function placeAndWait(delivery: Delivery): Promise<number> {
     return exitCodes.ok
   }
 
-  const outcome = await stream.waitFor(verdictFor(checked.module), timeoutS * 1000)
+  const outcome = await stream.waitFor(
+    verdictFor(checked.module, placedMatcher(placed, options !== undefined)),
+    timeoutS * 1000,
+  )
   const ms = Math.round(performance.now() - t0)
   if ('timeout' in outcome) {
     const err = nyalaError('NYALA_ERR_DEPLOY_TIMEOUT', {
@@ -288,6 +321,17 @@ async function placeAndWait(delivery: Delivery): Promise<number> {
       `unchanged: ${what} is the content that runs; nothing reloaded`,
     )
     return exitCodes.ok
+  }
+  if (event.phase === 'superseded') {
+    // set aside by the host, not deleted: the newer file of the module is what it deploys
+    const error = event.error ?? { code: 'NYALA_ERR_DEPLOY_SUPERSEDED', message: 'set aside' }
+    if (values.json)
+      process.stdout.write(
+        `${JSON.stringify({ result: 'superseded', ...base, module: checked.module, error, ms }, null, 2)}\n`,
+      )
+    process.stderr.write(`nyala: ${error.code}: ${error.message}\n`)
+    process.stderr.write(`${what} was not deployed: a newer file of ${checked.module} arrived meanwhile\n`)
+    return exitCodes.failure
   }
   // refused by the host: the old generation keeps serving; leave staging as it was before
   const error = event.error ?? { code: 'NYALA_ERR_RELOAD_COMMIT', message: 'the host reported a failure' }

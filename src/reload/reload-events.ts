@@ -15,8 +15,20 @@ export interface ReloadEvent {
     | 'newer-source'
     /** A module's code crashed (id 0: not a reload); `action` says what the supervisor did. */
     | 'crashed'
+    /**
+     * A `.tmp` or staged file set aside (id 0: not a reload) because a newer file of its module
+     * arrived on another deploy path; `files` names it, `error` is NYALA_ERR_DEPLOY_SUPERSEDED.
+     */
+    | 'superseded'
   readonly trigger: string
   readonly modules: readonly string[]
+  /**
+   * On `start` (and `superseded`): the file each module's new content is read from (a `.tmp`, a
+   * staged file, or the bundle itself), as the host names it. A client that placed a file
+   * (`nyala deploy`, the console) takes as its verdict only the reload whose start names it: a
+   * reload of an older file of the same module, ending meanwhile, is not its answer.
+   */
+  readonly files?: Readonly<Record<string, string>>
   readonly generations?: Readonly<Record<string, number>>
   readonly ms?: number
   readonly module?: string

@@ -51,6 +51,12 @@ export class Reloader {
    * check's "identity when checked" without looking at the file again.
    */
   readonly #stamps = new Map<string, string>()
+  /**
+   * The stamp of each watched file when its last check took it, for `#verifyLater`: a verifier
+   * left by an earlier check of that path compares with this, not with what its own check saw,
+   * or a new file checked since (a `.tmp` dropped again) would be checked once more.
+   */
+  readonly #checked = new Map<string, string>()
   /** Files already warned about (an inactive deploy path), so each is said once. */
   readonly #warned = new Set<string>()
   readonly #running = new Set<Promise<unknown>>()
@@ -286,9 +292,10 @@ export class Reloader {
           const noted = this.#stamps.get(candidate.source)
           this.#stamps.delete(candidate.source)
           const seen = watched ? (noted ?? (await signatureOf(candidate.source))) : ''
+          if (watched) this.#checked.set(candidate.source, seen)
           const result = await this.#checkOnce(candidate, trigger)
           if (result?.again?.length) this.#enqueue(candidate, trigger)
-          if (watched) this.#verifyLater(candidate, seen)
+          if (watched) this.#verifyLater(candidate)
         } while (state.again && !this.#closed)
       } finally {
         this.#checks.delete(name)
@@ -333,6 +340,17 @@ export class Reloader {
         { ...warning.toJSON(), module: name, trigger, chosenVia: winner.type, otherVia: loser.type },
         warning.message,
       )
+      // the answer for whoever placed the loser (nyala deploy, the console): not deployed
+      if (aside)
+        this.events.emit({
+          id: 0,
+          phase: 'superseded',
+          trigger,
+          modules: [name],
+          module: name,
+          files: { [name]: loser.source },
+          error: { code: warning.code, message: warning.message, at: new Date().toISOString() },
+        })
     }
     return winner
   }
@@ -363,7 +381,8 @@ export class Reloader {
     }
     const change = await this.#read(candidate, trigger)
     if (!change) return undefined
-    if ('code' in change) return this.transactions.refuse(trigger, candidate.name, change, t0)
+    if ('code' in change)
+      return this.transactions.refuse(trigger, candidate.name, candidate.source, change, t0)
     if (!this.#selected(change)) return undefined
     return this.#run([change], trigger, t0)
   }
@@ -373,14 +392,16 @@ export class Reloader {
    * chokidar re-attaches its watch to the new inode, and an event in between is
    * lost (seen in bench/peers.js: 27 of 57 back-to-back renames). So after a
    * watched check, the file's identity (inode, size, change time) is looked at
-   * again a little later; if it moved on, it is checked once more.
+   * again a little later; if it moved on since its last check, it is checked once more.
    */
-  #verifyLater(candidate: Candidate, seen: string): void {
+  #verifyLater(candidate: Candidate): void {
     for (const ms of verifyDelaysMs) {
       const timer = setTimeout(async () => {
         this.#verifiers.delete(timer)
         if (this.#closed || this.#checks.has(candidate.name)) return
         const now = await signatureOf(candidate.source)
+        if (now === 'gone') this.#checked.delete(candidate.source)
+        const seen = this.#checked.get(candidate.source)
         if (now === seen || now === 'gone' || this.#closed || this.#checks.has(candidate.name)) return
         this.#say(
           { module: candidate.name, file: candidate.source },
@@ -499,7 +520,7 @@ export class Reloader {
       if (!c) continue
       const change = await this.#read(c, trigger)
       if (!change) continue
-      if ('code' in change) return this.transactions.refuse(trigger, c.name, change, t0)
+      if ('code' in change) return this.transactions.refuse(trigger, c.name, c.source, change, t0)
       if (this.#selected(change)) changes.push(change)
     }
     if (types.includes('default')) {
@@ -545,7 +566,7 @@ export class Reloader {
     if (!candidate) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
     const change = await this.#read(candidate, 'admin')
     if (!change) return this.transactions.run([], 'admin', t0)
-    if ('code' in change) return this.transactions.refuse('admin', name, change, t0)
+    if ('code' in change) return this.transactions.refuse('admin', name, candidate.source, change, t0)
     if (change.bundle && !change.bundle.manifest.reloadable && record) throw notReloadable()
     return this.#track(this.#run([{ ...change, force }], 'admin', t0))
   }

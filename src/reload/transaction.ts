@@ -59,7 +59,8 @@ export class ReloadTransactions {
     const id = ++this.#ids
     const log = this.host.log
     const names = [...new Set(changes.map((c) => c.name))]
-    this.events.emit({ id, phase: 'start', trigger, modules: names })
+    const files = Object.fromEntries(changes.flatMap((c) => (c.source ? [[c.name, c.source]] : [])))
+    this.events.emit({ id, phase: 'start', trigger, modules: names, files })
 
     // step 1: validate in memory before anything is locked or stopped
     for (const change of changes) {
@@ -121,10 +122,16 @@ export class ReloadTransactions {
     }
   }
 
-  /** Reports a change refused before it became a transaction (a bundle that does not open). */
-  refuse(trigger: string, module: string, error: NyalaError, t0 = performance.now()): ReloadResult {
+  /** Reports a change refused before it became a transaction (a bundle from `file` that does not open). */
+  refuse(
+    trigger: string,
+    module: string,
+    file: string,
+    error: NyalaError,
+    t0 = performance.now(),
+  ): ReloadResult {
     const id = ++this.#ids
-    this.events.emit({ id, phase: 'start', trigger, modules: [module] })
+    this.events.emit({ id, phase: 'start', trigger, modules: [module], files: { [module]: file } })
     return this.#failed(id, trigger, [module], [], t0, error, module)
   }
 
