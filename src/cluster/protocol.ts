@@ -44,7 +44,8 @@ export type ToWorker =
       readonly swapAt: number
     }
   | { readonly t: 'abort'; readonly id: number }
-  | { readonly t: 'conn' }
+  /** An accepted connection (the socket is the message's handle); `seq` is reported back in `conns`. */
+  | { readonly t: 'conn'; readonly seq: number }
   | { readonly t: 'ping'; readonly id: number }
   | { readonly t: 'describe'; readonly id: number }
   | { readonly t: 'metrics'; readonly id: number }
@@ -84,10 +85,11 @@ export type FromWorker =
   /** prom-client's `getMetricsAsJSON()` of the worker's registry. */
   | { readonly t: 'metrics'; readonly id: number; readonly metrics: unknown }
   /**
-   * Connections: how many it was handed in all, and how many of them are still open (sent on
-   * the control pipe when they change, at most every 25 ms).
+   * Connections: how many it was handed in all, how many of them are still open, and the `seq`
+   * of each received since the last report (sent on the control pipe when they change, at most
+   * every 25 ms).
    */
-  | { readonly t: 'conns'; readonly received: number; readonly open: number }
+  | { readonly t: 'conns'; readonly received: number; readonly open: number; readonly got: readonly number[] }
   /** A worker's own reload (a crashed module restarted in it): the generations it serves now. */
   | { readonly t: 'generations'; readonly generations: Record<string, number> }
   | {

@@ -72,6 +72,7 @@ export class WorkerPool implements ModuleRuntime {
     for (let i = 1; i <= workers; i++) {
       const slot = new WorkerSlot(i, command, log, maxRestarts, restartWindowMs)
       slot.onExit = (code, signal, child) => this.#exited(slot, code, signal, child)
+      slot.rehand = (socket) => this.dispatch(socket)
       this.slots.push(slot)
     }
     this.#loadTimeoutMs = Math.max(minLoadTimeoutMs, options.moduleStartTimeoutMs)
@@ -90,6 +91,7 @@ export class WorkerPool implements ModuleRuntime {
    * connection never moves; fewest-open kept every run within 1.1.
    */
   readonly dispatch = (socket: Socket, tried = 0): void => {
+    if (socket.destroyed) return
     const serving = this.serving
     if (serving.length === 0 || tried >= serving.length) {
       socket.destroy()
@@ -102,10 +104,7 @@ export class WorkerPool implements ModuleRuntime {
       if (other.openConnections < slot.openConnections) slot = other
     }
     slot.handed++
-    const sent = slot.send({ t: 'conn' }, socket, (err) => {
-      if (err && !socket.destroyed) this.dispatch(socket, tried + 1)
-    })
-    if (!sent && !socket.destroyed) this.dispatch(socket, tried + 1)
+    if (!slot.handOver(socket, (s) => this.dispatch(s, tried + 1))) this.dispatch(socket, tried + 1)
   }
 
   async loadAll(): Promise<ReadonlyMap<string, RuntimeModuleView>> {

@@ -51,11 +51,14 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
   // the supervisor hands new connections to the worker with the fewest open: it learns the
   // counts from here, batched, so a connection costs no message of its own
   let received = 0
+  // the supervisor keeps its own descriptor of each connection until it is reported here
+  let got: number[] = []
   let reporting: NodeJS.Timeout | undefined
   const report = () => {
     reporting ??= setTimeout(() => {
       reporting = undefined
-      send({ t: 'conns', received, open: sockets.size })
+      send({ t: 'conns', received, open: sockets.size, got })
+      got = []
     }, 25)
   }
   let stopping: Promise<number> | undefined
@@ -100,13 +103,14 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
       case 'conn': {
         const socket = handle as Socket | undefined
         if (!socket) return
+        got.push(message.seq)
+        received++
+        report()
         if (stopping) {
           socket.destroy()
           return
         }
         sockets.add(socket)
-        received++
-        report()
         socket.once('close', () => {
           sockets.delete(socket)
           report()

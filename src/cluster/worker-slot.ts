@@ -1,4 +1,5 @@
 import { type ChildProcess, fork } from 'node:child_process'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { type NyalaError, nyalaError } from '../errors.js'
 import type { Logger } from '../logger.js'
@@ -36,8 +37,22 @@ export class WorkerSlot {
   generations = new Map<string, number>()
   readonly #waiters = new Map<string, Waiter>()
   #control: ControlPipe<FromWorker, ToWorker> | undefined
+  /**
+   * Connections handed to this process that it has not reported receiving yet, by `seq`. They
+   * go with `keepOpen`: the supervisor's own descriptor of each stays open until the process
+   * reports it (`conns`), then is closed. Node sends one descriptor at a time and queues the
+   * next ones until the process acknowledges; when it dies first (kill -9 under load), Node
+   * neither sends nor closes the queued ones, and they hung until their clients gave up. When
+   * the process ends, the ones still queued (`written` false: never left the supervisor) go to
+   * `rehand` (another worker); the ones written to it are closed, since it may have taken them
+   * and read their request (their requests die with it, as the ones it was answering do).
+   */
+  readonly #unreceived = new WeakMap<ChildProcess, Map<number, { socket: Socket; written: boolean }>>()
+  #seq = 0
   /** Called once per process the slot ran, when it has exited. */
   onExit: (code: number | null, signal: NodeJS.Signals | null, child: ChildProcess) => void = () => {}
+  /** Takes a connection this slot's process never received (it ended first): see `#unreceived`. */
+  rehand: (socket: Socket) => void = (socket) => socket.destroy()
 
   constructor(
     readonly id: number,
@@ -81,6 +96,19 @@ export class WorkerSlot {
     child.on('error', (err) =>
       this.log.warn({ worker: this.id, reason: err.message }, 'worker channel error'),
     )
+    // on 'close', not 'exit': every report it sent (its control pipe) has been read by then
+    child.once('close', () => {
+      const left = [...(this.#unreceived.get(child)?.values() ?? [])].filter((e) => !e.socket.destroyed)
+      this.#unreceived.delete(child)
+      const queued = left.filter((e) => !e.written)
+      for (const e of left) if (e.written) e.socket.destroy()
+      if (queued.length === 0) return
+      this.log.warn(
+        { worker: this.id, connections: queued.length },
+        `worker ${this.id} ended before taking ${queued.length} connection(s) queued for it: they go to another worker`,
+      )
+      for (const e of queued) this.rehand(e.socket)
+    })
     child.once('exit', (code, signal) => {
       if (child === this.child) {
         this.state = 'exited'
@@ -104,6 +132,14 @@ export class WorkerSlot {
   }
 
   #received(child: ChildProcess, m: FromWorker): void {
+    if (m.t === 'conns') {
+      // the process has its own descriptor of these now: the supervisor's copy goes
+      const unreceived = this.#unreceived.get(child)
+      for (const seq of m.got) {
+        unreceived?.get(seq)?.socket.destroy()
+        unreceived?.delete(seq)
+      }
+    }
     if (child !== this.child) return
     if (m.t === 'pong') this.lastPong = performance.now()
     if (m.t === 'conns') {
@@ -137,17 +173,43 @@ export class WorkerSlot {
    * is closed). Node's own `false` means a backlog, not a lost message: the
    * message is queued and goes out.
    */
-  send(message: ToWorker, handle?: unknown, done?: (err: Error | null) => void): boolean {
+  send(message: ToWorker): boolean {
     const child = this.child
     if (!child?.connected) return false
-    if (handle === undefined && (message.t === 'commit' || message.t === 'ping')) {
-      return this.#control?.send(message) ?? false
-    }
+    if (message.t === 'commit' || message.t === 'ping') return this.#control?.send(message) ?? false
     try {
-      if (handle === undefined) child.send(message, done)
-      else child.send(message, handle as never, { keepOpen: false }, done)
+      child.send(message)
       return true
     } catch {
+      return false
+    }
+  }
+
+  /**
+   * Hands an accepted connection to this process; false when it cannot take it (its channel is
+   * closed). `failed` gets the connection back if sending it fails later.
+   */
+  handOver(socket: Socket, failed: (socket: Socket) => void): boolean {
+    const child = this.child
+    if (!child?.connected) return false
+    const seq = ++this.#seq
+    let unreceived = this.#unreceived.get(child)
+    if (!unreceived) {
+      unreceived = new Map()
+      this.#unreceived.set(child, unreceived)
+    }
+    const entry = { socket, written: false }
+    unreceived.set(seq, entry)
+    const takeBack = () => unreceived.delete(seq)
+    try {
+      // called once the descriptor is written to the process, or failed to be: not while queued
+      child.send({ t: 'conn', seq }, socket, { keepOpen: true }, (err) => {
+        if (!err) entry.written = true
+        else if (takeBack()) failed(socket)
+      })
+      return true
+    } catch {
+      takeBack()
       return false
     }
   }
