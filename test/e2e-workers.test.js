@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
+import net from 'node:net'
 import path from 'node:path'
 import test from 'node:test'
 import {
@@ -29,6 +30,7 @@ module.exports = { async register (app, ctx) {
   if (process.env.NYALA_WORKER_ID === '2' && fs.existsSync('refuse-in-2')) throw new Error('refused in worker 2')
   app.get('/', async () => ({ pid: process.pid, worker: process.env.NYALA_WORKER_ID, generation: ctx.generation }))
   app.get('/spin', async () => { for (;;) {} })
+  app.get('/stuck', async () => { fs.writeFileSync('stuck.pid', String(process.pid)); for (;;) {} })
   app.get('/gc', async () => ({ gc: typeof globalThis.gc }))
   app.get('/crash', async () => { setTimeout(() => { throw new Error('boom in a worker') }, 1); return { pid: process.pid } })
 } }
@@ -289,6 +291,61 @@ test('kill -9 of a worker under a load of new connections: no connection refused
   assert.equal(replaced.pid, replacementPid)
   assert.ok(
     host.logs().some((r) => r.code === 'NYALA_ERR_WORKER_EXITED' && r.worker === 1 && /SIGKILL/.test(r.msg)),
+  )
+})
+
+test('connections queued for a worker that dies before taking them are served by the other worker, none left hanging', async (t) => {
+  // a worker stuck in a request reads no more descriptors: Node writes the next one to it and
+  // queues the ones after until it acknowledges; killed, it never does
+  const { root, host } = await setUp(t, 'watchdog.stall.ms=60000\n')
+  freshGet(host.url('/alpha/stuck'))
+  const stuckPid = Number(
+    await waitUntil(() => readFile(path.join(root, 'stuck.pid'), 'utf8').catch(() => ''), 'the stuck worker'),
+  )
+  // fewest open: the stuck worker never reports, so it gets about every other new connection.
+  // Each connection's end is watched from the start: the one written to the stuck worker is
+  // closed as soon as it dies, before any request is sent on it
+  const sockets = []
+  for (let i = 0; i < 8; i++) {
+    const socket = net.connect(host.port, '127.0.0.1')
+    socket.text = ''
+    socket.on('data', (d) => (socket.text += d))
+    socket.on('error', () => {})
+    socket.ended = new Promise((resolve) => socket.on('close', resolve))
+    await new Promise((resolve) => socket.once('connect', resolve))
+    sockets.push(socket)
+  }
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  process.kill(stuckPid, 'SIGKILL')
+  const rehanded = await waitUntil(
+    () => host.logs().find((r) => /ended before taking/.test(r.msg ?? '')),
+    'the queued connections handed on',
+    15_000,
+  )
+  assert.ok(rehanded.connections >= 1)
+  // each connection now answers or is closed; none waits (before: the queued ones hung)
+  const outcomes = await Promise.all(
+    sockets.map(async (socket) => {
+      if (!socket.destroyed)
+        socket.write('GET /alpha/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')
+      let timer
+      const hung = new Promise((resolve) => {
+        timer = setTimeout(() => resolve('hung'), 10_000)
+      })
+      const outcome = await Promise.race([socket.ended.then(() => 'ended'), hung])
+      clearTimeout(timer)
+      if (outcome === 'hung') socket.destroy()
+      return outcome === 'hung' ? 'hung' : /^HTTP\/1\.1 200 /.test(socket.text) ? 'answered' : 'closed'
+    }),
+  )
+  assert.deepEqual(
+    outcomes.filter((o) => o === 'hung'),
+    [],
+    `every connection answered or closed: ${outcomes}`,
+  )
+  assert.ok(
+    outcomes.filter((o) => o === 'answered').length >= rehanded.connections,
+    `the queued ones were answered by the other worker: ${outcomes}`,
   )
 })
 
