@@ -47,7 +47,7 @@ export class WorkerSlot {
    * `rehand` (another worker); the ones written to it are closed, since it may have taken them
    * and read their request (their requests die with it, as the ones it was answering do).
    */
-  readonly #unreceived = new WeakMap<ChildProcess, Map<number, { socket: Socket; written: boolean }>>()
+  #unreceived = new Map<number, { socket: Socket; written: boolean }>()
   #seq = 0
   /** Called once per process the slot ran, when it has exited. */
   onExit: (code: number | null, signal: NodeJS.Signals | null, child: ChildProcess) => void = () => {}
@@ -84,7 +84,19 @@ export class WorkerSlot {
     this.handed = 0
     this.#receivedCount = 0
     this.#open = 0
-    const onMessage = (m: FromWorker) => this.#received(child, m)
+    // this process's own: the one before may still be ending, with its own left to hand on
+    const unreceived = new Map<number, { socket: Socket; written: boolean }>()
+    this.#unreceived = unreceived
+    const onMessage = (m: FromWorker) => {
+      // the process has its own descriptor of these now: the supervisor's copy goes
+      if (m.t === 'conns') {
+        for (const seq of m.got) {
+          unreceived.get(seq)?.socket.destroy()
+          unreceived.delete(seq)
+        }
+      }
+      this.#received(child, m)
+    }
     this.#control = new ControlPipe<FromWorker, ToWorker>(child.stdio[4] as Duplex, onMessage)
     this.state = 'starting'
     this.lastPong = performance.now()
@@ -98,8 +110,8 @@ export class WorkerSlot {
     )
     // on 'close', not 'exit': every report it sent (its control pipe) has been read by then
     child.once('close', () => {
-      const left = [...(this.#unreceived.get(child)?.values() ?? [])].filter((e) => !e.socket.destroyed)
-      this.#unreceived.delete(child)
+      const left = [...unreceived.values()].filter((e) => !e.socket.destroyed)
+      unreceived.clear()
       const queued = left.filter((e) => !e.written)
       for (const e of left) if (e.written) e.socket.destroy()
       if (queued.length === 0) return
@@ -132,14 +144,6 @@ export class WorkerSlot {
   }
 
   #received(child: ChildProcess, m: FromWorker): void {
-    if (m.t === 'conns') {
-      // the process has its own descriptor of these now: the supervisor's copy goes
-      const unreceived = this.#unreceived.get(child)
-      for (const seq of m.got) {
-        unreceived?.get(seq)?.socket.destroy()
-        unreceived?.delete(seq)
-      }
-    }
     if (child !== this.child) return
     if (m.t === 'pong') this.lastPong = performance.now()
     if (m.t === 'conns') {
@@ -193,11 +197,7 @@ export class WorkerSlot {
     const child = this.child
     if (!child?.connected) return false
     const seq = ++this.#seq
-    let unreceived = this.#unreceived.get(child)
-    if (!unreceived) {
-      unreceived = new Map()
-      this.#unreceived.set(child, unreceived)
-    }
+    const unreceived = this.#unreceived
     const entry = { socket, written: false }
     unreceived.set(seq, entry)
     const takeBack = () => unreceived.delete(seq)
