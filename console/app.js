@@ -149,8 +149,8 @@ function newRow(name) {
   return tr
 }
 
-/** A row's buttons: for a new row, and for the rows the server sends without them (after the first screenful). */
-function addActions(td) {
+/** A row's buttons: the listener sends every row without them (src/http/console-view.ts). */
+function addActions(td, registered = true) {
   const actions = document.createElement('div')
   actions.className = 'actions'
   const button = (label, action, cls) => {
@@ -164,7 +164,8 @@ function addActions(td) {
   // clicks are handled on the table (wireTable): rows drawn by the server work the same
   button('Reload', 'reload')
   button('Force reload', 'force', 'danger')
-  button('Unregister', 'registration', 'registration')
+  if (registered) button('Unregister', 'registration', 'registration danger')
+  else button('Register', 'registration', 'registration')
   td.append(actions)
 }
 
@@ -333,9 +334,6 @@ function wireGraph() {
     const node = e.target.closest?.('[data-node]')
     if (node) focusRow(node.dataset.node)
   })
-  $('zoom-in').addEventListener('click', () => zoom(0.8))
-  $('zoom-out').addEventListener('click', () => zoom(1.25))
-  $('zoom-fit').addEventListener('click', fit)
   el.addEventListener(
     'wheel',
     (e) => {
@@ -683,13 +681,31 @@ function addMoreRows() {
 }
 
 /**
- * Runs `fn` once the page's first frame is painted (a task after the first animation frame), so
- * that what the script draws and asks for never holds that paint back; at once in a hidden tab,
- * which paints no frames.
+ * Runs `fn` once the page's first frame is on screen, so that what the script draws and asks for
+ * never holds that frame back; at once in a hidden tab, which paints no frames. "On screen" is
+ * the browser's paint timing entry, reported once the frame is presented: a task right after the
+ * first animation frame (what this waited for before) runs while that frame is still being
+ * rastered and presented, and on a machine of few cores its work (the graph, the other rows,
+ * about 20 ms at 200 modules) took the CPU from it. A browser without paint timing, or one whose
+ * entry does not come within a second, runs `fn` then.
  */
 function afterFirstPaint(fn) {
-  if (document.visibilityState === 'hidden') fn()
-  else requestAnimationFrame(() => setTimeout(fn, 0))
+  if (document.visibilityState === 'hidden') return fn()
+  let done = false
+  const go = () => {
+    if (done) return
+    done = true
+    observer?.disconnect()
+    clearTimeout(fallback)
+    setTimeout(fn, 0)
+  }
+  let observer
+  let fallback
+  if (PerformanceObserver.supportedEntryTypes?.includes('paint')) {
+    observer = new PerformanceObserver(go)
+    observer.observe({ type: 'paint', buffered: true })
+    fallback = setTimeout(go, 1000)
+  } else requestAnimationFrame(() => setTimeout(go, 0))
 }
 
 /**
@@ -697,7 +713,15 @@ function afterFirstPaint(fn) {
  * where they stand (console/index.html says why).
  */
 function addControls() {
-  for (const id of ['tools', 'dialogs']) $(id)?.replaceWith($(id).content)
+  for (const id of ['tools', 'zoom', 'dialogs']) $(id)?.replaceWith($(id).content)
+  $('zoom-in').addEventListener('click', () => zoom(0.8))
+  $('zoom-out').addEventListener('click', () => zoom(1.25))
+  $('zoom-fit').addEventListener('click', fit)
+  // every row's buttons (the listener sends none: they work through this script only)
+  for (const tr of rows.values()) {
+    const td = cell(tr, 10)
+    if (!td.firstElementChild) addActions(td, td.dataset.registered !== 'false')
+  }
   $('filter').addEventListener('input', (e) => {
     state.filter = e.target.value.trim()
     applyFilter()

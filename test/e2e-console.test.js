@@ -238,6 +238,7 @@ test('the console shows every module and the graph, follows reloads live, and ac
     await page.keyboard.press('Tab')
     reached.add(await page.evaluate(() => document.activeElement?.id || document.activeElement?.textContent))
   }
+  assert.ok(reached.has('zoom-fit'), `the zoom buttons are reachable by keyboard: ${[...reached]}`)
   assert.ok(reached.has('graph'), `the graph is reachable by keyboard: ${[...reached]}`)
   assert.ok(reached.has('Reload'), `row actions are reachable by keyboard: ${[...reached]}`)
 })
@@ -312,7 +313,7 @@ test('the first view is drawn by the admin listener: every module without script
   assert.match(foreign.text, /data-view="empty"/)
 })
 
-test('with more modules than a screenful, the page comes in two parts, the rows after the first screen without chart and buttons, and the script completes them', async (t) => {
+test('with more modules than a screenful, the page comes in two parts, the rows after the first screen without chart, no row with buttons, and the script completes them', async (t) => {
   const root = await makeRoot(t, settings)
   const count = completeRows + 3
   const names = Array.from({ length: count }, (_, i) => `m${String(i).padStart(2, '0')}`)
@@ -325,13 +326,19 @@ test('with more modules than a screenful, the page comes in two parts, the rows 
   const served = (await request(host.admin('/modules'))).body.modules.map((m) => m.name)
   assert.equal(served.length, count)
 
-  // as sent: every row with its data, the first `completeRows` with chart and buttons, the rest without
+  // as sent: every row with its data, the first `completeRows` with chart, the rest without, and
+  // no row with buttons (they work through the script only): the cell says the registration
   const sent = (await request(host.admin('/'))).text
   const rows = sent.match(/<tr data-module="[^"]+"[^>]*>.*<\/tr>/g)
   assert.equal(rows.length, count)
   for (const [i, row] of rows.entries()) {
     assert.match(row, /data-generation="1"/)
-    assert.equal(/data-action="reload"/.test(row), i < completeRows, `buttons in row ${i}`)
+    assert.doesNotMatch(row, /<button/, `no buttons in row ${i}`)
+    assert.match(
+      row,
+      /<td class="actions-cell" data-registered="true"><\/td><\/tr>$/,
+      `actions cell of row ${i}`,
+    )
     assert.equal(/class="spark"/.test(row), i < completeRows, `chart in row ${i}`)
     // the first paint waits for the first screen's last row, marked by its id
     assert.equal(row.includes(`id="${firstScreenEnd}"`), i === completeRows - 1, `id of row ${i}`)
@@ -412,9 +419,21 @@ test('with more modules than a screenful, the page comes in two parts, the rows 
     )
   // no control that needs the script (they come with it, after the first paint), and their room
   // kept: the page below them sits where it will with them
-  assert.equal(await plain.locator('input, dialog').count(), 0, 'no input or dialog without scripts')
-  const graphTop = (p) => p.locator('#graph').evaluate((el) => el.getBoundingClientRect().top)
-  assert.equal(await graphTop(plain), await graphTop(page), 'the graph where it is with the controls')
+  assert.equal(await plain.locator('input, dialog, button').count(), 0, 'no control without scripts')
+  const top = (p, selector) => p.locator(selector).evaluate((el) => el.getBoundingClientRect().top)
+  assert.equal(
+    await top(plain, '#graph'),
+    await top(page, '#graph'),
+    'the graph where it is with the controls',
+  )
+  // and the rows on the first screen where they are with their buttons (the actions cell keeps
+  // their height)
+  const fourth = `tr[data-module="${served[3]}"]`
+  assert.equal(
+    await top(plain, fourth),
+    await top(page, fourth),
+    'the rows where they are with their buttons',
+  )
   for (const name of served) assert.equal(await genOf(plain, name), '1', `generation of ${name}, no script`)
 
   // a completed row acts like the others

@@ -72,15 +72,17 @@ function lastReloadCell(m: ConsoleModule): string {
 }
 
 /**
- * Rows the page sends complete (small chart, action buttons), and the page's first part: more
+ * Rows the page sends complete (with their small chart), and the page's first part: more
  * than a first screen shows (about 5 rows at 1280x800 under the graph, 6 on a 390x844 phone, 25
  * on a 1440p screen). The response is sent in two parts (src/http/console-routes.ts): the head
  * and these rows first, flushed, then the other rows (as text until the script puts them in,
  * `moreRows`); the page's first paint waits for the last of these rows (`<link rel="expect"
- * href="#first-screen-end" blocking="render">`), not for the others. Those come without chart and buttons,
- * which the page's script adds right after the first paint: they are off screen (about a third
- * of a row's bytes and elements). Every row carries its data (name, state, generation, ...)
- * either way.
+ * href="#first-screen-end" blocking="render">`), not for the others. Those come without chart,
+ * which the page's script adds: they are off screen. No row comes with its action buttons: they
+ * work through the script only, which puts them in right after the first paint (a page without
+ * scripts showed buttons that did nothing, and the first paint laid out 90 buttons; the cell
+ * keeps their room, style.css). Every row carries its data (name, state, generation, ...) either
+ * way.
  */
 export const completeRows = 30
 
@@ -93,9 +95,6 @@ function row(m: ConsoleModule, stats: MinuteStats | undefined, complete: boolean
   const stateCell = m.error
     ? `<td title="${esc(m.error.message)}"><span class="state ${esc(m.state)}">${esc(m.state)}</span><br><span class="error">${esc(m.error.code)}</span></td>`
     : `<td><span class="state ${esc(m.state)}">${esc(m.state)}</span></td>`
-  const registration = m.registered
-    ? '<button type="button" class="registration danger" data-action="registration">Unregister</button>'
-    : '<button type="button" class="registration" data-action="registration">Register</button>'
   const rate = stats ? `${formatRate(stats.rps)}${complete ? sparkline(stats.perSecond) : ''}` : '–'
   return [
     `<tr data-module="${esc(m.name)}"${last ? ` id="${firstScreenEnd}"` : ''}><th scope="row">${esc(m.name)}</th>`,
@@ -108,10 +107,8 @@ function row(m: ConsoleModule, stats: MinuteStats | undefined, complete: boolean
     `<td>${stats?.p99Ms == null ? '–' : formatMs(stats.p99Ms)}</td>`,
     `<td>${m.crashes}</td>`,
     lastReloadCell(m),
-    complete
-      ? '<td><div class="actions"><button type="button" data-action="reload">Reload</button>' +
-        `<button type="button" class="danger" data-action="force">Force reload</button>${registration}</div></td></tr>`
-      : '<td></td></tr>',
+    // the buttons work through the script only, which puts them in (console/app.js, addActions)
+    `<td class="actions-cell" data-registered="${m.registered}"></td></tr>`,
   ].join('')
 }
 
