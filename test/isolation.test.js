@@ -293,6 +293,43 @@ test('an isolated module serves from its own thread; reloads, refusals, crashes 
   assert.equal(stopped.code, 0)
 })
 
+test('a generation whose load holds its thread longer than isolation.thread.stall.ms is not taken for a stall', async (t) => {
+  // its top level busy for 1.5 s, three times the stall limit: module.start.timeout bounds a
+  // generation's load and register, the stall limit only what runs after it
+  const root = await makeRoot(t, props)
+  const slow = await moduleSource(root, 'slowload', {
+    fields: { isolation: 'thread' },
+    files: {
+      'index.js': `const until = Date.now() + 1500
+while (Date.now() < until) {}
+module.exports = { async register (app, ctx) {
+  app.get('/', async () => ({ generation: ctx.generation }))
+  app.get('/spin', async () => { while (true) {} })
+} }
+`,
+    },
+  })
+  await packWithNyala(slow, path.join(modulesOf(root), 'slowload.zip'))
+  const host = await startHost(t, root)
+  const first = await request(host.url('/slowload/'))
+  assert.equal(first.status, 200, JSON.stringify(first.body))
+  assert.equal(first.body.generation, 1)
+  // a forced reload starts the next generation in the same, running thread: held as long
+  const reload = await request(host.admin('/modules/slowload/reload?force=true'), { method: 'POST' })
+  assert.equal(reload.status, 200, reload.text)
+  assert.equal((await request(host.url('/slowload/'))).body.generation, 2)
+  const stalls = host.logs().filter((r) => r.code === 'NYALA_ERR_MODULE_THREAD_STALLED')
+  assert.deepEqual(stalls, [], 'no stall while a generation loads')
+  // once started, the stall limit holds again: a request that spins is a stall
+  const spun = await agentGet(new http.Agent(), host.url('/slowload/spin'))
+  assert.equal(spun.status, 502)
+  await waitUntil(
+    () => host.logs().some((r) => r.code === 'NYALA_ERR_MODULE_THREAD_STALLED' && r.module === 'slowload'),
+    'the stall of the spinning request',
+    10_000,
+  )
+})
+
 test('isolation: the operator key, the dependency restriction and a bad manifest value', async (t) => {
   const root = await makeRoot(
     t,

@@ -205,7 +205,9 @@ export interface HostOptions {
     heapMb: number
     /**
      * `isolation.thread.stall.ms`: a module thread that has not answered a ping for this long is
-     * terminated and handled as a crash of its module (`module.crash.policy`). @default 5000
+     * terminated and handled as a crash of its module (`module.crash.policy`); while the thread
+     * starts or a generation loads and registers in it, `module.start.timeout` is the limit
+     * instead. @default 5000
      */
     stallMs: number
     /**

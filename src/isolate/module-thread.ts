@@ -56,6 +56,8 @@ export class ModuleThread {
   readonly #live = new Set<number>()
   #ids = 0
   #lastPong = performance.now()
+  /** Generations being started in the thread (their load and register): the stall limit waits for them. */
+  #starts = 0
   readonly #pinger: NodeJS.Timeout
   #closing = false
   #exitError: NyalaError | undefined
@@ -111,7 +113,12 @@ export class ModuleThread {
     config: Readonly<Record<string, string>>,
   ): Promise<{ readMs: number; startMs: number }> {
     await this.#ready
-    const reply = await this.#ask({ t: 'start', id: 0, generation, files, kind, hash, config })
+    // a module's load and register may hold the thread longer than the stall limit on a busy
+    // machine (its top level is synchronous); module.start.timeout bounds them instead (#ping)
+    this.#starts++
+    const reply = await this.#ask({ t: 'start', id: 0, generation, files, kind, hash, config }).finally(
+      () => this.#starts--,
+    )
     if (reply.t === 'failed') {
       const err = errorFromWire(reply.error)
       throw isNyalaError(err)
@@ -185,9 +192,10 @@ export class ModuleThread {
 
   #ping(stallMs: number): void {
     if (this.state === 'exited' || this.state === 'stalled') return
-    // loading the host's code into a new thread takes a while on a busy machine: until it is
-    // ready, only module.start.timeout bounds it
-    const limit = this.state === 'starting' ? Math.max(stallMs, this.#options.moduleStartTimeoutMs) : stallMs
+    // loading the host's code into a new thread, and a generation's load and register in it, take
+    // a while on a busy machine: while either runs, only module.start.timeout bounds it
+    const starting = this.state === 'starting' || this.#starts > 0
+    const limit = starting ? Math.max(stallMs, this.#options.moduleStartTimeoutMs) : stallMs
     if (performance.now() - this.#lastPong > limit) {
       this.state = 'stalled'
       const error = nyalaError('NYALA_ERR_MODULE_THREAD_STALLED', {
