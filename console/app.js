@@ -150,7 +150,7 @@ function newRow(name) {
 }
 
 /** A row's buttons: the listener sends every row without them (src/http/console-view.ts). */
-function addActions(td, registered = true) {
+function addActions(td) {
   const actions = document.createElement('div')
   actions.className = 'actions'
   const button = (label, action, cls) => {
@@ -164,9 +164,15 @@ function addActions(td, registered = true) {
   // clicks are handled on the table (wireTable): rows drawn by the server work the same
   button('Reload', 'reload')
   button('Force reload', 'force', 'danger')
-  if (registered) button('Unregister', 'registration', 'registration danger')
-  else button('Register', 'registration', 'registration')
+  button('Unregister', 'registration', 'registration danger')
   td.append(actions)
+}
+
+/** The registration button says what a click does: unregister a module registered for reloading, or register it. */
+function showRegistration(tr, registered) {
+  const reg = tr.querySelector('button.registration')
+  reg.textContent = registered ? 'Unregister' : 'Register'
+  reg.classList.toggle('danger', registered)
 }
 
 function renderTable() {
@@ -205,9 +211,7 @@ function renderTable() {
     cell(tr, 8).textContent = String(m.crashes ?? 0)
     renderLastReload(cell(tr, 9), m)
     if (!cell(tr, 10).firstElementChild) addActions(cell(tr, 10))
-    const reg = tr.querySelector('button.registration')
-    reg.textContent = m.registered === false ? 'Register' : 'Unregister'
-    reg.classList.toggle('danger', m.registered !== false)
+    showRegistration(tr, m.registered !== false)
   }
   for (const [name, tr] of rows) {
     if (!seen.has(name)) {
@@ -720,7 +724,9 @@ function addControls() {
   // every row's buttons (the listener sends none: they work through this script only)
   for (const tr of rows.values()) {
     const td = cell(tr, 10)
-    if (!td.firstElementChild) addActions(td, td.dataset.registered !== 'false')
+    if (td.firstElementChild) continue
+    addActions(td)
+    showRegistration(tr, td.dataset.registered !== 'false')
   }
   $('filter').addEventListener('input', (e) => {
     state.filter = e.target.value.trim()
