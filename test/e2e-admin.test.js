@@ -187,6 +187,12 @@ test('GET /modules, /modules/:name, /health, /ready; unknown modules are 404', a
   assert.deepEqual(app.dependsOn, ['core'])
   assert.equal(app.served, 2, 'the two requests to /shop')
   assert.equal(core.served, 0)
+  // GET /stats, the console's poll between its full updates: the same request counts, and the minute's figures
+  const stats = await admin(host, '/stats')
+  assert.equal(stats.status, 200)
+  assert.deepEqual(stats.body.counts, { core: { inflight: 0, served: 0 }, app: { inflight: 0, served: 2 } })
+  assert.equal(stats.body.modules.app.requests, 2)
+  assert.equal(stats.body.modules.core.requests, 0)
 
   const one = await admin(host, '/modules/app')
   assert.equal(one.status, 200)

@@ -451,6 +451,36 @@ test('with an admin token the page comes without modules', async (t) => {
   assert.match(page.text, /data-view="empty"/)
 })
 
+test('between its full updates the page asks for the figures alone: requests to a module show in its row', async (t) => {
+  const { root } = await exampleRoot(t)
+  const host = await startHost(t, root)
+  const browser = await browserFor(t)
+  const page = await openPage(t, browser, host.admin('/'))
+  await page.waitForSelector('html[data-ready]')
+  const rate = () => page.locator('tr[data-module="hello"] td').nth(5).textContent()
+  assert.equal(Number.parseFloat(await rate()), 0)
+  // no full update from now on: what the row shows next can only come from GET /stats
+  const asked = []
+  await page.route('**/overview*', (route) => {
+    asked.push('/overview')
+    return route.abort()
+  })
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname === '/stats') asked.push('/stats')
+  })
+  // requests over more than a second: the rate counts full seconds only
+  for (let i = 0; i < 15; i++) {
+    assert.equal((await request(host.url('/hello/'))).status, 200)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  await page.waitForFunction(
+    () => Number.parseFloat(document.querySelectorAll('tr[data-module="hello"] td')[5]?.textContent) > 0,
+    null,
+    { timeout: 30_000 },
+  )
+  assert.ok(asked.includes('/stats'), `the page asked for ${asked.join(', ') || 'nothing'}`)
+})
+
 test('a burst of reload events makes at most one update request at a time, applied in order', async (t) => {
   const { root } = await exampleRoot(t)
   const host = await startHost(t, root)

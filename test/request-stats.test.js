@@ -78,3 +78,21 @@ test('totals count every request by status class and in cumulative-ready duratio
     assert.ok(i === 0 || ms > durationBoundsMs[i - 1], `${ms} ms over ${durationBoundsMs[i - 1]}`)
   }
 })
+
+test('a module without a request for a minute reads as an empty minute, as a computed one would', () => {
+  const empty = { perSecond: new Array(60).fill(0), requests: 0, rps: 0, p99Ms: null }
+  assert.deepEqual({ ...new RequestStats().minute(0) }, empty)
+  const stats = new RequestStats()
+  stats.record(5, 10_000)
+  // second 10 is still in the minute that ends with second 69, gone from the one ending with 70
+  assert.equal(stats.minute(69_999).requests, 1)
+  assert.deepEqual({ ...stats.minute(70_000) }, empty)
+  const parts = stats.minuteParts(70_000)
+  assert.deepEqual([...parts.perSecond], empty.perSecond)
+  assert.ok(parts.histogram.length > 0 && parts.histogram.every((n) => n === 0))
+  // and counts again from its next request
+  stats.record(5, 80_000)
+  const minute = stats.minute(80_500)
+  assert.equal(minute.requests, 1)
+  assert.equal(minute.perSecond.at(-1), 1)
+})

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { nyalaError } from '../errors.js'
-import type { ModuleRecord } from '../runtime/module-record.js'
+import { type ModuleRecord, requestCounts } from '../runtime/module-record.js'
 import type { MinuteStats } from '../runtime/request-stats.js'
 import { type ConsoleAsset, loadConsoleAssets } from './console-assets.js'
 import { type PageEncoding, pageInParts } from './console-parts.js'
@@ -98,9 +98,12 @@ export function registerConsole(app: FastifyInstance, source: ConsoleSource): vo
       })
     return send(req, reply, a)
   })
+  // the console's poll between its full updates: the figures and the request counts, what
+  // changes with every request, without describing every module (docs/console-render.md)
   app.get('/stats', async () => ({
     at: new Date().toISOString(),
     modules: Object.fromEntries(await statsOf(source)),
+    counts: Object.fromEntries([...source.records()].map((r) => [r.name, requestCounts(r)])),
   }))
   // `graph`: the key of the drawing the page has; the drawing is sent only when it differs
   app.get<{ Querystring: { graph?: string } }>('/overview', async (req) => {

@@ -49,6 +49,15 @@ export function newRecord(name: string, file: string): ModuleRecord {
   }
 }
 
+/**
+ * A module's requests in flight now and served so far (every generation): the part of its view
+ * that changes with every request (GET /stats carries it between full updates of the console).
+ */
+export function requestCounts(record: ModuleRecord): { inflight: number; served: number } {
+  const gen = record.generation
+  return { inflight: gen?.inflight ?? 0, served: record.servedBefore + (gen?.served ?? 0) }
+}
+
 /** A plain view of a record for logs, `nyala status` and the admin API. */
 export function describeRecord(record: ModuleRecord): Record<string, unknown> {
   const manifest = record.bundle?.manifest
@@ -63,8 +72,7 @@ export function describeRecord(record: ModuleRecord): Record<string, unknown> {
     optionalDependsOn: manifest?.optionalDependsOn ?? [],
     reloadable: manifest?.reloadable ?? null,
     bundle: record.file,
-    inflight: gen?.inflight ?? 0,
-    served: record.servedBefore + (gen?.served ?? 0),
+    ...requestCounts(record),
     crashes: record.crashes,
     signature: record.bundle?.signature ?? null,
     startedAt: gen ? new Date(gen.startedAt).toISOString() : null,

@@ -61,10 +61,27 @@ export interface MinuteStats {
   readonly p99Ms: number | null
 }
 
+/**
+ * A minute without a request, shared: most modules of a large host are idle at any moment, and
+ * the console asks for every module's minute every two seconds (on the serving thread).
+ */
+const idleMinute: MinuteStats = Object.freeze({
+  perSecond: Object.freeze(new Array<number>(slots).fill(0)),
+  requests: 0,
+  rps: 0,
+  p99Ms: null,
+})
+const idleParts: MinuteParts = Object.freeze({
+  perSecond: idleMinute.perSecond,
+  histogram: Object.freeze(new Array<number>(buckets).fill(0)),
+})
+
 export class RequestStats {
   readonly #counts = new Uint32Array(slots * perSlot)
   /** The second each slot holds; a slot of an older second is cleared before reuse. */
   readonly #second = new Float64Array(slots).fill(-1)
+  /** The latest second with a request: a minute after it, the module's minute is `idleMinute`. */
+  #latest = Number.NEGATIVE_INFINITY
   // doubles: a 32-bit count wraps after 4.3 billion requests, a day at 50k per second
   readonly #byStatus = new Float64Array(statusClasses.length)
   readonly #byDuration = new Float64Array(durationBoundsMs.length + 1)
@@ -81,6 +98,7 @@ export class RequestStats {
     if (this.#second[slot] !== second) {
       this.#counts.fill(0, base, base + perSlot)
       this.#second[slot] = second
+      this.#latest = second
     }
     let bucket = ms > 0 ? Math.floor(Math.log2(ms) * 4) + offset : 0
     if (bucket < 0) bucket = 0
@@ -100,11 +118,12 @@ export class RequestStats {
 
   /** The last minute as of `nowMs`. */
   minute(nowMs: number = performance.now()): MinuteStats {
-    return minuteOf([this.minuteParts(nowMs)])
+    return this.#idle(nowMs) ? idleMinute : minuteOf([this.minuteParts(nowMs)])
   }
 
   /** The last minute's counts as they are, to be added to other processes' (worker processes). */
   minuteParts(nowMs: number = performance.now()): MinuteParts {
+    if (this.#idle(nowMs)) return idleParts
     const now = Math.floor(nowMs / 1000)
     const perSecond: number[] = []
     const histogram = new Array<number>(buckets).fill(0)
@@ -119,6 +138,11 @@ export class RequestStats {
       for (let b = 0; b < buckets; b++) histogram[b]! += this.#counts[base + 1 + b]!
     }
     return { perSecond, histogram }
+  }
+
+  /** No request in the minute that ends with the second of `nowMs`. */
+  #idle(nowMs: number): boolean {
+    return this.#latest <= Math.floor(nowMs / 1000) - slots
   }
 }
 
