@@ -106,6 +106,12 @@ test('bench/run.js reload --quick runs both reload benchmarks and records figure
   assert.equal(typeof s.p99Ratio, 'number')
   assert.equal(typeof s.noiseRatio, 'number')
   assert.match(stdout, /noise floor: p99 of one half of the quiet windows over the other half: \S+/)
+  // the same ratio against a bare node:http server: what the instrument shows for nothing
+  assert.equal(typeof s.bareP99Ratio, 'number')
+  assert.match(
+    stdout,
+    /instrument floor: the same ratio against a bare node:http server with no host and no reload: \d/,
+  )
   assert.ok(s.triggerToNewMs.samples.length > 0)
   for (const v of s.triggerToNewMs.samples) assert.equal(typeof v, 'number')
   if (process.platform === 'linux') assert.equal(typeof s.mainThreadCpuMsPerReload, 'number')
