@@ -309,6 +309,13 @@ test('bench/run.js signature console --quick runs both and records figures', {
     assert.ok(page.summary.results[n].cachedMs > 0, `cached render at ${n}`)
     assert.ok(page.summary.results[n].staticMs > 0, `static baseline at ${n}`)
     assert.ok(page.summary.results[n].floorMs > 0, `floor at ${n}`)
+    // the first screen alone, the least a page showing it can cost
+    assert.ok(page.summary.results[n].minimalMs > 0, `first screen alone at ${n}`)
+    assert.equal(
+      typeof page.summary.results[n].minimalOverFloorMs,
+      'number',
+      `first screen over floor at ${n}`,
+    )
     // the page minus the floor's visit of the same round (may be negative in a noisy round)
     assert.equal(typeof page.summary.results[n].coldOverFloorMs, 'number', `cold over floor at ${n}`)
     assert.equal(typeof page.summary.results[n].phoneOverFloorMs, 'number', `phone over floor at ${n}`)
