@@ -261,6 +261,15 @@ function report(settings, quickRun, load, triggers, events, cpu, bare) {
     'p50 ms': round(percentileOf(quietA.latencies, 50) / percentileOf(quietB.latencies, 50), 3),
     'p99 ms': noiseRatio,
   })
+  const slow = slowAfterTriggers(load, triggers, percentileOf(quiet.latencies, 99))
+  for (const b of slow.buckets)
+    table.push({
+      section: 'slow requests (over the quiet p99) in the reloading windows, by time since the last trigger',
+      window: `${b.from}-${b.to} ms after`,
+      requests: b.requests,
+      slow: b.slow,
+      'at the quiet rate': round(b.requests * slow.quietShare, 1),
+    })
   table.push(row('bare server, even windows', bare.even), row('bare server, odd windows', bare.odd))
   table.push({
     section: table[0].section,
@@ -340,6 +349,7 @@ function report(settings, quickRun, load, triggers, events, cpu, bare) {
       p99Ratio,
       noiseRatio,
       bareP99Ratio: bare.p99Ratio,
+      slowAfterTrigger: slow.buckets,
       triggers: triggers.length,
       mainThreadCpuMsPerReload: cpuPerReloadMs === undefined ? null : round(cpuPerReloadMs, 2),
       reloads: { swapped: events.count('swapped'), failed: events.count('failed') },
@@ -350,6 +360,38 @@ function report(settings, quickRun, load, triggers, events, cpu, bare) {
       },
     },
   }
+}
+
+/**
+ * Where the reloading windows' slow requests fall: those slower than the quiet p99, by how long
+ * after the last trigger they started, beside how many the quiet windows' own share (1 % by
+ * definition, less the failed) predicts for as many requests. A reload's own work shows in the
+ * first tens of milliseconds; an excess spread over the rest is the machine.
+ */
+function slowAfterTriggers(load, triggers, quietP99) {
+  const times = triggers.map((t) => t.t).sort((a, b) => a - b)
+  const edges = [0, 20, 160, 500]
+  const buckets = edges.slice(0, -1).map((from, i) => ({ from, to: edges[i + 1], requests: 0, slow: 0 }))
+  let quietAll = 0
+  let quietSlow = 0
+  let i = 0
+  for (const s of [...load.samples].sort((a, b) => a.start - b.start)) {
+    const w = Math.floor((s.start - load.from) / load.windowMs)
+    if (w < 0 || Number.isNaN(s.ms)) continue
+    if (w % 2 === 0) {
+      quietAll++
+      if (s.ms > quietP99) quietSlow++
+      continue
+    }
+    while (i < times.length && times[i] <= s.start) i++
+    if (i === 0) continue
+    const since = s.start - times[i - 1]
+    const b = buckets.find((x) => since >= x.from && since < x.to)
+    if (!b) continue
+    b.requests++
+    if (s.ms > quietP99) b.slow++
+  }
+  return { buckets, quietShare: quietAll === 0 ? 0 : quietSlow / quietAll }
 }
 
 /**

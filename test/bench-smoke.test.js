@@ -108,6 +108,17 @@ test('bench/run.js reload --quick runs both reload benchmarks and records figure
   assert.match(stdout, /noise floor: p99 of one half of the quiet windows over the other half: \S+/)
   // the same ratio against a bare node:http server: what the instrument shows for nothing
   assert.equal(typeof s.bareP99Ratio, 'number')
+  // the reloading windows' slow requests by time since the last trigger
+  assert.deepEqual(
+    s.slowAfterTrigger.map((b) => [b.from, b.to]),
+    [
+      [0, 20],
+      [20, 160],
+      [160, 500],
+    ],
+  )
+  assert.ok(s.slowAfterTrigger.every((b) => b.slow <= b.requests))
+  assert.ok(s.slowAfterTrigger.some((b) => b.requests > 0))
   assert.match(
     stdout,
     /instrument floor: the same ratio against a bare node:http server with no host and no reload: \d/,
