@@ -150,17 +150,46 @@ export async function run(opts = {}) {
 
     progress('the same load and windows against a bare node:http server, no host, no reload')
     const bare = await bareFloor(session, settings)
-    return report(settings, Boolean(opts.quick), load, triggers, events, cpu, bare)
+    // the calibration: what a reload's serving-thread work costs the p99 when it is nothing but
+    // CPU time in short slices, at the host's measured amount and at a small one
+    const measuredMs = reloadCpuMs(cpu, load, triggers.length)
+    const calibration = []
+    for (const perReloadMs of measuredMs === undefined ? [] : [measuredMs, calibrationSmallMs]) {
+      progress(
+        `calibration: ${round(perReloadMs, 1)} ms of CPU per reload in ${calibrationSliceMs} ms slices on a bare server`,
+      )
+      const r = await bareFloor(session, settings, { perReloadMs, sliceMs: calibrationSliceMs })
+      calibration.push({
+        perReloadMs: round(perReloadMs, 1),
+        sliceMs: calibrationSliceMs,
+        p99Ratio: r.p99Ratio,
+        odd: r.odd,
+        even: r.even,
+      })
+    }
+    return report(settings, Boolean(opts.quick), load, triggers, events, cpu, bare, calibration)
   })
 }
+
+// The calibration's slices: a turn of the event loop after each, as the host's reload yields
+// between its steps; and the small amount it is also run at (about what building and swapping a
+// one-route module's generation alone costs the serving thread: docs/reload-under-load.md)
+const calibrationSliceMs = 0.5
+const calibrationSmallMs = 3
 
 /**
  * The instrument's own floor: the same paced load, warm-up and windows against a bare node:http
  * server (in this process, answering a constant JSON body), with nothing else going on, and the
  * same ratio read from it (odd windows' p99 over even windows'). Whatever that ratio is, the
  * client, Node and this machine make it: a reload ratio within it is not told apart from none.
+ *
+ * With `work` it is the calibration (since 2026-11-29's sixth session): at each moment the host
+ * run dropped a `.tmp` (every `intervalMs` in the odd windows), the server's thread spends
+ * `perReloadMs` of CPU in slices of `sliceMs`, each followed by a turn of the event loop (so
+ * requests are served between them), and nothing else: what that much serving-thread work per
+ * reload costs the p99 at best, however the work is spread over slices of that size.
  */
-async function bareFloor(session, settings) {
+async function bareFloor(session, settings, work) {
   const body = JSON.stringify({ generation: 1, tag: 'bare' })
   const server = http.createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
@@ -182,6 +211,15 @@ async function bareFloor(session, settings) {
     const t0 = now()
     load.measure(t0, windowMs)
     load.measureUntil(t0 + windows * windowMs)
+    if (work) {
+      for (let w = 1; w < windows; w += 2) {
+        const windowStart = t0 + w * windowMs
+        for (let at = windowStart; at < windowStart + windowMs - 1; at += settings.intervalMs) {
+          await sleepUntil(at)
+          await spendInSlices(work.perReloadMs, work.sliceMs)
+        }
+      }
+    }
     await sleepUntil(t0 + windows * windowMs)
   } finally {
     await load.stop()
@@ -237,7 +275,7 @@ async function trigger(modulesDir, data, events, load) {
   return entry
 }
 
-function report(settings, quickRun, load, triggers, events, cpu, bare) {
+function report(settings, quickRun, load, triggers, events, cpu, bare, calibration) {
   const quiet = load.windowed((w) => w % 2 === 0)
   const change = load.windowed((w) => w % 2 === 1)
   const row = (name, s) => latencyRow('latency (requests counted in the window they started in)', name, s)
@@ -277,6 +315,14 @@ function report(settings, quickRun, load, triggers, events, cpu, bare) {
     'p50 ms': bare.p50Ratio,
     'p99 ms': bare.p99Ratio,
   })
+  for (const c of calibration) {
+    const section = `calibration: a bare server spending ${c.perReloadMs} ms of CPU per reload in ${c.sliceMs} ms slices`
+    table.push(
+      latencyRow(section, 'quiet (even windows)', c.even),
+      latencyRow(section, 'busy (odd windows)', c.odd),
+      { section, window: 'ratio busy/quiet', 'p99 ms': c.p99Ratio },
+    )
+  }
 
   // a trigger dropped while the previous reload still ran would borrow that reload's figure
   const clean = triggers.filter((t) => !t.overlapped)
@@ -317,6 +363,14 @@ function report(settings, quickRun, load, triggers, events, cpu, bare) {
     `instrument floor: the same ratio against a bare node:http server with no host and no reload: ${bare.p99Ratio} ` +
       `(p99 ${round(percentileOf(bare.odd.latencies, 99), 3)} / ${round(percentileOf(bare.even.latencies, 99), 3)} ms); ` +
       `a ratio within what this shows for nothing is not told apart from no cost`,
+    ...calibration.map(
+      (c) =>
+        `calibration: a bare server whose thread spends ${c.perReloadMs} ms of CPU per reload in ${c.sliceMs} ms slices ` +
+        `(at the same moments, nothing else): p99 ratio ${c.p99Ratio}` +
+        (c.perReloadMs === round(cpuPerReloadMs ?? Number.NaN, 1)
+          ? " (the host's measured CPU per reload: what that much serving-thread work costs at best)"
+          : ''),
+    ),
     `trigger -> first response from the new generation: median ${round(medianNew, 1)} ms, ` +
       `max ${round(percentileOf(newMs, 100), 1)} ms, ${withinTarget}/${newMs.length} within ${targets.triggerToNewMs} ms ` +
       `(target <= ${targets.triggerToNewMs} ms): ${judge(medianNew <= targets.triggerToNewMs)}`,
@@ -349,6 +403,11 @@ function report(settings, quickRun, load, triggers, events, cpu, bare) {
       p99Ratio,
       noiseRatio,
       bareP99Ratio: bare.p99Ratio,
+      calibration: calibration.map((c) => ({
+        perReloadMs: c.perReloadMs,
+        sliceMs: c.sliceMs,
+        p99Ratio: c.p99Ratio,
+      })),
       slowAfterTrigger: slow.buckets,
       triggers: triggers.length,
       mainThreadCpuMsPerReload: cpuPerReloadMs === undefined ? null : round(cpuPerReloadMs, 2),
@@ -579,6 +638,17 @@ async function openEvents(session, url) {
  * times taken in the two processes compare.
  */
 const now = () => performance.timeOrigin + performance.now()
+
+/** Spends `totalMs` of this thread's time busy, in slices of `sliceMs` with a turn of the event loop after each. */
+async function spendInSlices(totalMs, sliceMs) {
+  for (let left = totalMs; left > 0; left -= sliceMs) {
+    const end = performance.now() + Math.min(sliceMs, left)
+    while (performance.now() < end) {
+      // busy: the CPU a reload's step takes on the serving thread
+    }
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+}
 
 async function sleepUntil(t) {
   const ms = t - now()

@@ -119,6 +119,20 @@ test('bench/run.js reload --quick runs both reload benchmarks and records figure
   )
   assert.ok(s.slowAfterTrigger.every((b) => b.slow <= b.requests))
   assert.ok(s.slowAfterTrigger.some((b) => b.requests > 0))
+  // the calibration (Linux: the host's CPU per reload from /proc): a bare server spending that
+  // much CPU per reload, then 3 ms, in short slices at the same moments
+  if (s.mainThreadCpuMsPerReload !== null) {
+    assert.equal(s.calibration.length, 2)
+    assert.ok(Math.abs(s.calibration[0].perReloadMs - s.mainThreadCpuMsPerReload) <= 0.06)
+    assert.equal(s.calibration[1].perReloadMs, 3)
+    assert.ok(
+      s.calibration.every((c) => c.sliceMs === 0.5 && typeof c.p99Ratio === 'number' && c.p99Ratio > 0),
+    )
+    assert.match(
+      stdout,
+      /calibration: a bare server whose thread spends [\d.]+ ms of CPU per reload in 0\.5 ms slices/,
+    )
+  }
   assert.match(
     stdout,
     /instrument floor: the same ratio against a bare node:http server with no host and no reload: \d/,
