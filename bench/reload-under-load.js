@@ -12,9 +12,10 @@
 // polling for the swap) would otherwise share the event loop of the client it measures.
 //
 // Then the instrument's own floor (since 2026-11-29's fifth session): the same load and windows
-// against a bare node:http server with no host and no reload, and the same ratio read from it.
-// On the shared 2-core machine it lands between 1.19 and 1.61 in a run of 20 s, which is what the
-// reload ratio's target of 1.2 must be read against.
+// against a bare node:http server with no host and no reload, and the same ratio read from it
+// (0.88 to 0.99 on the shared 2-core machine). Then the calibration (sixth session): that bare
+// server spending the host's measured CPU per reload, and 3 ms, in 0.5 ms slices at the moments
+// the host run reloaded: what that much serving-thread work costs the p99 at best.
 import { existsSync } from 'node:fs'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import http from 'node:http'
