@@ -187,13 +187,15 @@ test('the console shows every module and the graph, follows reloads live, and ac
   await waitGeneration(page, 'core', 2)
   await waitGeneration(page, 'billing', 2)
 
-  // unregister (asks), then register again (does not)
-  await row.getByRole('button', { name: 'Unregister' }).click()
+  // unregister (asks), then register again (does not). Names match exactly: Playwright matches a
+  // substring by default, and "Register" is in "Unregister" (the wait then passed at once, before
+  // the unregistering was done: a failure under load)
+  await row.getByRole('button', { name: 'Unregister', exact: true }).click()
   await page.locator('#confirm-dialog').getByRole('button', { name: 'Confirm' }).click()
-  await row.getByRole('button', { name: 'Register' }).waitFor()
+  await row.getByRole('button', { name: 'Register', exact: true }).waitFor()
   assert.equal((await request(host.admin('/modules/core'))).body.registered, false)
-  await row.getByRole('button', { name: 'Register' }).click()
-  await row.getByRole('button', { name: 'Unregister' }).waitFor()
+  await row.getByRole('button', { name: 'Register', exact: true }).click()
+  await row.getByRole('button', { name: 'Unregister', exact: true }).waitFor()
   assert.equal((await request(host.admin('/modules/core'))).body.registered, true)
 
   // deploy a file chosen in the page: uploaded, staged, and the verdict shown
