@@ -161,6 +161,7 @@ export async function run(opts = {}) {
       )
       const r = await bareFloor(session, settings, { perReloadMs, sliceMs: calibrationSliceMs })
       calibration.push({
+        measured: perReloadMs === measuredMs,
         perReloadMs: round(perReloadMs, 1),
         sliceMs: calibrationSliceMs,
         p99Ratio: r.p99Ratio,
@@ -368,7 +369,7 @@ function report(settings, quickRun, load, triggers, events, cpu, bare, calibrati
       (c) =>
         `calibration: a bare server whose thread spends ${c.perReloadMs} ms of CPU per reload in ${c.sliceMs} ms slices ` +
         `(at the same moments, nothing else): p99 ratio ${c.p99Ratio}` +
-        (c.perReloadMs === round(cpuPerReloadMs ?? Number.NaN, 1)
+        (c.measured
           ? " (the host's measured CPU per reload: what that much serving-thread work costs at best)"
           : ''),
     ),
