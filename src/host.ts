@@ -646,24 +646,32 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
     // what the modules use stays on disk for the next start (its sweep removes what it does not use)
     this.files.keepOnRelease()
     const deadline = Date.now() + graceMs
-    await this.reloader.close()
-    // reloads are done: the bundle reader's thread has nothing left to do (a later read starts it again)
-    await bundleReader.close()
-    this.#endAdminStreams()
+    // The listeners first, before waiting for anything: from here on no connection is accepted
+    // and every request on a kept-alive one is answered with `Connection: close`. After a
+    // handover the successor already accepts, so each request this process still takes is one
+    // its client could have sent to the new code; waiting for the reloader and the bundle
+    // reader's thread first (tens of ms on a loaded machine) kept keep-alive clients here.
+    const listeners = [...this.servers.values()].map((server) =>
+      // the supervisor's TCP listener only stops accepting: its workers drain the connections
+      server instanceof HttpServer
+        ? closeServer(server, graceMs)
+        : new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve())),
+    )
+    this.runtime.drain?.(graceMs)
     // open WebSockets keep their server's close waiting: the end of the grace period ends them
     // (close frame 1001 "going away"), as a reload's drain timeout does
     const endUpgraded = setTimeout(() => {
       for (const record of this.modules.values()) record.generation?.endUpgraded()
     }, graceMs)
+    await this.reloader.close()
+    // reloads are done: the bundle reader's thread has nothing left to do (a later read starts it again)
+    await bundleReader.close()
+    this.#endAdminStreams()
     await Promise.all([
-      ...[...this.servers.values()].map((server) =>
-        // the supervisor's TCP listener only stops accepting: its workers drain the connections
-        server instanceof HttpServer
-          ? closeServer(server, graceMs)
-          : new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve())),
-      ),
-      // at once, beside the listeners: a worker's kept-alive connections close as they go idle
-      this.runtime.close?.(graceMs),
+      ...listeners,
+      // workers stop only once no reload is running (a reload talks to every worker); their
+      // kept-alive connections have been draining since `drain` above
+      this.runtime.close?.(Math.max(0, deadline - Date.now())),
     ])
     clearTimeout(endUpgraded)
     this.servers.clear()

@@ -162,3 +162,131 @@ test('SIGQUIT by hand: the old instance finishes its slow request while the succ
   process.kill(successor, 'SIGTERM')
   await waitUntil(() => !isAlive(successor), 'the successor to exit')
 })
+
+// A module whose generations after the first wait in register until the file `hold` names
+// exists (after creating `<hold>.held`): a reload the test holds open as long as it needs.
+const heldFiles = {
+  'index.js': `const fs = require('fs')
+module.exports = {
+  async register (app, ctx) {
+    if (ctx.generation > 1) {
+      fs.writeFileSync(ctx.config.hold + '.held', '')
+      while (!fs.existsSync(ctx.config.hold)) await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    app.get('/', async () => ({ pid: process.pid, generation: ctx.generation }))
+  },
+}\n`,
+}
+
+/** One GET on `agent`; resolves { status, body, connection (the response's header) } or { error }. */
+function getWith(agent, url) {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent, timeout: 15_000 }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d) => (text += d))
+      res.on('end', () =>
+        resolve({ status: res.statusCode, body: JSON.parse(text), connection: res.headers.connection }),
+      )
+      res.on('error', (err) => resolve({ error: err.message }))
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', (err) => resolve({ error: err.code ?? err.message }))
+  })
+}
+
+/** A root serving `held`, with the file that releases its held reload; the reload not started. */
+async function heldRoot(t, more = '') {
+  const root = await makeRoot(t, `port=0\nhost=127.0.0.1\nshutdown.grace.period=60\n${more}`)
+  const hold = path.join(root, 'release')
+  await deploy(root, 'held', { files: heldFiles })
+  await writeFile(path.join(root, 'config', 'held.properties'), `hold=${hold}\n`)
+  return { root, hold }
+}
+
+/**
+ * Starts a forced reload of `held` through the admin API and waits until it is held in
+ * register; `answer` is the admin API's answer, once the reload ends (wrapped: an async
+ * function's returned promise would be awaited with it).
+ */
+async function holdReload(adminUrl, hold) {
+  const answer = request(`${adminUrl}/modules/held/reload?force=true`, { method: 'POST' }).catch((err) => ({
+    error: err.message,
+  }))
+  await waitUntil(() => existsSync(`${hold}.held`), 'the reload to be held in register')
+  return { answer }
+}
+
+for (const workers of [1, 2]) {
+  test(`SIGTERM during a reload (workers=${workers}): new connections are refused at once and kept-alive requests are told to close`, async (t) => {
+    const { root, hold } = await heldRoot(t, `workers=${workers}\n`)
+    const host = await startHost(t, root)
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    t.after(() => agent.destroy())
+    const first = await getWith(agent, host.url('/held/'))
+    assert.equal(first.body?.generation, 1, first.error)
+    if (workers === 1) assert.equal(first.body.pid, host.child.pid)
+    assert.equal(first.connection, 'keep-alive')
+    const reload = await holdReload(host.admin(''), hold)
+
+    host.child.kill('SIGTERM')
+    await waitUntil(() => host.logs().some((r) => r.signal === 'SIGTERM'), 'the SIGTERM record')
+    // the reload is still held: the stop did not wait for it to refuse new connections and
+    // to tell kept-alive clients (a worker's too) to leave
+    const kept = await getWith(agent, host.url('/held/'))
+    assert.equal(kept.status, 200, kept.error)
+    assert.deepEqual(kept.body, first.body, 'the same process, on the same connection')
+    assert.equal(
+      kept.connection,
+      'close',
+      'a request on a kept-alive connection is answered with Connection: close',
+    )
+    const fresh = await getWith(false, host.url('/held/'))
+    assert.equal(fresh.error, 'ECONNREFUSED', 'a new connection is refused while the reload is held')
+    assert.equal(existsSync(hold), false, 'the reload was still held')
+
+    await writeFile(hold, '')
+    // a second SIGTERM would mean "exit now": wait for the first one's drain instead
+    await waitUntil(() => host.child.exitCode !== null, 'the instance to exit')
+    const exit = await host.stop()
+    assert.equal(exit.code, 0, host.stderr())
+    assert.equal((await reload.answer).status, 200, 'the held reload finished before the exit')
+    assert.ok(host.logs().some((r) => r.pid === host.child.pid && r.msg === 'stopped'))
+  })
+}
+
+test('nyala upgrade during a reload: kept-alive clients move to the successor without waiting for the reload', async (t) => {
+  // the last CI failure of "nyala upgrade under load", made deterministic: the old instance
+  // told its kept-alive clients to leave only after its reloads had ended
+  const { root, hold } = await heldRoot(t)
+  const old = await startDaemon(t, root)
+  const admin = (await readFile(path.join(root, 'run', 'admin.url'), 'utf8')).trim()
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.after(() => agent.destroy())
+  assert.deepEqual((await getWith(agent, old.url('/held/'))).body, { pid: old.pid, generation: 1 })
+  const reload = await holdReload(admin, hold)
+
+  const res = await runCli(['upgrade', '--root', root], { cwd: root, timeoutMs: 90_000 })
+  const successor = Number(/successor pid (\d+)/.exec(res.stdout)?.[1] ?? 0)
+  if (successor) killAfter(t, successor)
+  assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`)
+  // the old instance may have closed the idle connection already (after its idle grace), or
+  // answer once more with Connection: close; either way the next request is the successor's
+  const next = await getWith(agent, old.url('/held/'))
+  assert.equal(next.status, 200, next.error)
+  if (next.body.pid === old.pid) {
+    assert.equal(next.connection, 'close', 'the old instance tells a kept-alive client to leave')
+    const after = await getWith(agent, old.url('/held/'))
+    assert.equal(after.status, 200, after.error)
+    assert.deepEqual(after.body, { pid: successor, generation: 1 })
+  } else assert.deepEqual(next.body, { pid: successor, generation: 1 })
+  assert.ok(isAlive(old.pid), 'the old instance still holds its reload')
+  assert.equal(existsSync(hold), false)
+
+  await writeFile(hold, '')
+  assert.equal((await reload.answer).status, 200, 'the held reload finished on the old instance')
+  await waitUntil(() => !isAlive(old.pid), 'the old instance to exit')
+  assert.deepEqual((await getWith(agent, old.url('/held/'))).body, { pid: successor, generation: 1 })
+  process.kill(successor, 'SIGTERM')
+  await waitUntil(() => !isAlive(successor), 'the successor to exit')
+})

@@ -50,6 +50,12 @@ export type ToWorker =
   | { readonly t: 'describe'; readonly id: number }
   | { readonly t: 'metrics'; readonly id: number }
   | { readonly t: 'stats'; readonly id: number }
+  /**
+   * The supervisor has stopped accepting: answer requests on kept-alive connections with
+   * `Connection: close` and close them as they go idle, while a reload may still run
+   * (`stop` follows once none does). Sent after every `conn`, so no connection comes later.
+   */
+  | { readonly t: 'drain'; readonly graceMs: number }
   | { readonly t: 'stop'; readonly graceMs: number }
 
 export type WorkerModuleView = RuntimeModuleView

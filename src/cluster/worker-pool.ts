@@ -491,6 +491,11 @@ export class WorkerPool implements ModuleRuntime {
     )
   }
 
+  /** Each serving worker starts draining its connections (ModuleRuntime.drain). */
+  drain(graceMs: number): void {
+    for (const slot of this.slots) if (slot.state === 'serving') slot.send({ t: 'drain', graceMs })
+  }
+
   /** Each worker drains its connections and stops its modules within `graceMs`; then it is killed. */
   async close(graceMs: number): Promise<void> {
     this.#closing = true

@@ -67,12 +67,16 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
     stopped = resolve
   })
 
+  let draining: Promise<void> | undefined
+  // requests still arriving on kept-alive connections are answered, then those connections
+  // close; started by `drain` while a reload may still run, or by the stop itself
+  const drain = (graceMs: number) => (draining ??= closeHandedConnections(server, sockets, graceMs))
+
   const stop = (graceMs: number): Promise<number> => {
     stopping ??= (async () => {
       const deadline = Date.now() + graceMs
-      // requests still arriving on kept-alive connections are answered, then those connections
-      // close; the modules stop after that, as a single process stops them after its listener
-      await closeHandedConnections(server, sockets, graceMs)
+      // the modules stop after the connections, as a single process stops them after its listener
+      await drain(graceMs)
       try {
         await host.close(Math.max(0, deadline - Date.now()))
       } catch (err) {
@@ -152,6 +156,9 @@ export async function runWorker(options: HostOptions, log: Logger, slot: number)
       case 'abort':
         prepared.delete(message.id)
         void host.runtime.abort(message.id).then(() => send({ t: 'aborted', id: message.id }))
+        return
+      case 'drain':
+        void drain(message.graceMs)
         return
       case 'stop':
         void stop(message.graceMs).then((code) => {

@@ -96,6 +96,11 @@ export interface ModuleRuntime {
   stats?(): Promise<ReadonlyMap<string, MinuteStats>>
   /** Worker processes only: each serving worker's prom-client `getMetricsAsJSON()`, by slot. */
   metrics?(): Promise<{ readonly worker: number; readonly metrics: unknown }[]>
+  /**
+   * Worker processes only: the listener has stopped accepting; each worker tells its kept-alive
+   * clients to leave at once, without waiting for `close` (which waits for running reloads).
+   */
+  drain?(graceMs: number): void
   /** Stops what runs (worker processes: each one drains, then exits). */
   close?(graceMs: number): Promise<void>
 }
