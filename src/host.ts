@@ -152,19 +152,23 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
    * Loads the modules, then listens. `inherited` maps a listener name to a
    * listening descriptor handed over by the previous process (upgrade).
    */
-  async start(inherited: ReadonlyMap<string, number> = new Map()): Promise<AddressInfo> {
+  async start(
+    inherited: ReadonlyMap<string, number> = new Map(),
+    beforeAccepting?: (adopted: readonly string[]) => Promise<void>,
+  ): Promise<AddressInfo> {
     await this.prepare()
-    // HTTP last: a successor acknowledges right after it, and until the old process has the
-    // acknowledgement both accept on the HTTP socket
-    const admin = await this.#listenAdmin(inherited.get('admin'))
-    const fd = inherited.get('http')
-    const at = { host: this.options.host, port: this.options.port, ...(fd === undefined ? {} : { fd }) }
-    const { server, address } =
-      this.role === 'supervisor'
-        ? await listenPaused(this.#handToWorker!, at)
-        : await listen(this.dispatcher.handle, { ...at, upgrade: this.dispatcher.upgrade })
-    // the supervisor's listener is a plain TCP one: a process upgrade hands its descriptor over alike
-    this.servers.set('http', server as Server)
+    const adminFd = inherited.get('admin')
+    const httpFd = inherited.get('http')
+    // A listener of its own binds before `beforeAccepting` (a successor's acknowledgement): its
+    // failure is still a refusal the old process survives. An inherited one accepts only after
+    // it: the old process accepts on that socket until it has the acknowledgement, and two
+    // processes accepting at once would let a client see old, new, old.
+    let admin = adminFd === undefined ? await this.#listenAdmin(undefined) : undefined
+    let address = httpFd === undefined ? await this.#listenHttp(undefined) : undefined
+    await beforeAccepting?.(['admin', 'http'].filter((name) => inherited.has(name)))
+    // HTTP first: from here to its listen, its connections wait in the socket's backlog
+    address ??= await this.#listenHttp(httpFd)
+    admin ??= await this.#listenAdmin(adminFd)
     const running = [...this.modules.values()].filter((m) => m.state === 'running').length
     this.log.info(
       {
@@ -177,6 +181,17 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
       },
       `listening on ${httpUrlOf(address)}`,
     )
+    return address
+  }
+
+  async #listenHttp(fd: number | undefined): Promise<AddressInfo> {
+    const at = { host: this.options.host, port: this.options.port, ...(fd === undefined ? {} : { fd }) }
+    const { server, address } =
+      this.role === 'supervisor'
+        ? await listenPaused(this.#handToWorker!, at)
+        : await listen(this.dispatcher.handle, { ...at, upgrade: this.dispatcher.upgrade })
+    // the supervisor's listener is a plain TCP one: a process upgrade hands its descriptor over alike
+    this.servers.set('http', server as Server)
     return address
   }
 

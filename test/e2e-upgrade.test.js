@@ -50,13 +50,12 @@ function get(url, agent) {
  * Sequential requests until `stop()` is true and `tail` more have been made (bounded by
  * `max`). `agent` false: a new connection per request; an Agent: keep-alive.
  */
-async function clientLoop(url, agent, stop, { tail = 20, max = 5000, pauseMs = 0 } = {}) {
+async function clientLoop(url, agent, stop, { tail = 20, max = 5000 } = {}) {
   const results = []
   let after = 0
   while (results.length < max && after < tail) {
     results.push(await get(url, agent))
     if (stop()) after++
-    if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs))
   }
   return results
 }
@@ -75,10 +74,9 @@ test('nyala upgrade under load: every request gets 200 and the pid changes once'
   t.after(() => keepAlive.destroy())
   const loops = [
     clientLoop(old.url('/who/'), keepAlive, () => upgraded),
-    // new connections a few ms apart: between the successor accepting and the old process
-    // stopping (the acknowledgement's round trip) both accept, by design; a client opening
-    // connections back to back could see old, new, old inside that millisecond
-    clientLoop(old.url('/who/'), false, () => upgraded, { pauseMs: 5, max: 2000 }),
+    // new connections back to back: the successor accepts only once the old process has
+    // stopped ("released"), so even these see the old process, then the new one, never both
+    clientLoop(old.url('/who/'), false, () => upgraded, { max: 3000 }),
   ]
   // let both loops run against the old instance first
   await new Promise((resolve) => setTimeout(resolve, 300))
@@ -117,6 +115,11 @@ test('nyala upgrade under load: every request gets 200 and the pid changes once'
     ),
   )
   assert.ok(logs.some((r) => r.pid === successor && r.msg === `took over the listeners of pid ${old.pid}`))
+  assert.deepEqual(
+    logs.filter((r) => r.level >= 40 && r.pid === successor).map((r) => r.msg),
+    [],
+    'the successor waited for "released", no bound passed',
+  )
   assert.ok(logs.some((r) => r.pid === old.pid && r.msg === 'stopped'))
 
   // the successor is a full instance: it can be upgraded again, and stopped with SIGTERM

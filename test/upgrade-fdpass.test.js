@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { openSync, readdirSync, readlinkSync, statSync } from 'node:fs'
 import http from 'node:http'
+import net from 'node:net'
 import path from 'node:path'
 import test from 'node:test'
 import { decodeFrame, encodeFrame, ProtocolViolation } from '../dist/upgrade/frame.js'
@@ -172,4 +173,102 @@ test('a real successor refuses a non-socket descriptor, closes it, and keeps wai
   child.kill('SIGTERM')
   assert.equal(await exited, 0)
   assert.throws(() => statSync(socket), { code: 'ENOENT' })
+})
+
+/**
+ * A successor waiting in `nyala start --upgrade`, handed a real listening TCP socket by this
+ * process acting as the old instance; resolves once the successor has acknowledged. This
+ * process has then stopped accepting on the socket (its server closed), as an old instance
+ * does in the tick the acknowledgement arrives.
+ */
+async function handOverByHand(t) {
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nadmin.port=0\nupgrade.wait.timeout=60\n')
+  await deploy(root, 'who', { files: pidModuleFiles })
+  const child = spawn(process.execPath, [cliPath, 'start', '--root', root, '--upgrade'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  let stdout = ''
+  child.stdout.on('data', (d) => (stdout += d))
+  await waitUntil(() => /waiting for the running instance/.test(stdout), 'the successor to wait')
+
+  const server = net.createServer(() => assert.fail('the old side accepts nothing after the handover'))
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => server.close())
+  const { port } = server.address()
+  const conn = native.connect(path.join(root, 'run', 'upgrade.sock'))
+  let open = true
+  const hangUp = () => {
+    if (open) native.close(conn)
+    open = false
+  }
+  t.after(hangUp)
+  native.send(conn, encodeFrame('hello', { pid: process.pid, modules: ['who'] }), [])
+  assert.equal(decodeMessage(await receive(conn)).type, 'ready')
+  const listener = { name: 'http', family: 'IPv4', address: '127.0.0.1', port }
+  native.send(conn, encodeFrame('listeners', { pid: process.pid, listeners: [listener] }, 1), [
+    server._handle.fd,
+  ])
+  const ack = decodeMessage(await receive(conn))
+  assert.equal(ack.type, 'ack')
+  assert.ok(ack.body.adopted.includes('http'), ack.body.adopted.join())
+  await new Promise((resolve) => server.close(resolve))
+  const stop = async () => {
+    const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)))
+    child.kill('SIGTERM')
+    assert.equal(await exited, 0)
+  }
+  return { child, conn, port, hangUp, logs: () => parseLogs(stdout), stop }
+}
+
+/** GET /who/ on a new connection; `answered` is set when the response's head arrives. */
+function pendingGet(port) {
+  const state = { answered: false }
+  state.done = new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/who/', agent: false }, (res) => {
+      state.answered = true
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d) => (text += d))
+      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(text) }))
+    })
+    req.on('error', reject)
+  })
+  return state
+}
+
+test('the successor accepts only once the old instance says it stopped ("released"): never both at once', async (t) => {
+  const { child, conn, port, logs, stop } = await handOverByHand(t)
+  // a connection made now waits in the socket's backlog: neither side accepts it yet
+  const get = pendingGet(port)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  assert.equal(get.answered, false, 'the successor accepted before the old instance released the socket')
+  native.send(conn, encodeFrame('released', { pid: process.pid }), [])
+  assert.deepEqual(await get.done, { status: 200, body: { pid: child.pid } })
+  await waitUntil(
+    () => logs().some((r) => r.msg === `took over the listeners of pid ${process.pid}`),
+    'the takeover record',
+  )
+  assert.deepEqual(
+    logs()
+      .filter((r) => r.level >= 40)
+      .map((r) => r.msg),
+    [],
+  )
+  await stop()
+})
+
+test('an old instance that hangs up after the acknowledgement (an older Nyala) releases the socket too', async (t) => {
+  const { child, port, hangUp, logs, stop } = await handOverByHand(t)
+  hangUp()
+  const get = pendingGet(port)
+  assert.deepEqual(await get.done, { status: 200, body: { pid: child.pid } })
+  await waitUntil(
+    () =>
+      logs().some((r) => r.msg.includes('did not say it stopped accepting (the peer closed the connection)')),
+    'the warning',
+  )
+  await stop()
 })

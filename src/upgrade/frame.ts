@@ -23,10 +23,16 @@ export const frameTypes = {
   refuse: 3,
   /** old -> successor: the listening descriptors, one per listener */
   listeners: 4,
-  /** successor -> old: it accepts on every listener */
+  /** successor -> old: it has adopted every listener and accepts once the old one has stopped */
   ack: 5,
   /** successor -> old: adoption failed */
   nak: 6,
+  /**
+   * old -> successor: it has stopped accepting. Added after version 1 shipped, without a new
+   * version: a successor that does not know it never reads past the acknowledgement, and one
+   * that does treats an old instance hanging up without it the same.
+   */
+  released: 7,
 } as const
 
 export type FrameType = keyof typeof frameTypes
@@ -45,6 +51,7 @@ export interface Bodies {
   listeners: { pid: number; listeners: ListenerInfo[] }
   ack: { pid: number; adopted: string[] }
   nak: { pid: number; code: string; reason: string }
+  released: { pid: number }
 }
 
 export type Frame = { [T in FrameType]: { type: T; body: Bodies[T]; fds: readonly number[] } }[FrameType]

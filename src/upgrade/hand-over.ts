@@ -85,6 +85,12 @@ export async function handOver(host: UpgradeHost, log: Logger): Promise<HandOver
     // and a client opening connections one after the other could land on either. The drain
     // (host.close) comes after logging and stopping the reloader; the listening must not wait.
     for (const server of host.servers.values()) NetServer.prototype.close.call(server)
+    try {
+      // the successor starts accepting on this (take-over.ts): no moment when both accept
+      channel.send('released', { pid: process.pid })
+    } catch {
+      // the successor is gone: it would have accepted after a hang-up all the same
+    }
     log.info(
       { successor, listeners: listeners.map((l) => `${l.name} ${l.address}:${l.port}`) },
       `handover: successor pid ${successor} accepts on ${listeners.map((l) => l.name).join(', ')}`,

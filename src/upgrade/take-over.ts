@@ -1,4 +1,4 @@
-import { nyalaError, reasonOf } from '../errors.js'
+import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { type Channel, expectFrame } from './channel.js'
 import { type ListenerInfo, ProtocolViolation } from './frame.js'
@@ -9,6 +9,8 @@ import { UpgradeSocket } from './upgrade-socket.js'
 /** The old instance sends each message right after the previous answer. */
 const stepTimeoutMs = 10_000
 const adoptable = new Set(['inet', 'inet6', 'unix'])
+/** How long the successor waits for `released` after its acknowledgement before it accepts anyway. */
+const releaseTimeoutMs = 1000
 
 export interface TakeOverOptions {
   /** Aborts the wait (SIGTERM, SIGINT while waiting). */
@@ -103,35 +105,49 @@ async function exchange(
         throw new ProtocolViolation(`listener "${name}": the descriptor is ${what}, not a listening socket`)
       }
     }
+    const handed = inherited
+    /** Set once the acknowledgement is out: the old instance stops accepting then, so no nak. */
+    let acked = false
+    let ackFailed: NyalaError | undefined
     try {
-      await host.start(inherited)
+      await host.start(handed, async (adopted) => {
+        for (const [name, fd] of handed) {
+          if (adopted.includes(name)) continue
+          // a listener this version does not run: keeping it open would hold the port for nobody
+          log.warn({ listener: name }, `handover: no listener "${name}" here; its descriptor is closed`)
+          closeQuietly([fd])
+          handed.delete(name)
+        }
+        try {
+          channel.send('ack', { pid: process.pid, adopted: [...adopted] })
+        } catch (err) {
+          ackFailed = nyalaError('NYALA_ERR_UPGRADE_PROTOCOL', {
+            socket,
+            reason: `pid ${old} hung up before the acknowledgement (${reasonOf(err)}): it keeps serving, this one stops`,
+          })
+          throw ackFailed
+        }
+        acked = true
+        await whenReleased(channel, old, log, signal)
+      })
     } catch (err) {
-      const names = [...inherited.keys()].filter((n) => !host.servers.has(n))
+      if (err === ackFailed) throw err
+      const names = [...handed.keys()].filter((n) => !host.servers.has(n))
       const failure = nyalaError(
         'NYALA_ERR_UPGRADE_ADOPT',
-        { name: names.join(', '), reason: reasonOf(err) },
+        {
+          name: names.join(', '),
+          reason: acked
+            ? `${reasonOf(err)} (after the acknowledgement: nothing accepts on it now)`
+            : reasonOf(err),
+        },
         err,
       )
       inherited = undefined // the servers own them now, or the process is about to exit
-      channel.send('nak', { pid: process.pid, code: failure.code, reason: failure.message })
+      if (!acked) channel.send('nak', { pid: process.pid, code: failure.code, reason: failure.message })
       throw failure
     }
-    for (const [name, fd] of inherited) {
-      if (host.servers.has(name)) continue
-      // a listener this version does not run: keeping it open would hold the port for nobody
-      log.warn({ listener: name }, `handover: no listener "${name}" here; its descriptor is closed`)
-      closeQuietly([fd])
-    }
     inherited = undefined
-    const adopted = [...host.servers.keys()]
-    try {
-      channel.send('ack', { pid: process.pid, adopted })
-    } catch (err) {
-      throw nyalaError('NYALA_ERR_UPGRADE_PROTOCOL', {
-        socket,
-        reason: `pid ${old} hung up before the acknowledgement (${reasonOf(err)}): it keeps serving, this one stops`,
-      })
-    }
     warnIfMoved(host, log, frame.body.listeners)
     return old
   } catch (err) {
@@ -145,6 +161,22 @@ async function exchange(
       // the peer is gone already
     }
     return undefined
+  }
+}
+
+/**
+ * Waits until the old instance says it stopped accepting (it does in the tick the
+ * acknowledgement arrives). Bounded: an older Nyala hangs up without saying it, and an old
+ * instance whose event loop is held past the bound is not accepting either.
+ */
+async function whenReleased(channel: Channel, old: number, log: Logger, signal?: AbortSignal): Promise<void> {
+  try {
+    expectFrame(await channel.receive(releaseTimeoutMs, signal), 'released')
+  } catch (err) {
+    log.warn(
+      { from: old, reason: reasonOf(err) },
+      `handover: pid ${old} did not say it stopped accepting (${reasonOf(err)}): accepting now`,
+    )
   }
 }
 

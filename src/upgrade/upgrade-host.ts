@@ -21,8 +21,15 @@ export interface UpgradeHost {
   readonly reloader: { close(): Promise<void> }
   /** Loads the modules; a successor does it before it asks for the listeners. */
   prepare(): Promise<void>
-  /** Loads (once) and listens; `inherited` maps a listener name to a handed-over descriptor. */
-  start(inherited?: ReadonlyMap<string, number>): Promise<AddressInfo>
+  /**
+   * Loads (once) and listens; `inherited` maps a listener name to a handed-over descriptor.
+   * `beforeAccepting` runs once everything that can fail is done, just before the inherited
+   * listeners accept: the successor acknowledges there and waits for the old instance to stop.
+   */
+  start(
+    inherited?: ReadonlyMap<string, number>,
+    beforeAccepting?: (adopted: readonly string[]) => Promise<void>,
+  ): Promise<AddressInfo>
   close(graceMs?: number): Promise<void>
 }
 
