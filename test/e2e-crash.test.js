@@ -117,7 +117,7 @@ async function openEvents(t, url) {
  * Keep-alive load on the healthy modules: 2 connections, each alternating between the
  * paths, a few ms apart, at most `max` requests each; `stop()` ends it and resolves the results.
  */
-const startLoad = (t, urls, max = 600) => keepAliveLoad(t, [urls, [...urls.slice(1), urls[0]]], { max })
+const startLoad = (t, urls) => keepAliveLoad(t, [urls, [...urls.slice(1), urls[0]]])
 
 const crashRecords = (host) => host.logs().filter((r) => r.code === 'NYALA_ERR_MODULE_CRASHED')
 const moduleInfo = async (host, name) => (await request(host.admin(`/modules/${name}`))).body

@@ -73,7 +73,7 @@ test('a host crash under keep-alive load: a successor takes the listeners, no co
   const load = keepAliveLoad(
     t,
     urls.map((url) => [url]),
-    { max: 3000, tail: 10 },
+    { tail: 10 },
   )
   const laneOf = (results, lane) => results.filter((r) => r.lane === lane)
   await waitUntil(

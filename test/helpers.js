@@ -234,20 +234,25 @@ export function agentGet(agent, url) {
 
 /**
  * Keep-alive load: one connection per lane, each cycling through its URLs with sequential
- * requests 5 ms apart, at most `max` per lane. `results` fills as the answers come
+ * requests 5 ms apart, for at most `ms`. `results` fills as the answers come
  * (`{ url, lane, ...agentGet }`, in order within a lane); `stop()` lets each lane make `tail`
  * more requests, then resolves the results. The agents are destroyed by `t.after`.
+ *
+ * Bounded by time, not by a count of requests: a count runs out early on a fast machine while
+ * what the test waits for (reloads, an upgrade) takes long on a loaded one, and the load has
+ * then stopped before it ("every lane ends on the new code" failed that way).
  */
-export function keepAliveLoad(t, lanes, { max = 600, tail = 0 } = {}) {
+export function keepAliveLoad(t, lanes, { ms = 120_000, tail = 0 } = {}) {
   const agents = lanes.map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }))
   t.after(() => {
     for (const agent of agents) agent.destroy()
   })
   let stopped = false
   const results = []
+  const deadline = Date.now() + ms
   const loops = lanes.map(async (urls, lane) => {
     let after = 0
-    for (let n = 0; n < max; n++) {
+    for (let n = 0; Date.now() < deadline; n++) {
       if (stopped && after++ >= tail) break
       const url = urls[n % urls.length]
       results.push({ url, lane, ...(await agentGet(agents[lane], url)) })
