@@ -81,12 +81,13 @@ export async function handOver(host: UpgradeHost, log: Logger): Promise<HandOver
     if (result.type === 'nak') {
       return fail(nyalaError('NYALA_ERR_UPGRADE_REFUSED', { successor, reason: result.body.reason }))
     }
-    // Stop accepting in this very tick: until now both processes accept on the same sockets,
-    // and a client opening connections one after the other could land on either. The drain
-    // (host.close) comes after logging and stopping the reloader; the listening must not wait.
+    // Stop accepting in this very tick, then say so: the successor, ready since its
+    // acknowledgement, accepts only on `released` (take-over.ts), so the two never accept at
+    // once and a client opening connections one after the other sees this process, then the
+    // new one. Until then connections wait in the sockets' backlogs; the drain (host.close)
+    // comes after, and the listening must not wait for it.
     for (const server of host.servers.values()) NetServer.prototype.close.call(server)
     try {
-      // the successor starts accepting on this (take-over.ts): no moment when both accept
       channel.send('released', { pid: process.pid })
     } catch {
       // the successor is gone: it would have accepted after a hang-up all the same
