@@ -8,6 +8,7 @@ import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
 import {
+  agentGet,
   daemonLogs,
   deploy,
   isAlive,
@@ -178,23 +179,6 @@ module.exports = {
 }\n`,
 }
 
-/** One GET on `agent`; resolves { status, body, connection (the response's header) } or { error }. */
-function getWith(agent, url) {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent, timeout: 15_000 }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (d) => (text += d))
-      res.on('end', () =>
-        resolve({ status: res.statusCode, body: JSON.parse(text), connection: res.headers.connection }),
-      )
-      res.on('error', (err) => resolve({ error: err.message }))
-    })
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', (err) => resolve({ error: err.code ?? err.message }))
-  })
-}
-
 /** A root serving `held`, with the file that releases its held reload; the reload not started. */
 async function heldRoot(t, more = '') {
   const root = await makeRoot(t, `port=0\nhost=127.0.0.1\nshutdown.grace.period=60\n${more}`)
@@ -223,7 +207,7 @@ for (const workers of [1, 2]) {
     const host = await startHost(t, root)
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
     t.after(() => agent.destroy())
-    const first = await getWith(agent, host.url('/held/'))
+    const first = await agentGet(agent, host.url('/held/'))
     assert.equal(first.body?.generation, 1, first.error)
     if (workers === 1) assert.equal(first.body.pid, host.child.pid)
     assert.equal(first.connection, 'keep-alive')
@@ -233,7 +217,7 @@ for (const workers of [1, 2]) {
     await waitUntil(() => host.logs().some((r) => r.signal === 'SIGTERM'), 'the SIGTERM record')
     // the reload is still held: the stop did not wait for it to refuse new connections and
     // to tell kept-alive clients (a worker's too) to leave
-    const kept = await getWith(agent, host.url('/held/'))
+    const kept = await agentGet(agent, host.url('/held/'))
     assert.equal(kept.status, 200, kept.error)
     assert.deepEqual(kept.body, first.body, 'the same process, on the same connection')
     assert.equal(
@@ -241,8 +225,8 @@ for (const workers of [1, 2]) {
       'close',
       'a request on a kept-alive connection is answered with Connection: close',
     )
-    const fresh = await getWith(false, host.url('/held/'))
-    assert.equal(fresh.error, 'ECONNREFUSED', 'a new connection is refused while the reload is held')
+    const fresh = await agentGet(false, host.url('/held/'))
+    assert.equal(fresh.error?.code, 'ECONNREFUSED', 'a new connection is refused while the reload is held')
     assert.equal(existsSync(hold), false, 'the reload was still held')
 
     await writeFile(hold, '')
@@ -263,7 +247,7 @@ test('nyala upgrade during a reload: kept-alive clients move to the successor wi
   const admin = (await readFile(path.join(root, 'run', 'admin.url'), 'utf8')).trim()
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
   t.after(() => agent.destroy())
-  assert.deepEqual((await getWith(agent, old.url('/held/'))).body, { pid: old.pid, generation: 1 })
+  assert.deepEqual((await agentGet(agent, old.url('/held/'))).body, { pid: old.pid, generation: 1 })
   const reload = await holdReload(admin, hold)
 
   const res = await runCli(['upgrade', '--root', root], { cwd: root, timeoutMs: 90_000 })
@@ -272,11 +256,11 @@ test('nyala upgrade during a reload: kept-alive clients move to the successor wi
   assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`)
   // the old instance may have closed the idle connection already (after its idle grace), or
   // answer once more with Connection: close; either way the next request is the successor's
-  const next = await getWith(agent, old.url('/held/'))
+  const next = await agentGet(agent, old.url('/held/'))
   assert.equal(next.status, 200, next.error)
   if (next.body.pid === old.pid) {
     assert.equal(next.connection, 'close', 'the old instance tells a kept-alive client to leave')
-    const after = await getWith(agent, old.url('/held/'))
+    const after = await agentGet(agent, old.url('/held/'))
     assert.equal(after.status, 200, after.error)
     assert.deepEqual(after.body, { pid: successor, generation: 1 })
   } else assert.deepEqual(next.body, { pid: successor, generation: 1 })
@@ -286,7 +270,7 @@ test('nyala upgrade during a reload: kept-alive clients move to the successor wi
   await writeFile(hold, '')
   assert.equal((await reload.answer).status, 200, 'the held reload finished on the old instance')
   await waitUntil(() => !isAlive(old.pid), 'the old instance to exit')
-  assert.deepEqual((await getWith(agent, old.url('/held/'))).body, { pid: successor, generation: 1 })
+  assert.deepEqual((await agentGet(agent, old.url('/held/'))).body, { pid: successor, generation: 1 })
   process.kill(successor, 'SIGTERM')
   await waitUntil(() => !isAlive(successor), 'the successor to exit')
 })

@@ -205,8 +205,9 @@ export async function startHost(t, root, args = [], { timeoutMs = 20_000, env } 
 }
 
 /**
- * One GET on a (keep-alive) `agent`; resolves { status, body (parsed JSON when it parses),
- * reused } or { error }. Never rejects: a load loop counts failures instead of stopping.
+ * One GET on a (keep-alive) `agent` (false: a connection of its own); resolves { status, body
+ * (parsed JSON when it parses), reused, connection (the response's header) } or { error }.
+ * Never rejects: a load loop counts failures instead of stopping.
  */
 export function agentGet(agent, url) {
   return new Promise((resolve) => {
@@ -223,7 +224,12 @@ export function agentGet(agent, url) {
         } catch {
           body = text
         }
-        resolve({ status: res.statusCode, body, reused: req.reusedSocket })
+        resolve({
+          status: res.statusCode,
+          body,
+          reused: req.reusedSocket,
+          connection: res.headers.connection,
+        })
       })
       res.on('error', (error) => resolve({ error }))
     })

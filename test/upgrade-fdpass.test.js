@@ -122,8 +122,12 @@ test('frames: version, type, counts and lengths are checked', () => {
   )
 })
 
-test('a real successor refuses a non-socket descriptor, closes it, and keeps waiting', async (t) => {
-  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nupgrade.wait.timeout=60\n')
+/**
+ * `nyala start --upgrade` in a root serving `who`, once it waits on its upgrade socket;
+ * `stdout()` is what it printed so far. Killed by `t.after` if still running.
+ */
+async function waitingSuccessor(t, properties) {
+  const root = await makeRoot(t, properties)
   await deploy(root, 'who', { files: pidModuleFiles })
   const child = spawn(process.execPath, [cliPath, 'start', '--root', root, '--upgrade'], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -133,8 +137,14 @@ test('a real successor refuses a non-socket descriptor, closes it, and keeps wai
   })
   let stdout = ''
   child.stdout.on('data', (d) => (stdout += d))
-  const socket = path.join(root, 'run', 'upgrade.sock')
   await waitUntil(() => /waiting for the running instance/.test(stdout), 'the successor to wait')
+  return { root, child, stdout: () => stdout }
+}
+
+test('a real successor refuses a non-socket descriptor, closes it, and keeps waiting', async (t) => {
+  const successor = await waitingSuccessor(t, 'port=0\nhost=127.0.0.1\nupgrade.wait.timeout=60\n')
+  const { root, child } = successor
+  const socket = path.join(root, 'run', 'upgrade.sock')
 
   const secret = path.join(root, 'config', 'impala.properties')
   const fileFd = openSync(secret, 'r')
@@ -153,9 +163,9 @@ test('a real successor refuses a non-socket descriptor, closes it, and keeps wai
   assert.equal(answer.body.code, 'NYALA_ERR_UPGRADE_PROTOCOL')
   assert.match(answer.body.reason, /listener "http": the descriptor is a file, not a listening socket/)
 
-  await waitUntil(() => /connection dropped, still waiting/.test(stdout), 'the refusal record')
+  await waitUntil(() => /connection dropped, still waiting/.test(successor.stdout()), 'the refusal record')
   assert.ok(!fdTargets(child.pid).includes(secret), 'the successor closed the descriptor it refused')
-  assert.ok(!parseLogs(stdout).some((r) => /^listening/.test(r.msg)), 'it never listened')
+  assert.ok(!parseLogs(successor.stdout()).some((r) => /^listening/.test(r.msg)), 'it never listened')
 
   // a wrong protocol version is refused as well, and the successor still waits
   const conn2 = native.connect(socket)
@@ -182,17 +192,10 @@ test('a real successor refuses a non-socket descriptor, closes it, and keeps wai
  * does in the tick the acknowledgement arrives.
  */
 async function handOverByHand(t) {
-  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nadmin.port=0\nupgrade.wait.timeout=60\n')
-  await deploy(root, 'who', { files: pidModuleFiles })
-  const child = spawn(process.execPath, [cliPath, 'start', '--root', root, '--upgrade'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  })
-  let stdout = ''
-  child.stdout.on('data', (d) => (stdout += d))
-  await waitUntil(() => /waiting for the running instance/.test(stdout), 'the successor to wait')
+  const { root, child, stdout } = await waitingSuccessor(
+    t,
+    'port=0\nhost=127.0.0.1\nadmin.port=0\nupgrade.wait.timeout=60\n',
+  )
 
   const server = net.createServer(() => assert.fail('the old side accepts nothing after the handover'))
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -220,7 +223,7 @@ async function handOverByHand(t) {
     child.kill('SIGTERM')
     assert.equal(await exited, 0)
   }
-  return { child, conn, port, hangUp, logs: () => parseLogs(stdout), stop }
+  return { child, conn, port, hangUp, logs: () => parseLogs(stdout()), stop }
 }
 
 /** GET /who/ on a new connection; `answered` is set when the response's head arrives. */
