@@ -254,21 +254,34 @@ test('--admin URL uploads the bundle (PUT /deploy/:file) under the admin token r
 })
 
 test('the verdict is the reload of the placed file: another reload of the module ending meanwhile is not it', async (t) => {
-  // hello's running bundle takes 3 s to register again: a forced reload of it is still running
-  // when deploy subscribes, and its end (hello@2, the old version) comes before the deploy's own
+  // hello's running bundle holds a reload in register until the test creates a file: a forced
+  // reload of it is still running when deploy subscribes and places its file, and its end
+  // (hello@2, the old version) comes before the deploy's own. Released by the test, not by a
+  // timer, so the overlap is there however slow the machine.
   const slow = `module.exports = { async register (app, ctx) {
-    if (ctx.generation > 1) await new Promise((resolve) => setTimeout(resolve, 3000))
+    const fs = require('fs')
+    if (ctx.generation > 1) {
+      fs.writeFileSync(ctx.config.hold + '.held', '')
+      while (!fs.existsSync(ctx.config.hold)) await new Promise((resolve) => setTimeout(resolve, 20))
+    }
     app.get('/', async () => ({ generation: ctx.generation, version: ctx.version }))
   } }\n`
   const root = await deployRoot(t)
+  const hold = path.join(root, 'release')
+  await writeFile(path.join(root, 'config', 'hello.properties'), `hold=${hold}\n`)
   await writeFile(
     path.join(modulesOf(root), 'hello.zip'),
     await readFile(await bundle(root, '1.0.0', { index: slow })),
   )
   const host = await startHost(t, root)
   const forced = request(host.admin('/modules/hello/reload?force=true'), { method: 'POST' })
+  await waitUntil(() => existsSync(`${hold}.held`), 'the forced reload to be held in register')
   const next = await bundle(root, '1.1.0')
-  const res = await deployCli([next, '--root', root, '--json'], root)
+  const deploying = deployCli([next, '--root', root, '--json'], root)
+  // deploy subscribes to the host's events before it places the file
+  await waitUntil(async () => (await staged(root)).includes('hello.zip'), 'the placed file', 30_000)
+  await writeFile(hold, '')
+  const res = await deploying
   assert.equal(res.code, 0, res.stderr)
   const verdict = JSON.parse(res.stdout)
   assert.equal((await forced).body.generations.hello, 2, 'the forced reload made generation 2')
