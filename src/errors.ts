@@ -25,7 +25,10 @@ const definitions = {
   NYALA_ERR_CONFIG_UNKNOWN_KEY: { message: '{file}: unknown key "{key}"{hint}', status: 500 },
   NYALA_ERR_DIRECTORY_NOT_FOUND: { message: '{what} directory {path} does not exist', status: 500 },
   NYALA_ERR_CLI_USAGE: { message: '{reason}', status: 400 },
-  NYALA_ERR_LISTEN: { message: 'cannot listen on {host}:{port}: {reason}', status: 500 },
+  NYALA_ERR_LISTEN: {
+    message: 'the {listener} cannot listen on {host}:{port}: {reason}; choose another with {keys}',
+    status: 500,
+  },
 
   // bundles
   NYALA_ERR_BUNDLE_READ: { message: '{bundle}: cannot read bundle: {reason}', status: 422 },

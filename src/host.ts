@@ -17,7 +17,7 @@ import { DependentsIndex } from './graph/dependents-index.js'
 import { type GraphPlan, nodeOf, planGraph } from './graph/module-graph.js'
 import { answerAdminClientError, createAdminApp } from './http/admin.js'
 import type { AdminHost } from './http/admin-host.js'
-import { adminUrlFileOf } from './http/admin-url.js'
+import { adminUrlFileOf, removeAdminUrl } from './http/admin-url.js'
 import { DispatchTable, prefixConflicts, type Route } from './http/dispatch-table.js'
 import { Dispatcher } from './http/dispatcher.js'
 import { closeServer, httpUrlOf, listen, listenPaused } from './http/listener.js'
@@ -147,6 +147,8 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
   readonly gates = new Map<string, RequestGate>()
   #endAdminStreams: () => void = () => {}
   #adminApp: FastifyInstance | undefined
+  /** The URL this host wrote to the admin URL file, once written. */
+  #adminUrlWritten: string | undefined
 
   /**
    * Loads the modules, then listens. `inherited` maps a listener name to a
@@ -185,7 +187,12 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
   }
 
   async #listenHttp(fd: number | undefined): Promise<AddressInfo> {
-    const at = { host: this.options.host, port: this.options.port, ...(fd === undefined ? {} : { fd }) }
+    const at = {
+      host: this.options.host,
+      port: this.options.port,
+      describe: { name: 'HTTP listener', keys: 'port / host, --port or NYALA_PORT' },
+      ...(fd === undefined ? {} : { fd }),
+    }
     const { server, address } =
       this.role === 'supervisor'
         ? await listenPaused(this.#handToWorker!, at)
@@ -201,6 +208,7 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
     const { server, address } = await listen((req, res) => app.routing(req, res), {
       host: this.options.admin.host,
       port: this.options.admin.port,
+      describe: { name: 'admin API', keys: 'admin.port / admin.host or --admin-port' },
       ...(fd === undefined ? {} : { fd }),
     })
     this.servers.set('admin', server)
@@ -212,6 +220,7 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
         if (err.code !== 'EEXIST') throw err
       })
       await writeFile(this.adminUrlFile, `${url}\n`)
+      this.#adminUrlWritten = url
     } catch (err) {
       this.log.warn({ file: this.adminUrlFile, reason: reasonOf(err) }, 'cannot write the admin URL file')
     }
@@ -222,6 +231,11 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
   /** Where the admin API's URL is written, for `nyala status` and `nyala reload`. */
   get adminUrlFile(): string {
     return adminUrlFileOf(this.options)
+  }
+
+  /** Removes the admin URL file this host wrote, if it still holds that URL (process-lifecycle.ts decides when). */
+  forgetAdminUrl(): void {
+    if (this.#adminUrlWritten !== undefined) removeAdminUrl(this.adminUrlFile, this.#adminUrlWritten)
   }
 
   /**

@@ -5,6 +5,7 @@
 // blocking mode. Real processes, real bundles, 127.0.0.1 and port 0; nothing
 // asserts a timing.
 import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
 import { copyFile, rename } from 'node:fs/promises'
 import http from 'node:http'
 import net from 'node:net'
@@ -765,9 +766,15 @@ test('nyala status and nyala reload: table, --json, exit codes, errors, unreacha
     assert.match(res.stderr, /NYALA_ERR_ADMIN_UNREACHABLE/, args.join(' '))
   }
   await stopOk(host)
+  // the stopped host removed the URL file it wrote: status says no host serves from the root
+  assert.equal(existsSync(path.join(root, 'run', 'admin.url')), false)
   const gone = await runCli(['status', '--root', root])
   assert.equal(gone.code, 1)
   assert.match(gone.stderr, /NYALA_ERR_ADMIN_UNREACHABLE/)
+  assert.match(
+    gone.stderr,
+    /no host is serving from this root: .*admin\.url, written by a serving host, is absent/,
+  )
 })
 
 test('SIGHUP rescans and reloads a changed bundle', async (t) => {

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
+import net from 'node:net'
 import path from 'node:path'
 import test from 'node:test'
 import JSZip from 'jszip'
@@ -398,6 +399,31 @@ test('configuration errors stop start-up naming file, key, value and what was ex
     'NYALA_ERR_CONFIG_NOT_FOUND',
   )
   assert.equal(missing.file, path.join(root, 'missing.properties'))
+})
+
+test('a port in use stops start-up naming the listener and what moves it (NYALA_ERR_LISTEN); no admin URL file is left', async (t) => {
+  const taken = net.createServer()
+  await new Promise((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.after(() => taken.close())
+  const port = taken.address().port
+  for (const c of [
+    { config: `port=${port}\nadmin.port=0\n`, listener: 'HTTP listener', keys: /--port or NYALA_PORT/ },
+    { config: `port=0\nadmin.port=${port}\n`, listener: 'admin API', keys: /admin\.port .*--admin-port/ },
+  ]) {
+    const root = await makeRoot(t, `host=127.0.0.1\nadmin.host=127.0.0.1\n${c.config}`)
+    await healthy(root)
+    const rec = fatalOf(await runCli(['start', '--root', root]), 'NYALA_ERR_LISTEN')
+    assert.equal(rec.listener, c.listener)
+    assert.equal(rec.port, port)
+    assert.match(
+      rec.msg,
+      new RegExp(`^the ${c.listener} cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`),
+    )
+    assert.match(rec.keys, c.keys)
+    // the admin API listens first: a failed HTTP listen must not leave its address for `nyala status`
+    assert.equal(existsSync(path.join(root, 'run', 'admin.url')), false, `${c.listener}: run/admin.url`)
+    assert.equal(existsSync(path.join(root, 'run', 'nyala.pid')), false, `${c.listener}: run/nyala.pid`)
+  }
 })
 
 test('an unknown configuration key is a warning with a close match; the host starts', async (t) => {

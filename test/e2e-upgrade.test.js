@@ -120,6 +120,11 @@ test('nyala upgrade under load: every request gets 200 and the pid changes once'
 
   await waitUntil(() => !isAlive(old.pid), `old pid ${old.pid} to exit after draining`)
   assert.equal(existsSync(socketOf(root)), false, 'the upgrade socket is removed after the handover')
+  assert.equal(
+    (await readFile(path.join(root, 'run', 'admin.url'), 'utf8')).trim(),
+    admin,
+    'the old instance leaves the admin URL file to the successor, which wrote the same URL',
+  )
   const logs = await daemonLogs(root)
   assert.ok(
     logs.some(
@@ -145,6 +150,7 @@ test('nyala upgrade under load: every request gets 200 and the pid changes once'
   process.kill(third, 'SIGTERM')
   await waitUntil(() => !isAlive(third) && !isAlive(successor), 'both instances to exit')
   assert.equal(existsSync(pidfileOf(root)), false, 'SIGTERM removes the pidfile that names it')
+  assert.equal(existsSync(path.join(root, 'run', 'admin.url')), false, 'and the admin URL file it wrote')
 })
 
 test('SIGQUIT with no successor: the instance logs it and keeps serving', async (t) => {

@@ -6,6 +6,12 @@ import { adminUrlFileOf } from '../http/admin-url.js'
 export interface AdminTarget {
   readonly url: string
   readonly token: string
+  /**
+   * Said with an unreachable API when the URL came from the configuration: a host that serves
+   * writes its URL beside its pidfile and removes it when it stops, so without that file no host
+   * is likely to be serving from the root.
+   */
+  readonly note?: string
 }
 
 /**
@@ -23,14 +29,16 @@ export function findAdmin(values: Record<string, string | boolean | undefined>):
     config: values.config as string | undefined,
   })
   const token = flagToken ?? options.admin.token
+  const file = adminUrlFileOf(options)
   try {
-    const written = readFileSync(adminUrlFileOf(options), 'utf8').trim()
+    const written = readFileSync(file, 'utf8').trim()
     if (written) return { url: written, token }
   } catch {
-    // not running yet, or an older layout: fall back to the configuration
+    // no host serving (it removes the file when it stops), or an older layout: the configuration
   }
   const host = options.admin.host.includes(':') ? `[${options.admin.host}]` : options.admin.host
-  return { url: `http://${host}:${options.admin.port}`, token }
+  const note = `no host is serving from this root: ${file}, written by a serving host, is absent`
+  return { url: `http://${host}:${options.admin.port}`, token, note }
 }
 
 /** Calls the admin API (with a bundle as the body for `PUT /deploy`); a NyalaError for an unreachable API or an error answer without a code. */
@@ -53,7 +61,12 @@ export async function callAdmin(
     })
   } catch (err) {
     const cause = (err as { cause?: unknown }).cause
-    throw nyalaError('NYALA_ERR_ADMIN_UNREACHABLE', { url, reason: reasonOf(cause ?? err) }, err)
+    const reason = reasonOf(cause ?? err)
+    throw nyalaError(
+      'NYALA_ERR_ADMIN_UNREACHABLE',
+      { url, reason: target.note ? `${reason} (${target.note})` : reason },
+      err,
+    )
   }
   const text = await res.text()
   let body: Record<string, unknown>

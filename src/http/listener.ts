@@ -7,6 +7,12 @@ import { TrackedResponse } from './tracked-response.js'
 export interface ListenOptions {
   readonly host: string
   readonly port: number
+  /**
+   * Which listener, and the settings that move it, for the error when it cannot bind: a host
+   * has two, and "address in use" alone does not say which port to change.
+   * @default { name: 'listener', keys: 'host / port' }
+   */
+  readonly describe?: { readonly name: string; readonly keys: string }
   /** @default 511 */
   readonly backlog?: number
   /**
@@ -65,7 +71,19 @@ export async function listenPaused(
 async function bind(server: NetServer, opts: ListenOptions): Promise<AddressInfo> {
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) =>
-      reject(nyalaError('NYALA_ERR_LISTEN', { host: opts.host, port: opts.port, reason: reasonOf(err) }, err))
+      reject(
+        nyalaError(
+          'NYALA_ERR_LISTEN',
+          {
+            listener: opts.describe?.name ?? 'listener',
+            host: opts.host,
+            port: opts.port,
+            reason: reasonOf(err),
+            keys: opts.describe?.keys ?? 'host / port',
+          },
+          err,
+        ),
+      )
     server.once('error', onError)
     const listening = () => {
       server.off('error', onError)

@@ -54,10 +54,16 @@ export async function runProcess(host: UpgradeHost, log: Logger, mode: ProcessMo
     settle = resolve
   })
 
+  const releaseFiles = () => {
+    releasePidfile(pidFile)
+    host.forgetAdminUrl()
+  }
+
   const finish = (code: number) => {
     clearTimeout(hardStop)
-    // after a handover the pidfile names the successor, or is about to: never remove it then
-    if (!handedOver) releasePidfile(pidFile)
+    // after a handover the pidfile names the successor, or is about to: never remove it then;
+    // nor the admin URL file, which the successor writes with the same URL
+    if (!handedOver) releaseFiles()
     settle(code)
   }
 
@@ -140,7 +146,7 @@ export async function runProcess(host: UpgradeHost, log: Logger, mode: ProcessMo
 
   /** The process state is suspect: no graceful close, only the pidfile (while it names us). */
   const exitNow = (code: number): never => {
-    if (!handedOver) releasePidfile(pidFile)
+    if (!handedOver) releaseFiles()
     process.exit(code)
   }
 
@@ -266,6 +272,8 @@ export async function runProcess(host: UpgradeHost, log: Logger, mode: ProcessMo
         message: reasonOf(err),
       })
       await host.close(0).catch(() => {})
+      // a start that failed after the admin API listened (the HTTP port taken) leaves no address
+      host.forgetAdminUrl()
       if (pendingStop && err === startup.signal.reason) {
         log.info({ signal: pendingStop.signal }, 'stopped before serving')
         return exitCodes.ok

@@ -31,6 +31,11 @@ export interface UpgradeHost {
     beforeAccepting?: (adopted: readonly string[]) => Promise<void>,
   ): Promise<AddressInfo>
   close(graceMs?: number): Promise<void>
+  /**
+   * Removes the admin URL file it wrote (`run/admin.url`), if it still holds its URL: called
+   * when the process ends without handing over (a successor writes the same URL).
+   */
+  forgetAdminUrl(): void
 }
 
 /** A module as a handover looks at it. */
