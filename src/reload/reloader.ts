@@ -57,6 +57,12 @@ export class Reloader {
    * or a new file checked since (a `.tmp` dropped again) would be checked once more.
    */
   readonly #checked = new Map<string, string>()
+  /**
+   * The stamp of each watched file whose last check refused it: one write can be reported twice
+   * (a plain `cp` creates, then writes), and the same bytes are not refused twice. A rewrite, or
+   * a touch of the file, changes its stamp; the touch file and the admin API check it anyway.
+   */
+  readonly #refused = new Map<string, string>()
   /** Files already warned about (an inactive deploy path), so each is said once. */
   readonly #warned = new Set<string>()
   readonly #running = new Set<Promise<unknown>>()
@@ -209,6 +215,7 @@ export class Reloader {
       return
     }
     // a vanished .tmp or staged file was renamed in (its target's event follows) or taken back
+    if (event === 'unlink') this.#refused.delete(file)
     if (event === 'unlink' && candidate.type !== 'default') {
       this.#pending.get(candidate.name)?.delete(file)
       return
@@ -293,7 +300,13 @@ export class Reloader {
           this.#stamps.delete(candidate.source)
           const seen = watched ? (noted ?? (await signatureOf(candidate.source))) : ''
           if (watched) this.#checked.set(candidate.source, seen)
+          if (trigger === 'watch' && watched && seen !== 'gone' && this.#refused.get(candidate.source) === seen) {
+            this.#say({ module: name, file: candidate.source }, 'refused as it is already: not checked again')
+            continue
+          }
           const result = await this.#checkOnce(candidate, trigger)
+          if (watched && result?.result === 'failed') this.#refused.set(candidate.source, seen)
+          else this.#refused.delete(candidate.source)
           if (result?.again?.length) this.#enqueue(candidate, trigger)
           if (watched) this.#verifyLater(candidate)
         } while (state.again && !this.#closed)
