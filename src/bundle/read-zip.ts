@@ -244,7 +244,7 @@ export function readZip(
     if (looksLikeZip(data) && /can't find end of central directory/i.test(reason)) {
       throw nyalaError('NYALA_ERR_BUNDLE_TRUNCATED', { bundle, reason }, err)
     }
-    throw nyalaError('NYALA_ERR_BUNDLE_NOT_ZIP', { bundle, reason }, err)
+    throw nyalaError('NYALA_ERR_BUNDLE_NOT_ZIP', { bundle, reason: zipReason(reason) }, err)
   }
 
   const entries: { entry: string; file: ZipEntry }[] = []
@@ -302,4 +302,14 @@ export function readZip(
     record?.set(entry, { compressed, method: compression.magic, crc, content })
   }
   return files
+}
+
+/**
+ * jszip's reason in the host's words: its "end of central directory" message ends with a question
+ * and a link to its own documentation, which tells an operator nothing about their bundle.
+ */
+function zipReason(reason: string): string {
+  return /can't find end of central directory/i.test(reason)
+    ? 'no end of central directory record, which every zip file ends with (expected a .zip or .jar made by zip, jar or nyala pack)'
+    : reason
 }
