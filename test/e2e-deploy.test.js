@@ -293,6 +293,39 @@ test('the verdict is the reload of the placed file: another reload of the module
   assert.deepEqual(await hello(host), { generation: 3, version: '1.1.0' })
 })
 
+test('another copy of the module landing under the same name while deploy writes its own is not its verdict', async (t) => {
+  // deploy is held after writing its temporary file, before its rename (a test-only pause point):
+  // meanwhile a good 1.5.0 lands at staging/hello.zip and serves. Then deploy's own 2.0.0, whose
+  // register throws, takes the same name and is refused: that refusal is deploy's answer, not
+  // 1.5.0's success under the same path
+  const { root, host } = await serving(t)
+  const pauses = path.join(root, 'pauses')
+  await mkdir(pauses)
+  const broken = await bundle(root, '2.0.0', {
+    index: `module.exports = { async register () { throw new Error('2.0.0 does not start') } }\n`,
+  })
+  const deploying = runCli(['deploy', broken, '--root', root], {
+    cwd: root,
+    timeoutMs: 90_000,
+    env: { NYALA_FAULT_PAUSE_AT: 'place-written', NYALA_FAULT_PAUSE_DIR: pauses },
+  })
+  await waitUntil(
+    () => existsSync(path.join(pauses, 'paused-place-written')),
+    'deploy to be held before its rename',
+  )
+  const other = await bundle(root, '1.5.0', { file: 'other.zip' })
+  const part = path.join(root, 'staging', '.other.part')
+  await writeFile(part, await readFile(other))
+  await rename(part, path.join(root, 'staging', 'hello.zip'))
+  await waitUntil(async () => (await hello(host)).version === '1.5.0', 'the other copy to serve', 30_000)
+  await writeFile(path.join(pauses, 'resume-place-written'), '')
+  const res = await deploying
+  assert.equal(res.code, 1, `${res.stdout}\n${res.stderr}`)
+  assert.match(res.stderr, /^nyala: NYALA_ERR_MODULE_REGISTER_FAILED: /m)
+  assert.doesNotMatch(res.stdout, /deployed/)
+  assert.deepEqual(await hello(host), { generation: 2, version: '1.5.0' }, 'the other copy still serves')
+})
+
 test('a deploy set aside for a newer file of its module says so (NYALA_ERR_DEPLOY_SUPERSEDED), exit 1', async (t) => {
   // with use.touch.file=true both files wait for the touch, then the later one (the .tmp) wins
   const { root, host } = await serving(t, { 'use.touch.file': 'true' })

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { nyalaError } from '../errors.js'
-import { faultPoint } from '../fault-point.js'
+import { faultPause, faultPoint } from '../fault-point.js'
 import { sha256Hex } from './content-hash.js'
 import { syncDirectory } from './durable.js'
 import { bundleExtensions, moduleNameOf } from './module-name.js'
@@ -70,6 +70,7 @@ export async function placeAtomically(
       await handle.close()
     }
     faultPoint('place-written')
+    await faultPause('place-written')
     await rename(temp, target)
   } catch (err) {
     await rm(temp, { force: true })

@@ -113,15 +113,29 @@ async function validate(
 
 /**
  * The event that decides a deploy of `module` from the placed file: the end (swapped, unchanged
- * or failed) of the reload whose `start` named that file, or that file set aside for a newer one
- * (`superseded`). Another reload of the module ending meanwhile (an older `.tmp` checked again, a
- * forced reload) is not this deploy's answer. Events come in order, so the start is seen first.
+ * or failed) of the reload whose `start` named that file with this bundle's content (`hash`), or
+ * that file set aside for a newer one (`superseded`). Another reload of the module ending
+ * meanwhile (an older `.tmp` checked again, a forced reload, another copy of the module that
+ * landed under the same name while this one was written) is not this deploy's answer. A start
+ * without the content's hash (a file the host could not open) is matched by its name alone.
+ * Events come in order, so the start is seen first.
  */
-function verdictFor(module: string, isPlaced: (file: string) => boolean): (e: ReloadEvent) => boolean {
+function verdictFor(
+  module: string,
+  isPlaced: (file: string) => boolean,
+  hash: string,
+): (e: ReloadEvent) => boolean {
   const ours = new Set<number>()
   return (e) => {
     const file = e.files?.[module]
-    if (e.phase === 'start' && file !== undefined && isPlaced(file)) ours.add(e.id)
+    const content = e.hashes?.[module]
+    if (
+      e.phase === 'start' &&
+      file !== undefined &&
+      isPlaced(file) &&
+      (content === undefined || content === hash)
+    )
+      ours.add(e.id)
     if (e.phase === 'superseded') return file !== undefined && isPlaced(file)
     return ours.has(e.id) && (e.phase === 'swapped' || e.phase === 'unchanged' || e.phase === 'failed')
   }
@@ -280,7 +294,7 @@ async function placeAndWait(delivery: Delivery): Promise<number> {
   }
 
   const outcome = await stream.waitFor(
-    verdictFor(checked.module, placedMatcher(placed, options !== undefined)),
+    verdictFor(checked.module, placedMatcher(placed, options !== undefined), checked.hash),
     timeoutS * 1000,
   )
   const ms = Math.round(performance.now() - t0)

@@ -4,7 +4,7 @@ import { sha256Hex } from '../bundle/content-hash.js'
 import { syncDirectory, syncFile } from '../bundle/durable.js'
 import { placeAtomically } from '../bundle/staged-file.js'
 import { nyalaError, reasonOf } from '../errors.js'
-import { faultPoint } from '../fault-point.js'
+import { faultPause, faultPoint } from '../fault-point.js'
 import type { Change } from './change.js'
 import { holds, writeIntent } from './commit-journal.js'
 
@@ -121,6 +121,7 @@ const rel = (dir: string, file: string) => path.relative(dir, file)
 async function moveInto(source: string, target: string, sync: boolean, module: string): Promise<void> {
   if (sync) await syncFile(source)
   faultPoint('commit-before-rename', module)
+  await faultPause('commit-before-rename', module)
   try {
     await rename(source, target)
   } catch (err) {

@@ -29,6 +29,12 @@ export interface ReloadEvent {
    * reload of an older file of the same module, ending meanwhile, is not its answer.
    */
   readonly files?: Readonly<Record<string, string>>
+  /**
+   * On `start`: the sha256 of each module's new content as the host read it from `files` (absent
+   * for a file that could not be opened). A path alone does not tell two deploys apart: another
+   * copy of the module can land under the same name while `nyala deploy` writes its own.
+   */
+  readonly hashes?: Readonly<Record<string, string>>
   readonly generations?: Readonly<Record<string, number>>
   readonly ms?: number
   readonly module?: string

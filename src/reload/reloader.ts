@@ -300,7 +300,12 @@ export class Reloader {
           this.#stamps.delete(candidate.source)
           const seen = watched ? (noted ?? (await signatureOf(candidate.source))) : ''
           if (watched) this.#checked.set(candidate.source, seen)
-          if (trigger === 'watch' && watched && seen !== 'gone' && this.#refused.get(candidate.source) === seen) {
+          if (
+            trigger === 'watch' &&
+            watched &&
+            seen !== 'gone' &&
+            this.#refused.get(candidate.source) === seen
+          ) {
             this.#say({ module: name, file: candidate.source }, 'refused as it is already: not checked again')
             continue
           }

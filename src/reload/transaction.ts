@@ -60,7 +60,10 @@ export class ReloadTransactions {
     const log = this.host.log
     const names = [...new Set(changes.map((c) => c.name))]
     const files = Object.fromEntries(changes.flatMap((c) => (c.source ? [[c.name, c.source]] : [])))
-    this.events.emit({ id, phase: 'start', trigger, modules: names, files })
+    const hashes = Object.fromEntries(
+      changes.flatMap((c) => (c.source && c.bundle ? [[c.name, c.bundle.hash]] : [])),
+    )
+    this.events.emit({ id, phase: 'start', trigger, modules: names, files, hashes })
 
     // step 1: validate in memory before anything is locked or stopped
     for (const change of changes) {
