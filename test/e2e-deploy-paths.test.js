@@ -3,7 +3,6 @@
 // always rescans; one module arriving on two paths at once resolves one documented way;
 // files present at start-up are picked up; files on an inactive path are warned about.
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises'
 import path from 'node:path'
@@ -170,25 +169,26 @@ test('a .tmp dropped again at once is checked once: the look-again after the fir
   assert.ok(existsSync(tmp), 'the refused .tmp stays')
 })
 
-test('a broken bundle copied into staging/ with a plain cp is refused once, not once per file event', async (t) => {
-  // cp creates the file and then writes it: the watcher reports both, and both find the same bytes
+test('a .tmp replaced while its commit is between its check and its rename: the newer one is not moved in untested', async (t) => {
+  // the host is held at the commit's rename (a test-only pause point) while v2 commits; the test
+  // drops v3 onto the same .tmp name then. v3 must not land in modules/ untested with v2 serving:
+  // it goes back to the .tmp and is deployed by a reload of its own
   const root = await shippedRoot(t)
   await deploy(root, 'hello')
-  const host = await startHost(t, root)
-  const broken = path.join(root, 'src', 'broken.zip')
-  await writeFile(broken, 'not a zip, copied in place')
-  const staged = path.join(stagingOf(root), 'hello.zip')
-  const cp = spawnSync('cp', [broken, staged])
-  assert.equal(cp.status, 0, String(cp.stderr))
-  const refusals = () => host.logs().filter((r) => r.code === 'NYALA_ERR_BUNDLE_NOT_ZIP')
-  await waitUntil(() => refusals().length > 0, 'the staged file refused')
-  // the host's own look-again runs 1 s after a check: past it, no second refusal came
-  await sleep(1500)
-  assert.equal(refusals().length, 1, 'refused once')
-  assert.equal((await request(host.url('/hello'))).status, 200, 'the old generation serves')
-  // the same bytes copied again are a new write (a new stamp): checked, and refused again
-  assert.equal(spawnSync('cp', [broken, staged]).status, 0)
-  await waitUntil(() => refusals().length === 2, 'the second copy refused')
+  const pauses = path.join(root, 'pauses')
+  await mkdir(pauses)
+  const host = await startHost(t, root, [], {
+    env: { NYALA_FAULT_PAUSE_AT: 'commit-before-rename:hello', NYALA_FAULT_PAUSE_DIR: pauses },
+  })
+  const tmp = path.join(modulesOf(root), 'hello.zip.tmp')
+  await place(await variant(root, 'hello', 'v2'), tmp)
+  await waitUntil(() => existsSync(path.join(pauses, 'paused-commit-before-rename')), 'the commit to be held')
+  const v3 = await variant(root, 'hello', 'v3')
+  await place(v3, tmp)
+  await writeFile(path.join(pauses, 'resume-commit-before-rename'), '')
+  await waitUntil(async () => (await tagOf(host, '/hello')) === 'v3', 'v3 to serve', 30_000)
+  await waitUntil(() => !existsSync(tmp), 'the .tmp committed')
+  assert.deepEqual(await readFile(path.join(modulesOf(root), 'hello.zip')), await readFile(v3))
 })
 
 test('.tmp and staged files left while the host was down are picked up once the modules have loaded', async (t) => {

@@ -1,4 +1,4 @@
-import { copyFile, link, readFile, rename, rm, unlink } from 'node:fs/promises'
+import { copyFile, link, readFile, rename, rm, stat, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { sha256Hex } from '../bundle/content-hash.js'
 import { syncDirectory, syncFile } from '../bundle/durable.js'
@@ -80,11 +80,16 @@ export async function commitChange(
   // are not hashed a second time on the serving thread
   const hash =
     data === undefined ? undefined : change.bundle?.kind === 'zip' ? change.bundle.hash : sha256Hex(data)
-  const unchanged = hash !== undefined && (await holds(source, hash))
+  // the identity of the file whose bytes are checked, before and after: what is renamed into
+  // modules/ below must be that file, not a newer deploy that took its name meanwhile
+  const checked = hash === undefined ? undefined : await identityOf(source)
+  const unchanged =
+    hash !== undefined && (await holds(source, hash)) && checked === (await identityOf(source))
   const changed = new Set([dir, path.dirname(source)])
   const flush = async () => {
     if (sync) for (const d of changed) await syncDirectory(d)
   }
+  let newer = false
   try {
     const renamed = old !== target && hash !== undefined
     const done = renamed
@@ -95,8 +100,24 @@ export async function commitChange(
         )
       : undefined
     if (renamed) faultPoint('commit-intent', change.name)
-    if (unchanged || data === undefined) await moveInto(source, target, sync, change.name)
-    else await placeAtomically(dir, path.basename(target), data, { sync, syncDirectory: false })
+    if (unchanged || data === undefined) {
+      const moved = await moveInto(source, target, sync, change.name, data)
+      if (
+        moved === 'renamed' &&
+        checked !== undefined &&
+        data !== undefined &&
+        (await identityOf(target)) !== checked
+      ) {
+        // a newer file took the source's name between the check and the rename, and went in
+        // untested: it goes back under the source's name (unless yet another file is there now),
+        // for the next reload, and the bytes that were tested take the target
+        await link(target, source).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EEXIST') throw err
+        })
+        await placeAtomically(dir, path.basename(target), data, { sync, syncDirectory: false })
+        newer = true
+      }
+    } else await placeAtomically(dir, path.basename(target), data, { sync, syncDirectory: false })
     faultPoint('commit-renamed', change.name)
     if (old !== target) {
       // the new name is on the disk before the old one goes, and the old one is gone before the
@@ -112,26 +133,47 @@ export async function commitChange(
   } catch (err) {
     throw fail(source, target, err)
   }
-  return { newerSource: data !== undefined && !unchanged, flush }
+  return { newerSource: (data !== undefined && !unchanged) || newer, flush }
+}
+
+/** A file's identity for the commit: inode, size and modification time (a rename changes its ctime). */
+async function identityOf(file: string): Promise<string> {
+  try {
+    const st = await stat(file, { bigint: true })
+    return `${st.ino}:${st.size}:${st.mtimeNs}`
+  } catch {
+    return 'gone'
+  }
 }
 
 const rel = (dir: string, file: string) => path.relative(dir, file)
 
-/** Renames `source` onto `target`, its data flushed first; across file systems, a copy then a removal. */
-async function moveInto(source: string, target: string, sync: boolean, module: string): Promise<void> {
+/**
+ * Renames `source` onto `target`, its data flushed first; across file systems, a copy of `data`
+ * (the bytes that were tested; the source's bytes when there are none) then the source's removal.
+ */
+async function moveInto(
+  source: string,
+  target: string,
+  sync: boolean,
+  module: string,
+  data: Buffer | undefined,
+): Promise<'renamed' | 'copied'> {
   if (sync) await syncFile(source)
   faultPoint('commit-before-rename', module)
   await faultPause('commit-before-rename', module)
   try {
     await rename(source, target)
+    return 'renamed'
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err
     // the copy is in place (and flushed) before the source goes: a kill between leaves both, and
     // the source is then a copy of what serves, moved in without a rebuild at the next start
-    await placeAtomically(path.dirname(target), path.basename(target), await readFile(source), {
+    await placeAtomically(path.dirname(target), path.basename(target), data ?? (await readFile(source)), {
       sync,
       syncDirectory: false,
     })
     await rm(source, { force: true })
+    return 'copied'
   }
 }

@@ -61,6 +61,9 @@ export class Reloader {
    * The stamp of each watched file whose last check refused it: one write can be reported twice
    * (a plain `cp` creates, then writes), and the same bytes are not refused twice. A rewrite, or
    * a touch of the file, changes its stamp; the touch file and the admin API check it anyway.
+   * Safe because the stamp is the one noted before the read: a file whose stamp is the same at a
+   * later event did not change in between (its ctime cannot go back), so the read saw it as it is.
+   * When the first event was noted mid-write the stamps differ and the file is refused twice.
    */
   readonly #refused = new Map<string, string>()
   /** Files already warned about (an inactive deploy path), so each is said once. */
