@@ -11,7 +11,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import {
   deploy,
   makeRoot,
+  moduleSource,
   modulesOf,
+  packWithNyala,
   placeByRename as place,
   projectRoot,
   request,
@@ -189,6 +191,55 @@ test('a .tmp replaced while its commit is between its check and its rename: the 
   await waitUntil(async () => (await tagOf(host, '/hello')) === 'v3', 'v3 to serve', 30_000)
   await waitUntil(() => !existsSync(tmp), 'the .tmp committed')
   assert.deepEqual(await readFile(path.join(modulesOf(root), 'hello.zip')), await readFile(v3))
+})
+
+test('a touch that reads a .tmp while its reload runs does not commit it a second time: .previous keeps the old bundle', async (t) => {
+  // v2's register is held until the test releases it, so the touch's batch reads the same .tmp
+  // and waits for the module's lock; by then v2 runs and its .tmp is committed. That batch has
+  // nothing left to move: a second commit made .previous a copy of v2, and v1 was lost
+  const root = await shippedRoot(t)
+  const v1 = await variant(root, 'hello', 'v1')
+  await writeFile(path.join(modulesOf(root), 'hello.zip'), await readFile(v1))
+  const hold = path.join(root, 'release')
+  await writeFile(path.join(root, 'config', 'hello.properties'), `hold=${hold}\n`)
+  const held = await packWithNyala(
+    await moduleSource(root, 'hello-held', {
+      files: {
+        'index.js': `module.exports = { async register (app, ctx) {
+  const fs = require('fs')
+  fs.writeFileSync(ctx.config.hold + '.held', '')
+  while (!fs.existsSync(ctx.config.hold)) await new Promise((resolve) => setTimeout(resolve, 20))
+  app.get('/', async () => ({ generation: ctx.generation, tag: 'v2' }))
+} }\n`,
+      },
+    }),
+    path.join(root, 'src', 'hello-held.zip'),
+  )
+  const host = await startHost(t, root)
+  assert.equal(await tagOf(host, '/hello'), 'v1')
+  const tmp = path.join(modulesOf(root), 'hello.zip.tmp')
+  await place(held, tmp)
+  await waitUntil(() => existsSync(`${hold}.held`), 'v2 to be held in register')
+  const recent = async () => (await request(host.admin('/events/recent'))).body.events
+  const starts = async () => (await recent()).filter((e) => e.phase === 'start' && e.files?.hello === tmp)
+  await writeFile(path.join(modulesOf(root), 'touch.txt'), 'hello\n')
+  await waitUntil(async () => (await starts()).length === 2, "the touch's reload of the same .tmp to start")
+  await writeFile(hold, '')
+  const [first, second] = (await starts()).map((e) => e.id)
+  const end = async (id) =>
+    (await recent()).find(
+      (e) => e.id === id && e.phase !== 'start' && e.phase !== 'started' && e.phase !== 'blocked',
+    )
+  await waitUntil(async () => (await end(first))?.phase === 'swapped', 'v2 swapped in', 30_000)
+  await waitUntil(async () => (await end(second)) !== undefined, "the touch's reload to end", 30_000)
+  assert.equal((await end(second)).phase, 'unchanged')
+  assert.equal(await tagOf(host, '/hello'), 'v2')
+  assert.deepEqual(await readFile(path.join(modulesOf(root), 'hello.zip')), await readFile(held))
+  assert.deepEqual(
+    await readFile(path.join(modulesOf(root), 'hello.zip.previous')),
+    await readFile(v1),
+    '.previous is the bundle v2 replaced',
+  )
 })
 
 test('.tmp and staged files left while the host was down are picked up once the modules have loaded', async (t) => {

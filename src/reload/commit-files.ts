@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { copyFile, link, readFile, rename, rm, stat, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { sha256Hex } from '../bundle/content-hash.js'
@@ -78,8 +79,7 @@ export async function commitChange(
   const dir = path.dirname(target)
   // a zip bundle's hash is the sha256 of the bytes it was opened from (open-bundle.ts): these bytes
   // are not hashed a second time on the serving thread
-  const hash =
-    data === undefined ? undefined : change.bundle?.kind === 'zip' ? change.bundle.hash : sha256Hex(data)
+  const hash = hashOf(change)
   // the identity of the file whose bytes are checked, before and after: what is renamed into
   // modules/ below must be that file, not a newer deploy that took its name meanwhile
   const checked = hash === undefined ? undefined : await identityOf(source)
@@ -176,4 +176,17 @@ async function moveInto(
     await rm(source, { force: true })
     return 'copied'
   }
+}
+
+/** The sha256 of the bytes a change was loaded from (undefined for a directory). */
+function hashOf(change: Change): string | undefined {
+  const { data } = change
+  return data === undefined ? undefined : change.bundle?.kind === 'zip' ? change.bundle.hash : sha256Hex(data)
+}
+
+/** Whether a change's source still holds the bytes it was loaded from (a directory: that it is there). */
+export async function sourceStillHolds(change: Change): Promise<boolean> {
+  if (!change.source) return false
+  const hash = hashOf(change)
+  return hash === undefined ? existsSync(change.source) : holds(change.source, hash)
 }

@@ -9,7 +9,7 @@ import { checkAddons } from '../loader/native-addon.js'
 import { type ModuleRecord, newRecord } from '../runtime/module-record.js'
 import { applyRecords } from './apply-records.js'
 import type { Change, ReloadResult } from './change.js'
-import { commitChange } from './commit-files.js'
+import { commitChange, sourceStillHolds } from './commit-files.js'
 import type { ModuleLocks } from './module-locks.js'
 import type { PlanItem, RuntimeTiming } from './module-runtime.js'
 import type { ReloadEvents } from './reload-events.js'
@@ -99,6 +99,10 @@ export class ReloadTransactions {
       // left clean and the bundle on disk is what serves), nothing is rebuilt
       for (const c of changes) {
         if (live.includes(c) || !c.source || !c.target || c.source === c.target) continue
+        // the same file committed meanwhile by the reload that made it run (a touch or rescan read
+        // it too, then waited for the lock): its source is gone, or holds a newer file for its
+        // own reload. Nothing to move; a commit now would replace `.previous` with what runs
+        if (!(await sourceStillHolds(c))) continue
         const record = this.host.modules.get(c.name)
         try {
           await (await commitChange(c, record?.file, { sync: this.#options.autoReload.fsync })).flush()
