@@ -299,7 +299,7 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
       throw nyalaError('NYALA_ERR_DIRECTORY_NOT_FOUND', { what: 'modules', path: dir })
     }
     const t0 = performance.now()
-    const files = await findBundles(dir)
+    const files = await findBundles(dir, this.options.autoReload.stagingDir)
     this.log.info({ modulesDir: dir, bundles: files.length }, `loading ${files.length} bundles from ${dir}`)
     const trust = currentTrustPolicy(this.options.signature)
     this.log.info(

@@ -242,6 +242,23 @@ test('a touch that reads a .tmp while its reload runs does not commit it a secon
   )
 })
 
+test('a staging directory kept inside modules/ is not loaded as a module; bundles staged in it deploy', async (t) => {
+  const root = await shippedRoot(t, 'auto.reload.staging.directory=staging\n')
+  await deploy(root, 'hello')
+  const staging = path.join(modulesOf(root), 'staging')
+  await mkdir(staging)
+  const host = await startHost(t, root)
+  const modules = (await request(host.admin('/modules'))).body.modules.map((m) => [m.name, m.state])
+  assert.deepEqual(modules, [['hello', 'running']])
+  assert.deepEqual(
+    host.logs().filter((r) => r.level >= 50),
+    [],
+    'no error at start-up',
+  )
+  await place(await variant(root, 'hello', 'staged'), path.join(staging, 'hello.zip'))
+  await waitUntil(async () => (await tagOf(host, '/hello')) === 'staged', 'the staged bundle to serve')
+})
+
 test('.tmp and staged files left while the host was down are picked up once the modules have loaded', async (t) => {
   const root = await shippedRoot(t)
   await deploy(root, 'hello')
