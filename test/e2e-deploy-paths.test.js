@@ -4,7 +4,7 @@
 // files present at start-up are picked up; files on an inactive path are warned about.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { copyFile, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises'
+import { copyFile, cp, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -257,6 +257,24 @@ test('a staging directory kept inside modules/ is not loaded as a module; bundle
   )
   await place(await variant(root, 'hello', 'staged'), path.join(staging, 'hello.zip'))
   await waitUntil(async () => (await tagOf(host, '/hello')) === 'staged', 'the staged bundle to serve')
+})
+
+test('an exploded directory module replaced by a staged zip: the zip serves and takes its place', async (t) => {
+  const root = await shippedRoot(t)
+  const dir = await moduleSource(root, 'hello-dir', {
+    files: {
+      'index.js': `module.exports = { async register (app) { app.get('/', async () => ({ tag: 'dir' })) } }\n`,
+    },
+  })
+  await cp(dir, path.join(modulesOf(root), 'hello'), { recursive: true })
+  const host = await startHost(t, root)
+  assert.equal(await tagOf(host, '/hello'), 'dir')
+  await place(await variant(root, 'hello', 'zip'), path.join(stagingOf(root), 'hello.zip'))
+  await waitUntil(async () => (await tagOf(host, '/hello')) === 'zip', 'the zip to serve')
+  await waitUntil(async () => (await readdir(stagingOf(root))).length === 0, 'staging to be empty')
+  const left = (await readdir(modulesOf(root))).filter((f) => !f.startsWith('.') && f !== 'touch.txt')
+  assert.deepEqual(left, ['hello.zip'], 'the directory is gone (not kept as .previous), the zip in its place')
+  assert.deepEqual(host.logs().filter((r) => r.code === 'NYALA_ERR_RELOAD_COMMIT'), [])
 })
 
 test('.tmp and staged files left while the host was down are picked up once the modules have loaded', async (t) => {

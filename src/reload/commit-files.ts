@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { copyFile, link, readFile, rename, rm, stat, unlink } from 'node:fs/promises'
+import { copyFile, link, lstat, readFile, rename, rm, stat, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { sha256Hex } from '../bundle/content-hash.js'
 import { syncDirectory, syncFile } from '../bundle/durable.js'
@@ -58,21 +58,12 @@ export async function commitChange(
   const fail = (from: string, to: string, err: unknown) =>
     nyalaError('NYALA_ERR_RELOAD_COMMIT', { module: change.name, from, to, reason: reasonOf(err) }, err)
 
-  // keep what is replaced: the bundle at the target, or the module's old file under another name.
-  // Not flushed: a copy for the operator, never served, and replaced by the next success anyway.
+  // keep what is replaced: the bundle at the target, or the module's old file under another name
   const old = current && current !== target ? current : target
-  const previous = `${old}.previous`
   try {
-    // one unlink (rm looks at the file twice first); anything but a file falls to rm, which says why
-    await unlink(previous).catch(async (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') await rm(previous, { force: true })
-    })
-    await link(old, previous).catch(async (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return
-      await copyFile(old, previous)
-    })
+    await keepPrevious(old)
   } catch (err) {
-    throw fail(old, previous, err)
+    throw fail(old, `${old}.previous`, err)
   }
   faultPoint('commit-previous', change.name)
 
@@ -134,6 +125,33 @@ export async function commitChange(
     throw fail(source, target, err)
   }
   return { newerSource: (data !== undefined && !unchanged) || newer, flush }
+}
+
+/**
+ * Keeps the bundle a commit replaces as `<file>.previous` (until the next success). Not flushed: a
+ * copy for the operator, never served. An exploded directory replaced by a zip is not kept: a
+ * copy of a whole tree on the reload's path, and a `<dir>.previous` directory would be loaded as
+ * a module at the next start.
+ */
+async function keepPrevious(old: string): Promise<void> {
+  if (await isDirectory(old)) return
+  const previous = `${old}.previous`
+  // one unlink (rm looks at the file twice first); anything but a file falls to rm, which says why
+  await unlink(previous).catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') await rm(previous, { force: true })
+  })
+  await link(old, previous).catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return
+    await copyFile(old, previous)
+  })
+}
+
+async function isDirectory(file: string): Promise<boolean> {
+  try {
+    return (await lstat(file)).isDirectory()
+  } catch {
+    return false
+  }
 }
 
 /** A file's identity for the commit: inode, size and modification time (a rename changes its ctime). */
