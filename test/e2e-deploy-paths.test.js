@@ -171,27 +171,38 @@ test('a .tmp dropped again at once is checked once: the look-again after the fir
   assert.ok(existsSync(tmp), 'the refused .tmp stays')
 })
 
-test('a .tmp replaced while its commit is between its check and its rename: the newer one is not moved in untested', async (t) => {
-  // the host is held at the commit's rename (a test-only pause point) while v2 commits; the test
-  // drops v3 onto the same .tmp name then. v3 must not land in modules/ untested with v2 serving:
-  // it goes back to the .tmp and is deployed by a reload of its own
-  const root = await shippedRoot(t)
-  await deploy(root, 'hello')
-  const pauses = path.join(root, 'pauses')
-  await mkdir(pauses)
-  const host = await startHost(t, root, [], {
-    env: { NYALA_FAULT_PAUSE_AT: 'commit-before-rename:hello', NYALA_FAULT_PAUSE_DIR: pauses },
+for (const types of ['tmpfile, stagingDirectory', 'tmpfile, stagingDirectory, default']) {
+  test(`a .tmp replaced while its commit is between its check and its rename: the newer one is not moved in untested (${types})`, async (t) => {
+    // the host is held at the commit's rename (a test-only pause point) while v2 commits; the test
+    // drops v3 onto the same .tmp name then. v3 must not land in modules/ untested with v2 serving:
+    // it goes back to the .tmp and is deployed by a reload of its own. With the default type
+    // watched too, the host's own write of v2 into modules/ is reported as well, after v3's .tmp:
+    // it is not a deploy, and does not set v3 aside as older
+    const root = await shippedRoot(t, `auto.reload.monitoring.type=${types}\n`)
+    await deploy(root, 'hello')
+    const pauses = path.join(root, 'pauses')
+    await mkdir(pauses)
+    const host = await startHost(t, root, [], {
+      env: { NYALA_FAULT_PAUSE_AT: 'commit-before-rename:hello', NYALA_FAULT_PAUSE_DIR: pauses },
+    })
+    const tmp = path.join(modulesOf(root), 'hello.zip.tmp')
+    await place(await variant(root, 'hello', 'v2'), tmp)
+    await waitUntil(
+      () => existsSync(path.join(pauses, 'paused-commit-before-rename')),
+      'the commit to be held',
+    )
+    const v3 = await variant(root, 'hello', 'v3')
+    await place(v3, tmp)
+    await writeFile(path.join(pauses, 'resume-commit-before-rename'), '')
+    await waitUntil(async () => (await tagOf(host, '/hello')) === 'v3', 'v3 to serve', 30_000)
+    await waitUntil(() => !existsSync(tmp), 'the .tmp committed')
+    assert.deepEqual(await readFile(path.join(modulesOf(root), 'hello.zip')), await readFile(v3))
+    assert.deepEqual(
+      host.logs().filter((r) => r.code === 'NYALA_ERR_DEPLOY_SUPERSEDED'),
+      [],
+    )
   })
-  const tmp = path.join(modulesOf(root), 'hello.zip.tmp')
-  await place(await variant(root, 'hello', 'v2'), tmp)
-  await waitUntil(() => existsSync(path.join(pauses, 'paused-commit-before-rename')), 'the commit to be held')
-  const v3 = await variant(root, 'hello', 'v3')
-  await place(v3, tmp)
-  await writeFile(path.join(pauses, 'resume-commit-before-rename'), '')
-  await waitUntil(async () => (await tagOf(host, '/hello')) === 'v3', 'v3 to serve', 30_000)
-  await waitUntil(() => !existsSync(tmp), 'the .tmp committed')
-  assert.deepEqual(await readFile(path.join(modulesOf(root), 'hello.zip')), await readFile(v3))
-})
+}
 
 test('a touch that reads a .tmp while its reload runs does not commit it a second time: .previous keeps the old bundle', async (t) => {
   // v2's register is held until the test releases it, so the touch's batch reads the same .tmp
@@ -274,7 +285,10 @@ test('an exploded directory module replaced by a staged zip: the zip serves and 
   await waitUntil(async () => (await readdir(stagingOf(root))).length === 0, 'staging to be empty')
   const left = (await readdir(modulesOf(root))).filter((f) => !f.startsWith('.') && f !== 'touch.txt')
   assert.deepEqual(left, ['hello.zip'], 'the directory is gone (not kept as .previous), the zip in its place')
-  assert.deepEqual(host.logs().filter((r) => r.code === 'NYALA_ERR_RELOAD_COMMIT'), [])
+  assert.deepEqual(
+    host.logs().filter((r) => r.code === 'NYALA_ERR_RELOAD_COMMIT'),
+    [],
+  )
 })
 
 test('.tmp and staged files left while the host was down are picked up once the modules have loaded', async (t) => {

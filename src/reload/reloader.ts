@@ -337,7 +337,14 @@ export class Reloader {
     trigger: string,
   ): Promise<Candidate | undefined> {
     if (candidates.length === 1) return candidates[0]
-    const arrival = await latestArrival(candidates)
+    // the bundle in modules/ that the host's own commit just wrote arrived last, but it is not a
+    // deploy: compared by arrival it would set aside a .tmp or staged file dropped meanwhile
+    const deploys: Candidate[] = []
+    for (const c of candidates)
+      if (c.type !== 'default' || !(await this.#ownCommit(c.source, this.#stamps.get(c.source))))
+        deploys.push(c)
+    if (deploys.length === 1) return deploys[0]
+    const arrival = await latestArrival(deploys.length > 0 ? deploys : candidates)
     if (!arrival) return candidates.find((c) => c.type === 'default')
     const { winner, losers } = arrival
     for (const loser of losers) {
