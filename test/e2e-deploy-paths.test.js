@@ -291,6 +291,33 @@ test('an exploded directory module replaced by a staged zip: the zip serves and 
   )
 })
 
+test('a touch batch with one file that does not open deploys the others, and refuses that one on its own', async (t) => {
+  const root = await shippedRoot(t, 'use.touch.file=true\n')
+  await writeFile(path.join(modulesOf(root), 'alpha.zip'), await readFile(await variant(root, 'alpha', 'a1')))
+  await writeFile(path.join(modulesOf(root), 'beta.zip'), await readFile(await variant(root, 'beta', 'b1')))
+  const host = await startHost(t, root)
+  await place(await variant(root, 'alpha', 'a2'), path.join(modulesOf(root), 'alpha.zip.tmp'))
+  const broken = path.join(root, 'src', 'beta-broken.zip')
+  await writeFile(broken, 'not a zip')
+  await place(broken, path.join(modulesOf(root), 'beta.zip.tmp'))
+  const res = await request(host.admin('/reload'), { method: 'POST' })
+  assert.equal(res.status, 200, JSON.stringify(res.body))
+  assert.equal(res.body.result, 'reloaded')
+  assert.deepEqual(res.body.changed, ['alpha'])
+  assert.deepEqual(
+    res.body.refused.map((r) => [r.module, r.code]),
+    [['beta', 'NYALA_ERR_BUNDLE_NOT_ZIP']],
+  )
+  assert.equal(await tagOf(host, '/alpha'), 'a2')
+  assert.equal(await tagOf(host, '/beta'), 'b1', "beta's old generation serves")
+  assert.ok(existsSync(path.join(modulesOf(root), 'beta.zip.tmp')), "beta's refused .tmp stays")
+  const failed = host.logs().filter((r) => r.code === 'NYALA_ERR_BUNDLE_NOT_ZIP')
+  assert.deepEqual(
+    failed.map((r) => r.module),
+    ['beta'],
+  )
+})
+
 test('.tmp and staged files left while the host was down are picked up once the modules have loaded', async (t) => {
   const root = await shippedRoot(t)
   await deploy(root, 'hello')

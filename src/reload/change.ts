@@ -34,6 +34,11 @@ export interface ReloadResult {
   readonly generations: Readonly<Record<string, number>>
   readonly ms: number
   readonly error?: { readonly code: string; readonly message: string; readonly module?: string } | undefined
+  /**
+   * A touch or rescan: the files of other modules it found and refused before its transaction (a
+   * bundle that does not open), each reported as a reload of its own. The readable ones still ran.
+   */
+  readonly refused?: readonly { readonly module: string; readonly code: string; readonly message: string }[]
   /** With worker processes: ms between the first and the last worker's swap (the commit skew). */
   readonly skewMs?: number | undefined
   /** With worker processes: each worker's prepare time and swap instant. */

@@ -540,6 +540,9 @@ export class Reloader {
     const byModule = new Map<string, Candidate[]>()
     for (const c of found) byModule.set(c.name, [...(byModule.get(c.name) ?? []), c])
     const changes: Change[] = []
+    // a file that does not open is refused on its own (its own reload id and events, for whoever
+    // placed it): it does not hold back the other modules' files found with it
+    const refused: ReloadResult[] = []
     for (const [name, candidates] of byModule) {
       // a file found here is handled here: a watcher event for it is not checked again
       this.#pending.delete(name)
@@ -548,8 +551,8 @@ export class Reloader {
       if (!c) continue
       const change = await this.#read(c, trigger)
       if (!change) continue
-      if ('code' in change) return this.transactions.refuse(trigger, c.name, c.source, change, t0)
-      if (this.#selected(change)) changes.push(change)
+      if ('code' in change) refused.push(this.transactions.refuse(trigger, c.name, c.source, change, t0))
+      else if (this.#selected(change)) changes.push(change)
     }
     if (types.includes('default')) {
       for (const name of removedModules(modules, options.modulesDir, only)) {
@@ -557,7 +560,15 @@ export class Reloader {
         if (this.#selected(change)) changes.push(change)
       }
     }
-    return this.#run(changes, trigger, t0)
+    if (changes.length === 0 && refused.length > 0) return refused[0]!
+    const result = await this.#run(changes, trigger, t0)
+    if (refused.length === 0) return result
+    const said = refused.map((r) => ({
+      module: r.error?.module ?? r.changed[0] ?? '',
+      code: r.error?.code ?? '',
+      message: r.error?.message ?? '',
+    }))
+    return { ...result, refused: said }
   }
 
   /**
