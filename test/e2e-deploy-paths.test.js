@@ -4,7 +4,7 @@
 // files present at start-up are picked up; files on an inactive path are warned about.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { copyFile, cp, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises'
+import { copyFile, cp, mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -316,6 +316,88 @@ test('a touch batch with one file that does not open deploys the others, and ref
     failed.map((r) => r.module),
     ['beta'],
   )
+})
+
+test('a batch whose second commit fails puts the first one back, a renaming commit too: modules/ holds what serves', async (t) => {
+  // as below, alpha's new bundle staged under a new name (alpha-2.zip): its commit puts the new
+  // name in and removes alpha.zip; undone, alpha.zip is back and alpha-2.zip waits in staging/
+  const root = await shippedRoot(t, 'use.touch.file=true\n')
+  const a1 = await variant(root, 'alpha', 'a1')
+  await writeFile(path.join(modulesOf(root), 'alpha.zip'), await readFile(a1))
+  const beta = (tag) => variant(root, 'beta', tag, { 'depends-on': 'alpha' })
+  await writeFile(path.join(modulesOf(root), 'beta.zip'), await readFile(await beta('b1')))
+  const host = await startHost(t, root)
+  const a2 = await variant(root, 'alpha', 'a2')
+  await place(a2, path.join(stagingOf(root), 'alpha-2.zip'))
+  await place(await beta('b2'), path.join(modulesOf(root), 'beta.zip.tmp'))
+  await mkdir(path.join(modulesOf(root), 'beta.zip.previous', 'inside'), { recursive: true })
+  const res = await request(host.admin('/reload'), { method: 'POST' })
+  assert.equal(res.status, 422, JSON.stringify(res.body))
+  assert.equal(res.body.error.module, 'beta')
+  assert.equal(await tagOf(host, '/alpha'), 'a1')
+  const bundles = (await readdir(modulesOf(root))).filter((f) => f.startsWith('alpha'))
+  assert.deepEqual(bundles, ['alpha.zip'], 'alpha.zip back, alpha-2.zip not in modules/')
+  assert.deepEqual(await readFile(path.join(modulesOf(root), 'alpha.zip')), await readFile(a1))
+  assert.deepEqual(
+    await readFile(path.join(stagingOf(root), 'alpha-2.zip')),
+    await readFile(a2),
+    'waits in staging/',
+  )
+  assert.deepEqual(
+    host.logs().filter((r) => r.msg?.includes('could not be put back')),
+    [],
+  )
+})
+
+test('a batch whose second commit fails puts the first one back: modules/ holds what serves, the .tmp waits again', async (t) => {
+  // beta depends on alpha, so alpha's files are committed first; beta's commit then fails (its
+  // .previous is a directory that is not empty). The reload fails and the old generations serve:
+  // alpha's commit is undone, or modules/ would hold a bundle that does not serve and its .tmp
+  // would be gone
+  const root = await shippedRoot(t, 'use.touch.file=true\n')
+  const a1 = await variant(root, 'alpha', 'a1')
+  await writeFile(path.join(modulesOf(root), 'alpha.zip'), await readFile(a1))
+  await writeFile(
+    path.join(modulesOf(root), 'beta.zip'),
+    await readFile(await variant(root, 'beta', 'b1', { 'depends-on': 'alpha' })),
+  )
+  const host = await startHost(t, root)
+  const a2 = await variant(root, 'alpha', 'a2')
+  await place(a2, path.join(modulesOf(root), 'alpha.zip.tmp'))
+  await place(
+    await variant(root, 'beta', 'b2', { 'depends-on': 'alpha' }),
+    path.join(modulesOf(root), 'beta.zip.tmp'),
+  )
+  const blocker = path.join(modulesOf(root), 'beta.zip.previous')
+  await mkdir(path.join(blocker, 'inside'), { recursive: true })
+  const res = await request(host.admin('/reload'), { method: 'POST' })
+  assert.equal(res.status, 422, JSON.stringify(res.body))
+  assert.equal(res.body.error.code, 'NYALA_ERR_RELOAD_COMMIT')
+  assert.equal(res.body.error.module, 'beta')
+  assert.equal(await tagOf(host, '/alpha'), 'a1')
+  assert.equal(await tagOf(host, '/beta'), 'b1')
+  assert.deepEqual(
+    await readFile(path.join(modulesOf(root), 'alpha.zip')),
+    await readFile(a1),
+    'alpha.zip is what serves',
+  )
+  assert.deepEqual(
+    await readFile(path.join(modulesOf(root), 'alpha.zip.tmp')),
+    await readFile(a2),
+    "alpha's .tmp waits again",
+  )
+  assert.ok(existsSync(path.join(modulesOf(root), 'beta.zip.tmp')))
+  assert.deepEqual(
+    host.logs().filter((r) => r.msg?.includes('could not be put back')),
+    [],
+  )
+  // with the obstacle gone, the same deploy goes through
+  await rm(blocker, { recursive: true })
+  const again = await request(host.admin('/reload'), { method: 'POST' })
+  assert.equal(again.status, 200, JSON.stringify(again.body))
+  assert.equal(await tagOf(host, '/alpha'), 'a2')
+  assert.equal(await tagOf(host, '/beta'), 'b2')
+  assert.deepEqual(await readFile(path.join(modulesOf(root), 'alpha.zip.previous')), await readFile(a1))
 })
 
 test('.tmp and staged files left while the host was down are picked up once the modules have loaded', async (t) => {

@@ -18,6 +18,14 @@ export interface CommitOutcome {
    * rename is atomic without it, the flush only makes it survive a power cut.
    */
   readonly flush: () => Promise<void>
+  /**
+   * Puts the files back as they were before this commit: the `.tmp` or staged file in its place
+   * and the replaced bundle under its own name (from `.previous`). For a transaction that fails
+   * after this commit, when a later module's commit fails: the old generations keep serving, so
+   * `modules/` must hold their bundles, and the deploys stay pending. Throws what it could not
+   * restore (an exploded directory replaced by a zip is not kept, so it cannot come back).
+   */
+  readonly undo: () => Promise<void>
 }
 
 export interface CommitOptions {
@@ -54,14 +62,17 @@ export async function commitChange(
   { sync = true }: CommitOptions = {},
 ): Promise<CommitOutcome> {
   const { source, target, data } = change
-  if (!source || !target || source === target) return { newerSource: false, flush: async () => {} }
+  if (!source || !target || source === target)
+    return { newerSource: false, flush: async () => {}, undo: async () => {} }
   const fail = (from: string, to: string, err: unknown) =>
     nyalaError('NYALA_ERR_RELOAD_COMMIT', { module: change.name, from, to, reason: reasonOf(err) }, err)
 
   // keep what is replaced: the bundle at the target, or the module's old file under another name
   const old = current && current !== target ? current : target
+  const previous = `${old}.previous`
+  let kept = false
   try {
-    await keepPrevious(old)
+    kept = await keepPrevious(old)
   } catch (err) {
     throw fail(old, `${old}.previous`, err)
   }
@@ -81,6 +92,8 @@ export async function commitChange(
     if (sync) for (const d of changed) await syncDirectory(d)
   }
   let newer = false
+  let how: 'renamed' | 'copied' | 'written' = 'written'
+  let removedOld = false
   try {
     const renamed = old !== target && hash !== undefined
     const done = renamed
@@ -93,6 +106,7 @@ export async function commitChange(
     if (renamed) faultPoint('commit-intent', change.name)
     if (unchanged || data === undefined) {
       const moved = await moveInto(source, target, sync, change.name, data)
+      how = moved
       if (
         moved === 'renamed' &&
         checked !== undefined &&
@@ -107,6 +121,7 @@ export async function commitChange(
         })
         await placeAtomically(dir, path.basename(target), data, { sync, syncDirectory: false })
         newer = true
+        how = 'written'
       }
     } else await placeAtomically(dir, path.basename(target), data, { sync, syncDirectory: false })
     faultPoint('commit-renamed', change.name)
@@ -117,6 +132,7 @@ export async function commitChange(
       await flush()
       faultPoint('commit-synced', change.name)
       await rm(old, { force: true, recursive: true })
+      removedOld = true
       if (sync) await syncDirectory(path.dirname(old))
       faultPoint('commit-old-removed', change.name)
       await done?.()
@@ -124,26 +140,53 @@ export async function commitChange(
   } catch (err) {
     throw fail(source, target, err)
   }
-  return { newerSource: (data !== undefined && !unchanged) || newer, flush }
+  const undo = async () => {
+    try {
+      // an exploded directory replaced by a zip was removed, not kept: the new bundle stays, so the
+      // module keeps a bundle in modules/ (the one its new generation started from)
+      if (removedOld && !kept) throw new Error(`${old} was an exploded directory, not kept as .previous`)
+      // the deploy back where it was placed: it is pending again, as after a refused reload
+      if (how === 'renamed') await rename(target, source)
+      else if (how === 'copied' && data !== undefined && !existsSync(source))
+        await placeAtomically(path.dirname(source), path.basename(source), data, {
+          sync,
+          syncDirectory: false,
+        })
+      // the replaced bundle back under its name (over the new one when the name is the same); a
+      // module this commit added has none
+      if (kept) await rename(previous, old)
+      if (old !== target || !kept) await rm(target, { force: true })
+      if (sync) for (const d of changed) await syncDirectory(d)
+    } catch (err) {
+      throw fail(target, old, err)
+    }
+  }
+  return { newerSource: (data !== undefined && !unchanged) || newer, flush, undo }
 }
 
 /**
- * Keeps the bundle a commit replaces as `<file>.previous` (until the next success). Not flushed: a
- * copy for the operator, never served. An exploded directory replaced by a zip is not kept: a
+ * Keeps the bundle a commit replaces as `<file>.previous` (until the next success); false when
+ * there was none to keep. Not flushed: a copy for the operator, never served, or the way back
+ * when a later module's commit fails (the outcome's `undo`). An exploded directory replaced by a zip is not kept: a
  * copy of a whole tree on the reload's path, and a `<dir>.previous` directory would be loaded as
  * a module at the next start.
  */
-async function keepPrevious(old: string): Promise<void> {
-  if (await isDirectory(old)) return
+async function keepPrevious(old: string): Promise<boolean> {
+  if (await isDirectory(old)) return false
   const previous = `${old}.previous`
   // one unlink (rm looks at the file twice first); anything but a file falls to rm, which says why
   await unlink(previous).catch(async (err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') await rm(previous, { force: true })
   })
-  await link(old, previous).catch(async (err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return
-    await copyFile(old, previous)
-  })
+  return link(old, previous).then(
+    () => true,
+    async (err: NodeJS.ErrnoException) => {
+      // nothing to keep: a module added by this commit
+      if (err.code === 'ENOENT') return false
+      await copyFile(old, previous)
+      return true
+    },
+  )
 }
 
 async function isDirectory(file: string): Promise<boolean> {

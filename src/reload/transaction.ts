@@ -307,15 +307,28 @@ export class ReloadTransactions {
     // the later ones' files in place, deployed by the next start's pickup); a failure here still
     // changes nothing
     const again: Change[] = []
-    const flushes: { module: string; flush: () => Promise<void> }[] = []
+    const flushes: { module: string; flush: () => Promise<void>; undo: () => Promise<void> }[] = []
     for (const p of planned) {
       if (!p.change || p.change.kind === 'remove') continue
       if (flushes.length > 0) faultPoint('commit-between')
       try {
         const outcome = await commitChange(p.change, p.record.file, { sync: opts.autoReload.fsync })
-        flushes.push({ module: p.name, flush: outcome.flush })
+        flushes.push({ module: p.name, flush: outcome.flush, undo: outcome.undo })
         if (outcome.newerSource && p.change.source) again.push(p.change)
       } catch (err) {
+        // the modules committed before this one go back too: the old generations keep serving,
+        // so modules/ holds their bundles, and their .tmp or staged files wait as after a refusal
+        for (const done of flushes.reverse()) {
+          try {
+            await done.undo()
+          } catch (undoErr) {
+            const e = undoErr as NyalaError
+            log.error(
+              { ...e.toJSON(), module: done.module, reload: id },
+              `reload ${id}: ${done.module}'s files could not be put back after ${p.name}'s commit failed: ${e.message}`,
+            )
+          }
+        }
         return abandon(err as NyalaError, p.name)
       }
     }
