@@ -400,6 +400,33 @@ test('a batch whose second commit fails puts the first one back: modules/ holds 
   assert.deepEqual(await readFile(path.join(modulesOf(root), 'alpha.zip.previous')), await readFile(a1))
 })
 
+test('with use.touch.file=true, a touch while the modules are loading is not lost', async (t) => {
+  // alpha's first register waits until the test releases it: the host is still loading when the
+  // touch file is written. Once loaded, the touch runs and deploys beta's waiting .tmp
+  const root = await shippedRoot(t, 'use.touch.file=true\n')
+  const hold = path.join(root, 'release')
+  await writeFile(path.join(root, 'config', 'alpha.properties'), `hold=${hold}\n`)
+  const slow = await moduleSource(root, 'alpha-slow', {
+    files: {
+      'index.js': `module.exports = { async register (app, ctx) {
+  const fs = require('fs')
+  fs.writeFileSync(ctx.config.hold + '.held', '')
+  while (!fs.existsSync(ctx.config.hold)) await new Promise((resolve) => setTimeout(resolve, 20))
+  app.get('/', async () => ({ tag: 'alpha' }))
+} }\n`,
+    },
+  })
+  await packWithNyala(slow, path.join(modulesOf(root), 'alpha.zip'))
+  await writeFile(path.join(modulesOf(root), 'beta.zip'), await readFile(await variant(root, 'beta', 'b1')))
+  await place(await variant(root, 'beta', 'b2'), path.join(modulesOf(root), 'beta.zip.tmp'))
+  const starting = startHost(t, root, [], { timeoutMs: 60_000 })
+  await waitUntil(() => existsSync(`${hold}.held`), 'the host to be loading alpha')
+  await writeFile(path.join(modulesOf(root), 'touch.txt'), '')
+  await writeFile(hold, '')
+  const host = await starting
+  await waitUntil(async () => (await tagOf(host, '/beta')) === 'b2', 'the touch to deploy beta', 30_000)
+})
+
 test('.tmp and staged files left while the host was down are picked up once the modules have loaded', async (t) => {
   const root = await shippedRoot(t)
   await deploy(root, 'hello')

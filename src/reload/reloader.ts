@@ -125,6 +125,8 @@ export class Reloader {
           { files: waiting.map((c) => c.source), touchFile: options.autoReload.touchFile },
           `${waiting.length} file(s) wait for the touch file (use.touch.file=true): ${waiting.map((c) => path.basename(c.source)).join(', ')}`,
         )
+      // the touch file written while the modules loaded is the one trigger here: not lost
+      for (const [event, file] of held) this.#onPath(event, file)
       return
     }
     if (waiting.length > 0)
