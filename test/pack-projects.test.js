@@ -334,3 +334,28 @@ test("a package folder that is a symbolic link (npm link) is packed as its conte
   assert.ok(entries.includes('node_modules/ms/index.js'))
   assert.ok(!entries.some((e) => e.startsWith('node_modules/debug/node_modules/')))
 })
+
+test('pack refuses a syntax error as the host would (NYALA_ERR_MODULE_SYNTAX), writing nothing; a .tmp output is named as its module', async (t) => {
+  const dir = await tempDir(t)
+  const project = path.join(dir, 'greeter')
+  await mkdir(path.join(project, 'lib'), { recursive: true })
+  await writeFile(path.join(project, 'module.properties'), 'version=1.0.0\nmain=index.js\n')
+  await writeFile(
+    path.join(project, 'index.js'),
+    "const { greet } = require('./lib/greet.js')\nmodule.exports = { async register (app) { app.get('/', async () => greet()) } }\n",
+  )
+  await writeFile(
+    path.join(project, 'lib', 'greet.js'),
+    "exports.greet = () => 'hi'\nexport function broken( {\n",
+  )
+  const out = path.join(dir, 'greeter.zip')
+  const res = await runCli(['pack', project, '-o', out])
+  assert.equal(res.code, 1, res.stdout)
+  assert.match(res.stderr, /^nyala: NYALA_ERR_MODULE_SYNTAX: .*syntax error at lib\/greet\.js:\d+: /m)
+  await assert.rejects(readFile(out), { code: 'ENOENT' })
+
+  await writeFile(path.join(project, 'lib', 'greet.js'), "exports.greet = () => 'hi'\n")
+  const tmp = await runCli(['pack', project, '-o', path.join(dir, 'greeter.zip.tmp')])
+  assert.equal(tmp.code, 0, tmp.stderr)
+  assert.match(tmp.stdout, /greeter\.zip\.tmp: module greeter 1\.0\.0, /)
+})

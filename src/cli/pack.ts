@@ -6,6 +6,7 @@ import { buildBundle, type PackResult, writeBundle } from '../bundle/pack.js'
 import type { SigningOptions } from '../bundle/sign-bundle.js'
 import { readPrivateKey } from '../bundle/signing-key.js'
 import { nyalaError, reasonOf } from '../errors.js'
+import { checkSyntax } from '../loader/load-module.js'
 import { exitCodes, parse, UsageError } from './common.js'
 import { precompileForPack } from './pack-transform.js'
 
@@ -62,8 +63,12 @@ export async function pack(args: string[]): Promise<number> {
   })
   // validated before it is written: a bundle the host would refuse never lands where a watcher looks
   // refusals name the source directory (what the user fixes); the module name is the host's: the file's
-  const name = moduleNameOf(result.out) ?? moduleNameOf(path.resolve(dir), true)
+  // a `.tmp` beside a module's bundle (`-o modules/hello.zip.tmp`) is that module's
+  const named = result.out.endsWith('.tmp') ? result.out.slice(0, -'.tmp'.length) : result.out
+  const name = moduleNameOf(named) ?? moduleNameOf(path.resolve(dir), true)
   const bundle = await openBundle(dir, name ? { name, data: result.data } : { data: result.data })
+  // the host's own syntax check (every script compiles), as `nyala deploy` runs it
+  checkSyntax(bundle)
   await writeBundle(result)
   process.stdout.write(`${summary(result, bundle.name, bundle.manifest.version, bundle.hash)}\n`)
   if (sign) {
