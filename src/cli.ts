@@ -38,7 +38,8 @@ Options:
   -h, --help     show help (also: nyala <command> --help)
   -v, --version  print the version
 
-Exit codes: 0 success, 1 failure (bad configuration, cannot listen, bad bundle), 2 usage error.
+Exit codes: 0 success, 1 failure (bad configuration, cannot listen, bad bundle),
+2 usage error, 3 the event loop was stuck (watchdog.action=exit).
 Error codes (NYALA_ERR_*) are listed in docs/errors.md.`
 
 const commands: Record<string, (args: string[]) => Promise<number>> = {
@@ -75,7 +76,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof UsageError) {
       const usage = nyalaError('NYALA_ERR_CLI_USAGE', { reason: err.message })
-      process.stderr.write(`nyala: ${usage.code}: ${usage.message}\nRun "nyala --help" for usage.\n`)
+      const help = command !== undefined && commands[command] ? `nyala ${command} --help` : 'nyala --help'
+      process.stderr.write(`nyala: ${usage.code}: ${usage.message}\nRun "${help}" for usage.\n`)
       return exitCodes.usage
     }
     if (isNyalaError(err)) {

@@ -462,8 +462,9 @@ test('CLI: help, usage errors, and pack refusing a directory without module.prop
     assert.equal(res.code, 2, `nyala ${res.args.join(' ')}`)
     assert.match(res.stderr, /NYALA_ERR_CLI_USAGE/)
   }
-  assert.match(usage[0].stderr, /unknown command "frobnicate"/)
-  assert.match(usage[1].stderr, /--bogus/)
+  assert.match(usage[0].stderr, /unknown command "frobnicate"\nRun "nyala --help" for usage\./)
+  assert.match(usage[1].stderr, /unknown option "--bogus"\nRun "nyala start --help" for usage\./)
+  assert.match(usage[2].stderr, /Run "nyala pack --help" for usage\./)
 
   const root = await makeRoot(t)
   const dir = await writeFiles(path.join(root, 'src', 'nomanifest'), {

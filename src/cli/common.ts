@@ -18,6 +18,10 @@ export function parse(args: string[], options: OptionSpec): ParsedArgs {
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true }) as ParsedArgs
   } catch (err) {
+    // Node's text for an unknown flag goes on about positionals starting with '-': name the flag
+    const code = (err as { code?: string }).code
+    const flag = /'([^']+)'/.exec(reasonOf(err))?.[1]
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag) throw new UsageError(`unknown option "${flag}"`)
     throw new UsageError(reasonOf(err))
   }
 }

@@ -24,7 +24,8 @@ Logs go to stdout: readable lines on a terminal, pino JSON lines otherwise.
 Options:
   --root DIR       root directory; relative paths resolve from it (default: .)
   --config FILE    configuration file (default: <root>/config/impala.properties)
-  --port N         listen port, 0 for any free port (key: port, default 8080)
+  --port N         listen port, 0 for any free port (key: port, default 8080;
+                   the environment variable NYALA_PORT when the flag is absent)
   --host H         listen address (key: host, default 127.0.0.1)
   --watch          watch the modules and hot-reload changed bundles
                    (sets auto.reload.modules=true)

@@ -6,8 +6,9 @@ import { exitCodes, parse, UsageError } from './common.js'
 const statusHelp = `Usage: nyala status [options]
 
 Prints the modules of a running host: state, version, generation, prefix,
-isolation (none, or thread and the state of the module's thread), requests in flight, crashes of its code, the signing keys and sequence of a
-signed bundle, last reload and last reload error. With worker processes
+isolation (none, or thread and the state of the module's thread), requests in
+flight, crashes of its code, the signing keys and sequence of a signed bundle,
+last reload and last reload error. With worker processes
 (workers > 1), a second table: each worker's slot, pid, state, replacements,
 memory, requests in flight and the generations it serves; a module whose
 workers serve different generations shows them all in GEN (e.g. 3/2).
