@@ -728,6 +728,9 @@ test('nyala status and nyala reload: table, --json, exit codes, errors, unreacha
   const unknown = await runCli(['reload', 'nope', '--root', root])
   assert.equal(unknown.code, 1)
   assert.match(unknown.stderr, /NYALA_ERR_UNKNOWN_MODULE/)
+  const unknownJson = await runCli(['reload', 'nope', '--json', '--root', root])
+  assert.equal(unknownJson.code, 1)
+  assert.equal(JSON.parse(unknownJson.stdout).code, 'NYALA_ERR_UNKNOWN_MODULE', 'the answer as JSON too')
 
   // a failed reload: exit 1 with the code; the module still runs, so status is 0 and shows the error
   await install(root, 'solo', broken)

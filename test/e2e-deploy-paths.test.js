@@ -17,6 +17,7 @@ import {
   placeByRename as place,
   projectRoot,
   request,
+  runCli,
   startHost,
   taggedBundle as variant,
   waitUntil,
@@ -316,6 +317,10 @@ test('a touch batch with one file that does not open deploys the others, and ref
     failed.map((r) => r.module),
     ['beta'],
   )
+  // the CLI's rescan, with only beta's file left to find, says so and exits 1
+  const cli = await runCli(['reload', '--root', root])
+  assert.equal(cli.code, 1, cli.stdout)
+  assert.match(cli.stderr, /^nyala: NYALA_ERR_BUNDLE_NOT_ZIP: .*beta\.zip\.tmp: not a zip file/m)
 })
 
 test('a batch whose second commit fails puts the first one back, a renaming commit too: modules/ holds what serves', async (t) => {

@@ -13,7 +13,8 @@ Options:
 ${adminFlagsHelp}
 
 Exit codes: 0 reloaded or unchanged, 1 the reload failed (the old code keeps
-serving; the error is printed) or the admin API cannot be reached, 2 usage error.`
+serving; the error is printed), a rescan refused a file that does not open (the
+others reloaded), or the admin API cannot be reached, 2 usage error.`
 
 export async function reload(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { ...adminFlags, force: { type: 'boolean' } })
@@ -28,8 +29,9 @@ export async function reload(args: string[]): Promise<number> {
     ? `/modules/${encodeURIComponent(name)}/reload${values.force ? '?force=true' : ''}`
     : '/reload'
   const { body } = await callAdmin(target, 'POST', path)
-  if (isNyalaError(body)) throw body
+  // --json prints the answer whatever it is, an error's too (the error also goes to stderr)
   if (values.json) process.stdout.write(`${JSON.stringify(body, null, 2)}\n`)
+  if (isNyalaError(body)) throw body
   const error = body.error as { code: string; message: string } | undefined
   if (body.result === 'failed' && error) {
     process.stderr.write(`nyala: ${error.code}: ${error.message}\n`)
@@ -45,5 +47,9 @@ export async function reload(args: string[]): Promise<number> {
         : `reloaded in ${Math.round(Number(body.ms))} ms: ${gens}\n`,
     )
   }
+  // a rescan refuses a file that does not open on its own, and reloads the others
+  const refused = (body.refused ?? []) as { module: string; code: string; message: string }[]
+  for (const r of refused) process.stderr.write(`nyala: ${r.code}: ${r.message}\n`)
+  if (refused.length > 0) return exitCodes.failure
   return exitCodes.ok
 }
