@@ -18,6 +18,7 @@ import {
   moduleSource,
   modulesOf,
   packWithNyala,
+  packWithZip,
   request,
   runCli,
   startHost,
@@ -57,12 +58,12 @@ const indexOf = (tag, extra = '') =>
   `module.exports = { async register (app, ctx) { ${extra}app.get('/', async () => ({ module: ctx.name, generation: ctx.generation, version: ctx.version, tag: ${JSON.stringify(tag)} })) } }\n`
 
 /** A bundle of `name` answering `{ module, generation, version, tag }`, packed under src/ (not deployed). */
-async function variant(root, name, tag, { fields = {}, files = {} } = {}) {
+async function variant(root, name, tag, { fields = {}, files = {}, pack = packWithNyala } = {}) {
   const dir = await moduleSource(root, `${name}-${tag}`, {
     fields,
     files: { 'index.js': indexOf(tag), ...files },
   })
-  return packWithNyala(dir, path.join(root, 'src', `${name}-${tag}.zip`))
+  return pack(dir, path.join(root, 'src', `${name}-${tag}.zip`))
 }
 
 /** A bundle of `name` whose register throws. */
@@ -366,7 +367,11 @@ test('POST /modules/:name/reload: unchanged, forced, reloaded, failed (422) with
     throwing(root, 'solo'),
     variant(root, 'solo', 'c'),
   ])
-  const syntax = await variant(root, 'solo', 'syntax', { files: { 'index.js': 'module.exports = {\n' } })
+  // zip, not nyala pack, which refuses a syntax error itself: the host must refuse it too
+  const syntax = await variant(root, 'solo', 'syntax', {
+    files: { 'index.js': 'module.exports = {\n' },
+    pack: packWithZip,
+  })
   const host = await startHost(t, root)
   const post = (p) => admin(host, p, { method: 'POST' })
 

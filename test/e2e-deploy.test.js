@@ -41,12 +41,12 @@ const deployRoot = async (t, set) => makeRoot(t, await shippedProperties(set))
 const answer = `module.exports = { async register (app, ctx) { app.get('/', async () => ({ generation: ctx.generation, version: ctx.version })) } }\n`
 
 /** Packs a `hello` bundle of `version` to `<root>/out/<file>` (outside modules/ and staging/). */
-async function bundle(root, version, { index = answer, file = 'hello.zip' } = {}) {
+async function bundle(root, version, { index = answer, file = 'hello.zip', pack = packWithNyala } = {}) {
   const dir = await moduleSource(root, `hello-${version}-${file}`, {
     fields: { version, prefix: '/hello' },
     files: { 'index.js': index },
   })
-  return packWithNyala(dir, path.join(root, 'out', file))
+  return pack(dir, path.join(root, 'out', file))
 }
 
 /** The files in the root's staging directory (the shipped ../staging of modules/). */
@@ -102,7 +102,8 @@ test('deploy of a good bundle: the new generation serves, staging is empty, modu
 
 test('a bundle with a syntax error is refused before anything is written', async (t) => {
   const { root, host } = await serving(t)
-  const broken = await bundle(root, '1.1.0', { index: 'module.exports = {\n' })
+  // zip, not nyala pack, which refuses a syntax error itself: deploy must check on its own
+  const broken = await bundle(root, '1.1.0', { index: 'module.exports = {\n', pack: packWithZip })
   const res = await deployCli([broken, '--root', root], root)
   assert.equal(res.code, 1)
   assert.match(res.stderr, /^nyala: NYALA_ERR_MODULE_SYNTAX: .*index\.js:2/m)

@@ -226,6 +226,7 @@ test('a syntax error is refused with NYALA_ERR_MODULE_SYNTAX naming index.js:3',
       'index.js':
         "'use strict'\nmodule.exports = {\n  register (app) { app.get('/', async () => ({ ok: true )) }\n}\n",
     },
+    pack: packWithZip,
   })
   await healthyPacked
   const host = await startHost(t, root)

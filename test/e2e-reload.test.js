@@ -9,7 +9,16 @@ import path from 'node:path'
 import test from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
-import { deploy, makeRoot, moduleSource, modulesOf, packWithNyala, request, startHost } from './helpers.js'
+import {
+  deploy,
+  makeRoot,
+  moduleSource,
+  modulesOf,
+  packWithNyala,
+  packWithZip,
+  request,
+  startHost,
+} from './helpers.js'
 
 const run = promisify(execFile)
 
@@ -31,7 +40,7 @@ const modules = async (host) => {
 }
 
 /** A bundle of `name` answering `{ module, generation, version, tag }`, packed to `out` (not deployed). */
-async function variant(root, name, tag, { fields = {}, files = {} } = {}) {
+async function variant(root, name, tag, { fields = {}, files = {}, pack = packWithNyala } = {}) {
   const dir = await moduleSource(root, `${name}-${tag}`, {
     fields,
     files: {
@@ -39,7 +48,7 @@ async function variant(root, name, tag, { fields = {}, files = {} } = {}) {
       ...files,
     },
   })
-  return packWithNyala(dir, path.join(root, 'src', `${name}-${tag}.zip`))
+  return pack(dir, path.join(root, 'src', `${name}-${tag}.zip`))
 }
 
 /** Writes `data` to `file` in five chunks with pauses, as a slow copy over the network would. */
@@ -259,6 +268,7 @@ test('a broken bundle changes nothing: the old generation serves, files stay, la
         readFile(
           await variant(root, 'app', 'syntax', {
             files: { 'index.js': 'module.exports = {\n  register (app) {\n    app.get("/", (\n  }\n}\n' },
+            pack: packWithZip,
           }),
         ),
       'NYALA_ERR_MODULE_SYNTAX',

@@ -111,10 +111,14 @@ export async function placeByRename(bundle, dest) {
   await rename(temp, dest)
 }
 
-/** Writes `<root>/src/<name>` (see moduleSource) and packs it with `nyala pack` into modules/<file>. */
+/**
+ * Writes `<root>/src/<name>` (see moduleSource) and packs it with `nyala pack` into
+ * modules/<file>; `opts.pack` packs it otherwise: `packWithZip` for a bundle `nyala pack` would
+ * refuse (a syntax error), which the host must refuse itself.
+ */
 export async function deploy(root, name, opts = {}, file = `${name}.zip`) {
   const dir = await moduleSource(root, name, opts)
-  return packWithNyala(dir, path.join(modulesOf(root), file))
+  return (opts.pack ?? packWithNyala)(dir, path.join(modulesOf(root), file))
 }
 
 /** Runs the CLI to completion; resolves { code, stdout, stderr }. */

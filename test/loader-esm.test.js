@@ -17,6 +17,7 @@ import {
   manifest,
   modulesOf,
   packWithNyala,
+  packWithZip,
   projectRoot,
   request,
   startHost,
@@ -51,11 +52,12 @@ async function withPackages(dir) {
 const moduleDir = (root, name, fields, files) =>
   writeFiles(path.join(root, 'src', name), { 'module.properties': manifest(fields), ...files })
 
-async function bundleOf(t, files, fields = {}, { npm = false } = {}) {
+/** `pack`: packWithZip for code `nyala pack` refuses (a syntax error), which the loader must refuse itself. */
+async function bundleOf(t, files, fields = {}, { npm = false, pack = packWithNyala } = {}) {
   const root = await makeRoot(t)
   const dir = await moduleDir(root, 'm', fields, files)
   if (npm) await withPackages(dir)
-  return openBundle(await packWithNyala(dir, path.join(root, 'modules', 'm.zip')))
+  return openBundle(await pack(dir, path.join(root, 'modules', 'm.zip')))
 }
 
 const esmModule = {
@@ -259,6 +261,7 @@ test('top-level await is refused with a coded error naming file:line, own file o
       'lib/wait.mjs': `const a = 1\n\nawait 0\n`,
     },
     { main: 'index.mjs' },
+    { pack: packWithZip },
   )
   for (const attempt of [() => checkSyntax(own), () => loadModuleCode(own)]) {
     assert.throws(attempt, (err) => {
@@ -295,6 +298,7 @@ test('a TypeScript syntax error names the .ts file and line', async (t) => {
     t,
     { 'index.ts': `const a: number = 1\nconst b = (a: ) => a\n` },
     { main: 'index.ts' },
+    { pack: packWithZip },
   )
   assert.throws(
     () => checkSyntax(bundle),

@@ -11,14 +11,15 @@ import {
   precompile,
 } from '../dist/loader/load-module.js'
 import { moduleEntryOf } from '../dist/loader/module-entry.js'
-import { makeRoot, moduleSource, packWithNyala, writeFiles } from './helpers.js'
+import { makeRoot, moduleSource, packWithNyala, packWithZip, writeFiles } from './helpers.js'
 
 const run = promisify(execFile)
 
-async function bundleOf(t, files, fields = {}) {
+/** `pack`: packWithZip for code `nyala pack` refuses (a syntax error), which the loader must refuse itself. */
+async function bundleOf(t, files, fields = {}, pack = packWithNyala) {
   const root = await makeRoot(t)
   const dir = await moduleSource(root, 'm', { fields, files })
-  return openBundle(await packWithNyala(dir, path.join(root, 'modules', 'm.zip')))
+  return openBundle(await pack(dir, path.join(root, 'modules', 'm.zip')))
 }
 
 test('require resolves bundle files, json, directories, built-ins, bundle node_modules and host packages', async (t) => {
@@ -71,9 +72,12 @@ test('cyclic requires see the partial exports, as in Node', async (t) => {
 })
 
 test('a syntax error names the bundle, the file and the line', async (t) => {
-  const bundle = await bundleOf(t, {
-    'index.js': `'use strict'\nconst ok = 1\nconst broken = ;\nmodule.exports = {}`,
-  })
+  const bundle = await bundleOf(
+    t,
+    { 'index.js': `'use strict'\nconst ok = 1\nconst broken = ;\nmodule.exports = {}` },
+    {},
+    packWithZip,
+  )
   assert.throws(
     () => loadModuleCode(bundle),
     (err) => {
@@ -86,7 +90,12 @@ test('a syntax error names the bundle, the file and the line', async (t) => {
 })
 
 test('a syntax error in a required file names that file', async (t) => {
-  const bundle = await bundleOf(t, { 'index.js': `require('./lib/bad')`, 'lib/bad.js': `\n\nfunction (\n` })
+  const bundle = await bundleOf(
+    t,
+    { 'index.js': `require('./lib/bad')`, 'lib/bad.js': `\n\nfunction (\n` },
+    {},
+    packWithZip,
+  )
   assert.throws(() => loadModuleCode(bundle), /lib\/bad\.js:3/)
 })
 
@@ -182,15 +191,20 @@ test('writeFiles helper is usable for exploded bundles too', async (t) => {
 })
 
 test('files compiled ahead (precompile) run as loadModuleCode would; one that does not compile fails where it is required', async (t) => {
-  const bundle = await bundleOf(t, {
-    'index.js': `
+  const bundle = await bundleOf(
+    t,
+    {
+      'index.js': `
       const a = require('./lib/a')
       let bad
       try { require('./lib/bad') } catch (err) { bad = err.code }
       module.exports = { register () {}, seen: { a, bad, self: __filename.endsWith('/index.js') } }`,
-    'lib/a.js': `exports.n = 1 + 1`,
-    'lib/bad.js': `const = 1`,
-  })
+      'lib/a.js': `exports.n = 1 + 1`,
+      'lib/bad.js': `const = 1`,
+    },
+    {},
+    packWithZip,
+  )
   const plain = loadModuleCode(bundle)
   // the previous generation's load order is the hint; an entry that is not in the bundle is skipped
   const compiled = await precompile(bundle, [...plain.loaded, 'lib/bad.js', 'lib/gone.js'])

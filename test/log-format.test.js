@@ -13,6 +13,7 @@ import {
   isAlive,
   killAfter,
   makeRoot,
+  packWithZip,
   parseLogs,
   runCli,
   startDaemon,
@@ -149,7 +150,7 @@ test('log.format=pretty in the configuration file prints readable lines', async 
 test('pretty error records show their code and module', async (t) => {
   const root = await makeRoot(t, `${config}log.format=pretty\n`)
   await deploy(root, 'hello')
-  await deploy(root, 'broken', { files: { 'index.js': 'module.exports = {\n' } })
+  await deploy(root, 'broken', { files: { 'index.js': 'module.exports = {\n' }, pack: packWithZip })
   const res = await startPiped(t, root)
   assert.equal(res.code, 0, res.stderr)
   assert.match(res.stdout, /ERROR.*: .*\[broken\].* NYALA_ERR_MODULE_SYNTAX: .*broken\.zip/)

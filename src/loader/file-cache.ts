@@ -1,5 +1,6 @@
-import { mkdir, readdir, rename, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, rename, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { isDirectory } from '../bundle/is-directory.js'
 import type { Bundle } from '../bundle/open-bundle.js'
 import { nyalaError, reasonOf } from '../errors.js'
 import { isAlive } from '../process-alive.js'
@@ -261,13 +262,5 @@ export class FileCache {
       if (this.#queues.get(name) === settled) this.#queues.delete(name)
     })
     return run
-  }
-}
-
-async function isDirectory(file: string): Promise<boolean> {
-  try {
-    return (await stat(file)).isDirectory()
-  } catch {
-    return false
   }
 }

@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs'
-import { copyFile, link, lstat, readFile, rename, rm, stat, unlink } from 'node:fs/promises'
+import { copyFile, link, readFile, rename, rm, stat, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { sha256Hex } from '../bundle/content-hash.js'
 import { syncDirectory, syncFile } from '../bundle/durable.js'
+import { isDirectory } from '../bundle/is-directory.js'
 import { placeAtomically } from '../bundle/staged-file.js'
 import { nyalaError, reasonOf } from '../errors.js'
 import { faultPause, faultPoint } from '../fault-point.js'
@@ -70,7 +71,7 @@ export async function commitChange(
   // keep what is replaced: the bundle at the target, or the module's old file under another name
   const old = current && current !== target ? current : target
   const previous = `${old}.previous`
-  let kept = false
+  let kept: Kept = 'absent'
   try {
     kept = await keepPrevious(old)
   } catch (err) {
@@ -144,7 +145,8 @@ export async function commitChange(
     try {
       // an exploded directory replaced by a zip was removed, not kept: the new bundle stays, so the
       // module keeps a bundle in modules/ (the one its new generation started from)
-      if (removedOld && !kept) throw new Error(`${old} was an exploded directory, not kept as .previous`)
+      if (removedOld && kept === 'directory')
+        throw new Error(`${old} was an exploded directory, not kept as .previous`)
       // the deploy back where it was placed: it is pending again, as after a refused reload
       if (how === 'renamed') await rename(target, source)
       else if (how === 'copied' && data !== undefined && !existsSync(source))
@@ -154,8 +156,8 @@ export async function commitChange(
         })
       // the replaced bundle back under its name (over the new one when the name is the same); a
       // module this commit added has none
-      if (kept) await rename(previous, old)
-      if (old !== target || !kept) await rm(target, { force: true })
+      if (kept === 'kept') await rename(previous, old)
+      if (old !== target || kept !== 'kept') await rm(target, { force: true })
       if (sync) for (const d of changed) await syncDirectory(d)
     } catch (err) {
       throw fail(target, old, err)
@@ -164,37 +166,31 @@ export async function commitChange(
   return { newerSource: (data !== undefined && !unchanged) || newer, flush, undo }
 }
 
+/** What `keepPrevious` did with the replaced bundle. */
+type Kept = 'kept' | 'directory' | 'absent'
+
 /**
- * Keeps the bundle a commit replaces as `<file>.previous` (until the next success); false when
- * there was none to keep. Not flushed: a copy for the operator, never served, or the way back
- * when a later module's commit fails (the outcome's `undo`). An exploded directory replaced by a zip is not kept: a
- * copy of a whole tree on the reload's path, and a `<dir>.previous` directory would be loaded as
- * a module at the next start.
+ * Keeps the bundle a commit replaces as `<file>.previous` (until the next success): a copy for the
+ * operator, never served, and the way back when a later module's commit fails (the outcome's
+ * `undo`). Not flushed. An exploded directory is not kept: a copy of a whole tree on the reload's
+ * path, and a `<dir>.previous` directory would be loaded as a module at the next start.
  */
-async function keepPrevious(old: string): Promise<boolean> {
-  if (await isDirectory(old)) return false
+async function keepPrevious(old: string): Promise<Kept> {
+  if (await isDirectory(old)) return 'directory'
   const previous = `${old}.previous`
   // one unlink (rm looks at the file twice first); anything but a file falls to rm, which says why
   await unlink(previous).catch(async (err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') await rm(previous, { force: true })
   })
   return link(old, previous).then(
-    () => true,
-    async (err: NodeJS.ErrnoException) => {
+    (): Kept => 'kept',
+    async (err: NodeJS.ErrnoException): Promise<Kept> => {
       // nothing to keep: a module added by this commit
-      if (err.code === 'ENOENT') return false
+      if (err.code === 'ENOENT') return 'absent'
       await copyFile(old, previous)
-      return true
+      return 'kept'
     },
   )
-}
-
-async function isDirectory(file: string): Promise<boolean> {
-  try {
-    return (await lstat(file)).isDirectory()
-  } catch {
-    return false
-  }
 }
 
 /** A file's identity for the commit: inode, size and modification time (a rename changes its ctime). */
