@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { copyFile, link, readFile, rename, rm, stat, unlink } from 'node:fs/promises'
+import { copyFile, link, readFile, rename, rm, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { sha256Hex } from '../bundle/content-hash.js'
 import { syncDirectory, syncFile } from '../bundle/durable.js'
@@ -9,6 +9,7 @@ import { nyalaError, reasonOf } from '../errors.js'
 import { faultPause, faultPoint } from '../fault-point.js'
 import type { Change } from './change.js'
 import { holds, writeIntent } from './commit-journal.js'
+import { fileStamp } from './file-stamp.js'
 
 export interface CommitOutcome {
   /** True when the source was replaced again while its reload ran: it must be reloaded once more. */
@@ -193,16 +194,6 @@ async function keepPrevious(old: string): Promise<Kept> {
   )
 }
 
-/** A file's identity for the commit: inode, size and modification time (a rename changes its ctime). */
-async function identityOf(file: string): Promise<string> {
-  try {
-    const st = await stat(file, { bigint: true })
-    return `${st.ino}:${st.size}:${st.mtimeNs}`
-  } catch {
-    return 'gone'
-  }
-}
-
 const rel = (dir: string, file: string) => path.relative(dir, file)
 
 /**
@@ -247,3 +238,6 @@ export async function sourceStillHolds(change: Change): Promise<boolean> {
   const hash = hashOf(change)
   return hash === undefined ? existsSync(change.source) : holds(change.source, hash)
 }
+
+/** A file's identity for the commit: its stamp without the change time, which a rename moves. */
+const identityOf = (file: string) => fileStamp(file, { ctime: false })
