@@ -252,7 +252,7 @@ const definitions = {
     message: 'reload of "{module}" could not move {from} to {to}: {reason}',
     status: 500,
   },
-  NYALA_ERR_UNKNOWN_MODULE: { message: 'no module named "{module}"', status: 404 },
+  NYALA_ERR_UNKNOWN_MODULE: { message: 'no module named "{module}"{hint}', status: 404 },
   NYALA_ERR_DEPLOY_PATH_INACTIVE: {
     message: '{file} is not picked up: the {type} deploy path is not active ({key}={value}); {hint}',
     status: 409,
@@ -317,7 +317,7 @@ const definitions = {
   // nyala deploy and the admin API's PUT /deploy/:file
   NYALA_ERR_DEPLOY_NAME: {
     message:
-      '"{file}" cannot be deployed: {reason}; expected a .zip or .jar file name, without directory, whose name gives a valid module name',
+      '"{file}" cannot be deployed: {reason}; expected a file name (no directory part) ending in .zip or .jar, whose name gives a valid module name',
     status: 400,
   },
   NYALA_ERR_DEPLOY_BODY: {

@@ -231,6 +231,27 @@ test('GET /modules, /modules/:name, /health, /ready; unknown modules are 404', a
   await stopOk(host)
 })
 
+test('a reload keeps the order of GET /modules and nyala status (dependencies first, then by name)', async (t) => {
+  const root = await makeRoot(t, baseProps)
+  await deploy(root, 'core')
+  await deploy(root, 'app', { fields: { 'depends-on': 'core' } })
+  await deploy(root, 'billing')
+  const host = await startHost(t, root)
+  const names = async () => (await admin(host, '/modules')).body.modules.map((m) => m.name)
+  assert.deepEqual(await names(), ['core', 'app', 'billing'])
+  // core and its dependent app are reloaded; billing is not: until 2026-11-30 the reloaded ones
+  // moved to the end
+  const forced = await runCli(['reload', 'core', '--force', '--root', root])
+  assert.equal(forced.code, 0, forced.stderr)
+  assert.deepEqual(await names(), ['core', 'app', 'billing'])
+  const status = await runCli(['status', '--json', '--root', root])
+  assert.equal(status.code, 0, status.stderr)
+  assert.deepEqual(
+    JSON.parse(status.stdout).modules.map((m) => m.name),
+    ['core', 'app', 'billing'],
+  )
+})
+
 test('admin.token: every route but /health and /ready wants the bearer token', async (t) => {
   const token = 's3cret-admin-token'
   const root = await makeRoot(t, `${baseProps}admin.token=${token}\n`)
@@ -733,6 +754,10 @@ test('nyala status and nyala reload: table, --json, exit codes, errors, unreacha
   const unknown = await runCli(['reload', 'nope', '--root', root])
   assert.equal(unknown.code, 1)
   assert.match(unknown.stderr, /NYALA_ERR_UNKNOWN_MODULE/)
+  assert.match(unknown.stderr, /no module named "nope"; there are: solo/, 'names the modules there are')
+  const typo = await runCli(['reload', 'sollo', '--root', root])
+  assert.equal(typo.code, 1)
+  assert.match(typo.stderr, /no module named "sollo" \(did you mean "solo"\?\)/)
   const unknownJson = await runCli(['reload', 'nope', '--json', '--root', root])
   assert.equal(unknownJson.code, 1)
   assert.equal(JSON.parse(unknownJson.stdout).code, 'NYALA_ERR_UNKNOWN_MODULE', 'the answer as JSON too')

@@ -33,7 +33,6 @@ export type ToWorker =
       readonly t: 'commit'
       readonly id: number
       readonly publish: readonly string[]
-      readonly planOrder: readonly string[]
       readonly at: string
       readonly ms: number
       /**

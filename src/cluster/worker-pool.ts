@@ -359,7 +359,6 @@ export class WorkerPool implements ModuleRuntime {
       t: 'commit' as const,
       id: request.id,
       publish: request.publish,
-      planOrder: request.planOrder,
       at: request.at,
       ms: request.ms,
       // every worker swaps at this instant (Dispatcher.swapAt), so the skew is how late the

@@ -261,19 +261,11 @@ function commit(
   const arrivedAt = monotonicMs()
   const at = Math.max(message.swapAt, arrivedAt)
   host.dispatcher.swapAt(at, () => {
-    applyRecords(
-      host,
-      here.updates,
-      here.generations,
-      message.planOrder,
-      { at: message.at, ms: message.ms },
-      message.id,
-    )
+    applyRecords(host, here.updates, here.generations, { at: message.at, ms: message.ms }, message.id)
     // the swap itself runs now, synchronously; only the drain is awaited
     const committing = host.runtime.commit({
       id: message.id,
       publish: message.publish,
-      planOrder: message.planOrder,
       generations: here.generations,
       at: message.at,
       ms: message.ms,

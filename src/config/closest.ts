@@ -26,3 +26,15 @@ export function closest(name: string, known: Iterable<string>): string | undefin
   // a third of the name, at least 2 edits: catches typos without suggesting unrelated keys
   return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined
 }
+
+/**
+ * What to add to "no X named ..." so the reader can fix it: the close name when there is one,
+ * else the names themselves when they are few, else how many there are and where they are listed.
+ */
+export function namesHint(name: string, known: readonly string[], listedBy: string): string {
+  const near = closest(name, known)
+  if (near) return ` (did you mean "${near}"?)`
+  if (known.length === 0) return '; there are none'
+  if (known.length <= 8) return `; there are: ${[...known].sort().join(', ')}`
+  return `; there are ${known.length}, ${listedBy} lists them`
+}

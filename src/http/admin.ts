@@ -4,6 +4,7 @@ import type { Socket } from 'node:net'
 import path from 'node:path'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { placeAtomically, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
+import { namesHint } from '../config/closest.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import type { ReloadResult } from '../reload/change.js'
 import type { AdminHost, AdminReloader } from './admin-host.js'
@@ -151,7 +152,11 @@ export async function createAdminApp(
 
   const describe = (name: string) => host.describe().find((m) => m.name === name)
   const known = (name: string) => {
-    if (!host.modules.has(name)) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
+    if (!host.modules.has(name))
+      throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', {
+        module: name,
+        hint: namesHint(name, [...host.modules.keys()], '`nyala status`'),
+      })
   }
 
   app.get('/modules', async () => ({

@@ -1,6 +1,6 @@
 import type { Bundle } from '../bundle/open-bundle.js'
 import type { NyalaError } from '../errors.js'
-import { nodeOf } from '../graph/module-graph.js'
+import { dependencyOrder, nodeOf } from '../graph/module-graph.js'
 import type { ModuleRecord } from '../runtime/module-record.js'
 import type { RecordsHost } from './reload-host.js'
 
@@ -26,17 +26,14 @@ export function applyRecords(
   host: RecordsHost,
   updates: readonly RecordUpdate[],
   generations: Readonly<Record<string, number>>,
-  planOrder: readonly string[],
   lastReload: { at: string; ms: number },
   reload: number,
 ): void {
-  const removed: string[] = []
   for (const u of updates) {
     const record = u.record
     if (u.removed) {
       host.modules.delete(u.name)
       host.graph.delete(u.name)
-      removed.push(u.name)
       continue
     }
     if (u.isNew) host.modules.set(u.name, record)
@@ -57,7 +54,8 @@ export function applyRecords(
         host.log.error({ ...u.down.toJSON(), module: u.name, bundle: record.file, reload }, u.down.message)
     }
   }
-  // the affected set goes last: nothing outside it depends on it, so the order stays valid
-  const replanned = new Set([...planOrder, ...removed])
-  host.order = [...host.order.filter((n) => !replanned.has(n)), ...planOrder]
+  // the order a fresh start would have (dependencies first, then by name): appending the
+  // affected set, as this did before, was a valid order too, but moved each reloaded module to
+  // the end of `nyala status`, `GET /modules` and the console's table, which list in this order
+  host.order = dependencyOrder([...host.modules.values()].map((m) => nodeOf(m.name, m.bundle?.manifest)))
 }

@@ -58,8 +58,6 @@ export interface CommitRequest {
   readonly id: number
   /** The modules whose routes the swap makes anew: removed ones first, then the plan's order. */
   readonly publish: readonly string[]
-  /** The affected set's new start order (workers update their own records with it). */
-  readonly planOrder: readonly string[]
   /** The generations that serve after the swap. */
   readonly generations: Readonly<Record<string, number>>
   /** The reload's `lastReload`: when it swapped and how long it took. */

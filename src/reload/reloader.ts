@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { sha256Hex } from '../bundle/content-hash.js'
+import { namesHint } from '../config/closest.js'
 import type { MonitoringType } from '../config/host-options.js'
 import type { NyalaError } from '../errors.js'
 import { nyalaError, reasonOf } from '../errors.js'
@@ -584,7 +585,12 @@ export class Reloader {
     const record = modules.get(name)
     // the module's own bundle is its content unless a .tmp or staged file waits
     const dropped = await scanModule(name, options, modules, this.#dropped)
-    if (!record && dropped.length === 0) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
+    const unknown = () =>
+      nyalaError('NYALA_ERR_UNKNOWN_MODULE', {
+        module: name,
+        hint: namesHint(name, [...modules.keys()], '`nyala status`'),
+      })
+    if (!record && dropped.length === 0) throw unknown()
     const t0 = performance.now()
     const notReloadable = () =>
       nyalaError('NYALA_ERR_NOT_RELOADABLE', {
@@ -604,7 +610,7 @@ export class Reloader {
         type: 'default',
       }
     }
-    if (!candidate) throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', { module: name })
+    if (!candidate) throw unknown()
     const change = await this.#read(candidate, 'admin')
     if (!change) return this.transactions.run([], 'admin', t0)
     if ('code' in change) return this.transactions.refuse('admin', name, candidate.source, change, t0)

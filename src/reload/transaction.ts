@@ -350,14 +350,12 @@ export class ReloadTransactions {
         down: p.down,
       })),
       generations,
-      plan.order,
       { at, ms: Math.round(ms * 10) / 10 },
       id,
     )
     const committed = await runtime.commit({
       id,
       publish: order,
-      planOrder: plan.order,
       generations,
       at,
       ms: Math.round(ms * 10) / 10,
