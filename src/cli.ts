@@ -26,13 +26,16 @@ Usage: nyala <command> [options]
 Commands:
   start          load the bundles of modules/ and serve them
   init <dir>     write a new module (--typescript for TypeScript)
-  pack <dir>     pack a module directory into a bundle (zip), with its production packages
+  pack <dir>     pack a module directory into a bundle (zip), with its
+                 production packages
   status         print the modules of a running host (admin API)
   reload [name]  reload one module and its dependents, or rescan everything
-  deploy <file>  validate a bundle, place it in staging and wait for the host's verdict
+  deploy <file>  validate a bundle, place it in staging and wait for the host's
+                 verdict
   keygen         write an Ed25519 key pair for signing bundles
   verify <file>  check a bundle's signatures against a root's trusted keys
-  upgrade        replace the running instance with a new process (no refused connection)
+  upgrade        replace the running instance with a new process (no refused
+                 connection)
 
 Options:
   -h, --help     show help (also: nyala <command> --help)

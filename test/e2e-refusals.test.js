@@ -453,6 +453,23 @@ test('CLI: help, usage errors, and pack refusing a directory without module.prop
   assert.match(helps[0].stdout, /Commands:/)
   assert.match(helps[1].stdout, /--root DIR/)
   assert.match(helps[2].stdout, /nyala pack <dir>/)
+  // every command the top help lists has a help of its own, and every help fits a terminal of
+  // 80 columns (a wrapped help line is read as two options)
+  const listed = [
+    ...helps[0].stdout
+      .split('Commands:\n')[1]
+      .split('\n\n')[0]
+      .matchAll(/^ {2}([a-z]+)/gm),
+  ]
+  const names = listed.map((m) => m[1])
+  assert.ok(names.length >= 9, `commands in the top help: ${names.join(', ')}`)
+  const all = [helps[0], ...(await Promise.all(names.map((name) => cli([name, '--help']))))]
+  for (const res of all) {
+    assert.equal(res.code, 0, `nyala ${res.args.join(' ')}: ${res.stderr}`)
+    assert.match(res.stdout, /Usage: nyala/, `nyala ${res.args.join(' ')}`)
+    for (const line of res.stdout.split('\n'))
+      assert.ok(line.length <= 80, `nyala ${res.args.join(' ')}: a line of ${line.length} columns: ${line}`)
+  }
 
   const usage = await Promise.all([
     cli(['frobnicate']),

@@ -95,8 +95,10 @@ export const adminFlags = {
 } as const
 
 export const adminFlagsHelp = `  --root DIR       root of the running host (default: .)
-  --config FILE    its configuration file (default: <root>/config/impala.properties)
+  --config FILE    its configuration file
+                   (default: <root>/config/impala.properties)
   --admin URL      the admin API's URL (default: found from the root)
-  --token T        admin.token (default: NYALA_ADMIN_TOKEN, or the configuration's)
+  --token T        admin.token (default: NYALA_ADMIN_TOKEN, or the
+                   configuration's)
   --json           print the admin API's JSON answer
   -h, --help       show this help`

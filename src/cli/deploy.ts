@@ -24,10 +24,13 @@ auto.reload.modules=true and stagingDirectory in auto.reload.monitoring.type.
 
 Options:
   --root DIR       root of the host to deploy to (default: .)
-  --config FILE    its configuration file (default: <root>/config/impala.properties)
-  --admin URL      deploy through a host's admin API instead (PUT /deploy/<file>),
-                   possibly on another machine; nothing is read from a root
-  --token T        admin.token (default: NYALA_ADMIN_TOKEN, or the configuration's)
+  --config FILE    its configuration file
+                   (default: <root>/config/impala.properties)
+  --admin URL      deploy through a host's admin API instead
+                   (PUT /deploy/<file>), possibly on another machine; nothing
+                   is read from a root
+  --token T        admin.token (default: NYALA_ADMIN_TOKEN, or the
+                   configuration's)
   --dry-run        validate only; print what would be deployed
   --timeout S      seconds to wait for the verdict (default: 60)
   --no-wait        place the bundle and exit without waiting for the verdict

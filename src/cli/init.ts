@@ -15,7 +15,8 @@ a test (node:test with Fastify's inject and nyala's createTestContext),
 .gitignore and .nyalaignore. Then: cd <dir> && npm install && npm test.
 
 Options:
-      --typescript   index.ts, typed with import type { NyalaModule } from 'nyala',
+      --typescript   index.ts, typed with
+                     import type { NyalaModule } from 'nyala',
                      tsconfig.json and "npm run typecheck"
   -n, --name NAME    module name (default: the directory's name)
   -h, --help         show this help`

@@ -10,7 +10,8 @@ import { checkSyntax } from '../loader/load-module.js'
 import { exitCodes, parse, UsageError } from './common.js'
 import { precompileForPack } from './pack-transform.js'
 
-const packHelp = `Usage: nyala pack <dir> [-o out.zip] [--list] [--sign KEYFILE ...] [--sequence N]
+const packHelp = `Usage: nyala pack <dir> [-o out.zip] [--list] [--sign KEYFILE ...]
+                  [--sequence N]
 
 Packs a module source directory (with module.properties at its root) into a
 bundle. The bundle is validated as the host would open it before it is written.

@@ -22,14 +22,17 @@ the modules in dependency order and serves them on one HTTP listener.
 Logs go to stdout: readable lines on a terminal, pino JSON lines otherwise.
 
 Options:
-  --root DIR       root directory; relative paths resolve from it (default: .)
-  --config FILE    configuration file (default: <root>/config/impala.properties)
+  --root DIR       root directory; relative paths resolve from it
+                   (default: .)
+  --config FILE    configuration file
+                   (default: <root>/config/impala.properties)
   --port N         listen port, 0 for any free port (key: port, default 8080;
                    the environment variable NYALA_PORT when the flag is absent)
   --host H         listen address (key: host, default 127.0.0.1)
   --watch          watch the modules and hot-reload changed bundles
                    (sets auto.reload.modules=true)
-  --admin-port N   admin API port, 0 for any free port (key: admin.port, default 8081)
+  --admin-port N   admin API port, 0 for any free port (key: admin.port,
+                   default 8081)
   --log-level L    fatal|error|warn|info|debug|trace|silent (key: log.level)
   --log-format F   auto|json|pretty (key: log.format, default auto: pretty when
                    stdout is a terminal, JSON lines otherwise)
@@ -39,7 +42,8 @@ Options:
                    workers that each load every module (key: workers, default 1)
   --daemonize      run in the background: logs appended to log.file (default
                    nyala.log), returns once the instance serves
-  --pidfile FILE   pidfile, written once serving (key: pid.file, default run/nyala.pid)
+  --pidfile FILE   pidfile, written once serving (key: pid.file,
+                   default run/nyala.pid)
   --upgrade-socket FILE
                    Unix socket of the process upgrade (key: upgrade.socket,
                    default run/upgrade.sock)

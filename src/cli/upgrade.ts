@@ -13,8 +13,10 @@ the new process, no answer on the upgrade socket) the old process keeps serving
 and this command exits 1 with the reason.
 
 Options:
-  --root DIR              root directory; relative paths resolve from it (default: .)
-  --config FILE           configuration file (default: <root>/config/impala.properties)
+  --root DIR              root directory; relative paths resolve from it
+                          (default: .)
+  --config FILE           configuration file
+                          (default: <root>/config/impala.properties)
   --pidfile FILE          pidfile of the running instance (key: pid.file)
   --upgrade-socket FILE   upgrade socket (key: upgrade.socket)
   --watch                 the new process hot-reloads modules (as start --watch)

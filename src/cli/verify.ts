@@ -19,7 +19,8 @@ it; the NYALA_ERR_BUNDLE_SIGNATURE_* code says why.
 
 Options:
   --root DIR       the host's root (default: .)
-  --config FILE    its configuration file (default: <root>/config/impala.properties)
+  --config FILE    its configuration file
+                   (default: <root>/config/impala.properties)
   --json           print one JSON object instead of text
   -h, --help       show this help`
 
