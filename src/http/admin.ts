@@ -4,9 +4,9 @@ import type { Socket } from 'node:net'
 import path from 'node:path'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { placeAtomically, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
-import { namesHint } from '../config/closest.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import type { ReloadResult } from '../reload/change.js'
+import { unknownModule } from '../reload/unknown-module.js'
 import type { AdminHost, AdminReloader } from './admin-host.js'
 import { foreignOrigin } from './admin-origin.js'
 import { isConsoleAsset, registerConsole } from './console-routes.js'
@@ -152,11 +152,7 @@ export async function createAdminApp(
 
   const describe = (name: string) => host.describe().find((m) => m.name === name)
   const known = (name: string) => {
-    if (!host.modules.has(name))
-      throw nyalaError('NYALA_ERR_UNKNOWN_MODULE', {
-        module: name,
-        hint: namesHint(name, [...host.modules.keys()], '`nyala status`'),
-      })
+    if (!host.modules.has(name)) throw unknownModule(name, host.modules.keys())
   }
 
   app.get('/modules', async () => ({

@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { sha256Hex } from '../bundle/content-hash.js'
-import { namesHint } from '../config/closest.js'
 import type { MonitoringType } from '../config/host-options.js'
 import type { NyalaError } from '../errors.js'
 import { nyalaError, reasonOf } from '../errors.js'
@@ -18,6 +17,7 @@ import type { ReloadHost } from './reload-host.js'
 import { ReloadSelection } from './selection.js'
 import { type Candidate, classify, removedModules, scanCandidates, scanModule } from './sources.js'
 import { ReloadTransactions } from './transaction.js'
+import { unknownModule } from './unknown-module.js'
 import { startWatcher } from './watcher.js'
 
 const touchQuietMs = 30
@@ -585,12 +585,7 @@ export class Reloader {
     const record = modules.get(name)
     // the module's own bundle is its content unless a .tmp or staged file waits
     const dropped = await scanModule(name, options, modules, this.#dropped)
-    const unknown = () =>
-      nyalaError('NYALA_ERR_UNKNOWN_MODULE', {
-        module: name,
-        hint: namesHint(name, [...modules.keys()], '`nyala status`'),
-      })
-    if (!record && dropped.length === 0) throw unknown()
+    if (!record && dropped.length === 0) throw unknownModule(name, modules.keys())
     const t0 = performance.now()
     const notReloadable = () =>
       nyalaError('NYALA_ERR_NOT_RELOADABLE', {
@@ -610,7 +605,7 @@ export class Reloader {
         type: 'default',
       }
     }
-    if (!candidate) throw unknown()
+    if (!candidate) throw unknownModule(name, modules.keys())
     const change = await this.#read(candidate, 'admin')
     if (!change) return this.transactions.run([], 'admin', t0)
     if ('code' in change) return this.transactions.refuse('admin', name, candidate.source, change, t0)
