@@ -1,5 +1,5 @@
-import { namesHint } from '../config/closest.js'
 import { type NyalaError, nyalaError } from '../errors.js'
+import { namesHint } from './closest.js'
 
 /**
  * `NYALA_ERR_UNKNOWN_MODULE` for `name`, with what helps the reader fix it: the close name, or
