@@ -22,7 +22,7 @@ const definitions = {
     message: '{file}: key "{key}" has value "{value}", expected {expected}',
     status: 500,
   },
-  NYALA_ERR_CONFIG_UNKNOWN_KEY: { message: '{file}: unknown key "{key}"{hint}', status: 500 },
+  NYALA_ERR_CONFIG_UNKNOWN_KEY: { message: '{file}: unknown key "{key}"; {hint}', status: 500 },
   NYALA_ERR_DIRECTORY_NOT_FOUND: { message: '{what} directory {path} does not exist', status: 500 },
   NYALA_ERR_CLI_USAGE: { message: '{reason}', status: 400 },
   NYALA_ERR_LISTEN: {
@@ -252,7 +252,7 @@ const definitions = {
     message: 'reload of "{module}" could not move {from} to {to}: {reason}',
     status: 500,
   },
-  NYALA_ERR_UNKNOWN_MODULE: { message: 'no module named "{module}"{hint}', status: 404 },
+  NYALA_ERR_UNKNOWN_MODULE: { message: 'no module named "{module}"; {hint}', status: 404 },
   NYALA_ERR_DEPLOY_PATH_INACTIVE: {
     message: '{file} is not picked up: the {type} deploy path is not active ({key}={value}); {hint}',
     status: 409,

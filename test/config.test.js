@@ -113,7 +113,9 @@ test('an unknown key is a warning with the closest known key', async (t) => {
   assert.equal(warnings.length, 2)
   assert.equal(warnings[0].code, 'NYALA_ERR_CONFIG_UNKNOWN_KEY')
   assert.match(warnings[0].message, /auto\.reload\.modulez.*did you mean "auto\.reload\.modules"/)
+  assert.equal(warnings[0].details.hint, 'did you mean "auto.reload.modules"?')
   assert.doesNotMatch(warnings[1].message, /did you mean/)
+  assert.match(warnings[1].message, /unknown key "completely\.different\.thing"; it is ignored$/)
 })
 
 test('an explicit --config that does not exist stops start-up; a missing root too', async (t) => {

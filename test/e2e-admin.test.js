@@ -757,10 +757,14 @@ test('nyala status and nyala reload: table, --json, exit codes, errors, unreacha
   assert.match(unknown.stderr, /no module named "nope"; there are: solo/, 'names the modules there are')
   const typo = await runCli(['reload', 'sollo', '--root', root])
   assert.equal(typo.code, 1)
-  assert.match(typo.stderr, /no module named "sollo" \(did you mean "solo"\?\)/)
+  assert.match(typo.stderr, /no module named "sollo"; did you mean "solo"\?/)
   const unknownJson = await runCli(['reload', 'nope', '--json', '--root', root])
   assert.equal(unknownJson.code, 1)
-  assert.equal(JSON.parse(unknownJson.stdout).code, 'NYALA_ERR_UNKNOWN_MODULE', 'the answer as JSON too')
+  const answer = JSON.parse(unknownJson.stdout)
+  assert.equal(answer.code, 'NYALA_ERR_UNKNOWN_MODULE', 'the answer as JSON too')
+  // the hint is a sentence of its own in JSON, not a fragment of the message with its punctuation
+  assert.equal(answer.module, 'nope')
+  assert.equal(answer.hint, 'there are: solo')
 
   // a failed reload: exit 1 with the code; the module still runs, so status is 0 and shows the error
   await install(root, 'solo', broken)

@@ -28,13 +28,14 @@ export function closest(name: string, known: Iterable<string>): string | undefin
 }
 
 /**
- * What to add to "no X named ..." so the reader can fix it: the close name when there is one,
+ * What to say after "no X named ...;" so the reader can fix it: the close name when there is one,
  * else the names themselves when they are few, else how many there are and where they are listed.
+ * A sentence of its own (no joining punctuation): the JSON answer carries it as `hint`.
  */
 export function namesHint(name: string, known: readonly string[], listedBy: string): string {
   const near = closest(name, known)
-  if (near) return ` (did you mean "${near}"?)`
-  if (known.length === 0) return '; there are none'
-  if (known.length <= 8) return `; there are: ${[...known].sort().join(', ')}`
-  return `; there are ${known.length}, ${listedBy} lists them`
+  if (near) return `did you mean "${near}"?`
+  if (known.length === 0) return 'there are none'
+  if (known.length <= 8) return `there are: ${[...known].sort().join(', ')}`
+  return `there are ${known.length}, ${listedBy} lists them`
 }

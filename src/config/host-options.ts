@@ -294,7 +294,7 @@ export function loadHostOptions(flags: HostFlags = {}, cwd = process.cwd()): Loa
         nyalaError('NYALA_ERR_CONFIG_UNKNOWN_KEY', {
           file: configFile,
           key,
-          hint: near ? ` (did you mean "${near}"?)` : '',
+          hint: near ? `did you mean "${near}"?` : 'it is ignored',
         }),
       )
       continue
