@@ -20,11 +20,14 @@ const historySize = 100
 // within the 10 s.
 const pollMs = 2000
 const fullEveryMs = 10_000
+/** How long a deploy from the page waits for its reload's verdict. */
+const verdictMs = 120_000
 
 const state = {
   modules: [],
   stats: {},
-  reloading: new Set(),
+  /** module name -> the id of the reload that started on it and has not ended */
+  reloading: new Map(),
   events: [],
   filter: '',
   rendered: false,
@@ -48,11 +51,30 @@ function askToken(message) {
         event.preventDefault()
         sessionStorage.setItem(tokenKey, $('token-input').value)
         $('token-form').removeEventListener('submit', done)
+        dialog.removeEventListener('cancel', dismissed)
         dialog.close()
+        if ($('token-again')) notice('')
         asking = undefined
         resolve()
       }
+      // Escape closes the prompt; every request still waits for a token (the page can show
+      // nothing without one), so the notice offers the prompt again instead of leaving a page
+      // that waits for ever with no way on but reloading it
+      const dismissed = () => {
+        const again = document.createElement('button')
+        again.type = 'button'
+        again.id = 'token-again'
+        again.textContent = 'Enter the admin token'
+        again.addEventListener('click', () => dialog.showModal())
+        $('notice').replaceChildren(
+          'The admin API needs a token (admin.token) before this page can show the host. ',
+          again,
+        )
+        $('notice').classList.add('error')
+        again.focus()
+      }
       $('token-form').addEventListener('submit', done)
+      dialog.addEventListener('cancel', dismissed)
       dialog.showModal()
     })
   }
@@ -196,20 +218,30 @@ function addActions(td) {
 function showRegistration(tr, registered) {
   const reg = tr.querySelector('button.registration')
   reg.textContent = registered ? 'Unregister' : 'Register'
+  reg.dataset.registered = String(registered)
   reg.classList.toggle('danger', registered)
 }
 
 function renderTable() {
   const tbody = $('modules').tBodies[0]
-  const seen = new Set()
+  const seen = new Set(state.modules.map((m) => m.name))
+  for (const [name, tr] of rows) {
+    if (!seen.has(name)) {
+      tr.remove()
+      rows.delete(name)
+    }
+  }
+  // the host's order, with a row moved only when it is out of place: a row taken out of the
+  // document and put back loses the keyboard focus of the button in it, every poll
+  let next = tbody.firstElementChild
   for (const m of state.modules) {
-    seen.add(m.name)
     let tr = rows.get(m.name)
     if (!tr) {
       tr = newRow(m.name)
       rows.set(m.name, tr)
     }
-    tbody.append(tr) // keeps the host's order
+    if (tr === next) next = tr.nextElementSibling
+    else tbody.insertBefore(tr, next)
     const s = stateOf(m)
     const stats = state.stats[m.name]
     cell(tr, 0).textContent = m.name
@@ -236,12 +268,6 @@ function renderTable() {
     renderLastReload(cell(tr, 9), m)
     if (!cell(tr, 10).firstElementChild) addActions(cell(tr, 10))
     showRegistration(tr, m.registered !== false)
-  }
-  for (const [name, tr] of rows) {
-    if (!seen.has(name)) {
-      tr.remove()
-      rows.delete(name)
-    }
   }
 }
 
@@ -358,8 +384,12 @@ function wireGraph() {
   const el = $('graph')
   // keyboard-operable (role=application): + and - zoom, arrows pan, 0 fits
   el.tabIndex = 0
+  // the node under the press: with the pointer captured (for dragging) the click that follows
+  // goes to the graph's box, not to the node that was pressed
+  let pressed
   el.addEventListener('click', (e) => {
-    const node = e.target.closest?.('[data-node]')
+    const node = pressed ?? e.target.closest?.('[data-node]')
+    pressed = undefined
     if (node) focusRow(node.dataset.node)
   })
   el.addEventListener(
@@ -374,10 +404,13 @@ function wireGraph() {
   let drag
   el.addEventListener('pointerdown', (e) => {
     drag = { x: e.clientX, y: e.clientY }
+    pressed = e.target.closest?.('[data-node]') ?? undefined
     el.setPointerCapture(e.pointerId)
   })
   el.addEventListener('pointermove', (e) => {
     if (!drag) return
+    // a drag is not a click on the node it started on
+    if (Math.abs(e.clientX - drag.x) + Math.abs(e.clientY - drag.y) > 3) pressed = undefined
     const r = el.getBoundingClientRect()
     pan(-(e.clientX - drag.x) / r.width, -(e.clientY - drag.y) / r.height)
     drag = { x: e.clientX, y: e.clientY }
@@ -463,19 +496,42 @@ async function follow() {
       // the host restarting or upgrading: try again shortly
     }
     setLive('closed')
+    // the ends of reloads under way were missed: the next whole view says what each module is
+    state.reloading.clear()
     await new Promise((resolve) => setTimeout(resolve, 2000))
     await refresh().catch(() => {})
+    // what happened while the stream was down (a host keeps its last 100 events)
+    await loadRecent().catch(() => {})
   }
+}
+
+/**
+ * The host's last events (oldest first) merged into the history (newest first, at most 100).
+ * Events share ids (a reload's start, swapped and drained; every crash is id 0) and a restarted
+ * host counts from 1 again: an event is told apart by its time, id, phase and modules.
+ */
+async function loadRecent() {
+  const { status, body } = await json('/events/recent')
+  if (status !== 200) return
+  const key = (e) => `${e.at} ${e.id} ${e.phase} ${e.module ?? ''} ${e.modules?.join(',') ?? ''}`
+  const known = new Set(state.events.map(key))
+  const missed = body.events.filter((e) => !known.has(key(e))).reverse()
+  if (missed.length === 0) return
+  state.events = [...missed, ...state.events]
+    .sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0))
+    .slice(0, historySize)
+  renderEvents()
 }
 
 function onEvent(e) {
   state.events.unshift(e)
   state.events.length = Math.min(state.events.length, historySize)
   renderEvents()
-  if (e.phase === 'start') for (const m of e.modules) state.reloading.add(m)
+  // a module is reloading from the start that names it to that reload's end (same id): the end
+  // may name fewer (a rescan starts with every bundle it read, swaps only those that changed)
+  if (e.phase === 'start') for (const m of e.modules) state.reloading.set(m, e.id)
   if (e.phase === 'swapped' || e.phase === 'failed' || e.phase === 'unchanged') {
-    for (const m of e.modules) state.reloading.delete(m)
-    if (e.module) state.reloading.delete(e.module)
+    for (const [m, id] of state.reloading) if (id === e.id) state.reloading.delete(m)
   }
   for (const waiter of [...state.waiters]) waiter(e)
   if (e.phase === 'start') render()
@@ -570,7 +626,11 @@ async function forceReload(name) {
 
 async function toggleRegistered(name) {
   const m = state.modules.find((x) => x.name === name)
-  const registering = m?.registered === false
+  // before the first GET /overview the row (drawn by the listener) says it
+  const registering = m
+    ? m.registered === false
+    : rows.get(name)?.querySelector('button.registration')?.dataset.registered === 'false'
+
   if (
     !registering &&
     !(await confirmAction(
@@ -600,7 +660,7 @@ async function toggleRegistered(name) {
  * answer names the file, so events are kept from the start and looked through once it does.
  * Another reload of the module ending meanwhile (an older .tmp checked again) is not the answer.
  */
-function listenForVerdict(timeoutMs = 120_000) {
+function listenForVerdict(timeoutMs = verdictMs) {
   const seen = []
   let wanted
   const ours = new Set()
@@ -619,7 +679,10 @@ function listenForVerdict(timeoutMs = 120_000) {
     stop: () => state.waiters.delete(waiter),
     verdictOf: (module, file) =>
       new Promise((resolve) => {
-        const timer = setTimeout(() => resolve(undefined), timeoutMs)
+        const timer = setTimeout(() => {
+          state.waiters.delete(waiter)
+          resolve(undefined)
+        }, timeoutMs)
         wanted = {
           module,
           file,
@@ -656,7 +719,7 @@ async function deploy(event) {
     body: file,
   }).catch((err) => {
     listener.stop()
-    throw err
+    throw new Error(`${file.name}: not uploaded: ${err.message ?? err}`)
   })
   const body = await res.json().catch(() => ({}))
   if (res.status !== 202) {
@@ -666,7 +729,11 @@ async function deploy(event) {
   }
   notice(`${file.name}: placed in staging, waiting for ${body.module}…`)
   const verdict = await listener.verdictOf(body.module, body.file)
-  if (!verdict) notice(`${file.name}: no verdict yet (does the host watch its staging directory?)`, true)
+  if (!verdict)
+    notice(
+      `${file.name}: no verdict in ${Math.round(verdictMs / 1000)} s: ${body.module} was not reloaded (is it registered for reloading? does the host watch its staging directory?)`,
+      true,
+    )
   else if (verdict.phase === 'failed' || verdict.phase === 'superseded')
     notice(`${file.name}: refused: ${verdict.error?.code}: ${verdict.error?.message}`, true)
   else if (verdict.phase === 'unchanged') notice(`${file.name}: ${body.module} unchanged (same content)`)
@@ -776,13 +843,7 @@ function start() {
     if (drawn) drawGraph(drawn.textContent)
     // drawn by the server: the page shows every module and the graph (html[data-rendered], read by tests)
     if (server) document.documentElement.dataset.rendered = 'server'
-    json('/events/recent')
-      .then(({ status, body }) => {
-        if (status !== 200) return
-        state.events = [...body.events].reverse()
-        renderEvents()
-      })
-      .catch(() => {})
+    loadRecent().catch(() => {})
     refresh()
       .catch((err) => notice(`cannot load modules: ${err.message}`, true))
       .finally(() => {

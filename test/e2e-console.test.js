@@ -69,8 +69,12 @@ async function exampleRoot(t, extra = '') {
     path.join(projectRoot, 'config', 'billing.properties'),
     path.join(root, 'config', 'billing.properties'),
   )
+  // its error carries an ANSI colour code, as errors from many libraries do: a character XML does
+  // not allow, which once left the graph (an SVG parsed as XML by the page) undrawn
   await deploy(root, 'broken', {
-    files: { 'index.js': 'module.exports = { register () { throw new Error("no") } }\n' },
+    files: {
+      'index.js': 'module.exports = { register () { throw new Error("\\u001b[31mno\\u001b[0m") } }\n',
+    },
   })
   return { root, names: [...names, 'broken'] }
 }
@@ -158,6 +162,15 @@ test('the console shows every module and the graph, follows reloads live, and ac
   })
   for (const { fg, bg } of pairs)
     assert.ok(contrast(fg, bg) >= 4.5, `contrast ${fg} on ${bg}: ${contrast(fg, bg)}`)
+
+  // a click on a node takes the keyboard to its row; the focus stays there while the page polls
+  // (every row was taken out and put back on each update, and the focused button with it)
+  await page.locator('#graph .node[data-node="billing"] rect').click()
+  const focusedRow = () => page.evaluate(() => document.activeElement?.closest('tr')?.dataset.module)
+  assert.equal(await focusedRow(), 'billing', 'a click on a node focuses its row')
+  for (let i = 0; i < 2; i++) await page.waitForResponse((r) => new URL(r.url()).pathname === '/stats')
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(r)))
+  assert.equal(await focusedRow(), 'billing', 'the focus survives the updates')
 
   // a .tmp dropped beside hello: the page shows generation 2 without being reloaded
   const v2 = await moduleSource(root, 'hello-v2', { fields: { version: '2.0.0' } })
@@ -252,6 +265,10 @@ test('with an admin token the page asks once and keeps it for the tab; a phone-s
   const browser = await browserFor(t)
   const page = await openPage(t, browser, host.admin('/'), { width: 390, height: 844 })
   await page.locator('#token-dialog').waitFor()
+  // Escape closes the prompt: the page says what it waits for and offers the prompt again
+  await page.keyboard.press('Escape')
+  await page.locator('#notice').getByRole('button', { name: 'Enter the admin token' }).click()
+  await page.locator('#token-dialog[open]').waitFor()
   await page.fill('#token-input', 'wrong')
   await page.locator('#token-dialog').getByRole('button', { name: 'Use token' }).click()
   await page.waitForFunction(() => /refused/.test(document.getElementById('token-error').textContent))
@@ -259,6 +276,7 @@ test('with an admin token the page asks once and keeps it for the tab; a phone-s
   await page.locator('#token-dialog').getByRole('button', { name: 'Use token' }).click()
   await page.waitForSelector('html[data-rendered]')
   assert.equal(await page.locator('tbody tr').count(), names.length)
+  assert.equal(await page.locator('#token-again').count(), 0, 'the offer is gone once a token is given')
   assert.equal(await page.evaluate(() => sessionStorage.getItem('nyala.admin.token')), 's3cret')
   await page.waitForFunction(() => document.getElementById('live').dataset.live === 'open')
   // nothing wider than the phone's screen but the table's own scroll area
@@ -522,4 +540,42 @@ test('a burst of reload events makes at most one update request at a time, appli
   await page.waitForFunction(() => !document.querySelector('.node.reloading'))
   for (const m of served)
     assert.equal(await genOf(page, m.name), m.generation === null ? '' : String(m.generation), m.name)
+})
+
+test('a rescan that starts on every module and swaps one leaves none of the others reloading', async (t) => {
+  // bundles changed in place, no watcher: `POST /reload` reads every bundle (its start names them
+  // all) and swaps only the one that changed (its end names that one and its dependents)
+  const { root } = await exampleRoot(t, 'auto.reload.modules=false\nauto.reload.monitoring.type=default\n')
+  const host = await startHost(t, root)
+  const browser = await browserFor(t)
+  const page = await openPage(t, browser, host.admin('/'))
+  await page.waitForSelector('html[data-ready]')
+  await page.waitForFunction(() => document.getElementById('live').dataset.live === 'open')
+  const v2 = await moduleSource(root, 'quotes-v2', { fields: { version: '2.0.0' } })
+  await packWithNyala(v2, path.join(modulesOf(root), 'quotes.zip'))
+  const reload = await request(host.admin('/reload'), { method: 'POST' })
+  assert.equal(reload.status, 200, JSON.stringify(reload.body))
+  const events = (await request(host.admin('/events/recent'))).body.events
+  const start = events.find((e) => e.phase === 'start' && e.id === reload.body.id)
+  const swapped = events.find((e) => e.phase === 'swapped' && e.id === reload.body.id)
+  assert.ok(start && swapped, `the rescan's events: ${JSON.stringify(events)}`)
+  assert.ok(
+    start.modules.length > swapped.modules.length,
+    `the start names more modules (${start.modules}) than the swap (${swapped.modules})`,
+  )
+  await waitGeneration(page, 'quotes', 2)
+  await page.locator('#events li.swapped').first().waitFor()
+  // what the host says each module is, and nothing left "reloading" in the table or the graph
+  const served = (await request(host.admin('/modules'))).body.modules
+  await page.waitForFunction(
+    (n) => document.querySelectorAll('tbody .state:not(.reloading)').length === n,
+    served.length,
+  )
+  assert.equal(await page.locator('#graph .node.reloading').count(), 0, 'no node left reloading')
+  for (const m of served)
+    assert.match(
+      await page.locator(`tr[data-module="${m.name}"] .state`).textContent(),
+      new RegExp(m.state),
+      m.name,
+    )
 })

@@ -31,8 +31,19 @@ const entities: Record<string, string> = {
   '"': '&quot;',
   "'": '&#39;',
 }
-/** Module names, versions and error texts come from bundles: always escaped. */
-export const esc = (value: unknown): string => String(value).replace(/[&<>"']/g, (c) => entities[c]!)
+/**
+ * Characters XML does not allow, even escaped (C0 controls but tab and line ends, lone
+ * surrogates, U+FFFE/U+FFFF): an error text with an ANSI colour code in it made the graph's SVG
+ * a document the page's XML parser refuses, so nothing was drawn.
+ */
+const notXml =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters it removes
+  /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+/** Module names, versions and error texts come from bundles: always escaped, and fit for HTML and for XML alike. */
+export const esc = (value: unknown): string =>
+  String(value)
+    .replace(notXml, '\uFFFD')
+    .replace(/[&<>"']/g, (c) => entities[c]!)
 
 const formatRate = (rps: number) => (rps >= 100 ? String(Math.round(rps)) : rps.toFixed(rps >= 10 ? 1 : 2))
 const formatMs = (ms: number) => (ms >= 100 ? `${Math.round(ms)} ms` : `${ms.toFixed(ms >= 10 ? 1 : 2)} ms`)
