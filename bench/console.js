@@ -237,14 +237,14 @@ export async function run(opts = {}) {
     }
     const largest = settings.sizes[settings.sizes.length - 1]
     const at = summary[largest]
-    const judged = (ms) => (opts.quick ? 'not judged' : ms <= targets.firstRenderMs ? 'met' : 'NOT met')
+    const judged = (ms) => (opts.quick ? 'not judged' : ms < targets.firstRenderMs ? 'met' : 'NOT met')
     return {
       name: 'console',
       table,
       notes: [
         `measured (first render): ${definition}`,
         `first render at ${largest} modules: cold median ${at.coldMs} ms (${judged(at.coldMs)}), ` +
-          `files cached median ${at.cachedMs} ms (${judged(at.cachedMs)}), cold on a phone ${at.phoneMs} ms; target <= ${targets.firstRenderMs} ms`,
+          `files cached median ${at.cachedMs} ms (${judged(at.cachedMs)}), cold on a phone ${at.phoneMs} ms; target under ${targets.firstRenderMs} ms (issue 17), a median of exactly ${targets.firstRenderMs} is not under it`,
         `the page over the floor at ${largest} modules (median of each round's visit minus that round's floor visit): cold ${at.coldOverFloorMs} ms, phone ${at.phoneOverFloorMs} ms, the static copy ${at.staticOverFloorMs} ms; with the floor's median of ${at.floorMs} ms, under ${targets.firstRenderMs} ms needs the page within ${round(targets.firstRenderMs - at.floorMs, 1)} ms of it`,
         `the first screen alone at ${largest} modules (the page's title, its summary and its first ${minimalRowsOf} rows' cells as a plain table, no stylesheet, nothing else: the least any page showing that first screen can cost this browser): median ${at.minimalMs} ms, ${at.minimalOverFloorMs} ms over the floor${at.minimalMs > targets.firstRenderMs ? `; above ${targets.firstRenderMs} ms, so on this machine no page showing this first screen renders under the target` : ''}`,
         `until 2026-11-29 the headline was "${previousDefinition}": from the same visits, cold ${at.coldStrictMs} ms, files cached ${at.cachedStrictMs} ms (every row in the document at ${at.coldAllRowsMs} ms cold; ${at.coldBeforeAllRows} of ${settings.rounds} cold visits painted the first screen before that)`,
