@@ -464,15 +464,45 @@ function applyFilter() {
 function setLive(status) {
   const el = $('live')
   el.dataset.live = status
-  el.textContent = `events: ${status === 'open' ? 'live' : status}`
+  el.textContent = `events: ${status === 'open' ? 'live' : status === 'paused' ? 'paused (tab hidden)' : status}`
 }
 
+/** Resolves once the tab is visible (at once when it is). */
+function whenVisible() {
+  return new Promise((resolve) => {
+    if (!document.hidden) return resolve()
+    const on = () => {
+      if (document.hidden) return
+      document.removeEventListener('visibilitychange', on)
+      resolve()
+    }
+    document.addEventListener('visibilitychange', on)
+  })
+}
+
+/**
+ * Follows the event stream while the tab is visible. A browser gives a host 6 connections (HTTP/1.1)
+ * and each open stream holds one: six console tabs left open stalled every request of a seventh,
+ * and of their own polls. A hidden tab closes its stream (and does not poll); shown again, it
+ * opens it and takes what it missed (the events from `GET /events/recent`, the whole view).
+ */
 async function follow() {
-  for (;;) {
+  for (let missed = false; ; missed = true) {
+    await whenVisible()
+    const hidden = new AbortController()
+    const onHide = () => {
+      if (document.hidden) hidden.abort()
+    }
+    document.addEventListener('visibilitychange', onHide)
     try {
-      const res = await api('/events')
+      const res = await api('/events', { signal: hidden.signal })
       if (res.status !== 200 || !res.body) throw new Error(`GET /events: ${res.status}`)
       setLive('open')
+      if (missed) {
+        // what happened while the stream was down (a host keeps its last 100 events)
+        refresh().catch(() => {})
+        loadRecent().catch(() => {})
+      }
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
       let buffer = ''
       for (;;) {
@@ -493,15 +523,18 @@ async function follow() {
         }
       }
     } catch {
-      // the host restarting or upgrading: try again shortly
+      // the host restarting or upgrading, or the tab hidden
+    } finally {
+      document.removeEventListener('visibilitychange', onHide)
     }
-    setLive('closed')
-    // the ends of reloads under way were missed: the next whole view says what each module is
+    // the ends of reloads under way are missed: the next whole view says what each module is
     state.reloading.clear()
-    await new Promise((resolve) => setTimeout(resolve, 2000))
-    await refresh().catch(() => {})
-    // what happened while the stream was down (a host keeps its last 100 events)
-    await loadRecent().catch(() => {})
+    if (document.hidden) setLive('paused')
+    else {
+      setLive('closed')
+      // the host restarting or upgrading: try again shortly
+      await new Promise((resolve) => setTimeout(resolve, 2000))
+    }
   }
 }
 

@@ -579,3 +579,47 @@ test('a rescan that starts on every module and swaps one leaves none of the othe
       m.name,
     )
 })
+
+test('console tabs in the background let go of the host: a seventh tab loads, a tab shown again is live', async (t) => {
+  const { root } = await exampleRoot(t)
+  const host = await startHost(t, root)
+  const browser = await browserFor(t)
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
+  t.after(() => context.close())
+  const live = (page) => page.evaluate(() => document.getElementById('live').dataset.live)
+  // a browser gives a host six connections (HTTP/1.1), and a tab following the events holds one
+  const tabs = []
+  for (let i = 0; i < 6; i++) {
+    const page = await context.newPage()
+    await page.goto(host.admin('/'))
+    await page.waitForFunction(() => document.getElementById('live').dataset.live === 'open')
+    tabs.push(page)
+  }
+  // headless Chromium shows every tab: five are said hidden as a browser says it of a tab in the
+  // background (document.hidden, visibilityState and the visibilitychange event)
+  const setHidden = (page, hidden) =>
+    page.evaluate((h) => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => h })
+      Object.defineProperty(document, 'visibilityState', {
+        configurable: true,
+        get: () => (h ? 'hidden' : 'visible'),
+      })
+      document.dispatchEvent(new Event('visibilitychange'))
+    }, hidden)
+  for (const page of tabs.slice(0, 5)) {
+    await setHidden(page, true)
+    await page.waitForFunction(() => document.getElementById('live').dataset.live === 'paused')
+  }
+  const seventh = await context.newPage()
+  await seventh.goto(host.admin('/'), { timeout: 20_000 })
+  await seventh.waitForSelector('html[data-ready]', { timeout: 20_000 })
+  await seventh.waitForFunction(() => document.getElementById('live').dataset.live === 'open')
+  // a reload while the first tab is hidden: shown again, it follows the events and shows the reload
+  const reload = await request(host.admin('/modules/hello/reload?force=true'), { method: 'POST' })
+  assert.equal(reload.status, 200)
+  await setHidden(tabs[0], false)
+  await tabs[0].waitForFunction(() => document.getElementById('live').dataset.live === 'open')
+  await waitGeneration(tabs[0], 'hello', 2)
+  await tabs[0].locator('#events li.swapped').first().waitFor()
+  assert.equal(await live(tabs[1]), 'paused')
+})
