@@ -5,7 +5,7 @@ import './http/tick-shape.js'
 // polyfills) before Fastify left request handling ~15% slower for the life of
 // the process; most likely the nextTick maps that tick-shape.ts now keeps.
 import 'fastify'
-import { exitCodes, UsageError, version } from './cli/common.js'
+import { answeredAsJson, exitCodes, UsageError, version } from './cli/common.js'
 import { deploy } from './cli/deploy.js'
 import { init } from './cli/init.js'
 import { keygen } from './cli/keygen.js'
@@ -83,13 +83,31 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`nyala: ${usage.code}: ${usage.message}\nRun "${help}" for usage.\n`)
       return exitCodes.usage
     }
-    if (isNyalaError(err)) {
-      process.stderr.write(`nyala: ${err.code}: ${err.message}\n`)
+    const known = isNyalaError(err) ? err : fileSystemError(err)
+    if (known) {
+      // --json promises JSON on stdout: an error the command did not answer as JSON itself
+      if (args.includes('--json') && !answeredAsJson.has(known))
+        process.stdout.write(`${JSON.stringify({ result: 'error', ...jsonOf(known) }, null, 2)}\n`)
+      process.stderr.write(`nyala: ${known.code}: ${known.message}\n`)
       return exitCodes.failure
     }
     throw err
   }
 }
+
+/** A file the command could not read or write (Node's system error): said with its path and reason, not as a crash. */
+function fileSystemError(err: unknown) {
+  const e = err as NodeJS.ErrnoException
+  if (!(err instanceof Error) || typeof e.code !== 'string' || typeof e.syscall !== 'string') return undefined
+  return nyalaError(
+    'NYALA_ERR_FILE_SYSTEM',
+    { syscall: e.syscall, path: e.path ?? '(no path)', reason: e.message },
+    err,
+  )
+}
+
+const jsonOf = (err: object): object =>
+  typeof (err as { toJSON?: unknown }).toJSON === 'function' ? (err as { toJSON(): object }).toJSON() : err
 
 // The event loop emptied while the command still awaited something nothing will settle
 // (an unref'd handle's promise, say): Node would end the process with code 0 and no word,

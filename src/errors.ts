@@ -253,6 +253,10 @@ const definitions = {
     status: 500,
   },
   NYALA_ERR_UNKNOWN_MODULE: { message: 'no module named "{module}"; {hint}', status: 404 },
+  NYALA_ERR_DEPLOY_WRITE: {
+    message: '{file} cannot be placed in the staging directory {dir}: {reason}',
+    status: 500,
+  },
   NYALA_ERR_DEPLOY_PATH_INACTIVE: {
     message: '{file} is not picked up: the {type} deploy path is not active ({key}={value}); {hint}',
     status: 409,
@@ -351,6 +355,7 @@ const definitions = {
   },
   NYALA_ERR_PIDFILE_INVALID: { message: 'pidfile {file} holds no pid: "{content}"', status: 500 },
   NYALA_ERR_PIDFILE_WRITE: { message: 'cannot write pidfile {file}: {reason}', status: 500 },
+  NYALA_ERR_FILE_SYSTEM: { message: 'cannot {syscall} {path}: {reason}', status: 500 },
   NYALA_ERR_NOT_RUNNING: { message: 'no running instance to upgrade: pidfile {file} {reason}', status: 409 },
   NYALA_ERR_NATIVE_MISSING: {
     message:

@@ -45,7 +45,8 @@ const request = (method, path, { headers = {}, body = '' } = {}) =>
     .join('')}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
 
 test('malformed admin requests get a coded 4xx, never a 5xx or an uncoded answer', async (t) => {
-  const root = await makeRoot(t, `port=0\nhost=127.0.0.1\nadmin.token=${token}\nbundle.max.bytes=64K\n`)
+  // bundles up to 2 MiB: more than the 1 MiB every other route takes
+  const root = await makeRoot(t, `port=0\nhost=127.0.0.1\nadmin.token=${token}\nbundle.max.bytes=2M\n`)
   await deploy(root, 'alpha')
   const host = await startHost(t, root)
   const port = host.adminPort
@@ -70,7 +71,18 @@ test('malformed admin requests get a coded 4xx, never a 5xx or an uncoded answer
       'deploy body over bundle.max.bytes',
       request('PUT', '/deploy/alpha.zip', {
         headers: { 'Content-Type': 'application/zip' },
-        body: 'x'.repeat(65 * 1024),
+        body: 'x'.repeat(2 * 1024 * 1024 + 1),
+      }),
+      413,
+      'NYALA_ERR_ADMIN_REQUEST',
+      'FST_ERR_CTP_BODY_TOO_LARGE',
+    ],
+    [
+      // a bundle's limit is for PUT /deploy only: it once applied to every route
+      'a bundle-typed body over 1 MiB on another route',
+      request('POST', '/reload', {
+        headers: { 'Content-Type': 'application/octet-stream' },
+        body: 'x'.repeat(1024 * 1024 + 1),
       }),
       413,
       'NYALA_ERR_ADMIN_REQUEST',
@@ -135,4 +147,15 @@ test('malformed admin requests get a coded 4xx, never a 5xx or an uncoded answer
   // and the host still serves
   assert.equal((await raw(port, request('GET', '/health'))).status, 200)
   assert.equal((await fetch(host.url('/alpha/'))).status, 200)
+  // over 1 MiB but within bundle.max.bytes, PUT /deploy takes it (the file is checked by the
+  // watcher, not at the upload)
+  const bigDeploy = await raw(
+    port,
+    request('PUT', '/deploy/alpha.zip', {
+      headers: { 'Content-Type': 'application/zip' },
+      body: 'x'.repeat(1536 * 1024),
+    }),
+  )
+  assert.equal(bigDeploy.status, 202, bigDeploy.answer.slice(0, 300))
+  assert.equal(bigDeploy.json.module, 'alpha')
 })

@@ -475,6 +475,8 @@ test('CLI: help, usage errors, and pack refusing a directory without module.prop
     cli(['frobnicate']),
     cli(['start', '--bogus']),
     cli(['pack', '--bogus', 'x']),
+    // past what a timer holds: it once fired every millisecond with a warning each time
+    cli(['deploy', 'x.zip', '--timeout', '99999999']),
   ])
   for (const res of usage) {
     assert.equal(res.code, 2, `nyala ${res.args.join(' ')}`)
@@ -483,6 +485,7 @@ test('CLI: help, usage errors, and pack refusing a directory without module.prop
   assert.match(usage[0].stderr, /unknown command "frobnicate"\nRun "nyala --help" for usage\./)
   assert.match(usage[1].stderr, /unknown option "--bogus"\nRun "nyala start --help" for usage\./)
   assert.match(usage[2].stderr, /Run "nyala pack --help" for usage\./)
+  assert.match(usage[3].stderr, /--timeout must be .* at most 2147483 \(24 days\), got "99999999"/)
 
   const root = await makeRoot(t)
   const dir = await writeFiles(path.join(root, 'src', 'nomanifest'), {
@@ -496,4 +499,52 @@ test('CLI: help, usage errors, and pack refusing a directory without module.prop
   assert.equal(existsSync(out), false)
   assert.equal(existsSync(`${dir}.zip`), false)
   assert.deepEqual(await readdir(path.join(root, 'src')), ['nomanifest'])
+})
+
+test('CLI: a file it cannot write is a coded error; with --json stdout is JSON for every error', async (t) => {
+  const root = await makeRoot(t)
+  // the staging directory's path is taken by a plain file: deploy cannot place the bundle there
+  await writeFile(path.join(root, 'staging'), 'not a directory')
+  const src = await moduleSource(root, 'solo')
+  const bundle = await packWithNyala(src, path.join(root, 'src', 'solo.zip'))
+  const placed = await runCli(['deploy', bundle, '--root', root, '--no-wait'])
+  assert.equal(placed.code, 1, placed.stderr)
+  assert.match(
+    placed.stderr,
+    /NYALA_ERR_DEPLOY_WRITE: solo\.zip cannot be placed in the staging directory .*staging: /,
+  )
+  assert.doesNotMatch(placed.stderr, /unexpected error|\n\s+at /, 'no stack trace')
+  const placedJson = await runCli(['deploy', bundle, '--root', root, '--no-wait', '--json'])
+  assert.equal(placedJson.code, 1)
+  const answer = JSON.parse(placedJson.stdout)
+  assert.equal(answer.result, 'error')
+  assert.equal(answer.code, 'NYALA_ERR_DEPLOY_WRITE')
+
+  // pack's output under a plain file: the operation, the path and the system's reason
+  const packed = await runCli(['pack', src, '-o', path.join(root, 'staging', 'solo.zip')])
+  assert.equal(packed.code, 1, packed.stderr)
+  assert.match(packed.stderr, /NYALA_ERR_FILE_SYSTEM: cannot \w+ .*staging.*: E[A-Z]+/)
+  assert.doesNotMatch(packed.stderr, /unexpected error|\n\s+at /, 'no stack trace')
+
+  // errors the commands did not answer as JSON themselves: an admin API nobody serves, a
+  // bundle that is not there
+  const closed = await new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+  const runs = await Promise.all([
+    runCli(['status', '--admin', `http://127.0.0.1:${closed}`, '--json']),
+    runCli(['deploy', bundle, '--admin', `http://127.0.0.1:${closed}`, '--json']),
+    runCli(['verify', path.join(root, 'nosuch.zip'), '--root', root, '--json']),
+  ])
+  for (const res of runs) {
+    assert.equal(res.code, 1, `${res.args?.join(' ')}: ${res.stderr}`)
+    const json = JSON.parse(res.stdout)
+    assert.match(json.code ?? json.error?.code, /^NYALA_ERR_/, res.stdout)
+    assert.match(res.stderr, /NYALA_ERR_/)
+  }
+  assert.equal(JSON.parse(runs[0].stdout).code, 'NYALA_ERR_ADMIN_UNREACHABLE')
+  assert.equal(JSON.parse(runs[2].stdout).code, 'NYALA_ERR_BUNDLE_READ')
 })

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises'
 import path from 'node:path'
-import { nyalaError } from '../errors.js'
+import { nyalaError, reasonOf } from '../errors.js'
 import { faultPause, faultPoint } from '../fault-point.js'
 import { sha256Hex } from './content-hash.js'
 import { syncDirectory } from './durable.js'
@@ -78,6 +78,24 @@ export async function placeAtomically(
   }
   if (sync && syncDir) await syncDirectory(dir)
   return target
+}
+
+/**
+ * A deploy's bundle placed in the staging directory (`nyala deploy`, `PUT /deploy/:file`): a
+ * directory that cannot be written (its permissions, a full disk, a file where it should be) is
+ * said as such, with the directory and the system's reason, not as a fault of the host.
+ */
+export async function placeDeploy(
+  dir: string,
+  file: string,
+  data: Uint8Array,
+  options: PlaceOptions,
+): Promise<string> {
+  try {
+    return await placeAtomically(dir, file, data, options)
+  } catch (err) {
+    throw nyalaError('NYALA_ERR_DEPLOY_WRITE', { file, dir, reason: reasonOf(err) }, err)
+  }
 }
 
 /**

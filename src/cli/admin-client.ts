@@ -98,7 +98,7 @@ export const adminFlagsHelp = `  --root DIR       root of the running host (defa
   --config FILE    its configuration file
                    (default: <root>/config/impala.properties)
   --admin URL      the admin API's URL (default: found from the root)
-  --token T        admin.token (default: NYALA_ADMIN_TOKEN, or the
-                   configuration's)
+  --token T        admin.token (default: NYALA_ADMIN_TOKEN, else the root's
+                   configuration's; with --admin, NYALA_ADMIN_TOKEN only)
   --json           print the admin API's JSON answer
   -h, --help       show this help`

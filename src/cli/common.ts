@@ -8,6 +8,12 @@ export const version = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version
 
+/**
+ * Errors a command has already printed as its JSON answer (`--json`); any other error of a
+ * `--json` run is printed as `{ "result": "error", code, message, ... }` by the CLI's entry.
+ */
+export const answeredAsJson = new WeakSet<object>()
+
 /** A bad command line: reported as NYALA_ERR_CLI_USAGE with exit code 2. */
 export class UsageError extends Error {}
 

@@ -2,14 +2,14 @@ import { realpathSync } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { type Bundle, openBundle } from '../bundle/open-bundle.js'
-import { placeAtomically, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
+import { placeDeploy, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
 import { currentTrustPolicy, type TrustPolicy } from '../bundle/trust-store.js'
 import { type HostOptions, loadHostOptions } from '../config/host-options.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { checkSyntax } from '../loader/load-module.js'
 import type { ReloadEvent } from '../reload/reload-events.js'
 import { type AdminTarget, adminFlags, callAdmin, findAdmin } from './admin-client.js'
-import { exitCodes, parse, UsageError } from './common.js'
+import { answeredAsJson, exitCodes, parse, UsageError } from './common.js'
 import { type EventStream, openEventStream } from './event-stream.js'
 
 const deployHelp = `Usage: nyala deploy <bundle> [options]
@@ -29,8 +29,8 @@ Options:
   --admin URL      deploy through a host's admin API instead
                    (PUT /deploy/<file>), possibly on another machine; nothing
                    is read from a root
-  --token T        admin.token (default: NYALA_ADMIN_TOKEN, or the
-                   configuration's)
+  --token T        admin.token (default: NYALA_ADMIN_TOKEN, else the root's
+                   configuration's; with --admin, NYALA_ADMIN_TOKEN only)
   --dry-run        validate only; print what would be deployed
   --timeout S      seconds to wait for the verdict (default: 60)
   --no-wait        place the bundle and exit without waiting for the verdict
@@ -42,6 +42,9 @@ Exit codes: 0 deployed, unchanged, validated (--dry-run) or placed (--no-wait);
 host for a newer file of the module (NYALA_ERR_DEPLOY_SUPERSEDED), no verdict
 within --timeout, or no host running (the bundle stays placed and is loaded when
 the host starts); 2 usage error.`
+
+/** The longest wait a timer can hold (2^31 - 1 ms), in whole seconds. */
+const maxTimeoutS = Math.floor((2 ** 31 - 1) / 1000)
 
 const flags = {
   ...adminFlags,
@@ -79,6 +82,7 @@ function refused(values: Values, json: Record<string, unknown>, err: NyalaError)
     process.stdout.write(
       `${JSON.stringify({ ...json, error: { code: err.code, message: err.message } }, null, 2)}\n`,
     )
+    answeredAsJson.add(err)
   }
   return err
 }
@@ -180,8 +184,11 @@ export async function deploy(args: string[]): Promise<number> {
   if (remote && (values.root !== undefined || values.config !== undefined))
     throw new UsageError('--admin deploys through the admin API: it takes no --root or --config')
   const timeoutS = values.timeout === undefined ? 60 : Number(values.timeout)
-  if (!Number.isFinite(timeoutS) || timeoutS <= 0)
-    throw new UsageError(`--timeout must be a number of seconds above 0, got "${values.timeout}"`)
+  // a timer holds at most 2^31 - 1 ms: beyond it Node fires at once, every millisecond, warning each time
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0 || timeoutS > maxTimeoutS)
+    throw new UsageError(
+      `--timeout must be a number of seconds above 0 and at most ${maxTimeoutS} (24 days), got "${values.timeout}"`,
+    )
 
   const file = path.resolve(positionals[0]!)
   let options: HostOptions | undefined
@@ -262,7 +269,7 @@ async function placeAndWait(delivery: Delivery): Promise<number> {
   const t0 = performance.now()
   let placed: string
   if (options) {
-    placed = await placeAtomically(options.autoReload.stagingDir, checked.file, data, {
+    placed = await placeDeploy(options.autoReload.stagingDir, checked.file, data, {
       sync: options.autoReload.fsync,
     })
   } else {

@@ -1,6 +1,6 @@
 import { isNyalaError } from '../errors.js'
 import { adminFlags, adminFlagsHelp, callAdmin, findAdmin } from './admin-client.js'
-import { exitCodes, parse, UsageError } from './common.js'
+import { answeredAsJson, exitCodes, parse, UsageError } from './common.js'
 
 const reloadHelp = `Usage: nyala reload [name] [options]
 
@@ -31,7 +31,10 @@ export async function reload(args: string[]): Promise<number> {
   const { body } = await callAdmin(target, 'POST', path)
   // --json prints the answer whatever it is, an error's too (the error also goes to stderr)
   if (values.json) process.stdout.write(`${JSON.stringify(body, null, 2)}\n`)
-  if (isNyalaError(body)) throw body
+  if (isNyalaError(body)) {
+    if (values.json) answeredAsJson.add(body)
+    throw body
+  }
   const error = body.error as { code: string; message: string } | undefined
   if (body.result === 'failed' && error) {
     process.stderr.write(`nyala: ${error.code}: ${error.message}\n`)

@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import path from 'node:path'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import { placeAtomically, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
+import { placeDeploy, removeIfSame, stagedModuleName } from '../bundle/staged-file.js'
 import { unknownModule } from '../config/unknown-module.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import type { ReloadResult } from '../reload/change.js'
@@ -201,10 +201,12 @@ export async function createAdminApp(
   })
   // `nyala deploy --admin URL`: the bundle's bytes land in the staging directory as a local
   // deploy would place them; the watcher (stagingDirectory) gives the verdict on GET /events
+  // the parser keeps the listener's limit (1 MiB): a parser's own limit is what every route
+  // without one of its own takes, and every route would then read bundle-sized bodies
   const bundleLimit = host.options.bundleMaxBytes
   app.addContentTypeParser(
     ['application/octet-stream', 'application/zip'],
-    { parseAs: 'buffer', bodyLimit: bundleLimit },
+    { parseAs: 'buffer' },
     (_req, body, done) => done(null, body),
   )
   app.put<{ Params: { file: string }; Body: Buffer }>(
@@ -218,7 +220,7 @@ export async function createAdminApp(
           got: req.headers['content-type'] ?? 'no body',
         })
       }
-      const file = await placeAtomically(host.options.autoReload.stagingDir, req.params.file, req.body, {
+      const file = await placeDeploy(host.options.autoReload.stagingDir, req.params.file, req.body, {
         sync: host.options.autoReload.fsync,
       })
       host.log.info({ module, file, bytes: req.body.length }, `deploy: ${module} placed in ${file}`)
