@@ -317,6 +317,11 @@ const definitions = {
   },
   NYALA_ERR_ADMIN_UNREACHABLE: { message: 'cannot reach the admin API at {url}: {reason}', status: 503 },
   NYALA_ERR_ADMIN_RESPONSE: { message: 'admin API at {url} answered {status}: {reason}', status: 502 },
+  NYALA_ERR_ADMIN_TIMEOUT: {
+    message:
+      'the admin API at {url} did not answer within {seconds} s; the host may still be working on it (`nyala status` shows where it is)',
+    status: 504,
+  },
 
   // nyala deploy and the admin API's PUT /deploy/:file
   NYALA_ERR_DEPLOY_NAME: {

@@ -222,6 +222,11 @@ test('--admin URL uploads the bundle (PUT /deploy/:file) under the admin token r
   assert.equal(denied.code, 1)
   assert.match(denied.stderr, /NYALA_ERR_ADMIN_UNAUTHORIZED/)
   assert.deepEqual(await staged(root), [])
+  // a URL the API does not serve: the host's own code, not "expected an event stream"
+  const wrongPath = await runCli(['deploy', next, '--admin', `${admin}/nope`, '--token', 's3cret'], { cwd })
+  assert.equal(wrongPath.code, 1)
+  assert.match(wrongPath.stderr, /NYALA_ERR_ADMIN_NOT_FOUND/, wrongPath.stderr)
+  assert.deepEqual(await staged(root), [])
 
   const res = await runCli(['deploy', next, '--admin', admin, '--token', 's3cret'], { cwd })
   assert.equal(res.code, 0, res.stderr)
@@ -252,6 +257,13 @@ test('--admin URL uploads the bundle (PUT /deploy/:file) under the admin token r
   }
   assert.deepEqual(await staged(root), [])
   assert.deepEqual((await readdir(modulesOf(root))).sort(), ['hello.zip', 'hello.zip.previous'])
+
+  // a local --no-wait places the file whatever the admin API answers (here: a wrong token)
+  const third = await bundle(root, '1.2.0')
+  const placed = await deployCli([third, '--no-wait', '--token', 'wrong'], root)
+  assert.equal(placed.code, 0, placed.stderr)
+  assert.match(placed.stdout, /^placed staging\/hello\.zip \(hello 1\.2\.0\); not waiting for the verdict$/m)
+  await waitUntil(async () => (await hello(host)).version === '1.2.0', 'the placed bundle to serve', 30_000)
 })
 
 test('the verdict is the reload of the placed file: another reload of the module ending meanwhile is not it', async (t) => {

@@ -547,4 +547,18 @@ test('CLI: a file it cannot write is a coded error; with --json stdout is JSON f
   }
   assert.equal(JSON.parse(runs[0].stdout).code, 'NYALA_ERR_ADMIN_UNREACHABLE')
   assert.equal(JSON.parse(runs[2].stdout).code, 'NYALA_ERR_BUNDLE_READ')
+
+  // an admin API that takes the call and never answers (here within 300 ms): not "cannot reach"
+  const sockets = new Set()
+  const silent = net.createServer((socket) => sockets.add(socket))
+  await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  t.after(() => {
+    for (const socket of sockets) socket.destroy()
+    silent.close()
+  })
+  const late = await runCli(['status', '--admin', `http://127.0.0.1:${silent.address().port}`], {
+    env: { NYALA_ADMIN_ANSWER_MS: '300' },
+  })
+  assert.equal(late.code, 1, late.stderr)
+  assert.match(late.stderr, /NYALA_ERR_ADMIN_TIMEOUT: the admin API at .* did not answer within 0\.3 s/)
 })

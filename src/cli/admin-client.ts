@@ -41,6 +41,15 @@ export function findAdmin(values: Record<string, string | boolean | undefined>):
   return { url: `http://${host}:${options.admin.port}`, token, note }
 }
 
+/**
+ * How long a call waits for the admin API's answer: 120 s (a reload runs to its verdict before
+ * the host answers). `NYALA_ADMIN_ANSWER_MS` changes it, for tests of a host that never answers.
+ */
+function answerWaitMs(): number {
+  const ms = Number(process.env.NYALA_ADMIN_ANSWER_MS)
+  return Number.isFinite(ms) && ms > 0 ? ms : 120_000
+}
+
 /** Calls the admin API (with a bundle as the body for `PUT /deploy`); a NyalaError for an unreachable API or an error answer without a code. */
 export async function callAdmin(
   target: AdminTarget,
@@ -51,24 +60,41 @@ export async function callAdmin(
   const url = `${target.url}${path}`
   const headers: Record<string, string> = target.token ? { authorization: `Bearer ${target.token}` } : {}
   if (bundle) headers['content-type'] = 'application/zip'
+  const waitMs = answerWaitMs()
+  const signal = AbortSignal.timeout(waitMs)
+  // a host that answers late (a reload of a long chain, a lock held by another reload) is not
+  // one that cannot be reached: the call may still be going on there
+  const late = (err: unknown) =>
+    signal.aborted ? nyalaError('NYALA_ERR_ADMIN_TIMEOUT', { url, seconds: waitMs / 1000 }, err) : undefined
   let res: Response
   try {
     res = await fetch(url, {
       method,
       headers,
       ...(bundle ? { body: bundle } : {}),
-      signal: AbortSignal.timeout(120_000),
+      signal,
     })
   } catch (err) {
     const cause = (err as { cause?: unknown }).cause
     const reason = reasonOf(cause ?? err)
-    throw nyalaError(
-      'NYALA_ERR_ADMIN_UNREACHABLE',
-      { url, reason: target.note ? `${reason} (${target.note})` : reason },
-      err,
+    throw (
+      late(err) ??
+      nyalaError(
+        'NYALA_ERR_ADMIN_UNREACHABLE',
+        { url, reason: target.note ? `${reason} (${target.note})` : reason },
+        err,
+      )
     )
   }
-  const text = await res.text()
+  let text: string
+  try {
+    text = await res.text()
+  } catch (err) {
+    throw (
+      late(err) ??
+      nyalaError('NYALA_ERR_ADMIN_RESPONSE', { url, status: res.status, reason: reasonOf(err) }, err)
+    )
+  }
   let body: Record<string, unknown>
   try {
     body = JSON.parse(text) as Record<string, unknown>

@@ -238,8 +238,10 @@ export async function deploy(args: string[]): Promise<number> {
     try {
       stream = await openEventStream(target)
     } catch (err) {
-      if (!(isNyalaError(err) && err.code === 'NYALA_ERR_ADMIN_UNREACHABLE') || remote) throw err
-      unreachable = err
+      const gone = isNyalaError(err) && err.code === 'NYALA_ERR_ADMIN_UNREACHABLE'
+      // --no-wait places the file whatever the admin API says (it only tells whether a host runs)
+      if (!remote && (gone || (values['no-wait'] && isNyalaError(err)))) unreachable = gone ? err : undefined
+      else throw err
     }
   }
   try {

@@ -1,4 +1,4 @@
-import { nyalaError, reasonOf } from '../errors.js'
+import { isNyalaError, nyalaError, reasonOf } from '../errors.js'
 import type { ReloadEvent } from '../reload/reload-events.js'
 import type { AdminTarget } from './admin-client.js'
 
@@ -50,7 +50,14 @@ export async function openEventStream(target: AdminTarget): Promise<EventStream>
     !res.body ||
     !(res.headers.get('content-type') ?? '').startsWith('text/event-stream')
   ) {
+    // the host's own refusal (a foreign origin, a URL with a path the API does not have) says
+    // more than "not an event stream": its code, as `status` and `reload` show it
+    const answer = await res
+      .text()
+      .then((text) => JSON.parse(text) as unknown)
+      .catch(() => undefined)
     abort.abort()
+    if (isNyalaError(answer)) throw answer
     throw nyalaError('NYALA_ERR_ADMIN_RESPONSE', {
       url,
       status: res.status,
