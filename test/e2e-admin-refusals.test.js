@@ -117,6 +117,9 @@ test('malformed admin requests get a coded 4xx, never a 5xx or an uncoded answer
     assert.equal(answer.json?.statusCode, status, what)
     if (fastifyCode) assert.equal(answer.json?.fastifyCode, fastifyCode, what)
   }
+  // the scheme's name in any case, as HTTP has it
+  const lower = await raw(port, request('GET', '/modules').replace('Bearer ', 'bearer '))
+  assert.equal(lower.status, 200, lower.answer.slice(0, 300))
   // a failed reload: a 422 verdict, its code in `error` (the shape nyala reload reads)
   const broken = await raw(port, request('POST', '/modules/alpha/reload?force=true'))
   assert.equal(broken.status, 200, broken.answer.slice(0, 300))

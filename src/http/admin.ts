@@ -120,7 +120,7 @@ export async function createAdminApp(
     if (recent.length > 100) recent.shift()
   })
   const token = host.options.admin.token
-  const expected = Buffer.from(`Bearer ${token}`)
+  const expected = Buffer.from(token)
 
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0] ?? req.url
@@ -134,7 +134,8 @@ export async function createAdminApp(
         )
       return
     }
-    const given = Buffer.from(req.headers.authorization ?? '')
+    // the scheme's name is case-insensitive (RFC 9110, 11.1): "bearer" is "Bearer"
+    const given = Buffer.from(/^bearer +(.*)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '')
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       return sendError(
         reply,
