@@ -663,7 +663,6 @@ async function toggleRegistered(name) {
   const registering = m
     ? m.registered === false
     : rows.get(name)?.querySelector('button.registration')?.dataset.registered === 'false'
-
   if (
     !registering &&
     !(await confirmAction(

@@ -79,6 +79,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof UsageError) {
       const usage = nyalaError('NYALA_ERR_CLI_USAGE', { reason: err.message })
+      if (args.includes('--json')) printJsonError(usage)
       const help = command !== undefined && commands[command] ? `nyala ${command} --help` : 'nyala --help'
       process.stderr.write(`nyala: ${usage.code}: ${usage.message}\nRun "${help}" for usage.\n`)
       return exitCodes.usage
@@ -86,8 +87,7 @@ export async function main(argv: string[]): Promise<number> {
     const known = isNyalaError(err) ? err : fileSystemError(err)
     if (known) {
       // --json promises JSON on stdout: an error the command did not answer as JSON itself
-      if (args.includes('--json') && !answeredAsJson.has(known))
-        process.stdout.write(`${JSON.stringify({ result: 'error', ...jsonOf(known) }, null, 2)}\n`)
+      if (args.includes('--json') && !answeredAsJson.has(known)) printJsonError(known)
       process.stderr.write(`nyala: ${known.code}: ${known.message}\n`)
       return exitCodes.failure
     }
@@ -106,8 +106,12 @@ function fileSystemError(err: unknown) {
   )
 }
 
-const jsonOf = (err: object): object =>
-  typeof (err as { toJSON?: unknown }).toJSON === 'function' ? (err as { toJSON(): object }).toJSON() : err
+/** An error as a `--json` run's answer: `{ "result": "error", code, message, ... }`. */
+function printJsonError(err: object): void {
+  const fields =
+    typeof (err as { toJSON?: unknown }).toJSON === 'function' ? (err as { toJSON(): object }).toJSON() : err
+  process.stdout.write(`${JSON.stringify({ result: 'error', ...fields }, null, 2)}\n`)
+}
 
 // The event loop emptied while the command still awaited something nothing will settle
 // (an unref'd handle's promise, say): Node would end the process with code 0 and no word,

@@ -538,15 +538,17 @@ test('CLI: a file it cannot write is a coded error; with --json stdout is JSON f
     runCli(['status', '--admin', `http://127.0.0.1:${closed}`, '--json']),
     runCli(['deploy', bundle, '--admin', `http://127.0.0.1:${closed}`, '--json']),
     runCli(['verify', path.join(root, 'nosuch.zip'), '--root', root, '--json']),
+    runCli(['status', '--bogus', '--json']),
   ])
   for (const res of runs) {
-    assert.equal(res.code, 1, `${res.args?.join(' ')}: ${res.stderr}`)
+    assert.equal(res.code, res === runs[3] ? 2 : 1, `${res.args?.join(' ')}: ${res.stderr}`)
     const json = JSON.parse(res.stdout)
     assert.match(json.code ?? json.error?.code, /^NYALA_ERR_/, res.stdout)
     assert.match(res.stderr, /NYALA_ERR_/)
   }
   assert.equal(JSON.parse(runs[0].stdout).code, 'NYALA_ERR_ADMIN_UNREACHABLE')
   assert.equal(JSON.parse(runs[2].stdout).code, 'NYALA_ERR_BUNDLE_READ')
+  assert.equal(JSON.parse(runs[3].stdout).code, 'NYALA_ERR_CLI_USAGE')
 
   // an admin API that takes the call and never answers (here within 300 ms): not "cannot reach"
   const sockets = new Set()
