@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
+import { closest, namesHint } from '../dist/config/closest.js'
 import { loadHostOptions } from '../dist/config/host-options.js'
 import { configKeys, keySpecs } from '../dist/config/keys.js'
 import { parseProperties } from '../dist/config/read-properties.js'
@@ -116,6 +117,21 @@ test('an unknown key is a warning with the closest known key', async (t) => {
   assert.equal(warnings[0].details.hint, 'did you mean "auto.reload.modules"?')
   assert.doesNotMatch(warnings[1].message, /did you mean/)
   assert.match(warnings[1].message, /unknown key "completely\.different\.thing"; it is ignored$/)
+})
+
+test('"did you mean": typos of short names and long keys, a swap of two letters as one, never another name', () => {
+  const modules = ['solo', 'core', 'hello', 'billing', 'customers']
+  assert.equal(closest('sollo', modules), 'solo', 'one letter more')
+  assert.equal(closest('hlelo', modules), 'hello', 'two letters swapped: one edit')
+  assert.equal(closest('bilng', modules), 'billing', 'two letters missing from seven')
+  assert.equal(closest('nope', modules), undefined, 'two edits in four letters are another name')
+  assert.equal(closest('quotes', modules), undefined)
+  assert.equal(closest('auto.relaod.modules', configKeys), 'auto.reload.modules')
+  assert.equal(
+    namesHint('nope', modules, '`nyala status`'),
+    'there are: billing, core, customers, hello, solo',
+  )
+  assert.equal(namesHint('nope', [], '`nyala status`'), 'there are none')
 })
 
 test('an explicit --config that does not exist stops start-up; a missing root too', async (t) => {
