@@ -337,3 +337,49 @@ test('host.crash.action=exit: an error no module can be found in (a thrown strin
   // no successor was started: every record is the one process's
   assert.deepEqual([...new Set(host.logs().map((r) => r.pid))], [host.child.pid])
 })
+
+test("a crash of module code while it starts is the module's, not the host's: a stray rejection in register, a timer left by a register that fails", {
+  timeout: 60_000,
+}, async (t) => {
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nshutdown.grace.period=2\n')
+  await deploy(root, 'alpha')
+  // register leaves a rejected promise nobody handles, and starts as usual
+  await deploy(root, 'stray', {
+    files: {
+      'index.js': `module.exports = { async register (app, ctx) {
+  Promise.reject(new Error('stray rejection in register'))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  app.get('/', async () => ({ module: ctx.name, generation: ctx.generation }))
+} }
+`,
+    },
+  })
+  // register sets a plain timer, then fails; the timer fires after the start has failed
+  await deploy(root, 'late', {
+    files: {
+      'index.js': `module.exports = { async register () {
+  setTimeout(() => { throw new Error('timer of a failed start') }, 300)
+  throw new Error('bad')
+} }
+`,
+    },
+  })
+  const host = await startHost(t, root)
+  await waitUntil(() => crashRecords(host).length === 2, 'a crash record for each', 30_000)
+  const records = crashRecords(host)
+    .map((r) => [r.module, r.generation, r.action])
+    .sort()
+  assert.deepEqual(records, [
+    ['late', 1, 'none'],
+    ['stray', 1, 'none'],
+  ])
+  assert.equal((await request(host.url('/stray/'))).status, 200, 'the module started')
+  assert.equal((await moduleInfo(host, 'late')).error?.code, 'NYALA_ERR_MODULE_REGISTER_FAILED')
+  assert.equal((await request(host.url('/alpha/'))).status, 200)
+  assert.equal(host.child.exitCode, null, 'the host serves on')
+  assert.equal(
+    host.logs().filter((r) => r.code === 'NYALA_ERR_HOST_CRASHED').length,
+    0,
+    'no crash of the host itself',
+  )
+})

@@ -184,6 +184,19 @@ export class Generation {
    * the error (with its own code) is thrown.
    */
   async start(): Promise<void> {
+    // a crash of its code while it starts (a stray rejection in register, a timer it set) is this
+    // generation's, not the host's: attributed to it from its first line of code on, and to a
+    // stopped generation when the start fails (a timer it left may still fire)
+    liveOwners.add(this.owner)
+    try {
+      await this.#start()
+    } catch (err) {
+      ownerStopped(this.owner)
+      throw err
+    }
+  }
+
+  async #start(): Promise<void> {
     const t0 = performance.now()
     this.state = 'starting'
     const { bundle } = this
@@ -281,7 +294,6 @@ export class Generation {
     }
     this.app = app
     this.state = 'running'
-    liveOwners.add(this.owner)
     this.startedAt = Date.now()
     this.startMs = performance.now() - t0
     // code caches of what compiled from source, made on another thread, for the next load of the same files
