@@ -452,3 +452,39 @@ test('module logs: ctx.log, app.log, plugin instances and req.log carry the modu
     if (logRequests) await stopOk(host)
   }
 })
+
+test('an onStop callback that never settles is given module.stop.timeout: each old generation stops and says so', async (t) => {
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nmodule.stop.timeout=0.5\n')
+  await deploy(root, 'stuck', {
+    files: {
+      'index.js': `let ticks = 0
+module.exports = { async register (app, ctx) {
+  ctx.setInterval(() => { ticks++ }, 10)
+  ctx.onStop(() => new Promise(() => {}))
+  app.get('/', async () => ({ generation: ctx.generation, ticks }))
+} }
+`,
+    },
+  })
+  const host = await startHost(t, root)
+  for (const generation of [2, 3]) {
+    const reload = await request(host.admin('/modules/stuck/reload?force=true'), { method: 'POST' })
+    assert.equal(reload.status, 200, reload.text)
+    assert.equal((await request(host.url('/stuck/'))).body.generation, generation)
+  }
+  // both old generations stopped (the second reload waited for nothing the first left behind)
+  const stopped = () =>
+    host
+      .logs()
+      .filter((r) => r.module === 'stuck' && /stopped$/.test(r.msg ?? ''))
+      .map((r) => r.generation)
+  const start = Date.now()
+  while (stopped().length < 2 && Date.now() - start < 20_000) await new Promise((r) => setTimeout(r, 100))
+  assert.deepEqual(stopped().sort(), [1, 2], host.stdout())
+  const said = host
+    .logs()
+    .filter(
+      (r) => r.code === 'NYALA_ERR_MODULE_STOP_FAILED' && /did not settle within 500 ms/.test(r.message),
+    )
+  assert.equal(said.length, 2, 'each stuck onStop is said')
+})

@@ -361,7 +361,7 @@ export class Generation {
   }
 
   async #release(app: FastifyInstance | undefined, hung: boolean): Promise<void> {
-    const errors = (await this.#handle?.resources.close()) ?? []
+    const errors = (await this.#handle?.resources.close(this.#init.stopTimeoutMs)) ?? []
     for (const err of errors) this.#logStopError(`onStop callback threw: ${reasonOf(err)}`)
     if (app) {
       // a register that never settled would keep close() waiting forever

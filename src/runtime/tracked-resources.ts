@@ -1,5 +1,6 @@
 import { nyalaError } from '../errors.js'
 import { type CodeOwner, callAs } from './code-owner.js'
+import { timedOut, withTimeout } from './with-timeout.js'
 
 /**
  * Timers, stop callbacks and the abort signal of one generation. The host
@@ -65,16 +66,23 @@ export class TrackedResources {
   }
 
   /**
-   * Aborts the signal, runs the stop callbacks (last first) and clears every
-   * timer. Returns the errors the callbacks threw, to be logged.
+   * Aborts the signal, runs the stop callbacks (last first), each for at most
+   * `timeoutMs`, and clears every timer. Returns the errors the callbacks threw
+   * (or the time they ran out of), to be logged.
    */
-  async close(): Promise<unknown[]> {
+  async close(timeoutMs = Number.POSITIVE_INFINITY): Promise<unknown[]> {
     if (this.closed) return []
     this.#controller.abort()
     const errors: unknown[] = []
     for (const fn of this.#onStop.splice(0).reverse()) {
       try {
-        await fn()
+        // a callback that never settles would keep the generation stopping for ever: its timers
+        // firing, its memory held, and the reload or crash restart that stops it never ending
+        const settled = Number.isFinite(timeoutMs)
+          ? await withTimeout(Promise.resolve().then(fn), timeoutMs)
+          : await fn()
+        if (settled === timedOut)
+          errors.push(new Error(`an onStop callback did not settle within ${timeoutMs} ms`))
       } catch (err) {
         errors.push(err)
       }
