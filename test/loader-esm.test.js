@@ -253,6 +253,46 @@ export const register = () => ({
   assert.ok(loaded.includes('lib/cjs.cjs'))
 })
 
+test("an ES module or TypeScript file may declare its own __dirname and __filename; free uses still get the bundle's", async (t) => {
+  const bundle = await bundleOf(
+    t,
+    {
+      'index.mjs': `
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { own } from './lib/own.ts'
+// the ES module idiom: Node defines none of these names in an ES module
+const __filename = fileURLToPath(import.meta.url)
+const __dirname = path.dirname(__filename)
+export const register = () => ({ dirname: __dirname, filename: __filename, own })
+`,
+      'lib/own.ts': `
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+const __dirname: string = path.dirname(fileURLToPath(import.meta.url))
+export const own = { dirname: __dirname }
+`,
+    },
+    { main: 'index.mjs' },
+  )
+  const { exports } = loadModuleCode(bundle)
+  const got = exports.register()
+  assert.equal(got.filename, `${bundle.file}/index.mjs`)
+  assert.equal(got.dirname, bundle.file)
+  assert.equal(got.own.dirname, `${bundle.file}/lib`)
+  const freeBundle = await bundleOf(
+    t,
+    {
+      'index.mjs': `import { free } from './lib/free.mjs'\nexport const register = () => free`,
+      'lib/free.mjs': `export const free = { dirname: __dirname, filename: __filename }`,
+    },
+    { main: 'index.mjs' },
+  )
+  const free = loadModuleCode(freeBundle).exports.register()
+  assert.match(free.filename, /lib\/free\.mjs$/)
+  assert.match(free.dirname, /lib$/)
+})
+
 test('top-level await is refused with a coded error naming file:line, own file or package', async (t) => {
   const own = await bundleOf(
     t,

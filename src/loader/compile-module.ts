@@ -45,7 +45,21 @@ export interface CompiledModule {
 }
 
 const scriptParams = ['exports', 'require', 'module', '__filename', '__dirname']
-const transformedParams = [...scriptParams, '__nyalaRequire', '__nyalaImportMeta']
+/**
+ * The same values in the same places, `__filename` and `__dirname` under names no module
+ * declares: the transform turns free uses of them into these (transform.ts), so a file may
+ * declare its own. `require` and `module` stay: esbuild's CommonJS output uses them, and renames
+ * a file's own declarations of them.
+ */
+const transformedParams = [
+  'exports',
+  'require',
+  'module',
+  '__nyalaFilename',
+  '__nyalaDirname',
+  '__nyalaRequire',
+  '__nyalaImportMeta',
+]
 
 /** Compiles one CommonJS script; a syntax error names the bundle and `entry:line`. */
 export function compileScript(

@@ -74,7 +74,7 @@ export function setTransformCacheLimit(bytes: number): void {
 export const cachedKeys = (): string[] => [...cache.keys()]
 
 // the output's version: a change of the options below must change every key
-const optionsVersion = 'nyala-transform-1'
+const optionsVersion = 'nyala-transform-2'
 
 export function transformKey(input: TransformInput): string {
   return createHash('sha256')
@@ -95,7 +95,16 @@ function optionsOf(input: TransformInput): TransformOptions {
     sourcesContent: false,
     target: `node${process.versions.node}`,
     supported: { 'dynamic-import': false },
-    define: { require: '__nyalaRequire', 'import.meta': '__nyalaImportMeta' },
+    // free uses only: a file that declares its own `__dirname` or `__filename` (the ES module
+    // idiom, from import.meta.url) keeps it, where a wrapper parameter of that name made the
+    // declaration a SyntaxError ("already been declared"). Not `exports`: in a file without
+    // import/export esbuild keeps it as CommonJS's own binding, whatever the define says
+    define: {
+      require: '__nyalaRequire',
+      'import.meta': '__nyalaImportMeta',
+      __dirname: '__nyalaDirname',
+      __filename: '__nyalaFilename',
+    },
     ...(input.tsconfig === undefined ? {} : { tsconfigRaw: input.tsconfig }),
     logLevel: 'silent',
   }
