@@ -293,6 +293,19 @@ export const own = { dirname: __dirname }
   assert.match(free.dirname, /lib$/)
 })
 
+test('require of a directory with a trailing slash, and JSON with a byte order mark, load as in Node', async (t) => {
+  const bundle = await bundleOf(t, {
+    'index.js': `module.exports = { register () {}, here: require('./lib/'), up: require('./lib/deep/x.js'), data: require('./data.json') }`,
+    'lib/index.js': `module.exports = 'lib'`,
+    'lib/deep/x.js': `module.exports = require('../')`,
+    'data.json': '\ufeff{ "n": 1 }',
+  })
+  const { exports } = loadModuleCode(bundle)
+  assert.equal(exports.here, 'lib')
+  assert.equal(exports.up, 'lib', "require('../') from lib/deep is lib/index.js")
+  assert.deepEqual(exports.data, { n: 1 })
+})
+
 test('top-level await is refused with a coded error naming file:line, own file or package', async (t) => {
   const own = await bundleOf(
     t,

@@ -15,7 +15,7 @@ import { manifest, projectRoot, writeFiles } from './helpers.js'
 
 const run = promisify(execFile)
 const registryPackages = ['chalk', 'nanoid', 'dunder-proto', 'math-intrinsics', 'uuid']
-const fixturePackages = ['pat', 'legacy', 'selfy', 'modsync', 'condonly']
+const fixturePackages = ['pat', 'legacy', 'selfy', 'modsync', 'condonly', 'bom']
 
 // [from (a bundle entry), specifier]: every entry point of each package, and some that are not
 const cases = [
@@ -69,6 +69,14 @@ const requireOnly = [
   ['index.js', 'legacy/lib/conf'],
   ['index.js', 'legacy/sub'],
   ['index.js', 'legacy/lib/other'],
+  // a directory named with a trailing slash, as published code does (require('./'))
+  ['index.js', './lib/'],
+  ['lib/helper.js', './'],
+  ['lib/helper.js', '../'],
+  ['index.js', 'legacy/sub/'],
+  // a package.json with a byte order mark, whose main is a directory with a trailing slash
+  ['index.js', 'bom'],
+  ['index.js', 'bom/lib/'],
 ]
 
 const probe = `

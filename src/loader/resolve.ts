@@ -98,7 +98,9 @@ function readPackage(index: ResolveIndex, dir: string): PackageJson | undefined 
   let pkg = index.packages.get(entry)
   if (pkg === undefined) {
     try {
-      const parsed: unknown = JSON.parse(index.readText(entry))
+      const text = index.readText(entry)
+      // a byte order mark is not JSON, and Node reads past it
+      const parsed: unknown = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text)
       pkg = parsed !== null && typeof parsed === 'object' ? (parsed as PackageJson) : null
     } catch {
       pkg = null
@@ -151,13 +153,29 @@ function tryDirectory(index: ResolveIndex, dir: string): string | undefined {
   const main = pkg && typeof pkg.main === 'string' && pkg.main !== '' ? pkg.main : undefined
   if (main) {
     const base = join(dir, main)
-    const found = tryFile(index, base) ?? tryIndex(index, base)
+    const found = base.endsWith('/')
+      ? tryIndex(index, withoutSlash(base))
+      : (tryFile(index, base) ?? tryIndex(index, base))
     if (found) return found
   }
   return tryIndex(index, dir)
 }
 
-const tryPath = (index: ResolveIndex, base: string) => tryFile(index, base) ?? tryDirectory(index, base)
+/** A path without its trailing slashes; the bundle's root is ''. */
+const withoutSlash = (p: string) => {
+  const trimmed = p.replace(/\/+$/, '')
+  return trimmed === '.' ? '' : trimmed
+}
+
+/**
+ * A file, or a directory (its package.json's main, its index). A path that ends with `/`
+ * (`require('./')`, `require('pkg/lib/')`, as published code does) names a directory only, as
+ * in Node; it used to be looked up as `lib//index.js`, which is never there.
+ */
+const tryPath = (index: ResolveIndex, base: string) =>
+  base.endsWith('/')
+    ? tryDirectory(index, withoutSlash(base))
+    : (tryFile(index, base) ?? tryDirectory(index, base))
 
 /** A target of an exports/imports map, which must name an existing file exactly. */
 function exactTarget(index: ResolveIndex, pkgDir: string, target: string, what: string): string {

@@ -67,7 +67,8 @@ export async function checkSyntaxOffThread(
 
 export function parseJson(label: string, entry: string, source: string): unknown {
   try {
-    return JSON.parse(source)
+    // a byte order mark is not JSON, and Node reads past it (require, import, package.json)
+    return JSON.parse(source.charCodeAt(0) === 0xfeff ? source.slice(1) : source)
   } catch (err) {
     throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location: entry, reason: reasonOf(err) })
   }
