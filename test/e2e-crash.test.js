@@ -5,11 +5,23 @@
 // old generation draining after a reload, and an error no module owns with host.crash.action=exit
 // (the process exits). Real CLI, real sockets on 127.0.0.1; the load is bounded in count and time.
 import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
 import { rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import test from 'node:test'
-import { agentGet, deploy, keepAliveLoad, makeRoot, request, startHost, waitUntil } from './helpers.js'
+import {
+  agentGet,
+  deploy,
+  keepAliveLoad,
+  makeRoot,
+  moduleSource,
+  modulesOf,
+  packWithNyala,
+  request,
+  startHost,
+  waitUntil,
+} from './helpers.js'
 
 const crashIndex = `const { EventEmitter } = require('node:events')
 module.exports = {
@@ -382,4 +394,65 @@ test("a crash of module code while it starts is the module's, not the host's: a 
     0,
     'no crash of the host itself',
   )
+})
+
+test('a crash restart that waited for a deploy of the same module does not put the old code back', {
+  timeout: 60_000,
+}, async (t) => {
+  const root = await makeRoot(
+    t,
+    'port=0\nhost=127.0.0.1\nshutdown.grace.period=2\nauto.reload.modules=true\nauto.reload.monitoring.type=tmpfile\nauto.reload.settle.ms=50\n',
+  )
+  const hold = path.join(root, 'release')
+  await writeFile(path.join(root, 'config', 'm.properties'), `hold=${hold}\n`)
+  // 1.0.0 crashes on request, outside the request (a plain timer)
+  await deploy(root, 'm', {
+    fields: { version: '1.0.0' },
+    files: {
+      'index.js': `module.exports = { async register (app, ctx) {
+  app.get('/', async () => ({ version: ctx.version, generation: ctx.generation }))
+  app.get('/boom', async () => { setTimeout(() => { throw new Error('boom in 1.0.0') }, 1); return 'ok' })
+} }
+`,
+    },
+  })
+  const host = await startHost(t, root)
+  const events = await openEvents(t, host.admin('/events'))
+  // 2.0.0 holds its register until the test says: the deploy holds the module's lock meanwhile
+  const v2 = await moduleSource(root, 'm-v2', {
+    fields: { name: 'm', version: '2.0.0' },
+    files: {
+      'index.js': `module.exports = { async register (app, ctx) {
+  const fs = require('fs')
+  fs.writeFileSync(ctx.config.hold + '.held', '')
+  while (!fs.existsSync(ctx.config.hold)) await new Promise((resolve) => setTimeout(resolve, 20))
+  app.get('/', async () => ({ version: ctx.version, generation: ctx.generation }))
+} }
+`,
+    },
+  })
+  await packWithNyala(v2, path.join(modulesOf(root), 'm.zip.tmp'))
+  await waitUntil(() => existsSync(`${hold}.held`), 'the deploy of 2.0.0 to be held in register', 30_000)
+  // 1.0.0, still the running generation, crashes: its restart waits for the deploy's lock
+  assert.equal((await request(host.url('/m/boom'))).status, 200)
+  await waitUntil(() => crashRecords(host).length === 1, 'the crash record', 30_000)
+  assert.equal(crashRecords(host)[0].action, 'restart')
+  await writeFile(hold, '')
+  // the restart's own end, after the deploy's swap: unchanged (its generation was replaced), or,
+  // as before, a swap back to 1.0.0
+  await waitUntil(
+    () => events.some((e) => e.trigger === 'crash' && ['swapped', 'unchanged', 'failed'].includes(e.phase)),
+    'the crash restart to end',
+    30_000,
+  )
+  const served = (await request(host.url('/m/'))).body
+  assert.equal(served.version, '2.0.0', `after the crash restart: ${JSON.stringify(served)}`)
+  const ends = events.filter(
+    (e) => e.trigger === 'crash' && ['swapped', 'unchanged', 'failed'].includes(e.phase),
+  )
+  assert.deepEqual(
+    ends.map((e) => e.phase),
+    ['unchanged'],
+  )
+  assert.equal(host.child.exitCode, null)
 })

@@ -19,6 +19,12 @@ export interface Change {
   readonly data?: Buffer | undefined
   /** Rebuild even if the content did not change (admin `?force=true`). */
   readonly force?: boolean | undefined
+  /**
+   * Only while this generation still runs (a crash restart): a reload that replaced it while
+   * the restart waited for the module's lock left nothing to restart, and the restart's bundle,
+   * read before the wait, would put the old code back.
+   */
+  readonly ifGeneration?: number | undefined
 }
 
 /** What a reload did. */

@@ -38,17 +38,28 @@ export function crashActions(host: CrashHost, reloader: Reloader): SupervisedHos
         error: { code: error.code, message: error.message, at: new Date().toISOString() },
       })
     },
-    async restart(module) {
+    async restart(module, generation) {
       const record = host.modules.get(module)
       // a shutdown stops every generation: one started now would outlive it
       if (!record?.bundle || host.closing) return undefined
       const file = record.file
       return reloader.transactions.run(
-        [{ name: module, kind: 'update', bundle: record.bundle, source: file, target: file, force: true }],
+        [
+          {
+            name: module,
+            kind: 'update',
+            bundle: record.bundle,
+            source: file,
+            target: file,
+            force: true,
+            ifGeneration: generation,
+          },
+        ],
         'crash',
       )
     },
-    fail: async (module, error) => (host.closing ? undefined : takeDown(host, reloader, module, error)),
+    fail: async (module, error, generation) =>
+      host.closing ? undefined : takeDown(host, reloader, module, error, generation),
   }
 }
 
@@ -63,10 +74,14 @@ async function takeDown(
   reloader: Reloader,
   module: string,
   error: NyalaError,
+  generation: number,
 ): Promise<void> {
   const release = await reloader.locks.acquire(host.graph.closure([module]))
   const olds: Generation[] = []
   try {
+    // a reload that replaced the crashed generation while this waited for the lock: the new one
+    // did not crash, and is not failed for its predecessor
+    if (host.modules.get(module)?.generation?.number !== generation) return
     const down = new Set<string>()
     for (const name of host.order) {
       const record = host.modules.get(name)

@@ -165,6 +165,7 @@ export class ReloadTransactions {
   /** A change still to make: new content, a new module, or a module to remove. */
   #isChange(change: Change): boolean {
     const record = this.host.modules.get(change.name)
+    if (change.ifGeneration !== undefined && record?.generation?.number !== change.ifGeneration) return false
     if (change.kind === 'remove') return record !== undefined
     if (!record) return true
     if (change.force) return true

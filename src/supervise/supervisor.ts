@@ -21,10 +21,16 @@ export interface SupervisedHost {
   countCrash(module: string): number
   /** Tells listeners (`GET /events`). */
   crashed(owner: CodeOwner, error: NyalaError, action: string): void
-  /** Rebuilds the module and its dependents from its current bundle (a forced reload). */
-  restart(module: string): Promise<unknown>
-  /** Marks the module failed with `error` (its dependents follow) and stops its generation. */
-  fail(module: string, error: NyalaError): Promise<unknown>
+  /**
+   * Rebuilds the module and its dependents from its current bundle (a forced reload), if
+   * `generation` (the one that crashed) still runs once the module's lock is had.
+   */
+  restart(module: string, generation: number): Promise<unknown>
+  /**
+   * Marks the module failed with `error` (its dependents follow) and stops its generation, if
+   * `generation` still runs once the module's lock is had.
+   */
+  fail(module: string, error: NyalaError, generation: number): Promise<unknown>
 }
 
 /**
@@ -98,7 +104,9 @@ export class Supervisor {
           : error
       this.#handling.add(key)
       const done =
-        decision.action === 'restart' ? host.restart(owner.module) : host.fail(owner.module, failure)
+        decision.action === 'restart'
+          ? host.restart(owner.module, owner.generation)
+          : host.fail(owner.module, failure, owner.generation)
       void done
         .catch((e: unknown) =>
           host.log.error(
