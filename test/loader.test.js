@@ -99,6 +99,35 @@ test('a syntax error in a required file names that file', async (t) => {
   assert.throws(() => loadModuleCode(bundle), /lib\/bad\.js:3/)
 })
 
+test("code probing for an optional dependency sees Node's codes, and goes on", async (t) => {
+  const bundle = await bundleOf(t, {
+    'index.js': `
+let native = null
+try { native = require('pg-native') } catch (e) { if (e.code !== 'MODULE_NOT_FOUND') throw e }
+const codes = {}
+try { require('./missing') } catch (e) { codes.relative = e.code }
+try { require('hidden/not-exported') } catch (e) { codes.notExported = e.code }
+try { require.resolve('also-missing') } catch (e) { codes.resolve = e.code }
+module.exports = {
+  register () {},
+  native,
+  codes,
+  imported: () => import('no-such-esm-package').then(() => 'found', (e) => e.code),
+}
+`,
+    'node_modules/hidden/package.json': '{ "name": "hidden", "exports": { ".": "./index.js" } }',
+    'node_modules/hidden/index.js': 'module.exports = 1',
+  })
+  const { exports } = loadModuleCode(bundle)
+  assert.equal(exports.native, null)
+  assert.deepEqual(exports.codes, {
+    relative: 'MODULE_NOT_FOUND',
+    notExported: 'ERR_PACKAGE_PATH_NOT_EXPORTED',
+    resolve: 'MODULE_NOT_FOUND',
+  })
+  assert.equal(await exports.imported(), 'ERR_MODULE_NOT_FOUND')
+})
+
 test('require of something that does not exist, or outside the bundle, is refused', async (t) => {
   for (const request of ['./missing', '../../etc/passwd', '/etc/passwd', 'no-such-package-anywhere']) {
     const bundle = await bundleOf(t, { 'index.js': `require(${JSON.stringify(request)})` })

@@ -251,6 +251,28 @@ function cycleMembers(requires: ReadonlyMap<string, readonly string[]>): Set<str
   return members
 }
 
+/** The host's error behind each error a failed `require` or `import` threw to module code. */
+const requireFailures = new WeakMap<object, NyalaError>()
+
+/**
+ * What module code gets from a `require` or `import` that finds nothing: an error with Node's
+ * code (`MODULE_NOT_FOUND`, `ERR_MODULE_NOT_FOUND`, `ERR_PACKAGE_PATH_NOT_EXPORTED`), so that
+ * code probing for an optional dependency (`catch (e) { if (e.code !== 'MODULE_NOT_FOUND')
+ * throw e }`) goes on as under Node. Not caught, it is reported as the host's
+ * NYALA_ERR_MODULE_REQUIRE, which carries the same message.
+ */
+function notFound(failure: NyalaError, mode: ResolveMode): Error {
+  const reason = String(failure.details.reason)
+  const code = /not exported|exports/.test(reason)
+    ? 'ERR_PACKAGE_PATH_NOT_EXPORTED'
+    : mode === 'import'
+      ? 'ERR_MODULE_NOT_FOUND'
+      : 'MODULE_NOT_FOUND'
+  const err = Object.assign(new Error(failure.message), { code, nyalaCode: failure.code })
+  requireFailures.set(err, failure)
+  return err
+}
+
 /** The module cache and `require` of one generation's code. */
 function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModule>) {
   const cache = new Map<string, CjsModule>()
@@ -274,7 +296,10 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
       return resolveRequest(index, from, request, mode)
     } catch (err) {
       if (!(err instanceof ResolveFailure)) throw err
-      throw nyalaError('NYALA_ERR_MODULE_REQUIRE', { bundle: label, from, request, reason: err.message })
+      throw notFound(
+        nyalaError('NYALA_ERR_MODULE_REQUIRE', { bundle: label, from, request, reason: err.message }),
+        mode,
+      )
     }
   }
 
@@ -339,6 +364,9 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
       }
     } catch (err) {
       cache.delete(entry)
+      // a require that found nothing and was not caught: said by its own code to the host
+      const unresolved = typeof err === 'object' && err !== null ? requireFailures.get(err) : undefined
+      if (unresolved) throw unresolved
       if (isNyalaError(err)) throw err
       throw nyalaError('NYALA_ERR_MODULE_EVAL', { bundle: label, entry, reason: reasonOf(err) }, err)
     }
