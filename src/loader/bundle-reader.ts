@@ -1,4 +1,3 @@
-import { setTimeout as delay } from 'node:timers/promises'
 import { Worker } from 'node:worker_threads'
 import {
   type BundleTransfer,
@@ -301,11 +300,6 @@ export class BundleReader {
 
   /** Stops the worker; a later read starts a new one. Pending reads fail. */
   async close(): Promise<void> {
-    // a read under way is let finish first (for at most 2 s): a worker terminated inside Node's
-    // zlib (between a stream's creation and its init) aborted the whole process at exit
-    // ("close before init", node_zlib.cc), seen once in the test suite on Node 20.20
-    const deadline = performance.now() + 2000
-    while (this.#busy > 0 && this.#worker && performance.now() < deadline) await delay(5)
     const worker = this.#worker
     this.#worker = undefined
     // an idle worker is unref'd, and an unref'd worker's terminate() does not hold the event
