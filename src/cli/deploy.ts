@@ -240,8 +240,8 @@ export async function deploy(args: string[]): Promise<number> {
     } catch (err) {
       const gone = isNyalaError(err) && err.code === 'NYALA_ERR_ADMIN_UNREACHABLE'
       // --no-wait places the file whatever the admin API says (it only tells whether a host runs)
-      if (!remote && (gone || (values['no-wait'] && isNyalaError(err)))) unreachable = gone ? err : undefined
-      else throw err
+      if (remote || !(gone || (values['no-wait'] && isNyalaError(err)))) throw err
+      if (gone) unreachable = err
     }
   }
   try {

@@ -2,6 +2,7 @@ import { createRequire, isBuiltin } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { exports as exportsOf, imports as importsOf } from 'resolve.exports'
+import { parseJsonText } from './json-text.js'
 
 /**
  * Resolution of a `require` / `import` inside a bundle, as Node does it (the
@@ -98,9 +99,7 @@ function readPackage(index: ResolveIndex, dir: string): PackageJson | undefined 
   let pkg = index.packages.get(entry)
   if (pkg === undefined) {
     try {
-      const text = index.readText(entry)
-      // a byte order mark is not JSON, and Node reads past it
-      const parsed: unknown = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text)
+      const parsed = parseJsonText(index.readText(entry))
       pkg = parsed !== null && typeof parsed === 'object' ? (parsed as PackageJson) : null
     } catch {
       pkg = null

@@ -1,6 +1,7 @@
 import type { Bundle } from '../bundle/open-bundle.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { scriptOrKind, transformError, transformInputOf } from './compile-module.js'
+import { parseJsonText } from './json-text.js'
 import { moduleKindOf } from './module-kind.js'
 import { codeName } from './module-location.js'
 import { resolveIndexOf } from './resolve.js'
@@ -67,8 +68,7 @@ export async function checkSyntaxOffThread(
 
 export function parseJson(label: string, entry: string, source: string): unknown {
   try {
-    // a byte order mark is not JSON, and Node reads past it (require, import, package.json)
-    return JSON.parse(source.charCodeAt(0) === 0xfeff ? source.slice(1) : source)
+    return parseJsonText(source)
   } catch (err) {
     throw nyalaError('NYALA_ERR_MODULE_SYNTAX', { bundle: label, location: entry, reason: reasonOf(err) })
   }
