@@ -106,9 +106,12 @@ export class NyalaHost implements ReloadHost, AdminHost, UpgradeHost {
     this.runtime = new InProcessRuntime(this)
     this.reloader = new Reloader(this)
     this.supervisor = new Supervisor(crashActions(this, this.reloader), options.crash)
-    // a reload someone asked for (a deploy, `nyala reload`) starts a fresh restart count
+    // a reload someone asked for (a deploy of the module, `nyala reload <it>`) starts a fresh
+    // restart count; a dependent rebuilt because a dependency reloaded keeps its count, or
+    // redeploying the dependency would keep a crash-looping dependent under its limit for ever
     this.reloader.events.on((e) => {
-      if (e.phase === 'swapped' && e.trigger !== 'crash') for (const m of e.modules) this.supervisor.reset(m)
+      if (e.phase !== 'swapped' || e.trigger === 'crash') return
+      for (const m of e.changed ?? e.modules) this.supervisor.reset(m)
     })
   }
 

@@ -456,3 +456,64 @@ test('a crash restart that waited for a deploy of the same module does not put t
   )
   assert.equal(host.child.exitCode, null)
 })
+
+test("a dependency's reload rebuilds a crash-looping module but keeps its restart count: redeploying the dependency does not keep it under the limit", {
+  timeout: 90_000,
+}, async (t) => {
+  const root = await makeRoot(
+    t,
+    'port=0\nhost=127.0.0.1\nshutdown.grace.period=2\nmodule.crash.max.restarts=2\nmodule.crash.window=600\n',
+  )
+  await deploy(root, 'dep')
+  await deploy(root, 'crash', { fields: { 'depends-on': 'dep' }, files: { 'index.js': crashIndex } })
+  const host = await startHost(t, root)
+  const events = await openEvents(t, host.admin('/events'))
+  const generation = async () => (await moduleInfo(host, 'crash')).generation
+  let restarts = 0
+  const crashAndWait = async (n) => {
+    assert.equal((await request(host.url('/crash/timeout'))).status, 200)
+    await waitUntil(() => crashRecords(host).length === n, `crash ${n} to be logged`, 30_000)
+    const action = crashRecords(host)[n - 1].action
+    if (action === 'restart') {
+      restarts++
+      await waitUntil(
+        () => events.filter((e) => e.trigger === 'crash' && e.phase === 'swapped').length === restarts,
+        `restart ${restarts} (crash ${n}) to swap`,
+        30_000,
+      )
+    }
+    return action
+  }
+  const reloadDep = async () => {
+    const before = await generation()
+    const res = await request(host.admin('/modules/dep/reload?force=true'), { method: 'POST' })
+    assert.equal(res.status, 200, JSON.stringify(res.body))
+    assert.deepEqual(res.body.affected, ['dep', 'crash'])
+    // the dependent was rebuilt with its dependency
+    assert.equal(await generation(), before + 1)
+  }
+  assert.equal(await crashAndWait(1), 'restart')
+  await reloadDep()
+  assert.equal(await crashAndWait(2), 'restart')
+  await reloadDep()
+  // the third crash within the window: over module.crash.max.restarts=2 whatever dep did
+  assert.equal(await crashAndWait(3), 'fail')
+  await waitUntil(
+    async () => (await moduleInfo(host, 'crash')).state === 'failed',
+    'crash to be failed',
+    30_000,
+  )
+  const info = await moduleInfo(host, 'crash')
+  assert.equal(info.error.code, 'NYALA_ERR_MODULE_CRASH_LOOP')
+  const swapped = events.filter((e) => e.phase === 'swapped' && e.trigger !== 'crash')
+  assert.deepEqual(
+    swapped.map((e) => e.changed),
+    [['dep'], ['dep']],
+  )
+  // a reload of the module itself starts it again with a fresh count
+  const res = await request(host.admin('/modules/crash/reload?force=true'), { method: 'POST' })
+  assert.equal(res.status, 200, JSON.stringify(res.body))
+  assert.equal((await moduleInfo(host, 'crash')).state, 'running')
+  assert.equal(await crashAndWait(4), 'restart')
+  assert.equal(host.child.exitCode, null)
+})

@@ -23,6 +23,11 @@ export interface ReloadEvent {
   readonly trigger: string
   readonly modules: readonly string[]
   /**
+   * On `swapped`: the modules whose own bundle changed, or that were named for a forced reload;
+   * `modules` adds the dependents rebuilt with them.
+   */
+  readonly changed?: readonly string[]
+  /**
    * On `start` (and `superseded`): the file each module's new content is read from (a `.tmp`, a
    * staged file, or the bundle itself), as the host names it. A client that placed a file
    * (`nyala deploy`, the console) takes as its verdict only the reload whose start names it: a

@@ -381,6 +381,7 @@ export class ReloadTransactions {
       phase: 'swapped',
       trigger,
       modules: [...affected],
+      changed: [...changed],
       generations,
       ms,
       ...cluster,
