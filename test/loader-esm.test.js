@@ -479,3 +479,109 @@ export async function register (app: any, ctx: any): Promise<void> {
   const growthMb = (result.heapAfter - result.heapBefore) / 1024 / 1024
   assert.ok(growthMb < 32, `heap grew ${growthMb.toFixed(1)} MB over 300 generations`)
 })
+
+// a JSX runtime as a package of the bundle: elements rendered to HTML text
+const miniJsx = {
+  'node_modules/mini-jsx/package.json': JSON.stringify({
+    name: 'mini-jsx',
+    version: '1.0.0',
+    exports: { '.': './index.js', './jsx-runtime': './jsx-runtime.js' },
+  }),
+  'node_modules/mini-jsx/index.js': `
+const render = (type, props) => {
+  const { children, ...attrs } = props ?? {}
+  const inner = [children].flat(Infinity).filter((c) => c != null && c !== false).join('')
+  if (typeof type === 'function') return type({ ...attrs, children })
+  if (type === null) return inner
+  const list = Object.entries(attrs).map(([k, v]) => ' ' + k + '="' + v + '"').join('')
+  return '<' + type + list + '>' + inner + '</' + type + '>'
+}
+exports.render = render
+exports.h = (type, props, ...children) => render(type, { ...props, children })
+exports.Fragment = null
+`,
+  'node_modules/mini-jsx/jsx-runtime.js': `
+const { render, Fragment } = require('./index.js')
+exports.jsx = render
+exports.jsxs = render
+exports.Fragment = Fragment
+`,
+}
+
+test('JSX in .tsx and .jsx: the automatic runtime named by tsconfig.json from the bundle, the classic factory, extensionless imports', async (t) => {
+  // the automatic runtime (tsconfig "jsx": "react-jsx"), in an ES module scope
+  const automatic = await bundleOf(
+    t,
+    {
+      ...miniJsx,
+      'package.json': JSON.stringify({ name: 'm', type: 'module', dependencies: { 'mini-jsx': '1.0.0' } }),
+      'tsconfig.json': JSON.stringify({ compilerOptions: { jsx: 'react-jsx', jsxImportSource: 'mini-jsx' } }),
+      'index.tsx': `
+import { Page } from './page'
+import { Item } from './item.js'
+export function register (): { html: string; strict: boolean } {
+  const items: string[] = ['a', 'b']
+  return { html: <Page title="t">{items.map((i) => <Item name={i} />)}</Page>, strict: this === undefined }
+}
+`,
+      'page.tsx': `
+interface Props { title: string; children?: unknown }
+export const Page = ({ title, children }: Props): string => <main><h1>{title}</h1><>{children}</></main>
+`,
+      'item.jsx': 'export const Item = ({ name }) => <li class="item">{name}</li>\n',
+    },
+    { main: 'index.tsx' },
+  )
+  assert.deepEqual(loadModuleCode(automatic).exports.register.call(undefined), {
+    html: '<main><h1>t</h1><li class="item">a</li><li class="item">b</li></main>',
+    strict: true,
+  })
+
+  // the classic factory (tsconfig jsxFactory), in a CommonJS scope; index.tsx found for a folder
+  const classic = await bundleOf(
+    t,
+    {
+      ...miniJsx,
+      'package.json': JSON.stringify({ name: 'm', dependencies: { 'mini-jsx': '1.0.0' } }),
+      'tsconfig.json': JSON.stringify({ compilerOptions: { jsx: 'react', jsxFactory: 'h' } }),
+      'index.tsx': `
+import { h } from 'mini-jsx'
+import card from './card'
+export const register = (): string => card('x')
+`,
+      'card/index.tsx': `
+import { h } from 'mini-jsx'
+export default (text: string): string => <p id="card">{text}</p>
+`,
+    },
+    { main: 'index.tsx' },
+  )
+  assert.equal(loadModuleCode(classic).exports.register(), '<p id="card">x</p>')
+})
+
+test('a JSX syntax error in a .tsx file is refused with its line, at pack time and by the loader', async (t) => {
+  const root = await makeRoot(t)
+  const dir = await moduleDir(
+    root,
+    'm',
+    { main: 'index.tsx' },
+    {
+      'index.tsx': 'export const register = () => 1\nexport const view = <div><span></div>\n',
+    },
+  )
+  await assert.rejects(
+    run(process.execPath, [
+      path.join(projectRoot, 'dist', 'cli.js'),
+      'pack',
+      dir,
+      '-o',
+      path.join(root, 'm.zip'),
+    ]),
+    (err) => /NYALA_ERR_MODULE_SYNTAX/.test(err.stderr) && /index\.tsx:2/.test(err.stderr),
+  )
+  const bundle = await openBundle(await packWithZip(dir, path.join(root, 'modules', 'm.zip')))
+  assert.throws(
+    () => loadModuleCode(bundle),
+    (err) => err.code === 'NYALA_ERR_MODULE_SYNTAX' && /index\.tsx:2/.test(err.message),
+  )
+})

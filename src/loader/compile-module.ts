@@ -227,9 +227,10 @@ function compileTransformed(
 ): CompiledModule {
   const fn = compileScript(label, entry, out.code, filename, transformedParams)
   registerSourceMap(filename, out.code, out.map)
-  // TypeScript in a CommonJS scope is still written with import/export (Node's syntax detection runs
-  // such a file as an ES module); `export =` gives no __esModule, and stays CommonJS to importers
-  const namespace = kind.format === 'esm' || kind.loader === 'ts'
+  // TypeScript (and JSX) in a CommonJS scope is still written with import/export (Node's syntax
+  // detection runs such a file as an ES module); `export =` gives no __esModule, and stays
+  // CommonJS to importers
+  const namespace = kind.format === 'esm' || (kind.loader !== undefined && kind.loader !== 'js')
   return { fn, esm: kind.format === 'esm', namespace, transformed: true }
 }
 
@@ -258,7 +259,8 @@ export function transformInputOf(
     source,
     loader: kind.loader ?? 'js',
     esm: kind.format === 'esm',
-    tsconfig: kind.loader === 'ts' ? tsconfigOf(index, entry) : undefined,
+    // its JSX options apply to .jsx files too, as TypeScript and esbuild read them
+    tsconfig: kind.loader !== undefined && kind.loader !== 'js' ? tsconfigOf(index, entry) : undefined,
   }
 }
 

@@ -6,12 +6,21 @@ import { packageScope, type ResolveIndex } from './resolve.js'
  * are ES modules, `.cjs` / `.cts` CommonJS, `.js` / `.ts` follow the nearest
  * package.json `type` (CommonJS without one; a `.js` file that only parses as
  * an ES module is then run as one, as Node's syntax detection does), `.json` is
- * data, `.node` a native addon. `loader` is what esbuild reads it as; `undefined` runs it as it is.
+ * data, `.node` a native addon. `.tsx` and `.jsx` (which Node does not run: they are
+ * TypeScript's and bundlers') follow the package `type` as `.ts` does, their JSX
+ * compiled as the tsconfig.json says (src/loader/transform.ts). `loader` is what
+ * esbuild reads it as; `undefined` runs it as it is.
  */
 export interface ModuleKind {
   readonly format: 'json' | 'addon' | 'cjs' | 'esm'
-  readonly loader: 'js' | 'ts' | undefined
+  readonly loader: TransformLoader | undefined
 }
+
+/** A script's name by its extension: JavaScript and TypeScript in their three flavours, JSX and TSX. */
+export const scriptName = /\.(?:[cm]?[jt]s|[jt]sx)$/
+
+/** The esbuild loaders the loader uses: TypeScript and JSX are compiled, plain JS only rewritten. */
+export type TransformLoader = 'js' | 'ts' | 'tsx' | 'jsx'
 
 const json: ModuleKind = { format: 'json', loader: undefined }
 const addon: ModuleKind = { format: 'addon', loader: undefined }
@@ -19,6 +28,10 @@ const plainCjs: ModuleKind = { format: 'cjs', loader: undefined }
 const esm: ModuleKind = { format: 'esm', loader: 'js' }
 const tsEsm: ModuleKind = { format: 'esm', loader: 'ts' }
 const tsCjs: ModuleKind = { format: 'cjs', loader: 'ts' }
+const tsxEsm: ModuleKind = { format: 'esm', loader: 'tsx' }
+const tsxCjs: ModuleKind = { format: 'cjs', loader: 'tsx' }
+const jsxEsm: ModuleKind = { format: 'esm', loader: 'jsx' }
+const jsxCjs: ModuleKind = { format: 'cjs', loader: 'jsx' }
 
 /** `import(` in CommonJS: esbuild rewrites it, since compiled code has no dynamic import of its own. */
 export const cjsWithImport: ModuleKind = { format: 'cjs', loader: 'js' }
@@ -43,6 +56,10 @@ export function moduleKindOf(index: ResolveIndex, entry: string): ModuleKind {
       return scopeType(index, entry) === 'module' ? esm : plainCjs
     case '.ts':
       return scopeType(index, entry) === 'module' ? tsEsm : tsCjs
+    case '.tsx':
+      return scopeType(index, entry) === 'module' ? tsxEsm : tsxCjs
+    case '.jsx':
+      return scopeType(index, entry) === 'module' ? jsxEsm : jsxCjs
     default:
       // CommonJS runs a file of any other extension as JavaScript
       return plainCjs

@@ -48,12 +48,13 @@ const conditions: Record<ResolveMode, readonly string[]> = {
   import: ['import', 'node', 'node-addons', 'module-sync'],
 }
 
-// CommonJS's extensions, then TypeScript's (not Node's: a TS module's own files import each other)
-const fileExtensions = ['', '.js', '.json', '.node', '.ts', '.mts', '.cts']
-const indexFiles = ['index.js', 'index.json', 'index.node', 'index.ts']
+// CommonJS's extensions, then TypeScript's and JSX's (not Node's: a TS module's own files import
+// each other without an extension, as TypeScript and bundlers resolve them)
+const fileExtensions = ['', '.js', '.json', '.node', '.ts', '.mts', '.cts', '.tsx', '.jsx']
+const indexFiles = ['index.js', 'index.json', 'index.node', 'index.ts', 'index.tsx', 'index.jsx']
 // what a TypeScript sources names by the emitted file's extension
 const emittedToSource: Record<string, readonly string[]> = {
-  '.js': ['.ts', '.tsx'],
+  '.js': ['.ts', '.tsx', '.jsx'],
   '.mjs': ['.mts'],
   '.cjs': ['.cts'],
 }

@@ -2,7 +2,7 @@ import type { Bundle } from '../bundle/open-bundle.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { scriptOrKind, transformError, transformInputOf } from './compile-module.js'
 import { parseJsonText } from './json-text.js'
-import { moduleKindOf } from './module-kind.js'
+import { moduleKindOf, scriptName } from './module-kind.js'
 import { codeName } from './module-location.js'
 import { resolveIndexOf } from './resolve.js'
 import { type Transformed, transformKey, transformLater } from './transform.js'
@@ -18,7 +18,7 @@ export function ownScripts(bundle: Bundle): string[] {
     if (entry.startsWith('node_modules/') || entry.includes('/node_modules/')) continue
     if (entry.endsWith('.json')) {
       if (entry === 'package.json' || entry.endsWith('/package.json')) scripts.push(entry)
-    } else if (/\.[cm]?[jt]s$/.test(entry)) scripts.push(entry)
+    } else if (scriptName.test(entry)) scripts.push(entry)
   }
   return scripts
 }

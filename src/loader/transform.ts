@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { type TransformOptions, transform, transformSync } from 'esbuild'
+import { scriptName, type TransformLoader } from './module-kind.js'
 
 /**
  * ES module and TypeScript sources turned into CommonJS that `vm.compileFunction`
@@ -20,11 +21,14 @@ export interface TransformInput {
   /** Bundle entry, for messages and the source map's file name. */
   readonly entry: string
   readonly source: string
-  /** `ts` for .ts/.mts/.cts, else `js`. */
-  readonly loader: 'js' | 'ts'
+  /** `ts` for .ts/.mts/.cts, `tsx` and `jsx` for those files, else `js`. */
+  readonly loader: TransformLoader
   /** ES module semantics (strict code); else CommonJS that uses `import()`, or TypeScript in CommonJS. */
   readonly esm: boolean
-  /** The text of the tsconfig.json that applies, if any (esbuild reads the options it knows). */
+  /**
+   * The text of the tsconfig.json that applies, if any (esbuild reads the options it knows:
+   * `jsx`, `jsxFactory`, `jsxFragmentFactory`, `jsxImportSource` for JSX).
+   */
   readonly tsconfig?: string | undefined
 }
 
@@ -86,7 +90,7 @@ export function transformKey(input: TransformInput): string {
 function optionsOf(input: TransformInput): TransformOptions {
   // never a .mjs/.mts name: esbuild would then give an import of CommonJS "node mode" interop,
   // which the loader gives itself (so that ES modules importing ES modules get their default)
-  const base = input.entry.replace(/\.[cm]?[jt]s$/, '')
+  const base = input.entry.replace(scriptName, '')
   return {
     format: 'cjs',
     loader: input.loader,
