@@ -90,6 +90,19 @@ export interface PrimeResult {
   readonly reason?: string | undefined
 }
 
+/**
+ * Asks the worker to end itself (`close`): it exits between two messages, never inside a read.
+ * Terminated from outside in the middle of Node's zlib (between a stream's creation and its
+ * init), a worker aborts the whole process as its environment is torn down ("close before
+ * init", node_zlib.cc; seen once in the test suite on Node 20.20).
+ */
+export interface StopRequest {
+  readonly stop: true
+}
+
+/** How long `close` waits for the worker to end itself before it is terminated. @default 2000 */
+export const stopWaitMs = 2000
+
 /** Scripts to make code caches of (code-cache.ts): their code names and bytes laid end to end. */
 export interface CodeCacheRequest {
   readonly id: number
@@ -298,17 +311,28 @@ export class BundleReader {
     })
   }
 
-  /** Stops the worker; a later read starts a new one. Pending reads fail. */
+  /**
+   * Stops the worker; a later read starts a new one. Pending reads fail at once; the worker
+   * ends itself after the message it is on (StopRequest), and is terminated only if that
+   * takes over `stopWaitMs`.
+   */
   async close(): Promise<void> {
     const worker = this.#worker
     this.#worker = undefined
-    // an idle worker is unref'd, and an unref'd worker's terminate() does not hold the event
-    // loop: a process with nothing else left (a successor refusing a handover) would end
-    // with code 0 inside this await, before it could log why and exit 1. #release leaves a
-    // worker being terminated ref'd, though a late answer (a read-ahead) still arrives.
-    worker?.ref()
-    if (worker) await worker.terminate()
     this.#failAll('the bundle reader was closed')
+    if (!worker) return
+    // an idle worker is unref'd, and an unref'd worker does not hold the event loop: a process
+    // with nothing else left (a successor refusing a handover) would end with code 0 inside
+    // this await, before it could log why and exit 1
+    worker.ref()
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
+    worker.postMessage({ stop: true } satisfies StopRequest)
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(resolve, stopWaitMs, 'late')
+    })
+    if ((await Promise.race([exited, late])) === 'late') await worker.terminate()
+    clearTimeout(timer)
   }
 
   #ensure(): Worker {

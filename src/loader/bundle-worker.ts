@@ -23,6 +23,7 @@ import type {
   PrimeRequest,
   ReadReply,
   ReadRequest,
+  StopRequest,
 } from './bundle-reader.js'
 import { codeCacheKey, digestsOf, fileDigest } from './code-cache.js'
 import { produceCodeCache } from './compile-module.js'
@@ -37,7 +38,9 @@ setTransformCacheLimit(0)
 /** Each module's last read entries: a reload inflates only the entries that changed. */
 const lastReads = new ZipReuse()
 
-port.on('message', (req: ReadRequest | CodeCacheRequest | PrimeRequest) => {
+port.on('message', (req: ReadRequest | CodeCacheRequest | PrimeRequest | StopRequest) => {
+  // between two messages no inflate is under way: the thread ends here, not inside zlib
+  if ('stop' in req) process.exit(0)
   if ('codeCache' in req) {
     void makeCodeCaches(req).then((reply) => port.postMessage(reply, [reply.codeCache.contents]))
     return
