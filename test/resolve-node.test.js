@@ -15,7 +15,7 @@ import { manifest, projectRoot, writeFiles } from './helpers.js'
 
 const run = promisify(execFile)
 const registryPackages = ['chalk', 'nanoid', 'dunder-proto', 'math-intrinsics', 'uuid']
-const fixturePackages = ['pat', 'legacy', 'selfy', 'modsync', 'condonly', 'bom']
+const fixturePackages = ['pat', 'legacy', 'selfy', 'modsync', 'condonly', 'bom', 'fallthru']
 
 // [from (a bundle entry), specifier]: every entry point of each package, and some that are not
 const cases = [
@@ -56,12 +56,35 @@ const cases = [
   ['index.js', 'selfy/extra'],
   ['index.js', 'modsync'],
   ['index.js', 'condonly'],
+  // Node's PACKAGE_TARGET_RESOLVE: a condition whose nested conditions match nothing falls
+  // through to the next one; null excludes; invalid targets in an array fall back
+  ['index.js', 'fallthru'],
+  ['index.js', 'fallthru/nested'],
+  ['index.js', 'fallthru/arr'],
+  ['index.js', 'fallthru/null-first'],
+  ['index.js', 'fallthru/fallback-invalid'],
+  ['index.js', 'fallthru/bad-target'],
+  ['index.js', 'fallthru/bad-segment/x'],
+  // patterns by the length of what precedes the *, then by their whole length (PATTERN_KEY_COMPARE)
+  ['index.js', 'fallthru/abc/deep.js'],
+  ['index.js', 'fallthru/p/x/y'],
+  ['index.js', 'fallthru/p/y'],
+  ['index.js', 'fallthru/p/x'],
+  // imports targets naming a built-in, a nested fall-through, a pattern
+  ['node_modules/fallthru/inner.js', '#crypto'],
+  ['node_modules/fallthru/inner.js', '#nested'],
+  ['node_modules/fallthru/inner.js', '#dir/y'],
+  ['node_modules/fallthru/inner.js', '#'],
+  ['node_modules/fallthru/inner.js', '#/x'],
   ['index.js', 'node:path'],
   ['index.js', 'fs'],
   ['index.js', './lib/helper.js'],
   ['lib/helper.js', '../index.js'],
   ['index.js', 'no-such-package-anywhere'],
 ]
+// ES modules only: Node 20's require fails these (ERR_INVALID_URL_SCHEME: an imports target naming
+// a built-in without its node: prefix); Nyala's require resolves them as import does
+const importOnly = [['node_modules/fallthru/inner.js', '#fs']]
 // CommonJS only: Node's ES module resolution refuses these (Nyala accepts them, see resolve.ts)
 const requireOnly = [
   ['index.js', './lib/helper'],
@@ -131,6 +154,7 @@ test('resolution gives what Node gives, for require and import, on real and hand
       [from, spec, 'import'],
     ]),
     ...requireOnly.map(([from, spec]) => [from, spec, 'require']),
+    ...importOnly.map(([from, spec]) => [from, spec, 'import']),
   ]
   const { stdout } = await run(
     process.execPath,

@@ -1,14 +1,14 @@
 import { createRequire, isBuiltin } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { exports as exportsOf, imports as importsOf } from 'resolve.exports'
 import { parseJsonText } from './json-text.js'
+import { type MapTarget, PackageMapFailure, resolveExports, resolveImports } from './package-maps.js'
 
 /**
  * Resolution of a `require` / `import` inside a bundle, as Node does it (the
  * algorithms of Node's "Modules: CommonJS" and "ES modules" documentation),
- * over the bundle's files in memory. `exports` and `imports` maps are read with
- * resolve.exports.
+ * over the bundle's files in memory. `exports` and `imports` maps are read as
+ * Node reads them (src/loader/package-maps.ts).
  *
  * Where Node's ES module resolution refuses what CommonJS accepts (a relative
  * specifier without its extension, a directory), an import is resolved as a
@@ -193,18 +193,20 @@ function viaExports(
   mode: ResolveMode,
   name: string,
 ): string {
-  let targets: string[] | undefined
+  let target: MapTarget
   try {
-    targets = exportsOf(pkg as never, subpath, { conditions: conditions[mode], unsafe: true }) as
-      | string[]
-      | undefined
+    target = resolveExports(pkg.exports, subpath, conditions[mode])
   } catch (err) {
+    if (!(err instanceof PackageMapFailure)) throw err
     throw new ResolveFailure(
-      `"${subpath}" is not exported by ${name} (its package.json "exports", ${mode} conditions): ${(err as Error).message}`,
+      err.missing
+        ? `"${subpath}" is not exported by ${name} (its package.json "exports", ${mode} conditions)`
+        : `"${subpath}" is not exported by ${name}: its package.json "exports" is invalid: ${err.message}`,
     )
   }
-  if (!targets?.[0]) throw new ResolveFailure(`"${subpath}" is not exported by ${name}`)
-  return exactTarget(index, pkgDir, targets[0], `${name} export "${subpath}"`)
+  // an exports target always starts with "./" (package-maps.ts refuses any other)
+  const path = target.kind === 'path' ? target.path : target.specifier
+  return exactTarget(index, pkgDir, path, `${name} export "${subpath}"`)
 }
 
 /** `lodash/fp` -> ['lodash', './fp']; `@scope/x` -> ['@scope/x', '.']. */
@@ -254,21 +256,24 @@ function viaImports(index: ResolveIndex, fromDir: string, request: string, mode:
   if (!scope || scope.pkg.imports == null) {
     throw new ResolveFailure('no package.json "imports" map in scope for a #specifier')
   }
-  let targets: string[] | undefined
+  let target: MapTarget
   try {
-    targets = importsOf(scope.pkg as never, request, { conditions: conditions[mode], unsafe: true }) as
-      | string[]
-      | undefined
+    target = resolveImports(scope.pkg.imports, request, conditions[mode])
   } catch (err) {
-    throw new ResolveFailure(`not in package.json "imports" (${mode} conditions): ${(err as Error).message}`)
+    if (!(err instanceof PackageMapFailure)) throw err
+    throw new ResolveFailure(
+      err.missing
+        ? `not in package.json "imports" (${mode} conditions)`
+        : `package.json "imports": ${err.message}`,
+    )
   }
-  const target = targets?.[0]
-  if (!target) throw new ResolveFailure('not in package.json "imports"')
-  if (target.startsWith('./')) {
-    return { kind: 'entry', entry: exactTarget(index, scope.dir, target, `import "${request}"`) }
+  if (target.kind === 'path') {
+    return { kind: 'entry', entry: exactTarget(index, scope.dir, target.path, `import "${request}"`) }
   }
-  // an imports target may name a package ("#dep": "dep"), resolved from the package's folder
-  return resolvePackage(index, scope.dir, target, mode)
+  // an imports target may name a built-in ("#crypto": { "node": "node:crypto" }) or a package
+  // ("#dep": "dep"), resolved from the package's folder
+  if (isBuiltin(target.specifier)) return { kind: 'builtin', id: target.specifier }
+  return resolvePackage(index, scope.dir, target.specifier, mode)
 }
 
 function resolvePackage(index: ResolveIndex, fromDir: string, request: string, mode: ResolveMode): Resolved {

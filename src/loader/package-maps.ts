@@ -1,0 +1,218 @@
+/**
+ * A package.json's `exports` and `imports` maps, read as Node reads them: the algorithms
+ * PACKAGE_EXPORTS_RESOLVE, PACKAGE_IMPORTS_RESOLVE, PACKAGE_IMPORTS_EXPORTS_RESOLVE,
+ * PATTERN_KEY_COMPARE and PACKAGE_TARGET_RESOLVE of Node's "ES modules" documentation
+ * ("Resolution algorithm specification"), which `require` follows for these maps too.
+ *
+ * Written here rather than taken from resolve.exports (used until 2026-11-30), which differs from
+ * Node where real packages notice: a condition whose nested conditions match nothing ended the
+ * search there (`{ "node": { "import": ... }, "default": ... }` was "not exported" to `require`,
+ * where Node falls through to `default`); `*` patterns were ranked by their whole length, not by
+ * what precedes the `*`; invalid targets in a fallback array were not skipped. The resolution test
+ * compares each case with Node itself (test/resolve-node.test.js).
+ *
+ * What comes back is the target as written, with the pattern's match put in: a path inside the
+ * package (`./dist/x.js`) for the caller to find in the bundle, or, for an `imports` target only,
+ * a package or built-in name to resolve from the package's folder.
+ */
+
+/** A map lookup that found nothing, or a map that is invalid: the text of the failure. */
+export class PackageMapFailure extends Error {
+  constructor(
+    message: string,
+    /** Not exported / not defined (as opposed to an invalid map or target). */
+    readonly missing: boolean,
+  ) {
+    super(message)
+  }
+}
+
+/** `./path` inside the package, or (imports only) a bare specifier to resolve from the package. */
+export type MapTarget =
+  | { readonly kind: 'path'; readonly path: string }
+  | { readonly kind: 'bare'; readonly specifier: string }
+
+/** Not a match: the map names nothing for these conditions (Node's `undefined`). */
+const noMatch = undefined
+/** Excluded: a `null` target, or an empty array (Node's `null`). */
+const excluded = null
+type Resolution = MapTarget | typeof noMatch | typeof excluded
+
+class InvalidTarget extends Error {}
+
+/** PACKAGE_EXPORTS_RESOLVE: `subpath` is `.` or `./x`. */
+export function resolveExports(exports: unknown, subpath: string, conditions: readonly string[]): MapTarget {
+  const dotKeys = mapKeys(exports)
+  let resolved: Resolution
+  try {
+    if (subpath === '.') {
+      const main = dotKeys ? (exports as Record<string, unknown>)['.'] : exports
+      resolved = main === undefined ? noMatch : targetResolve(main, null, false, conditions)
+    } else {
+      resolved = dotKeys
+        ? mapResolve(subpath, exports as Record<string, unknown>, false, conditions)
+        : noMatch
+    }
+  } catch (err) {
+    if (err instanceof InvalidTarget) throw new PackageMapFailure(err.message, false)
+    throw err
+  }
+  if (!resolved) throw new PackageMapFailure(`"${subpath}" is not exported`, true)
+  return resolved
+}
+
+/** PACKAGE_IMPORTS_RESOLVE, once the package scope's `imports` is known to be an object. */
+export function resolveImports(
+  imports: unknown,
+  specifier: string,
+  conditions: readonly string[],
+): MapTarget {
+  if (specifier === '#' || specifier.startsWith('#/')) {
+    throw new PackageMapFailure(`"${specifier}" is not a valid #specifier`, false)
+  }
+  if (imports === null || typeof imports !== 'object' || Array.isArray(imports)) {
+    throw new PackageMapFailure('package.json "imports" is not an object', false)
+  }
+  let resolved: Resolution
+  try {
+    resolved = mapResolve(specifier, imports as Record<string, unknown>, true, conditions)
+  } catch (err) {
+    if (err instanceof InvalidTarget) throw new PackageMapFailure(err.message, false)
+    throw err
+  }
+  if (!resolved) throw new PackageMapFailure(`"${specifier}" is not defined in package.json "imports"`, true)
+  return resolved
+}
+
+/**
+ * Whether `exports` is a map of subpaths (every key starts with `.`) rather than conditions (no
+ * key does); a mix is invalid, as in Node.
+ */
+function mapKeys(exports: unknown): boolean {
+  if (exports === null || typeof exports !== 'object' || Array.isArray(exports)) return false
+  const keys = Object.keys(exports)
+  const dots = keys.filter((k) => k.startsWith('.')).length
+  if (dots !== 0 && dots !== keys.length) {
+    throw new PackageMapFailure(
+      'package.json "exports" mixes subpaths (keys starting with ".") and conditions',
+      false,
+    )
+  }
+  return dots > 0
+}
+
+/** PACKAGE_IMPORTS_EXPORTS_RESOLVE. */
+function mapResolve(
+  key: string,
+  map: Record<string, unknown>,
+  isImports: boolean,
+  conditions: readonly string[],
+): Resolution {
+  if (Object.hasOwn(map, key) && !key.includes('*'))
+    return targetResolve(map[key], null, isImports, conditions)
+  const patterns = Object.keys(map)
+    .filter((k) => k.indexOf('*') !== -1 && k.indexOf('*') === k.lastIndexOf('*'))
+    .sort(patternKeyCompare)
+  for (const pattern of patterns) {
+    const star = pattern.indexOf('*')
+    const base = pattern.slice(0, star)
+    if (!key.startsWith(base) || key === base) continue
+    const trailer = pattern.slice(star + 1)
+    if (trailer === '' || (key.endsWith(trailer) && key.length >= pattern.length)) {
+      const match = key.slice(base.length, key.length - trailer.length)
+      return targetResolve(map[pattern], match, isImports, conditions)
+    }
+  }
+  return excluded
+}
+
+/** PATTERN_KEY_COMPARE: the longest part before the `*` first, then the longest key. */
+function patternKeyCompare(a: string, b: string): number {
+  const baseA = a.indexOf('*') + 1
+  const baseB = b.indexOf('*') + 1
+  if (baseA !== baseB) return baseB - baseA
+  if (baseA === 0) return 1
+  if (baseB === 0) return -1
+  return b.length - a.length
+}
+
+// a segment no target or match may have: empty, `.`, `..` or `node_modules`, also
+// percent-encoded (Node's check, case-insensitive)
+const badSegment = /(^|[\\/])(\.|\.\.|node_modules|%2e|%2e%2e|\.%2e|%2e\.|node%5fmodules)?([\\/]|$)/i
+
+/** PACKAGE_TARGET_RESOLVE. */
+function targetResolve(
+  target: unknown,
+  match: string | null,
+  isImports: boolean,
+  conditions: readonly string[],
+): Resolution {
+  if (typeof target === 'string') return stringTarget(target, match, isImports)
+  if (Array.isArray(target)) {
+    if (target.length === 0) return excluded
+    // every item no match: no match (the next condition is tried); else the last null or error
+    let last: Resolution | InvalidTarget = noMatch
+    for (const item of target) {
+      try {
+        const resolved = targetResolve(item, match, isImports, conditions)
+        if (resolved === noMatch) continue
+        if (resolved !== excluded) return resolved
+        last = resolved
+      } catch (err) {
+        if (!(err instanceof InvalidTarget)) throw err
+        last = err
+      }
+    }
+    if (last instanceof InvalidTarget) throw last
+    return last
+  }
+  if (target === null) return excluded
+  if (typeof target === 'object') {
+    const keys = Object.keys(target)
+    if (keys.some((k) => /^(0|[1-9]\d*)$/.test(k))) {
+      throw new InvalidTarget('a conditions object has a numeric key')
+    }
+    for (const condition of keys) {
+      if (condition !== 'default' && !conditions.includes(condition)) continue
+      const resolved = targetResolve(
+        (target as Record<string, unknown>)[condition],
+        match,
+        isImports,
+        conditions,
+      )
+      // nothing in it for these conditions: the next condition is tried (Node's fall-through)
+      if (resolved === noMatch) continue
+      return resolved
+    }
+    return noMatch
+  }
+  throw new InvalidTarget(`the target ${JSON.stringify(target)} is not a string, array, object or null`)
+}
+
+function stringTarget(target: string, match: string | null, isImports: boolean): MapTarget {
+  const fill = (text: string) => (match === null ? text : text.replaceAll('*', match))
+  if (!target.startsWith('./')) {
+    if (!isImports || target.startsWith('../') || target.startsWith('/') || isUrl(target)) {
+      throw new InvalidTarget(`the target "${target}" must start with "./"`)
+    }
+    return { kind: 'bare', specifier: fill(target) }
+  }
+  if (badSegment.test(target.slice(2))) {
+    throw new InvalidTarget(`the target "${target}" has a "", ".", ".." or "node_modules" segment`)
+  }
+  if (match !== null && badSegment.test(match)) {
+    throw new InvalidTarget(
+      `"${match}" (what the * stands for) has a "", ".", ".." or "node_modules" segment`,
+    )
+  }
+  return { kind: 'path', path: fill(target) }
+}
+
+function isUrl(text: string): boolean {
+  try {
+    new URL(text)
+    return true
+  } catch {
+    return false
+  }
+}
