@@ -585,3 +585,83 @@ test('a JSX syntax error in a .tsx file is refused with its line, at pack time a
     (err) => err.code === 'NYALA_ERR_MODULE_SYNTAX' && /index\.tsx:2/.test(err.message),
   )
 })
+
+// compiled code shipped with its source map, as tsc and esbuild write it
+const shippedSources = {
+  'src/lib/fail.ts': `type Why = string
+
+// the throw is on line 5, column 9
+export function fail (why: Why): never {
+  throw new Error(\`failed: \${why}\`)
+}
+`,
+  'src/index.ts': `import { fail } from './lib/fail'
+
+export function register (): never {
+  return fail('shipped')
+}
+`,
+}
+
+test("compiled code shipped with its source map: stacks name the map's sources, through tsc's .map file and an inline map under the ES module transform", async (t) => {
+  const { transformSync } = await import('esbuild')
+  // tsc: CommonJS in dist/ with dist/*.js.map beside it, the sources in src/
+  const root = await makeRoot(t)
+  const dir = await moduleDir(
+    root,
+    'm',
+    { main: 'dist/index.js' },
+    {
+      ...shippedSources,
+      'tsconfig.json': JSON.stringify({
+        compilerOptions: {
+          outDir: 'dist',
+          rootDir: 'src',
+          sourceMap: true,
+          module: 'commonjs',
+          target: 'es2022',
+          strict: true,
+        },
+        include: ['src'],
+      }),
+    },
+  )
+  await run(process.execPath, [path.join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir])
+  const tscBundle = await openBundle(await packWithNyala(dir, path.join(root, 'modules', 'm.zip')))
+  assert.ok(tscBundle.files.has('dist/lib/fail.js.map'), 'tsc wrote the map and nyala pack kept it')
+  let stack
+  try {
+    loadModuleCode(tscBundle).exports.register()
+  } catch (err) {
+    stack = err.stack
+  }
+  assert.match(stack, /\n {4}at fail \(.*\/m\.zip\/src\/lib\/fail\.ts:5:9\)/, stack)
+  assert.match(stack, /\/m\.zip\/src\/index\.ts:4:\d+\)/, stack)
+  assert.doesNotMatch(stack, /m\.zip\/dist\//, stack)
+
+  // esbuild: ES modules with inline maps (a package of type module), which the loader transforms
+  // again: mapped through its own map, then the file's
+  const esmRoot = await makeRoot(t)
+  const files = { 'package.json': JSON.stringify({ name: 'm', type: 'module' }) }
+  for (const [file, source] of Object.entries(shippedSources)) {
+    const outFile = file.replace(/^src\//, 'dist/').replace(/\.ts$/, '.js')
+    // the map's sources are relative to the compiled file, as esbuild writes them
+    const out = transformSync(source.replace("'./lib/fail'", "'./lib/fail.js'"), {
+      loader: 'ts',
+      format: 'esm',
+      sourcemap: 'inline',
+      sourcefile: path.posix.relative(path.posix.dirname(outFile), file),
+    })
+    files[outFile] = out.code
+  }
+  const esmDir = await moduleDir(esmRoot, 'm', { main: 'dist/index.js' }, { ...files, ...shippedSources })
+  const esmBundle = await openBundle(await packWithNyala(esmDir, path.join(esmRoot, 'modules', 'm.zip')))
+  let esmStack
+  try {
+    loadModuleCode(esmBundle).exports.register()
+  } catch (err) {
+    esmStack = err.stack
+  }
+  assert.match(esmStack, /\n {4}at fail \(.*\/m\.zip\/src\/lib\/fail\.ts:5:9\)/, esmStack)
+  assert.match(esmStack, /\/m\.zip\/src\/index\.ts:4:\d+\)/, esmStack)
+})

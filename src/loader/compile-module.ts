@@ -12,6 +12,7 @@ import {
   moduleKindOf,
 } from './module-kind.js'
 import type { ResolveIndex } from './resolve.js'
+import { mappingUrlOf, placeOf, shippedMapOf } from './shipped-map.js'
 import { registerSourceMap } from './source-maps.js'
 import {
   type Transformed,
@@ -19,6 +20,7 @@ import {
   type TransformInput,
   transformLater,
   transformNow,
+  transformSourceName,
 } from './transform.js'
 
 /** One bundle entry compiled, ready to run with the loader's arguments. */
@@ -170,7 +172,13 @@ export function compileModule(
   const held = (compiled: CompiledModule): CompiledModule =>
     cache?.key === undefined ? compiled : { ...compiled, key: heldKeyOf(index, entry, cache.key) }
   const script = scriptOrKind(label, index, entry, source, filename, cache)
-  if ('fn' in script) return held(script)
+  // a map shipped with the file (compiled code: tsc's dist/, a package's build)
+  const url = mappingUrlOf(source)
+  const shipped = url === undefined ? undefined : () => shippedMapOf(index, entry, url, filename)
+  if ('fn' in script) {
+    registerSourceMap(filename, source, undefined, shipped)
+    return held(script)
+  }
   const input = transformInputOf(index, entry, source, script.kind)
   let out: Transformed
   try {
@@ -178,7 +186,15 @@ export function compileModule(
   } catch (err) {
     throw transformError(label, entry, err)
   }
-  return held(compileTransformed(label, entry, out, filename, script.kind))
+  const compiled = compileTransformed(label, entry, out, filename, script.kind)
+  // an inline map of the input esbuild has read already (transform.ts): only a map file is left
+  registerSourceMap(
+    filename,
+    out.code,
+    { json: out.map, own: transformSourceName(entry, input.loader), place: placeOf(filename, entry) },
+    url?.startsWith('data:') ? undefined : shipped,
+  )
+  return held(compiled)
 }
 
 /**
@@ -226,7 +242,6 @@ function compileTransformed(
   kind: ModuleKind,
 ): CompiledModule {
   const fn = compileScript(label, entry, out.code, filename, transformedParams)
-  registerSourceMap(filename, out.code, out.map)
   // TypeScript (and JSX) in a CommonJS scope is still written with import/export (Node's syntax
   // detection runs such a file as an ES module); `export =` gives no __esModule, and stays
   // CommonJS to importers

@@ -1,45 +1,95 @@
 import { createHash } from 'node:crypto'
 import { SourceMap } from 'node:module'
+import path from 'node:path'
 
 /**
  * Stack traces of transformed code (ES modules, TypeScript) name the original
- * `file:line:column`.
+ * `file:line:column`; so do those of compiled code shipped with its source map
+ * (`//# sourceMappingURL=`, src/loader/shipped-map.ts), which name the map's
+ * source file (`src/index.ts` for `tsc`'s `dist/index.js`), as Node's
+ * `--enable-source-maps` does. A transformed file with a map of its own is
+ * mapped through both.
  *
  * Node does not apply source maps to code compiled with `vm.compileFunction`
  * (not even with `process.setSourceMapsEnabled(true)`: checked on Node 20), so
  * the host maps frames itself, in an `Error.prepareStackTrace` installed when
- * the first transformed file is compiled. It runs only when a stack is read;
+ * the first file with a map is compiled. It runs only when a stack is read;
  * a frame of any other file costs one lookup. A frame is matched to its map by
  * V8's script hash (the SHA-256 of the compiled source), so two generations of
  * the same file, with different code, each map with their own map. Maps are
  * decoded on first use (Node's own `module.SourceMap`) and kept in an LRU of
- * `mapLimit` entries.
+ * `mapLimit` entries and `mapBytesLimit` bytes of map text.
  */
 
 /** Source maps kept for stack traces; an older one is dropped (its frames show transformed lines). @default 4096 */
 export const mapLimit = 4096
+/** Characters of map text kept (shipped maps of big packages can be megabytes). @default 64 Mi */
+export const mapBytesLimit = 64 * 1024 * 1024
+
+/** Where a map's sources are: they are named `<root>/<dir>/<source>`. */
+export interface MapPlace {
+  /** The name prefix of the bundle's files as compiled: `<bundle file>`. */
+  readonly root: string
+  /** The bundle folder the map's sources are relative to (the map file's own; '' is the root). */
+  readonly dir: string
+}
+
+/** A map that came with the code (not made by the transform): frames name its sources. */
+export interface ShippedMap extends MapPlace {
+  readonly json: string
+}
+
+/**
+ * The transform's map (transformed code to the file as written), and the name it gives that
+ * file (`own`); a source of any other name is one esbuild took from an inline map of the input,
+ * named from `place`.
+ */
+export interface TransformMap {
+  readonly json: string
+  readonly own: string
+  readonly place: MapPlace | undefined
+}
 
 interface MapEntry {
   readonly filename: string
-  readonly json: string
+  readonly transform: TransformMap | undefined
   decoded?: SourceMap | undefined
+  readonly shipped: ShippedMap | undefined
+  /** `null` once it failed to decode: not tried again. */
+  shippedDecoded?: SourceMap | null
+  readonly size: number
 }
 
 const maps = new Map<string, MapEntry>()
 /** File names with a registered map, with how many maps each has: most frames are not ours. */
 const mappedFiles = new Map<string, number>()
+let heldBytes = 0
 let installed = false
 let previous: ((err: Error, frames: NodeJS.CallSite[]) => unknown) | undefined
 
-/** Registers the map of `code`, compiled as `filename`. */
-export function registerSourceMap(filename: string, code: string, json: string): void {
+/**
+ * Registers the maps of `code`, compiled as `filename`: the transform's and the one
+ * shipped with the file (`shipped`, read only for code not registered yet); either may be absent.
+ */
+export function registerSourceMap(
+  filename: string,
+  code: string,
+  transform: TransformMap | undefined,
+  shippedMap?: (() => ShippedMap | undefined) | undefined,
+): void {
+  if (transform === undefined && shippedMap === undefined) return
   const hash = createHash('sha256').update(code).digest('hex')
   if (maps.has(hash)) return
-  maps.set(hash, { filename, json })
+  const shipped = shippedMap?.()
+  if (transform === undefined && shipped === undefined) return
+  const size = (transform?.json.length ?? 0) + (shipped?.json.length ?? 0)
+  maps.set(hash, { filename, transform, shipped, size })
+  heldBytes += size
   mappedFiles.set(filename, (mappedFiles.get(filename) ?? 0) + 1)
   for (const [key, entry] of maps) {
-    if (maps.size <= mapLimit) break
+    if ((maps.size <= mapLimit && heldBytes <= mapBytesLimit) || maps.size === 1) break
     maps.delete(key)
+    heldBytes -= entry.size
     const n = (mappedFiles.get(entry.filename) ?? 1) - 1
     if (n === 0) mappedFiles.delete(entry.filename)
     else mappedFiles.set(entry.filename, n)
@@ -65,6 +115,12 @@ function install(): void {
   }
 }
 
+interface Position {
+  readonly file: string
+  readonly line: number
+  readonly column: number
+}
+
 function mapFrame(frame: NodeJS.CallSite): NodeJS.CallSite {
   const file = frame.getFileName()
   if (!file || !mappedFiles.has(file)) return frame
@@ -73,37 +129,91 @@ function mapFrame(frame: NodeJS.CallSite): NodeJS.CallSite {
   const hash = (frame as { getScriptHash?: () => string }).getScriptHash?.()
   const entry = hash ? maps.get(hash) : undefined
   if (!entry || line === null || column === null) return frame
-  entry.decoded ??= new SourceMap(JSON.parse(entry.json))
-  const origin = entry.decoded.findEntry(line - 1, column - 1) as {
+  const at = { file, line, column }
+  let to: Position | undefined = at
+  if (entry.transform !== undefined) {
+    entry.decoded ??= new SourceMap(JSON.parse(entry.transform.json))
+    to = throughTransform(entry.transform, entry.decoded, to)
+  }
+  if (to && entry.shipped) to = throughShipped(entry, to)
+  if (!to || to === at) return frame
+  return mappedFrame(frame, at, to)
+}
+
+/**
+ * Where `at` came from by the transform's map: the same file, or the source an inline map of the
+ * input named; undefined when the map does not say.
+ */
+function throughTransform(transform: TransformMap, map: SourceMap, at: Position): Position | undefined {
+  const origin = map.findEntry(at.line - 1, at.column - 1) as {
+    originalSource?: string
     originalLine?: number
     originalColumn?: number
   }
-  if (origin.originalLine === undefined || origin.originalColumn === undefined) return frame
-  return mappedFrame(frame, file, line, column, origin.originalLine + 1, origin.originalColumn + 1)
+  if (origin.originalLine === undefined || origin.originalColumn === undefined) return undefined
+  const position = { line: origin.originalLine + 1, column: origin.originalColumn + 1 }
+  if (!origin.originalSource || origin.originalSource === transform.own || !transform.place) {
+    return { file: at.file, ...position }
+  }
+  const source = sourceEntry(transform.place, origin.originalSource, map)
+  return source === undefined ? undefined : { file: `${transform.place.root}/${source}`, ...position }
 }
 
-/** A call site that answers with the original position; everything else is the frame's own. */
-function mappedFrame(
-  frame: NodeJS.CallSite,
-  file: string,
-  line: number,
-  column: number,
-  originalLine: number,
-  originalColumn: number,
-): NodeJS.CallSite {
+/**
+ * Where `at` came from by the file's shipped map, named as a file of the bundle; `at` itself
+ * when the map does not decode, does not say, or names a source outside the bundle.
+ */
+function throughShipped(entry: MapEntry, at: Position): Position {
+  const shipped = entry.shipped as ShippedMap
+  if (entry.shippedDecoded === undefined) {
+    try {
+      entry.shippedDecoded = new SourceMap(JSON.parse(shipped.json))
+    } catch {
+      entry.shippedDecoded = null
+    }
+  }
+  if (!entry.shippedDecoded) return at
+  const origin = entry.shippedDecoded.findEntry(at.line - 1, at.column - 1) as {
+    originalSource?: string
+    originalLine?: number
+    originalColumn?: number
+  }
+  if (origin.originalLine === undefined || origin.originalColumn === undefined || !origin.originalSource)
+    return at
+  const source = sourceEntry(shipped, origin.originalSource, entry.shippedDecoded)
+  if (source === undefined) return at
+  return {
+    file: `${shipped.root}/${source}`,
+    line: origin.originalLine + 1,
+    column: origin.originalColumn + 1,
+  }
+}
+
+/** A map's source as a bundle entry (its `sourceRoot` applied); undefined for a URL or a path out of the bundle. */
+function sourceEntry(place: MapPlace, source: string, map: SourceMap): string | undefined {
+  const root = (map.payload as { sourceRoot?: unknown }).sourceRoot
+  const rooted = typeof root === 'string' && root !== '' ? path.posix.join(root, source) : source
+  if (/^[a-z][a-z0-9+.-]*:/i.test(rooted) || rooted.startsWith('/')) return undefined
+  const entry = path.posix.normalize(place.dir === '' ? rooted : path.posix.join(place.dir, rooted))
+  return entry.startsWith('../') || entry === '..' ? undefined : entry
+}
+
+/** A call site that answers with the original position and file; everything else is the frame's own. */
+function mappedFrame(frame: NodeJS.CallSite, at: Position, to: Position): NodeJS.CallSite {
   const text = String(frame)
-  const at = `${file}:${line}:${column}`
-  const i = text.lastIndexOf(at)
+  const was = `${at.file}:${at.line}:${at.column}`
+  const i = text.lastIndexOf(was)
   const shown =
-    i < 0 ? text : `${text.slice(0, i)}${file}:${originalLine}:${originalColumn}${text.slice(i + at.length)}`
+    i < 0 ? text : `${text.slice(0, i)}${to.file}:${to.line}:${to.column}${text.slice(i + was.length)}`
   const proto = Object.getPrototypeOf(frame) as Record<string, unknown>
   const copy: Record<string, unknown> = {}
   for (const name of Object.getOwnPropertyNames(proto)) {
     const fn = proto[name]
     if (name !== 'constructor' && typeof fn === 'function') copy[name] = fn.bind(frame)
   }
-  copy.getLineNumber = () => originalLine
-  copy.getColumnNumber = () => originalColumn
+  copy.getFileName = () => to.file
+  copy.getLineNumber = () => to.line
+  copy.getColumnNumber = () => to.column
   copy.toString = () => shown
   return copy as unknown as NodeJS.CallSite
 }

@@ -87,14 +87,21 @@ export function transformKey(input: TransformInput): string {
     .digest('hex')
 }
 
+/**
+ * The name the transform gives its input, which its source map names. Never a .mjs/.mts name:
+ * esbuild would then give an import of CommonJS "node mode" interop, which the loader gives
+ * itself (so that ES modules importing ES modules get their default).
+ */
+export const transformSourceName = (entry: string, loader: TransformLoader): string =>
+  `${entry.replace(scriptName, '')}.${loader}`
+
 function optionsOf(input: TransformInput): TransformOptions {
-  // never a .mjs/.mts name: esbuild would then give an import of CommonJS "node mode" interop,
-  // which the loader gives itself (so that ES modules importing ES modules get their default)
-  const base = input.entry.replace(scriptName, '')
   return {
     format: 'cjs',
     loader: input.loader,
-    sourcefile: `${base}.${input.loader}`,
+    // a source with an inline map (`//# sourceMappingURL=data:...`) gets a map through both:
+    // esbuild reads the inline one, and names its sources (source-maps.ts)
+    sourcefile: transformSourceName(input.entry, input.loader),
     sourcemap: 'external',
     sourcesContent: false,
     target: `node${process.versions.node}`,
