@@ -108,6 +108,11 @@ const codes = {}
 try { require('./missing') } catch (e) { codes.relative = e.code }
 try { require('hidden/not-exported') } catch (e) { codes.notExported = e.code }
 try { require.resolve('also-missing') } catch (e) { codes.resolve = e.code }
+try { require('#nope') } catch (e) { codes.importNotDefined = e.code }
+try { require('#') } catch (e) { codes.badSpecifier = e.code }
+try { require('hidden/bad') } catch (e) { codes.badTarget = e.code }
+// the target's file is missing (a path that says "exports"): not found, as in Node
+try { require('hidden/gone') } catch (e) { codes.targetMissing = e.code }
 module.exports = {
   register () {},
   native,
@@ -115,7 +120,10 @@ module.exports = {
   imported: () => import('no-such-esm-package').then(() => 'found', (e) => e.code),
 }
 `,
-    'node_modules/hidden/package.json': '{ "name": "hidden", "exports": { ".": "./index.js" } }',
+    // nyala pack packs the production dependencies package.json names
+    'package.json': '{ "name": "app", "imports": { "#x": "./index.js" }, "dependencies": { "hidden": "1.0.0" } }',
+    'node_modules/hidden/package.json':
+      '{ "name": "hidden", "version": "1.0.0", "exports": { ".": "./index.js", "./bad": "../x.js", "./gone": "./exports/gone.js" } }',
     'node_modules/hidden/index.js': 'module.exports = 1',
   })
   const { exports } = loadModuleCode(bundle)
@@ -124,6 +132,10 @@ module.exports = {
     relative: 'MODULE_NOT_FOUND',
     notExported: 'ERR_PACKAGE_PATH_NOT_EXPORTED',
     resolve: 'MODULE_NOT_FOUND',
+    importNotDefined: 'ERR_PACKAGE_IMPORT_NOT_DEFINED',
+    badSpecifier: 'ERR_INVALID_MODULE_SPECIFIER',
+    badTarget: 'ERR_INVALID_PACKAGE_TARGET',
+    targetMissing: 'MODULE_NOT_FOUND',
   })
   assert.equal(await exports.imported(), 'ERR_MODULE_NOT_FOUND')
 })

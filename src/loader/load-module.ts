@@ -256,18 +256,14 @@ const requireFailures = new WeakMap<object, NyalaError>()
 
 /**
  * What module code gets from a `require` or `import` that finds nothing: an error with Node's
- * code (`MODULE_NOT_FOUND`, `ERR_MODULE_NOT_FOUND`, `ERR_PACKAGE_PATH_NOT_EXPORTED`), so that
- * code probing for an optional dependency (`catch (e) { if (e.code !== 'MODULE_NOT_FOUND')
- * throw e }`) goes on as under Node. Not caught, it is reported as the host's
- * NYALA_ERR_MODULE_REQUIRE, which carries the same message.
+ * code (`MODULE_NOT_FOUND` / `ERR_MODULE_NOT_FOUND`, or the package map's own:
+ * `ERR_PACKAGE_PATH_NOT_EXPORTED`, `ERR_PACKAGE_IMPORT_NOT_DEFINED`, ...), so that code probing
+ * for an optional dependency (`catch (e) { if (e.code !== 'MODULE_NOT_FOUND') throw e }`) goes on
+ * as under Node. Not caught, it is reported as the host's NYALA_ERR_MODULE_REQUIRE, which carries
+ * the same message.
  */
-function notFound(failure: NyalaError, mode: ResolveMode): Error {
-  const reason = String(failure.details.reason)
-  const code = /not exported|exports/.test(reason)
-    ? 'ERR_PACKAGE_PATH_NOT_EXPORTED'
-    : mode === 'import'
-      ? 'ERR_MODULE_NOT_FOUND'
-      : 'MODULE_NOT_FOUND'
+function notFound(failure: NyalaError, mode: ResolveMode, nodeCode: string | undefined): Error {
+  const code = nodeCode ?? (mode === 'import' ? 'ERR_MODULE_NOT_FOUND' : 'MODULE_NOT_FOUND')
   const err = Object.assign(new Error(failure.message), { code, nyalaCode: failure.code })
   requireFailures.set(err, failure)
   return err
@@ -299,6 +295,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
       throw notFound(
         nyalaError('NYALA_ERR_MODULE_REQUIRE', { bundle: label, from, request, reason: err.message }),
         mode,
+        err.nodeCode,
       )
     }
   }

@@ -16,14 +16,26 @@
  * a package or built-in name to resolve from the package's folder.
  */
 
-/** A map lookup that found nothing, or a map that is invalid: the text of the failure. */
+/** Node's code for each way a map lookup fails, which module code probing for packages reads. */
+export type PackageMapCode =
+  | 'ERR_PACKAGE_PATH_NOT_EXPORTED'
+  | 'ERR_PACKAGE_IMPORT_NOT_DEFINED'
+  | 'ERR_INVALID_PACKAGE_TARGET'
+  | 'ERR_INVALID_PACKAGE_CONFIG'
+  | 'ERR_INVALID_MODULE_SPECIFIER'
+
+/** A map lookup that found nothing, or a map that is invalid: the text of the failure, Node's code. */
 export class PackageMapFailure extends Error {
   constructor(
     message: string,
-    /** Not exported / not defined (as opposed to an invalid map or target). */
-    readonly missing: boolean,
+    readonly code: PackageMapCode,
   ) {
     super(message)
+  }
+
+  /** Not exported / not defined (as opposed to an invalid map, target or specifier). */
+  get missing(): boolean {
+    return this.code === 'ERR_PACKAGE_PATH_NOT_EXPORTED' || this.code === 'ERR_PACKAGE_IMPORT_NOT_DEFINED'
   }
 }
 
@@ -38,7 +50,18 @@ const noMatch = undefined
 const excluded = null
 type Resolution = MapTarget | typeof noMatch | typeof excluded
 
-class InvalidTarget extends Error {}
+/** An invalid target, or a pattern match with a forbidden segment (Node's codes). */
+class InvalidTarget extends Error {
+  constructor(
+    message: string,
+    readonly code:
+      | 'ERR_INVALID_PACKAGE_TARGET'
+      | 'ERR_INVALID_PACKAGE_CONFIG'
+      | 'ERR_INVALID_MODULE_SPECIFIER' = 'ERR_INVALID_PACKAGE_TARGET',
+  ) {
+    super(message)
+  }
+}
 
 /** PACKAGE_EXPORTS_RESOLVE: `subpath` is `.` or `./x`. */
 export function resolveExports(exports: unknown, subpath: string, conditions: readonly string[]): MapTarget {
@@ -54,10 +77,10 @@ export function resolveExports(exports: unknown, subpath: string, conditions: re
         : noMatch
     }
   } catch (err) {
-    if (err instanceof InvalidTarget) throw new PackageMapFailure(err.message, false)
+    if (err instanceof InvalidTarget) throw new PackageMapFailure(err.message, err.code)
     throw err
   }
-  if (!resolved) throw new PackageMapFailure(`"${subpath}" is not exported`, true)
+  if (!resolved) throw new PackageMapFailure(`"${subpath}" is not exported`, 'ERR_PACKAGE_PATH_NOT_EXPORTED')
   return resolved
 }
 
@@ -68,19 +91,24 @@ export function resolveImports(
   conditions: readonly string[],
 ): MapTarget {
   if (specifier === '#' || specifier.startsWith('#/')) {
-    throw new PackageMapFailure(`"${specifier}" is not a valid #specifier`, false)
+    throw new PackageMapFailure(`"${specifier}" is not a valid #specifier`, 'ERR_INVALID_MODULE_SPECIFIER')
   }
   if (imports === null || typeof imports !== 'object' || Array.isArray(imports)) {
-    throw new PackageMapFailure('package.json "imports" is not an object', false)
+    throw new PackageMapFailure('package.json "imports" is not an object', 'ERR_INVALID_PACKAGE_CONFIG')
   }
   let resolved: Resolution
   try {
     resolved = mapResolve(specifier, imports as Record<string, unknown>, true, conditions)
   } catch (err) {
-    if (err instanceof InvalidTarget) throw new PackageMapFailure(err.message, false)
+    if (err instanceof InvalidTarget) throw new PackageMapFailure(err.message, err.code)
     throw err
   }
-  if (!resolved) throw new PackageMapFailure(`"${specifier}" is not defined in package.json "imports"`, true)
+  if (!resolved) {
+    throw new PackageMapFailure(
+      `"${specifier}" is not defined in package.json "imports"`,
+      'ERR_PACKAGE_IMPORT_NOT_DEFINED',
+    )
+  }
   return resolved
 }
 
@@ -95,7 +123,7 @@ function mapKeys(exports: unknown): boolean {
   if (dots !== 0 && dots !== keys.length) {
     throw new PackageMapFailure(
       'package.json "exports" mixes subpaths (keys starting with ".") and conditions',
-      false,
+      'ERR_INVALID_PACKAGE_CONFIG',
     )
   }
   return dots > 0
@@ -170,7 +198,7 @@ function targetResolve(
   if (typeof target === 'object') {
     const keys = Object.keys(target)
     if (keys.some((k) => /^(0|[1-9]\d*)$/.test(k))) {
-      throw new InvalidTarget('a conditions object has a numeric key')
+      throw new InvalidTarget('a conditions object has a numeric key', 'ERR_INVALID_PACKAGE_CONFIG')
     }
     for (const condition of keys) {
       if (condition !== 'default' && !conditions.includes(condition)) continue
@@ -203,6 +231,7 @@ function stringTarget(target: string, match: string | null, isImports: boolean):
   if (match !== null && badSegment.test(match)) {
     throw new InvalidTarget(
       `"${match}" (what the * stands for) has a "", ".", ".." or "node_modules" segment`,
+      'ERR_INVALID_MODULE_SPECIFIER',
     )
   }
   return { kind: 'path', path: fill(target) }

@@ -2,7 +2,13 @@ import { createRequire, isBuiltin } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseJsonText } from './json-text.js'
-import { type MapTarget, PackageMapFailure, resolveExports, resolveImports } from './package-maps.js'
+import {
+  type MapTarget,
+  type PackageMapCode,
+  PackageMapFailure,
+  resolveExports,
+  resolveImports,
+} from './package-maps.js'
 
 /**
  * Resolution of a `require` / `import` inside a bundle, as Node does it (the
@@ -27,8 +33,18 @@ export type Resolved =
   | { readonly kind: 'builtin'; readonly id: string }
   | { readonly kind: 'host'; readonly file: string }
 
-/** Why a specifier did not resolve: the text of NYALA_ERR_MODULE_REQUIRE's `{reason}`. */
-export class ResolveFailure extends Error {}
+/**
+ * Why a specifier did not resolve: the text of NYALA_ERR_MODULE_REQUIRE's `{reason}`, and the code
+ * Node gives the same failure when it is not "not found" (`ERR_PACKAGE_PATH_NOT_EXPORTED`, ...).
+ */
+export class ResolveFailure extends Error {
+  constructor(
+    message: string,
+    readonly nodeCode?: PackageMapCode | undefined,
+  ) {
+    super(message)
+  }
+}
 
 interface PackageJson {
   name?: unknown
@@ -202,6 +218,7 @@ function viaExports(
       err.missing
         ? `"${subpath}" is not exported by ${name} (its package.json "exports", ${mode} conditions)`
         : `"${subpath}" is not exported by ${name}: its package.json "exports" is invalid: ${err.message}`,
+      err.code,
     )
   }
   // an exports target always starts with "./" (package-maps.ts refuses any other)
@@ -265,6 +282,7 @@ function viaImports(index: ResolveIndex, fromDir: string, request: string, mode:
       err.missing
         ? `not in package.json "imports" (${mode} conditions)`
         : `package.json "imports": ${err.message}`,
+      err.code,
     )
   }
   if (target.kind === 'path') {
