@@ -121,7 +121,8 @@ module.exports = {
 }
 `,
     // nyala pack packs the production dependencies package.json names
-    'package.json': '{ "name": "app", "imports": { "#x": "./index.js" }, "dependencies": { "hidden": "1.0.0" } }',
+    'package.json':
+      '{ "name": "app", "imports": { "#x": "./index.js" }, "dependencies": { "hidden": "1.0.0" } }',
     'node_modules/hidden/package.json':
       '{ "name": "hidden", "version": "1.0.0", "exports": { ".": "./index.js", "./bad": "../x.js", "./gone": "./exports/gone.js" } }',
     'node_modules/hidden/index.js': 'module.exports = 1',
@@ -300,4 +301,61 @@ test('packages run ahead in slices (a reload) give the exports a plain load give
   assert.deepEqual(second.order, ['a/b', 'c', 'a', 'cyc', 'x', 'y', 'index', 'own'])
   assert.equal(second.cyc.y.sawX, 'early')
   delete globalThis.__order
+})
+
+test('module.parent, module.children, module.require and require.cache as Node gives them to code a host loads; require.main is not the module', async (t) => {
+  const bundle = await bundleOf(t, {
+    'index.js': `
+const counter = require('./counter')
+const first = counter.n
+// import-fresh's way (cosmiconfig uses it): take the file out of the cache, require it again
+const file = require.resolve('./counter')
+const cachedBefore = file in require.cache && require.cache[file] === module.children[0]
+delete require.cache[file]
+const fresh = require('./counter')
+// a mock put in by hand is what the next require gets (mock-require's way)
+require.cache[require.resolve('./lib/mock-me')] = { exports: 'mocked', loaded: true }
+// the old "am I run on my own?" tests: never true inside the host
+let standalone = false
+if (!module.parent) standalone = true
+module.exports = {
+  register () {},
+  standalone,
+  mainIsModule: require.main === module,
+  first,
+  fresh: fresh.n,
+  sameAfter: require('./counter') === fresh,
+  cachedBefore,
+  cached: Object.keys(require.cache).map((f) => f.slice(f.lastIndexOf('/') + 1)).sort(),
+  freshParent: fresh.parentId,
+  viaModuleRequire: module.require('./lib/x').x,
+  mocked: require('./lib/mock-me'),
+}
+`,
+    'state.js': 'module.exports = { n: 0 }',
+    'counter.js': `const state = require('./state')
+state.n++
+exports.n = state.n
+exports.parentId = module.parent.id
+`,
+    'lib/x.js': 'exports.x = 7',
+    'lib/mock-me.js': 'module.exports = "the real one"',
+  })
+  const { exports } = loadModuleCode(bundle)
+  assert.deepEqual(
+    { ...exports, register: undefined },
+    {
+      register: undefined,
+      standalone: false,
+      mainIsModule: false,
+      first: 1,
+      fresh: 2,
+      sameAfter: true,
+      cachedBefore: true,
+      cached: ['counter.js', 'index.js', 'mock-me.js', 'state.js'],
+      freshParent: 'index.js',
+      viaModuleRequire: 7,
+      mocked: 'mocked',
+    },
+  )
 })

@@ -35,6 +35,15 @@ interface CjsModule {
   readonly id: string
   readonly filename: string
   loaded: boolean
+  /**
+   * The module that first required it; for the main file (and a package file run ahead of it,
+   * loadModuleCodeInSlices) the host's stand-in: never absent, so the old "run on my own" test
+   * `if (!module.parent) app.listen(...)` does not start a second server inside the host. Node
+   * gives a truthy parent too to code loaded with `createRequire(...)` from a host.
+   */
+  parent?: CjsModule | undefined
+  children?: CjsModule[]
+  require?: ((request: string) => unknown) | undefined
   /** Its exports may be an ES module namespace (see CompiledModule). */
   namespace?: boolean
 }
@@ -279,6 +288,55 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
   const label = bundle.file
   const index = resolveIndexOf(bundle.files)
 
+  // what the main file (and anything loaded ahead of it) sees as `module.parent`
+  const host: CjsModule = {
+    exports: {},
+    id: '[nyala host]',
+    filename: '[nyala host]',
+    loaded: true,
+    children: [],
+  }
+
+  /**
+   * `require.cache`, as in Node an object of the modules this generation has loaded by file name
+   * (its entry's place on disk), over the loader's own cache: `delete require.cache[file]` makes
+   * the next require of that file run it again (import-fresh, cosmiconfig, decache do this).
+   * Shared by every file of the generation, nothing of another generation's.
+   */
+  const requireCache = new Proxy(Object.create(null) as Record<string, CjsModule>, {
+    get: (_target, key) => (typeof key === 'string' ? cachedAt(key) : undefined),
+    has: (_target, key) => typeof key === 'string' && cachedAt(key) !== undefined,
+    deleteProperty: (_target, key) => {
+      const entry = typeof key === 'string' ? entryAt(bundle, key) : undefined
+      if (entry !== undefined) cache.delete(entry)
+      return true
+    },
+    // a module put in by hand (mock-require and the like) is what the next require of that file
+    // gets, as in Node; a file outside the bundle has no place here and is ignored
+    set: (_target, key, value) => {
+      const entry = typeof key === 'string' ? entryAt(bundle, key) : undefined
+      if (entry !== undefined && typeof value === 'object' && value !== null)
+        cache.set(entry, value as CjsModule)
+      return true
+    },
+    defineProperty: (_target, key, descriptor) => {
+      const entry = typeof key === 'string' ? entryAt(bundle, key) : undefined
+      const value: unknown = descriptor.value
+      if (entry !== undefined && typeof value === 'object' && value !== null)
+        cache.set(entry, value as CjsModule)
+      return true
+    },
+    ownKeys: () => [...cache.keys()].map((entry) => moduleLocation(bundle, entry).filename),
+    getOwnPropertyDescriptor: (_target, key) => {
+      const mod = typeof key === 'string' ? cachedAt(key) : undefined
+      return mod && { value: mod, writable: true, enumerable: true, configurable: true }
+    },
+  })
+  const cachedAt = (file: string): CjsModule | undefined => {
+    const entry = entryAt(bundle, file)
+    return entry === undefined ? undefined : cache.get(entry)
+  }
+
   const resolveFrom = (from: string, request: string, mode: ResolveMode): Resolved => {
     try {
       if (path.isAbsolute(request) || request.startsWith('file:')) {
@@ -300,9 +358,9 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     }
   }
 
-  const load = (entry: string): unknown => loadModule(entry).exports
+  const load = (entry: string): unknown => loadModule(entry, host).exports
 
-  const loadModule = (entry: string): CjsModule => {
+  const loadModule = (entry: string, parent: CjsModule): CjsModule => {
     const cached = cache.get(entry)
     if (cached) return cached
     const { filename, dirname } = moduleLocation(bundle, entry)
@@ -316,7 +374,8 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
       cache.set(entry, addon)
       return addon
     }
-    const mod: CjsModule = { exports: {}, id: entry, filename, loaded: false }
+    const mod: CjsModule = { exports: {}, id: entry, filename, loaded: false, parent, children: [] }
+    parent.children?.push(mod)
     cache.set(entry, mod)
     if (moduleKindOf(index, entry).format === 'json') {
       try {
@@ -337,6 +396,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     }
     mod.namespace = code.namespace
     const localRequire = requireOf(entry)
+    mod.require = localRequire
     loaded.push(entry)
     if (code.fromCache === false) uncached.push(entry)
     if (code.key !== undefined) functions.set(code.key, code)
@@ -371,13 +431,18 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     return mod
   }
 
-  /** The CommonJS `require` of an entry. */
+  /**
+   * The CommonJS `require` of an entry. `require.main` is left undefined, as Node leaves it in a
+   * process started from an ES module (the host's CLI is one): `require.main === module` is false
+   * in module code, which is not the process's main.
+   */
   const requireOf = (entry: string) =>
     Object.assign((request: string) => requireFrom(entry, request, 'require'), {
       resolve: (request: string) => {
         const target = resolveFrom(entry, request, 'require')
         return target.kind === 'entry' ? moduleLocation(bundle, target.entry).filename : hostId(target)
       },
+      cache: requireCache,
     })
 
   // `createRequire(import.meta.url)` (ES modules that require) must give the bundle's require
@@ -408,7 +473,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
       requires.set(from, edges)
     }
     if (!edges.includes(target.entry)) edges.push(target.entry)
-    const mod = loadModule(target.entry)
+    const mod = loadModule(target.entry, cache.get(from) ?? host)
     return mode === 'import' ? namespaceOf(mod.exports, mod.namespace === true, mod.loaded) : mod.exports
   }
 
