@@ -802,6 +802,18 @@ test('nyala status and nyala reload: table, --json, exit codes, errors, unreacha
     assert.equal(res.code, 1, args.join(' '))
     assert.match(res.stderr, /NYALA_ERR_ADMIN_UNREACHABLE/, args.join(' '))
   }
+  // --admin names the host: a root beside it is a usage error, as for deploy (it was ignored)
+  for (const args of [
+    ['status', '--admin', url, '--root', root],
+    ['reload', '--admin', url, '--config', path.join(root, 'config', 'impala.properties')],
+  ]) {
+    const res = await runCli(args)
+    assert.equal(res.code, 2, args.join(' '))
+    assert.match(
+      res.stderr,
+      /--admin names the host to ask through its admin API: it takes no --root or --config/,
+    )
+  }
   await stopOk(host)
   // the stopped host removed the URL file it wrote: status says no host serves from the root
   assert.equal(existsSync(path.join(root, 'run', 'admin.url')), false)

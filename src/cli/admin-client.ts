@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { loadHostOptions } from '../config/host-options.js'
 import { isNyalaError, nyalaError, reasonOf } from '../errors.js'
 import { adminUrlFileOf } from '../http/admin-url.js'
+import { UsageError } from './common.js'
 
 export interface AdminTarget {
   readonly url: string
@@ -21,6 +22,7 @@ export interface AdminTarget {
  * or the configuration.
  */
 export function findAdmin(values: Record<string, string | boolean | undefined>): AdminTarget {
+  refuseRootWithAdmin(values)
   const flagToken = (values.token as string | undefined) ?? process.env.NYALA_ADMIN_TOKEN
   if (typeof values.admin === 'string')
     return { url: values.admin.replace(/\/+$/, ''), token: flagToken ?? '' }
@@ -39,6 +41,20 @@ export function findAdmin(values: Record<string, string | boolean | undefined>):
   const host = options.admin.host.includes(':') ? `[${options.admin.host}]` : options.admin.host
   const note = `no host is serving from this root: ${file}, written by a serving host, is absent`
   return { url: `http://${host}:${options.admin.port}`, token, note }
+}
+
+/**
+ * `--admin URL` names the host to ask; a `--root` or `--config` beside it would be read for
+ * nothing (or, for a token, read from another host's configuration): a usage error, for every
+ * command that talks to the admin API. Until 2026-11-30 only `deploy` refused it; `status` and
+ * `reload` ignored the root.
+ */
+export function refuseRootWithAdmin(values: Record<string, string | boolean | undefined>): void {
+  if (typeof values.admin === 'string' && (values.root !== undefined || values.config !== undefined)) {
+    throw new UsageError(
+      '--admin names the host to ask through its admin API: it takes no --root or --config',
+    )
+  }
 }
 
 /**
@@ -123,7 +139,8 @@ export const adminFlags = {
 export const adminFlagsHelp = `  --root DIR       root of the running host (default: .)
   --config FILE    its configuration file
                    (default: <root>/config/impala.properties)
-  --admin URL      the admin API's URL (default: found from the root)
+  --admin URL      the admin API's URL (default: found from the root; not
+                   with --root or --config)
   --token T        admin.token (default: NYALA_ADMIN_TOKEN, else the root's
                    configuration's; with --admin, NYALA_ADMIN_TOKEN only)
   --json           print the admin API's JSON answer

@@ -8,7 +8,7 @@ import { type HostOptions, loadHostOptions } from '../config/host-options.js'
 import { isNyalaError, type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { checkSyntax } from '../loader/load-module.js'
 import type { ReloadEvent } from '../reload/reload-events.js'
-import { type AdminTarget, adminFlags, callAdmin, findAdmin } from './admin-client.js'
+import { type AdminTarget, adminFlags, callAdmin, findAdmin, refuseRootWithAdmin } from './admin-client.js'
 import { answeredAsJson, exitCodes, parse, UsageError } from './common.js'
 import { type EventStream, openEventStream } from './event-stream.js'
 
@@ -181,8 +181,7 @@ export async function deploy(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new UsageError('deploy takes one bundle file')
   const remote = typeof values.admin === 'string'
-  if (remote && (values.root !== undefined || values.config !== undefined))
-    throw new UsageError('--admin deploys through the admin API: it takes no --root or --config')
+  refuseRootWithAdmin(values)
   const timeoutS = values.timeout === undefined ? 60 : Number(values.timeout)
   // a timer holds at most 2^31 - 1 ms: beyond it Node fires at once, every millisecond, warning each time
   if (!Number.isFinite(timeoutS) || timeoutS <= 0 || timeoutS > maxTimeoutS)
