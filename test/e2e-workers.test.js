@@ -526,3 +526,46 @@ module.exports = { async register (app, ctx) {
   const plain = await freshGet(host.url('/plain/'))
   assert.equal(plain.status, 200)
 })
+
+test('workers=2: a forced reload of a crashed module gives it a fresh restart count in the worker that runs it', {
+  timeout: 90_000,
+}, async (t) => {
+  const root = await makeRoot(
+    t,
+    'port=0\nhost=127.0.0.1\nshutdown.grace.period=2\nworkers=2\nmodule.crash.max.restarts=1\nmodule.crash.window=600\n',
+  )
+  await deploy(root, 'crash', {
+    files: {
+      'index.js': `module.exports = { async register (app, ctx) {
+  app.get('/', async () => ({ generation: ctx.generation, pid: process.pid }))
+  app.get('/timeout', async () => { setTimeout(() => { throw new Error('boom') }, 1); return { pid: process.pid } })
+} }
+`,
+    },
+  })
+  const host = await startHost(t, root)
+  // one connection: every request goes to the same worker, whose supervisor counts its crashes
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.after(() => agent.destroy())
+  const crashes = () => host.logs().filter((r) => r.code === 'NYALA_ERR_MODULE_CRASHED')
+  const crash = async (n) => {
+    const { body } = await agentGet(agent, host.url('/crash/timeout'))
+    await waitUntil(() => crashes().length === n, `crash ${n} to be logged`, 30_000)
+    return { action: crashes()[n - 1].action, pid: body.pid }
+  }
+  const before = (await agentGet(agent, host.url('/crash/'))).body
+  const first = await crash(1)
+  assert.equal(first.action, 'restart')
+  // the worker's own restart swapped in a new generation
+  await waitUntil(
+    async () => (await agentGet(agent, host.url('/crash/'))).body.generation > before.generation,
+    'the crash restart to serve',
+    30_000,
+  )
+  const reload = await request(host.admin('/modules/crash/reload?force=true'), { method: 'POST' })
+  assert.equal(reload.status, 200, JSON.stringify(reload.body))
+  const second = await crash(2)
+  assert.equal(second.pid, first.pid, 'both crashes in the same worker')
+  // max.restarts=1 within the window: without the fresh count this crash fails the module
+  assert.equal(second.action, 'restart')
+})

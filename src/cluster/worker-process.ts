@@ -262,6 +262,10 @@ function commit(
   const at = Math.max(message.swapAt, arrivedAt)
   host.dispatcher.swapAt(at, () => {
     applyRecords(host, here.updates, here.generations, { at: message.at, ms: message.ms }, message.id)
+    // crashes are this worker's own to supervise, and this commit is a deploy or an operator's
+    // reload (never a crash restart, which a worker runs itself): the modules it changed start a
+    // fresh restart count here, as src/host.ts does for a single process; the dependents keep theirs
+    for (const item of here.items) if (item.changed) host.supervisor.reset(item.name)
     // the swap itself runs now, synchronously; only the drain is awaited
     const committing = host.runtime.commit({
       id: message.id,
