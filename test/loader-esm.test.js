@@ -603,44 +603,67 @@ export function register (): never {
 `,
 }
 
-test("compiled code shipped with its source map: stacks name the map's sources, through tsc's .map file and an inline map under the ES module transform", async (t) => {
-  const { transformSync } = await import('esbuild')
-  // tsc: CommonJS in dist/ with dist/*.js.map beside it, the sources in src/
+/** The stack of what the bundle's register throws. */
+function registerStack(bundle) {
+  try {
+    loadModuleCode(bundle).exports.register()
+  } catch (err) {
+    return err.stack
+  }
+  assert.fail('register did not throw')
+}
+
+/** Frames name the TypeScript sources, line and column of the throw, never the compiled files. */
+function assertNamesSources(stack, how) {
+  assert.match(stack, /\n {4}at fail \(.*\/m\.zip\/src\/lib\/fail\.ts:5:9\)/, `${how}: ${stack}`)
+  assert.match(stack, /\/m\.zip\/src\/index\.ts:4:\d+\)/, `${how}: ${stack}`)
+  assert.doesNotMatch(stack, /m\.zip\/dist\//, `${how}: ${stack}`)
+}
+
+/** A module compiled by tsc into dist/ with .map files beside it, packed by nyala pack. */
+async function tscBundle(t, compilerOptions, fields = {}, files = {}) {
   const root = await makeRoot(t)
   const dir = await moduleDir(
     root,
     'm',
-    { main: 'dist/index.js' },
+    { main: 'dist/index.js', ...fields },
     {
       ...shippedSources,
+      ...files,
       'tsconfig.json': JSON.stringify({
         compilerOptions: {
           outDir: 'dist',
           rootDir: 'src',
           sourceMap: true,
-          module: 'commonjs',
           target: 'es2022',
           strict: true,
+          ...compilerOptions,
         },
         include: ['src'],
       }),
     },
   )
   await run(process.execPath, [path.join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir])
-  const tscBundle = await openBundle(await packWithNyala(dir, path.join(root, 'modules', 'm.zip')))
-  assert.ok(tscBundle.files.has('dist/lib/fail.js.map'), 'tsc wrote the map and nyala pack kept it')
-  let stack
-  try {
-    loadModuleCode(tscBundle).exports.register()
-  } catch (err) {
-    stack = err.stack
-  }
-  assert.match(stack, /\n {4}at fail \(.*\/m\.zip\/src\/lib\/fail\.ts:5:9\)/, stack)
-  assert.match(stack, /\/m\.zip\/src\/index\.ts:4:\d+\)/, stack)
-  assert.doesNotMatch(stack, /m\.zip\/dist\//, stack)
+  const bundle = await openBundle(await packWithNyala(dir, path.join(root, 'modules', 'm.zip')))
+  assert.ok(bundle.files.has('dist/lib/fail.js.map'), 'tsc wrote the map and nyala pack kept it')
+  return bundle
+}
 
-  // esbuild: ES modules with inline maps (a package of type module), which the loader transforms
-  // again: mapped through its own map, then the file's
+test("compiled code shipped with its source map: stacks name the map's sources (tsc's .map files, CommonJS and ES modules; esbuild's inline maps; the same code in two bundles)", async (t) => {
+  const { transformSync } = await import('esbuild')
+  // tsc, CommonJS: run as it is, mapped by the .map file beside it
+  assertNamesSources(registerStack(await tscBundle(t, { module: 'commonjs' })), 'tsc, CommonJS')
+  // tsc, ES modules (a package of type module): transformed again by the host, then mapped through
+  // both maps
+  const esm = await tscBundle(
+    t,
+    { module: 'esnext', moduleResolution: 'bundler' },
+    {},
+    { 'package.json': JSON.stringify({ name: 'm', type: 'module' }) },
+  )
+  assertNamesSources(registerStack(esm), 'tsc, ES modules')
+
+  // esbuild, ES modules with inline maps: esbuild reads them itself as the host transforms
   const esmRoot = await makeRoot(t)
   const files = { 'package.json': JSON.stringify({ name: 'm', type: 'module' }) }
   for (const [file, source] of Object.entries(shippedSources)) {
@@ -655,13 +678,47 @@ test("compiled code shipped with its source map: stacks name the map's sources, 
     files[outFile] = out.code
   }
   const esmDir = await moduleDir(esmRoot, 'm', { main: 'dist/index.js' }, { ...files, ...shippedSources })
-  const esmBundle = await openBundle(await packWithNyala(esmDir, path.join(esmRoot, 'modules', 'm.zip')))
-  let esmStack
-  try {
-    loadModuleCode(esmBundle).exports.register()
-  } catch (err) {
-    esmStack = err.stack
-  }
-  assert.match(esmStack, /\n {4}at fail \(.*\/m\.zip\/src\/lib\/fail\.ts:5:9\)/, esmStack)
-  assert.match(esmStack, /\/m\.zip\/src\/index\.ts:4:\d+\)/, esmStack)
+  const inline = await openBundle(await packWithNyala(esmDir, path.join(esmRoot, 'modules', 'm.zip')))
+  assertNamesSources(registerStack(inline), 'esbuild, inline maps')
+  // the same compiled code in another bundle (another module shipping the same files): mapped
+  // there too (esbuild's output for fail.js above is the same as for tsc's, too)
+  assertNamesSources(
+    registerStack(await tscBundle(t, { module: 'commonjs' })),
+    'tsc, CommonJS, a second copy',
+  )
+})
+
+test('source maps as Node reads them: a first-line column under the ES module transform, a comment after the map URL, a /*# comment, a map whose sources are not paths', async (t) => {
+  // a map of `dist/x.js` saying its line 2 (the throw) came from src/x.ts line 20, column 1
+  const mapOf = (sources) => JSON.stringify({ version: 3, sources, names: [], mappings: ';AAmBA' })
+  const inline = (json) => `data:application/json;base64,${Buffer.from(json).toString('base64')}`
+  const thrower = 'exports.boom = () => {\nthrow new Error("x") }\n'
+  const bundle = await bundleOf(
+    t,
+    {
+      // an ES module that throws on its first line: Node names column 35 (the `new`)
+      'lib/w.mjs': 'export const boom = () => { throw new Error("first line") }\n',
+      'dist/after.js': `${thrower}//# sourceMappingURL=${inline(mapOf(['../src/after.ts']))}\n// a comment after it\n`,
+      'dist/block.js': `${thrower}/*# sourceMappingURL=${inline(mapOf(['../src/block.ts']))} */\n`,
+      'dist/odd.js': `${thrower}//# sourceMappingURL=${inline(mapOf([1]))}\n`,
+      'index.js': `
+const stackOf = (fn) => { try { fn() } catch (err) { return err.stack } }
+module.exports = {
+  register () {},
+  top: stackOf(() => require('./lib/w.mjs').boom()),
+  after: stackOf(() => require('./dist/after.js').boom()),
+  block: stackOf(() => require('./dist/block.js').boom()),
+  odd: stackOf(() => require('./dist/odd.js').boom()),
+}
+`,
+    },
+    {},
+    { pack: packWithZip },
+  )
+  const { exports } = loadModuleCode(bundle)
+  assert.match(exports.top, /\n {4}at (\w+\.)?boom \(.*\/m\.zip\/lib\/w\.mjs:1:35\)/)
+  assert.match(exports.after, /\n {4}at (\w+\.)?boom \(.*\/m\.zip\/src\/after\.ts:20:1\)/)
+  assert.match(exports.block, /\n {4}at (\w+\.)?boom \(.*\/m\.zip\/src\/block\.ts:20:1\)/)
+  // a map that names no file: the compiled line, and reading the stack does not throw
+  assert.match(exports.odd, /\n {4}at (\w+\.)?boom \(.*\/m\.zip\/dist\/odd\.js:2:7\)/)
 })

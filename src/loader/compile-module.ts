@@ -15,6 +15,7 @@ import type { ResolveIndex } from './resolve.js'
 import { mappingUrlOf, placeOf, shippedMapOf } from './shipped-map.js'
 import { registerSourceMap } from './source-maps.js'
 import {
+  strictPrefix,
   type Transformed,
   TransformFailure,
   type TransformInput,
@@ -191,7 +192,12 @@ export function compileModule(
   registerSourceMap(
     filename,
     out.code,
-    { json: out.map, own: transformSourceName(entry, input.loader), place: placeOf(filename, entry) },
+    {
+      json: out.map,
+      own: transformSourceName(entry, input.loader),
+      place: placeOf(filename, entry),
+      shift: input.esm ? strictPrefix.length : 0,
+    },
     url?.startsWith('data:') ? undefined : shipped,
   )
   return held(compiled)

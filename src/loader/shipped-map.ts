@@ -45,20 +45,25 @@ export function placeOf(filename: string, entry: string): MapPlace | undefined {
   return { root: filename.slice(0, -(entry.length + 1)), dir: dir === '.' ? '' : dir }
 }
 
-// the comment must be the last thing but whitespace and other line comments, as Node reads it
-const commentAtEnd = /\/\/[#@]\s*sourceMappingURL\s*=\s*(\S+)\s*$/
+// what precedes the URL, as Node reads it: `//# sourceMappingURL=` or `/*# sourceMappingURL=`
+const commentStart = /\/[*/]#\s+$/
 
 /**
- * The URL of the last `sourceMappingURL` comment, when it ends the file: looked for in every
- * compiled file, so a search from the end and nothing more (the map is read only for code not
- * seen before, `shippedMapOf`).
+ * The URL of the last `sourceMappingURL` comment (`//#` or `/*#`), wherever it is, as Node reads
+ * it: looked for in every compiled file, so a search from the end and nothing more (the map is
+ * read only for code not seen before, `shippedMapOf`).
  */
 export function mappingUrlOf(source: string): string | undefined {
-  const at = source.lastIndexOf('sourceMappingURL')
-  if (at < 0) return undefined
-  const start = source.lastIndexOf('//', at)
-  if (start < 0) return undefined
-  return commentAtEnd.exec(source.slice(start))?.[1]
+  const key = 'sourceMappingURL='
+  for (let at = source.lastIndexOf(key); at > 0; at = source.lastIndexOf(key, at - 1)) {
+    if (!commentStart.test(source.slice(Math.max(0, at - 32), at))) continue
+    // read in place: an inline map's URL is megabytes
+    const token = /\S+/y
+    token.lastIndex = at + key.length
+    const url = token.exec(source)?.[0]
+    if (url !== undefined) return url
+  }
+  return undefined
 }
 
 /** The text of a `data:application/json[;charset=...][;base64],...` URL. */

@@ -15,16 +15,23 @@ import path from 'node:path'
  * the host maps frames itself, in an `Error.prepareStackTrace` installed when
  * the first file with a map is compiled. It runs only when a stack is read;
  * a frame of any other file costs one lookup. A frame is matched to its map by
- * V8's script hash (the SHA-256 of the compiled source), so two generations of
- * the same file, with different code, each map with their own map. Maps are
+ * V8's script hash (the SHA-256 of the compiled source) and its file name, so
+ * two generations of the same file, with different code, each map with their
+ * own map, and the same code under two names maps under each. Maps are
  * decoded on first use (Node's own `module.SourceMap`) and kept in an LRU of
  * `mapLimit` entries and `mapBytesLimit` bytes of map text.
  */
 
 /** Source maps kept for stack traces; an older one is dropped (its frames show transformed lines). @default 4096 */
 export const mapLimit = 4096
-/** Characters of map text kept (shipped maps of big packages can be megabytes). @default 64 Mi */
-export const mapBytesLimit = 64 * 1024 * 1024
+/**
+ * Bytes the kept maps may take: their text, and about 20 times the text once a map is decoded
+ * (measured: 10 MB of map text took about 225 MB of heap decoded). A map alone over it is not
+ * kept. @default 256 MiB
+ */
+export const mapBytesLimit = 256 * 1024 * 1024
+/** Heap a decoded map takes, per character of its text (an estimate, from the measure above). */
+const decodedPerChar = 20
 
 /** Where a map's sources are: they are named `<root>/<dir>/<source>`. */
 export interface MapPlace {
@@ -48,16 +55,20 @@ export interface TransformMap {
   readonly json: string
   readonly own: string
   readonly place: MapPlace | undefined
+  /** Characters put before the first line of the transformed code (`'use strict';`), which the map does not know of. */
+  readonly shift: number
 }
 
 interface MapEntry {
   readonly filename: string
   readonly transform: TransformMap | undefined
-  decoded?: SourceMap | undefined
+  /** `null` once it failed to decode: not tried again. */
+  decoded?: SourceMap | null
   readonly shipped: ShippedMap | undefined
   /** `null` once it failed to decode: not tried again. */
   shippedDecoded?: SourceMap | null
-  readonly size: number
+  /** What it is counted as against `mapBytesLimit`: its text, and its decoded maps. */
+  size: number
 }
 
 const maps = new Map<string, MapEntry>()
@@ -78,30 +89,61 @@ export function registerSourceMap(
   shippedMap?: (() => ShippedMap | undefined) | undefined,
 ): void {
   if (transform === undefined && shippedMap === undefined) return
-  const hash = createHash('sha256').update(code).digest('hex')
-  if (maps.has(hash)) return
-  const shipped = shippedMap?.()
+  // by code and name: the same code compiled under two names (a package two modules bundle, a
+  // transform whose output does not depend on what its input's map said) maps under each
+  const key = `${createHash('sha256').update(code).digest('hex')}\0${filename}`
+  const old = maps.get(key)
+  if (old && old.transform?.json === transform?.json) {
+    // a reload of unchanged files: kept, as the most recently used
+    maps.delete(key)
+    maps.set(key, old)
+    return
+  }
+  if (old) forget(key, old)
+  let shipped = shippedMap?.()
+  // a map too big to keep decoded: the compiled lines are shown
+  if (shipped && shipped.json.length * (decodedPerChar + 1) > mapBytesLimit) shipped = undefined
   if (transform === undefined && shipped === undefined) return
   const size = (transform?.json.length ?? 0) + (shipped?.json.length ?? 0)
-  maps.set(hash, { filename, transform, shipped, size })
+  maps.set(key, { filename, transform, shipped, size })
   heldBytes += size
   mappedFiles.set(filename, (mappedFiles.get(filename) ?? 0) + 1)
-  for (const [key, entry] of maps) {
-    if ((maps.size <= mapLimit && heldBytes <= mapBytesLimit) || maps.size === 1) break
-    maps.delete(key)
-    heldBytes -= entry.size
-    const n = (mappedFiles.get(entry.filename) ?? 1) - 1
-    if (n === 0) mappedFiles.delete(entry.filename)
-    else mappedFiles.set(entry.filename, n)
-  }
+  trim(key)
   if (!installed) install()
+}
+
+/** Drops the least recently used maps over the bounds, never `keep`. */
+function trim(keep: string): void {
+  for (const [oldest, entry] of maps) {
+    if (maps.size <= mapLimit && heldBytes <= mapBytesLimit) break
+    if (oldest !== keep) forget(oldest, entry)
+    else if (maps.size === 1) break
+  }
+}
+
+/** Decodes a map's text, counting what the decoded map holds. */
+function decode(key: string, entry: MapEntry, json: string): SourceMap {
+  const map = new SourceMap(JSON.parse(json))
+  const added = json.length * decodedPerChar
+  entry.size += added
+  heldBytes += added
+  trim(key)
+  return map
+}
+
+function forget(key: string, entry: MapEntry): void {
+  maps.delete(key)
+  heldBytes -= entry.size
+  const n = (mappedFiles.get(entry.filename) ?? 1) - 1
+  if (n === 0) mappedFiles.delete(entry.filename)
+  else mappedFiles.set(entry.filename, n)
 }
 
 function install(): void {
   installed = true
   previous = Error.prepareStackTrace
   Error.prepareStackTrace = (err, frames) => {
-    const mapped = mappedFiles.size === 0 ? frames : frames.map(mapFrame)
+    const mapped = mappedFiles.size === 0 ? frames : frames.map(safely)
     if (previous) return previous(err, mapped)
     // V8's own format
     let text: string
@@ -112,6 +154,15 @@ function install(): void {
     }
     for (const frame of mapped) text += `\n    at ${frame}`
     return text
+  }
+}
+
+/** A frame mapped, or as it is when its map says something this cannot read: reading a stack never throws here. */
+function safely(frame: NodeJS.CallSite): NodeJS.CallSite {
+  try {
+    return mapFrame(frame)
+  } catch {
+    return frame
   }
 }
 
@@ -127,15 +178,25 @@ function mapFrame(frame: NodeJS.CallSite): NodeJS.CallSite {
   const line = frame.getLineNumber()
   const column = frame.getColumnNumber()
   const hash = (frame as { getScriptHash?: () => string }).getScriptHash?.()
-  const entry = hash ? maps.get(hash) : undefined
+  const key = `${hash}\0${file}`
+  const entry = hash ? maps.get(key) : undefined
   if (!entry || line === null || column === null) return frame
+  // the most recently used is the last to be dropped
+  maps.delete(key)
+  maps.set(key, entry)
   const at = { file, line, column }
   let to: Position | undefined = at
   if (entry.transform !== undefined) {
-    entry.decoded ??= new SourceMap(JSON.parse(entry.transform.json))
-    to = throughTransform(entry.transform, entry.decoded, to)
+    if (entry.decoded === undefined) {
+      try {
+        entry.decoded = decode(key, entry, entry.transform.json)
+      } catch {
+        entry.decoded = null
+      }
+    }
+    to = entry.decoded ? throughTransform(entry.transform, entry.decoded, to) : undefined
   }
-  if (to && entry.shipped) to = throughShipped(entry, to)
+  if (to && entry.shipped) to = throughShipped(key, entry, to)
   if (!to || to === at) return frame
   return mappedFrame(frame, at, to)
 }
@@ -145,7 +206,8 @@ function mapFrame(frame: NodeJS.CallSite): NodeJS.CallSite {
  * input named; undefined when the map does not say.
  */
 function throughTransform(transform: TransformMap, map: SourceMap, at: Position): Position | undefined {
-  const origin = map.findEntry(at.line - 1, at.column - 1) as {
+  const column = at.line === 1 ? Math.max(1, at.column - transform.shift) : at.column
+  const origin = map.findEntry(at.line - 1, column - 1) as {
     originalSource?: string
     originalLine?: number
     originalColumn?: number
@@ -163,11 +225,11 @@ function throughTransform(transform: TransformMap, map: SourceMap, at: Position)
  * Where `at` came from by the file's shipped map, named as a file of the bundle; `at` itself
  * when the map does not decode, does not say, or names a source outside the bundle.
  */
-function throughShipped(entry: MapEntry, at: Position): Position {
+function throughShipped(key: string, entry: MapEntry, at: Position): Position {
   const shipped = entry.shipped as ShippedMap
   if (entry.shippedDecoded === undefined) {
     try {
-      entry.shippedDecoded = new SourceMap(JSON.parse(shipped.json))
+      entry.shippedDecoded = decode(key, entry, shipped.json)
     } catch {
       entry.shippedDecoded = null
     }
@@ -190,7 +252,9 @@ function throughShipped(entry: MapEntry, at: Position): Position {
 }
 
 /** A map's source as a bundle entry (its `sourceRoot` applied); undefined for a URL or a path out of the bundle. */
-function sourceEntry(place: MapPlace, source: string, map: SourceMap): string | undefined {
+function sourceEntry(place: MapPlace, source: unknown, map: SourceMap): string | undefined {
+  // a map's `sources` may hold anything (Node's SourceMap takes it): only a path names a file
+  if (typeof source !== 'string' || source === '') return undefined
   const root = (map.payload as { sourceRoot?: unknown }).sourceRoot
   const rooted = typeof root === 'string' && root !== '' ? path.posix.join(root, source) : source
   if (/^[a-z][a-z0-9+.-]*:/i.test(rooted) || rooted.startsWith('/')) return undefined

@@ -121,9 +121,14 @@ function optionsOf(input: TransformInput): TransformOptions {
   }
 }
 
+/**
+ * What an ES module's transformed code starts with: ES modules are strict. On the first line, so
+ * no line moves; the columns of that line move by its length (source-maps.ts takes it off).
+ */
+export const strictPrefix = "'use strict';"
+
 function finish(input: TransformInput, key: string, code: string, map: string): Transformed {
-  // ES modules are strict; on the first line, so no line moves
-  const result = { key, code: input.esm ? `'use strict';${code}` : code, map }
+  const result = { key, code: input.esm ? `${strictPrefix}${code}` : code, map }
   remember(result)
   return result
 }
