@@ -113,6 +113,8 @@ try { require('#') } catch (e) { codes.badSpecifier = e.code }
 try { require('hidden/bad') } catch (e) { codes.badTarget = e.code }
 // the target's file is missing (a path that says "exports"): not found, as in Node
 try { require('hidden/gone') } catch (e) { codes.targetMissing = e.code }
+// a #specifier in a package with no "imports" at all
+codes.noImportsField = require('hidden/probe')
 module.exports = {
   register () {},
   native,
@@ -124,7 +126,8 @@ module.exports = {
     'package.json':
       '{ "name": "app", "imports": { "#x": "./index.js" }, "dependencies": { "hidden": "1.0.0" } }',
     'node_modules/hidden/package.json':
-      '{ "name": "hidden", "version": "1.0.0", "exports": { ".": "./index.js", "./bad": "../x.js", "./gone": "./exports/gone.js" } }',
+      '{ "name": "hidden", "version": "1.0.0", "exports": { ".": "./index.js", "./bad": "../x.js", "./gone": "./exports/gone.js", "./probe": "./probe.js" } }',
+    'node_modules/hidden/probe.js': "try { require('#nothing') } catch (e) { module.exports = e.code }",
     'node_modules/hidden/index.js': 'module.exports = 1',
   })
   const { exports } = loadModuleCode(bundle)
@@ -137,6 +140,7 @@ module.exports = {
     badSpecifier: 'ERR_INVALID_MODULE_SPECIFIER',
     badTarget: 'ERR_INVALID_PACKAGE_TARGET',
     targetMissing: 'MODULE_NOT_FOUND',
+    noImportsField: 'ERR_PACKAGE_IMPORT_NOT_DEFINED',
   })
   assert.equal(await exports.imported(), 'ERR_MODULE_NOT_FOUND')
 })

@@ -70,6 +70,20 @@ const cases = [
   ['index.js', 'fallthru/p/x/y'],
   ['index.js', 'fallthru/p/y'],
   ['index.js', 'fallthru/p/x'],
+  // as Node reads targets through file: URLs: a subpath ending in "/" is never exported, an
+  // empty segment is only deprecated, percent-escapes are decoded (an escaped letter of
+  // node_modules or an escaped "/" is refused), "\\" is "/", an invalid config in an array is thrown
+  ['index.js', 'fallthru/sub/'],
+  ['index.js', 'fallthru/'],
+  ['index.js', 'fallthru/dbl'],
+  ['index.js', 'fallthru/enc'],
+  ['index.js', 'fallthru/encN'],
+  ['index.js', 'fallthru/sp'],
+  ['index.js', 'fallthru/bs'],
+  ['index.js', 'fallthru/slash-enc'],
+  ['index.js', 'fallthru/cfg-in-array'],
+  ['index.js', 'fallthru/star/%78'],
+  ['node_modules/fallthru/inner.js', '#a/'],
   // imports targets naming a built-in, a nested fall-through, a pattern
   ['node_modules/fallthru/inner.js', '#crypto'],
   ['node_modules/fallthru/inner.js', '#nested'],

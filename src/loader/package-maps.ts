@@ -66,9 +66,12 @@ class InvalidTarget extends Error {
 /** PACKAGE_EXPORTS_RESOLVE: `subpath` is `.` or `./x`. */
 export function resolveExports(exports: unknown, subpath: string, conditions: readonly string[]): MapTarget {
   const dotKeys = mapKeys(exports)
+  // `"exports": false` (or a number): nothing is exported, as Node reads it
+  const usable = typeof exports === 'string' || (typeof exports === 'object' && exports !== null)
   let resolved: Resolution
   try {
-    if (subpath === '.') {
+    if (!usable) resolved = noMatch
+    else if (subpath === '.') {
       const main = dotKeys ? (exports as Record<string, unknown>)['.'] : exports
       resolved = main === undefined ? noMatch : targetResolve(main, null, false, conditions)
     } else {
@@ -84,21 +87,19 @@ export function resolveExports(exports: unknown, subpath: string, conditions: re
   return resolved
 }
 
-/** PACKAGE_IMPORTS_RESOLVE, once the package scope's `imports` is known to be an object. */
+/** PACKAGE_IMPORTS_RESOLVE: `imports` is the package scope's field (anything but an object defines nothing). */
 export function resolveImports(
   imports: unknown,
   specifier: string,
   conditions: readonly string[],
 ): MapTarget {
-  if (specifier === '#' || specifier.startsWith('#/')) {
+  if (specifier === '#' || specifier.startsWith('#/') || specifier.endsWith('/')) {
     throw new PackageMapFailure(`"${specifier}" is not a valid #specifier`, 'ERR_INVALID_MODULE_SPECIFIER')
   }
-  if (imports === null || typeof imports !== 'object' || Array.isArray(imports)) {
-    throw new PackageMapFailure('package.json "imports" is not an object', 'ERR_INVALID_PACKAGE_CONFIG')
-  }
+  const map = imports !== null && typeof imports === 'object' && !Array.isArray(imports) ? imports : {}
   let resolved: Resolution
   try {
-    resolved = mapResolve(specifier, imports as Record<string, unknown>, true, conditions)
+    resolved = mapResolve(specifier, map as Record<string, unknown>, true, conditions)
   } catch (err) {
     if (err instanceof InvalidTarget) throw new PackageMapFailure(err.message, err.code)
     throw err
@@ -136,7 +137,8 @@ function mapResolve(
   isImports: boolean,
   conditions: readonly string[],
 ): Resolution {
-  if (Object.hasOwn(map, key) && !key.includes('*'))
+  // a subpath ending in "/" is never an exact export (folder mappings are gone from Node)
+  if (Object.hasOwn(map, key) && !key.includes('*') && (isImports || !key.endsWith('/')))
     return targetResolve(map[key], null, isImports, conditions)
   const patterns = Object.keys(map)
     .filter((k) => k.indexOf('*') !== -1 && k.indexOf('*') === k.lastIndexOf('*'))
@@ -164,9 +166,22 @@ function patternKeyCompare(a: string, b: string): number {
   return b.length - a.length
 }
 
-// a segment no target or match may have: empty, `.`, `..` or `node_modules`, also
-// percent-encoded (Node's check, case-insensitive)
-const badSegment = /(^|[\\/])(\.|\.\.|node_modules|%2e|%2e%2e|\.%2e|%2e\.|node%5fmodules)?([\\/]|$)/i
+/**
+ * A segment no target or pattern match may have: `.`, `..` or `node_modules`, also with any of
+ * their characters percent-encoded (Node's check, case-insensitive). An empty segment (`a//b`) is
+ * only deprecated in Node, which resolves it; so is it here.
+ */
+const badSegment = (() => {
+  // the character, or its escape in either letter case (`n`: %6e, or %4e for `N`)
+  const encoded = (c: string) => {
+    const hex = (ch: string) => `%${ch.charCodeAt(0).toString(16)}`
+    const upper = c.toUpperCase() === c ? '' : `|${hex(c.toUpperCase())}`
+    return `(?:${c.replace(/[.]/, '\\.')}|${hex(c)}${upper})`
+  }
+  const dot = encoded('.')
+  const nodeModules = [...'node_modules'].map(encoded).join('')
+  return new RegExp(`(?:^|[\\\\/])(?:${dot}${dot}?|${nodeModules})(?:[\\\\/]|$)`, 'i')
+})()
 
 /** PACKAGE_TARGET_RESOLVE. */
 function targetResolve(
@@ -187,7 +202,8 @@ function targetResolve(
         if (resolved !== excluded) return resolved
         last = resolved
       } catch (err) {
-        if (!(err instanceof InvalidTarget)) throw err
+        // only an invalid target falls back to the next item, as in Node; the rest is thrown
+        if (!(err instanceof InvalidTarget) || err.code !== 'ERR_INVALID_PACKAGE_TARGET') throw err
         last = err
       }
     }
@@ -234,7 +250,26 @@ function stringTarget(target: string, match: string | null, isImports: boolean):
       'ERR_INVALID_MODULE_SPECIFIER',
     )
   }
-  return { kind: 'path', path: fill(target) }
+  return { kind: 'path', path: asPath(fill(target)) }
+}
+
+/**
+ * A target as the file it names, as Node reads it through a `file:` URL: `\` is `/`, and
+ * percent-escapes are decoded (`./a%20b.js` is `a b.js`); an escaped `/` or `\` is refused.
+ */
+function asPath(target: string): string {
+  const slashed = target.replaceAll('\\', '/')
+  if (/%2f|%5c/i.test(slashed)) {
+    throw new InvalidTarget(
+      `"${target}" must not include encoded "/" or "\\" characters`,
+      'ERR_INVALID_MODULE_SPECIFIER',
+    )
+  }
+  try {
+    return decodeURIComponent(slashed)
+  } catch {
+    return slashed
+  }
 }
 
 function isUrl(text: string): boolean {

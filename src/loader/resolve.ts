@@ -123,7 +123,7 @@ function readPackage(index: ResolveIndex, dir: string): PackageJson | undefined 
     }
     index.packages.set(entry, pkg)
   }
-  if (pkg === null) throw new ResolveFailure(`${entry} is not valid JSON`)
+  if (pkg === null) throw new ResolveFailure(`${entry} is not valid JSON`, 'ERR_INVALID_PACKAGE_CONFIG')
   return pkg
 }
 
@@ -233,8 +233,8 @@ function splitPackage(request: string): [name: string, subpath: string] | undefi
   if (scoped && parts.length < 2) return undefined
   const name = scoped ? `${parts[0]}/${parts[1]}` : parts[0]!
   if (name === '' || name.startsWith('.') || name.includes('\\') || name.includes('%')) return undefined
-  const rest = parts.slice(scoped ? 2 : 1).join('/')
-  return [name, rest === '' ? '.' : `./${rest}`]
+  // as Node: "." and what follows the name (`pkg/` is "./", which no exports map has)
+  return [name, `.${request.slice(name.length)}`]
 }
 
 /**
@@ -271,7 +271,10 @@ export function resolveRequest(
 function viaImports(index: ResolveIndex, fromDir: string, request: string, mode: ResolveMode): Resolved {
   const scope = packageScope(index, fromDir)
   if (!scope || scope.pkg.imports == null) {
-    throw new ResolveFailure('no package.json "imports" map in scope for a #specifier')
+    throw new ResolveFailure(
+      'no package.json "imports" map in scope for a #specifier',
+      'ERR_PACKAGE_IMPORT_NOT_DEFINED',
+    )
   }
   let target: MapTarget
   try {
