@@ -333,6 +333,13 @@ module.exports = {
   cached: Object.keys(require.cache).map((f) => f.slice(f.lastIndexOf('/') + 1)).sort(),
   freshParent: fresh.parentId,
   viaModuleRequire: module.require('./lib/x').x,
+  // ids are file names, as in Node: decache-style code deletes require.cache[child.id]
+  idIsFile: module.children.every((c) => c.id === c.filename && c.id in require.cache),
+  // a module already loaded is a child of each module that requires it
+  // state.js was loaded by counter.js: requiring it here makes it this module's child too
+  sharedIsChild: (require('./state'), module.children.some((c) => c.id.endsWith('/state.js'))),
+  frozen: (() => { try { Object.freeze(require.cache); return 'frozen' } catch (e) { return e.constructor.name } })(),
+  keysAfterFreeze: Object.keys(require.cache).length > 0,
   mocked: require('./lib/mock-me'),
 }
 `,
@@ -340,12 +347,17 @@ module.exports = {
     'counter.js': `const state = require('./state')
 state.n++
 exports.n = state.n
-exports.parentId = module.parent.id
+exports.parentId = module.parent.id.slice(module.parent.id.lastIndexOf('/') + 1)
 `,
     'lib/x.js': 'exports.x = 7',
     'lib/mock-me.js': 'module.exports = "the real one"',
   })
-  const { exports } = loadModuleCode(bundle)
+  const { exports, loaded } = loadModuleCode(bundle)
+  // counter.js ran twice, and is recorded once (a reload precompiles what this list names)
+  assert.deepEqual(
+    loaded.filter((e) => e === 'counter.js'),
+    ['counter.js'],
+  )
   assert.deepEqual(
     { ...exports, register: undefined },
     {
@@ -359,6 +371,10 @@ exports.parentId = module.parent.id
       cached: ['counter.js', 'index.js', 'mock-me.js', 'state.js'],
       freshParent: 'index.js',
       viaModuleRequire: 7,
+      idIsFile: true,
+      sharedIsChild: true,
+      frozen: 'TypeError',
+      keysAfterFreeze: true,
       mocked: 'mocked',
     },
   )

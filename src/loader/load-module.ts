@@ -283,6 +283,8 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
   const cache = new Map<string, CjsModule>()
   const loaded: string[] = []
   const uncached: string[] = []
+  // an entry run again (taken out of require.cache, then required) is recorded once
+  const recorded = new Set<string>()
   const functions = new Map<string, CompiledModule>()
   const requires = new Map<string, string[]>()
   const label = bundle.file
@@ -319,6 +321,8 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
         cache.set(entry, value as CjsModule)
       return true
     },
+    // it cannot be frozen: its keys are the loader's, which a frozen target would contradict
+    preventExtensions: () => false,
     defineProperty: (_target, key, descriptor) => {
       const entry = typeof key === 'string' ? entryAt(bundle, key) : undefined
       const value: unknown = descriptor.value
@@ -367,14 +371,15 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     if (entry.endsWith('.node')) {
       const addon: CjsModule = {
         exports: loadAddon(bundle, entry, filename),
-        id: entry,
+        id: filename,
         filename,
         loaded: true,
       }
       cache.set(entry, addon)
       return addon
     }
-    const mod: CjsModule = { exports: {}, id: entry, filename, loaded: false, parent, children: [] }
+    // `id` is the file name, as Node gives it to every module but the process's main
+    const mod: CjsModule = { exports: {}, id: filename, filename, loaded: false, parent, children: [] }
     parent.children?.push(mod)
     cache.set(entry, mod)
     if (moduleKindOf(index, entry).format === 'json') {
@@ -397,8 +402,11 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     mod.namespace = code.namespace
     const localRequire = requireOf(entry)
     mod.require = localRequire
-    loaded.push(entry)
-    if (code.fromCache === false) uncached.push(entry)
+    if (!recorded.has(entry)) {
+      recorded.add(entry)
+      loaded.push(entry)
+      if (code.fromCache === false) uncached.push(entry)
+    }
     if (code.key !== undefined) functions.set(code.key, code)
     try {
       if (!code.transformed) code.fn.call(mod.exports, mod.exports, localRequire, mod, filename, dirname)
@@ -473,7 +481,10 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
       requires.set(from, edges)
     }
     if (!edges.includes(target.entry)) edges.push(target.entry)
-    const mod = loadModule(target.entry, cache.get(from) ?? host)
+    const parent = cache.get(from) ?? host
+    const mod = loadModule(target.entry, parent)
+    // a module already loaded is still a child of each module that requires it, as in Node
+    if (parent.children && !parent.children.includes(mod)) parent.children.push(mod)
     return mode === 'import' ? namespaceOf(mod.exports, mod.namespace === true, mod.loaded) : mod.exports
   }
 
