@@ -113,7 +113,7 @@ try { require('#') } catch (e) { codes.badSpecifier = e.code }
 try { require('hidden/bad') } catch (e) { codes.badTarget = e.code }
 // the target's file is missing (a path that says "exports"): not found, as in Node
 try { require('hidden/gone') } catch (e) { codes.targetMissing = e.code }
-// a #specifier in a package with no "imports" at all
+// a #specifier in a package with no "imports" at all: require looks for a package of that name
 codes.noImportsField = require('hidden/probe')
 module.exports = {
   register () {},
@@ -140,7 +140,7 @@ module.exports = {
     badSpecifier: 'ERR_INVALID_MODULE_SPECIFIER',
     badTarget: 'ERR_INVALID_PACKAGE_TARGET',
     targetMissing: 'MODULE_NOT_FOUND',
-    noImportsField: 'ERR_PACKAGE_IMPORT_NOT_DEFINED',
+    noImportsField: 'MODULE_NOT_FOUND',
   })
   assert.equal(await exports.imported(), 'ERR_MODULE_NOT_FOUND')
 })
@@ -341,6 +341,16 @@ module.exports = {
   frozen: (() => { try { Object.freeze(require.cache); return 'frozen' } catch (e) { return e.constructor.name } })(),
   keysAfterFreeze: Object.keys(require.cache).length > 0,
   mocked: require('./lib/mock-me'),
+  // setting an entry to undefined runs the file again too, as in Node
+  rerun: ((require.cache[require.resolve('./counter')] = undefined), require('./counter').n),
+  definedFixed: (() => {
+    try {
+      Object.defineProperty(require.cache, require.resolve('./state'), { value: {}, configurable: false })
+      return 'defined'
+    } catch (e) {
+      return e.constructor.name
+    }
+  })(),
 }
 `,
     'state.js': 'module.exports = { n: 0 }',
@@ -376,6 +386,8 @@ exports.parentId = module.parent.id.slice(module.parent.id.lastIndexOf('/') + 1)
       frozen: 'TypeError',
       keysAfterFreeze: true,
       mocked: 'mocked',
+      rerun: 3,
+      definedFixed: 'TypeError',
     },
   )
 })

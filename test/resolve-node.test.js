@@ -15,7 +15,7 @@ import { manifest, projectRoot, writeFiles } from './helpers.js'
 
 const run = promisify(execFile)
 const registryPackages = ['chalk', 'nanoid', 'dunder-proto', 'math-intrinsics', 'uuid']
-const fixturePackages = ['pat', 'legacy', 'selfy', 'modsync', 'condonly', 'bom', 'fallthru']
+const fixturePackages = ['pat', 'legacy', 'selfy', 'modsync', 'condonly', 'bom', 'fallthru', '#hash']
 
 // [from (a bundle entry), specifier]: every entry point of each package, and some that are not
 const cases = [
@@ -83,6 +83,11 @@ const cases = [
   ['index.js', 'fallthru/slash-enc'],
   ['index.js', 'fallthru/cfg-in-array'],
   ['index.js', 'fallthru/star/%78'],
+  // what the * stands for is put in as it is ("$$" is not a replacement pattern); a "?" ends a name
+  ['index.js', 'fallthru/star/a$$b'],
+  ['index.js', 'fallthru/q'],
+  // a #specifier with no "imports" in scope: require looks for a package of that name, import refuses
+  ['index.js', '#hash'],
   ['node_modules/fallthru/inner.js', '#a/'],
   // imports targets naming a built-in, a nested fall-through, a pattern
   ['node_modules/fallthru/inner.js', '#crypto'],

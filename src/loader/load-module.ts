@@ -316,18 +316,15 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     // a module put in by hand (mock-require and the like) is what the next require of that file
     // gets, as in Node; a file outside the bundle has no place here and is ignored
     set: (_target, key, value) => {
-      const entry = typeof key === 'string' ? entryAt(bundle, key) : undefined
-      if (entry !== undefined && typeof value === 'object' && value !== null)
-        cache.set(entry, value as CjsModule)
+      put(key, value)
       return true
     },
     // it cannot be frozen: its keys are the loader's, which a frozen target would contradict
     preventExtensions: () => false,
+    // a property that cannot be configured would have to be on the (empty) target: refused
     defineProperty: (_target, key, descriptor) => {
-      const entry = typeof key === 'string' ? entryAt(bundle, key) : undefined
-      const value: unknown = descriptor.value
-      if (entry !== undefined && typeof value === 'object' && value !== null)
-        cache.set(entry, value as CjsModule)
+      if (descriptor.configurable === false) return false
+      put(key, descriptor.value)
       return true
     },
     ownKeys: () => [...cache.keys()].map((entry) => moduleLocation(bundle, entry).filename),
@@ -336,6 +333,13 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
       return mod && { value: mod, writable: true, enumerable: true, configurable: true }
     },
   })
+  /** `require.cache[file] = value`: a module object is what the next require gets; `undefined` runs the file again. */
+  const put = (key: string | symbol, value: unknown): void => {
+    const entry = typeof key === 'string' ? entryAt(bundle, key) : undefined
+    if (entry === undefined) return
+    if (typeof value === 'object' && value !== null) cache.set(entry, value as CjsModule)
+    else if (value === undefined) cache.delete(entry)
+  }
   const cachedAt = (file: string): CjsModule | undefined => {
     const entry = entryAt(bundle, file)
     return entry === undefined ? undefined : cache.get(entry)

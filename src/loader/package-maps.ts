@@ -234,7 +234,8 @@ function targetResolve(
 }
 
 function stringTarget(target: string, match: string | null, isImports: boolean): MapTarget {
-  const fill = (text: string) => (match === null ? text : text.replaceAll('*', match))
+  // a function, so that `$&`, `$$` in what the * stands for are taken as they are
+  const fill = (text: string) => (match === null ? text : text.replaceAll('*', () => match))
   if (!target.startsWith('./')) {
     if (!isImports || target.startsWith('../') || target.startsWith('/') || isUrl(target)) {
       throw new InvalidTarget(`the target "${target}" must start with "./"`)
@@ -254,11 +255,14 @@ function stringTarget(target: string, match: string | null, isImports: boolean):
 }
 
 /**
- * A target as the file it names, as Node reads it through a `file:` URL: `\` is `/`, and
- * percent-escapes are decoded (`./a%20b.js` is `a b.js`); an escaped `/` or `\` is refused.
+ * A target as the file it names, as Node reads it through a `file:` URL: `\` is `/`,
+ * percent-escapes are decoded (`./a%20b.js` is `a b.js`), a `?` or `#` ends the name; an escaped
+ * `/` or `\` is refused.
  */
 function asPath(target: string): string {
-  const slashed = target.replaceAll('\\', '/')
+  // what follows a `?` or `#` is the URL's query or fragment, not the file's name
+  const cut = target.search(/[?#]/)
+  const slashed = (cut < 0 ? target : target.slice(0, cut)).replaceAll('\\', '/')
   if (/%2f|%5c/i.test(slashed)) {
     throw new InvalidTarget(
       `"${target}" must not include encoded "/" or "\\" characters`,
@@ -268,6 +272,7 @@ function asPath(target: string): string {
   try {
     return decodeURIComponent(slashed)
   } catch {
+    // a "%" that starts no escape: the name as written (Node fails with "URI malformed")
     return slashed
   }
 }

@@ -264,7 +264,11 @@ export function resolveRequest(
     if (!found) throw new ResolveFailure('no such file in the bundle')
     return { kind: 'entry', entry: found }
   }
-  if (request.startsWith('#')) return viaImports(index, fromDir, request, mode)
+  if (request.startsWith('#')) {
+    // with no "imports" in scope, CommonJS looks for a package of that name, as Node's require does
+    const scope = mode === 'require' ? packageScope(index, fromDir) : undefined
+    if (mode !== 'require' || scope?.pkg.imports != null) return viaImports(index, fromDir, request, mode)
+  }
   return resolvePackage(index, fromDir, request, mode)
 }
 

@@ -102,7 +102,9 @@ export function registerSourceMap(
   if (old) forget(key, old)
   let shipped = shippedMap?.()
   // a map too big to keep decoded: the compiled lines are shown
-  if (shipped && shipped.json.length * (decodedPerChar + 1) > mapBytesLimit) shipped = undefined
+  const tooBig = (json: string) => json.length * (decodedPerChar + 1) > mapBytesLimit
+  if (shipped && tooBig(shipped.json)) shipped = undefined
+  if (transform && tooBig(transform.json)) transform = undefined
   if (transform === undefined && shipped === undefined) return
   const size = (transform?.json.length ?? 0) + (shipped?.json.length ?? 0)
   maps.set(key, { filename, transform, shipped, size })
