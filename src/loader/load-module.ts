@@ -309,8 +309,7 @@ function createLoader(bundle: Bundle, compiled: ReadonlyMap<string, CompiledModu
     get: (_target, key) => (typeof key === 'string' ? cachedAt(key) : undefined),
     has: (_target, key) => typeof key === 'string' && cachedAt(key) !== undefined,
     deleteProperty: (_target, key) => {
-      const entry = typeof key === 'string' ? entryAt(bundle, key) : undefined
-      if (entry !== undefined) cache.delete(entry)
+      put(key, undefined)
       return true
     },
     // a module put in by hand (mock-require and the like) is what the next require of that file

@@ -265,15 +265,19 @@ export function resolveRequest(
     return { kind: 'entry', entry: found }
   }
   if (request.startsWith('#')) {
+    const scope = packageScope(index, fromDir)
     // with no "imports" in scope, CommonJS looks for a package of that name, as Node's require does
-    const scope = mode === 'require' ? packageScope(index, fromDir) : undefined
-    if (mode !== 'require' || scope?.pkg.imports != null) return viaImports(index, fromDir, request, mode)
+    if (mode === 'import' || scope?.pkg.imports != null) return viaImports(index, scope, request, mode)
   }
   return resolvePackage(index, fromDir, request, mode)
 }
 
-function viaImports(index: ResolveIndex, fromDir: string, request: string, mode: ResolveMode): Resolved {
-  const scope = packageScope(index, fromDir)
+function viaImports(
+  index: ResolveIndex,
+  scope: ReturnType<typeof packageScope>,
+  request: string,
+  mode: ResolveMode,
+): Resolved {
   if (!scope || scope.pkg.imports == null) {
     throw new ResolveFailure(
       'no package.json "imports" map in scope for a #specifier',

@@ -3,9 +3,9 @@ import type { ResolveIndex } from './resolve.js'
 import type { MapPlace, ShippedMap } from './source-maps.js'
 
 /**
- * The source map a file of the bundle names (`url`, from its last `//# sourceMappingURL=` comment) (what
- * `tsc`, esbuild, Babel and most build tools write beside compiled code): a file of the bundle,
- * relative to the file, or an inline `data:` URL. Node applies these with `--enable-source-maps`;
+ * The source map a file of the bundle names by `url`, its last `//# sourceMappingURL=` comment
+ * (what `tsc`, esbuild, Babel and most build tools write beside compiled code): a file of the
+ * bundle, relative to the file, or an inline `data:` URL. Node applies these with `--enable-source-maps`;
  * a map that is absent, a URL of another kind (http:, file:) or a map file outside the bundle
  * gives none, and the file's own lines are shown.
  *
