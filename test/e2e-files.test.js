@@ -212,6 +212,94 @@ async function fakeContent(dir) {
   await chmod(dir, 0o555)
 }
 
+/** A bundle whose package loads its addon with the `bindings` package (as better-sqlite3 and sqlite3 do); `tag` changes its main file only. */
+async function bindingsBundle(root, tag, addon) {
+  const packageFiles = async (name, files) =>
+    Object.fromEntries(
+      await Promise.all(
+        files.map(async (f) => [
+          `node_modules/${name}/${f}`,
+          await readFile(path.join(projectRoot, 'node_modules', name, f), 'utf8'),
+        ]),
+      ),
+    )
+  const dir = await moduleSource(root, `bindy-${tag}`, {
+    fields: { prefix: '/bindy' },
+    files: {
+      'index.js': `
+const native = require('fdpass')
+const { where } = require('./lib/where.mjs')
+// the file name V8 gives this frame (what bindings, callsites and parent-module read)
+function frameFile () {
+  const saved = Error.prepareStackTrace
+  Error.prepareStackTrace = (e, frames) => frames[0].getFileName()
+  try { return new Error('where').stack } finally { Error.prepareStackTrace = saved }
+}
+module.exports = {
+  async register (app, ctx) {
+    app.get('/info', async () => ({
+      tag: ${JSON.stringify(tag)},
+      generation: ctx.generation,
+      works: typeof native.describe === 'function',
+      found: native.path,
+      filename: __filename,
+      frameFile: frameFile(),
+      stack: new Error('shown').stack,
+      // an ES module: transformed, its frames mapped back to its own lines
+      esmStack: where(),
+    }))
+  },
+}
+`,
+      'lib/where.mjs': "export function where () {\n  return new Error('esm').stack\n}\n",
+      'node_modules/fdpass/package.json': '{ "name": "fdpass", "main": "index.js" }\n',
+      'node_modules/fdpass/index.js': "module.exports = require('bindings')('nyala_fdpass')\n",
+      'node_modules/fdpass/build/Release/nyala_fdpass.node': addon,
+      ...(await packageFiles('bindings', ['package.json', 'bindings.js'])),
+      ...(await packageFiles('file-uri-to-path', ['package.json', 'index.js'])),
+    },
+  })
+  return packWithNyala(dir, path.join(root, 'src', `bindy-${tag}.zip`))
+}
+
+test('the bindings package finds a bundled addon from its stack frames, in every content; stacks still name the bundle', async (t) => {
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nauto.reload.modules=true\n')
+  const addon = await readFile(addonFile)
+  const deployed = path.join(modulesOf(root), 'bindy.zip')
+  await copyFile(await bindingsBundle(root, 'a', addon), deployed)
+  const host = await startHost(t, root, ['--log-format', 'json'])
+
+  const first = (await request(host.url('/bindy/info'))).body
+  assert.equal(first.works, true, JSON.stringify(first))
+  const [dir] = await contentDirs(root)
+  assert.equal(
+    first.found,
+    path.join(cacheOf(root), dir, 'node_modules/fdpass/build/Release/nyala_fdpass.node'),
+  )
+  // a frame's file is the file on disk, as in Node; what err.stack shows is the deployed bundle
+  assert.equal(first.frameFile, first.filename)
+  assert.match(
+    first.stack,
+    new RegExp(`\\(${deployed.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}/index\\.js:\\d+:\\d+\\)`),
+  )
+  assert.doesNotMatch(first.stack, /run\/cache/)
+  assert.match(first.esmStack, /\bwhere \(.*\/bindy\.zip\/lib\/where\.mjs:2:10\)/)
+  assert.doesNotMatch(first.esmStack, /run\/cache/)
+
+  // a new content whose packages did not change: bindings runs again from the new directory
+  await copyFile(await bindingsBundle(root, 'b', addon), deployed)
+  await waitUntil(async () => (await request(host.url('/bindy/info'))).body.tag === 'b', 'reload to b')
+  const second = (await request(host.url('/bindy/info'))).body
+  assert.equal(second.works, true, JSON.stringify(second))
+  assert.notEqual(path.dirname(second.filename), path.dirname(first.filename))
+  assert.equal(
+    second.found,
+    path.join(path.dirname(second.filename), 'node_modules/fdpass/build/Release/nyala_fdpass.node'),
+  )
+  assert.equal(second.frameFile, second.filename)
+  assert.doesNotMatch(second.stack, /run\/cache/)
+})
+
 test('start-up sweep: directories nobody uses and scratch directories of dead processes go, leased ones stay', async (t) => {
   const root = await makeRoot(t)
   const dir = await moduleSource(root, 'plain')

@@ -10,7 +10,7 @@ import type { TrustPolicy } from '../bundle/trust-store.js'
 import { type NyalaError, nyalaError, reasonOf } from '../errors.js'
 import { isCacheableScript, rememberDigests, storeCodeCache } from './code-cache.js'
 import { rememberSyntax } from './load-module.js'
-import { codeName } from './module-location.js'
+import { type CompiledName, compiledAs } from './module-location.js'
 import { cachedKeys, remember, type Transformed, transformStats } from './transform.js'
 
 /** What the worker is asked: one bundle to read, open and (optionally) syntax-check, or a ping. */
@@ -107,7 +107,7 @@ export const stopWaitMs = 2000
 export interface CodeCacheRequest {
   readonly id: number
   readonly codeCache: {
-    readonly filenames: readonly string[]
+    readonly names: readonly CompiledName[]
     readonly lengths: readonly number[]
     readonly contents: ArrayBuffer
   }
@@ -247,7 +247,7 @@ export class BundleReader {
     const req: CodeCacheRequest = {
       id,
       codeCache: {
-        filenames: wanted.map((e) => codeName(bundle, e)),
+        names: wanted.map((e) => compiledAs(bundle, e)),
         lengths,
         contents: contents.buffer as ArrayBuffer,
       },

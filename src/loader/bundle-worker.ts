@@ -26,7 +26,7 @@ import type {
   StopRequest,
 } from './bundle-reader.js'
 import { codeCacheKey, digestsOf, fileDigest } from './code-cache.js'
-import { produceCodeCache } from './compile-module.js'
+import { compiledKeyName, produceCodeCache } from './compile-module.js'
 import { checkSyntaxOffThread } from './syntax-check.js'
 import { setTransformCacheLimit, type Transformed } from './transform.js'
 
@@ -157,17 +157,17 @@ async function prime(req: PrimeRequest): Promise<PrimeReply> {
  * are not held up behind them.
  */
 async function makeCodeCaches(req: CodeCacheRequest): Promise<CodeCacheReply> {
-  const { filenames, lengths, contents } = req.codeCache
+  const { names, lengths, contents } = req.codeCache
   const keys: string[] = []
   const caches: Buffer[] = []
   let at = 0
   let sliceStart = performance.now()
-  for (const [i, filename] of filenames.entries()) {
+  for (const [i, name] of names.entries()) {
     const bytes = Buffer.from(contents, at, lengths[i] ?? 0)
     at += bytes.length
-    const cache = produceCodeCache(bytes.toString('utf8'), filename)
+    const cache = produceCodeCache(bytes.toString('utf8'), name)
     if (cache) {
-      keys.push(codeCacheKey(fileDigest(bytes), filename))
+      keys.push(codeCacheKey(fileDigest(bytes), compiledKeyName(name)))
       caches.push(cache)
     }
     if (performance.now() - sliceStart >= 10) {

@@ -11,6 +11,7 @@ import {
   mayImportDynamically,
   moduleKindOf,
 } from './module-kind.js'
+import type { CompiledName } from './module-location.js'
 import type { ResolveIndex } from './resolve.js'
 import { mappingUrlOf, placeOf, shippedMapOf } from './shipped-map.js'
 import { registerSourceMap } from './source-maps.js'
@@ -79,6 +80,18 @@ export function compileScript(
   }
 }
 
+/**
+ * The comment after code compiled under another file name than the one its stack frames are to
+ * show (module-location.ts, `compiledAs`): V8 shows the `sourceURL` in `err.stack`, and
+ * `CallSite.getFileName()` still answers the file compiled under.
+ */
+export const shownNameComment = (shown: string | undefined): string =>
+  shown === undefined ? '' : `\n//# sourceURL=${shown}`
+
+/** The name a compile is keyed by (code caches, held wrappers): the file, and the name shown when it differs. */
+export const compiledKeyName = (name: CompiledName): string =>
+  name.shown === undefined ? name.file : `${name.file}\0${name.shown}`
+
 /** A load's ask for a code cache (code-cache.ts): the file's cache key, when its digest is known. */
 export interface CacheRequest {
   readonly key: string | undefined
@@ -89,9 +102,12 @@ export interface CacheRequest {
  * (code-cache.ts), made on the bundle reader's thread; `undefined` when it does
  * not compile.
  */
-export function produceCodeCache(source: string, filename: string): Buffer | undefined {
+export function produceCodeCache(source: string, name: CompiledName): Buffer | undefined {
   try {
-    const fn = vm.compileFunction(source, scriptParams, { filename, produceCachedData: true })
+    const fn = vm.compileFunction(source + shownNameComment(name.shown), scriptParams, {
+      filename: name.file,
+      produceCachedData: true,
+    })
     return (fn as { cachedData?: Buffer }).cachedData
   } catch {
     return undefined
@@ -160,6 +176,8 @@ export function heldModule(
  * Compiles a bundle entry as Node would run it (see `moduleKindOf`): CommonJS
  * as it is; ES modules, TypeScript, and CommonJS calling `import()` through
  * the transform (cached; done now, on this thread, if not done ahead).
+ * `filename` is the name it is compiled under; `shown`, when given, the name
+ * its stack frames show instead (`compiledAs`).
  */
 export function compileModule(
   label: string,
@@ -168,16 +186,20 @@ export function compileModule(
   source: string,
   filename: string,
   cache?: CacheRequest,
+  shown?: string,
 ): CompiledModule {
   // what a generation holds it by, when the load asked for a code cache (held-functions.ts)
   const held = (compiled: CompiledModule): CompiledModule =>
     cache?.key === undefined ? compiled : { ...compiled, key: heldKeyOf(index, entry, cache.key) }
-  const script = scriptOrKind(label, index, entry, source, filename, cache)
-  // a map shipped with the file (compiled code: tsc's dist/, a package's build)
+  const comment = shownNameComment(shown)
+  const script = scriptOrKind(label, index, entry, source + comment, filename, cache)
+  // a map shipped with the file (compiled code: tsc's dist/, a package's build); its sources are
+  // named under the bundle as stacks show it
   const url = mappingUrlOf(source)
-  const shipped = url === undefined ? undefined : () => shippedMapOf(index, entry, url, filename)
+  const shownAs = shown ?? filename
+  const shipped = url === undefined ? undefined : () => shippedMapOf(index, entry, url, shownAs)
   if ('fn' in script) {
-    registerSourceMap(filename, source, undefined, shipped)
+    registerSourceMap(filename, source + comment, undefined, shipped)
     return held(script)
   }
   const input = transformInputOf(index, entry, source, script.kind)
@@ -187,15 +209,16 @@ export function compileModule(
   } catch (err) {
     throw transformError(label, entry, err)
   }
-  const compiled = compileTransformed(label, entry, out, filename, script.kind)
+  const code = out.code + comment
+  const compiled = compileTransformed(label, entry, code, filename, script.kind)
   // an inline map of the input esbuild has read already (transform.ts): only a map file is left
   registerSourceMap(
     filename,
-    out.code,
+    code,
     {
       json: out.map,
       own: transformSourceName(entry, input.loader),
-      place: placeOf(filename, entry),
+      place: placeOf(shownAs, entry),
       shift: input.esm ? strictPrefix.length : 0,
     },
     url?.startsWith('data:') ? undefined : shipped,
@@ -243,11 +266,11 @@ export function scriptOrKind(
 function compileTransformed(
   label: string,
   entry: string,
-  out: Transformed,
+  code: string,
   filename: string,
   kind: ModuleKind,
 ): CompiledModule {
-  const fn = compileScript(label, entry, out.code, filename, transformedParams)
+  const fn = compileScript(label, entry, code, filename, transformedParams)
   // TypeScript (and JSX) in a CommonJS scope is still written with import/export (Node's syntax
   // detection runs such a file as an ES module); `export =` gives no __esModule, and stays
   // CommonJS to importers

@@ -5,7 +5,7 @@ import type { Bundle } from '../bundle/open-bundle.js'
 import { nyalaError, reasonOf } from '../errors.js'
 import { isAlive } from '../process-alive.js'
 import { CacheLeases } from './cache-leases.js'
-import { placeBundle } from './module-location.js'
+import { placeBundle, unplaceBundle } from './module-location.js'
 import { removeTree, removeWrittenTree, type TreeSource, writeReadOnlyTree } from './write-tree.js'
 
 /** A generation's hold on its bundle's cache directory; `release` when it stops (idempotent). */
@@ -71,6 +71,8 @@ export class FileCache {
   async acquire(bundle: Bundle): Promise<FileLease> {
     const name = bundle.hash
     const target = path.join(this.dir, name)
+    // known now: what compiles before the files are written is compiled under their names there
+    placeBundle(bundle, target)
     this.#refs.set(name, (this.#refs.get(name) ?? 0) + 1)
     let released = false
     const release = () => {
@@ -89,13 +91,13 @@ export class FileCache {
       })
     } catch (err) {
       release()
+      unplaceBundle(bundle, target)
       throw nyalaError(
         'NYALA_ERR_CACHE_WRITE',
         { bundle: bundle.file, dir: target, reason: reasonOf(err) },
         err,
       )
     }
-    placeBundle(bundle, target)
     this.#lastOf.set(bundle.name, new WeakRef(bundle))
     if (!this.#entries.has(name)) this.#entries.set(name, [...bundle.files.keys()])
     return { dir: target, release }

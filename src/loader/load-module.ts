@@ -8,6 +8,7 @@ import { codeCacheKeyOf, hasCodeCache } from './code-cache.js'
 import {
   type CacheRequest,
   type CompiledModule,
+  compiledKeyName,
   compileModule,
   heldModule,
   transformAhead,
@@ -15,7 +16,7 @@ import {
 } from './compile-module.js'
 import { namespaceOf } from './esm-interop.js'
 import { moduleKindOf } from './module-kind.js'
-import { codeName, entryAt, moduleLocation, urlOf } from './module-location.js'
+import { codeName, compiledAs, entryAt, moduleLocation, urlOf } from './module-location.js'
 import { loadAddon } from './native-addon.js'
 import {
   type Resolved,
@@ -62,15 +63,16 @@ export interface ModuleCode {
 }
 
 /** The code cache key of one entry (code-cache.ts), when the reader thread gave its digest. */
-const cacheKeyOf = (bundle: Bundle, entry: string) => codeCacheKeyOf(bundle, entry, codeName(bundle, entry))
-const cacheOf = (bundle: Bundle, entry: string): CacheRequest => ({ key: cacheKeyOf(bundle, entry) })
+const cacheKeyOf = (bundle: Bundle, entry: string, name = compiledAs(bundle, entry)) =>
+  codeCacheKeyOf(bundle, entry, compiledKeyName(name))
 
 /** One entry compiled for a load: a running generation's wrapper if it has one (not even decoded), else compiled. */
 function compileEntry(bundle: Bundle, index: ResolveIndex, entry: string): CompiledModule {
-  const cache = cacheOf(bundle, entry)
+  const name = compiledAs(bundle, entry)
+  const cache: CacheRequest = { key: cacheKeyOf(bundle, entry, name) }
   return (
     heldModule(index, entry, cache.key) ??
-    compileModule(bundle.file, index, entry, index.readText(entry), codeName(bundle, entry), cache)
+    compileModule(bundle.file, index, entry, index.readText(entry), name.file, cache, name.shown)
   )
 }
 

@@ -5,9 +5,18 @@ import type { Bundle } from '../bundle/open-bundle.js'
 /** Where a bundle's files are on disk (its cache directory), once a generation of it has them there. */
 const placements = new WeakMap<Bundle, string>()
 
-/** Records that `bundle`'s files are in `dir` (file-cache.ts). */
+/**
+ * Records that `bundle`'s files are in `dir` (file-cache.ts), as soon as that is decided, before
+ * they are written: code compiled meanwhile (a reload compiles ahead while the files are
+ * written) is compiled under its place there (`compiledAs`). None of it runs before they are.
+ */
 export function placeBundle(bundle: Bundle, dir: string): void {
   placements.set(bundle, dir)
+}
+
+/** Forgets a placement that failed (the files could not be written): the code then runs from memory. */
+export function unplaceBundle(bundle: Bundle, dir: string): void {
+  if (placements.get(bundle) === dir) placements.delete(bundle)
 }
 
 /** Where the code of one bundle entry believes it lives. */
@@ -38,6 +47,45 @@ export function moduleLocation(bundle: Bundle, entry: string): ModuleLocation {
  * (src/supervise/attribution.ts).
  */
 export const codeName = (bundle: Bundle, entry: string): string => `${bundle.file}/${entry}`
+
+/**
+ * The name V8 compiles an entry under (what `CallSite.getFileName()` answers), and what stack
+ * traces show when that is another name (`shown`, a `//# sourceURL=` comment after its code).
+ */
+export interface CompiledName {
+  readonly file: string
+  readonly shown?: string | undefined
+}
+
+/** Bundles holding a native addon (a `.node` file), by bundle. */
+const addonBundles = new WeakMap<Bundle, boolean>()
+
+const holdsAddon = (bundle: Bundle): boolean => {
+  let holds = addonBundles.get(bundle)
+  if (holds === undefined) {
+    holds = [...bundle.files.keys()].some((entry) => entry.endsWith('.node'))
+    addonBundles.set(bundle, holds)
+  }
+  return holds
+}
+
+/**
+ * How an entry's code is compiled: under its code name, so that stacks name the deployed bundle;
+ * but in a bundle that holds a native addon, under its file in the cache directory (its
+ * `__filename`), with the code name shown in stacks. The `bindings` package (better-sqlite3,
+ * sqlite3 load their addon with it) finds its caller's package by the file names of the stack's
+ * frames, and compares them with its own `__filename`: they must be files on disk. Only those
+ * bundles, because the name includes the content's directory, so a reload to another content
+ * compiles the files again where other bundles call the running generation's compiled wrappers
+ * (held-functions.ts). A bundle file name with white space cannot be a `sourceURL`: compiled
+ * under the code name, as other bundles.
+ */
+export function compiledAs(bundle: Bundle, entry: string): CompiledName {
+  const name = codeName(bundle, entry)
+  const root = placements.get(bundle)
+  if (root === undefined || !holdsAddon(bundle) || /\s/.test(name)) return { file: name }
+  return { file: path.join(root, entry), shown: name }
+}
 
 /** `import.meta.url` of a location. */
 export const urlOf = (location: ModuleLocation): string => pathToFileURL(location.filename).href

@@ -267,10 +267,13 @@ function sourceEntry(place: MapPlace, source: unknown, map: SourceMap): string |
 /** A call site that answers with the original position and file; everything else is the frame's own. */
 function mappedFrame(frame: NodeJS.CallSite, at: Position, to: Position): NodeJS.CallSite {
   const text = String(frame)
-  const was = `${at.file}:${at.line}:${at.column}`
+  // the text names the file as stacks show it, its `sourceURL` when the code has one
+  // (compile-module.ts), which stays the name of a position mapped within the same file
+  const shownFile = frame.getScriptNameOrSourceURL() || at.file
+  const was = `${shownFile}:${at.line}:${at.column}`
+  const now = `${to.file === at.file ? shownFile : to.file}:${to.line}:${to.column}`
   const i = text.lastIndexOf(was)
-  const shown =
-    i < 0 ? text : `${text.slice(0, i)}${to.file}:${to.line}:${to.column}${text.slice(i + was.length)}`
+  const shown = i < 0 ? text : `${text.slice(0, i)}${now}${text.slice(i + was.length)}`
   const proto = Object.getPrototypeOf(frame) as Record<string, unknown>
   const copy: Record<string, unknown> = {}
   for (const name of Object.getOwnPropertyNames(proto)) {
