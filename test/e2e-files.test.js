@@ -248,10 +248,31 @@ module.exports = {
       // an ES module: transformed, its frames mapped back to its own lines
       esmStack: where(),
     }))
+    app.get('/broken', async () => {
+      try {
+        require('broken')
+      } catch (err) {
+        return { code: err.code, message: err.message }
+      }
+    })
+    app.get('/crash', async () => {
+      // what source-map-support's install() does: frames shown by CallSite.getFileName()
+      const saved = Error.prepareStackTrace
+      Error.prepareStackTrace = (e, frames) =>
+        String(e) + frames.map((f) => '\\n    at ' + (f.getFunctionName() || '<anonymous>') + ' (' + f.getFileName() + ':' + f.getLineNumber() + ':' + f.getColumnNumber() + ')').join('')
+      setTimeout(function crashes () {
+        const err = new Error('frames by file name')
+        try { void err.stack } finally { Error.prepareStackTrace = saved }
+        throw err
+      }, 10)
+      return { armed: true }
+    })
   },
 }
 `,
       'lib/where.mjs': "export function where () {\n  return new Error('esm').stack\n}\n",
+      // no newline at its end: the end of input is on its line 1
+      'node_modules/broken/index.js': 'module.exports = call(',
       'node_modules/fdpass/package.json': '{ "name": "fdpass", "main": "index.js" }\n',
       'node_modules/fdpass/index.js': "module.exports = require('bindings')('nyala_fdpass')\n",
       'node_modules/fdpass/build/Release/nyala_fdpass.node': addon,
@@ -263,7 +284,8 @@ module.exports = {
 }
 
 test('the bindings package finds a bundled addon from its stack frames, in every content; stacks still name the bundle', async (t) => {
-  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nauto.reload.modules=true\n')
+  // a crash not found to be the module's would be the host's: no successor to outlive the test
+  const root = await makeRoot(t, 'port=0\nhost=127.0.0.1\nauto.reload.modules=true\nhost.crash.action=exit\n')
   const addon = await readFile(addonFile)
   const deployed = path.join(modulesOf(root), 'bindy.zip')
   await copyFile(await bindingsBundle(root, 'a', addon), deployed)
@@ -285,6 +307,10 @@ test('the bindings package finds a bundled addon from its stack frames, in every
   assert.doesNotMatch(first.stack, /run\/cache/)
   assert.match(first.esmStack, /\bwhere \(.*\/bindy\.zip\/lib\/where\.mjs:2:10\)/)
   assert.doesNotMatch(first.esmStack, /run\/cache/)
+  // a syntax error found when a package file is first required: its line in the file as written
+  const broken = (await request(host.url('/bindy/broken'))).body
+  assert.equal(broken.code, 'NYALA_ERR_MODULE_SYNTAX')
+  assert.match(broken.message, /node_modules\/broken\/index\.js:1\b/)
 
   // a new content whose packages did not change: bindings runs again from the new directory
   await copyFile(await bindingsBundle(root, 'b', addon), deployed)
@@ -298,6 +324,21 @@ test('the bindings package finds a bundled addon from its stack frames, in every
   )
   assert.equal(second.frameFile, second.filename)
   assert.doesNotMatch(second.stack, /run\/cache/)
+
+  // a crash whose stack names files in the cache directory (a replaced Error.prepareStackTrace)
+  // is still the module's: restarted, the host serving on
+  assert.equal((await request(host.url('/bindy/crash'))).body.armed, true)
+  await waitUntil(
+    () => host.logs().some((r) => r.code === 'NYALA_ERR_MODULE_CRASHED'),
+    'the crash record',
+    15_000,
+  )
+  const record = host.logs().find((r) => r.code === 'NYALA_ERR_MODULE_CRASHED')
+  assert.equal(record.module, 'bindy')
+  assert.match(record.stack, /run\/cache\/[0-9a-f]{64}\/index\.js:\d+/)
+  assert.equal(record.action, 'restart')
+  await waitUntil(async () => (await request(host.url('/bindy/info'))).body.works === true, 'restarted')
+  assert.equal(host.child.exitCode, null)
 })
 
 test('start-up sweep: directories nobody uses and scratch directories of dead processes go, leased ones stay', async (t) => {

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import { promisify } from 'node:util'
 import { openBundle } from '../dist/bundle/open-bundle.js'
+import { FileCache } from '../dist/loader/file-cache.js'
 import {
   evaluationPlan,
   loadModuleCode,
@@ -11,6 +13,7 @@ import {
   precompile,
 } from '../dist/loader/load-module.js'
 import { moduleEntryOf } from '../dist/loader/module-entry.js'
+import { entryAt, moduleLocation } from '../dist/loader/module-location.js'
 import { makeRoot, moduleSource, packWithNyala, packWithZip, writeFiles } from './helpers.js'
 
 const run = promisify(execFile)
@@ -390,4 +393,21 @@ exports.parentId = module.parent.id.slice(module.parent.id.lastIndexOf('/') + 1)
       definedFixed: 'TypeError',
     },
   )
+})
+
+test("a failed second placement of a bundle leaves the first generation's files where its code finds them", async (t) => {
+  const bundle = await bundleOf(t, { 'lib/x.js': 'module.exports = 1\n' })
+  const cacheDir = path.join(path.dirname(path.dirname(bundle.file)), 'run', 'cache')
+  const cache = new FileCache(cacheDir)
+  const first = await cache.acquire(bundle)
+  const placed = moduleLocation(bundle, 'lib/x.js').filename
+  assert.equal(placed, path.join(first.dir, 'lib', 'x.js'))
+  // the directory gone and the cache made unwritable (a file where the directory was: also for root)
+  await run('chmod', ['-R', 'u+w', first.dir])
+  await run('rm', ['-rf', first.dir])
+  await writeFile(first.dir, 'not a directory')
+  await assert.rejects(cache.acquire(bundle), { code: 'NYALA_ERR_CACHE_WRITE' })
+  assert.equal(moduleLocation(bundle, 'lib/x.js').filename, placed)
+  assert.equal(entryAt(bundle, placed), 'lib/x.js')
+  first.release()
 })

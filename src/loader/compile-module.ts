@@ -76,8 +76,32 @@ export function compileScript(
   try {
     return vm.compileFunction(source, params, { filename }) as CompiledModule['fn']
   } catch (err) {
-    throw syntaxError(label, entry, err)
+    throw syntaxErrorOf(label, entry, source, filename, params, err)
   }
+}
+
+/**
+ * The syntax error of a compile, placed in the file as written: a `sourceURL` comment after the
+ * code (`shownNameComment`) moves "Unexpected end of input" one line down, so the code is
+ * compiled again without it (only when it did not compile).
+ */
+function syntaxErrorOf(
+  label: string,
+  entry: string,
+  source: string,
+  filename: string,
+  params: string[],
+  err: unknown,
+) {
+  const cut = source.lastIndexOf('\n//# sourceURL=')
+  if (cut >= 0 && !source.includes('\n', cut + 1)) {
+    try {
+      vm.compileFunction(source.slice(0, cut), params, { filename })
+    } catch (own) {
+      return syntaxError(label, entry, own)
+    }
+  }
+  return syntaxError(label, entry, err)
 }
 
 /**
@@ -132,7 +156,7 @@ function compileFromCache(
   try {
     fn = vm.compileFunction(source, scriptParams, { filename, cachedData }) as typeof fn
   } catch (err) {
-    throw syntaxError(label, entry, err)
+    throw syntaxErrorOf(label, entry, source, filename, scriptParams, err)
   }
   if (fn.cachedDataRejected === true) {
     codeCacheStats.rejected++

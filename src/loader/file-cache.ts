@@ -67,12 +67,17 @@ export class FileCache {
     this.#leases = new CacheLeases(dir, leaseOwner)
   }
 
+  /** The directory of `bundle`'s files (by its content): where `acquire` places them. */
+  dirOf(bundle: Bundle): string {
+    return path.join(this.dir, bundle.hash)
+  }
+
   /** Makes `bundle`'s files available in its directory (writing them if no one has) for one generation. */
   async acquire(bundle: Bundle): Promise<FileLease> {
     const name = bundle.hash
-    const target = path.join(this.dir, name)
+    const target = this.dirOf(bundle)
     // known now: what compiles before the files are written is compiled under their names there
-    placeBundle(bundle, target)
+    const placedHere = placeBundle(bundle, target)
     this.#refs.set(name, (this.#refs.get(name) ?? 0) + 1)
     let released = false
     const release = () => {
@@ -91,7 +96,8 @@ export class FileCache {
       })
     } catch (err) {
       release()
-      unplaceBundle(bundle, target)
+      // a generation of the same bundle that placed it before runs from those files still
+      if (placedHere) unplaceBundle(bundle, target)
       throw nyalaError(
         'NYALA_ERR_CACHE_WRITE',
         { bundle: bundle.file, dir: target, reason: reasonOf(err) },

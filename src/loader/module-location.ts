@@ -8,10 +8,15 @@ const placements = new WeakMap<Bundle, string>()
 /**
  * Records that `bundle`'s files are in `dir` (file-cache.ts), as soon as that is decided, before
  * they are written: code compiled meanwhile (a reload compiles ahead while the files are
- * written) is compiled under its place there (`compiledAs`). None of it runs before they are.
+ * written) is compiled under its place there (`compiledAs`), and runs only once they are. When
+ * they cannot be written after all, that code keeps those names (the module then runs from
+ * memory, and an addon, the reason for those names, cannot load anyway). True when it was not
+ * placed there before.
  */
-export function placeBundle(bundle: Bundle, dir: string): void {
+export function placeBundle(bundle: Bundle, dir: string): boolean {
+  if (placements.get(bundle) === dir) return false
   placements.set(bundle, dir)
+  return true
 }
 
 /** Forgets a placement that failed (the files could not be written): the code then runs from memory. */
@@ -78,7 +83,7 @@ const holdsAddon = (bundle: Bundle): boolean => {
  * bundles, because the name includes the content's directory, so a reload to another content
  * compiles the files again where other bundles call the running generation's compiled wrappers
  * (held-functions.ts). A bundle file name with white space cannot be a `sourceURL`: compiled
- * under the code name, as other bundles.
+ * under the code name, as other bundles; so is an entry whose own name has white space.
  */
 export function compiledAs(bundle: Bundle, entry: string): CompiledName {
   const name = codeName(bundle, entry)

@@ -10,6 +10,12 @@ export interface CodeOwner {
   readonly generation: number
   /** The bundle file; module code is compiled with names `<file>/<entry>`. */
   readonly file: string
+  /**
+   * The directory of its files in the cache (src/loader/file-cache.ts), if it has one: a bundle
+   * holding a native addon is compiled under the names of its files there (`sourceURL` showing
+   * `<file>/<entry>`), which a replaced `Error.prepareStackTrace` (source-map-support) shows.
+   */
+  readonly dir?: string | undefined
   /** Its id in the running-code slots (src/runtime/running-code.ts), for the watchdog. */
   readonly code?: number
 }

@@ -104,6 +104,7 @@ export class Generation {
       module: this.name,
       generation: this.number,
       file: init.bundle.file,
+      dir: init.files?.dirOf(init.bundle),
       code: this.codeId,
     })
   }

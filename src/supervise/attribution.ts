@@ -45,8 +45,9 @@ function stackOf(err: unknown): string {
 
 /**
  * The live generations of the module whose code is the topmost stack frame
- * in module code (compiled as `<bundle file>/<entry>`): one, or several
- * generations of one module that share the bundle file.
+ * in module code (compiled as `<bundle file>/<entry>`, or named by its file in
+ * the cache directory: see CodeOwner.dir): one, or several generations of one
+ * module that share the bundle file.
  */
 export function ownersByStack(stack: string, live: Iterable<CodeOwner>): CodeOwner[] {
   if (stack === '') return []
@@ -54,7 +55,9 @@ export function ownersByStack(stack: string, live: Iterable<CodeOwner>): CodeOwn
   // the first line is the message, which may quote anything
   for (const line of stack.split('\n').slice(1)) {
     if (!line.trimStart().startsWith('at ')) continue
-    const hit = owners.filter((o) => line.includes(`${o.file}/`))
+    const hit = owners.filter(
+      (o) => line.includes(`${o.file}/`) || (o.dir !== undefined && line.includes(`${o.dir}/`)),
+    )
     if (hit.length === 0) continue
     // one bundle file per module; a longer file name that contains a shorter one is the match
     const file = hit.reduce((a, b) => (b.file.length > a.file.length ? b : a)).file
