@@ -229,10 +229,11 @@ async function bindingsBundle(root, tag, addon) {
       'index.js': `
 const native = require('fdpass')
 const { where } = require('./lib/where.mjs')
-// the file name V8 gives this frame (what bindings, callsites and parent-module read)
-function frameFile () {
+const call = require('./lib/call.js')
+// the file names V8 gives this frame and its caller's (what bindings, callsites and parent-module read)
+function frameFiles () {
   const saved = Error.prepareStackTrace
-  Error.prepareStackTrace = (e, frames) => frames[0].getFileName()
+  Error.prepareStackTrace = (e, frames) => frames.slice(0, 2).map((f) => f.getFileName())
   try { return new Error('where').stack } finally { Error.prepareStackTrace = saved }
 }
 module.exports = {
@@ -243,7 +244,9 @@ module.exports = {
       works: typeof native.describe === 'function',
       found: native.path,
       filename: __filename,
-      frameFile: frameFile(),
+      // this file reads frames' names: named on disk; lib/call.js (no addon in its package, no
+      // frame names read) keeps the bundle's name, and its compiled code across contents
+      frameFiles: call(frameFiles),
       stack: new Error('shown').stack,
       // an ES module: transformed, its frames mapped back to its own lines
       esmStack: where(),
@@ -270,6 +273,7 @@ module.exports = {
   },
 }
 `,
+      'lib/call.js': 'module.exports = (f) => f()\n',
       'lib/where.mjs': "export function where () {\n  return new Error('esm').stack\n}\n",
       // no newline at its end: the end of input is on its line 1
       'node_modules/broken/index.js': 'module.exports = call(',
@@ -299,7 +303,7 @@ test('the bindings package finds a bundled addon from its stack frames, in every
     path.join(cacheOf(root), dir, 'node_modules/fdpass/build/Release/nyala_fdpass.node'),
   )
   // a frame's file is the file on disk, as in Node; what err.stack shows is the deployed bundle
-  assert.equal(first.frameFile, first.filename)
+  assert.deepEqual(first.frameFiles, [first.filename, `${deployed}/lib/call.js`])
   assert.match(
     first.stack,
     new RegExp(`\\(${deployed.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}/index\\.js:\\d+:\\d+\\)`),
@@ -322,7 +326,7 @@ test('the bindings package finds a bundled addon from its stack frames, in every
     second.found,
     path.join(path.dirname(second.filename), 'node_modules/fdpass/build/Release/nyala_fdpass.node'),
   )
-  assert.equal(second.frameFile, second.filename)
+  assert.deepEqual(second.frameFiles, [second.filename, `${deployed}/lib/call.js`])
   assert.doesNotMatch(second.stack, /run\/cache/)
 
   // a crash whose stack names files in the cache directory (a replaced Error.prepareStackTrace)

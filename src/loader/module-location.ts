@@ -62,33 +62,75 @@ export interface CompiledName {
   readonly shown?: string | undefined
 }
 
-/** Bundles holding a native addon (a `.node` file), by bundle. */
-const addonBundles = new WeakMap<Bundle, boolean>()
+/**
+ * The installed package an entry belongs to: `node_modules/<name>` (or `<scope>/<name>`) of its
+ * path, the last one; '' for the bundle's own files.
+ */
+function installedPackageOf(entry: string): string {
+  const at = entry.lastIndexOf('node_modules/')
+  if (at < 0) return ''
+  const parts = entry.slice(at + 'node_modules/'.length).split('/')
+  const name = parts[0]?.startsWith('@') ? parts.slice(0, 2) : parts.slice(0, 1)
+  return `${entry.slice(0, at)}node_modules/${name.join('/')}`
+}
 
-const holdsAddon = (bundle: Bundle): boolean => {
-  let holds = addonBundles.get(bundle)
-  if (holds === undefined) {
-    holds = [...bundle.files.keys()].some((entry) => entry.endsWith('.node'))
-    addonBundles.set(bundle, holds)
+/** The installed packages (and '' for the bundle's own files) that hold a native addon, by bundle. */
+const addonPackages = new WeakMap<Bundle, ReadonlySet<string>>()
+
+function addonPackagesOf(bundle: Bundle): ReadonlySet<string> {
+  let found = addonPackages.get(bundle)
+  if (found === undefined) {
+    const holding = new Set<string>()
+    for (const entry of bundle.files.keys())
+      if (entry.endsWith('.node')) holding.add(installedPackageOf(entry))
+    found = holding
+    addonPackages.set(bundle, found)
   }
-  return holds
+  return found
+}
+
+/** Entries compiled under their file on disk (`compiledAs`), by bundle. */
+const onDisk = new WeakMap<Bundle, Map<string, boolean>>()
+
+/**
+ * Whether an entry's frames must name its file on disk: in a bundle holding a native addon, the
+ * files of a package that holds one (the callers `bindings` finds the package root from), and
+ * files that read frames' file names (`getFileName` in their text: `bindings` compares them with
+ * its own `__filename`).
+ */
+function namedOnDisk(bundle: Bundle, entry: string): boolean {
+  const packages = addonPackagesOf(bundle)
+  if (packages.size === 0) return false
+  let known = onDisk.get(bundle)
+  if (!known) {
+    known = new Map()
+    onDisk.set(bundle, known)
+  }
+  let yes = known.get(entry)
+  if (yes === undefined) {
+    yes =
+      packages.has(installedPackageOf(entry)) || (bundle.files.get(entry)?.includes('getFileName') ?? false)
+    known.set(entry, yes)
+  }
+  return yes
 }
 
 /**
  * How an entry's code is compiled: under its code name, so that stacks name the deployed bundle;
- * but in a bundle that holds a native addon, under its file in the cache directory (its
- * `__filename`), with the code name shown in stacks. The `bindings` package (better-sqlite3,
- * sqlite3 load their addon with it) finds its caller's package by the file names of the stack's
- * frames, and compares them with its own `__filename`: they must be files on disk. Only those
- * bundles, because the name includes the content's directory, so a reload to another content
- * compiles the files again where other bundles call the running generation's compiled wrappers
- * (held-functions.ts). A bundle file name with white space cannot be a `sourceURL`: compiled
- * under the code name, as other bundles; so is an entry whose own name has white space.
+ * but where the `bindings` package (better-sqlite3 and sqlite3 load their addon with it) looks
+ * (`namedOnDisk`), under its file in the cache directory (its `__filename`), with the code name
+ * shown in stacks. `bindings` finds its caller's package by the file names of the stack's frames
+ * (`CallSite.getFileName()`), and compares them with its own `__filename`: they must be files on
+ * disk. Only those files, because the name includes the content's directory: a reload to
+ * another content compiles them again, where it calls the running generation's compiled wrappers
+ * for other files that did not change (held-functions.ts). A code cache cannot serve them either:
+ * V8 keeps the name a cache was made under. A code name with white space cannot be a
+ * `sourceURL`: such a file (by its bundle's name or its own) is compiled under its code name.
  */
 export function compiledAs(bundle: Bundle, entry: string): CompiledName {
   const name = codeName(bundle, entry)
   const root = placements.get(bundle)
-  if (root === undefined || !holdsAddon(bundle) || /\s/.test(name)) return { file: name }
+  if (root === undefined || !namedOnDisk(bundle, entry) || /\s/.test(name)) return { file: name }
   return { file: path.join(root, entry), shown: name }
 }
 
