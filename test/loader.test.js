@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'node:test'
 import { promisify } from 'node:util'
@@ -13,8 +13,8 @@ import {
   precompile,
 } from '../dist/loader/load-module.js'
 import { moduleEntryOf } from '../dist/loader/module-entry.js'
-import { entryAt, moduleLocation } from '../dist/loader/module-location.js'
-import { makeRoot, moduleSource, packWithNyala, packWithZip, writeFiles } from './helpers.js'
+import { compiledAs, entryAt, moduleLocation, placeBundle } from '../dist/loader/module-location.js'
+import { makeRoot, moduleSource, packWithNyala, packWithZip, projectRoot, writeFiles } from './helpers.js'
 
 const run = promisify(execFile)
 
@@ -410,4 +410,58 @@ test("a failed second placement of a bundle leaves the first generation's files 
   assert.equal(moduleLocation(bundle, 'lib/x.js').filename, placed)
   assert.equal(entryAt(bundle, placed), 'lib/x.js')
   first.release()
+})
+
+test('in a bundle holding a native addon, the files bindings looks at are compiled under their files on disk, the rest under the bundle', async (t) => {
+  const addon = await readFile(path.join(projectRoot, 'native', 'build', 'Release', 'nyala_fdpass.node'))
+  const files = {
+    'index.js': 'module.exports = 1\n',
+    'node_modules/sq/lib/db.js': "module.exports = require('bindings')('sq')\n",
+    'node_modules/sq/build/Release/sq.node': addon,
+    'node_modules/@s/q/lib/index.js': 'module.exports = 1\n',
+    'node_modules/@s/q/prebuilds/linux-x64/q.node': addon,
+    'node_modules/@s/other/index.js': 'module.exports = 1\n',
+    'node_modules/bindings/bindings.js': 'exports.f = (s) => s.getFileName()\n',
+    'node_modules/plain/index.js': 'module.exports = 1\n',
+    'node_modules/plain/node_modules/sq/index.js': 'module.exports = 1\n',
+    // a folder whose name only ends with node_modules is the bundle's own
+    'vendor_node_modules/lib/v.js': 'module.exports = 1\n',
+  }
+  const onDisk = async (bundleFiles) => {
+    const bundle = await bundleOf(t, bundleFiles, {}, packWithZip)
+    placeBundle(bundle, '/cache/dir')
+    const disk = []
+    for (const entry of Object.keys(bundleFiles)) {
+      if (entry.endsWith('.node')) continue
+      const name = compiledAs(bundle, entry)
+      if (name.shown === undefined) {
+        assert.equal(name.file, `${bundle.file}/${entry}`)
+        continue
+      }
+      assert.equal(name.file, `/cache/dir/${entry}`)
+      assert.equal(name.shown, `${bundle.file}/${entry}`)
+      disk.push(entry)
+    }
+    return disk
+  }
+  assert.deepEqual(await onDisk(files), [
+    'node_modules/sq/lib/db.js',
+    'node_modules/@s/q/lib/index.js',
+    'node_modules/bindings/bindings.js',
+  ])
+  // the bundle's own addon: its own files, also those under vendor_node_modules/
+  assert.deepEqual(await onDisk({ ...files, 'vendor_node_modules/build/Release/v.node': addon }), [
+    'index.js',
+    'node_modules/sq/lib/db.js',
+    'node_modules/@s/q/lib/index.js',
+    'node_modules/bindings/bindings.js',
+    'vendor_node_modules/lib/v.js',
+  ])
+  // no addon at all: every file under the bundle's name, whatever it reads
+  const {
+    'node_modules/sq/build/Release/sq.node': _a,
+    'node_modules/@s/q/prebuilds/linux-x64/q.node': _b,
+    ...none
+  } = files
+  assert.deepEqual(await onDisk(none), [])
 })

@@ -67,7 +67,9 @@ export interface CompiledName {
  * path, the last one; '' for the bundle's own files.
  */
 function installedPackageOf(entry: string): string {
-  const at = entry.lastIndexOf('node_modules/')
+  // a folder named node_modules, not one whose name ends with it (vendor_node_modules/): where
+  // the entry's last one starts (the "/" found in the prefixed name is the character before)
+  const at = `/${entry}`.lastIndexOf('/node_modules/')
   if (at < 0) return ''
   const parts = entry.slice(at + 'node_modules/'.length).split('/')
   const name = parts[0]?.startsWith('@') ? parts.slice(0, 2) : parts.slice(0, 1)
