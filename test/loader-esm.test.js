@@ -557,6 +557,39 @@ export default (text: string): string => <p id="card">{text}</p>
     { main: 'index.tsx' },
   )
   assert.equal(loadModuleCode(classic).exports.register(), '<p id="card">x</p>')
+
+  // "jsx": "preserve" (Next.js's default) leaves JSX to the last tool, which applies the
+  // automatic runtime; a tsconfig.json as tools write it, with comments and trailing commas
+  const preserve = await bundleOf(
+    t,
+    {
+      ...miniJsx,
+      'package.json': JSON.stringify({ name: 'm', dependencies: { 'mini-jsx': '1.0.0' } }),
+      'tsconfig.json': `{
+  // as tsc --init and Next.js write it
+  "compilerOptions": {
+    "jsx": "preserve",
+    "jsxImportSource": "mini-jsx", /* the bundle's runtime */
+  },
+}
+`,
+      'index.tsx': 'export const register = (): string => <p class="kept">ok</p>\n',
+    },
+    { main: 'index.tsx' },
+  )
+  assert.equal(loadModuleCode(preserve).exports.register(), '<p class="kept">ok</p>')
+  // with a factory named beside it, the classic factory
+  const preserveFactory = await bundleOf(
+    t,
+    {
+      ...miniJsx,
+      'package.json': JSON.stringify({ name: 'm', dependencies: { 'mini-jsx': '1.0.0' } }),
+      'tsconfig.json': JSON.stringify({ compilerOptions: { jsx: 'preserve', jsxFactory: 'h' } }),
+      'index.tsx': "import { h } from 'mini-jsx'\nexport const register = (): string => <b>h</b>\n",
+    },
+    { main: 'index.tsx' },
+  )
+  assert.equal(loadModuleCode(preserveFactory).exports.register(), '<b>h</b>')
 })
 
 test('a JSX syntax error in a .tsx file is refused with its line, at pack time and by the loader', async (t) => {

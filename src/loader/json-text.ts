@@ -4,3 +4,41 @@
  */
 export const parseJsonText = (text: string): unknown =>
   JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text)
+
+/**
+ * A `tsconfig.json` as TypeScript reads it (JSON with `//` and block comments and trailing
+ * commas); `undefined` when it does not parse even so.
+ */
+export function parseJsoncText(text: string): unknown {
+  let plain = ''
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]
+    if (c === '"') {
+      const end = stringEnd(text, i)
+      plain += text.slice(i, end)
+      i = end - 1
+    } else if (c === '/' && text[i + 1] === '/') {
+      while (i < text.length && text[i] !== '\n') i++
+      plain += '\n'
+    } else if (c === '/' && text[i + 1] === '*') {
+      const end = text.indexOf('*/', i + 2)
+      i = end < 0 ? text.length : end + 1
+      plain += ' '
+    } else if (c === ',' && /^\s*[}\]]/.test(text.slice(i + 1, i + 256))) {
+      // a trailing comma (comments after it are gone by the time it matters: see below)
+    } else plain += c
+  }
+  try {
+    return parseJsonText(plain)
+  } catch {
+    // a trailing comma with a comment after it: once more, on the text without comments
+    return plain === text ? undefined : parseJsoncText(plain)
+  }
+}
+
+/** Where the JSON string starting at `start` (its opening quote) ends: past its closing quote. */
+function stringEnd(text: string, start: number): number {
+  let i = start + 1
+  while (i < text.length && text[i] !== '"') i += text[i] === '\\' ? 2 : 1
+  return i + 1
+}

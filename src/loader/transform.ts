@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { type TransformOptions, transform, transformSync } from 'esbuild'
+import { parseJsoncText } from './json-text.js'
 import { scriptName, type TransformLoader } from './module-kind.js'
 
 /**
@@ -78,7 +79,7 @@ export function setTransformCacheLimit(bytes: number): void {
 export const cachedKeys = (): string[] => [...cache.keys()]
 
 // the output's version: a change of the options below must change every key
-const optionsVersion = 'nyala-transform-2'
+const optionsVersion = 'nyala-transform-3'
 
 export function transformKey(input: TransformInput): string {
   return createHash('sha256')
@@ -94,6 +95,20 @@ export function transformKey(input: TransformInput): string {
  */
 export const transformSourceName = (entry: string, loader: TransformLoader): string =>
   `${entry.replace(scriptName, '')}.${loader}`
+
+/**
+ * `"jsx": "preserve"` (Next.js's default) and `"react-native"` leave JSX to a later tool, which
+ * then applies React's automatic runtime; the host is the last tool, so it does the same
+ * (importing `<jsxImportSource>/jsx-runtime`, default `react`). esbuild alone would compile them
+ * to the classic `React.createElement`, which fails when it renders without `React` in scope. A
+ * `jsxFactory` set beside them keeps the classic factory it names.
+ */
+function jsxOptionsOf(tsconfig: string): Pick<TransformOptions, 'jsx'> {
+  const config = parseJsoncText(tsconfig) as { compilerOptions?: { jsx?: unknown; jsxFactory?: unknown } }
+  const options = config?.compilerOptions
+  const later = options?.jsx === 'preserve' || options?.jsx === 'react-native'
+  return later && options?.jsxFactory === undefined ? { jsx: 'automatic' } : {}
+}
 
 function optionsOf(input: TransformInput): TransformOptions {
   return {
@@ -117,6 +132,9 @@ function optionsOf(input: TransformInput): TransformOptions {
       __filename: '__nyalaFilename',
     },
     ...(input.tsconfig === undefined ? {} : { tsconfigRaw: input.tsconfig }),
+    ...(input.tsconfig !== undefined && (input.loader === 'tsx' || input.loader === 'jsx')
+      ? jsxOptionsOf(input.tsconfig)
+      : {}),
     logLevel: 'silent',
   }
 }
