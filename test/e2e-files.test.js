@@ -253,7 +253,7 @@ module.exports = {
     }))
     app.get('/broken', async () => {
       try {
-        require('broken')
+        require('fdpass/broken.js')
       } catch (err) {
         return { code: err.code, message: err.message }
       }
@@ -275,8 +275,9 @@ module.exports = {
 `,
       'lib/call.js': 'module.exports = (f) => f()\n',
       'lib/where.mjs': "export function where () {\n  return new Error('esm').stack\n}\n",
-      // no newline at its end: the end of input is on its line 1
-      'node_modules/broken/index.js': 'module.exports = call(',
+      // in the package holding the addon (compiled with the sourceURL after it); no newline at its
+      // end: the end of input is on its line 1
+      'node_modules/fdpass/broken.js': 'module.exports = call(',
       'node_modules/fdpass/package.json': '{ "name": "fdpass", "main": "index.js" }\n',
       'node_modules/fdpass/index.js': "module.exports = require('bindings')('nyala_fdpass')\n",
       'node_modules/fdpass/build/Release/nyala_fdpass.node': addon,
@@ -314,7 +315,7 @@ test('the bindings package finds a bundled addon from its stack frames, in every
   // a syntax error found when a package file is first required: its line in the file as written
   const broken = (await request(host.url('/bindy/broken'))).body
   assert.equal(broken.code, 'NYALA_ERR_MODULE_SYNTAX')
-  assert.match(broken.message, /node_modules\/broken\/index\.js:1\b/)
+  assert.match(broken.message, /node_modules\/fdpass\/broken\.js:1\b/)
 
   // a new content whose packages did not change: bindings runs again from the new directory
   await copyFile(await bindingsBundle(root, 'b', addon), deployed)

@@ -590,6 +590,39 @@ export default (text: string): string => <p id="card">{text}</p>
     { main: 'index.tsx' },
   )
   assert.equal(loadModuleCode(preserveFactory).exports.register(), '<b>h</b>')
+
+  // "Preserve" in any case, CR line endings, a trailing comma before a long run of commented-out
+  // options (as an edited tsc --init leaves them); a file's own @jsx pragma keeps its factory
+  const commented = Array.from({ length: 40 }, (_, i) => `    // "option${i}": true,`).join('\r')
+  const edited = await bundleOf(
+    t,
+    {
+      ...miniJsx,
+      'package.json': JSON.stringify({ name: 'm', dependencies: { 'mini-jsx': '1.0.0' } }),
+      'tsconfig.json': `{\r  "compilerOptions": {\r    "jsx": "Preserve", // kept\r    "jsxImportSource": "mini-jsx",\r${commented}\r  }\r}\r`,
+      'index.tsx':
+        "import { pragma } from './pragma'\nexport const register = (): string => <i>{pragma()}</i>\n",
+      'pragma.tsx':
+        "/** @jsx h */\nimport { h } from 'mini-jsx'\nexport const pragma = (): string => <u>p</u>\n",
+    },
+    { main: 'index.tsx' },
+  )
+  assert.equal(loadModuleCode(edited).exports.register(), '<i><u>p</u></i>')
+})
+
+test('tsconfig.json is read as TypeScript reads it: comments, trailing commas, other line endings and white space', async () => {
+  const { parseJsoncText } = await import('../dist/loader/json-text.js')
+  assert.deepEqual(parseJsoncText('{ "a": "x // not a comment /* nor this */", // one\n "b": [1, 2,], }'), {
+    a: 'x // not a comment /* nor this */',
+    b: [1, 2],
+  })
+  assert.deepEqual(parseJsoncText('{"q": "say \\"hi\\"\\\\", /* c */}'), { q: 'say "hi"\\' })
+  assert.deepEqual(parseJsoncText('\ufeff{"a": 1,' + ' '.repeat(300) + '}'), { a: 1 })
+  assert.deepEqual(parseJsoncText('{"a": 1, // x\r"b": 2\u00a0}'), { a: 1, b: 2 })
+  assert.deepEqual(parseJsoncText('{"a": 1,\n  // x\n  /* y */\n}'), { a: 1 })
+  assert.equal(parseJsoncText('{"a": '), undefined)
+  assert.equal(parseJsoncText('{"a": "open'), undefined)
+  assert.equal(parseJsoncText('{"a": 1 /* open'), undefined)
 })
 
 test('a JSX syntax error in a .tsx file is refused with its line, at pack time and by the loader', async (t) => {

@@ -30,6 +30,20 @@ test('the topmost module frame of a stack names the module; a file that only sta
   assert.deepEqual(ownersByStack('', live), [])
 })
 
+test('a frame named in the cache directory (a replaced prepareStackTrace): its module; modules sharing the directory are ambiguous', () => {
+  const dir = `/srv/run/cache/${'c'.repeat(64)}`
+  const a = { ...owner('a', 1), dir }
+  const b = { ...owner('b', 4), dir: `/srv/run/cache/${'d'.repeat(64)}` }
+  const stack = `Error: x\n    at f (${dir}/node_modules/sq/lib/db.js:3:9)\n    at g (/srv/modules/b.zip/index.js:1:1)`
+  assert.deepEqual(ownersByStack(stack, [a, b]), [a])
+  // a module with the same bytes under another bundle file: the same directory
+  const twin = { ...owner('a2', 2), dir }
+  assert.deepEqual(ownersByStack(stack, [a, b, twin]), [a, twin])
+  const err = new Error('x')
+  err.stack = stack
+  assert.deepEqual(attribute(err, [a, b, twin]), { owner: twin, by: 'stack', ambiguous: true })
+})
+
 test('two live generations of the module: the newest, marked ambiguous; a ctx timer tag wins over the stack', () => {
   const live = [owner('a', 1), owner('a', 2)]
   const err = new Error('x')

@@ -65,25 +65,29 @@ const transformedParams = [
   '__nyalaImportMeta',
 ]
 
-/** Compiles one CommonJS script; a syntax error names the bundle and `entry:line`. */
+/**
+ * Compiles one CommonJS script; a syntax error names the bundle and `entry:line` (in the file as
+ * written when `appended`, the `sourceURL` comment the host put after it, is given).
+ */
 export function compileScript(
   label: string,
   entry: string,
   source: string,
   filename: string,
   params = scriptParams,
+  appended = '',
 ): CompiledModule['fn'] {
   try {
     return vm.compileFunction(source, params, { filename }) as CompiledModule['fn']
   } catch (err) {
-    throw syntaxErrorOf(label, entry, source, filename, params, err)
+    throw syntaxErrorOf(label, entry, source, filename, params, err, appended)
   }
 }
 
 /**
- * The syntax error of a compile, placed in the file as written: a `sourceURL` comment after the
- * code (`shownNameComment`) moves "Unexpected end of input" one line down, so the code is
- * compiled again without it (only when it did not compile).
+ * The syntax error of a compile, placed in the file as written: the `sourceURL` comment the host
+ * `appended` after the code (`shownNameComment`) moves "Unexpected end of input" one line down,
+ * so the code is compiled again without it (only when it did not compile).
  */
 function syntaxErrorOf(
   label: string,
@@ -92,11 +96,11 @@ function syntaxErrorOf(
   filename: string,
   params: string[],
   err: unknown,
+  appended: string,
 ) {
-  const cut = source.lastIndexOf('\n//# sourceURL=')
-  if (cut >= 0 && !source.includes('\n', cut + 1)) {
+  if (appended !== '' && source.endsWith(appended)) {
     try {
-      vm.compileFunction(source.slice(0, cut), params, { filename })
+      vm.compileFunction(source.slice(0, -appended.length), params, { filename })
     } catch (own) {
       return syntaxError(label, entry, own)
     }
@@ -149,6 +153,7 @@ function compileFromCache(
   source: string,
   filename: string,
   key: string,
+  appended: string,
 ): { fn: CompiledModule['fn']; fromCache: boolean } | undefined {
   const cachedData = codeCacheFor(key)
   if (cachedData === undefined) return undefined
@@ -156,7 +161,7 @@ function compileFromCache(
   try {
     fn = vm.compileFunction(source, scriptParams, { filename, cachedData }) as typeof fn
   } catch (err) {
-    throw syntaxErrorOf(label, entry, source, filename, scriptParams, err)
+    throw syntaxErrorOf(label, entry, source, filename, scriptParams, err, appended)
   }
   if (fn.cachedDataRejected === true) {
     codeCacheStats.rejected++
@@ -216,7 +221,7 @@ export function compileModule(
   const held = (compiled: CompiledModule): CompiledModule =>
     cache?.key === undefined ? compiled : { ...compiled, key: heldKeyOf(index, entry, cache.key) }
   const comment = shownNameComment(shown)
-  const script = scriptOrKind(label, index, entry, source + comment, filename, cache)
+  const script = scriptOrKind(label, index, entry, source + comment, filename, cache, comment)
   // a map shipped with the file (compiled code: tsc's dist/, a package's build); its sources are
   // named under the bundle as stacks show it
   const url = mappingUrlOf(source)
@@ -234,7 +239,7 @@ export function compileModule(
     throw transformError(label, entry, err)
   }
   const code = out.code + comment
-  const compiled = compileTransformed(label, entry, code, filename, script.kind)
+  const compiled = compileTransformed(label, entry, code, filename, script.kind, comment)
   // an inline map of the input esbuild has read already (transform.ts): only a map file is left
   registerSourceMap(
     filename,
@@ -262,16 +267,19 @@ export function scriptOrKind(
   source: string,
   filename: string,
   cache?: CacheRequest,
+  appended = '',
 ): CompiledModule | { kind: ModuleKind } {
+  // `appended`: the comment the host put after `source` (`shownNameComment`), if any
   const kind = moduleKindOf(index, entry)
   if (kind.loader !== undefined) return { kind }
   const key = cache?.key
   try {
-    const cached = key === undefined ? undefined : compileFromCache(label, entry, source, filename, key)
+    const cached =
+      key === undefined ? undefined : compileFromCache(label, entry, source, filename, key, appended)
     // a cache is only ever made of a script that calls no import(): no need to look again
     if (cached?.fromCache)
       return { fn: cached.fn, esm: false, namespace: false, transformed: false, fromCache: true }
-    const fn = cached?.fn ?? compileScript(label, entry, source, filename)
+    const fn = cached?.fn ?? compileScript(label, entry, source, filename, scriptParams, appended)
     return mayImportDynamically(source)
       ? { kind: cjsWithImport }
       : {
@@ -293,8 +301,9 @@ function compileTransformed(
   code: string,
   filename: string,
   kind: ModuleKind,
+  appended: string,
 ): CompiledModule {
-  const fn = compileScript(label, entry, code, filename, transformedParams)
+  const fn = compileScript(label, entry, code, filename, transformedParams, appended)
   // TypeScript (and JSX) in a CommonJS scope is still written with import/export (Node's syntax
   // detection runs such a file as an ES module); `export =` gives no __esModule, and stays
   // CommonJS to importers

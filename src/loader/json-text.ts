@@ -18,14 +18,17 @@ export function parseJsoncText(text: string): unknown {
       plain += text.slice(i, end)
       i = end - 1
     } else if (c === '/' && text[i + 1] === '/') {
-      while (i < text.length && text[i] !== '\n') i++
+      while (i < text.length && !lineEnd.test(text[i] ?? '')) i++
       plain += '\n'
     } else if (c === '/' && text[i + 1] === '*') {
       const end = text.indexOf('*/', i + 2)
       i = end < 0 ? text.length : end + 1
       plain += ' '
-    } else if (c === ',' && /^\s*[}\]]/.test(text.slice(i + 1, i + 256))) {
+    } else if (c === ',' && closesNext(text, i + 1)) {
       // a trailing comma (comments after it are gone by the time it matters: see below)
+    } else if (c !== undefined && /\s/.test(c) && !jsonSpace.test(c)) {
+      // white space TypeScript reads as such (U+00A0, U+2028, ...) and JSON does not
+      plain += ' '
     } else plain += c
   }
   try {
@@ -34,6 +37,16 @@ export function parseJsoncText(text: string): unknown {
     // a trailing comma with a comment after it: once more, on the text without comments
     return plain === text ? undefined : parseJsoncText(plain)
   }
+}
+
+const lineEnd = /[\n\r\u2028\u2029]/
+const jsonSpace = /[ \t\n\r]/
+
+/** Whether white space and then `}` or `]` follow from `at`. */
+function closesNext(text: string, at: number): boolean {
+  const next = /\s*[}\]]/y
+  next.lastIndex = at
+  return next.test(text)
 }
 
 /** Where the JSON string starting at `start` (its opening quote) ends: past its closing quote. */

@@ -101,13 +101,15 @@ export const transformSourceName = (entry: string, loader: TransformLoader): str
  * then applies React's automatic runtime; the host is the last tool, so it does the same
  * (importing `<jsxImportSource>/jsx-runtime`, default `react`). esbuild alone would compile them
  * to the classic `React.createElement`, which fails when it renders without `React` in scope. A
- * `jsxFactory` set beside them keeps the classic factory it names.
+ * `jsxFactory` set beside them, or a file's own `@jsx` pragma, keeps the classic factory it names.
  */
-function jsxOptionsOf(tsconfig: string): Pick<TransformOptions, 'jsx'> {
+function jsxOptionsOf(tsconfig: string, source: string): Pick<TransformOptions, 'jsx'> {
   const config = parseJsoncText(tsconfig) as { compilerOptions?: { jsx?: unknown; jsxFactory?: unknown } }
   const options = config?.compilerOptions
-  const later = options?.jsx === 'preserve' || options?.jsx === 'react-native'
-  return later && options?.jsxFactory === undefined ? { jsx: 'automatic' } : {}
+  // TypeScript reads the option's value in any case
+  const jsx = typeof options?.jsx === 'string' ? options.jsx.toLowerCase() : undefined
+  const later = jsx === 'preserve' || jsx === 'react-native'
+  return later && options?.jsxFactory === undefined && !/@jsx\s+\S/.test(source) ? { jsx: 'automatic' } : {}
 }
 
 function optionsOf(input: TransformInput): TransformOptions {
@@ -133,7 +135,7 @@ function optionsOf(input: TransformInput): TransformOptions {
     },
     ...(input.tsconfig === undefined ? {} : { tsconfigRaw: input.tsconfig }),
     ...(input.tsconfig !== undefined && (input.loader === 'tsx' || input.loader === 'jsx')
-      ? jsxOptionsOf(input.tsconfig)
+      ? jsxOptionsOf(input.tsconfig, input.source)
       : {}),
     logLevel: 'silent',
   }

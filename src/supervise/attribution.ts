@@ -47,7 +47,8 @@ function stackOf(err: unknown): string {
  * The live generations of the module whose code is the topmost stack frame
  * in module code (compiled as `<bundle file>/<entry>`, or named by its file in
  * the cache directory: see CodeOwner.dir): one, or several generations of one
- * module that share the bundle file.
+ * module that share the bundle file, or of modules whose bundles have the same
+ * bytes, named by the directory they share (ambiguous: left alone).
  */
 export function ownersByStack(stack: string, live: Iterable<CodeOwner>): CodeOwner[] {
   if (stack === '') return []
@@ -55,10 +56,14 @@ export function ownersByStack(stack: string, live: Iterable<CodeOwner>): CodeOwn
   // the first line is the message, which may quote anything
   for (const line of stack.split('\n').slice(1)) {
     if (!line.trimStart().startsWith('at ')) continue
-    const hit = owners.filter(
-      (o) => line.includes(`${o.file}/`) || (o.dir !== undefined && line.includes(`${o.dir}/`)),
-    )
-    if (hit.length === 0) continue
+    const hit = owners.filter((o) => line.includes(`${o.file}/`))
+    if (hit.length === 0) {
+      // a name in the cache directory: modules with the same bytes share it, so every module
+      // whose directory it is (more than one module is ambiguous, and left alone)
+      const byDir = owners.filter((o) => o.dir !== undefined && line.includes(`${o.dir}/`))
+      if (byDir.length > 0) return byDir
+      continue
+    }
     // one bundle file per module; a longer file name that contains a shorter one is the match
     const file = hit.reduce((a, b) => (b.file.length > a.file.length ? b : a)).file
     return hit.filter((o) => o.file === file)
