@@ -25,7 +25,7 @@ export function parseJsoncText(text: string): unknown {
       i = end < 0 ? text.length : end + 1
       plain += ' '
     } else if (c === ',' && closesNext(text, i + 1)) {
-      // a trailing comma (comments after it are gone by the time it matters: see below)
+      // a trailing comma: left out
     } else if (c !== undefined && /\s/.test(c) && !jsonSpace.test(c)) {
       // white space TypeScript reads as such (U+00A0, U+2028, ...) and JSON does not
       plain += ' '
@@ -34,17 +34,16 @@ export function parseJsoncText(text: string): unknown {
   try {
     return parseJsonText(plain)
   } catch {
-    // a trailing comma with a comment after it: once more, on the text without comments
-    return plain === text ? undefined : parseJsoncText(plain)
+    return undefined
   }
 }
 
 const lineEnd = /[\n\r\u2028\u2029]/
 const jsonSpace = /[ \t\n\r]/
 
-/** Whether white space and then `}` or `]` follow from `at`. */
+/** Whether white space and comments, then `}` or `]`, follow from `at`. */
 function closesNext(text: string, at: number): boolean {
-  const next = /\s*[}\]]/y
+  const next = /(?:\s|\/\/[^\n\r\u2028\u2029]*|\/\*[\s\S]*?\*\/)*[}\]]/y
   next.lastIndex = at
   return next.test(text)
 }

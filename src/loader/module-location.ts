@@ -76,23 +76,11 @@ function installedPackageOf(entry: string): string {
   return `${entry.slice(0, at)}node_modules/${name.join('/')}`
 }
 
-/** The installed packages (and '' for the bundle's own files) that hold a native addon, by bundle. */
-const addonPackages = new WeakMap<Bundle, ReadonlySet<string>>()
-
-function addonPackagesOf(bundle: Bundle): ReadonlySet<string> {
-  let found = addonPackages.get(bundle)
-  if (found === undefined) {
-    const holding = new Set<string>()
-    for (const entry of bundle.files.keys())
-      if (entry.endsWith('.node')) holding.add(installedPackageOf(entry))
-    found = holding
-    addonPackages.set(bundle, found)
-  }
-  return found
-}
-
-/** Entries compiled under their file on disk (`compiledAs`), by bundle. */
-const onDisk = new WeakMap<Bundle, Map<string, boolean>>()
+/**
+ * Per bundle: the installed packages (and '' for the bundle's own files) that hold a native
+ * addon, and the entries found to be named on disk or not so far.
+ */
+const onDisk = new WeakMap<Bundle, { packages: ReadonlySet<string>; named: Map<string, boolean> }>()
 
 /**
  * Whether an entry's frames must name its file on disk: in a bundle holding a native addon, the
@@ -101,18 +89,20 @@ const onDisk = new WeakMap<Bundle, Map<string, boolean>>()
  * its own `__filename`).
  */
 function namedOnDisk(bundle: Bundle, entry: string): boolean {
-  const packages = addonPackagesOf(bundle)
-  if (packages.size === 0) return false
   let known = onDisk.get(bundle)
   if (!known) {
-    known = new Map()
+    const packages = new Set<string>()
+    for (const file of bundle.files.keys()) if (file.endsWith('.node')) packages.add(installedPackageOf(file))
+    known = { packages, named: new Map() }
     onDisk.set(bundle, known)
   }
-  let yes = known.get(entry)
+  if (known.packages.size === 0) return false
+  let yes = known.named.get(entry)
   if (yes === undefined) {
     yes =
-      packages.has(installedPackageOf(entry)) || (bundle.files.get(entry)?.includes('getFileName') ?? false)
-    known.set(entry, yes)
+      known.packages.has(installedPackageOf(entry)) ||
+      (bundle.files.get(entry)?.includes('getFileName') ?? false)
+    known.named.set(entry, yes)
   }
   return yes
 }
